@@ -1,0 +1,1 @@
+"""Sources and sinks, importable as ``streamflow.connectors``."""

@@ -1,0 +1,1 @@
+"""streamflow: an asyncio-native stream processor."""

@@ -1,0 +1,127 @@
+"""The contracts between the runtime and sources and sinks.
+
+A :class:`Source` makes one :class:`SourceReader` per source subtask; a :class:`Sink`
+makes one :class:`SinkWriter` per sink subtask. The runtime calls a reader or writer from
+its subtask's own asyncio task only, never concurrently with itself.
+
+Reader lifecycle: open -> poll* (interleaved with snapshot_splits(n) when checkpoint n is
+triggered) -> notify_checkpoint_complete(n) -> ... -> close. A reader's split state is
+operator ListState: on restore with the same parallelism each subtask gets back its own
+splits; with another parallelism the splits of all old subtasks are redistributed evenly.
+
+Writer lifecycle: open -> write* -> snapshot(n) on barrier n (a two-phase-commit writer
+pre-commits here) -> notify_checkpoint_complete(n) (commit) / notify_checkpoint_aborted(n)
+-> ... -> finish (end of input) -> close. ``close`` is not called after a crash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from streamflow.runtime.clock import Clock, SystemClock
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceContext:
+    """What a reader knows about its place in the job.
+
+    ``restored_splits`` is ``None`` on a fresh start, else the split states this subtask
+    got from the checkpoint (possibly an empty list).
+    """
+
+    job_name: str
+    operator_uid: str
+    subtask_index: int
+    parallelism: int
+    restored_splits: list[Any] | None = None
+    clock: Clock = field(default_factory=SystemClock)
+
+
+@dataclass(slots=True)
+class SourceBatch:
+    """Records read from one split; ``positions[i]`` is record i's position in ``split``."""
+
+    records: list[Any]
+    positions: list[Any] | None
+    split: str
+
+
+class SourceReader(Protocol):
+    async def open(self) -> None:
+        """Connect and seek to the restored (or initial) positions."""
+
+    async def poll(self, max_records: int, max_wait: float) -> SourceBatch | None:
+        """Return the next records, an empty batch if none arrived within ``max_wait``
+        seconds, or ``None`` once the input is exhausted (bounded sources only).
+
+        Must return within about ``max_wait`` seconds: the runtime serves checkpoint
+        triggers between polls.
+        """
+
+    def snapshot_splits(self, checkpoint_id: int) -> list[Any]:
+        """Plain (orjson-encodable) split states covering every record polled so far.
+
+        A stored position is the NEXT record to read, never the last one read: restoring
+        from it must not replay the last record.
+        """
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Source(Protocol):
+    """A factory of per-subtask readers; part of the inert job graph."""
+
+    def create_reader(self, ctx: SourceContext) -> SourceReader: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SinkContext:
+    """What a writer knows about its place in the job.
+
+    ``restored_state`` is ``None`` on a fresh start, else this subtask's share of the
+    state lists the sink's subtasks returned from ``snapshot`` in the restored checkpoint
+    (redistributed evenly if the parallelism changed). ``checkpointing`` says whether
+    checkpoints run: without them a two-phase-commit writer commits in ``finish``.
+    """
+
+    job_name: str
+    operator_uid: str
+    subtask_index: int
+    parallelism: int
+    checkpointing: bool
+    checkpoint_interval: float | None = None
+    restored_state: list[Any] | None = None
+    clock: Clock = field(default_factory=SystemClock)
+
+
+class SinkWriter(Protocol):
+    async def open(self) -> None:
+        """Connect; a two-phase-commit writer recovers here (commit what the restored
+        checkpoint prepared, abort every other lingering transaction of this sink)."""
+
+    async def write(self, records: list[Any]) -> None:
+        """Write a batch; may block (that is backpressure)."""
+
+    async def snapshot(self, checkpoint_id: int) -> list[Any]:
+        """Called on barrier n, after every record before it was written. Returns the
+        plain state list to store in checkpoint n (a 2PC writer: the prepared handles)."""
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        """Checkpoint n is durable: commit what was prepared up to n (idempotent)."""
+
+    async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None: ...
+
+    async def finish(self) -> None:
+        """End of input: everything written must become visible (after the final
+        checkpoint when checkpointing runs; directly when it does not)."""
+
+    async def close(self) -> None: ...
+
+
+class Sink(Protocol):
+    """A factory of per-subtask writers; part of the inert job graph."""
+
+    def create_writer(self, ctx: SinkContext) -> SinkWriter: ...

@@ -1,0 +1,102 @@
+"""The error types streamflow raises.
+
+Every error derives from :class:`StreamflowError`. Errors carry structured fields
+(operator uid, subtask, checkpoint id, source position) next to a message that says what
+failed, shows the offending value with ``!r`` and says what to do. They stay picklable:
+``__reduce__`` rebuilds them from their message and fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class StreamflowError(Exception):
+    """Root of every error streamflow raises.
+
+    ``retriable`` tells a restart loop whether trying the job attempt again can help.
+    """
+
+    retriable: bool = False
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.message, self.fields))
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _rebuild(cls: type[StreamflowError], message: str, fields: dict[str, Any]) -> StreamflowError:
+    return cls(message, **fields)
+
+
+class ConfigError(StreamflowError):
+    """A configuration value or a pipeline definition is invalid; raised at build time."""
+
+
+class GraphError(ConfigError):
+    """The job graph is inconsistent (duplicate uid, missing uid, dangling stream)."""
+
+
+class StateError(StreamflowError):
+    """State was used wrongly (no current key, wrong scope) or cannot be restored."""
+
+
+class CheckpointError(StreamflowError):
+    """A checkpoint could not be taken, stored or read."""
+
+    retriable = True
+
+
+class CheckpointCorruptedError(CheckpointError):
+    """A checkpoint file is missing or its checksum does not match."""
+
+
+class CheckpointAbortedError(CheckpointError):
+    """A checkpoint was aborted (timeout, a task declined, a newer one overtook it)."""
+
+
+class TooManyCheckpointFailuresError(CheckpointError):
+    """More consecutive checkpoints failed than ``tolerable_failures`` allows."""
+
+
+class UserFunctionError(StreamflowError):
+    """A user function raised while processing a record.
+
+    Fields: ``operator`` (uid), ``subtask``, ``position`` (the record's source position,
+    a :class:`streamflow.runtime.elements.SourcePosition` or ``None``) and ``record``
+    (its ``repr``, shortened).
+    """
+
+    retriable = True
+
+
+class ConnectorError(StreamflowError):
+    """A source or sink failed talking to the outside world."""
+
+    retriable = True
+
+
+class DataLossError(ConnectorError):
+    """Data that a completed checkpoint promised can no longer be committed.
+
+    Never retried: restarting cannot bring the data back, and continuing silently would
+    break the exactly-once contract.
+    """
+
+    retriable = False
+
+
+class JobFailedError(StreamflowError):
+    """The job failed and the restart strategy gave up; ``__cause__`` is the last failure."""
+
+
+class JobCancelledError(StreamflowError):
+    """The job was cancelled before it finished."""

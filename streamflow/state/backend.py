@@ -1,0 +1,60 @@
+"""The contract between the runtime and a state backend.
+
+The runtime owns one :class:`KeyedStateBackend` per keyed operator subtask. Before it
+hands a record to user code it calls ``set_current_key(key, key_group)``; state handles
+returned by ``get_state`` read and write under the current key at call time, so a user
+function fetches its handles once in ``open`` and uses them for every record.
+
+Snapshots are plain data (dicts, lists, str keys at the top) that the checkpoint
+storage encodes; ``snapshot`` must return data that later mutation of live state cannot
+change (the runtime encodes it at once, in the same synchronous step).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator, Protocol
+
+from streamflow.runtime.clock import Clock
+
+
+class KeyedStateBackend(Protocol):
+    """Keyed state of one operator subtask, for the key groups in ``key_group_range``."""
+
+    max_parallelism: int
+    key_group_range: range
+
+    def set_current_key(self, key: Any, key_group: int) -> None: ...
+
+    def get_current_key(self) -> Any: ...
+
+    def get_state(self, descriptor: Any) -> Any:
+        """The state handle for a descriptor (ValueState for a ValueStateDescriptor, ...).
+
+        Registering the same name twice with a different kind or TTL raises StateError.
+        """
+
+    def keys(self, state_name: str) -> Iterator[tuple[Any, int]]:
+        """(key, key_group) of every key with a value in ``state_name``."""
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain data of all key groups (runs full-snapshot TTL cleanup first)."""
+
+    def restore(self, snapshots: Iterable[dict[str, Any]]) -> None:
+        """Load the key groups of ``key_group_range`` from snapshots of any number of old
+        subtasks (rescaling hands in all of them); ignore other key groups."""
+
+    def close(self) -> None: ...
+
+
+class StateBackend(Protocol):
+    """Chosen on the environment; makes the keyed backend of every keyed subtask."""
+
+    def create_keyed_backend(
+        self,
+        *,
+        operator_uid: str,
+        subtask_index: int,
+        max_parallelism: int,
+        key_group_range: range,
+        clock: Clock,
+    ) -> KeyedStateBackend: ...
