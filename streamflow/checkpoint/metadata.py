@@ -1,0 +1,185 @@
+"""What a completed checkpoint is made of: the ``_metadata`` record and state handles.
+
+The metadata names, per operator uid and subtask, the state file that subtask wrote.
+Writing it (atomically, see :mod:`streamflow.checkpoint.storage`) is what makes a
+checkpoint complete, so it is the one place that says which files belong together.
+
+The JSON layout (``format_version`` 1)::
+
+    {"format_version": 1, "job_name": "...", "checkpoint_id": 7, "timestamp": 1.7e9,
+     "is_savepoint": false,
+     "operators": {"count": {"parallelism": 2, "max_parallelism": 128,
+                             "subtasks": {"0": {"file": "count-0", "size": 10,
+                                                "sha256": "ab..."}}}}}
+
+``format_version`` is a major version: a reader refuses any version it does not know,
+by name, rather than guess at the meaning of fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from streamflow.errors import CheckpointError
+from streamflow.runtime.elements import CheckpointId
+
+__all__ = [
+    "FORMAT_VERSION",
+    "CheckpointMetadata",
+    "OperatorStateMeta",
+    "StateHandle",
+    "UnsupportedCheckpointVersionError",
+]
+
+FORMAT_VERSION = 1
+
+
+class UnsupportedCheckpointVersionError(CheckpointError):
+    """The metadata was written in a format version this streamflow cannot read.
+
+    Not retriable (restarting runs the same code) and not a sign of damage: storage does
+    not skip such a checkpoint in favour of an older one but raises. Fields:
+    ``found`` and ``supported``.
+    """
+
+    retriable = False
+    found: object
+    supported: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateHandle:
+    """Where one subtask's snapshot lives inside a checkpoint directory.
+
+    Attributes:
+        file: file name relative to the ``chk-<n>`` directory.
+        size: payload size in bytes (without the file's checksum header).
+        sha256: hex SHA-256 of the payload.
+    """
+
+    file: str
+    size: int
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "size": self.size, "sha256": self.sha256}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StateHandle:
+        file, size, sha256 = data["file"], data["size"], data["sha256"]
+        if not isinstance(file, str) or not isinstance(sha256, str):
+            raise CheckpointError(f"state handle has a non-string file or sha256: {dict(data)!r}")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise CheckpointError(f"state handle has an invalid size: {dict(data)!r}")
+        return cls(file=file, size=size, sha256=sha256)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperatorStateMeta:
+    """The state of one operator uid: its parallelism at snapshot time and one handle per
+    subtask that had state (stateless subtasks are absent).
+
+    ``max_parallelism`` is recorded because keyed state is split by key group; a restore
+    with a different parallelism redistributes key groups, but a different max
+    parallelism cannot be restored.
+    """
+
+    parallelism: int
+    max_parallelism: int
+    subtasks: Mapping[int, StateHandle] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "parallelism": self.parallelism,
+            "max_parallelism": self.max_parallelism,
+            "subtasks": {str(index): handle.to_dict() for index, handle in sorted(self.subtasks.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OperatorStateMeta:
+        subtasks = {int(index): StateHandle.from_dict(handle) for index, handle in data["subtasks"].items()}
+        return cls(
+            parallelism=int(data["parallelism"]),
+            max_parallelism=int(data["max_parallelism"]),
+            subtasks=subtasks,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointMetadata:
+    """The ``_metadata`` record of one checkpoint (or savepoint).
+
+    Attributes:
+        job_name: the job that wrote it (a restore checks it is the same job).
+        checkpoint_id: n of ``chk-<n>``.
+        timestamp: wall-clock seconds when the checkpoint was triggered.
+        is_savepoint: True for user-triggered savepoints.
+        operators: operator uid -> its state.
+        format_version: major version of this layout; see :data:`FORMAT_VERSION`.
+    """
+
+    job_name: str
+    checkpoint_id: CheckpointId
+    timestamp: float
+    is_savepoint: bool = False
+    operators: Mapping[str, OperatorStateMeta] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def handles(self) -> Iterator[tuple[str, int, StateHandle]]:
+        """Every ``(operator uid, subtask, handle)``, in a stable order."""
+        for uid in sorted(self.operators):
+            for subtask, handle in sorted(self.operators[uid].subtasks.items()):
+                yield uid, subtask, handle
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "format_version": self.format_version,
+                "job_name": self.job_name,
+                "checkpoint_id": self.checkpoint_id,
+                "timestamp": self.timestamp,
+                "is_savepoint": self.is_savepoint,
+                "operators": {uid: meta.to_dict() for uid, meta in sorted(self.operators.items())},
+            }
+        )
+
+    @classmethod
+    def from_json(cls, data: bytes) -> CheckpointMetadata:
+        """Parse ``_metadata`` JSON.
+
+        Raises:
+            UnsupportedCheckpointVersionError: ``format_version`` is not one this code reads.
+            CheckpointError: the JSON does not parse or misses or mistypes a field.
+        """
+        try:
+            raw = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise CheckpointError(f"checkpoint metadata is not valid JSON ({exc})") from exc
+        if not isinstance(raw, dict):
+            raise CheckpointError(f"checkpoint metadata must be a JSON object, got {type(raw).__name__}")
+        version = raw.get("format_version")
+        if version != FORMAT_VERSION:
+            raise UnsupportedCheckpointVersionError(
+                f"checkpoint metadata has format_version {version!r}, but this streamflow "
+                f"only reads format_version {FORMAT_VERSION}; use the streamflow version "
+                "that wrote it",
+                found=version,
+                supported=FORMAT_VERSION,
+            )
+        try:
+            return cls(
+                job_name=str(raw["job_name"]),
+                checkpoint_id=CheckpointId(int(raw["checkpoint_id"])),
+                timestamp=float(raw["timestamp"]),
+                is_savepoint=bool(raw.get("is_savepoint", False)),
+                operators={str(uid): OperatorStateMeta.from_dict(meta) for uid, meta in raw["operators"].items()},
+                format_version=FORMAT_VERSION,
+            )
+        except CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointError(f"checkpoint metadata is missing or mistypes a field: {exc!r}") from exc

@@ -1,0 +1,414 @@
+"""Checkpoint storage on a local (or mounted) file system.
+
+Layout of one job's checkpoint directory::
+
+    <directory>/
+      chk-7/              complete: has _metadata
+        count-0           state file of operator uid "count", subtask 0
+        count-1
+        _metadata
+      chk-8/              in flight, aborted or crashed: no _metadata
+
+A ``chk-<n>`` directory is complete exactly when it holds ``_metadata``; the metadata is
+written last and atomically (temp file, fsync, rename, fsync of the directory), so a crash
+at any moment leaves either a complete checkpoint or one without ``_metadata``.
+
+Every file carries its own checksum in a one-line ASCII header, so a file can be verified
+alone (``head -1`` shows it, ``tail -n +2`` is the payload)::
+
+    SFST1 <64 hex digits: sha256 of the payload>\\n<payload>     state files
+    SFMD1 <64 hex digits: sha256 of the payload>\\n<JSON>        _metadata
+
+Reading and verifying never trusts a file: a missing file, a bad header, a wrong size or
+a checksum mismatch raises :class:`CheckpointCorruptedError`; :meth:`latest_complete`
+skips such a checkpoint with a WARNING and falls back to the previous complete one.
+
+All disk work is async: file contents through aiofiles, and fsync, rename, listdir and
+rmtree through :func:`asyncio.to_thread`, so the event loop never blocks on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiofiles
+
+from streamflow.checkpoint.metadata import CheckpointMetadata, StateHandle, UnsupportedCheckpointVersionError
+from streamflow.errors import CheckpointCorruptedError, CheckpointError, ConfigError
+from streamflow.runtime import faults
+from streamflow.runtime.elements import CheckpointId
+
+__all__ = ["METADATA_FILE", "CheckpointStorage", "CompletedCheckpoint", "state_file_name"]
+
+log = logging.getLogger(__name__)
+
+METADATA_FILE = "_metadata"
+_METADATA_TMP = "_metadata.tmp"
+_STATE_MAGIC = b"SFST1"
+_METADATA_MAGIC = b"SFMD1"
+_HEADER_LEN = len(_STATE_MAGIC) + 1 + 64 + 1
+_CHUNK = 1 << 20
+_HASH_INLINE_LIMIT = 1 << 16  # larger payloads are hashed in a thread
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_CHK = re.compile(r"chk-(0|[1-9][0-9]*)")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompletedCheckpoint:
+    """A verified complete checkpoint: every file it lists exists and matches its checksum."""
+
+    checkpoint_id: CheckpointId
+    path: Path
+    metadata: CheckpointMetadata
+
+
+def state_file_name(name: str) -> str:
+    """A file name for state ``name`` (e.g. ``"count-0"``) that is safe on any file system.
+
+    Characters outside ``[A-Za-z0-9._-]`` become ``_`` and a leading ``.`` or ``_``
+    (``_`` is reserved for storage files such as ``_metadata``) gets an ``s`` prefix.
+    Whenever the name had to change, ``~`` and a hash of the original are appended, so two
+    different names never map to the same file (a plain name never contains ``~``).
+    """
+    safe = _UNSAFE.sub("_", name)[:120]
+    if not safe or safe[0] in "._":
+        safe = "s" + safe
+    if safe != name:
+        safe += "~" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return safe
+
+
+class CheckpointStorage:
+    """Writes, verifies, finds and deletes the checkpoints of one job in ``directory``.
+
+    Who calls what, in order, for checkpoint n: every stateful task ``write_state`` (once
+    per operator subtask) and acks the returned handle; the coordinator, once all acks are
+    in, ``write_metadata`` (now n is complete) and then ``enforce_retention``; on abort it
+    calls ``discard``. On (re)start it asks ``latest_complete`` what to restore and
+    ``highest_checkpoint_id`` where to continue numbering.
+
+    With ``max_concurrent > 1`` the coordinator must abort (subsume) in-flight checkpoints
+    older than a newly completed one before ``enforce_retention``, which deletes
+    incomplete directories older than the newest complete checkpoint.
+    """
+
+    def __init__(self, directory: str | Path, *, retained: int = 2) -> None:
+        if isinstance(retained, bool) or not isinstance(retained, int) or retained < 1:
+            raise ConfigError(
+                f"CheckpointStorage retained must be an int >= 1 (the latest checkpoint is "
+                f"needed for recovery), got {retained!r}"
+            )
+        self._directory = Path(directory)
+        self._retained = retained
+
+    @property
+    def directory(self) -> Path:
+        return self._directory
+
+    def checkpoint_path(self, checkpoint_id: int) -> Path:
+        """The ``chk-<n>`` directory of checkpoint ``checkpoint_id`` (may not exist)."""
+        return self._directory / f"chk-{checkpoint_id}"
+
+    # -- writing --------------------------------------------------------------------
+
+    async def write_state(self, checkpoint_id: int, name: str, data: bytes) -> StateHandle:
+        """Write one subtask's encoded snapshot durably (fsynced) and return its handle.
+
+        ``name`` identifies the writer, conventionally ``f"{uid}-{subtask}"``; it is made
+        file-name safe with :func:`state_file_name`. Each name is written once per
+        checkpoint: a second write raises :class:`CheckpointError` rather than replace
+        a file another subtask may already have acknowledged.
+        """
+        chk = self.checkpoint_path(checkpoint_id)
+        file = state_file_name(name)
+        path = chk / file
+        await asyncio.to_thread(chk.mkdir, parents=True, exist_ok=True)
+        digest = await _sha256_hex(data)
+        try:
+            async with aiofiles.open(path, "xb") as out:
+                await out.write(_header(_STATE_MAGIC, digest))
+                await out.write(data)
+                await out.flush()
+                await asyncio.to_thread(os.fsync, out.fileno())
+        except FileExistsError:
+            raise CheckpointError(
+                f"checkpoint {checkpoint_id} already has state file {file!r} (for name "
+                f"{name!r}); each operator subtask writes its state once per checkpoint",
+                checkpoint_id=checkpoint_id,
+                file=str(path),
+            ) from None
+        return StateHandle(file=file, size=len(data), sha256=digest)
+
+    async def write_metadata(self, checkpoint_id: int, metadata: CheckpointMetadata) -> None:
+        """Complete checkpoint n: write ``_metadata`` atomically.
+
+        Steps, in order: write ``_metadata.tmp``; fsync it; crash point
+        ``faults.hit("metadata_write", n)``; rename to ``_metadata``; fsync the checkpoint
+        directory (this also makes the state files' directory entries durable) and its
+        parent. A crash before the rename leaves no ``_metadata``: n never completed.
+        """
+        if metadata.checkpoint_id != checkpoint_id:
+            raise CheckpointError(
+                f"metadata for checkpoint {metadata.checkpoint_id!r} cannot be written as "
+                f"checkpoint {checkpoint_id!r}; pass the metadata of the same checkpoint",
+                checkpoint_id=checkpoint_id,
+            )
+        chk = self.checkpoint_path(checkpoint_id)
+        await asyncio.to_thread(chk.mkdir, parents=True, exist_ok=True)
+        payload = metadata.to_json()
+        tmp = chk / _METADATA_TMP
+        async with aiofiles.open(tmp, "wb") as out:
+            await out.write(_header(_METADATA_MAGIC, await _sha256_hex(payload)))
+            await out.write(payload)
+            await out.flush()
+            await asyncio.to_thread(os.fsync, out.fileno())
+        faults.hit("metadata_write", checkpoint_id)
+        await asyncio.to_thread(os.replace, tmp, chk / METADATA_FILE)
+        await asyncio.to_thread(_fsync_dir, chk)
+        await asyncio.to_thread(_fsync_dir, self._directory)
+
+    # -- reading and verifying ------------------------------------------------------
+
+    async def read_state(self, checkpoint_id: int, handle: StateHandle) -> bytes:
+        """The payload of a state file, after checking it against its header and ``handle``.
+
+        Raises:
+            CheckpointCorruptedError: the file is missing, malformed, of the wrong size or
+                fails its checksum (fields ``checkpoint_id`` and ``file``).
+        """
+        path = self._state_path(checkpoint_id, handle)
+        raw = await self._read_file(checkpoint_id, path, "state file")
+        header_digest, payload = _split(checkpoint_id, path, _STATE_MAGIC, raw)
+        actual = await _sha256_hex(payload)
+        _check(checkpoint_id, path, header_digest, actual, handle, len(payload))
+        return payload
+
+    async def read_metadata(self, checkpoint_id: int) -> CheckpointMetadata:
+        """The verified ``_metadata`` of checkpoint n (state files are not checked here).
+
+        Raises:
+            CheckpointCorruptedError: ``_metadata`` is missing or damaged.
+            UnsupportedCheckpointVersionError: it was written in an unknown format version.
+        """
+        path = self.checkpoint_path(checkpoint_id) / METADATA_FILE
+        raw = await self._read_file(checkpoint_id, path, "metadata file")
+        header_digest, payload = _split(checkpoint_id, path, _METADATA_MAGIC, raw)
+        _check(checkpoint_id, path, header_digest, await _sha256_hex(payload), None, len(payload))
+        try:
+            metadata = CheckpointMetadata.from_json(payload)
+        except CheckpointError as exc:
+            if isinstance(exc, UnsupportedCheckpointVersionError):  # not damage: do not skip
+                raise
+            raise _corrupted(checkpoint_id, path, str(exc)) from exc
+        if metadata.checkpoint_id != checkpoint_id:
+            raise _corrupted(checkpoint_id, path, f"it describes checkpoint {metadata.checkpoint_id!r}")
+        return metadata
+
+    async def verify(self, checkpoint_id: int) -> CompletedCheckpoint:
+        """Check that checkpoint n is complete and intact: ``_metadata`` and every state file
+        it lists exist and match their checksums (files are streamed, not loaded whole).
+
+        Raises:
+            CheckpointCorruptedError: what is wrong, naming the file.
+        """
+        chk = self.checkpoint_path(checkpoint_id)
+        if not await asyncio.to_thread((chk / METADATA_FILE).is_file):
+            raise CheckpointCorruptedError(
+                f"checkpoint {checkpoint_id} is incomplete: {str(chk)!r} has no {METADATA_FILE} "
+                "(it was aborted, or the process died while taking it)",
+                checkpoint_id=checkpoint_id,
+                file=str(chk / METADATA_FILE),
+            )
+        metadata = await self.read_metadata(checkpoint_id)
+        for _uid, _subtask, handle in metadata.handles():
+            path = self._state_path(checkpoint_id, handle)
+            header_digest, actual, size = await self._hash_file(checkpoint_id, path)
+            _check(checkpoint_id, path, header_digest, actual, handle, size)
+        return CompletedCheckpoint(checkpoint_id=CheckpointId(checkpoint_id), path=chk, metadata=metadata)
+
+    async def latest_complete(self) -> CompletedCheckpoint | None:
+        """The newest checkpoint that passes :meth:`verify`, or None.
+
+        Newer damaged or incomplete checkpoints are skipped with a WARNING that names them,
+        says what is wrong and that the previous one is tried. An unknown metadata format
+        version is not skipped but raised: falling back past it would silently restore
+        older state.
+        """
+        skipped = 0
+        for checkpoint_id, _complete in reversed(await self._scan()):
+            try:
+                return await self.verify(checkpoint_id)
+            except CheckpointCorruptedError as exc:
+                skipped += 1
+                log.warning("%s; falling back to the previous checkpoint", exc)
+        if skipped:
+            log.warning(
+                "no usable checkpoint in %s (%d skipped); the job starts without state",
+                str(self._directory),
+                skipped,
+            )
+        return None
+
+    async def highest_checkpoint_id(self) -> int:
+        """The largest n of any ``chk-<n>`` directory, complete or not (0 if none).
+
+        A restarted job numbers its checkpoints after this so it never reuses an id, not
+        even one of a half-written checkpoint.
+        """
+        scan = await self._scan()
+        return scan[-1][0] if scan else 0
+
+    # -- deleting -------------------------------------------------------------------
+
+    async def discard(self, checkpoint_id: int) -> None:
+        """Delete ``chk-<n>`` entirely (abort clean-up); a missing directory is fine."""
+        await asyncio.to_thread(_rmtree, self.checkpoint_path(checkpoint_id))
+
+    async def enforce_retention(self) -> tuple[CheckpointId, ...]:
+        """Keep the newest ``retained`` complete checkpoints; delete the other complete
+        ones and every incomplete directory older than the newest complete checkpoint
+        (leftovers of aborted or crashed attempts). Incomplete directories newer than it
+        are in flight and kept. Returns the deleted ids.
+
+        "Complete" here means "has ``_metadata``"; the files are not re-verified.
+        """
+        scan = await self._scan()
+        complete = [n for n, has_metadata in scan if has_metadata]
+        if not complete:
+            return ()
+        keep = set(complete[-self._retained :])
+        newest = complete[-1]
+        doomed = [n for n, has_metadata in scan if n not in keep and (has_metadata or n < newest)]
+        for checkpoint_id in doomed:
+            await self.discard(checkpoint_id)
+        if doomed:
+            log.debug("checkpoint retention deleted %s from %s", doomed, str(self._directory))
+        return tuple(CheckpointId(n) for n in doomed)
+
+    async def discard_all(self) -> None:
+        """Delete every ``chk-<n>`` directory (``RetentionOnCancel.DELETE``), then the
+        directory itself if nothing else is left in it."""
+        for checkpoint_id, _complete in await self._scan():
+            await self.discard(checkpoint_id)
+        await asyncio.to_thread(_rmdir_if_empty, self._directory)
+
+    # -- helpers --------------------------------------------------------------------
+
+    async def _scan(self) -> list[tuple[int, bool]]:
+        return await asyncio.to_thread(_scan_sync, self._directory)
+
+    def _state_path(self, checkpoint_id: int, handle: StateHandle) -> Path:
+        chk = self.checkpoint_path(checkpoint_id)
+        file = handle.file
+        if not file or file in (".", "..") or "/" in file or "\\" in file or file.startswith("_"):
+            raise _corrupted(checkpoint_id, chk / METADATA_FILE, f"it lists an invalid state file name {file!r}")
+        return chk / file
+
+    async def _read_file(self, checkpoint_id: int, path: Path, what: str) -> bytes:
+        try:
+            async with aiofiles.open(path, "rb") as src:
+                return await src.read()
+        except FileNotFoundError:
+            raise _corrupted(checkpoint_id, path, f"the {what} is missing") from None
+
+    async def _hash_file(self, checkpoint_id: int, path: Path) -> tuple[str, str, int]:
+        """(digest in the header, digest of the payload, payload size), streaming."""
+        try:
+            async with aiofiles.open(path, "rb") as src:
+                header = await src.read(_HEADER_LEN)
+                header_digest, _ = _split(checkpoint_id, path, _STATE_MAGIC, header)
+                sha = hashlib.sha256()
+                size = 0
+                while chunk := await src.read(_CHUNK):
+                    sha.update(chunk)
+                    size += len(chunk)
+        except FileNotFoundError:
+            raise _corrupted(checkpoint_id, path, "the state file is missing") from None
+        return header_digest, sha.hexdigest(), size
+
+
+def _header(magic: bytes, digest: str) -> bytes:
+    return magic + b" " + digest.encode("ascii") + b"\n"
+
+
+def _split(checkpoint_id: int, path: Path, magic: bytes, raw: bytes) -> tuple[str, bytes]:
+    """Parse the checksum header: (hex digest it declares, payload)."""
+    header = raw[:_HEADER_LEN]
+    if len(header) < _HEADER_LEN:
+        raise _corrupted(checkpoint_id, path, f"it is truncated ({len(raw)} bytes, no complete header)")
+    if header[: len(magic)] != magic or header[len(magic) : len(magic) + 1] != b" " or header[-1:] != b"\n":
+        raise _corrupted(checkpoint_id, path, f"its header is not {magic.decode()!r} + checksum")
+    digest = header[len(magic) + 1 : -1]
+    if re.fullmatch(rb"[0-9a-f]{64}", digest) is None:
+        raise _corrupted(checkpoint_id, path, "its header holds no valid sha256 checksum")
+    return digest.decode("ascii"), raw[_HEADER_LEN:]
+
+
+def _check(
+    checkpoint_id: int, path: Path, header_digest: str, actual: str, handle: StateHandle | None, size: int
+) -> None:
+    if handle is not None and size != handle.size:
+        raise _corrupted(checkpoint_id, path, f"it holds {size} bytes, the metadata says {handle.size}")
+    if actual != header_digest:
+        raise _corrupted(checkpoint_id, path, "its contents do not match its sha256 checksum")
+    if handle is not None and actual != handle.sha256:
+        raise _corrupted(checkpoint_id, path, "its sha256 differs from the one recorded in the metadata")
+
+
+def _corrupted(checkpoint_id: int, path: Path, problem: str) -> CheckpointCorruptedError:
+    return CheckpointCorruptedError(
+        f"checkpoint {checkpoint_id} is damaged: {str(path)!r}: {problem}",
+        checkpoint_id=checkpoint_id,
+        file=str(path),
+    )
+
+
+async def _sha256_hex(data: bytes) -> str:
+    if len(data) <= _HASH_INLINE_LIMIT:
+        return hashlib.sha256(data).hexdigest()
+    return await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+
+
+def _scan_sync(directory: Path) -> list[tuple[int, bool]]:
+    """(n, has _metadata) for every ``chk-<n>`` directory, ascending by n."""
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return []
+    found = []
+    for entry in entries:
+        match = _CHK.fullmatch(entry.name)
+        if match is not None and entry.is_dir(follow_symlinks=False):
+            found.append((int(match.group(1)), os.path.isfile(os.path.join(entry.path, METADATA_FILE))))
+    return sorted(found)
+
+
+def _fsync_dir(path: Path) -> None:
+    if os.name != "posix":  # directories cannot be opened for fsync on Windows
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _rmtree(path: Path) -> None:
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+
+
+def _rmdir_if_empty(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:  # missing, or holds something that is not ours
+        pass
