@@ -1,1 +1,62 @@
-"""streamflow: an asyncio-native stream processor."""
+"""streamflow: an asyncio-native stream processor with Flink's fault-tolerance model.
+
+The public API, re-exported here; everything else is internal.
+"""
+
+from streamflow.api.environment import JobClient, StreamEnvironment
+from streamflow.api.errors_policy import ErrorPolicy
+from streamflow.api.functions import (
+    CheckpointedFunction,
+    CheckpointListener,
+    Function,
+    KeyedProcessFunction,
+    ProcessFunction,
+    RuntimeContext,
+)
+from streamflow.api.stream import DataStream, KeyedStream
+from streamflow.config import (
+    CheckpointConfig,
+    CheckpointingMode,
+    RestartStrategy,
+    RetentionOnCancel,
+)
+from streamflow.errors import (
+    CheckpointError,
+    ConfigError,
+    ConnectorError,
+    DataLossError,
+    GraphError,
+    JobFailedError,
+    StateError,
+    StreamflowError,
+    UserFunctionError,
+)
+from streamflow.runtime.executor import JobResult
+
+__all__ = [
+    "CheckpointConfig",
+    "CheckpointError",
+    "CheckpointListener",
+    "CheckpointedFunction",
+    "CheckpointingMode",
+    "ConfigError",
+    "ConnectorError",
+    "DataLossError",
+    "DataStream",
+    "ErrorPolicy",
+    "Function",
+    "GraphError",
+    "JobClient",
+    "JobFailedError",
+    "JobResult",
+    "KeyedProcessFunction",
+    "KeyedStream",
+    "ProcessFunction",
+    "RestartStrategy",
+    "RetentionOnCancel",
+    "RuntimeContext",
+    "StateError",
+    "StreamEnvironment",
+    "StreamflowError",
+    "UserFunctionError",
+]

@@ -1,0 +1,222 @@
+"""StreamEnvironment: where a pipeline is declared, configured and executed."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Sequence
+
+from streamflow.api.stream import DataStream
+from streamflow.config import CheckpointConfig, CheckpointingMode, RestartStrategy, seconds
+from streamflow.errors import ConfigError
+from streamflow.graph.builder import GraphBuilder
+from streamflow.graph.plan import PhysicalPlan, build_plan
+from streamflow.graph.spec import JobGraph, OperatorKind
+from streamflow.partitioning.keygroups import validate_parallelism
+from streamflow.runtime.clock import Clock, SystemClock
+from streamflow.runtime.executor import Execution, ExecutionSettings, JobResult
+
+
+class StreamEnvironment:
+    """Declares a job and runs it.
+
+    Args:
+        parallelism: default number of parallel subtasks per operator.
+        max_parallelism: number of key groups; the most any operator can be rescaled to.
+
+    Building touches nothing outside the process; ``execute`` runs the job on the
+    running event loop and returns when it has finished (bounded input) or failed.
+    """
+
+    def __init__(self, parallelism: int = 1, max_parallelism: int = 128) -> None:
+        validate_parallelism(parallelism, max_parallelism)
+        self.parallelism = parallelism
+        self.max_parallelism = max_parallelism
+        self._graph = GraphBuilder()
+        self._checkpoint: CheckpointConfig | None = None
+        self._checkpoint_dir: Path | None = None
+        self._restart = RestartStrategy.fixed_delay(attempts=3, delay=1.0)
+        self._state_backend: Any = None
+        self._clock: Clock = SystemClock()
+        self._channel_capacity = 8
+        self._source_batch_size = 1000
+        self._source_poll_wait = 0.05
+        self._metrics_interval: float | None = None
+        self._chaining = True
+
+    # -- configuration ----------------------------------------------------------------
+
+    def enable_checkpointing(
+        self,
+        interval: float | timedelta | CheckpointConfig,
+        mode: CheckpointingMode = CheckpointingMode.EXACTLY_ONCE,
+        *,
+        directory: str | Path | None = None,
+        **options: Any,
+    ) -> StreamEnvironment:
+        """Checkpoint every ``interval`` seconds into ``directory``.
+
+        ``options`` are further CheckpointConfig fields (timeout, min_pause,
+        max_concurrent, tolerable_failures, retained, retention_on_cancel). Without a
+        directory, checkpoints go to ``./streamflow-checkpoints/<job name>``.
+        """
+        if isinstance(interval, CheckpointConfig):
+            if options:
+                raise ConfigError("pass either a CheckpointConfig or interval plus options, not both")
+            self._checkpoint = interval
+        else:
+            try:
+                self._checkpoint = CheckpointConfig(interval=seconds(interval, "interval"), mode=mode, **options)
+            except TypeError as exc:
+                raise ConfigError(f"enable_checkpointing: {exc}; see CheckpointConfig for the fields") from exc
+        if directory is not None:
+            self._checkpoint_dir = Path(directory)
+        return self
+
+    def set_checkpoint_dir(self, directory: str | Path) -> StreamEnvironment:
+        self._checkpoint_dir = Path(directory)
+        return self
+
+    def set_restart_strategy(self, strategy: RestartStrategy) -> StreamEnvironment:
+        if not isinstance(strategy, RestartStrategy):
+            raise ConfigError(f"set_restart_strategy needs a RestartStrategy, got {strategy!r}")
+        self._restart = strategy
+        return self
+
+    def set_state_backend(self, backend: Any) -> StreamEnvironment:
+        if not hasattr(backend, "create_keyed_backend"):
+            raise ConfigError(f"set_state_backend needs a StateBackend, got {backend!r}")
+        self._state_backend = backend
+        return self
+
+    def set_clock(self, clock: Clock) -> StreamEnvironment:
+        """Processing time source for TTL, timers and checkpoint timing (tests)."""
+        self._clock = clock
+        return self
+
+    def set_channel_capacity(self, batches: int) -> StreamEnvironment:
+        """How many batches a channel holds before its writer blocks (backpressure)."""
+        if not isinstance(batches, int) or batches < 1:
+            raise ConfigError(f"channel capacity must be a positive number of batches, got {batches!r}")
+        self._channel_capacity = batches
+        return self
+
+    def set_source_batch_size(self, records: int) -> StreamEnvironment:
+        if not isinstance(records, int) or records < 1:
+            raise ConfigError(f"source batch size must be a positive number of records, got {records!r}")
+        self._source_batch_size = records
+        return self
+
+    def set_metrics_interval(self, interval: float | timedelta | None) -> StreamEnvironment:
+        """Log a metrics line (throughput, backpressure, checkpoints) every ``interval`` s."""
+        self._metrics_interval = None if interval is None else seconds(interval, "metrics interval")
+        return self
+
+    def disable_operator_chaining(self) -> StreamEnvironment:
+        """Run every operator in its own task: slower, but every hop has a visible channel."""
+        self._chaining = False
+        return self
+
+    @property
+    def checkpoint_config(self) -> CheckpointConfig | None:
+        return self._checkpoint
+
+    # -- sources ----------------------------------------------------------------------
+
+    def from_source(self, source: Any, name: str | None = None) -> DataStream:
+        """A stream read from ``source`` (anything with ``create_reader``)."""
+        if not hasattr(source, "create_reader"):
+            raise ConfigError(f"from_source needs a Source (an object with create_reader), got {source!r}")
+        node_id = self._graph.add(OperatorKind.SOURCE, name or type(source).__name__, source)
+        return DataStream(self, (node_id,))
+
+    def from_collection(self, items: Sequence[Any], name: str = "collection") -> DataStream:
+        """A bounded stream of ``items`` (replayable: its position is checkpointed)."""
+        from streamflow.connectors.collection import CollectionSource
+
+        return self.from_source(CollectionSource(list(items)), name=name)
+
+    # -- the graph --------------------------------------------------------------------
+
+    def job_graph(self) -> JobGraph:
+        return self._graph.freeze(lambda spec: spec.parallelism or self.parallelism)
+
+    def plan(self) -> PhysicalPlan:
+        """The physical plan: validated, chained. Raises on an invalid pipeline."""
+        return build_plan(self.job_graph(), self.parallelism, self.max_parallelism, self._chaining)
+
+    # -- running ----------------------------------------------------------------------
+
+    def _settings(self, job_name: str) -> ExecutionSettings:
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", job_name):
+            raise ConfigError(f"job name {job_name!r} may hold only letters, digits, '_', '.', '-'")
+        directory = self._checkpoint_dir
+        if self._checkpoint is not None and directory is None:
+            directory = Path("streamflow-checkpoints") / job_name
+        backend = self._state_backend
+        if backend is None:
+            from streamflow.state import HashMapStateBackend
+
+            backend = HashMapStateBackend()
+        return ExecutionSettings(
+            job_name=job_name,
+            checkpoint=self._checkpoint,
+            checkpoint_dir=directory,
+            restart=self._restart,
+            state_backend=backend,
+            clock=self._clock,
+            channel_capacity=self._channel_capacity,
+            source_batch_size=self._source_batch_size,
+            source_poll_wait=self._source_poll_wait,
+            metrics_interval=self._metrics_interval,
+        )
+
+    def execute_async(self, job_name: str = "job") -> JobClient:
+        """Start the job on the running loop; returns a client to watch or cancel it."""
+        execution = Execution(self.plan(), self._settings(job_name))
+        return JobClient(execution)
+
+    async def execute(self, job_name: str = "job") -> JobResult:
+        """Run the job to its end; raises JobFailedError when the restart strategy gives up."""
+        return await self.execute_async(job_name).wait()
+
+
+class JobClient:
+    """A running job: its metrics, a manual checkpoint, cancel, and the result."""
+
+    def __init__(self, execution: Execution) -> None:
+        self._execution = execution
+        self._task = asyncio.get_running_loop().create_task(execution.run(), name=f"job:{execution.settings.job_name}")
+
+    @property
+    def job_name(self) -> str:
+        return self._execution.settings.job_name
+
+    @property
+    def status(self) -> str:
+        """created, running, restarting, finished, failed or cancelled."""
+        return self._execution.status
+
+    def metrics(self) -> dict[str, Any]:
+        """Per task busy/idle/backpressured time, per channel fill, per operator counts,
+        checkpoint history."""
+        return self._execution.metrics()
+
+    async def trigger_checkpoint(self) -> int:
+        """Take a checkpoint now; returns its id once it is complete."""
+        coordinator = self._execution.coordinator
+        if coordinator is None:
+            raise ConfigError("the job has not started yet")
+        return await coordinator.trigger_checkpoint()
+
+    async def wait(self) -> JobResult:
+        return await self._task
+
+    async def cancel(self) -> None:
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass

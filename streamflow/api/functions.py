@@ -1,0 +1,123 @@
+"""The functions users write, and the contexts the runtime hands them.
+
+Any method below may be a plain ``def`` or an ``async def``; the runtime checks once, at
+open, and awaits only the async ones. Plain callables work wherever a one-method
+function is expected (``map(lambda r: ...)``).
+
+Lifecycle of every function, driven by its operator subtask:
+``open(ctx)`` -> ``initialize_state`` (CheckpointedFunction) -> process_element /
+on_timer ... -> ``snapshot_state`` at each barrier -> ``notify_checkpoint_complete(n)``
+-> ... -> ``close()``. ``close`` is not called after a crash.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from streamflow.state.operator import OperatorStateStore
+
+
+class RuntimeContext(Protocol):
+    """Where a function runs, and its keyed state (``get_state``) when after key_by."""
+
+    job_name: str
+    operator_uid: str
+    subtask_index: int
+    parallelism: int
+    max_parallelism: int
+
+    def get_state(self, descriptor: Any) -> Any:
+        """The keyed state handle for ``descriptor``; it follows the current key."""
+
+    def current_processing_time(self) -> float: ...
+
+
+class Function:
+    """Optional base: ``open`` and ``close`` hooks. Subclassing is not required."""
+
+    def open(self, ctx: RuntimeContext) -> Any:
+        return None
+
+    def close(self) -> Any:
+        return None
+
+
+class Collector(Protocol):
+    def collect(self, value: Any) -> None: ...
+
+
+class TimerService(Protocol):
+    """Timers of the current key. Times are float seconds (processing time: the job clock)."""
+
+    def current_processing_time(self) -> float: ...
+
+    def current_watermark(self) -> float: ...
+
+    def register_processing_time_timer(self, timestamp: float) -> None: ...
+
+    def delete_processing_time_timer(self, timestamp: float) -> None: ...
+
+    def register_event_time_timer(self, timestamp: float) -> None: ...
+
+    def delete_event_time_timer(self, timestamp: float) -> None: ...
+
+
+class ProcessContext(Protocol):
+    def current_processing_time(self) -> float: ...
+
+    def current_watermark(self) -> float: ...
+
+
+class KeyedContext(ProcessContext, Protocol):
+    timer_service: TimerService
+
+    def get_current_key(self) -> Any: ...
+
+
+class ProcessFunction(Function):
+    """One record in, any number out through ``out.collect``."""
+
+    def process_element(self, value: Any, ctx: ProcessContext, out: Collector) -> Any:
+        raise NotImplementedError
+
+
+class KeyedProcessFunction(Function):
+    """Like ProcessFunction, after key_by: keyed state and timers of the current key."""
+
+    def process_element(self, value: Any, ctx: KeyedContext, out: Collector) -> Any:
+        raise NotImplementedError
+
+    def on_timer(self, timestamp: float, ctx: KeyedContext, out: Collector) -> Any:
+        """A timer registered for ``ctx.get_current_key()`` fired."""
+        return None
+
+
+class FunctionInitializationContext(Protocol):
+    is_restored: bool
+    operator_state_store: OperatorStateStore
+
+
+class FunctionSnapshotContext(Protocol):
+    checkpoint_id: int
+
+
+@runtime_checkable
+class CheckpointedFunction(Protocol):
+    """Operator (non-keyed) state: lists kept by the function, saved at each barrier.
+
+    ``initialize_state`` runs after ``open`` on every (re)start; ``ctx.is_restored``
+    says whether state came from a checkpoint. ``snapshot_state`` runs at each barrier:
+    copy what you keep in fields into the operator state there.
+    """
+
+    def snapshot_state(self, ctx: FunctionSnapshotContext) -> Any: ...
+
+    def initialize_state(self, ctx: FunctionInitializationContext) -> Any: ...
+
+
+@runtime_checkable
+class CheckpointListener(Protocol):
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> Any: ...
+
+    def notify_checkpoint_aborted(self, checkpoint_id: int) -> Any: ...

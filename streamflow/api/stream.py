@@ -1,0 +1,183 @@
+"""DataStream and KeyedStream: each method validates and appends one node to the graph."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from streamflow.api.errors_policy import ErrorAction, ErrorPolicy
+from streamflow.api.functions import KeyedProcessFunction, ProcessFunction
+from streamflow.errors import ConfigError, GraphError
+from streamflow.graph.spec import OperatorKind, Partitioning
+
+if TYPE_CHECKING:
+    from streamflow.api.environment import StreamEnvironment
+
+
+def _require_callable(value: Any, what: str) -> None:
+    if not callable(value):
+        raise ConfigError(f"{what} needs a callable, got {value!r}")
+
+
+class DataStream:
+    """A stream of records: the output of one node (or several, after ``union``).
+
+    Methods that name an operator (``uid``, ``name``, ``set_parallelism``,
+    ``with_error_policy``, ``start_new_chain``) apply to the node this stream comes from.
+    """
+
+    def __init__(
+        self,
+        env: StreamEnvironment,
+        node_ids: tuple[int, ...],
+        partitioning: Partitioning | None = None,
+        key_selector: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self._env = env
+        self._node_ids = node_ids
+        self._partitioning = partitioning
+        self._key_selector = key_selector
+
+    # -- naming the operator this stream comes from -------------------------------
+
+    def _only_node(self, what: str) -> int:
+        if len(self._node_ids) != 1:
+            raise GraphError(f"{what} applies to one operator; this stream is a union of {len(self._node_ids)}")
+        return self._node_ids[0]
+
+    def uid(self, uid: str) -> DataStream:
+        """Set the stable id that the operator's state is matched by on restore."""
+        if not isinstance(uid, str) or not uid:
+            raise ConfigError(f"uid must be a non-empty string, got {uid!r}")
+        self._env._graph.update(self._only_node("uid()"), uid=uid)
+        return self
+
+    def name(self, name: str) -> DataStream:
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"name must be a non-empty string, got {name!r}")
+        self._env._graph.update(self._only_node("name()"), name=name)
+        return self
+
+    def set_parallelism(self, parallelism: int) -> DataStream:
+        if not isinstance(parallelism, int) or parallelism < 1:
+            raise ConfigError(f"parallelism must be a positive int, got {parallelism!r}")
+        self._env._graph.update(self._only_node("set_parallelism()"), parallelism=parallelism)
+        return self
+
+    def start_new_chain(self) -> DataStream:
+        """Run this operator in its own task (a channel in front of it, visible fill)."""
+        self._env._graph.update(self._only_node("start_new_chain()"), start_new_chain=True)
+        return self
+
+    def with_error_policy(self, policy: ErrorPolicy) -> DataStream:
+        """How this operator treats records its function raises on (see ErrorPolicy)."""
+        if not isinstance(policy, ErrorPolicy):
+            raise ConfigError(f"with_error_policy needs an ErrorPolicy, got {policy!r}")
+        node_id = self._only_node("with_error_policy()")
+        graph = self._env._graph
+        spec = graph.nodes[node_id]
+        if spec.kind in (OperatorKind.SOURCE, OperatorKind.SINK):
+            raise ConfigError(f"error policies apply to transformations, not to {spec.kind.value} {spec.name!r}")
+        graph.update(node_id, error_policy=policy)
+        if policy.action is ErrorAction.DEAD_LETTER:
+            sink_id = graph.add(OperatorKind.SINK, f"{spec.name}.dead-letters", policy.sink)
+            graph.connect(node_id, sink_id, Partitioning.REBALANCE, dead_letter=True)
+        return self
+
+    # -- partitioning --------------------------------------------------------------
+
+    def rebalance(self) -> DataStream:
+        return DataStream(self._env, self._node_ids, Partitioning.REBALANCE)
+
+    def broadcast(self) -> DataStream:
+        """Every record to every subtask of the next operator."""
+        return DataStream(self._env, self._node_ids, Partitioning.BROADCAST)
+
+    def key_by(self, key_selector: Callable[[Any], Any]) -> KeyedStream:
+        """Partition by key: records with equal keys reach the same subtask, with keyed state."""
+        _require_callable(key_selector, "key_by")
+        return KeyedStream(self._env, self._node_ids, Partitioning.HASH, key_selector)
+
+    # -- transformations -----------------------------------------------------------
+
+    def _apply(self, kind: OperatorKind, name: str, function: Any) -> DataStream:
+        graph = self._env._graph
+        node_id = graph.add(kind, name, function, key_selector=self._key_selector)
+        for upstream in self._node_ids:
+            graph.connect(upstream, node_id, self._partitioning, key_selector=self._key_selector)
+        return DataStream(self._env, (node_id,))
+
+    def map(self, fn: Callable[[Any], Any]) -> DataStream:
+        """One record in, one out. ``fn`` may be async."""
+        _require_callable(fn, "map")
+        return self._apply(OperatorKind.MAP, "map", fn)
+
+    def flat_map(self, fn: Callable[[Any], Iterable[Any]]) -> DataStream:
+        """One record in, an iterable of records out. ``fn`` may be async."""
+        _require_callable(fn, "flat_map")
+        return self._apply(OperatorKind.FLAT_MAP, "flat_map", fn)
+
+    def filter(self, fn: Callable[[Any], bool]) -> DataStream:
+        """Keep the records for which ``fn`` is true. ``fn`` may be async."""
+        _require_callable(fn, "filter")
+        return self._apply(OperatorKind.FILTER, "filter", fn)
+
+    def process(self, fn: ProcessFunction | KeyedProcessFunction) -> DataStream:
+        """Run a ProcessFunction (or a KeyedProcessFunction, after key_by)."""
+        if isinstance(fn, KeyedProcessFunction) and self._key_selector is None:
+            raise GraphError(
+                f"{type(fn).__name__} is a KeyedProcessFunction: call .key_by(...) before .process(...)"
+            )
+        if not hasattr(fn, "process_element"):
+            raise ConfigError(f"process needs a ProcessFunction or KeyedProcessFunction, got {fn!r}")
+        return self._apply(OperatorKind.PROCESS, type(fn).__name__, fn)
+
+    def union(self, *others: DataStream) -> DataStream:
+        """Merge streams of the same type; no new operator."""
+        ids = list(self._node_ids)
+        for other in others:
+            if other._env is not self._env:
+                raise GraphError("union of streams from different environments")
+            ids.extend(other._node_ids)
+        return DataStream(self._env, tuple(ids), self._partitioning, self._key_selector)
+
+    def sink_to(self, sink: Any, name: str | None = None) -> DataStream:
+        """Write the stream to ``sink`` (anything with ``create_writer``)."""
+        if not hasattr(sink, "create_writer"):
+            raise ConfigError(f"sink_to needs a Sink (an object with create_writer), got {sink!r}")
+        return self._apply(OperatorKind.SINK, name or type(sink).__name__, sink)
+
+
+class KeyedStream(DataStream):
+    """A stream partitioned by key; its operators have keyed state and a current key."""
+
+    def reduce(self, fn: Callable[[Any, Any], Any]) -> DataStream:
+        """Running reduce per key: emits ``fn(previous, record)`` for every record."""
+        _require_callable(fn, "reduce")
+        return self._apply(OperatorKind.REDUCE, "reduce", fn)
+
+    def sum(self, field: str | int | None = None) -> DataStream:
+        """Running sum per key of ``record[field]`` (or of the records, if None)."""
+        return self._apply(OperatorKind.REDUCE, "sum", _Summer(field))
+
+
+class _Summer:
+    """``reduce`` function of ``KeyedStream.sum``: copies the latest record, field summed."""
+
+    __slots__ = ("field",)
+
+    def __init__(self, field: str | int | None) -> None:
+        self.field = field
+
+    def __call__(self, acc: Any, value: Any) -> Any:
+        field = self.field
+        if field is None:
+            return acc + value
+        if isinstance(value, dict):
+            out = dict(value)
+            out[field] = acc[field] + value[field]
+            return out
+        if isinstance(value, tuple):
+            items = list(value)
+            items[field] = acc[field] + value[field]  # type: ignore[index]
+            return tuple(items)
+        raise ConfigError(f"sum({field!r}) needs dict or tuple records, got {value!r}")

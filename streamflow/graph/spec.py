@@ -1,0 +1,94 @@
+"""The logical job graph: frozen operator and edge specs, plain data.
+
+Building a pipeline only appends specs here; nothing touches an event loop, a broker or
+a disk until the job is executed.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from streamflow.api.errors_policy import FAIL, ErrorPolicy
+
+
+class Partitioning(enum.Enum):
+    """How records of an edge are spread over the downstream subtasks."""
+
+    FORWARD = "forward"  # subtask i -> subtask i; needs equal parallelism
+    REBALANCE = "rebalance"  # round robin, batch by batch
+    HASH = "hash"  # key -> key group -> owning subtask
+    BROADCAST = "broadcast"  # every record to every subtask
+
+
+class OperatorKind(enum.Enum):
+    SOURCE = "source"
+    MAP = "map"
+    FLAT_MAP = "flat_map"
+    FILTER = "filter"
+    PROCESS = "process"
+    REDUCE = "reduce"
+    SINK = "sink"
+
+    @property
+    def is_stateful(self) -> bool:
+        return self in (OperatorKind.SOURCE, OperatorKind.REDUCE, OperatorKind.PROCESS, OperatorKind.SINK)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperatorSpec:
+    """One node of the job graph.
+
+    ``key_selector`` is set when the input is keyed (the operator then has a current
+    key and keyed state). ``parallelism`` None means the environment default.
+    """
+
+    node_id: int
+    kind: OperatorKind
+    name: str
+    function: Any
+    uid: str | None = None
+    parallelism: int | None = None
+    key_selector: Callable[[Any], Any] | None = None
+    error_policy: ErrorPolicy = FAIL
+    start_new_chain: bool = False
+
+    @property
+    def effective_uid(self) -> str:
+        """The uid state is matched by: the user's, else derived from name and node id."""
+        return self.uid if self.uid is not None else f"{self.name}#{self.node_id}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EdgeSpec:
+    """A stream from ``upstream`` to ``downstream``.
+
+    ``dead_letter`` edges carry records an operator's error policy routed aside.
+    """
+
+    upstream: int
+    downstream: int
+    partitioning: Partitioning
+    key_selector: Callable[[Any], Any] | None = None
+    dead_letter: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JobGraph:
+    """The whole logical graph, nodes in creation (hence topological) order."""
+
+    nodes: tuple[OperatorSpec, ...]
+    edges: tuple[EdgeSpec, ...]
+
+    def node(self, node_id: int) -> OperatorSpec:
+        for spec in self.nodes:
+            if spec.node_id == node_id:
+                return spec
+        raise KeyError(node_id)
+
+    def inputs(self, node_id: int) -> list[EdgeSpec]:
+        return [e for e in self.edges if e.downstream == node_id]
+
+    def outputs(self, node_id: int) -> list[EdgeSpec]:
+        return [e for e in self.edges if e.upstream == node_id]

@@ -1,0 +1,321 @@
+"""The checkpoint coordinator of one job attempt: triggers, collects acks, completes.
+
+The decisions are made by pure classes (:class:`CheckpointScheduler`,
+:class:`PendingCheckpoint`); this module is the asyncio shell that feeds them. Every
+event (ack, decline, end of input, user trigger) goes through one queue and is handled
+by one loop, so coordinator state is never touched concurrently.
+
+Checkpoint n, in order:
+1. trigger: every source task gets ``TriggerCheckpoint(n)`` in its mailbox;
+2. every operator subtask acks ``(uid, subtask)`` with the handle of what it wrote;
+3. on the last ack the metadata is written atomically (temp file, fsync, rename): only
+   now is n complete; older pending checkpoints are subsumed;
+4. every task is told ``CheckpointCompleted(n)``; sinks commit there.
+A checkpoint that times out or is declined is aborted: its directory is removed and
+tasks are told ``CheckpointAborted(n)``; past ``tolerable_failures`` the attempt fails.
+
+End of the job: when every task reported end of input, a final checkpoint is forced
+(with checkpointing on) and, once complete, every task gets FINISH.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamflow.checkpoint.metadata import CheckpointMetadata, OperatorStateMeta, StateHandle
+from streamflow.checkpoint.pending import PendingCheckpoint
+from streamflow.checkpoint.scheduler import CheckpointScheduler
+from streamflow.checkpoint.storage import CheckpointStorage
+from streamflow.config import CheckpointConfig
+from streamflow.errors import CheckpointAbortedError, TooManyCheckpointFailuresError
+from streamflow.runtime import faults
+from streamflow.runtime.clock import Clock
+from streamflow.runtime.elements import Barrier, CheckpointId
+from streamflow.runtime.task import (
+    FINISH,
+    CheckpointAborted,
+    CheckpointCompleted,
+    SourceTask,
+    Task,
+    TaskKey,
+    TriggerCheckpoint,
+)
+
+log = logging.getLogger("streamflow.checkpoint")
+
+
+@dataclass(slots=True)
+class CheckpointRecord:
+    """One line of the checkpoint history shown by metrics."""
+
+    checkpoint_id: int
+    status: str
+    triggered_at: float
+    duration: float | None = None
+    size: int = 0
+    reason: str | None = None
+    is_final: bool = False
+
+
+@dataclass(slots=True)
+class CheckpointStats:
+    completed: int = 0
+    failed: int = 0
+    restored_from: int | None = None
+    history: list[CheckpointRecord] = field(default_factory=list)
+
+    def add(self, record: CheckpointRecord) -> None:
+        self.history.append(record)
+        del self.history[:-20]
+
+
+@dataclass(frozen=True, slots=True)
+class _Ack:
+    checkpoint_id: int
+    task: TaskKey
+    handle: StateHandle | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Decline:
+    checkpoint_id: int
+    task: TaskKey
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _EndOfInput:
+    task_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class _UserTrigger:
+    done: asyncio.Future[int]
+
+
+class CheckpointCoordinator:
+    """Drives checkpoints for one attempt; ``run`` returns when the job has finished."""
+
+    def __init__(
+        self,
+        *,
+        job_name: str,
+        config: CheckpointConfig | None,
+        storage: CheckpointStorage | None,
+        clock: Clock,
+        start_id: int,
+        tasks: list[Task],
+        parallelism: dict[str, int],
+        max_parallelism: int,
+        stats: CheckpointStats,
+    ) -> None:
+        self.job_name = job_name
+        self.config = config
+        self.storage = storage
+        self.clock = clock
+        self.tasks = tasks
+        self.sources = [t for t in tasks if isinstance(t, SourceTask)]
+        self.parallelism = parallelism
+        self.max_parallelism = max_parallelism
+        self.stats = stats
+        self._expected: set[TaskKey] = {(uid, i) for uid, p in parallelism.items() for i in range(p)}
+        self._events: asyncio.Queue[Any] = asyncio.Queue()
+        self._pending: dict[int, PendingCheckpoint] = {}
+        self._records: dict[int, CheckpointRecord] = {}
+        self._waiters: dict[int, list[asyncio.Future[int]]] = {}
+        self._ended: set[str] = set()
+        self._final_id: int | None = None
+        self._final_done = False
+        self.scheduler = (
+            CheckpointScheduler(config, start_id, started_at=clock.now()) if config is not None else None
+        )
+
+    # -- called by tasks (same event loop) ------------------------------------------
+
+    def acknowledge(self, checkpoint_id: int, task: TaskKey, handle: Any) -> None:
+        self._events.put_nowait(_Ack(checkpoint_id, task, handle))
+
+    def decline(self, checkpoint_id: int, task: TaskKey, reason: str) -> None:
+        self._events.put_nowait(_Decline(checkpoint_id, task, reason))
+
+    def end_of_input(self, task_name: str) -> None:
+        self._events.put_nowait(_EndOfInput(task_name))
+
+    async def trigger_checkpoint(self) -> int:
+        """Trigger a checkpoint now (outside the interval); returns its id once complete."""
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._events.put_nowait(_UserTrigger(done))
+        return await done
+
+    # -- the loop ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            now = self.clock.now()
+            for pending in list(self._pending.values()):
+                if pending.is_expired(now):
+                    waiting = sorted(pending.not_yet_acknowledged)[:5]
+                    await self._abort(
+                        pending,
+                        f"timed out after {self.config.timeout if self.config else 0:.1f}s "  # noqa: E501
+                        f"waiting for {waiting}; raise CheckpointConfig.timeout or relieve the backpressure",
+                    )
+            if len(self._ended) == len(self.tasks):
+                if self.scheduler is None or self._final_done:
+                    for task in self.tasks:
+                        task.gate.post(FINISH)
+                    return
+                if self._final_id is None and self.scheduler.can_force_trigger():
+                    self._final_id = self._trigger(force=True, final=True)
+            elif self.scheduler is not None and self.scheduler.should_trigger(now):
+                self._trigger(force=False)
+            try:
+                event = await asyncio.wait_for(self._events.get(), self._wait_time(now))
+            except TimeoutError:
+                continue
+            await self._handle(event)
+
+    def _wait_time(self, now: float) -> float:
+        wake = now + 1.0
+        if self.scheduler is not None:
+            due = self.scheduler.next_trigger_time(now)
+            if due is not None:
+                wake = min(wake, due)
+        for pending in self._pending.values():
+            wake = min(wake, pending.deadline)
+        return max(0.001, wake - now)
+
+    async def _handle(self, event: Any) -> None:
+        kind = type(event)
+        if kind is _Ack:
+            pending = self._pending.get(event.checkpoint_id)
+            if pending is None:
+                return  # late ack of an aborted or subsumed checkpoint
+            try:
+                last = pending.acknowledge(event.task, event.handle)
+            except CheckpointAbortedError:
+                return
+            if event.handle is not None:
+                self._records[event.checkpoint_id].size += event.handle.size
+            if last:
+                await self._complete(pending)
+        elif kind is _Decline:
+            pending = self._pending.get(event.checkpoint_id)
+            if pending is not None:
+                await self._abort(pending, f"declined by {event.task}: {event.reason}")
+        elif kind is _EndOfInput:
+            self._ended.add(event.task_name)
+        elif kind is _UserTrigger:
+            if self.scheduler is None or not self.scheduler.can_force_trigger():
+                event.done.set_exception(
+                    CheckpointAbortedError("cannot trigger a checkpoint now: checkpointing is off or at max_concurrent")
+                )
+                return
+            checkpoint_id = self._trigger(force=True)
+            self._waiters.setdefault(checkpoint_id, []).append(event.done)
+
+    # -- steps ------------------------------------------------------------------------
+
+    def _trigger(self, *, force: bool, final: bool = False) -> int:
+        assert self.scheduler is not None and self.config is not None
+        now = self.clock.now()
+        checkpoint_id = self.scheduler.force_trigger(now) if force else self.scheduler.on_triggered(now)
+        pending = PendingCheckpoint(
+            CheckpointId(checkpoint_id), now, self._expected, now + self.config.timeout
+        )
+        self._pending[checkpoint_id] = pending
+        self._records[checkpoint_id] = CheckpointRecord(checkpoint_id, "in_progress", now, is_final=final)
+        barrier = Barrier(CheckpointId(checkpoint_id), now)
+        for source in self.sources:
+            source.gate.post(TriggerCheckpoint(barrier))
+        return checkpoint_id
+
+    async def _complete(self, pending: PendingCheckpoint) -> None:
+        assert self.storage is not None and self.scheduler is not None
+        n = pending.checkpoint_id
+        pending.start_completing()
+        operators: dict[str, dict[int, StateHandle]] = {}
+        for (uid, subtask), handle in pending.handles.items():
+            operators.setdefault(uid, {})[subtask] = handle
+        metadata = CheckpointMetadata(
+            job_name=self.job_name,
+            checkpoint_id=n,
+            timestamp=pending.trigger_time,
+            operators={
+                uid: OperatorStateMeta(
+                    parallelism=self.parallelism[uid], max_parallelism=self.max_parallelism, subtasks=handles
+                )
+                for uid, handles in operators.items()
+            },
+        )
+        started = time.perf_counter()
+        await self.storage.write_metadata(n, metadata)
+        pending.complete()
+        del self._pending[n]
+        now = self.clock.now()
+        self.scheduler.on_completed(n, now)
+        record = self._records.pop(n)
+        record.status = "completed"
+        record.duration = now - pending.trigger_time
+        self.stats.completed += 1
+        self.stats.add(record)
+        log.info(
+            "checkpoint %d complete in %.3fs (%d bytes, metadata %.1f ms)",
+            n, record.duration, record.size, (time.perf_counter() - started) * 1000,
+        )
+        faults.hit("after_completion", n)
+        for older in [p for p in self._pending.values() if p.checkpoint_id < n]:
+            await self._drop(older, "subsumed by checkpoint %d" % n, subsumed=True)
+        for task in self.tasks:
+            task.gate.post(CheckpointCompleted(n))
+        if n == self._final_id:
+            self._final_done = True
+        for waiter in self._waiters.pop(n, []):
+            if not waiter.done():
+                waiter.set_result(n)
+        await self.storage.enforce_retention()
+
+    async def _abort(self, pending: PendingCheckpoint, reason: str) -> None:
+        assert self.scheduler is not None
+        too_many = await self._drop(pending, reason, subsumed=False)
+        if too_many:
+            raise TooManyCheckpointFailuresError(
+                f"{self.scheduler.consecutive_failures} consecutive checkpoints failed, more than "
+                f"tolerable_failures={self.config.tolerable_failures if self.config else 0}; last: "
+                f"checkpoint {pending.checkpoint_id} {reason}. Raise CheckpointConfig.tolerable_failures "
+                "or timeout, or fix the cause",
+                checkpoint_id=pending.checkpoint_id,
+            )
+
+    async def _drop(self, pending: PendingCheckpoint, reason: str, *, subsumed: bool) -> bool:
+        """Abort ``pending``, clean up and tell the tasks; True when failures are past tolerance."""
+        assert self.scheduler is not None and self.storage is not None
+        n = pending.checkpoint_id
+        pending.abort(reason)
+        del self._pending[n]
+        now = self.clock.now()
+        too_many = False
+        if subsumed:
+            self.scheduler.on_subsumed(n)
+        else:
+            too_many = self.scheduler.on_aborted(n, now)
+            self.stats.failed += 1
+            log.warning("checkpoint %d aborted: %s", n, reason)
+        record = self._records.pop(n)
+        record.status = "subsumed" if subsumed else "aborted"
+        record.reason = reason
+        record.duration = now - pending.trigger_time
+        self.stats.add(record)
+        if n == self._final_id:
+            self._final_id = None  # retried by the loop
+        await self.storage.discard(n)
+        for task in self.tasks:
+            task.gate.post(CheckpointAborted(n))
+        for waiter in self._waiters.pop(n, []):
+            if not waiter.done():
+                waiter.set_exception(CheckpointAbortedError(f"checkpoint {n} aborted: {reason}", checkpoint_id=n))
+        return too_many

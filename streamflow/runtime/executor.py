@@ -1,0 +1,356 @@
+"""Runs a physical plan: one attempt at a time, restarted by the restart strategy.
+
+An attempt restores every operator from the latest complete checkpoint (if any), builds
+channels and tasks, and runs them and the coordinator in one ``asyncio.TaskGroup``: the
+first task that fails cancels the others and fails the attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streamflow.api.connector import SourceContext
+from streamflow.checkpoint.serde import decode
+from streamflow.checkpoint.storage import CheckpointStorage
+from streamflow.config import CheckpointConfig, CheckpointingMode, RestartStrategy, RestartTracker, RetentionOnCancel
+from streamflow.errors import JobFailedError, StreamflowError
+from streamflow.graph.plan import ChainSpec, PhysicalPlan
+from streamflow.graph.spec import OperatorKind, Partitioning
+from streamflow.partitioning.keygroups import key_group_range
+from streamflow.runtime.channel import Channel, InputGate
+from streamflow.runtime.clock import Clock
+from streamflow.runtime.coordinator import CheckpointCoordinator, CheckpointStats
+from streamflow.runtime.operators import OperatorContext, StreamOperator, make_operator
+from streamflow.runtime.partitioners import RecordWriter
+from streamflow.runtime.task import SourceTask, Task
+
+log = logging.getLogger("streamflow.job")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionSettings:
+    """Everything an execution needs besides the plan; filled by StreamEnvironment."""
+
+    job_name: str
+    checkpoint: CheckpointConfig | None
+    checkpoint_dir: Path | None
+    restart: RestartStrategy
+    state_backend: Any
+    clock: Clock
+    channel_capacity: int
+    source_batch_size: int
+    source_poll_wait: float
+    metrics_interval: float | None
+
+
+@dataclass(slots=True)
+class JobResult:
+    """How a finished job went."""
+
+    job_name: str
+    attempts: int
+    restored_from: int | None
+    checkpoints_completed: int
+    duration: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+class Execution:
+    """One job run across its attempts; what ``JobClient`` reads from."""
+
+    def __init__(self, plan: PhysicalPlan, settings: ExecutionSettings) -> None:
+        self.plan = plan
+        self.settings = settings
+        self.tasks: list[Task] = []
+        self.channels: list[Channel] = []
+        self.coordinator: CheckpointCoordinator | None = None
+        self.stats = CheckpointStats()
+        self.attempt = 0
+        self.status = "created"
+        self.failures: list[str] = []
+        self.started = time.perf_counter()
+        self.storage = (
+            CheckpointStorage(settings.checkpoint_dir, retained=settings.checkpoint.retained)
+            if settings.checkpoint is not None and settings.checkpoint_dir is not None
+            else None
+        )
+
+    # -- attempts ---------------------------------------------------------------------
+
+    async def run(self) -> JobResult:
+        tracker = RestartTracker(self.settings.restart)
+        reporter = None
+        if self.settings.metrics_interval:
+            reporter = asyncio.create_task(self._report(self.settings.metrics_interval), name="metrics-reporter")
+        try:
+            while True:
+                self.attempt += 1
+                self.status = "running"
+                try:
+                    await self._run_attempt()
+                    break
+                except Exception as group:
+                    failure = _root_failure(group)
+                    self.failures.append(f"{type(failure).__name__}: {failure}")
+                    retriable = getattr(failure, "retriable", True)
+                    if not retriable or not tracker.on_failure(time.monotonic()):
+                        self.status = "failed"
+                        why = "it cannot be retried" if not retriable else "the restart strategy gave up"
+                        raise JobFailedError(
+                            f"job {self.settings.job_name!r} failed in attempt {self.attempt} and {why}: "
+                            f"{type(failure).__name__}: {failure}",
+                            job=self.settings.job_name,
+                            attempt=self.attempt,
+                        ) from failure
+                    self.status = "restarting"
+                    log.warning(
+                        "job %r attempt %d failed: %s: %s; restarting in %.2fs from the latest checkpoint",
+                        self.settings.job_name, self.attempt, type(failure).__name__, failure,
+                        self.settings.restart.delay,
+                    )
+                    await asyncio.sleep(self.settings.restart.delay)
+        except asyncio.CancelledError:
+            self.status = "cancelled"
+            if (
+                self.storage is not None
+                and self.settings.checkpoint is not None
+                and self.settings.checkpoint.retention_on_cancel is RetentionOnCancel.DELETE
+            ):
+                await self.storage.discard_all()
+            raise
+        finally:
+            if reporter is not None:
+                reporter.cancel()
+        self.status = "finished"
+        return JobResult(
+            job_name=self.settings.job_name,
+            attempts=self.attempt,
+            restored_from=self.stats.restored_from,
+            checkpoints_completed=self.stats.completed,
+            duration=time.perf_counter() - self.started,
+            metrics=self.metrics(),
+        )
+
+    async def _restore(self) -> tuple[dict[str, list[dict[str, Any]]] | None, int]:
+        """Decoded snapshots per operator uid (index = old subtask) and the next-id base."""
+        if self.storage is None:
+            return None, 0
+        start_id = await self.storage.highest_checkpoint_id()
+        latest = await self.storage.latest_complete()
+        if latest is None:
+            return None, start_id
+        restored: dict[str, list[dict[str, Any]]] = {}
+        for uid, meta in latest.metadata.operators.items():
+            snapshots: list[dict[str, Any]] = [{} for _ in range(meta.parallelism)]
+            for subtask, handle in meta.subtasks.items():
+                snapshots[subtask] = decode(await self.storage.read_state(latest.checkpoint_id, handle))
+            restored[uid] = snapshots
+        self.stats.restored_from = latest.checkpoint_id
+        log.info("job %r restores from checkpoint %d", self.settings.job_name, latest.checkpoint_id)
+        return restored, start_id
+
+    async def _run_attempt(self) -> None:
+        restored, start_id = await self._restore()
+        async with asyncio.TaskGroup() as group:
+            self._build(restored, start_id, group)
+            assert self.coordinator is not None
+            for task in self.tasks:
+                group.create_task(task.run(), name=task.name)
+            group.create_task(self.coordinator.run(), name=f"{self.settings.job_name}.coordinator")
+
+    # -- building -----------------------------------------------------------------------
+
+    def _build(
+        self, restored: dict[str, list[dict[str, Any]]] | None, start_id: int, group: asyncio.TaskGroup
+    ) -> None:
+        plan, settings = self.plan, self.settings
+        capacity = settings.channel_capacity
+        # channels[(edge index, upstream subtask)] -> list indexed by downstream subtask
+        channels: dict[tuple[int, int], dict[int, Channel]] = {}
+        inputs: dict[tuple[int, int], list[Channel]] = {}  # (chain id, subtask) -> gate channels
+        self.channels = []
+        for index, edge in enumerate(plan.edges):
+            p_up = plan.parallelism[edge.upstream]
+            p_down = plan.parallelism[edge.downstream]
+            up_chain, down_chain = plan.chain_of(edge.upstream), plan.chain_of(edge.downstream)
+            for i in range(p_up):
+                targets = [i] if edge.partitioning is Partitioning.FORWARD else range(p_down)
+                for j in targets:
+                    channel = Channel(f"{up_chain.tail.name}[{i}] -> {down_chain.head.name}[{j}]", capacity)
+                    if edge.dead_letter:
+                        channel.name = f"{plan.chain_of(edge.upstream).name}[{i}] -dead letters-> sink[{j}]"
+                    channels.setdefault((index, i), {})[j] = channel
+                    inputs.setdefault((down_chain.chain_id, j), []).append(channel)
+                    self.channels.append(channel)
+        checkpoint = settings.checkpoint
+        mode = checkpoint.mode if checkpoint is not None else CheckpointingMode.EXACTLY_ONCE
+        tasks: list[Task] = []
+        op_parallelism: dict[str, int] = {}
+        coordinator_ref: list[CheckpointCoordinator] = []
+
+        class _Link:
+            """Late-bound coordinator: tasks are built before the coordinator."""
+
+            def acknowledge(self, n: int, task: Any, handle: Any) -> None:
+                coordinator_ref[0].acknowledge(n, task, handle)
+
+            def decline(self, n: int, task: Any, reason: str) -> None:
+                coordinator_ref[0].decline(n, task, reason)
+
+            def end_of_input(self, name: str) -> None:
+                coordinator_ref[0].end_of_input(name)
+
+        link = _Link()
+        for chain in plan.chains:
+            for op in chain.operators:
+                op_parallelism[op.effective_uid] = chain.parallelism
+            for subtask in range(chain.parallelism):
+                tasks.append(self._task(chain, subtask, channels, inputs, restored, mode, link, group))
+        self.tasks = tasks
+        self.coordinator = CheckpointCoordinator(
+            job_name=settings.job_name,
+            config=checkpoint,
+            storage=self.storage,
+            clock=settings.clock,
+            start_id=start_id,
+            tasks=tasks,
+            parallelism=op_parallelism,
+            max_parallelism=plan.max_parallelism,
+            stats=self.stats,
+        )
+        coordinator_ref.append(self.coordinator)
+
+    def _task(
+        self,
+        chain: ChainSpec,
+        subtask: int,
+        channels: dict[tuple[int, int], dict[int, Channel]],
+        inputs: dict[tuple[int, int], list[Channel]],
+        restored: dict[str, list[dict[str, Any]]] | None,
+        mode: CheckpointingMode,
+        link: Any,
+        group: asyncio.TaskGroup,
+    ) -> Task:
+        plan, settings = self.plan, self.settings
+        members = {op.node_id for op in chain.operators}
+        outputs: list[RecordWriter] = []
+        side_outputs: dict[str, RecordWriter] = {}
+        for index, edge in enumerate(plan.edges):
+            if edge.upstream not in members:
+                continue
+            targets = channels[(index, subtask)]
+            writer = RecordWriter(
+                [targets[j] for j in sorted(targets)], edge.partitioning, edge.key_selector, plan.max_parallelism
+            )
+            if edge.dead_letter:
+                side_outputs[plan.chain_of(edge.upstream) and _uid_of(chain, edge.upstream)] = writer
+            else:
+                outputs.append(writer)
+        operators: list[StreamOperator] = [
+            make_operator(spec, self._context(spec, chain, subtask))
+            for spec in chain.operators
+            if spec.kind is not OperatorKind.SOURCE
+        ]
+        common: dict[str, Any] = dict(
+            name=f"{chain.head.effective_uid}[{subtask}]",
+            subtask=subtask,
+            operators=operators,
+            gate=InputGate(inputs.get((chain.chain_id, subtask), [])),
+            outputs=outputs,
+            side_outputs=side_outputs,
+            mode=mode,
+            coordinator=link,
+            storage=self.storage,
+            clock=settings.clock,
+            spawn=group.create_task,
+            restored=restored,
+        )
+        head = chain.head
+        if head.kind is not OperatorKind.SOURCE:
+            return Task(**common)
+        source = head.function
+        uid = head.effective_uid
+
+        def reader_factory(splits: list[Any] | None) -> Any:
+            return source.create_reader(
+                SourceContext(
+                    job_name=settings.job_name,
+                    operator_uid=uid,
+                    subtask_index=subtask,
+                    parallelism=chain.parallelism,
+                    restored_splits=splits,
+                    clock=settings.clock,
+                )
+            )
+
+        return SourceTask(
+            source_uid=uid,
+            reader_factory=reader_factory,
+            parallelism=chain.parallelism,
+            batch_size=settings.source_batch_size,
+            poll_wait=settings.source_poll_wait,
+            **common,
+        )
+
+    def _context(self, spec: Any, chain: ChainSpec, subtask: int) -> OperatorContext:
+        settings = self.settings
+        backend = None
+        if spec.key_selector is not None:
+            backend = settings.state_backend.create_keyed_backend(
+                operator_uid=spec.effective_uid,
+                subtask_index=subtask,
+                max_parallelism=self.plan.max_parallelism,
+                key_group_range=key_group_range(self.plan.max_parallelism, chain.parallelism, subtask),
+                clock=settings.clock,
+            )
+        checkpoint = settings.checkpoint
+        return OperatorContext(
+            job_name=settings.job_name,
+            spec=spec,
+            subtask_index=subtask,
+            parallelism=chain.parallelism,
+            max_parallelism=self.plan.max_parallelism,
+            clock=settings.clock,
+            keyed_backend=backend,
+            checkpointing=checkpoint is not None,
+            checkpoint_interval=checkpoint.interval if checkpoint is not None else None,
+        )
+
+    # -- metrics ----------------------------------------------------------------------
+
+    def metrics(self) -> dict[str, Any]:
+        from streamflow.metrics.snapshot import job_metrics
+
+        return job_metrics(self)
+
+    async def _report(self, interval: float) -> None:
+        from streamflow.metrics.snapshot import format_line
+
+        while True:
+            await asyncio.sleep(interval)
+            if self.tasks:
+                log.info("%s", format_line(self))
+
+
+def _uid_of(chain: ChainSpec, node_id: int) -> str:
+    for op in chain.operators:
+        if op.node_id == node_id:
+            return op.effective_uid
+    raise KeyError(node_id)
+
+
+def _root_failure(error: BaseException) -> BaseException:
+    """The first real failure inside (nested) exception groups, ignoring cancellations."""
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            if not isinstance(inner, asyncio.CancelledError):
+                return _root_failure(inner)
+    return error
+
+
+__all__ = ["Execution", "ExecutionSettings", "JobResult", "StreamflowError"]

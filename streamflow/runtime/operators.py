@@ -1,0 +1,542 @@
+"""Runtime logic of the operators a task chains together.
+
+Lifecycle, driven by the owning task, one call at a time:
+``open(restored)`` -> ``process(batch)`` / ``on_watermark`` / ``on_processing_time``
+-> ``snapshot(n)`` at barrier n -> ``notify_checkpoint_complete(n)`` /
+``notify_checkpoint_aborted(n)`` -> ... -> ``end_input()`` when all input ended ->
+``finish()`` after the final checkpoint -> ``close()``. ``close`` is not guaranteed
+after a crash.
+
+An operator hands its output to ``self.emit`` (the next operator's ``process`` in the
+chain, or the task's network output). Records go through in batches; the per-record loops
+below are the hot path, so each keeps a tight inner loop and leaves error handling to
+the exception path.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any, Awaitable, Callable
+
+from streamflow.api.connector import SinkContext
+from streamflow.api.errors_policy import ErrorAction
+from streamflow.api.functions import CheckpointedFunction, CheckpointListener
+from streamflow.errors import StateError, UserFunctionError
+from streamflow.graph.spec import OperatorKind, OperatorSpec
+from streamflow.partitioning.keygroups import key_group_for
+from streamflow.runtime import faults
+from streamflow.runtime.clock import Clock
+from streamflow.runtime.elements import Batch, Watermark
+from streamflow.runtime.timers import TimerQueue
+from streamflow.state.descriptors import ValueStateDescriptor
+from streamflow.state.operator import OperatorStateStore, redistribute_split, restore_operator_state
+
+log = logging.getLogger("streamflow.operator")
+
+Emit = Callable[[Batch], Awaitable[None]]
+Restored = list[dict[str, Any]]  # one decoded snapshot per old subtask, possibly empty
+
+
+class OperatorMetrics:
+    """Counters of one operator subtask; read by the metrics registry."""
+
+    __slots__ = ("records_in", "records_out", "records_skipped", "records_dead_lettered")
+
+    def __init__(self) -> None:
+        self.records_in = 0
+        self.records_out = 0
+        self.records_skipped = 0
+        self.records_dead_lettered = 0
+
+
+class OperatorContext:
+    """The RuntimeContext a user function gets in ``open``."""
+
+    def __init__(
+        self,
+        *,
+        job_name: str,
+        spec: OperatorSpec,
+        subtask_index: int,
+        parallelism: int,
+        max_parallelism: int,
+        clock: Clock,
+        keyed_backend: Any,
+        checkpointing: bool,
+        checkpoint_interval: float | None,
+    ) -> None:
+        self.job_name = job_name
+        self.operator_uid = spec.effective_uid
+        self.operator_name = spec.name
+        self.subtask_index = subtask_index
+        self.parallelism = parallelism
+        self.max_parallelism = max_parallelism
+        self.clock = clock
+        self.keyed_backend = keyed_backend
+        self.checkpointing = checkpointing
+        self.checkpoint_interval = checkpoint_interval
+
+    def get_state(self, descriptor: Any) -> Any:
+        if self.keyed_backend is None:
+            raise StateError(
+                f"operator {self.operator_uid!r} asked for keyed state {descriptor.name!r} but its input "
+                "is not keyed; call .key_by(...) before this operator",
+                operator=self.operator_uid,
+            )
+        return self.keyed_backend.get_state(descriptor)
+
+    def current_processing_time(self) -> float:
+        return self.clock.now()
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+class _InitContext:
+    def __init__(self, store: OperatorStateStore, keyed_backend: Any) -> None:
+        self.is_restored = store.is_restored
+        self.operator_state_store = store
+        self.keyed_state_store = keyed_backend
+
+
+class _SnapshotContext:
+    def __init__(self, checkpoint_id: int) -> None:
+        self.checkpoint_id = checkpoint_id
+
+
+class StreamOperator:
+    """Base of every chained operator."""
+
+    emit: Emit
+    dead_letter: Emit | None = None
+
+    def __init__(self, spec: OperatorSpec, ctx: OperatorContext) -> None:
+        self.spec = spec
+        self.uid = spec.effective_uid
+        self.ctx = ctx
+        self.metrics = OperatorMetrics()
+
+    async def open(self, restored: Restored | None) -> None:
+        return None
+
+    async def process(self, batch: Batch) -> None:
+        raise NotImplementedError
+
+    async def on_watermark(self, watermark: Watermark) -> None:
+        return None
+
+    def next_timer(self) -> float | None:
+        return None
+
+    async def on_processing_time(self, now: float) -> None:
+        return None
+
+    async def snapshot(self, checkpoint_id: int) -> dict[str, Any] | None:
+        return None
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        return None
+
+    async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
+        return None
+
+    async def end_input(self) -> None:
+        return None
+
+    async def finish(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class _Collector:
+    __slots__ = ("collect",)
+
+
+class _KeyedContext:
+    """Context of a (Keyed)ProcessFunction call; reused for every record."""
+
+    __slots__ = ("_op", "timer_service")
+
+    def __init__(self, op: FunctionOperator) -> None:
+        self._op = op
+        self.timer_service = _TimerService(op)
+
+    def get_current_key(self) -> Any:
+        backend = self._op.ctx.keyed_backend
+        if backend is None:
+            raise StateError(f"operator {self._op.uid!r} has no current key: its input is not keyed")
+        return backend.get_current_key()
+
+    def current_processing_time(self) -> float:
+        return self._op.ctx.clock.now()
+
+    def current_watermark(self) -> float:
+        return self._op.watermark
+
+
+class _TimerService:
+    __slots__ = ("_op",)
+
+    def __init__(self, op: FunctionOperator) -> None:
+        self._op = op
+
+    def _key(self) -> tuple[Any, int]:
+        op = self._op
+        if op.ctx.keyed_backend is None:
+            raise StateError(f"timers need a keyed input; call .key_by(...) before operator {op.uid!r}")
+        return op.current_key, op.current_key_group
+
+    def current_processing_time(self) -> float:
+        return self._op.ctx.clock.now()
+
+    def current_watermark(self) -> float:
+        return self._op.watermark
+
+    def register_processing_time_timer(self, timestamp: float) -> None:
+        self._op.processing_timers.register(timestamp, *self._key())
+
+    def delete_processing_time_timer(self, timestamp: float) -> None:
+        self._op.processing_timers.delete(timestamp, self._key()[0])
+
+    def register_event_time_timer(self, timestamp: float) -> None:
+        self._op.event_timers.register(timestamp, *self._key())
+
+    def delete_event_time_timer(self, timestamp: float) -> None:
+        self._op.event_timers.delete(timestamp, self._key()[0])
+
+
+class FunctionOperator(StreamOperator):
+    """An operator around a user function: map, flat_map, filter, process, reduce.
+
+    Owns the function's lifecycle, its keyed state backend (when the input is keyed),
+    its operator state (CheckpointedFunction), its timers and its error policy.
+    """
+
+    def __init__(self, spec: OperatorSpec, ctx: OperatorContext) -> None:
+        super().__init__(spec, ctx)
+        fn = spec.function
+        self.fn = fn
+        self.keyed = spec.key_selector is not None
+        self.key_selector = spec.key_selector
+        self.operator_state = OperatorStateStore()
+        self.processing_timers = TimerQueue()
+        self.event_timers = TimerQueue()
+        self.watermark = float("-inf")
+        self.current_key: Any = None
+        self.current_key_group = 0
+        self._dead: list[Any] = []
+        method = {
+            OperatorKind.PROCESS: getattr(fn, "process_element", None),
+        }.get(spec.kind, fn)
+        self.call = method
+        self.is_async = inspect.iscoroutinefunction(method) or inspect.iscoroutinefunction(
+            getattr(method, "__call__", None)
+        )
+        self._on_timer = getattr(fn, "on_timer", None)
+        self._context = _KeyedContext(self)
+        self._collector = _Collector()
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def open(self, restored: Restored | None) -> None:
+        backend = self.ctx.keyed_backend
+        if restored is not None:
+            if backend is not None:
+                backend.restore([s["keyed"] for s in restored if s.get("keyed")])
+                for s in restored:
+                    timers = s.get("timers") or {}
+                    self.processing_timers.restore(timers.get("processing", []), backend.key_group_range)
+                    self.event_timers.restore(timers.get("event", []), backend.key_group_range)
+            self.operator_state = restore_operator_state(
+                [s.get("operator") or {} for s in restored], self.ctx.subtask_index, self.ctx.parallelism
+            )
+        if hasattr(self.fn, "open"):
+            await _maybe_await(self.fn.open(self.ctx))
+        if isinstance(self.fn, CheckpointedFunction):
+            await _maybe_await(self.fn.initialize_state(_InitContext(self.operator_state, backend)))
+
+    async def snapshot(self, checkpoint_id: int) -> dict[str, Any] | None:
+        if isinstance(self.fn, CheckpointedFunction):
+            await _maybe_await(self.fn.snapshot_state(_SnapshotContext(checkpoint_id)))
+        state: dict[str, Any] = {}
+        operator = self.operator_state.snapshot()
+        if operator.get("states"):
+            state["operator"] = operator
+        backend = self.ctx.keyed_backend
+        if backend is not None:
+            state["keyed"] = backend.snapshot()
+            state["timers"] = {
+                "processing": self.processing_timers.snapshot(),
+                "event": self.event_timers.snapshot(),
+            }
+        return state or None
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        if isinstance(self.fn, CheckpointListener):
+            await _maybe_await(self.fn.notify_checkpoint_complete(checkpoint_id))
+
+    async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
+        if isinstance(self.fn, CheckpointListener):
+            await _maybe_await(self.fn.notify_checkpoint_aborted(checkpoint_id))
+
+    async def close(self) -> None:
+        if hasattr(self.fn, "close"):
+            await _maybe_await(self.fn.close())
+        if self.ctx.keyed_backend is not None:
+            self.ctx.keyed_backend.close()
+
+    # -- errors -------------------------------------------------------------------
+
+    def _on_error(self, exc: Exception, batch: Batch, index: int) -> None:
+        """Apply the error policy to the record at ``index``; raise to fail the attempt."""
+        policy = self.spec.error_policy
+        record = batch.records[index]
+        position = batch.describe_position(index)
+        where = f"at {position}" if position else "(no source position: produced by an upstream operator's timer)"
+        if policy.action is ErrorAction.FAIL or not isinstance(exc, policy.on):
+            raise UserFunctionError(
+                f"operator {self.uid!r} (subtask {self.ctx.subtask_index}) failed on record {_short(record)} "
+                f"{where}: {type(exc).__name__}: {exc}. The job attempt fails and the restart strategy decides; "
+                "fix the function, or route bad records aside with "
+                ".with_error_policy(ErrorPolicy.skip()) or ErrorPolicy.dead_letter(sink) on this operator.",
+                operator=self.uid,
+                subtask=self.ctx.subtask_index,
+                position=position,
+                record=_short(record),
+            ) from exc
+        if policy.action is ErrorAction.SKIP:
+            self.metrics.records_skipped += 1
+            skipped = self.metrics.records_skipped
+            if skipped <= 10 or skipped % 1000 == 0:
+                log.warning(
+                    "operator %r (subtask %d) skipped record %s %s: %s: %s (%d skipped so far)",
+                    self.uid, self.ctx.subtask_index, _short(record), where, type(exc).__name__, exc, skipped,
+                )
+            return
+        self.metrics.records_dead_lettered += 1
+        self._dead.append(
+            {
+                "operator": self.uid,
+                "subtask": self.ctx.subtask_index,
+                "position": position,
+                "error": f"{type(exc).__name__}: {exc}",
+                "record": record,
+            }
+        )
+
+    async def _flush_dead_letters(self) -> None:
+        if self._dead and self.dead_letter is not None:
+            dead, self._dead = self._dead, []
+            await self.dead_letter(Batch(dead))
+
+    # -- keys ---------------------------------------------------------------------
+
+    def _keys_of(self, batch: Batch) -> tuple[list[Any], list[int]]:
+        if batch.keys is not None and batch.key_groups is not None:
+            return batch.keys, batch.key_groups
+        selector = self.key_selector
+        assert selector is not None  # only called on keyed operators
+        max_p = self.ctx.max_parallelism
+        keys = [selector(r) for r in batch.records]
+        return keys, [key_group_for(k, max_p) for k in keys]
+
+    def set_key(self, key: Any, key_group: int) -> None:
+        self.current_key = key
+        self.current_key_group = key_group
+        self.ctx.keyed_backend.set_current_key(key, key_group)
+
+    # -- records ------------------------------------------------------------------
+
+    async def process(self, batch: Batch) -> None:
+        records = batch.records
+        self.metrics.records_in += len(records)
+        if not self.keyed and not self.is_async and self.spec.kind is OperatorKind.MAP:
+            out, positions = self._map_fast(batch)
+        else:
+            out, positions = await self._general(batch)
+        self.metrics.records_out += len(out)
+        if self._dead:
+            await self._flush_dead_letters()
+        if out:
+            await self.emit(Batch(out, positions, batch.origin))
+
+    def _map_fast(self, batch: Batch) -> tuple[list[Any], list[Any] | None]:
+        fn = self.call
+        records = batch.records
+        out: list[Any] = []
+        append = out.append
+        failed: list[int] = []
+        it = iter(records)
+        while True:
+            try:
+                for record in it:
+                    append(fn(record))
+                break
+            except Exception as exc:
+                index = len(out) + len(failed)
+                self._on_error(exc, batch, index)
+                failed.append(index)
+        positions = batch.positions
+        if failed and positions is not None:
+            gone = set(failed)
+            positions = [p for i, p in enumerate(positions) if i not in gone]
+        return out, positions
+
+    async def _general(self, batch: Batch) -> tuple[list[Any], list[Any] | None]:
+        """Every kind, keyed or not, sync or async: one record at a time."""
+        kind = self.spec.kind
+        call = self.call
+        is_async = self.is_async
+        records = batch.records
+        positions = batch.positions
+        keys, key_groups = self._keys_of(batch) if self.keyed else (None, None)
+        out: list[Any] = []
+        append = out.append
+        out_positions: list[Any] | None = [] if positions is not None else None
+        collector = self._collector
+        collector.collect = append
+        context = self._context
+        reduce_state = self._reduce_state if kind is OperatorKind.REDUCE else None
+        for index, record in enumerate(records):
+            if keys is not None:
+                self.set_key(keys[index], key_groups[index])  # type: ignore[index]
+            before = len(out)
+            try:
+                if kind is OperatorKind.MAP:
+                    value = call(record)
+                    append(await value if is_async else value)
+                elif kind is OperatorKind.FILTER:
+                    keep = call(record)
+                    if await keep if is_async else keep:
+                        append(record)
+                elif kind is OperatorKind.FLAT_MAP:
+                    values = call(record)
+                    out.extend(await values if is_async else values)
+                elif kind is OperatorKind.PROCESS:
+                    result = call(record, context, collector)
+                    if is_async:
+                        await result
+                else:  # REDUCE
+                    assert reduce_state is not None
+                    previous = reduce_state.value()
+                    if previous is None:
+                        value = record
+                    else:
+                        value = call(previous, record)
+                        if is_async:
+                            value = await value
+                    reduce_state.update(value)
+                    append(value)
+            except Exception as exc:
+                del out[before:]
+                self._on_error(exc, batch, index)
+                continue
+            if out_positions is not None:
+                produced = len(out) - before
+                if produced == 1:
+                    out_positions.append(positions[index])  # type: ignore[index]
+                elif produced:
+                    out_positions.extend([positions[index]] * produced)  # type: ignore[index]
+        return out, out_positions
+
+    @property
+    def _reduce_state(self) -> Any:
+        state = getattr(self, "_reduce_handle", None)
+        if state is None:
+            state = self.ctx.get_state(ValueStateDescriptor("reduce"))
+            self._reduce_handle = state
+        return state
+
+    # -- time ---------------------------------------------------------------------
+
+    def next_timer(self) -> float | None:
+        return self.processing_timers.next_time()
+
+    async def on_processing_time(self, now: float) -> None:
+        await self._fire(self.processing_timers.pop_due(now))
+
+    async def on_watermark(self, watermark: Watermark) -> None:
+        self.watermark = watermark.timestamp
+        await self._fire(self.event_timers.pop_due(watermark.timestamp))
+
+    async def _fire(self, due: list[tuple[float, int, Any]]) -> None:
+        if not due or self._on_timer is None:
+            return
+        out: list[Any] = []
+        self._collector.collect = out.append
+        for timestamp, key_group, key in due:
+            self.set_key(key, key_group)
+            await _maybe_await(self._on_timer(timestamp, self._context, self._collector))
+        if out:
+            self.metrics.records_out += len(out)
+            await self.emit(Batch(out))
+
+
+class SinkOperator(StreamOperator):
+    """Feeds a SinkWriter; its snapshot is the writer's (a 2PC writer pre-commits there)."""
+
+    def __init__(self, spec: OperatorSpec, ctx: OperatorContext) -> None:
+        super().__init__(spec, ctx)
+        self.writer: Any = None
+
+    async def open(self, restored: Restored | None) -> None:
+        restored_state = None
+        if restored is not None:
+            lists = [s.get("sink") or [] for s in restored]
+            restored_state = redistribute_split(lists, self.ctx.parallelism)[self.ctx.subtask_index]
+        sink_ctx = SinkContext(
+            job_name=self.ctx.job_name,
+            operator_uid=self.uid,
+            subtask_index=self.ctx.subtask_index,
+            parallelism=self.ctx.parallelism,
+            checkpointing=self.ctx.checkpointing,
+            checkpoint_interval=self.ctx.checkpoint_interval,
+            restored_state=restored_state,
+            clock=self.ctx.clock,
+        )
+        self.writer = self.spec.function.create_writer(sink_ctx)
+        await self.writer.open()
+
+    async def process(self, batch: Batch) -> None:
+        count = len(batch.records)
+        self.metrics.records_in += count
+        await self.writer.write(batch.records)
+        faults.records_written(count)
+
+    async def snapshot(self, checkpoint_id: int) -> dict[str, Any] | None:
+        state = await self.writer.snapshot(checkpoint_id)
+        faults.hit("after_pre_commit", checkpoint_id)
+        return {"sink": list(state)}
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        await self.writer.notify_checkpoint_complete(checkpoint_id)
+        faults.hit("after_commit", checkpoint_id)
+
+    async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
+        await self.writer.notify_checkpoint_aborted(checkpoint_id)
+
+    async def finish(self) -> None:
+        await self.writer.finish()
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            await self.writer.close()
+
+
+def _short(record: Any, limit: int = 200) -> str:
+    text = repr(record)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def make_operator(spec: OperatorSpec, ctx: OperatorContext) -> StreamOperator:
+    if spec.kind is OperatorKind.SINK:
+        return SinkOperator(spec, ctx)
+    if spec.kind is OperatorKind.SOURCE:
+        raise ValueError("sources are run by SourceTask, not chained as operators")
+    return FunctionOperator(spec, ctx)

@@ -1,0 +1,388 @@
+"""Tasks: one asyncio task per chain per parallel instance.
+
+A :class:`Task` reads its input gate, pushes batches through its chain of operators and
+writes the output to its record writers. A :class:`SourceTask` polls a source reader
+instead of a gate. Both serve their mailbox (checkpoint triggers and notifications from
+the coordinator) between batches and nowhere else, so no operator is ever called
+concurrently with itself.
+
+Checkpoint n in a task, in order:
+1. barrier n aligned (every input delivered it; a source: triggered by the coordinator);
+2. barrier n forwarded to every output channel;
+3. every operator's state copied synchronously (encoded to bytes) - a sink pre-commits;
+4. the bytes written to checkpoint storage in the background, then acked per operator.
+
+End of input: a source reader that is exhausted sends END_OF_INPUT; a task whose every
+input ended calls ``end_input`` on its operators (they may still emit), forwards
+END_OF_INPUT and reports to the coordinator. Channels stay open: the final checkpoint's
+barriers still travel them. When that checkpoint completed (or at once without
+checkpointing) the coordinator posts FINISH; the task finishes its operators (a sink
+makes everything visible) and ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Coroutine
+
+from streamflow.checkpoint.serde import encode
+from streamflow.config import CheckpointingMode
+from streamflow.runtime import faults
+from streamflow.runtime.alignment import BarrierAligner
+from streamflow.runtime.channel import MAIL, TIMEOUT, InputGate
+from streamflow.runtime.clock import Clock
+from streamflow.runtime.elements import END_OF_INPUT, Barrier, Batch, CheckpointId, EndOfInput, SourceRef, Watermark
+from streamflow.runtime.operators import StreamOperator
+from streamflow.runtime.partitioners import RecordWriter
+from streamflow.state.operator import redistribute_split
+
+if TYPE_CHECKING:
+    from streamflow.api.connector import SourceReader
+    from streamflow.checkpoint.storage import CheckpointStorage
+
+log = logging.getLogger("streamflow.task")
+
+TaskKey = tuple[str, int]  # (operator uid, subtask)
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerCheckpoint:
+    barrier: Barrier
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointCompleted:
+    checkpoint_id: CheckpointId
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointAborted:
+    checkpoint_id: CheckpointId
+
+
+class _Finish:
+    __slots__ = ()
+
+
+FINISH = _Finish()
+
+
+class CoordinatorLink:
+    """What a task calls on the coordinator (implemented by CheckpointCoordinator)."""
+
+    def acknowledge(self, checkpoint_id: int, task: TaskKey, handle: Any) -> None: ...
+
+    def decline(self, checkpoint_id: int, task: TaskKey, reason: str) -> None: ...
+
+    def end_of_input(self, task_name: str) -> None: ...
+
+
+class TaskStats:
+    """Busy / idle / backpressured seconds of one task, derived when read."""
+
+    __slots__ = ("started", "ended")
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.ended: float | None = None
+
+
+class Task:
+    """Runs one chain of operators on one parallel instance."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        subtask: int,
+        operators: list[StreamOperator],
+        gate: InputGate,
+        outputs: list[RecordWriter],
+        side_outputs: dict[str, RecordWriter],
+        mode: CheckpointingMode,
+        coordinator: CoordinatorLink,
+        storage: CheckpointStorage | None,
+        clock: Clock,
+        spawn: Callable[[Coroutine[Any, Any, None]], Any],
+        restored: dict[str, list[dict[str, Any]]] | None,
+    ) -> None:
+        self.name = name
+        self.subtask = subtask
+        self.operators = operators
+        self.gate = gate
+        self.outputs = outputs
+        self.side_outputs = side_outputs
+        self.coordinator = coordinator
+        self.storage = storage
+        self.clock = clock
+        self._spawn = spawn
+        self._restored = restored
+        self.aligner = BarrierAligner(len(gate.channels), mode)
+        self.stats = TaskStats()
+        self._finished = False
+        self._ended_inputs: set[int] = set()
+        self._watermarks = [float("-inf")] * len(gate.channels)
+        self._watermark = float("-inf")
+        self._wire()
+
+    # -- set-up -----------------------------------------------------------------------
+
+    def _wire(self) -> None:
+        ops = self.operators
+        for op, following in zip(ops, ops[1:]):
+            op.emit = following.process
+        if ops:
+            ops[-1].emit = self._network_emit()
+        for op in ops:
+            writer = self.side_outputs.get(op.uid)
+            if writer is not None:
+                op.dead_letter = writer.emit
+
+    def _network_emit(self) -> Callable[[Batch], Coroutine[Any, Any, None]]:
+        outputs = self.outputs
+        if len(outputs) == 1:
+            return outputs[0].emit
+
+        async def emit_all(batch: Batch) -> None:
+            for writer in outputs:
+                await writer.emit(batch)
+
+        return emit_all
+
+    def _restored_for(self, uid: str) -> list[dict[str, Any]] | None:
+        if self._restored is None:
+            return None
+        return self._restored.get(uid, [])
+
+    async def _open(self) -> None:
+        for op in self.operators:
+            await op.open(self._restored_for(op.uid))
+
+    @property
+    def all_writers(self) -> list[RecordWriter]:
+        return [*self.outputs, *self.side_outputs.values()]
+
+    def output_blocked_seconds(self) -> float:
+        return sum(c.current_blocked_seconds() for w in self.all_writers for c in w.channels)
+
+    # -- main loop --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self._open()
+        try:
+            await self._loop()
+            for op in self.operators:
+                await op.finish()
+        finally:
+            self.stats.ended = time.perf_counter()
+        for op in self.operators:
+            await op.close()
+
+    def _timer_timeout(self) -> float | None:
+        deadline = None
+        for op in self.operators:
+            t = op.next_timer()
+            if t is not None and (deadline is None or t < deadline):
+                deadline = t
+        return None if deadline is None else max(0.0, deadline - self.clock.now())
+
+    async def _fire_timers(self) -> None:
+        now = self.clock.now()
+        for op in self.operators:
+            t = op.next_timer()
+            if t is not None and t <= now:
+                await op.on_processing_time(now)
+
+    async def _loop(self) -> None:
+        gate = self.gate
+        head = self.operators[0].process
+        while not self._finished:
+            index, element = await gate.next(self._timer_timeout())
+            if index == MAIL:
+                if element is TIMEOUT:
+                    await self._fire_timers()
+                else:
+                    await self._on_mail(element)
+                continue
+            kind = type(element)
+            if kind is Batch:
+                await head(element)
+            elif kind is Barrier:
+                await self._on_barrier(index, element)
+            elif kind is Watermark:
+                await self._on_watermark(index, element)
+            elif kind is EndOfInput:
+                self._ended_inputs.add(index)
+                if len(self._ended_inputs) == len(gate.channels):
+                    await self._end_of_input()
+
+    async def _on_barrier(self, channel: int, barrier: Barrier) -> None:
+        step = self.aligner.on_barrier(channel, barrier)
+        if step.abandoned is not None:
+            self._decline(step.abandoned, "a newer barrier overtook its alignment")
+        if step.hold:
+            self.gate.hold(channel)
+        if step.trigger is not None:
+            self.gate.release_all()
+            await self._checkpoint(step.trigger, {})
+
+    async def _on_watermark(self, channel: int, watermark: Watermark) -> None:
+        self._watermarks[channel] = max(self._watermarks[channel], watermark.timestamp)
+        low = min(self._watermarks)
+        if low > self._watermark:
+            self._watermark = low
+            current = Watermark(low)
+            for op in self.operators:
+                await op.on_watermark(current)
+            for writer in self.all_writers:
+                await writer.broadcast_control(current)
+
+    async def _end_of_input(self) -> None:
+        for op in self.operators:
+            await op.end_input()
+        for writer in self.all_writers:
+            await writer.broadcast_control(END_OF_INPUT)
+        self.coordinator.end_of_input(self.name)
+
+    async def _on_mail(self, mail: Any) -> None:
+        kind = type(mail)
+        if kind is CheckpointCompleted:
+            for op in self.operators:
+                await op.notify_checkpoint_complete(mail.checkpoint_id)
+        elif kind is CheckpointAborted:
+            if self.aligner.abort(mail.checkpoint_id):
+                self.gate.release_all()
+            for op in self.operators:
+                await op.notify_checkpoint_aborted(mail.checkpoint_id)
+        elif mail is FINISH:
+            self._finished = True
+        else:
+            raise TypeError(f"task {self.name} got unexpected mail {mail!r}")
+
+    # -- checkpoints ------------------------------------------------------------------
+
+    def _decline(self, checkpoint_id: int, reason: str) -> None:
+        """One decline aborts the whole checkpoint; it is sent for the first operator."""
+        self.coordinator.decline(checkpoint_id, (self._state_owners()[0], self.subtask), reason)
+
+    def _state_owners(self) -> list[str]:
+        return [op.uid for op in self.operators]
+
+    async def _checkpoint(self, barrier: Barrier, extra: dict[str, Any]) -> None:
+        """Steps 2-4 of the docstring: forward, copy synchronously, write in background."""
+        n = barrier.checkpoint_id
+        for writer in self.all_writers:
+            await writer.broadcast_control(barrier)
+        blobs: dict[str, bytes | None] = {}
+        for uid, state in extra.items():
+            blobs[uid] = encode(state)
+        for op in self.operators:
+            state = await op.snapshot(n)
+            blobs[op.uid] = None if state is None else encode(state)
+        self._spawn(self._write_and_ack(n, blobs))
+
+    async def _write_and_ack(self, checkpoint_id: CheckpointId, blobs: dict[str, bytes | None]) -> None:
+        try:
+            handles = {}
+            for uid, data in blobs.items():
+                handles[uid] = (
+                    None
+                    if data is None or self.storage is None
+                    else await self.storage.write_state(checkpoint_id, f"{uid}-{self.subtask}", data)
+                )
+        except Exception as exc:  # a failed write fails the checkpoint, not the job
+            log.warning("task %s could not write state of checkpoint %d: %r", self.name, checkpoint_id, exc)
+            self._decline(checkpoint_id, f"state write failed: {exc!r}")
+            return
+        for uid, handle in handles.items():
+            self.coordinator.acknowledge(checkpoint_id, (uid, self.subtask), handle)
+
+
+class SourceTask(Task):
+    """Polls a source reader and pushes its batches through the chain behind it."""
+
+    def __init__(
+        self,
+        *,
+        source_uid: str,
+        reader_factory: Callable[[list[Any] | None], SourceReader],
+        parallelism: int,
+        batch_size: int,
+        poll_wait: float,
+        **kwargs: Any,
+    ) -> None:
+        self.source_uid = source_uid
+        super().__init__(**kwargs)
+        self.parallelism = parallelism
+        self._reader_factory = reader_factory
+        self.reader: SourceReader | None = None
+        self._batch_size = batch_size
+        self._poll_wait = poll_wait
+        self.records_out = 0
+        self.exhausted = False
+
+    async def _open(self) -> None:
+        restored = self._restored_for(self.source_uid)
+        splits = None
+        if restored is not None:
+            lists = [s.get("source") or [] for s in restored]
+            splits = redistribute_split(lists, self.parallelism)[self.subtask]
+        self.reader = self._reader_factory(splits)
+        await self.reader.open()
+        await super()._open()
+
+    def _state_owners(self) -> list[str]:
+        return [self.source_uid, *super()._state_owners()]
+
+    def _wire(self) -> None:
+        super()._wire()
+        self._emit = self.operators[0].process if self.operators else self._network_emit()
+
+    async def _loop(self) -> None:
+        gate = self.gate
+        reader = self.reader
+        assert reader is not None
+        emit = self._emit
+        origin_cache: dict[str, SourceRef] = {}
+        while not self._finished:
+            timeout = self._timer_timeout()
+            if not self.exhausted:
+                timeout = 0.0
+            index, mail = await gate.next(timeout)
+            if mail is not TIMEOUT:
+                await self._on_mail(mail)
+                continue
+            await self._fire_timers()
+            if self.exhausted:
+                continue
+            batch = await reader.poll(self._batch_size, self._poll_wait)
+            if batch is None:
+                self.exhausted = True
+                await self._end_of_input()
+            elif batch.records:
+                origin = origin_cache.get(batch.split)
+                if origin is None:
+                    origin = origin_cache[batch.split] = SourceRef(self.source_uid, self.subtask, batch.split)
+                self.records_out += len(batch.records)
+                await emit(Batch(batch.records, batch.positions, origin))
+
+    async def _on_mail(self, mail: Any) -> None:
+        if type(mail) is TriggerCheckpoint:
+            barrier = mail.barrier
+            assert self.reader is not None
+            splits = self.reader.snapshot_splits(barrier.checkpoint_id)
+            await self._checkpoint(barrier, {self.source_uid: {"source": list(splits)}})
+            faults.hit("after_barrier", barrier.checkpoint_id)
+            return
+        if type(mail) is CheckpointCompleted and self.reader is not None:
+            await self.reader.notify_checkpoint_complete(mail.checkpoint_id)
+        await super()._on_mail(mail)
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        finally:
+            if self.reader is not None:
+                await self.reader.close()
