@@ -1,1 +1,57 @@
-"""state"""
+"""State: descriptors, keyed and operator state, TTL, and the state backends.
+
+User functions build descriptors (``ValueStateDescriptor("count", default=0)``) and ask
+the runtime's context for handles; the runtime owns the backend
+(:class:`HashMapStateBackend` by default) and the :class:`OperatorStateStore`.
+"""
+
+from __future__ import annotations
+
+from streamflow.state.backend import KeyedStateBackend, StateBackend
+from streamflow.state.descriptors import (
+    AggregateFunction,
+    AggregatingStateDescriptor,
+    ListStateDescriptor,
+    MapStateDescriptor,
+    ReducingStateDescriptor,
+    StateDescriptor,
+    ValueStateDescriptor,
+)
+from streamflow.state.heap import HashMapStateBackend, HeapKeyedStateBackend
+from streamflow.state.keyed import AggregatingState, KeyedState, ListState, MapState, ReducingState, ValueState
+from streamflow.state.operator import (
+    OperatorListState,
+    OperatorStateMode,
+    OperatorStateStore,
+    redistribute_split,
+    restore_operator_state,
+)
+from streamflow.state.ttl import StateTtlConfig, TtlUpdateType, TtlVisibility
+
+__all__ = [
+    "AggregateFunction",
+    "AggregatingState",
+    "AggregatingStateDescriptor",
+    "HashMapStateBackend",
+    "HeapKeyedStateBackend",
+    "KeyedState",
+    "KeyedStateBackend",
+    "ListState",
+    "ListStateDescriptor",
+    "MapState",
+    "MapStateDescriptor",
+    "OperatorListState",
+    "OperatorStateMode",
+    "OperatorStateStore",
+    "ReducingState",
+    "ReducingStateDescriptor",
+    "StateBackend",
+    "StateDescriptor",
+    "StateTtlConfig",
+    "TtlUpdateType",
+    "TtlVisibility",
+    "ValueState",
+    "ValueStateDescriptor",
+    "redistribute_split",
+    "restore_operator_state",
+]

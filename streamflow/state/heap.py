@@ -1,0 +1,373 @@
+"""The in-memory (hash map) state backend, the default.
+
+All keyed state of a subtask lives in Python dicts: per state name a table
+``table[key_group][key] -> stored value`` (see :mod:`streamflow.state.keyed`). Snapshots
+are plain data the checkpoint storage encodes with orjson::
+
+    {"format": 1, "states": {name: {"kind": "value" | "list" | "map" | "reducing" |
+                                            "aggregating",
+                                    "ttl": bool,
+                                    "key_groups": {"<key group>": [[key, stored], ...]}}}}
+
+``stored`` is the value (value, reducing, aggregating), the list of elements (list) or
+the ``[[map_key, value], ...]`` pairs (map; map keys need not be str). With TTL every
+value, list element and map value is a ``[value, last_update_timestamp]`` pair.
+
+JSON turns tuples into lists. A list can never be a dict key, so restore turns list-typed
+keys (state keys and map keys) back into tuples, recursively: the exact inverse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
+from typing import Any, TypeVar, overload
+
+from streamflow.errors import ConfigError, StateError
+from streamflow.runtime.clock import Clock
+from streamflow.state.descriptors import (
+    AggregatingStateDescriptor,
+    ListStateDescriptor,
+    MapStateDescriptor,
+    ReducingStateDescriptor,
+    StateDescriptor,
+    ValueStateDescriptor,
+)
+from streamflow.state.keyed import (
+    NO_KEY,
+    AggregatingState,
+    KeyContext,
+    KeyedState,
+    ListState,
+    MapState,
+    ReducingState,
+    Table,
+    ValueState,
+    no_current_key,
+)
+from streamflow.state.keyed_ttl import TtlAggregatingState, TtlListState, TtlMapState, TtlReducingState, TtlValueState
+from streamflow.state.shapes import SHAPES, Shape, tuplify
+from streamflow.state.ttl import StateTtlConfig, TtlPolicy
+
+__all__ = ["SNAPSHOT_FORMAT", "HashMapStateBackend", "HeapKeyedStateBackend"]
+
+SNAPSHOT_FORMAT = 1
+
+T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
+IN = TypeVar("IN")
+ACC = TypeVar("ACC")
+OUT = TypeVar("OUT")
+
+_HANDLES: dict[str, tuple[type[KeyedState], type[KeyedState]]] = {
+    "value": (ValueState, TtlValueState),
+    "list": (ListState, TtlListState),
+    "map": (MapState, TtlMapState),
+    "reducing": (ReducingState, TtlReducingState),
+    "aggregating": (AggregatingState, TtlAggregatingState),
+}
+
+
+class _RegisteredState:
+    """One state name's table and, once ``get_state`` registered it, its descriptor.
+
+    A restored state that no ``get_state`` asked for yet has ``descriptor`` None; its
+    table is already decoded, so it snapshots and iterates like any other.
+    """
+
+    __slots__ = ("name", "kind", "shape", "has_ttl", "table", "descriptor", "policy", "handle")
+
+    def __init__(self, name: str, kind: str, has_ttl: bool) -> None:
+        self.name = name
+        self.kind = kind
+        self.shape: type[Shape] = SHAPES[kind]
+        self.has_ttl = has_ttl
+        self.table: Table = {}
+        self.descriptor: StateDescriptor | None = None
+        self.policy: TtlPolicy | None = None
+        self.handle: KeyedState | None = None
+
+
+class HeapKeyedStateBackend:
+    """Keyed state of one operator subtask, held in dicts.
+
+    Lifecycle: the runtime creates it, calls :meth:`restore` (when resuming), lets user
+    functions call :meth:`get_state` in ``open``, then per record calls
+    :meth:`set_current_key` (and :meth:`on_record`, if it wants per-record TTL cleanup)
+    before user code runs; :meth:`snapshot` at each barrier; :meth:`close` at the end.
+    Not thread-safe: everything runs on the task's event loop.
+    """
+
+    def __init__(
+        self, *, operator_uid: str, subtask_index: int, max_parallelism: int, key_group_range: range, clock: Clock
+    ) -> None:
+        if max_parallelism < 1:
+            raise ConfigError(f"max_parallelism must be >= 1, got {max_parallelism!r}")
+        if key_group_range.step != 1 or key_group_range.start < 0 or key_group_range.stop > max_parallelism:
+            raise ConfigError(
+                f"key_group_range {key_group_range!r} of {operator_uid!r}[{subtask_index}] must be a contiguous "
+                f"range within 0..{max_parallelism}; compute it with partitioning.keygroups.key_group_range"
+            )
+        self.operator_uid = operator_uid
+        self.subtask_index = subtask_index
+        self.max_parallelism = max_parallelism
+        self.key_group_range = key_group_range
+        self._clock = clock
+        self._ctx = KeyContext()
+        self._states: dict[str, _RegisteredState] = {}
+        self._per_record: list[TtlPolicy] = []
+
+    # -- per record -----------------------------------------------------------------
+
+    def set_current_key(self, key: Any, key_group: int) -> None:
+        """Make ``key`` (in ``key_group``) the key every state handle reads and writes."""
+        ctx = self._ctx
+        ctx.key = key
+        ctx.key_group = key_group
+
+    def get_current_key(self) -> Any:
+        """The current key; StateError if none was set."""
+        key = self._ctx.key
+        if key is NO_KEY:
+            raise no_current_key(None)
+        return key
+
+    def on_record(self) -> None:
+        """One incremental TTL cleanup step for states with ``incremental_per_record``.
+
+        The runtime may call this once per record; it does nothing unless such a state
+        is registered.
+        """
+        for policy in self._per_record:
+            policy.incremental_step()
+
+    # -- registration ---------------------------------------------------------------
+
+    @overload
+    def get_state(self, descriptor: ValueStateDescriptor[T]) -> ValueState[T]: ...
+    @overload
+    def get_state(self, descriptor: ListStateDescriptor[T]) -> ListState[T]: ...
+    @overload
+    def get_state(self, descriptor: MapStateDescriptor[K, V]) -> MapState[K, V]: ...
+    @overload
+    def get_state(self, descriptor: ReducingStateDescriptor[T]) -> ReducingState[T]: ...
+    @overload
+    def get_state(
+        self, descriptor: AggregatingStateDescriptor[IN, ACC, OUT]
+    ) -> AggregatingState[IN, ACC, OUT]: ...
+    def get_state(self, descriptor: Any) -> Any:
+        """The handle for ``descriptor``; the same handle for an equal descriptor.
+
+        Raises:
+            StateError: ``descriptor`` is not a state descriptor, or its name is already
+                registered (or restored) as another kind, or registered with another TTL.
+        """
+        if not isinstance(descriptor, StateDescriptor) or descriptor.kind not in _HANDLES:
+            raise StateError(
+                f"get_state needs a ValueStateDescriptor, ListStateDescriptor, MapStateDescriptor, "
+                f"ReducingStateDescriptor or AggregatingStateDescriptor, got {descriptor!r}"
+            )
+        name = descriptor.name
+        state = self._states.get(name)
+        if state is None:
+            state = self._states[name] = _RegisteredState(name, descriptor.kind, descriptor.ttl is not None)
+        if state.kind != descriptor.kind:
+            raise StateError(
+                f"state {name!r} of {self.operator_uid!r} is already a {state.kind} state, cannot use it as a "
+                f"{descriptor.kind} state; give the new state another name",
+                state=name,
+            )
+        if state.descriptor is None:
+            self._adopt(state, descriptor.ttl)
+        elif state.descriptor.ttl != descriptor.ttl:
+            raise StateError(
+                f"state {name!r} of {self.operator_uid!r} is registered with ttl={state.descriptor.ttl!r}, "
+                f"not ttl={descriptor.ttl!r}; use one TTL configuration per state name",
+                state=name,
+            )
+        elif state.handle is not None and state.descriptor == descriptor:
+            return state.handle
+        plain, with_ttl = _HANDLES[descriptor.kind]
+        if state.policy is None:
+            handle = plain(descriptor, self._ctx, state.table)
+        else:
+            handle = with_ttl(descriptor, self._ctx, state.table, state.policy)  # type: ignore[call-arg]
+        state.descriptor = descriptor
+        state.handle = handle
+        return handle
+
+    def _adopt(self, state: _RegisteredState, ttl: StateTtlConfig | None) -> None:
+        """First registration of ``state`` (new or restored): set up TTL, convert stored data.
+
+        Restored data written with TTL is unwrapped if the state is now registered without
+        it; data written without TTL gets the current time as its timestamp.
+        """
+        if state.has_ttl and ttl is None:
+            _convert(state.table, state.shape.strip)
+        elif not state.has_ttl and ttl is not None:
+            now = self._clock.now()
+            _convert(state.table, partial(state.shape.stamp, now=now))
+        state.has_ttl = ttl is not None
+        if ttl is not None:
+            state.policy = TtlPolicy(ttl, self._clock, state.table, state.shape.purge)
+            if ttl.incremental_per_record:
+                self._per_record.append(state.policy)
+
+    def keys(self, state_name: str) -> Iterator[tuple[Any, int]]:
+        """``(key, key_group)`` of every key with a value in ``state_name``.
+
+        Keys whose values all expired are skipped unless the state's visibility returns
+        expired values. Safe to mutate state while iterating: each key group's keys are
+        copied before they are yielded.
+        """
+        state = self._states.get(state_name)
+        if state is None:
+            raise StateError(
+                f"no state {state_name!r} in {self.operator_uid!r}; known states: {sorted(self._states)!r}",
+                state=state_name,
+            )
+        return self._keys(state)
+
+    def _keys(self, state: _RegisteredState) -> Iterator[tuple[Any, int]]:
+        policy = state.policy
+        hide_after = policy.ttl if policy is not None and not policy.return_expired else None
+        now = self._clock.now()
+        live = state.shape.live
+        for key_group, group in list(state.table.items()):
+            for key in list(group):
+                if hide_after is not None:
+                    stored = group.get(key)
+                    if stored is None or live(stored, now, hide_after) is None:
+                        continue
+                yield key, key_group
+
+    # -- snapshot and restore -------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain data of every key group this subtask holds (format in the module docstring).
+
+        States with ``cleanup_full_snapshot`` leave expired values out (live state keeps
+        them). Containers are copied, but user values are referenced, not deep-copied:
+        the runtime encodes the result immediately, in the same synchronous step, so no
+        later mutation can reach it.
+        """
+        now = self._clock.now()
+        states: dict[str, Any] = {}
+        for name, state in self._states.items():
+            shape = state.shape
+            encode = shape.encode_ttl if state.has_ttl else shape.encode
+            policy = state.policy
+            ttl = policy.ttl if policy is not None and policy.config.cleanup_full_snapshot else None
+            key_groups: dict[str, list[list[Any]]] = {}
+            for key_group, group in state.table.items():
+                entries: list[list[Any]] = []
+                for key, stored in group.items():
+                    if ttl is not None:
+                        stored = shape.live(stored, now, ttl)
+                        if stored is None:
+                            continue
+                    entries.append([key, encode(stored)])
+                if entries:
+                    key_groups[str(key_group)] = entries
+            states[name] = {"kind": state.kind, "ttl": state.has_ttl, "key_groups": key_groups}
+        return {"format": SNAPSHOT_FORMAT, "states": states}
+
+    def restore(self, snapshots: Iterable[dict[str, Any]]) -> None:
+        """Load this subtask's key groups from snapshots of any number of old subtasks.
+
+        An empty dict stands for an old subtask without keyed state.
+        Key groups outside ``key_group_range`` are skipped, which is all rescaling needs:
+        each key group was owned by exactly one old subtask. States are restored whether
+        or not ``get_state`` registered them yet; a later ``get_state`` sees the data.
+
+        Raises:
+            StateError: a snapshot has an unknown format, or a state's kind differs from
+                the kind registered under the same name.
+        """
+        key_groups = self.key_group_range
+        for snapshot in snapshots:
+            if snapshot == {}:
+                continue  # an old subtask that held no keyed state
+            version = snapshot.get("format") if isinstance(snapshot, dict) else None
+            if version != SNAPSHOT_FORMAT:
+                raise StateError(
+                    f"keyed state snapshot of {self.operator_uid!r} has format {version!r}; this version of "
+                    f"streamflow reads format {SNAPSHOT_FORMAT} only",
+                )
+            for name, data in snapshot["states"].items():
+                had_ttl = bool(data["ttl"])
+                state = self._restore_target(name, data["kind"], had_ttl)
+                shape = state.shape
+                decode = shape.decode_ttl if had_ttl else shape.decode
+                fix: Callable[[Any], Any] | None
+                if had_ttl == state.has_ttl:
+                    fix = None
+                elif had_ttl:
+                    fix = shape.strip
+                else:
+                    now = self._clock.now()
+                    fix = partial(shape.stamp, now=now)
+                for key_group_str, entries in data["key_groups"].items():
+                    key_group = int(key_group_str)
+                    if key_group not in key_groups:
+                        continue
+                    group = state.table.get(key_group)
+                    if group is None:
+                        group = state.table[key_group] = {}
+                    for key, raw in entries:
+                        stored = decode(raw)
+                        group[tuplify(key)] = stored if fix is None else fix(stored)
+
+    def _restore_target(self, name: str, kind: Any, has_ttl: bool) -> _RegisteredState:
+        if kind not in _HANDLES:
+            raise StateError(f"snapshot state {name!r} has unknown kind {kind!r}", state=name)
+        state = self._states.get(name)
+        if state is None:
+            state = self._states[name] = _RegisteredState(name, kind, has_ttl)
+        elif state.kind != kind:
+            raise StateError(
+                f"snapshot holds state {name!r} as a {kind} state, but {self.operator_uid!r} registered it as a "
+                f"{state.kind} state; keep the kind of a state, or rename the new one",
+                state=name,
+            )
+        return state
+
+    def close(self) -> None:
+        """Drop all state; the backend must not be used afterwards."""
+        self._states.clear()
+        self._per_record.clear()
+
+    def __repr__(self) -> str:
+        return (
+            f"HeapKeyedStateBackend({self.operator_uid!r}[{self.subtask_index}], "
+            f"key_groups={self.key_group_range!r}, states={sorted(self._states)!r})"
+        )
+
+
+class HashMapStateBackend:
+    """The default :class:`~streamflow.state.backend.StateBackend`: keyed state in memory."""
+
+    __slots__ = ()
+
+    def create_keyed_backend(
+        self, *, operator_uid: str, subtask_index: int, max_parallelism: int, key_group_range: range, clock: Clock
+    ) -> HeapKeyedStateBackend:
+        """A fresh, empty backend for one keyed subtask."""
+        return HeapKeyedStateBackend(
+            operator_uid=operator_uid,
+            subtask_index=subtask_index,
+            max_parallelism=max_parallelism,
+            key_group_range=key_group_range,
+            clock=clock,
+        )
+
+    def __repr__(self) -> str:
+        return "HashMapStateBackend()"
+
+
+def _convert(table: Table, fn: Callable[[Any], Any]) -> None:
+    for group in table.values():
+        for key, stored in group.items():
+            group[key] = fn(stored)
+

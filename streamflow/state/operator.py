@@ -1,0 +1,220 @@
+"""Operator state: lists scoped to an operator subtask rather than to a key.
+
+A source keeps its split positions here, a sink its pending transactions. On restore the
+runtime hands every new subtask the snapshots of all old subtasks, in old-subtask order,
+and :func:`restore_operator_state` decides what each subtask gets:
+
+* split mode (``get_list_state``): with unchanged parallelism every subtask gets exactly
+  its own old items; after rescaling all items are concatenated and dealt round robin
+  (item ``i`` to subtask ``i % parallelism``), see :func:`redistribute_split`;
+* union mode (``get_union_list_state``): every subtask gets all items of all old subtasks
+  and keeps what it needs.
+
+Snapshot format::
+
+    {"format": 1, "states": {name: {"mode": "split" | "union", "items": [...]}}}
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from typing import Any, Generic, TypeVar
+
+from streamflow.errors import ConfigError, StateError
+from streamflow.state.descriptors import ListStateDescriptor
+
+__all__ = [
+    "OperatorListState",
+    "OperatorStateMode",
+    "OperatorStateStore",
+    "redistribute_split",
+    "restore_operator_state",
+]
+
+SNAPSHOT_FORMAT = 1
+
+T = TypeVar("T")
+
+
+class OperatorStateMode(enum.Enum):
+    """How a list of operator state is redistributed when the job is restored."""
+
+    SPLIT = "split"
+    """Every subtask keeps its own items; on rescale, all items are dealt round robin."""
+    UNION = "union"
+    """Every subtask gets the items of all old subtasks."""
+
+
+class OperatorListState(Generic[T]):
+    """A list owned by one operator subtask; same methods as keyed ``ListState``."""
+
+    __slots__ = ("name", "mode", "_items")
+
+    def __init__(self, name: str, mode: OperatorStateMode, items: Iterable[T] = ()) -> None:
+        self.name = name
+        self.mode = mode
+        self._items: list[T] = list(items)
+
+    def get(self) -> list[T]:
+        """A copy of the list."""
+        return list(self._items)
+
+    def add(self, value: T) -> None:
+        """Append one value."""
+        self._items.append(value)
+
+    def add_all(self, values: Iterable[T]) -> None:
+        """Append every value of ``values``."""
+        self._items.extend(values)
+
+    def update(self, values: Iterable[T]) -> None:
+        """Replace the list with ``values``."""
+        self._items = list(values)
+
+    def clear(self) -> None:
+        """Empty the list."""
+        self._items = []
+
+    def __repr__(self) -> str:
+        return f"OperatorListState({self.name!r}, {self.mode.value})"
+
+
+class OperatorStateStore:
+    """The operator state of one subtask, handed to ``CheckpointedFunction`` hooks.
+
+    A fresh store has ``is_restored`` False; :meth:`restore` (or
+    :func:`restore_operator_state`) builds one with ``is_restored`` True whose lists
+    already hold this subtask's share. Restored lists that no function registers again
+    are kept and snapshotted unchanged, so a run that does not touch them loses nothing.
+    """
+
+    def __init__(self) -> None:
+        self.is_restored = False
+        self._states: dict[str, OperatorListState[Any]] = {}
+        self._restored: dict[str, tuple[OperatorStateMode, list[Any]]] = {}
+
+    def get_list_state(self, descriptor: ListStateDescriptor[T]) -> OperatorListState[T]:
+        """A split-mode list: on rescale its items are dealt evenly over the subtasks."""
+        return self._register(descriptor, OperatorStateMode.SPLIT)
+
+    def get_union_list_state(self, descriptor: ListStateDescriptor[T]) -> OperatorListState[T]:
+        """A union-mode list: on restore every subtask gets the items of all old subtasks."""
+        return self._register(descriptor, OperatorStateMode.UNION)
+
+    def _register(self, descriptor: ListStateDescriptor[T], mode: OperatorStateMode) -> OperatorListState[T]:
+        if not isinstance(descriptor, ListStateDescriptor):
+            raise StateError(f"operator state is list state only; pass a ListStateDescriptor, got {descriptor!r}")
+        name = descriptor.name
+        if descriptor.ttl is not None:
+            raise StateError(
+                f"operator state {name!r} cannot have a ttl (TTL applies to keyed state only); drop ttl=",
+                state=name,
+            )
+        state = self._states.get(name)
+        if state is None:
+            restored_mode, items = self._restored.pop(name, (mode, []))
+            state = OperatorListState(name, restored_mode, items)
+            self._states[name] = state
+        if state.mode is not mode:
+            raise StateError(
+                f"operator state {name!r} is a {state.mode.value} list state, cannot use it as a {mode.value} "
+                f"list state; rename the state to change its mode",
+                state=name,
+            )
+        return state
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain data of every list (format in the module docstring); lists are copied."""
+        states: dict[str, Any] = {
+            name: {"mode": mode.value, "items": list(items)} for name, (mode, items) in self._restored.items()
+        }
+        for name, state in self._states.items():
+            states[name] = {"mode": state.mode.value, "items": state.get()}
+        return {"format": SNAPSHOT_FORMAT, "states": states}
+
+    @classmethod
+    def restore(
+        cls, snapshots_by_old_subtask: Sequence[dict[str, Any]], subtask_index: int, parallelism: int
+    ) -> OperatorStateStore:
+        """The store of subtask ``subtask_index`` of ``parallelism``, from all old snapshots.
+
+        Args:
+            snapshots_by_old_subtask: ``snapshot()`` of every old subtask, in subtask order;
+                an old subtask without operator state may give ``{}``.
+            subtask_index: the new subtask being restored.
+            parallelism: the new parallelism.
+
+        Raises:
+            ConfigError: ``subtask_index`` is not within ``range(parallelism)``.
+            StateError: a snapshot has an unknown format, or old subtasks disagree on a
+                list's mode.
+        """
+        if parallelism < 1 or not 0 <= subtask_index < parallelism:
+            raise ConfigError(
+                f"cannot restore operator state for subtask {subtask_index!r} of parallelism {parallelism!r}; "
+                "subtask_index must be in range(parallelism)"
+            )
+        modes: dict[str, OperatorStateMode] = {}
+        for snapshot in snapshots_by_old_subtask:
+            if snapshot == {}:
+                continue  # an old subtask that had no operator state
+            version = snapshot.get("format") if isinstance(snapshot, dict) else None
+            if version != SNAPSHOT_FORMAT:
+                raise StateError(
+                    f"operator state snapshot has format {version!r}; this version of streamflow reads format "
+                    f"{SNAPSHOT_FORMAT} only"
+                )
+            for name, data in snapshot["states"].items():
+                try:
+                    mode = OperatorStateMode(data["mode"])
+                except ValueError:
+                    raise StateError(
+                        f"operator state {name!r} has unknown mode {data['mode']!r}; expected 'split' or 'union'",
+                        state=name,
+                    ) from None
+                if modes.setdefault(name, mode) is not mode:
+                    raise StateError(
+                        f"old subtasks disagree on the mode of operator state {name!r} "
+                        f"({modes[name].value} and {mode.value}); the snapshots are inconsistent",
+                        state=name,
+                    )
+        store = cls()
+        store.is_restored = True
+        for name, mode in modes.items():
+            lists = [
+                list(snapshot.get("states", {}).get(name, {}).get("items", ())) for snapshot in snapshots_by_old_subtask
+            ]
+            if mode is OperatorStateMode.UNION:
+                items = [item for old in lists for item in old]
+            else:
+                items = redistribute_split(lists, parallelism)[subtask_index]
+            store._restored[name] = (mode, items)
+        return store
+
+
+def restore_operator_state(
+    snapshots_by_old_subtask: Sequence[dict[str, Any]], subtask_index: int, parallelism: int
+) -> OperatorStateStore:
+    """Same as :meth:`OperatorStateStore.restore`."""
+    return OperatorStateStore.restore(snapshots_by_old_subtask, subtask_index, parallelism)
+
+
+def redistribute_split(lists: Sequence[Sequence[T]], parallelism: int) -> list[list[T]]:
+    """Deal the old subtasks' lists over ``parallelism`` new subtasks (split mode).
+
+    With unchanged parallelism (``len(lists) == parallelism``) subtask ``i`` keeps
+    ``lists[i]``, so a restart without rescaling moves nothing. Otherwise the lists are
+    concatenated in old-subtask order and item ``i`` goes to subtask ``i % parallelism``:
+    an even split, and deterministic, so every new subtask computes the same assignment
+    independently. Returns new lists; the input is not modified.
+
+    Raises:
+        ConfigError: ``parallelism`` is below 1.
+    """
+    if parallelism < 1:
+        raise ConfigError(f"redistribute_split needs parallelism >= 1, got {parallelism!r}")
+    if len(lists) == parallelism:
+        return [list(old) for old in lists]
+    everything = [item for old in lists for item in old]
+    return [everything[i::parallelism] for i in range(parallelism)]
