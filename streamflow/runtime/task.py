@@ -222,6 +222,8 @@ class Task:
         step = self.aligner.on_barrier(channel, barrier)
         if step.abandoned is not None:
             self._decline(step.abandoned, "a newer barrier overtook its alignment")
+            # inputs held for the abandoned checkpoint must deliver the newer barrier too
+            self.gate.release_all()
         if step.hold:
             self.gate.hold(channel)
         if step.trigger is not None:
