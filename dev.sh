@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Set up streamflow from nothing and run it.
+#   ./dev.sh main        run the main job (bundled events -> keyed aggregation -> exactly-once
+#                        SQLite, with a crash midway and a check against a failure-free run)
+#   ./dev.sh test [ARGS] run the test suite (ARGS go to pytest)
+# Everything installs into .venv; nothing outside this directory is changed except
+# packages Debian lacks (python3-venv), which are installed with apt-get when missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+VENV=${STREAMFLOW_VENV:-.venv}
+
+need_python() {
+  if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "dev.sh: streamflow needs Python 3.11 or newer as \$PYTHON (now: $PYTHON)" >&2
+    exit 2
+  fi
+}
+
+setup() {
+  need_python
+  if [ ! -x "$VENV/bin/python" ]; then
+    if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
+      echo "dev.sh: installing python3-venv with apt-get" >&2
+      apt-get update -qq && apt-get install -y -qq python3-venv
+      rm -rf "$VENV" && "$PYTHON" -m venv "$VENV"
+    fi
+  fi
+  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+  "$VENV/bin/python" -m pip install -q -e '.[test]'
+}
+
+command=${1:-}
+shift || true
+case "$command" in
+  main)
+    setup
+    exec "$VENV/bin/python" examples/events_to_sqlite.py "$@"
+    ;;
+  test)
+    setup
+    exec "$VENV/bin/python" -m pytest "$@"
+    ;;
+  *)
+    echo "usage: ./dev.sh main | ./dev.sh test [pytest args]" >&2
+    exit 2
+    ;;
+esac
