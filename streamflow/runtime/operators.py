@@ -15,6 +15,7 @@ the exception path.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 from typing import Any, Awaitable, Callable
@@ -220,7 +221,7 @@ class FunctionOperator(StreamOperator):
 
     def __init__(self, spec: OperatorSpec, ctx: OperatorContext) -> None:
         super().__init__(spec, ctx)
-        fn = spec.function
+        fn = _own_copy(spec.function, self.uid)
         self.fn = fn
         self.keyed = spec.key_selector is not None
         self.key_selector = spec.key_selector
@@ -527,6 +528,25 @@ class SinkOperator(StreamOperator):
     async def close(self) -> None:
         if self.writer is not None:
             await self.writer.close()
+
+
+def _own_copy(fn: Any, uid: str) -> Any:
+    """This subtask's own instance of the user function (plain functions are returned as is).
+
+    Like Flink, which gives every subtask a deserialized copy, each subtask of each attempt
+    gets its own copy of a function object: fields set in ``open`` (keyed state handles) or
+    kept for ``snapshot_state`` are never shared between parallel subtasks, and nothing
+    leaks from a failed attempt into the next.
+    """
+    try:
+        return copy.deepcopy(fn)
+    except Exception as exc:
+        log.warning(
+            "operator %r: cannot copy function %r per subtask (%s: %s); its subtasks share one "
+            "instance, so keep no per-subtask fields in it (create resources in open())",
+            uid, fn, type(exc).__name__, exc,
+        )
+        return fn
 
 
 def _short(record: Any, limit: int = 200) -> str:
