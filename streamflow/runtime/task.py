@@ -22,6 +22,7 @@ makes everything visible) and ends.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -369,6 +370,9 @@ class SourceTask(Task):
                     origin = origin_cache[batch.split] = SourceRef(self.source_uid, self.subtask, batch.split)
                 self.records_out += len(batch.records)
                 await emit(Batch(batch.records, batch.positions, origin))
+            # A reader with data at hand and a chain that never blocks would otherwise run
+            # the whole input without yielding: no checkpoint trigger, cancel or other task.
+            await asyncio.sleep(0)
 
     async def _on_mail(self, mail: Any) -> None:
         if type(mail) is TriggerCheckpoint:
