@@ -19,10 +19,12 @@ def task_times(task: Any) -> dict[str, float]:
     Idle: waiting for input. Backpressured: blocked writing to a full output channel.
     Busy: the rest (processing).
     """
+    # Waits in progress count up to the moment they are read; the end of the wall-clock
+    # window is read last, so idle + blocked never exceeds it.
+    idle = task.gate.current_idle_seconds()
+    blocked = task.output_blocked_seconds()
     end = task.stats.ended or time.perf_counter()
     wall = max(1e-9, end - task.stats.started)
-    idle = task.gate.idle_seconds
-    blocked = task.output_blocked_seconds()
     busy = max(0.0, wall - idle - blocked)
     return {
         "busy_seconds": busy,

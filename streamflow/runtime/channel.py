@@ -92,7 +92,7 @@ MAIL: Final = -1
 class InputGate:
     """Reads the input channels of one task, fairly, skipping held and finished ones."""
 
-    __slots__ = ("channels", "_held", "_finished", "_mailbox", "_waiter", "_next", "idle_seconds")
+    __slots__ = ("channels", "_held", "_finished", "_mailbox", "_waiter", "_next", "idle_seconds", "_idle_since")
 
     def __init__(self, channels: list[Channel]) -> None:
         self.channels = channels
@@ -104,6 +104,12 @@ class InputGate:
         self._waiter: asyncio.Future[None] | None = None
         self._next = 0
         self.idle_seconds = 0.0
+        self._idle_since: float | None = None
+
+    def current_idle_seconds(self) -> float:
+        """Idle time so far, including a wait for input still in progress."""
+        since = self._idle_since
+        return self.idle_seconds + (time.perf_counter() - since if since is not None else 0.0)
 
     def wake(self) -> None:
         waiter = self._waiter
@@ -155,6 +161,7 @@ class InputGate:
             loop = asyncio.get_running_loop()
             self._waiter = loop.create_future()
             started = time.perf_counter()
+            self._idle_since = started
             try:
                 if timeout is None:
                     await self._waiter
@@ -165,4 +172,5 @@ class InputGate:
                         return MAIL, TIMEOUT
             finally:
                 self._waiter = None
+                self._idle_since = None
                 self.idle_seconds += time.perf_counter() - started
