@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Coroutine
 
 from streamflow.api.connector import SourceContext
 from streamflow.checkpoint.serde import decode
@@ -156,17 +156,35 @@ class Execution:
 
     async def _run_attempt(self) -> None:
         restored, start_id = await self._restore()
-        async with asyncio.TaskGroup() as group:
-            self._build(restored, start_id, group)
-            assert self.coordinator is not None
-            for task in self.tasks:
-                group.create_task(task.run(), name=task.name)
-            group.create_task(self.coordinator.run(), name=f"{self.settings.job_name}.coordinator")
+        # State writes run outside the task group: when the attempt fails they finish
+        # (a few fsynced files) instead of being cancelled mid-file, which would leak the
+        # file being opened, and they are done before the next attempt scans the directory.
+        writes: set[asyncio.Task[Any]] = set()
+
+        def spawn_write(coro: Coroutine[Any, Any, None]) -> asyncio.Task[Any]:
+            write = asyncio.get_running_loop().create_task(coro)
+            writes.add(write)
+            write.add_done_callback(writes.discard)
+            return write
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._build(restored, start_id, spawn_write)
+                assert self.coordinator is not None
+                for task in self.tasks:
+                    group.create_task(task.run(), name=task.name)
+                group.create_task(self.coordinator.run(), name=f"{self.settings.job_name}.coordinator")
+        finally:
+            if writes:
+                await asyncio.gather(*writes, return_exceptions=True)
 
     # -- building -----------------------------------------------------------------------
 
     def _build(
-        self, restored: dict[str, list[dict[str, Any]]] | None, start_id: int, group: asyncio.TaskGroup
+        self,
+        restored: dict[str, list[dict[str, Any]]] | None,
+        start_id: int,
+        spawn: Callable[[Coroutine[Any, Any, None]], Any],
     ) -> None:
         plan, settings = self.plan, self.settings
         capacity = settings.channel_capacity
@@ -210,7 +228,7 @@ class Execution:
             for op in chain.operators:
                 op_parallelism[op.effective_uid] = chain.parallelism
             for subtask in range(chain.parallelism):
-                tasks.append(self._task(chain, subtask, channels, inputs, restored, mode, link, group))
+                tasks.append(self._task(chain, subtask, channels, inputs, restored, mode, link, spawn))
         self.tasks = tasks
         self.coordinator = CheckpointCoordinator(
             job_name=settings.job_name,
@@ -234,7 +252,7 @@ class Execution:
         restored: dict[str, list[dict[str, Any]]] | None,
         mode: CheckpointingMode,
         link: Any,
-        group: asyncio.TaskGroup,
+        spawn: Callable[[Coroutine[Any, Any, None]], Any],
     ) -> Task:
         plan, settings = self.plan, self.settings
         members = {op.node_id for op in chain.operators}
@@ -267,7 +285,7 @@ class Execution:
             coordinator=link,
             storage=self.storage,
             clock=settings.clock,
-            spawn=group.create_task,
+            spawn=spawn,
             restored=restored,
         )
         head = chain.head
