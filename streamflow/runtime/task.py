@@ -171,15 +171,28 @@ class Task:
     # -- main loop --------------------------------------------------------------------
 
     async def run(self) -> None:
-        await self._open()
         try:
+            await self._open()
             await self._loop()
             for op in self.operators:
                 await op.finish()
+        except BaseException:
+            # A failed or cancelled attempt still releases connections and threads (an
+            # open database handle would keep the process alive); errors while closing
+            # must not hide the failure that got us here.
+            await self._close_quietly()
+            raise
         finally:
             self.stats.ended = time.perf_counter()
         for op in self.operators:
             await op.close()
+
+    async def _close_quietly(self) -> None:
+        for op in self.operators:
+            try:
+                await asyncio.shield(op.close())
+            except BaseException as exc:  # noqa: BLE001 - best effort, the original error wins
+                log.debug("task %s: closing %s after a failure raised %r", self.name, op.uid, exc)
 
     def _timer_timeout(self) -> float | None:
         deadline = None
@@ -391,4 +404,7 @@ class SourceTask(Task):
             await super().run()
         finally:
             if self.reader is not None:
-                await self.reader.close()
+                try:
+                    await asyncio.shield(self.reader.close())
+                except Exception as exc:  # noqa: BLE001 - the job's own outcome wins
+                    log.warning("task %s: closing the source reader raised %r", self.name, exc)

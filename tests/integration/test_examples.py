@@ -1,0 +1,59 @@
+"""The examples and the command line run as a user runs them: in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("STREAMFLOW_CRASH", None)
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_main_job_crashes_recovers_and_matches_a_failure_free_run(tmp_path: Path) -> None:
+    done = run([sys.executable, str(REPO / "examples" / "events_to_sqlite.py"), "--out", str(tmp_path)], REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "finished after 2 attempts" in done.stdout
+    assert "CHECK OK" in done.stdout
+    assert "crash on purpose" in done.stderr
+    with sqlite3.connect(tmp_path / "user_totals.db") as db:
+        users, events = db.execute("SELECT count(*), sum(events) FROM user_totals").fetchone()
+    # 20,000 bundled events, 3 of them malformed and skipped; 200 users
+    assert (users, events) == (200, 19_997)
+
+
+def test_cli_runs_a_module_function_and_resumes_from_its_checkpoints(tmp_path: Path) -> None:
+    module = tmp_path / "cli_job.py"
+    module.write_text(
+        "from streamflow.connectors import CollectionSource, ExactlyOnceFileSink\n"
+        "def build(env):\n"
+        "    (env.from_source(CollectionSource([f'w{i % 7}' for i in range(700)]), name='words').uid('words')\n"
+        "        .key_by(lambda w: w).reduce(lambda a, b: a).uid('first')\n"
+        f"        .sink_to(ExactlyOnceFileSink({str(tmp_path / 'out')!r})).uid('out'))\n"
+    )
+    args = [
+        sys.executable, "-m", "streamflow.cli", "run", "cli_job:build", "--parallelism", "2",
+        "--checkpoint-dir", str(tmp_path / "chk"), "--checkpoint-interval", "0.2",
+    ]
+    first = run(args, tmp_path)
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout.strip().splitlines()[-1])
+    assert summary["job"] == "cli_job" and summary["attempts"] == 1
+    assert summary["checkpoints_completed"] >= 1 and summary["restored_from"] is None
+    second = run(args, tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout.strip().splitlines()[-1])["restored_from"] is not None
+
+
+def test_cli_refuses_a_bad_target_with_a_clear_message(tmp_path: Path) -> None:
+    done = run([sys.executable, "-m", "streamflow.cli", "run", "no_colon_here"], tmp_path)
+    assert done.returncode == 2
+    assert "expected module:function" in done.stderr
