@@ -266,7 +266,7 @@ class Execution:
                 [targets[j] for j in sorted(targets)], edge.partitioning, edge.key_selector, plan.max_parallelism
             )
             if edge.dead_letter:
-                side_outputs[plan.chain_of(edge.upstream) and _uid_of(chain, edge.upstream)] = writer
+                side_outputs[_uid_of(chain, edge.upstream)] = writer
             else:
                 outputs.append(writer)
         operators: list[StreamOperator] = [
