@@ -1,0 +1,202 @@
+"""The crash suite's harness: real job processes, killed and restarted.
+
+A :class:`Scenario` is one sink, one parallelism and the crash points to arm, one per
+process, before a last process runs without any (a reference run arms none). Running a
+scenario means: a fresh output and checkpoint directory; one ``crash_job.py`` process per
+crash point with ``STREAMFLOW_CRASH`` set; then one without, on the same directories.
+After every process the committed output is read back.
+
+Each job process takes 1-3 s and mostly sleeps, so the scenarios of the selected tests
+run concurrently in a small thread pool (:class:`CrashLab`); conftest.py submits those
+of the selected tests up front, and every test waits only for its own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+import crash_job
+
+JOB = Path(crash_job.__file__).resolve()
+PROCESS_TIMEOUT = 60.0  # seconds per job process
+WORKERS = 4
+CRASH_EXIT_CODE = 137
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    sink: str
+    parallelism: int
+    crashes: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        crashes = "+".join(c.replace(":", "@") for c in self.crashes) or "no-crash"
+        return f"{self.sink}-p{self.parallelism}-{crashes}"
+
+    @property
+    def reference(self) -> Scenario:
+        return Scenario(self.sink, self.parallelism)
+
+
+@dataclass(slots=True)
+class JobRun:
+    """One job process."""
+
+    crash: str | None
+    argv: list[str]
+    returncode: int | None  # None: killed after PROCESS_TIMEOUT
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The JSON line a finished job prints (empty if there is none)."""
+        lines = self.stdout.strip().splitlines()
+        return orjson.loads(lines[-1]) if lines else {}
+
+    def describe(self, tail: int = 60) -> str:
+        err = "\n".join(self.stderr.rstrip().splitlines()[-tail:])
+        crash = f"STREAMFLOW_CRASH={self.crash} " if self.crash else ""
+        return (
+            f"$ {crash}{' '.join(self.argv)}\n"
+            f"exit code {self.returncode} after {self.seconds:.2f}s\n"
+            f"--- stdout ---\n{self.stdout.rstrip()}\n--- stderr (last {tail} lines) ---\n{err}"
+        )
+
+
+@dataclass(slots=True)
+class Inspection:
+    """What is on disk besides the committed results, after a process."""
+
+    subtasks_with_output: set[int]  # sink subtasks that committed anything
+    committed_count: int  # lines of published files / SELECT count(*), counted apart
+    leftovers: list[str]  # in-progress files, staged rows: should be gone after a finished run
+
+
+@dataclass(slots=True)
+class ScenarioResult:
+    scenario: Scenario
+    out: Path
+    checkpoints: Path
+    runs: list[JobRun] = field(default_factory=list)
+    committed: list[list[crash_job.Result]] = field(default_factory=list)  # after each run
+    inspections: list[Inspection] = field(default_factory=list)  # after each run
+
+    @property
+    def final(self) -> list[crash_job.Result]:
+        return self.committed[-1]
+
+    def describe(self) -> str:
+        return "\n\n".join(run.describe() for run in self.runs)
+
+
+def inspect_sink(sink: str, out: Path) -> Inspection:
+    if sink == "file":
+        names = re.compile(r"^part-file-sink-(\d+)-\d+\.txt$")
+        subtasks = set()
+        if out.exists():
+            for p in out.iterdir():
+                m = names.match(p.name)
+                if m:
+                    subtasks.add(int(m.group(1)))
+        count = sum(p.read_bytes().count(b"\n") for p in out.glob("*.txt")) if out.exists() else 0
+        pending = out / ".pending"
+        leftovers = sorted(f".pending/{p.name}" for p in pending.iterdir()) if pending.exists() else []
+        return Inspection(subtasks, count, leftovers)
+    db = out / crash_job.DB_NAME
+    if not db.exists():
+        return Inspection(set(), 0, [])
+    with closing(sqlite3.connect(db)) as conn:
+        subtasks = {row[0] for row in conn.execute("SELECT DISTINCT subtask FROM _streamflow_commits")}
+        (count,) = conn.execute(f"SELECT count(*) FROM {crash_job.TABLE}").fetchone()
+        staged = conn.execute(
+            "SELECT subtask, checkpoint_id, count(*) FROM _streamflow_staged GROUP BY 1, 2"
+        ).fetchall()
+    return Inspection(
+        subtasks, count, [f"_streamflow_staged: subtask {s} checkpoint {c}: {n} rows" for s, c, n in staged]
+    )
+
+
+def run_job(scenario: Scenario, inputs: Path, out: Path, checkpoints: Path, crash: str | None) -> JobRun:
+    argv = [
+        sys.executable, str(JOB),
+        "--sink", scenario.sink,
+        "--input", str(inputs),
+        "--out", str(out),
+        "--checkpoints", str(checkpoints),
+        "--parallelism", str(scenario.parallelism),
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFLOW_CRASH")}
+    if crash is not None:
+        env["STREAMFLOW_CRASH"] = crash
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(
+            argv, env=env, cwd=out.parent, capture_output=True, text=True, timeout=PROCESS_TIMEOUT, check=False
+        )
+        returncode, stdout, stderr = done.returncode, done.stdout, done.stderr
+    except subprocess.TimeoutExpired as exc:
+        returncode = None
+        stdout = _text(exc.stdout)
+        stderr = _text(exc.stderr) + f"\n[killed by the test after {PROCESS_TIMEOUT:.0f}s]"
+    return JobRun(crash, argv, returncode, stdout, stderr, time.perf_counter() - started)
+
+
+def _text(data: str | bytes | None) -> str:
+    if data is None:
+        return ""
+    return data if isinstance(data, str) else data.decode("utf-8", "replace")
+
+
+def run_scenario(scenario: Scenario, inputs: Path, base: Path) -> ScenarioResult:
+    base.mkdir(parents=True, exist_ok=False)
+    result = ScenarioResult(scenario, base / "out", base / "checkpoints")
+    for crash in (*scenario.crashes, None):
+        run = run_job(scenario, inputs, result.out, result.checkpoints, crash)
+        result.runs.append(run)
+        result.committed.append(crash_job.read_committed(scenario.sink, result.out))
+        result.inspections.append(inspect_sink(scenario.sink, result.out))
+        if crash is not None and run.returncode != CRASH_EXIT_CODE:
+            break  # the crash did not happen as planned; the test fails on this run
+    return result
+
+
+class CrashLab:
+    """Runs scenarios in a thread pool, each once; ``result`` waits for one."""
+
+    def __init__(self, inputs: Path, base: Path, workers: int = WORKERS) -> None:
+        self.inputs = inputs
+        self.base = base
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crash-lab")
+        self._futures: dict[Scenario, Future[ScenarioResult]] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, scenario: Scenario) -> Future[ScenarioResult]:
+        with self._lock:
+            future = self._futures.get(scenario)
+            if future is None:
+                base = self.base / scenario.id
+                future = self._pool.submit(run_scenario, scenario, self.inputs, base)
+                self._futures[scenario] = future
+            return future
+
+    def result(self, scenario: Scenario) -> ScenarioResult:
+        return self.submit(scenario).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

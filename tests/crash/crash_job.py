@@ -1,0 +1,241 @@
+"""The job that the crash suite kills and restarts, as a real process.
+
+    python tests/crash/crash_job.py --sink file|sqlite --input DIR --out DIR \
+        --checkpoints DIR --parallelism P
+
+Pipeline: FileSource over the input files -> map(parse) -> key_by(key) -> a
+KeyedProcessFunction counting records per key in keyed ValueState and emitting
+``(key, count, line id)`` -> a paced async map (so the run spans several checkpoints) ->
+an exactly-once sink: part files of ``key,count,lineid`` lines under ``--out``, or rows
+of ``results(key, count, lineid)`` in ``--out/results.db`` with PRIMARY KEY (key, count).
+
+Every key lives in exactly one input file, so its records reach the counter in the order
+of that file whatever the parallelism and timing: the output is deterministic and each
+record is unique, and a multiset comparison with a failure-free run is exact.
+
+Checkpoints every 0.2 s (exactly-once) into ``--checkpoints``; a process started on the
+same directory restores from the latest complete checkpoint. No restarts inside the
+process (RestartStrategy.none()): a failure ends the process with exit code 1 at once, a crash
+point armed through ``STREAMFLOW_CRASH=<point>:<n>`` with exit code 137, and a finished
+job with 0 after printing one JSON line (attempts, restored_from, checkpoints_completed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import random
+import sqlite3
+import sys
+import threading
+import traceback
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from streamflow import KeyedProcessFunction, RestartStrategy, StreamEnvironment
+from streamflow.connectors.file_sink import ExactlyOnceFileSink, read_committed_lines
+from streamflow.connectors.files import FileSource
+from streamflow.connectors.sqlite import ExactlyOnceSqliteSink
+from streamflow.state import ValueStateDescriptor
+
+INPUT_FILES = 4
+LINES_PER_FILE = 3_000
+KEYS_PER_FILE = 10
+TOTAL_RECORDS = INPUT_FILES * LINES_PER_FILE
+
+CHECKPOINT_INTERVAL = 0.2
+PACE_EVERY = 200  # records per pause of the paced map (per subtask)
+RUN_SECONDS = 2.0  # roughly how long the pauses of a whole run add up to
+SOURCE_BATCH = 50  # small batches: barriers interleave finely with records
+
+DB_NAME = "results.db"
+TABLE = "results"
+TABLE_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+    " key TEXT NOT NULL, count INTEGER NOT NULL, lineid INTEGER NOT NULL,"
+    " PRIMARY KEY (key, count))"
+)
+# Plain INSERT, not OR IGNORE: a duplicate (key, count) must fail loudly.
+INSERT = f"INSERT INTO {TABLE} (key, count, lineid) VALUES (?, ?, ?)"
+
+Result = tuple[str, int, int]  # (key, count, line id)
+
+
+# -- input ----------------------------------------------------------------------------
+
+
+def generate_inputs(directory: Path) -> list[Path]:
+    """Write the input files (deterministic); return their paths in order.
+
+    File f holds the keys ``k{f*KEYS_PER_FILE + j}``; line ids are unique over all files.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for f in range(INPUT_FILES):
+        rng = random.Random(1000 + f)
+        keys = [f"k{f * KEYS_PER_FILE + j}" for j in range(KEYS_PER_FILE)]
+        lines = [f"{rng.choice(keys)},{f * LINES_PER_FILE + i}" for i in range(LINES_PER_FILE)]
+        path = directory / f"input-{f}.csv"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def input_paths(directory: Path) -> list[Path]:
+    return [directory / f"input-{f}.csv" for f in range(INPUT_FILES)]
+
+
+def expected_results(directory: Path) -> list[Result]:
+    """What a correct run emits, computed from the input alone, in per-key order."""
+    counts: dict[str, int] = {}
+    out: list[Result] = []
+    for path in input_paths(directory):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            key, lineid = parse(line)
+            counts[key] = counts.get(key, 0) + 1
+            out.append((key, counts[key], lineid))
+    return out
+
+
+# -- the pipeline -----------------------------------------------------------------------
+
+
+def parse(line: str) -> tuple[str, int]:
+    key, _, lineid = line.partition(",")
+    return key, int(lineid)
+
+
+class CountPerKey(KeyedProcessFunction):
+    """Counts records per key in keyed ValueState; emits (key, count, line id)."""
+
+    def open(self, ctx: Any) -> None:
+        self.count = ctx.get_state(ValueStateDescriptor("count", default=0))
+
+    def process_element(self, value: tuple[str, int], ctx: Any, out: Any) -> None:
+        n = self.count.value() + 1
+        self.count.update(n)
+        out.collect((value[0], n, value[1]))
+
+
+class Pace:
+    """Async map that sleeps a little every ``every`` records (per subtask)."""
+
+    def __init__(self, every: int, seconds: float) -> None:
+        self.every = every
+        self.seconds = seconds
+        self.seen = 0
+
+    async def __call__(self, record: Result) -> Result:
+        self.seen += 1
+        if self.seen % self.every == 0:
+            await asyncio.sleep(self.seconds)
+        return record
+
+
+def to_line(record: Result) -> str:
+    return f"{record[0]},{record[1]},{record[2]}"
+
+
+def to_row(record: Result) -> tuple[str, int, int]:
+    return record
+
+
+def build(env: StreamEnvironment, sink: str, inputs: list[Path], out: Path) -> None:
+    pause = RUN_SECONDS * PACE_EVERY * env.parallelism / TOTAL_RECORDS
+    stream = (
+        env.from_source(FileSource([str(p) for p in inputs], batch_size=SOURCE_BATCH), name="input")
+        .uid("input")
+        .map(parse)
+        .uid("parse")
+        .key_by(lambda r: r[0])
+        .process(CountPerKey())
+        .uid("count-per-key")
+        .map(Pace(PACE_EVERY, pause))
+        .uid("pace")
+    )
+    if sink == "file":
+        stream.map(to_line).uid("to-line").sink_to(ExactlyOnceFileSink(out), name="file-sink").uid("file-sink")
+    elif sink == "sqlite":
+        stream.sink_to(
+            ExactlyOnceSqliteSink(
+                out / DB_NAME, table=TABLE, statement=INSERT, row_fn=to_row, create_sql=TABLE_DDL
+            ),
+            name="sqlite-sink",
+        ).uid("sqlite-sink")
+    else:
+        raise ValueError(f"unknown sink {sink!r}")
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    env = StreamEnvironment(parallelism=args.parallelism)
+    env.enable_checkpointing(CHECKPOINT_INTERVAL, directory=args.checkpoints)
+    env.set_restart_strategy(RestartStrategy.none())
+    env.set_source_batch_size(SOURCE_BATCH)
+    args.out.mkdir(parents=True, exist_ok=True)
+    build(env, args.sink, input_paths(args.input), args.out)
+    result = await env.execute("crash-job")
+    return {
+        "attempts": result.attempts,
+        "restored_from": result.restored_from,
+        "checkpoints_completed": result.checkpoints_completed,
+        "duration": round(result.duration, 3),
+    }
+
+
+# -- reading the committed output (used by the tests) -----------------------------------
+
+
+def read_committed(sink: str, out: Path) -> list[Result]:
+    """The committed output in commit order per subtask (file) or insertion order (SQLite)."""
+    if sink == "file":
+        if not out.exists():
+            return []
+        results = []
+        for line in read_committed_lines(out):
+            key, count, lineid = line.split(",")
+            results.append((key, int(count), int(lineid)))
+        return results
+    db = out / DB_NAME
+    if not db.exists():
+        return []
+    with closing(sqlite3.connect(db)) as conn:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (TABLE,)).fetchone() is None:
+            return []
+        rows = conn.execute(f"SELECT key, count, lineid FROM {TABLE} ORDER BY rowid").fetchall()
+    return [(k, int(c), int(i)) for k, c, i in rows]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sink", choices=("file", "sqlite"), required=True)
+    parser.add_argument("--input", type=Path, required=True, help="directory of the generated input files")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--checkpoints", type=Path, required=True)
+    parser.add_argument("--parallelism", type=int, default=1)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("streamflow.job", "streamflow.checkpoint"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    try:
+        summary = asyncio.run(run(args))
+    except BaseException:
+        # A failed job must end its process now. Sink writers are not closed when a job
+        # attempt fails, and a live non-daemon thread (an aiosqlite connection) would
+        # keep the interpreter from exiting until the test's timeout: name them, leave.
+        traceback.print_exc()
+        alive = [t.name for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()]
+        if alive:
+            sys.stderr.write(f"crash_job: the job failed with non-daemon threads still alive: {alive}\n")
+        sys.stderr.flush()
+        os._exit(1)
+    sys.stdout.write(orjson.dumps(summary).decode() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
