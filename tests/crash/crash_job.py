@@ -224,9 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = asyncio.run(run(args))
     except BaseException:
-        # A failed job must end its process now. Sink writers are not closed when a job
-        # attempt fails, and a live non-daemon thread (an aiosqlite connection) would
-        # keep the interpreter from exiting until the test's timeout: name them, leave.
+        # A failed job must end its process now: a leaked non-daemon thread (say, an
+        # aiosqlite connection a failed attempt did not close; fixed in 9fab109) would
+        # otherwise keep the interpreter alive until the test's timeout. Name it, leave.
         traceback.print_exc()
         alive = [t.name for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()]
         if alive:
