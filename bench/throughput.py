@@ -1,0 +1,460 @@
+"""Throughput and memory benchmark: streamflow next to a hand-written loop and Bytewax.
+
+What it measures, in one process, on ~100-byte JSON records generated deterministically
+in memory (user id out of 10,000, event type, amount, timestamp, padding):
+
+(a) source -> map(orjson.loads, amount * 1.1, event upper-cased, orjson.dumps) -> count
+(b) source -> map(orjson.loads) -> key_by(user) -> reduce(running sum of amount) -> count
+
+each through streamflow (checkpointing off, and every 1 s into a fresh temp dir), through
+a hand-written asyncio loop doing the same work with no framework (an async generator of
+list slices of the same batch size feeding a coroutine that processes and counts), and
+(a) also through Bytewax (TestingSource -> op.map -> a counting DynamicSink, run_main).
+Parallelism 1 everywhere. Every variant runs once on a small input to warm up, then
+``--repeats`` times, round-robin so that drift hits all variants alike; the median wins.
+
+Why ratios: absolute records/s depend on the machine and on whatever else it runs at the
+time. Variants measured side by side in one process see the same machine, so their
+ratios (streamflow / hand loop, streamflow / Bytewax, checkpointing / none) are the
+figures to compare across machines and commits.
+
+A checkpointing run counts as checkpointing every second only if it completed about one
+checkpoint per elapsed second; the longest event-loop stall during each streamflow run is
+printed too (a chain that never yields starves the checkpoint coordinator).
+
+Memory: streamflow (a) runs in two subprocesses, N and 10 N records generated on the fly
+inside the source reader (never held in a list), checkpointing every 1 s; each reports
+its ru_maxrss. Flat means the 10 N peak is within 1.5x of the N peak.
+
+Usage: python3 bench/throughput.py [--records N] [--quick] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import json
+import operator
+import os
+import platform
+import pstats
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+import streamflow
+from streamflow.api.connector import SinkContext, SourceBatch, SourceContext
+
+USERS = 10_000
+EVENTS = ("click", "view", "purchase", "refund", "signup")
+RECORD_BYTES = 100
+
+# -- the data ---------------------------------------------------------------------------
+
+
+def record_at(i: int) -> bytes:
+    """Record ``i``: a pure function of ``i``, so lists and lazy readers agree.
+
+    Copied out of orjson's result: orjson >= 3.12 over-allocates the bytes it returns
+    (about 4 KiB for a 100-byte document), which would make 1M held records ~4 GiB.
+    """
+    body = {
+        "user": f"u{(i * 7919) % USERS:05d}",
+        "event": EVENTS[i % len(EVENTS)],
+        "amount": ((i * 31337) % 100_000) / 100,
+        "ts": 1_700_000_000_000 + i,
+        "pad": "",
+    }
+    body["pad"] = "x" * max(0, RECORD_BYTES - len(orjson.dumps(body)))
+    return bytes(memoryview(orjson.dumps(body)))
+
+
+def make_records(n: int) -> list[bytes]:
+    return [record_at(i) for i in range(n)]
+
+
+def transform(raw: bytes) -> bytes:
+    """Work of pipeline (a): parse, change two fields, serialise."""
+    record = orjson.loads(raw)
+    record["amount"] = record["amount"] * 1.1
+    record["event"] = record["event"].upper()
+    return orjson.dumps(record)
+
+
+parse: Callable[[bytes], Any] = orjson.loads
+user_of = operator.itemgetter("user")
+
+
+def add_amount(acc: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """Reduce function of pipeline (b): the running sum of ``amount`` for one user."""
+    return {"user": record["user"], "amount": acc["amount"] + record["amount"]}
+
+
+# -- streamflow source and sink ---------------------------------------------------------
+
+
+class BenchSource:
+    """Bounded source of ``count`` records: slices of ``records``, or generated lazily.
+
+    One split (parallelism 1); its state is the index of the NEXT record to read.
+    """
+
+    def __init__(self, records: list[bytes] | None, count: int) -> None:
+        self.records = records
+        self.count = count
+
+    def create_reader(self, ctx: SourceContext) -> BenchReader:
+        start = int(ctx.restored_splits[0]["next"]) if ctx.restored_splits else 0
+        return BenchReader(self.records, self.count, start)
+
+
+class BenchReader:
+    def __init__(self, records: list[bytes] | None, count: int, start: int) -> None:
+        self._records = records
+        self._end = count
+        self._next = start
+
+    async def open(self) -> None:
+        return None
+
+    async def poll(self, max_records: int, max_wait: float) -> SourceBatch | None:
+        start = self._next
+        if start >= self._end:
+            return None
+        stop = min(self._end, start + max_records)
+        self._next = stop
+        if self._records is not None:
+            chunk = self._records[start:stop]  # a new list: the runtime may keep it
+        else:
+            chunk = [record_at(i) for i in range(start, stop)]
+        return SourceBatch(chunk, None, "bench")
+
+    def snapshot_splits(self, checkpoint_id: int) -> list[Any]:
+        return [{"split": "bench", "next": self._next}]
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class CountingSink:
+    """Counts what its (single) writer receives; ``count`` is read after the job."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def create_writer(self, ctx: SinkContext) -> CountingWriter:
+        return CountingWriter(self)
+
+
+class CountingWriter:
+    def __init__(self, sink: CountingSink) -> None:
+        self._sink = sink
+
+    async def open(self) -> None:
+        return None
+
+    async def write(self, records: list[Any]) -> None:
+        self._sink.count += len(records)
+
+    async def snapshot(self, checkpoint_id: int) -> list[Any]:
+        return []
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        return None
+
+    async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
+        return None
+
+    async def finish(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+# -- the variants ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sample:
+    """One timed run. ``max_stall`` is the longest the event loop could not serve another
+    task (a 10 ms sleeper's worst lateness): that bounds checkpoint trigger and cancel
+    latency. Measured for streamflow only; the hand loop never yields, by design."""
+
+    seconds: float
+    checkpoints: int = 0
+    max_stall: float | None = None
+
+
+async def _stall_probe(worst: list[float]) -> None:
+    while True:
+        started = time.perf_counter()
+        await asyncio.sleep(0.01)
+        worst[0] = max(worst[0], time.perf_counter() - started - 0.01)
+
+
+def run_streamflow(pipeline: str, source: BenchSource, batch: int, checkpoint: bool) -> Sample:
+    async def job(directory: str | None) -> Sample:
+        env = streamflow.StreamEnvironment(parallelism=1).set_source_batch_size(batch)
+        if directory is not None:
+            env.enable_checkpointing(1.0, directory=directory)
+        sink = CountingSink()
+        stream = env.from_source(source, name="bench-source")
+        if pipeline == "a":
+            stream.map(transform).sink_to(sink)
+        else:
+            stream.map(parse).key_by(user_of).reduce(add_amount).uid("sum-per-user").sink_to(sink)
+        worst = [0.0]
+        probe = asyncio.create_task(_stall_probe(worst))
+        started = time.perf_counter()
+        result = await env.execute(f"bench-{pipeline}")
+        elapsed = time.perf_counter() - started
+        probe.cancel()
+        if sink.count != source.count:
+            raise RuntimeError(f"streamflow ({pipeline}) counted {sink.count} of {source.count} records")
+        return Sample(seconds=elapsed, checkpoints=result.checkpoints_completed, max_stall=worst[0])
+
+    if not checkpoint:
+        return asyncio.run(job(None))
+    with tempfile.TemporaryDirectory(prefix="sf-bench-") as directory:  # fresh: nothing to restore
+        return asyncio.run(job(directory))
+
+
+async def _batches(records: list[bytes], size: int) -> AsyncIterator[list[bytes]]:
+    for start in range(0, len(records), size):
+        yield records[start : start + size]
+
+
+async def _hand_a(records: list[bytes], size: int) -> int:
+    count = 0
+    async for batch in _batches(records, size):
+        out = [transform(raw) for raw in batch]
+        count += len(out)
+    return count
+
+
+async def _hand_b(records: list[bytes], size: int) -> int:
+    count = 0
+    totals: dict[str, dict[str, Any]] = {}
+    async for batch in _batches(records, size):
+        out = []
+        for raw in batch:
+            record = parse(raw)
+            key = user_of(record)
+            previous = totals.get(key)
+            value = record if previous is None else add_amount(previous, record)
+            totals[key] = value
+            out.append(value)
+        count += len(out)
+    return count
+
+
+def run_hand(pipeline: str, records: list[bytes], batch: int) -> Sample:
+    started = time.perf_counter()
+    count = asyncio.run((_hand_a if pipeline == "a" else _hand_b)(records, batch))
+    elapsed = time.perf_counter() - started
+    if count != len(records):
+        raise RuntimeError(f"hand loop ({pipeline}) counted {count} of {len(records)} records")
+    return Sample(seconds=elapsed)
+
+
+def run_bytewax(records: list[bytes], batch: int) -> Sample:
+    import bytewax.operators as op
+    from bytewax.dataflow import Dataflow
+    from bytewax.outputs import DynamicSink, StatelessSinkPartition
+    from bytewax.testing import TestingSource, run_main
+
+    counted = [0]
+
+    class Partition(StatelessSinkPartition[bytes]):
+        def write_batch(self, items: list[bytes]) -> None:
+            counted[0] += len(items)
+
+    class Sink(DynamicSink[bytes]):
+        def build(self, step_id: str, worker_index: int, worker_count: int) -> Partition:
+            return Partition()
+
+    flow = Dataflow("bench_a")
+    stream = op.input("in", flow, TestingSource(records, batch_size=batch))
+    op.output("out", op.map("transform", stream, transform), Sink())
+    started = time.perf_counter()
+    run_main(flow)  # type: ignore[no-untyped-call]
+    elapsed = time.perf_counter() - started
+    if counted[0] != len(records):
+        raise RuntimeError(f"bytewax counted {counted[0]} of {len(records)} records")
+    return Sample(seconds=elapsed)
+
+
+def variants(records: list[bytes], batch: int) -> dict[str, Callable[[], Sample]]:
+    n = len(records)
+    shared = BenchSource(records, n)
+    table: dict[str, Callable[[], Sample]] = {
+        "a hand loop": lambda: run_hand("a", records, batch),
+        "a streamflow, no checkpoints": lambda: run_streamflow("a", shared, batch, False),
+        "a streamflow, checkpoint 1 s": lambda: run_streamflow("a", shared, batch, True),
+        "b hand loop": lambda: run_hand("b", records, batch),
+        "b streamflow, no checkpoints": lambda: run_streamflow("b", shared, batch, False),
+        "b streamflow, checkpoint 1 s": lambda: run_streamflow("b", shared, batch, True),
+    }
+    try:
+        import bytewax  # noqa: F401
+    except ImportError:
+        print("bytewax is not installed (pip install 'bytewax>=0.21'): skipping it", file=sys.stderr)
+    else:
+        table["a bytewax"] = lambda: run_bytewax(records, batch)
+    return table
+
+
+def measure(records: list[bytes], warmup: list[bytes], batch: int, repeats: int) -> dict[str, Sample]:
+    """The median run (by time) of each variant."""
+    for run in variants(warmup, batch).values():
+        run()
+    runs: dict[str, list[Sample]] = {}
+    for _ in range(repeats):
+        for name, run in variants(records, batch).items():
+            gc.collect()
+            runs.setdefault(name, []).append(run())
+    return {name: sorted(samples, key=lambda x: x.seconds)[len(samples) // 2] for name, samples in runs.items()}
+
+
+# -- memory: streamflow (a) with lazily generated input, in a subprocess -----------------
+
+
+def memory_child(n: int, batch: int) -> None:
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    sample = run_streamflow("a", BenchSource(None, n), batch, True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(json.dumps({"baseline_kib": baseline, "peak_kib": peak, "seconds": sample.seconds,
+                      "checkpoints": sample.checkpoints}))
+
+
+def measure_memory(n: int, batch: int) -> list[dict[str, Any]]:
+    """Run before the parent holds any records: a child's ru_maxrss starts at the
+    parent's peak at fork time (Linux carries it across fork and exec)."""
+    reports = []
+    for count in (n, 10 * n):
+        command = [sys.executable, __file__, "--memory-child", str(count), "--batch-size", str(batch)]
+        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        reports.append({"records": count, **json.loads(out.strip().splitlines()[-1])})
+    return reports
+
+
+# -- report -----------------------------------------------------------------------------
+
+
+def cadence_problem(sample: Sample, interval: float = 1.0) -> str:
+    """Why ``sample`` does not show the cost of checkpointing every ``interval`` ("" if it
+    does): it needs one completed checkpoint per elapsed interval (the periodic ones plus
+    the final one). A run shorter than two intervals has no periodic checkpoint to show."""
+    if sample.seconds < 2 * interval:
+        return f"run of {sample.seconds:.1f} s: no periodic checkpoint; use more --records"
+    if sample.checkpoints < int(sample.seconds / interval):
+        return f"only {sample.checkpoints} checkpoints completed in {sample.seconds:.1f} s"
+    return ""
+
+
+def report(figures: dict[str, Sample], memory: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    n = args.records
+    print(f"\nmachine: {os.cpu_count()} CPUs ({platform.machine()}), Python {platform.python_version()}")
+    print(f"records: {n:,} x ~{RECORD_BYTES} B, batch {args.batch_size}, median of {args.repeats}, parallelism 1\n")
+    print(f"| {'variant':<30} | {'records/s':>11} | checkpoints | max loop stall |")
+    print(f"|{'-' * 32}|{'-' * 13}|-------------|----------------|")
+    for name, x in figures.items():
+        stall = "" if x.max_stall is None else f"{x.max_stall * 1000:.0f} ms"
+        print(f"| {name:<30} | {n / x.seconds:>11,.0f} | {x.checkpoints or '':>11} | {stall:>14} |")
+
+    def ratio(top: str, bottom: str) -> float | None:
+        if top not in figures or bottom not in figures:
+            return None
+        return figures[bottom].seconds / figures[top].seconds
+
+    a_cp, b_cp = figures["a streamflow, checkpoint 1 s"], figures["b streamflow, checkpoint 1 s"]
+    # (label, value, goal (None: for information), sense, why the figure cannot count)
+    rows: list[tuple[str, float | None, float | None, str, str]] = [
+        ("(a) streamflow / hand, no checkpoints", ratio("a streamflow, no checkpoints", "a hand loop"), None, "", ""),
+        ("(a) streamflow / hand, checkpoint 1 s", ratio("a streamflow, checkpoint 1 s", "a hand loop"), 0.5, ">=",
+         cadence_problem(a_cp)),
+        ("(b) streamflow / hand, no checkpoints", ratio("b streamflow, no checkpoints", "b hand loop"), None, "", ""),
+        ("(b) streamflow / hand, checkpoint 1 s", ratio("b streamflow, checkpoint 1 s", "b hand loop"), 0.5, ">=",
+         cadence_problem(b_cp)),
+        ("(a) streamflow / bytewax, no checkpoints", ratio("a streamflow, no checkpoints", "a bytewax"), None, "", ""),
+        ("(a) streamflow / bytewax, checkpoint 1 s", ratio("a streamflow, checkpoint 1 s", "a bytewax"), 1.0, ">=",
+         cadence_problem(a_cp)),
+        ("(a) checkpoint 1 s / none", ratio("a streamflow, checkpoint 1 s", "a streamflow, no checkpoints"),
+         0.9, ">=", cadence_problem(a_cp)),
+        ("(b) checkpoint 1 s / none", ratio("b streamflow, checkpoint 1 s", "b streamflow, no checkpoints"),
+         0.9, ">=", cadence_problem(b_cp)),
+    ]
+    if memory:
+        small, large = memory
+        rows.append(("peak RSS 10N / N (ru_maxrss)", large["peak_kib"] / small["peak_kib"], 1.5, "<=", ""))
+    print(f"\n| {'ratio':<41} | {'value':>6} | {'goal':>7} | result")
+    print(f"|{'-' * 43}|{'-' * 8}|{'-' * 9}|{'-' * 30}")
+    for label, value, target, sense, problem in rows:
+        if value is None or target is None:
+            shown, verdict = ("n/a", "not measured") if value is None else (f"{value:.2f}", "(for information)")
+            print(f"| {label:<41} | {shown:>6} | {'':>7} | {verdict}")
+            continue
+        ok = value >= target if sense == ">=" else value <= target
+        if not ok:
+            verdict = "NOT met" + (f" ({problem})" if problem else "")
+        else:
+            verdict = f"unproven: {problem}" if problem else "met"
+        print(f"| {label:<41} | {value:>6.2f} | {sense} {target:<4} | {verdict}")
+    if memory:
+        print("\nmemory, streamflow (a), records generated in the reader, checkpoint 1 s:")
+    for entry in memory:
+        print(f"  {entry['records']:>11,} records: ru_maxrss {entry['peak_kib'] / 1024:6.1f} MiB "
+              f"(after imports {entry['baseline_kib'] / 1024:.1f} MiB), "
+              f"{entry['seconds']:.1f} s, {entry['checkpoints']} checkpoints")
+
+
+def profile(records: list[bytes], batch: int) -> None:
+    """cProfile one checkpointed streamflow run of each pipeline; top costs by own time.
+    (cProfile inflates per-call costs, so Python-level calls look dearer than they are.)"""
+    for pipeline in "ab":
+        profiler = cProfile.Profile()
+        profiler.runcall(run_streamflow, pipeline, BenchSource(records, len(records)), batch, True)
+        print(f"\ncProfile of streamflow ({pipeline}), checkpoint 1 s, by own time:")
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=1000, help="records per source batch (all variants)")
+    parser.add_argument("--quick", action="store_true", help="100k records, 1 repeat: a smoke test")
+    parser.add_argument("--profile", action="store_true", help="also cProfile one run of (a) and of (b)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the N / 10 N memory subprocesses")
+    parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child is not None:
+        memory_child(args.memory_child, args.batch_size)
+        return
+    if args.quick:
+        args.records, args.repeats = 100_000, 1
+    memory = [] if args.no_memory else measure_memory(args.records, args.batch_size)
+    records = make_records(args.records)
+    warmup = make_records(min(10_000, args.records))
+    figures = measure(records, warmup, args.batch_size, args.repeats)
+    report(figures, memory, args)
+    if args.profile:
+        profile(records, args.batch_size)
+
+
+if __name__ == "__main__":
+    main()
