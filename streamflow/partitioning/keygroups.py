@@ -54,6 +54,31 @@ def key_group_for(key: Any, max_parallelism: int) -> KeyGroup:
     return KeyGroup(stable_hash(key) % max_parallelism)
 
 
+class KeyGroupAssigner:
+    """``key_group_for`` with a bounded cache for str keys, the common case on the hot
+    path (the same users, words, ids recur). Only str keys are cached: ``1``, ``1.0`` and
+    ``True`` are equal dict keys but hash to different key groups."""
+
+    __slots__ = ("max_parallelism", "_cache", "_limit")
+
+    def __init__(self, max_parallelism: int, limit: int = 1 << 16) -> None:
+        self.max_parallelism = max_parallelism
+        self._cache: dict[str, int] = {}
+        self._limit = limit
+
+    def __call__(self, key: Any) -> int:
+        if type(key) is not str:
+            return stable_hash(key) % self.max_parallelism
+        cache = self._cache
+        group = cache.get(key)
+        if group is None:
+            group = stable_hash(key) % self.max_parallelism
+            if len(cache) >= self._limit:
+                cache.clear()
+            cache[key] = group
+        return group
+
+
 def key_group_range(max_parallelism: int, parallelism: int, subtask: int) -> range:
     """The contiguous key groups subtask ``subtask`` of ``parallelism`` owns (Flink's split)."""
     start = (subtask * max_parallelism + parallelism - 1) // parallelism

@@ -32,7 +32,7 @@ from streamflow.checkpoint.scheduler import CheckpointScheduler
 from streamflow.checkpoint.storage import CheckpointStorage
 from streamflow.config import CheckpointConfig
 from streamflow.errors import CheckpointAbortedError, TooManyCheckpointFailuresError
-from streamflow.runtime import faults
+from streamflow.runtime import faults, offload
 from streamflow.runtime.clock import Clock
 from streamflow.runtime.elements import Barrier, CheckpointId
 from streamflow.runtime.task import (
@@ -253,7 +253,7 @@ class CheckpointCoordinator:
             },
         )
         started = time.perf_counter()
-        await self.storage.write_metadata(n, metadata)
+        await offload.tracked(self.storage.write_metadata(n, metadata))
         pending.complete()
         del self._pending[n]
         now = self.clock.now()
@@ -277,7 +277,7 @@ class CheckpointCoordinator:
         for waiter in self._waiters.pop(n, []):
             if not waiter.done():
                 waiter.set_result(n)
-        await self.storage.enforce_retention()
+        await offload.tracked(self.storage.enforce_retention())
 
     async def _abort(self, pending: PendingCheckpoint, reason: str) -> None:
         assert self.scheduler is not None
@@ -312,7 +312,7 @@ class CheckpointCoordinator:
         self.stats.add(record)
         if n == self._final_id:
             self._final_id = None  # retried by the loop
-        await self.storage.discard(n)
+        await offload.tracked(self.storage.discard(n))
         for task in self.tasks:
             task.gate.post(CheckpointAborted(n))
         for waiter in self._waiters.pop(n, []):

@@ -25,7 +25,7 @@ from streamflow.api.errors_policy import ErrorAction
 from streamflow.api.functions import CheckpointedFunction, CheckpointListener
 from streamflow.errors import StateError, UserFunctionError
 from streamflow.graph.spec import OperatorKind, OperatorSpec
-from streamflow.partitioning.keygroups import key_group_for
+from streamflow.partitioning.keygroups import KeyGroupAssigner
 from streamflow.runtime import faults
 from streamflow.runtime.clock import Clock
 from streamflow.runtime.elements import Batch, Watermark
@@ -240,6 +240,9 @@ class FunctionOperator(StreamOperator):
             getattr(method, "__call__", None)
         )
         self._on_timer = getattr(fn, "on_timer", None)
+        self._key_group_of = KeyGroupAssigner(ctx.max_parallelism)
+        self._fast_map = not self.keyed and not self.is_async and spec.kind is OperatorKind.MAP
+        self._fast_reduce = self.keyed and not self.is_async and spec.kind is OperatorKind.REDUCE
         self._context = _KeyedContext(self)
         self._collector = _Collector()
 
@@ -343,9 +346,9 @@ class FunctionOperator(StreamOperator):
             return batch.keys, batch.key_groups
         selector = self.key_selector
         assert selector is not None  # only called on keyed operators
-        max_p = self.ctx.max_parallelism
         keys = [selector(r) for r in batch.records]
-        return keys, [key_group_for(k, max_p) for k in keys]
+        key_group_of = self._key_group_of
+        return keys, [key_group_of(k) for k in keys]
 
     def set_key(self, key: Any, key_group: int) -> None:
         self.current_key = key
@@ -357,8 +360,10 @@ class FunctionOperator(StreamOperator):
     async def process(self, batch: Batch) -> None:
         records = batch.records
         self.metrics.records_in += len(records)
-        if not self.keyed and not self.is_async and self.spec.kind is OperatorKind.MAP:
+        if self._fast_map:
             out, positions = self._map_fast(batch)
+        elif self._fast_reduce:
+            out, positions = self._reduce_fast(batch)
         else:
             out, positions = await self._general(batch)
         self.metrics.records_out += len(out)
@@ -366,6 +371,39 @@ class FunctionOperator(StreamOperator):
             await self._flush_dead_letters()
         if out:
             await self.emit(Batch(out, positions, batch.origin))
+
+    def _reduce_fast(self, batch: Batch) -> tuple[list[Any], list[Any] | None]:
+        """A synchronous running reduce in one tight loop, no per-record dispatch.
+
+        A record whose reduce raises changes no state and goes to the error policy; the
+        loop then continues with the next record (the iterator keeps its place).
+        """
+        fn = self.call
+        keys, key_groups = self._keys_of(batch)
+        set_current_key = self.ctx.keyed_backend.set_current_key
+        state = self._reduce_state
+        read, write = state.value, state.update
+        out: list[Any] = []
+        append = out.append
+        failed: list[int] = []
+        indexes = iter(range(len(batch.records)))
+        records = batch.records
+        index = 0
+        while True:
+            try:
+                for index in indexes:
+                    set_current_key(keys[index], key_groups[index])
+                    previous = read()
+                    value = records[index] if previous is None else fn(previous, records[index])
+                    write(value)
+                    append(value)
+                break
+            except Exception as exc:
+                self._on_error(exc, batch, index)
+                failed.append(index)
+        if records:
+            self.current_key, self.current_key_group = keys[-1], key_groups[-1]
+        return out, _without(batch.positions, failed)
 
     def _map_fast(self, batch: Batch) -> tuple[list[Any], list[Any] | None]:
         fn = self.call
@@ -383,11 +421,7 @@ class FunctionOperator(StreamOperator):
                 index = len(out) + len(failed)
                 self._on_error(exc, batch, index)
                 failed.append(index)
-        positions = batch.positions
-        if failed and positions is not None:
-            gone = set(failed)
-            positions = [p for i, p in enumerate(positions) if i not in gone]
-        return out, positions
+        return out, _without(batch.positions, failed)
 
     async def _general(self, batch: Batch) -> tuple[list[Any], list[Any] | None]:
         """Every kind, keyed or not, sync or async: one record at a time."""
@@ -547,6 +581,14 @@ def _own_copy(fn: Any, uid: str) -> Any:
             uid, fn, type(exc).__name__, exc,
         )
         return fn
+
+
+def _without(positions: list[Any] | None, failed: list[int]) -> list[Any] | None:
+    """``positions`` minus the indexes of records that produced no output."""
+    if not failed or positions is None:
+        return positions
+    gone = set(failed)
+    return [p for i, p in enumerate(positions) if i not in gone]
 
 
 def _short(record: Any, limit: int = 200) -> str:

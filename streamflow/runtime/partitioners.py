@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from streamflow.graph.spec import Partitioning
-from streamflow.partitioning.keygroups import stable_hash, subtask_table
+from streamflow.partitioning.keygroups import KeyGroupAssigner, subtask_table
 from streamflow.runtime.channel import Channel
 from streamflow.runtime.elements import Batch
 
@@ -17,7 +17,7 @@ from streamflow.runtime.elements import Batch
 class RecordWriter:
     """Output of one task subtask along one edge; ``channels[i]`` leads to subtask i."""
 
-    __slots__ = ("channels", "partitioning", "_next", "_selector", "_max_p", "_table")
+    __slots__ = ("channels", "partitioning", "_next", "_selector", "_key_group", "_table")
 
     def __init__(
         self,
@@ -30,7 +30,7 @@ class RecordWriter:
         self.partitioning = partitioning
         self._next = 0
         self._selector = key_selector
-        self._max_p = max_parallelism
+        self._key_group = KeyGroupAssigner(max_parallelism)
         self._table = subtask_table(max_parallelism, len(channels))
 
     async def emit(self, batch: Batch) -> None:
@@ -51,7 +51,7 @@ class RecordWriter:
     async def _emit_hashed(self, batch: Batch) -> None:
         selector = self._selector
         assert selector is not None  # a hash edge always carries its key selector
-        max_p = self._max_p
+        key_group_of = self._key_group
         table = self._table
         records = batch.records
         positions = batch.positions
@@ -61,7 +61,7 @@ class RecordWriter:
         ]
         for index, record in enumerate(records):
             key = selector(record)
-            key_group = stable_hash(key) % max_p
+            key_group = key_group_of(key)
             part = parts[table[key_group]]
             part[0].append(record)
             part[1].append(key)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 from streamflow.checkpoint.serde import encode
 from streamflow.config import CheckpointingMode
-from streamflow.runtime import faults
+from streamflow.runtime import faults, offload
 from streamflow.runtime.alignment import BarrierAligner
 from streamflow.runtime.channel import MAIL, TIMEOUT, InputGate
 from streamflow.runtime.clock import Clock
@@ -223,6 +223,8 @@ class Task:
             kind = type(element)
             if kind is Batch:
                 await head(element)
+                if offload.in_flight():
+                    await offload.pause()
             elif kind is Barrier:
                 await self._on_barrier(index, element)
             elif kind is Watermark:
@@ -266,7 +268,7 @@ class Task:
         kind = type(mail)
         if kind is CheckpointCompleted:
             for op in self.operators:
-                await op.notify_checkpoint_complete(mail.checkpoint_id)
+                await offload.tracked(op.notify_checkpoint_complete(mail.checkpoint_id))
         elif kind is CheckpointAborted:
             if self.aligner.abort(mail.checkpoint_id):
                 self.gate.release_all()
@@ -295,7 +297,7 @@ class Task:
         for uid, state in extra.items():
             blobs[uid] = encode(state)
         for op in self.operators:
-            state = await op.snapshot(n)
+            state = await offload.tracked(op.snapshot(n))
             blobs[op.uid] = None if state is None else encode(state)
         self._spawn(self._write_and_ack(n, blobs))
 
@@ -306,7 +308,7 @@ class Task:
                 handles[uid] = (
                     None
                     if data is None or self.storage is None
-                    else await self.storage.write_state(checkpoint_id, f"{uid}-{self.subtask}", data)
+                    else await offload.tracked(self.storage.write_state(checkpoint_id, f"{uid}-{self.subtask}", data))
                 )
         except Exception as exc:  # a failed write fails the checkpoint, not the job
             log.warning("task %s could not write state of checkpoint %d: %r", self.name, checkpoint_id, exc)
@@ -384,8 +386,9 @@ class SourceTask(Task):
                 self.records_out += len(batch.records)
                 await emit(Batch(batch.records, batch.positions, origin))
             # A reader with data at hand and a chain that never blocks would otherwise run
-            # the whole input without yielding: no checkpoint trigger, cancel or other task.
-            await asyncio.sleep(0)
+            # the whole input without yielding: no checkpoint trigger, cancel or other task,
+            # and no worker thread (see offload) would get the GIL.
+            await offload.pause()
 
     async def _on_mail(self, mail: Any) -> None:
         if type(mail) is TriggerCheckpoint:
