@@ -353,7 +353,9 @@ class FunctionOperator(StreamOperator):
     def set_key(self, key: Any, key_group: int) -> None:
         self.current_key = key
         self.current_key_group = key_group
-        self.ctx.keyed_backend.set_current_key(key, key_group)
+        backend = self.ctx.keyed_backend
+        backend.set_current_key(key, key_group)
+        backend.on_record()
 
     # -- records ------------------------------------------------------------------
 

@@ -27,6 +27,10 @@ class KeyedStateBackend(Protocol):
 
     def get_current_key(self) -> Any: ...
 
+    def on_record(self) -> None:
+        """Called once per keyed record (and timer) processed: runs incremental TTL
+        cleanup for states configured with ``incremental_per_record``; else a no-op."""
+
     def get_state(self, descriptor: Any) -> Any:
         """The state handle for a descriptor (ValueState for a ValueStateDescriptor, ...).
 

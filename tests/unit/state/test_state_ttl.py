@@ -435,3 +435,43 @@ def test_ttl_values_are_isolated_per_key() -> None:
     assert state.value() == "l"
     use(backend, "early")
     assert state.value() is None
+
+
+async def test_runtime_runs_per_record_incremental_cleanup_for_keyed_operators() -> None:
+    """The runtime calls on_record per keyed record, so per-record cleanup removes
+    expired entries of keys that are never read again."""
+    from streamflow import KeyedProcessFunction, RestartStrategy, StreamEnvironment
+    from streamflow.connectors.debug import CollectSink
+    from streamflow.runtime.clock import ManualClock
+    from streamflow.state import StateTtlConfig, TtlVisibility, ValueStateDescriptor
+
+    clock = ManualClock(1000.0)
+    # expired entries stay visible until cleanup removes them, so only cleanup can empty keys()
+    ttl = StateTtlConfig(
+        ttl=10.0,
+        visibility=TtlVisibility.RETURN_EXPIRED_IF_NOT_CLEANED_UP,
+        cleanup_on_read=False,
+        cleanup_incremental=4,
+        incremental_per_record=True,
+    )
+    live: list[int] = []
+
+    class Remember(KeyedProcessFunction):
+        def open(self, ctx):  # type: ignore[no-untyped-def]
+            self.ctx = ctx
+            self.seen = ctx.get_state(ValueStateDescriptor("seen", ttl=ttl))
+
+        def process_element(self, value, ctx, out):  # type: ignore[no-untyped-def]
+            if value == "tick":
+                clock.advance(60.0)  # every key written so far is now expired
+            else:
+                self.seen.update(True)
+            live.append(sum(1 for _ in self.ctx.keyed_backend.keys("seen")))
+            out.collect(value)
+
+    env = StreamEnvironment(parallelism=1).set_clock(clock).set_restart_strategy(RestartStrategy.none())
+    items = [f"k{i}" for i in range(8)] + ["tick"] * 6
+    env.from_collection(items).key_by(lambda v: v).process(Remember()).sink_to(CollectSink("ttl-per-record"))
+    await env.execute("ttl-per-record")
+    assert live[7] == 8  # all eight keys written and live
+    assert live[-1] == 0  # the ticks alone swept every expired key
