@@ -167,7 +167,8 @@ class InputGate:
                     await self._waiter
                 else:
                     try:
-                        await asyncio.wait_for(self._waiter, timeout)
+                        async with asyncio.timeout(timeout):  # wait_for may swallow a cancel on 3.11
+                            await self._waiter
                     except TimeoutError:
                         return MAIL, TIMEOUT
             finally:

@@ -173,8 +173,12 @@ class CheckpointCoordinator:
                     self._final_id = self._trigger(force=True, final=True)
             elif self.scheduler is not None and self.scheduler.should_trigger(now):
                 self._trigger(force=False)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+            # that arrives as the event does, and the coordinator of a failed attempt would
+            # run on until its pending checkpoint timed out.
             try:
-                event = await asyncio.wait_for(self._events.get(), self._wait_time(now))
+                async with asyncio.timeout(self._wait_time(now)):
+                    event = await self._events.get()
             except TimeoutError:
                 continue
             await self._handle(event)
