@@ -24,7 +24,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Coroutine
 
 from streamflow.checkpoint.metadata import CheckpointMetadata, OperatorStateMeta, StateHandle
 from streamflow.checkpoint.pending import PendingCheckpoint
@@ -281,7 +281,16 @@ class CheckpointCoordinator:
         for waiter in self._waiters.pop(n, []):
             if not waiter.done():
                 waiter.set_result(n)
-        await offload.tracked(self.storage.enforce_retention())
+        await self._clean_up(self.storage.enforce_retention(), f"retention after checkpoint {n}")
+
+    async def _clean_up(self, work: Coroutine[Any, Any, Any], what: str) -> None:
+        """Deleting checkpoint directories is best effort: a task may still be writing its
+        state of an aborted checkpoint into one (rmtree then fails with "directory not
+        empty"). Whatever is left over, the next retention pass removes."""
+        try:
+            await offload.tracked(work)
+        except OSError as exc:
+            log.warning("checkpoint clean-up (%s) failed, retried at the next retention: %r", what, exc)
 
     async def _abort(self, pending: PendingCheckpoint, reason: str) -> None:
         assert self.scheduler is not None
@@ -316,7 +325,7 @@ class CheckpointCoordinator:
         self.stats.add(record)
         if n == self._final_id:
             self._final_id = None  # retried by the loop
-        await offload.tracked(self.storage.discard(n))
+        await self._clean_up(self.storage.discard(n), f"removing aborted checkpoint {n}")
         for task in self.tasks:
             task.gate.post(CheckpointAborted(n))
         for waiter in self._waiters.pop(n, []):
