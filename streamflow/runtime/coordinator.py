@@ -257,7 +257,15 @@ class CheckpointCoordinator:
             },
         )
         started = time.perf_counter()
-        await offload.tracked(self.storage.write_metadata(n, metadata))
+        # Finished even if the attempt is cancelled meanwhile, as the executor does with
+        # state writes: cancelled inside aiofiles.open it would leak the file, and a write
+        # that completes is as good as a crash right after the rename.
+        write = asyncio.ensure_future(offload.tracked(self.storage.write_metadata(n, metadata)))
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            await asyncio.gather(write, return_exceptions=True)
+            raise
         pending.complete()
         del self._pending[n]
         now = self.clock.now()
