@@ -161,8 +161,9 @@ class CheckpointCoordinator:
                     waiting = sorted(pending.not_yet_acknowledged)[:5]
                     await self._abort(
                         pending,
-                        f"timed out after {self.config.timeout if self.config else 0:.1f}s "  # noqa: E501
-                        f"waiting for {waiting}; raise CheckpointConfig.timeout or relieve the backpressure",
+                        f"timed out after {now - pending.trigger_time:.3g}s (timeout "
+                        f"{self.config.timeout if self.config else 0:g}s) waiting for {waiting}; "
+                        "raise CheckpointConfig.timeout or relieve the backpressure",
                     )
             if len(self._ended) == len(self.tasks):
                 if self.scheduler is None or self._final_done:

@@ -248,7 +248,10 @@ class Task:
 
     async def _on_watermark(self, channel: int, watermark: Watermark) -> None:
         self._watermarks[channel] = max(self._watermarks[channel], watermark.timestamp)
-        low = min(self._watermarks)
+        await self._advance_watermark(min(self._watermarks))
+
+    async def _advance_watermark(self, low: float) -> None:
+        """Event time moved to ``low``: fire event-time timers, then forward it."""
         if low > self._watermark:
             self._watermark = low
             current = Watermark(low)
@@ -378,6 +381,9 @@ class SourceTask(Task):
             batch = await reader.poll(self._batch_size, self._poll_wait)
             if batch is None:
                 self.exhausted = True
+                # As in Flink, bounded input ends with the final watermark: every pending
+                # event-time timer fires before end_input (processing-time timers do not).
+                await self._advance_watermark(float("inf"))
                 await self._end_of_input()
             elif batch.records:
                 origin = origin_cache.get(batch.split)

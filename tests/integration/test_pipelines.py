@@ -648,3 +648,27 @@ async def test_a_task_waiting_for_input_is_idle_not_busy(out: str) -> None:
     assert sink["busy_ratio"] < 0.2
     await client.wait()
     assert sorted(CollectSink.results(out)) == [1, 2]
+
+
+class _EventTimeAlarm(KeyedProcessFunction):
+    """Registers an event-time timer far in the future for every key."""
+
+    def process_element(self, value: Any, ctx: Any, out: Any) -> None:
+        ctx.timer_service.register_event_time_timer(1e12)
+
+    def on_timer(self, timestamp: float, ctx: Any, out: Any) -> None:
+        out.collect((ctx.get_current_key(), timestamp))
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+async def test_end_of_bounded_input_fires_pending_event_time_timers(parallelism: int) -> None:
+    """Bounded input ends with the final watermark (+inf), as in Flink: every pending
+    event-time timer fires before the job ends."""
+    name = f"final-watermark-{parallelism}"
+    CollectSink.clear(name)
+    env = StreamEnvironment(parallelism=parallelism)
+    env.from_collection(["a", "b", "a", "c"]).key_by(lambda v: v).process(_EventTimeAlarm()).sink_to(
+        CollectSink(name)
+    )
+    await env.execute(name)
+    assert sorted(CollectSink.results(name)) == [("a", 1e12), ("b", 1e12), ("c", 1e12)]
