@@ -23,8 +23,11 @@ Reading and verifying never trusts a file: a missing file, a bad header, a wrong
 a checksum mismatch raises :class:`CheckpointCorruptedError`; :meth:`latest_complete`
 skips such a checkpoint with a WARNING and falls back to the previous complete one.
 
-All disk work is async: file contents through aiofiles, and fsync, rename, listdir and
-rmtree through :func:`asyncio.to_thread`, so the event loop never blocks on the disk.
+All disk work is off the event loop. A write is one :func:`asyncio.to_thread` call that
+creates, writes, fsyncs and closes the file: one thread hop instead of one per aiofiles
+operation (each hop must win the GIL from a busy loop), and a cancelled caller cannot
+leak a half-open file. Reads stream through aiofiles; rename, listdir and rmtree go
+through :func:`asyncio.to_thread`.
 """
 
 from __future__ import annotations
@@ -129,14 +132,11 @@ class CheckpointStorage:
         chk = self.checkpoint_path(checkpoint_id)
         file = state_file_name(name)
         path = chk / file
-        await asyncio.to_thread(chk.mkdir, parents=True, exist_ok=True)
         digest = await _sha256_hex(data)
         try:
-            async with aiofiles.open(path, "xb") as out:
-                await out.write(_header(_STATE_MAGIC, digest))
-                await out.write(data)
-                await out.flush()
-                await asyncio.to_thread(os.fsync, out.fileno())
+            # one thread hop per file: the file is opened, written, fsynced and closed in
+            # the worker, so a cancelled caller can neither leak it nor leave it half-open
+            await asyncio.to_thread(_write_durably, path, _header(_STATE_MAGIC, digest), data, "xb")
         except FileExistsError:
             raise CheckpointError(
                 f"checkpoint {checkpoint_id} already has state file {file!r} (for name "
@@ -161,18 +161,12 @@ class CheckpointStorage:
                 checkpoint_id=checkpoint_id,
             )
         chk = self.checkpoint_path(checkpoint_id)
-        await asyncio.to_thread(chk.mkdir, parents=True, exist_ok=True)
         payload = metadata.to_json()
         tmp = chk / _METADATA_TMP
-        async with aiofiles.open(tmp, "wb") as out:
-            await out.write(_header(_METADATA_MAGIC, await _sha256_hex(payload)))
-            await out.write(payload)
-            await out.flush()
-            await asyncio.to_thread(os.fsync, out.fileno())
+        header = _header(_METADATA_MAGIC, await _sha256_hex(payload))
+        await asyncio.to_thread(_write_durably, tmp, header, payload, "wb")
         faults.hit("metadata_write", checkpoint_id)
-        await asyncio.to_thread(os.replace, tmp, chk / METADATA_FILE)
-        await asyncio.to_thread(_fsync_dir, chk)
-        await asyncio.to_thread(_fsync_dir, self._directory)
+        await asyncio.to_thread(_publish, tmp, chk / METADATA_FILE, self._directory)
 
     # -- reading and verifying ------------------------------------------------------
 
@@ -388,6 +382,23 @@ def _scan_sync(directory: Path) -> list[tuple[int, bool]]:
         if match is not None and entry.is_dir(follow_symlinks=False):
             found.append((int(match.group(1)), os.path.isfile(os.path.join(entry.path, METADATA_FILE))))
     return sorted(found)
+
+
+def _write_durably(path: Path, header: bytes, payload: bytes, mode: str) -> None:
+    """Create the directory, write header and payload, fsync, close: in one thread call."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, mode) as out:
+        out.write(header)
+        out.write(payload)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _publish(tmp: Path, final: Path, job_directory: Path) -> None:
+    """Rename ``tmp`` over ``final`` and make the rename durable (both directories)."""
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    _fsync_dir(job_directory)
 
 
 def _fsync_dir(path: Path) -> None:
