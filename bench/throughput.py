@@ -54,6 +54,7 @@ import orjson
 
 import streamflow
 from streamflow.api.connector import SinkContext, SourceBatch, SourceContext
+from streamflow.api.connector import SinkWriterBase
 
 USERS = 10_000
 EVENTS = ("click", "view", "purchase", "refund", "signup")
@@ -159,30 +160,12 @@ class CountingSink:
         return CountingWriter(self)
 
 
-class CountingWriter:
+class CountingWriter(SinkWriterBase):
     def __init__(self, sink: CountingSink) -> None:
         self._sink = sink
 
-    async def open(self) -> None:
-        return None
-
     async def write(self, records: list[Any]) -> None:
         self._sink.count += len(records)
-
-    async def snapshot(self, checkpoint_id: int) -> list[Any]:
-        return []
-
-    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-        return None
-
-    async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
-        return None
-
-    async def finish(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
 
 
 # -- the variants ------------------------------------------------------------------------

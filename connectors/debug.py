@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from streamflow.api.connector import SinkContext
 from streamflow.errors import ConfigError
+from streamflow.api.connector import SinkWriterBase
 
 __all__ = ["CollectSink", "CollectWriter", "PrintSink", "PrintWriter"]
 
@@ -93,29 +94,13 @@ class CollectSink:
         return CollectWriter(self._registry, self.name)
 
 
-class CollectWriter:
+class CollectWriter(SinkWriterBase):
     def __init__(self, registry: dict[str, list[Any]], name: str) -> None:
         self._registry = registry
         self._name = name
-
-    async def open(self) -> None:
-        return None
 
     async def write(self, records: list[Any]) -> None:
         # Looked up per write, so a clear() between runs never strands a writer's list.
         self._registry.setdefault(self._name, []).extend(records)
 
-    async def snapshot(self, checkpoint_id: int) -> list[Any]:
-        return []
 
-    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-        return None
-
-    async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
-        return None
-
-    async def finish(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None

@@ -125,3 +125,30 @@ class Sink(Protocol):
     """A factory of per-subtask writers; part of the inert job graph."""
 
     def create_writer(self, ctx: SinkContext) -> SinkWriter: ...
+
+
+class SinkWriterBase:
+    """Defaults for a writer that keeps no state and no transactions: every lifecycle
+    method is a no-op and ``snapshot`` stores nothing. Subclasses override ``write`` and
+    whichever step they need (a buffered writer flushes in ``snapshot`` and ``finish``)."""
+
+    async def open(self) -> None:
+        return None
+
+    async def write(self, records: list[Any]) -> None:
+        raise NotImplementedError
+
+    async def snapshot(self, checkpoint_id: int) -> list[Any]:
+        return []
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        return None
+
+    async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
+        return None
+
+    async def finish(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None

@@ -156,7 +156,10 @@ class StreamOperator:
 
 
 class _Collector:
+    """``out`` of a process function: ``collect`` is rebound to the output list's append."""
+
     __slots__ = ("collect",)
+    collect: Callable[[Any], None]
 
 
 class _KeyedContext:
@@ -235,7 +238,7 @@ class FunctionOperator(StreamOperator):
         method = {
             OperatorKind.PROCESS: getattr(fn, "process_element", None),
         }.get(spec.kind, fn)
-        self.call = method
+        self.call: Any = method
         self.is_async = inspect.iscoroutinefunction(method) or inspect.iscoroutinefunction(
             getattr(method, "__call__", None)
         )

@@ -31,6 +31,7 @@ from streamflow.connectors.debug import CollectSink
 from streamflow.runtime import faults
 from streamflow.runtime.channel import InputGate
 from streamflow.state import ListStateDescriptor, ValueStateDescriptor
+from streamflow.api.connector import SinkWriterBase
 
 CONFIGS = [
     pytest.param((1, True), id="p1"),
@@ -564,32 +565,14 @@ class SlowSink:
         return _SlowWriter(self.name, self.delay)
 
 
-class _SlowWriter:
+class _SlowWriter(SinkWriterBase):
     def __init__(self, name: str, delay: float) -> None:
         self.inner = CollectSink(name).create_writer(None)  # type: ignore[arg-type]
         self.delay = delay
 
-    async def open(self) -> None:
-        return None
-
     async def write(self, records: list[Any]) -> None:
         await asyncio.sleep(self.delay)
         await self.inner.write(records)
-
-    async def snapshot(self, checkpoint_id: int) -> list[Any]:
-        return []
-
-    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-        return None
-
-    async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
-        return None
-
-    async def finish(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
 
 
 async def test_metrics_while_running_show_backpressure_behind_a_slow_sink(out: str) -> None:

@@ -32,6 +32,7 @@ from streamflow.errors import TooManyCheckpointFailuresError
 from streamflow.runtime import faults
 from streamflow.runtime.faults import InjectedFault
 from streamflow.state import ValueStateDescriptor
+from streamflow.api.connector import SinkWriterBase
 
 KEYS = [f"k{i}" for i in range(5)]
 ITEMS = [(i, KEYS[i % 5]) for i in range(200)]
@@ -333,12 +334,9 @@ class SlowSnapshotSink:
         return _SlowSnapshotWriter(CollectSink(self.name).create_writer(ctx))
 
 
-class _SlowSnapshotWriter:
+class _SlowSnapshotWriter(SinkWriterBase):
     def __init__(self, inner: Any) -> None:
         self.inner = inner
-
-    async def open(self) -> None:
-        return None
 
     async def write(self, records: list[Any]) -> None:
         await self.inner.write(records)
@@ -348,18 +346,6 @@ class _SlowSnapshotWriter:
             SlowSnapshotSink.slow_snapshots -= 1
             await asyncio.sleep(0.2)
         return []
-
-    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-        return None
-
-    async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
-        return None
-
-    async def finish(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
 
 
 def slow_snapshot_job(directory: Path, out: str, tolerable_failures: int) -> StreamEnvironment:
