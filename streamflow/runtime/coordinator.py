@@ -108,7 +108,6 @@ class CheckpointCoordinator:
         storage: CheckpointStorage | None,
         clock: Clock,
         start_id: int,
-        tasks: list[Task],
         parallelism: dict[str, int],
         max_parallelism: int,
         stats: CheckpointStats,
@@ -117,8 +116,8 @@ class CheckpointCoordinator:
         self.config = config
         self.storage = storage
         self.clock = clock
-        self.tasks = tasks
-        self.sources = [t for t in tasks if isinstance(t, SourceTask)]
+        self.tasks: list[Task] = []
+        self.sources: list[SourceTask] = []
         self.parallelism = parallelism
         self.max_parallelism = max_parallelism
         self.stats = stats
@@ -133,6 +132,11 @@ class CheckpointCoordinator:
         self.scheduler = (
             CheckpointScheduler(config, start_id, started_at=clock.now()) if config is not None else None
         )
+
+    def attach(self, tasks: list[Task]) -> None:
+        """The tasks of this attempt (built after the coordinator, which they call)."""
+        self.tasks = tasks
+        self.sources = [t for t in tasks if isinstance(t, SourceTask)]
 
     # -- called by tasks (same event loop) ------------------------------------------
 

@@ -207,41 +207,24 @@ class Execution:
                     self.channels.append(channel)
         checkpoint = settings.checkpoint
         mode = checkpoint.mode if checkpoint is not None else CheckpointingMode.EXACTLY_ONCE
-        tasks: list[Task] = []
-        op_parallelism: dict[str, int] = {}
-        coordinator_ref: list[CheckpointCoordinator] = []
-
-        class _Link:
-            """Late-bound coordinator: tasks are built before the coordinator."""
-
-            def acknowledge(self, n: int, task: Any, handle: Any) -> None:
-                coordinator_ref[0].acknowledge(n, task, handle)
-
-            def decline(self, n: int, task: Any, reason: str) -> None:
-                coordinator_ref[0].decline(n, task, reason)
-
-            def end_of_input(self, name: str) -> None:
-                coordinator_ref[0].end_of_input(name)
-
-        link = _Link()
-        for chain in plan.chains:
-            for op in chain.operators:
-                op_parallelism[op.effective_uid] = chain.parallelism
-            for subtask in range(chain.parallelism):
-                tasks.append(self._task(chain, subtask, channels, inputs, restored, mode, link, spawn))
-        self.tasks = tasks
-        self.coordinator = CheckpointCoordinator(
+        parallelism = {op.effective_uid: chain.parallelism for chain in plan.chains for op in chain.operators}
+        coordinator = CheckpointCoordinator(
             job_name=settings.job_name,
             config=checkpoint,
             storage=self.storage,
             clock=settings.clock,
             start_id=start_id,
-            tasks=tasks,
-            parallelism=op_parallelism,
+            parallelism=parallelism,
             max_parallelism=plan.max_parallelism,
             stats=self.stats,
         )
-        coordinator_ref.append(self.coordinator)
+        self.tasks = [
+            self._task(chain, subtask, channels, inputs, restored, mode, coordinator, spawn)
+            for chain in plan.chains
+            for subtask in range(chain.parallelism)
+        ]
+        coordinator.attach(self.tasks)
+        self.coordinator = coordinator
 
     def _task(
         self,
@@ -251,7 +234,7 @@ class Execution:
         inputs: dict[tuple[int, int], list[Channel]],
         restored: dict[str, list[dict[str, Any]]] | None,
         mode: CheckpointingMode,
-        link: Any,
+        coordinator: CheckpointCoordinator,
         spawn: Callable[[Coroutine[Any, Any, None]], Any],
     ) -> Task:
         plan, settings = self.plan, self.settings
@@ -282,7 +265,7 @@ class Execution:
             outputs=outputs,
             side_outputs=side_outputs,
             mode=mode,
-            coordinator=link,
+            coordinator=coordinator,
             storage=self.storage,
             clock=settings.clock,
             spawn=spawn,

@@ -26,7 +26,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Protocol
 
 from streamflow.checkpoint.serde import encode
 from streamflow.config import CheckpointingMode
@@ -70,7 +70,7 @@ class _Finish:
 FINISH = _Finish()
 
 
-class CoordinatorLink:
+class CoordinatorLink(Protocol):
     """What a task calls on the coordinator (implemented by CheckpointCoordinator)."""
 
     def acknowledge(self, checkpoint_id: int, task: TaskKey, handle: Any) -> None: ...

@@ -20,17 +20,18 @@ class FakeTask:
 
 
 def coordinator(tasks: list[Any]) -> CheckpointCoordinator:
-    return CheckpointCoordinator(
+    coord = CheckpointCoordinator(
         job_name="unit",
         config=None,
         storage=None,
         clock=ManualClock(),
         start_id=0,
-        tasks=tasks,
         parallelism={t.name: 1 for t in tasks},
         max_parallelism=128,
         stats=CheckpointStats(),
     )
+    coord.attach(tasks)
+    return coord
 
 
 async def test_without_checkpointing_finish_is_posted_once_every_task_ended() -> None:
