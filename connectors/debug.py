@@ -34,12 +34,9 @@ class PrintSink:
         return PrintWriter(subtask + self.prefix)
 
 
-class PrintWriter:
+class PrintWriter(SinkWriterBase):
     def __init__(self, prefix: str) -> None:
         self._prefix = prefix
-
-    async def open(self) -> None:
-        return None
 
     async def write(self, records: list[Any]) -> None:
         prefix = self._prefix
@@ -50,12 +47,6 @@ class PrintWriter:
     async def snapshot(self, checkpoint_id: int) -> list[Any]:
         sys.stdout.flush()
         return []
-
-    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-        return None
-
-    async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
-        return None
 
     async def finish(self) -> None:
         sys.stdout.flush()
