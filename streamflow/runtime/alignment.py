@@ -1,9 +1,10 @@
 """Barrier alignment for a task with several input channels: pure, synchronous logic.
 
 Exactly-once (aligned): when barrier n arrives on a channel, that channel is held until
-barrier n has arrived on every channel that has not ended; then the task snapshots
-and forwards barrier n, and every channel is released. Records behind barrier n on a
-held channel therefore cannot enter the snapshot of n.
+barrier n has arrived on every channel; then the task snapshots and forwards barrier n,
+and every channel is released. Records behind barrier n on a held channel therefore
+cannot enter the snapshot of n. Channels stay open after end of input (the final
+checkpoint's barriers travel them), so every channel always delivers every barrier.
 
 At-least-once: no channel is ever held; the task snapshots when the last barrier n
 arrives, so records that overtook it on other channels are in the snapshot and may be
@@ -41,23 +42,19 @@ _NOTHING = AlignmentStep()
 class BarrierAligner:
     """Tracks which inputs delivered the barrier being aligned."""
 
-    __slots__ = ("_inputs", "_mode", "_current", "_arrived", "_ended", "_last_done")
+    __slots__ = ("_inputs", "_mode", "_current", "_arrived", "_last_done")
 
     def __init__(self, inputs: int, mode: CheckpointingMode) -> None:
         self._inputs = inputs
         self._mode = mode
         self._current: Barrier | None = None
         self._arrived: set[int] = set()
-        self._ended: set[int] = set()
         self._last_done = 0
 
     @property
     def aligning(self) -> int | None:
         """The checkpoint id being aligned, if any."""
         return self._current.checkpoint_id if self._current is not None else None
-
-    def _live_inputs(self) -> int:
-        return self._inputs - len(self._ended)
 
     def on_barrier(self, channel: int, barrier: Barrier) -> AlignmentStep:
         n = barrier.checkpoint_id
@@ -73,18 +70,10 @@ class BarrierAligner:
             self._current = barrier
             self._arrived = set()
         self._arrived.add(channel)
-        if len(self._arrived) >= self._live_inputs():
+        if len(self._arrived) >= self._inputs:
             return self._complete(abandoned)
         hold = self._mode is CheckpointingMode.EXACTLY_ONCE
         return AlignmentStep(hold=hold, abandoned=abandoned)
-
-    def on_end_of_input(self, channel: int) -> AlignmentStep:
-        """An input ended: it no longer needs to deliver barriers."""
-        self._ended.add(channel)
-        self._arrived.discard(channel)
-        if self._current is not None and len(self._arrived) >= self._live_inputs():
-            return self._complete(None)
-        return _NOTHING
 
     def abort(self, checkpoint_id: int) -> bool:
         """The coordinator aborted ``checkpoint_id``; True when its alignment was dropped."""

@@ -116,12 +116,3 @@ def test_consecutive_checkpoints_align_independently() -> None:
     for n in (1, 2, 3):
         assert aligner.on_barrier(n % 2, barrier(n)).hold
         assert aligner.on_barrier((n + 1) % 2, barrier(n)).trigger == barrier(n)
-
-
-def test_ended_input_no_longer_needs_to_deliver_the_barrier() -> None:
-    aligner = BarrierAligner(2, EXACTLY_ONCE)
-    assert aligner.on_barrier(0, barrier(1)).hold
-    step = aligner.on_end_of_input(1)
-    assert step.trigger == barrier(1)
-    # afterwards one live input: every barrier triggers at once
-    assert aligner.on_barrier(0, barrier(2)).trigger == barrier(2)
