@@ -25,7 +25,8 @@ from streamflow.partitioning.keygroups import key_group_range
 from streamflow.runtime.channel import Channel, InputGate
 from streamflow.runtime.clock import Clock
 from streamflow.runtime.coordinator import CheckpointCoordinator, CheckpointStats
-from streamflow.runtime.operators import OperatorContext, StreamOperator, make_operator
+from streamflow.runtime.contexts import OperatorContext
+from streamflow.runtime.operators import StreamOperator, make_operator
 from streamflow.runtime.partitioners import RecordWriter
 from streamflow.runtime.task import SourceTask, Task
 

@@ -23,11 +23,18 @@ from typing import Any, Awaitable, Callable
 from streamflow.api.connector import SinkContext
 from streamflow.api.errors_policy import ErrorAction
 from streamflow.api.functions import CheckpointedFunction, CheckpointListener
-from streamflow.errors import StateError, UserFunctionError
+from streamflow.errors import UserFunctionError
 from streamflow.graph.spec import OperatorKind, OperatorSpec
 from streamflow.partitioning.keygroups import KeyGroupAssigner
 from streamflow.runtime import faults
-from streamflow.runtime.clock import Clock
+from streamflow.runtime.contexts import (
+    CallContext,
+    InitContext,
+    ListCollector,
+    OperatorContext,
+    SnapshotContext,
+    maybe_await,
+)
 from streamflow.runtime.elements import Batch, Watermark
 from streamflow.runtime.timers import TimerQueue
 from streamflow.state.descriptors import ValueStateDescriptor
@@ -49,64 +56,6 @@ class OperatorMetrics:
         self.records_out = 0
         self.records_skipped = 0
         self.records_dead_lettered = 0
-
-
-class OperatorContext:
-    """The RuntimeContext a user function gets in ``open``."""
-
-    def __init__(
-        self,
-        *,
-        job_name: str,
-        spec: OperatorSpec,
-        subtask_index: int,
-        parallelism: int,
-        max_parallelism: int,
-        clock: Clock,
-        keyed_backend: Any,
-        checkpointing: bool,
-        checkpoint_interval: float | None,
-    ) -> None:
-        self.job_name = job_name
-        self.operator_uid = spec.effective_uid
-        self.operator_name = spec.name
-        self.subtask_index = subtask_index
-        self.parallelism = parallelism
-        self.max_parallelism = max_parallelism
-        self.clock = clock
-        self.keyed_backend = keyed_backend
-        self.checkpointing = checkpointing
-        self.checkpoint_interval = checkpoint_interval
-
-    def get_state(self, descriptor: Any) -> Any:
-        if self.keyed_backend is None:
-            raise StateError(
-                f"operator {self.operator_uid!r} asked for keyed state {descriptor.name!r} but its input "
-                "is not keyed; call .key_by(...) before this operator",
-                operator=self.operator_uid,
-            )
-        return self.keyed_backend.get_state(descriptor)
-
-    def current_processing_time(self) -> float:
-        return self.clock.now()
-
-
-async def _maybe_await(value: Any) -> Any:
-    if inspect.isawaitable(value):
-        return await value
-    return value
-
-
-class _InitContext:
-    def __init__(self, store: OperatorStateStore, keyed_backend: Any) -> None:
-        self.is_restored = store.is_restored
-        self.operator_state_store = store
-        self.keyed_state_store = keyed_backend
-
-
-class _SnapshotContext:
-    def __init__(self, checkpoint_id: int) -> None:
-        self.checkpoint_id = checkpoint_id
 
 
 class StreamOperator:
@@ -155,66 +104,6 @@ class StreamOperator:
         return None
 
 
-class _Collector:
-    """``out`` of a process function: ``collect`` is rebound to the output list's append."""
-
-    __slots__ = ("collect",)
-    collect: Callable[[Any], None]
-
-
-class _KeyedContext:
-    """Context of a (Keyed)ProcessFunction call; reused for every record."""
-
-    __slots__ = ("_op", "timer_service")
-
-    def __init__(self, op: FunctionOperator) -> None:
-        self._op = op
-        self.timer_service = _TimerService(op)
-
-    def get_current_key(self) -> Any:
-        backend = self._op.ctx.keyed_backend
-        if backend is None:
-            raise StateError(f"operator {self._op.uid!r} has no current key: its input is not keyed")
-        return backend.get_current_key()
-
-    def current_processing_time(self) -> float:
-        return self._op.ctx.clock.now()
-
-    def current_watermark(self) -> float:
-        return self._op.watermark
-
-
-class _TimerService:
-    __slots__ = ("_op",)
-
-    def __init__(self, op: FunctionOperator) -> None:
-        self._op = op
-
-    def _key(self) -> tuple[Any, int]:
-        op = self._op
-        if op.ctx.keyed_backend is None:
-            raise StateError(f"timers need a keyed input; call .key_by(...) before operator {op.uid!r}")
-        return op.current_key, op.current_key_group
-
-    def current_processing_time(self) -> float:
-        return self._op.ctx.clock.now()
-
-    def current_watermark(self) -> float:
-        return self._op.watermark
-
-    def register_processing_time_timer(self, timestamp: float) -> None:
-        self._op.processing_timers.register(timestamp, *self._key())
-
-    def delete_processing_time_timer(self, timestamp: float) -> None:
-        self._op.processing_timers.delete(timestamp, self._key()[0])
-
-    def register_event_time_timer(self, timestamp: float) -> None:
-        self._op.event_timers.register(timestamp, *self._key())
-
-    def delete_event_time_timer(self, timestamp: float) -> None:
-        self._op.event_timers.delete(timestamp, self._key()[0])
-
-
 class FunctionOperator(StreamOperator):
     """An operator around a user function: map, flat_map, filter, process, reduce.
 
@@ -246,8 +135,8 @@ class FunctionOperator(StreamOperator):
         self._key_group_of = KeyGroupAssigner(ctx.max_parallelism)
         self._fast_map = not self.keyed and not self.is_async and spec.kind is OperatorKind.MAP
         self._fast_reduce = self.keyed and not self.is_async and spec.kind is OperatorKind.REDUCE
-        self._context = _KeyedContext(self)
-        self._collector = _Collector()
+        self._context = CallContext(self)
+        self._collector = ListCollector()
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -264,13 +153,13 @@ class FunctionOperator(StreamOperator):
                 [s.get("operator") or {} for s in restored], self.ctx.subtask_index, self.ctx.parallelism
             )
         if hasattr(self.fn, "open"):
-            await _maybe_await(self.fn.open(self.ctx))
+            await maybe_await(self.fn.open(self.ctx))
         if isinstance(self.fn, CheckpointedFunction):
-            await _maybe_await(self.fn.initialize_state(_InitContext(self.operator_state, backend)))
+            await maybe_await(self.fn.initialize_state(InitContext(self.operator_state, backend)))
 
     async def snapshot(self, checkpoint_id: int) -> dict[str, Any] | None:
         if isinstance(self.fn, CheckpointedFunction):
-            await _maybe_await(self.fn.snapshot_state(_SnapshotContext(checkpoint_id)))
+            await maybe_await(self.fn.snapshot_state(SnapshotContext(checkpoint_id)))
         state: dict[str, Any] = {}
         operator = self.operator_state.snapshot()
         if operator.get("states"):
@@ -286,15 +175,15 @@ class FunctionOperator(StreamOperator):
 
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         if isinstance(self.fn, CheckpointListener):
-            await _maybe_await(self.fn.notify_checkpoint_complete(checkpoint_id))
+            await maybe_await(self.fn.notify_checkpoint_complete(checkpoint_id))
 
     async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
         if isinstance(self.fn, CheckpointListener):
-            await _maybe_await(self.fn.notify_checkpoint_aborted(checkpoint_id))
+            await maybe_await(self.fn.notify_checkpoint_aborted(checkpoint_id))
 
     async def close(self) -> None:
         if hasattr(self.fn, "close"):
-            await _maybe_await(self.fn.close())
+            await maybe_await(self.fn.close())
         if self.ctx.keyed_backend is not None:
             self.ctx.keyed_backend.close()
 
@@ -512,7 +401,7 @@ class FunctionOperator(StreamOperator):
         self._collector.collect = out.append
         for timestamp, key_group, key in due:
             self.set_key(key, key_group)
-            await _maybe_await(self._on_timer(timestamp, self._context, self._collector))
+            await maybe_await(self._on_timer(timestamp, self._context, self._collector))
         if out:
             self.metrics.records_out += len(out)
             await self.emit(Batch(out))
