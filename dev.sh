@@ -3,8 +3,9 @@
 #   ./dev.sh main        run the main job (bundled events -> keyed aggregation -> exactly-once
 #                        SQLite, with a crash midway and a check against a failure-free run)
 #   ./dev.sh test [ARGS] run the test suite (ARGS go to pytest)
-# Everything installs into .venv; nothing outside this directory is changed except
-# packages Debian lacks (python3-venv), which are installed with apt-get when missing.
+# Everything installs into .venv; outside this directory, packages the machine lacks
+# (python3-venv, Java and Maven) are installed with apt-get, and the Kafka broker's jars
+# are cached in ~/.cache/streamflow (STREAMFLOW_CACHE).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -31,6 +32,17 @@ setup() {
   "$VENV/bin/python" -m pip install -q -e '.[test]'
 }
 
+# The Kafka broker of the tests is the real JVM one, fetched from Maven Central by Maven
+# (streamflow/devtools/kafka_broker.py); Java 17 and Maven come from Debian when missing.
+need_kafka() {
+  if [ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then return; fi
+  if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+    echo "dev.sh: installing Java 17 and Maven with apt-get (to fetch and run the Kafka broker)" >&2
+    apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven
+  fi
+  "$VENV/bin/python" -c 'from streamflow.devtools.kafka_broker import ensure_kafka; ensure_kafka()'
+}
+
 command=${1:-}
 shift || true
 case "$command" in
@@ -40,6 +52,7 @@ case "$command" in
     ;;
   test)
     setup
+    need_kafka
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
   *)

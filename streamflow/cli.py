@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 
 from streamflow.api.environment import StreamEnvironment
 from streamflow.config import CheckpointingMode
+from streamflow.devtools.commands import add_dev_commands, run_dev
 from streamflow.errors import ConfigError, StreamflowError
 
 
@@ -87,11 +88,14 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--job-name", default=None, help="job name (default: the module's last name)")
     run.add_argument("--metrics-interval", type=float, default=10.0, help="seconds between metrics log lines")
     run.add_argument("--log-level", default="INFO")
+    add_dev_commands(commands)
     return root
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "dev":
+        return run_dev(args)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return asyncio.run(run_job(args))

@@ -1,0 +1,1 @@
+"""Development tools: the real servers tests, examples and benchmarks run against."""
