@@ -78,6 +78,12 @@ class UserFunctionError(StreamflowError):
     retriable = True
 
 
+class DeserializationError(UserFunctionError):
+    """A source read a record whose bytes its deserializer rejected, and the source's
+    error policy is ``fail``. Fields as :class:`UserFunctionError`: ``operator`` is the
+    source uid, ``position`` the record's place (e.g. ``topic-partition @ offset``)."""
+
+
 class ConnectorError(StreamflowError):
     """A source or sink failed talking to the outside world."""
 

@@ -27,7 +27,11 @@ class SourceContext:
     """What a reader knows about its place in the job.
 
     ``restored_splits`` is ``None`` on a fresh start, else the split states this subtask
-    got from the checkpoint (possibly an empty list).
+    got from the checkpoint (possibly an empty list). ``all_restored_splits`` is then
+    the split states of every old subtask, in old-subtask order: a source that assigns
+    splits by its own rule (Kafka partitions by a stable hash, so that partitions found
+    while running have an owner too) picks its own from there, and tells a split no one
+    has read yet from one another subtask owns.
     """
 
     job_name: str
@@ -35,16 +39,37 @@ class SourceContext:
     subtask_index: int
     parallelism: int
     restored_splits: list[Any] | None = None
+    all_restored_splits: list[Any] | None = None
     clock: Clock = field(default_factory=SystemClock)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFailure:
+    """A record a reader read but could not turn into a pipeline record (bytes that do
+    not deserialize). The source's error policy decides: fail the attempt, skip it, or
+    send ``record`` (as read, e.g. the raw Kafka record) to the dead-letter sink."""
+
+    position: Any
+    record: Any
+    error: Exception
 
 
 @dataclass(slots=True)
 class SourceBatch:
-    """Records read from one split; ``positions[i]`` is record i's position in ``split``."""
+    """Records read from one split; ``positions[i]`` is record i's position in ``split``.
+
+    ``failures`` are records of the same split left out of ``records`` (see
+    :class:`RecordFailure`); the reader's position has moved past them. ``watermark``
+    is the reader's event time once these records are emitted (float seconds, ``None``
+    for no watermark): the runtime forwards it after the records when it is higher than
+    the last one. An empty batch may carry a watermark too (idle input).
+    """
 
     records: list[Any]
     positions: list[Any] | None
     split: str
+    failures: list[RecordFailure] | None = None
+    watermark: float | None = None
 
 
 class SourceReader(Protocol):

@@ -69,14 +69,19 @@ class DataStream:
         return self
 
     def with_error_policy(self, policy: ErrorPolicy) -> DataStream:
-        """How this operator treats records its function raises on (see ErrorPolicy)."""
+        """How this operator treats records its function raises on (see ErrorPolicy).
+
+        On a source, the policy applies to records its reader cannot decode (a Kafka
+        record whose bytes the deserializer rejects); sources that decode nothing never
+        use it.
+        """
         if not isinstance(policy, ErrorPolicy):
             raise ConfigError(f"with_error_policy needs an ErrorPolicy, got {policy!r}")
         node_id = self._only_node("with_error_policy()")
         graph = self._env._graph
         spec = graph.nodes[node_id]
-        if spec.kind in (OperatorKind.SOURCE, OperatorKind.SINK):
-            raise ConfigError(f"error policies apply to transformations, not to {spec.kind.value} {spec.name!r}")
+        if spec.kind is OperatorKind.SINK:
+            raise ConfigError(f"error policies apply to sources and transformations, not to sink {spec.name!r}")
         graph.update(node_id, error_policy=policy)
         if policy.action is ErrorAction.DEAD_LETTER:
             sink_id = graph.add(OperatorKind.SINK, f"{spec.name}.dead-letters", policy.sink)

@@ -44,9 +44,12 @@ def job_metrics(execution: Execution) -> dict[str, Any]:
         if hasattr(task, "records_out") and hasattr(task, "source_uid"):
             entry["source_records_out"] = task.records_out
         tasks[task.name] = entry
-        for op in task.operators:
-            m = op.metrics
-            operators[f"{op.uid}[{task.subtask}]"] = {
+        counted = [(op.uid, op.metrics) for op in task.operators]
+        source_metrics = getattr(task, "source_metrics", None)  # a source task: bad records it read
+        if source_metrics is not None:
+            counted.insert(0, (getattr(task, "source_uid"), source_metrics))
+        for uid, m in counted:
+            operators[f"{uid}[{task.subtask}]"] = {
                 "records_in": m.records_in,
                 "records_out": m.records_out,
                 "records_skipped": m.records_skipped,

@@ -278,7 +278,7 @@ class Execution:
         source = head.function
         uid = head.effective_uid
 
-        def reader_factory(splits: list[Any] | None) -> Any:
+        def reader_factory(splits: list[Any] | None, all_splits: list[Any] | None) -> Any:
             return source.create_reader(
                 SourceContext(
                     job_name=settings.job_name,
@@ -286,6 +286,7 @@ class Execution:
                     subtask_index=subtask,
                     parallelism=chain.parallelism,
                     restored_splits=splits,
+                    all_restored_splits=all_splits,
                     clock=settings.clock,
                 )
             )
@@ -296,6 +297,7 @@ class Execution:
             parallelism=chain.parallelism,
             batch_size=settings.source_batch_size,
             poll_wait=settings.source_poll_wait,
+            error_policy=head.error_policy,
             **common,
         )
 

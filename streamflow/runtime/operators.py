@@ -197,14 +197,14 @@ class FunctionOperator(StreamOperator):
         where = f"at {position}" if position else "(no source position: produced by an upstream operator's timer)"
         if policy.action is ErrorAction.FAIL or not isinstance(exc, policy.on):
             raise UserFunctionError(
-                f"operator {self.uid!r} (subtask {self.ctx.subtask_index}) failed on record {_short(record)} "
+                f"operator {self.uid!r} (subtask {self.ctx.subtask_index}) failed on record {short_repr(record)} "
                 f"{where}: {type(exc).__name__}: {exc}. The job attempt fails and the restart strategy decides; "
                 "fix the function, or route bad records aside with "
                 ".with_error_policy(ErrorPolicy.skip()) or ErrorPolicy.dead_letter(sink) on this operator.",
                 operator=self.uid,
                 subtask=self.ctx.subtask_index,
                 position=position,
-                record=_short(record),
+                record=short_repr(record),
             ) from exc
         if policy.action is ErrorAction.SKIP:
             self.metrics.records_skipped += 1
@@ -212,7 +212,7 @@ class FunctionOperator(StreamOperator):
             if skipped <= 10 or skipped % 1000 == 0:
                 log.warning(
                     "operator %r (subtask %d) skipped record %s %s: %s: %s (%d skipped so far)",
-                    self.uid, self.ctx.subtask_index, _short(record), where, type(exc).__name__, exc, skipped,
+                    self.uid, self.ctx.subtask_index, short_repr(record), where, type(exc).__name__, exc, skipped,
                 )
             return
         self.metrics.records_dead_lettered += 1
@@ -485,7 +485,7 @@ def _without(positions: list[Any] | None, failed: list[int]) -> list[Any] | None
     return [p for i, p in enumerate(positions) if i not in gone]
 
 
-def _short(record: Any, limit: int = 200) -> str:
+def short_repr(record: Any, limit: int = 200) -> str:
     text = repr(record)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

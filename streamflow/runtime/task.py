@@ -28,19 +28,21 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, Protocol
 
+from streamflow.api.errors_policy import FAIL, ErrorAction, ErrorPolicy
 from streamflow.checkpoint.serde import encode
 from streamflow.config import CheckpointingMode
+from streamflow.errors import DeserializationError
 from streamflow.runtime import faults, offload
 from streamflow.runtime.alignment import BarrierAligner
 from streamflow.runtime.channel import MAIL, TIMEOUT, InputGate
 from streamflow.runtime.clock import Clock
 from streamflow.runtime.elements import END_OF_INPUT, Barrier, Batch, CheckpointId, EndOfInput, SourceRef, Watermark
-from streamflow.runtime.operators import StreamOperator
+from streamflow.runtime.operators import OperatorMetrics, StreamOperator, short_repr
 from streamflow.runtime.partitioners import RecordWriter
 from streamflow.state.operator import redistribute_split
 
 if TYPE_CHECKING:
-    from streamflow.api.connector import SourceReader
+    from streamflow.api.connector import SourceBatch, SourceReader
     from streamflow.checkpoint.storage import CheckpointStorage
 
 log = logging.getLogger("streamflow.task")
@@ -322,16 +324,22 @@ class Task:
 
 
 class SourceTask(Task):
-    """Polls a source reader and pushes its batches through the chain behind it."""
+    """Polls a source reader and pushes its batches through the chain behind it.
+
+    After each batch's records: records the reader could not decode go to the source's
+    error policy (``batch.failures``), then the reader's watermark is forwarded when it
+    advanced (``batch.watermark``).
+    """
 
     def __init__(
         self,
         *,
         source_uid: str,
-        reader_factory: Callable[[list[Any] | None], SourceReader],
+        reader_factory: Callable[[list[Any] | None, list[Any] | None], SourceReader],
         parallelism: int,
         batch_size: int,
         poll_wait: float,
+        error_policy: ErrorPolicy = FAIL,
         **kwargs: Any,
     ) -> None:
         self.source_uid = source_uid
@@ -341,16 +349,19 @@ class SourceTask(Task):
         self.reader: SourceReader | None = None
         self._batch_size = batch_size
         self._poll_wait = poll_wait
+        self._error_policy = error_policy
+        self.source_metrics = OperatorMetrics()  # records_skipped / records_dead_lettered
         self.records_out = 0
         self.exhausted = False
 
     async def _open(self) -> None:
         restored = self._restored_for(self.source_uid)
-        splits = None
+        splits = everything = None
         if restored is not None:
             lists = [s.get("source") or [] for s in restored]
             splits = redistribute_split(lists, self.parallelism)[self.subtask]
-        self.reader = self._reader_factory(splits)
+            everything = [split for old in lists for split in old]
+        self.reader = self._reader_factory(splits, everything)
         await self.reader.open()
         await super()._open()
 
@@ -360,6 +371,7 @@ class SourceTask(Task):
     def _wire(self) -> None:
         super()._wire()
         self._emit = self.operators[0].process if self.operators else self._network_emit()
+        self._dead_letter = self.side_outputs.get(self.source_uid)
 
     async def _loop(self) -> None:
         gate = self.gate
@@ -385,16 +397,62 @@ class SourceTask(Task):
                 # event-time timer fires before end_input (processing-time timers do not).
                 await self._advance_watermark(float("inf"))
                 await self._end_of_input()
-            elif batch.records:
-                origin = origin_cache.get(batch.split)
-                if origin is None:
-                    origin = origin_cache[batch.split] = SourceRef(self.source_uid, self.subtask, batch.split)
-                self.records_out += len(batch.records)
-                await emit(Batch(batch.records, batch.positions, origin))
+            else:
+                if batch.records:
+                    origin = origin_cache.get(batch.split)
+                    if origin is None:
+                        origin = origin_cache[batch.split] = SourceRef(self.source_uid, self.subtask, batch.split)
+                    self.records_out += len(batch.records)
+                    await emit(Batch(batch.records, batch.positions, origin))
+                if batch.failures:
+                    await self._on_failures(batch)
+                if batch.watermark is not None and batch.watermark > self._watermark:
+                    await self._advance_watermark(batch.watermark)
             # A reader with data at hand and a chain that never blocks would otherwise run
             # the whole input without yielding: no checkpoint trigger, cancel or other task,
             # and no worker thread (see offload) would get the GIL.
             await offload.pause()
+
+    async def _on_failures(self, batch: SourceBatch) -> None:
+        """Apply the source's error policy to the records the reader could not decode."""
+        policy = self._error_policy
+        origin = SourceRef(self.source_uid, self.subtask, batch.split)
+        dead: list[Any] = []
+        for failure in batch.failures or ():
+            where = origin.at(failure.position)
+            error = failure.error
+            if policy.action is ErrorAction.FAIL or not isinstance(error, policy.on):
+                raise DeserializationError(
+                    f"source {self.source_uid!r} (subtask {self.subtask}) could not deserialize the record at "
+                    f"{where}: {type(error).__name__}: {error}. The job attempt fails and the restart strategy "
+                    "decides; fix the producer or the deserializer, or route bad records aside with "
+                    ".with_error_policy(ErrorPolicy.skip()) or ErrorPolicy.dead_letter(sink) on the source.",
+                    operator=self.source_uid,
+                    subtask=self.subtask,
+                    position=where,
+                    record=short_repr(failure.record),
+                ) from error
+            if policy.action is ErrorAction.SKIP:
+                self.source_metrics.records_skipped += 1
+                skipped = self.source_metrics.records_skipped
+                if skipped <= 10 or skipped % 1000 == 0:
+                    log.warning(
+                        "source %r (subtask %d) skipped the record at %s: %s: %s (%d skipped so far)",
+                        self.source_uid, self.subtask, where, type(error).__name__, error, skipped,
+                    )
+                continue
+            self.source_metrics.records_dead_lettered += 1
+            dead.append(
+                {
+                    "operator": self.source_uid,
+                    "subtask": self.subtask,
+                    "position": where,
+                    "error": f"{type(error).__name__}: {error}",
+                    "record": failure.record,
+                }
+            )
+        if dead and self._dead_letter is not None:
+            await self._dead_letter.emit(Batch(dead))
 
     async def _on_mail(self, mail: Any) -> None:
         if type(mail) is TriggerCheckpoint:
