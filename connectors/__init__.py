@@ -5,6 +5,7 @@ Delivery guarantees:
 =========================  ==========================================================
 CollectionSource           exactly-once (replayable, bounded)
 FileSource                 exactly-once (replayable from byte offsets, bounded)
+KafkaSource                exactly-once (replayable: offsets in checkpoints; bounded or not)
 SocketTextSource           at-most-once (a socket cannot replay; unbounded)
 PrintSink, CollectSink     at-least-once (records appear when written)
 ExactlyOnceFileSink        exactly-once (two-phase commit: pending file, atomic rename)
@@ -18,6 +19,7 @@ from streamflow.connectors.collection import CollectionSource
 from streamflow.connectors.debug import CollectSink, PrintSink
 from streamflow.connectors.file_sink import ExactlyOnceFileSink, read_committed_lines
 from streamflow.connectors.files import FileSource
+from streamflow.connectors.kafka import KafkaSource
 from streamflow.connectors.socket import SocketTextSource
 from streamflow.connectors.sqlite import ExactlyOnceSqliteSink
 
@@ -27,6 +29,7 @@ __all__ = [
     "ExactlyOnceFileSink",
     "ExactlyOnceSqliteSink",
     "FileSource",
+    "KafkaSource",
     "PrintSink",
     "SocketTextSource",
     "read_committed_lines",

@@ -1,2 +1,16 @@
 """Kafka: a source that keeps its offsets in operator state, and a sink with delivery
 guarantees none, at-least-once and exactly-once (transactions, DESIGN.md section 6)."""
+
+from streamflow.connectors.kafka.offsets import OffsetReset, StartingOffsets
+from streamflow.connectors.kafka.records import KafkaOutput, KafkaRecord
+from streamflow.connectors.kafka.source import KafkaSource
+from streamflow.connectors.kafka.watermarks import BoundedOutOfOrderness
+
+__all__ = [
+    "BoundedOutOfOrderness",
+    "KafkaOutput",
+    "KafkaRecord",
+    "KafkaSource",
+    "OffsetReset",
+    "StartingOffsets",
+]
