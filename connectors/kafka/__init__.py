@@ -3,13 +3,16 @@ guarantees none, at-least-once and exactly-once (transactions, DESIGN.md section
 
 from streamflow.connectors.kafka.offsets import OffsetReset, StartingOffsets
 from streamflow.connectors.kafka.records import KafkaOutput, KafkaRecord
+from streamflow.connectors.kafka.sink import DeliveryGuarantee, KafkaSink
 from streamflow.connectors.kafka.source import KafkaSource
 from streamflow.connectors.kafka.watermarks import BoundedOutOfOrderness
 
 __all__ = [
     "BoundedOutOfOrderness",
+    "DeliveryGuarantee",
     "KafkaOutput",
     "KafkaRecord",
+    "KafkaSink",
     "KafkaSource",
     "OffsetReset",
     "StartingOffsets",

@@ -1,0 +1,217 @@
+"""Sending a batch of records through an aiokafka producer without one await per record.
+
+:class:`RecordSender` serializes each record, picks its partition, and appends it to a
+per-partition record batch built with aiokafka's batch API (``create_batch`` /
+``send_batch``): a full batch is submitted at once, the rest when the written batch ends.
+Submitting does not wait for delivery; the delivery futures collect in a
+:class:`Deliveries` that the writer awaits at its flush points (a barrier, end of input).
+
+Backpressure comes from aiokafka: ``send_batch`` waits while an earlier batch of the same
+partition has not been taken by the producer's sender, and the sender keeps one request
+in flight per broker, so at most about two batches per partition are in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
+
+from streamflow.connectors.kafka.serializers import KeyHashPartitioner, Partitioner
+from streamflow.errors import ConnectorError, UserFunctionError
+
+__all__ = ["Deliveries", "RecordCodec", "RecordSender"]
+
+METADATA_TIMEOUT = 10.0
+"""Seconds to wait for a topic's partitions before saying it does not exist."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCodec:
+    """How a record becomes a Kafka record: the sink's settings, resolved to callables."""
+
+    topic: str | Callable[[Any], str]
+    key: Callable[[Any], Any] | None
+    key_serializer: Callable[[Any], bytes]
+    value_serializer: Callable[[Any], bytes]
+    partitioner: Partitioner | None
+
+
+class Deliveries:
+    """Delivery futures of submitted batches, awaited at flush points.
+
+    :meth:`check` surfaces a failed delivery early (every write calls it) and forgets
+    delivered batches, so a writer that never flushes (delivery guarantee none) does not
+    pile up futures.
+    """
+
+    __slots__ = ("_pending", "_where")
+
+    def __init__(self, where: str) -> None:
+        self._pending: list[asyncio.Future[Any]] = []
+        self._where = where
+
+    def add(self, future: asyncio.Future[Any]) -> None:
+        self._pending.append(future)
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def check(self) -> None:
+        """Raise ConnectorError if a delivered batch failed; drop the delivered ones."""
+        if not self._pending:
+            return
+        still: list[asyncio.Future[Any]] = []
+        failed: BaseException | None = None
+        for future in self._pending:
+            if not future.done():
+                still.append(future)
+            elif failed is None and not future.cancelled():
+                failed = future.exception()
+        self._pending = still
+        if failed is not None:
+            raise self._error(failed)
+
+    async def wait(self) -> None:
+        """Wait until every submitted batch is acknowledged; ConnectorError on a failure."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        await asyncio.wait(pending)
+        for future in pending:
+            if future.cancelled():
+                raise ConnectorError(f"{self._where}: a batch send was cancelled; its records may be lost")
+            exc = future.exception()
+            if exc is not None:
+                raise self._error(exc)
+
+    def discard(self) -> None:
+        """Forget pending futures (their transaction is being aborted)."""
+        for future in self._pending:
+            if future.done() and not future.cancelled():
+                future.exception()  # retrieved: no "exception never retrieved" noise
+        self._pending = []
+
+    def _error(self, exc: BaseException) -> ConnectorError:
+        return ConnectorError(
+            f"{self._where}: Kafka did not accept a batch of records: {exc!r}. Check that the "
+            "topic exists and the producer settings (max_request_size, acks) suit the broker.",
+        )
+
+
+class RecordSender:
+    """Serializes, partitions and submits records; one per writer."""
+
+    __slots__ = ("_codec", "_counts", "_default", "_operator", "_subtask", "_where")
+
+    def __init__(self, codec: RecordCodec, *, operator: str, subtask: int) -> None:
+        self._codec = codec
+        self._operator = operator
+        self._subtask = subtask
+        self._where = f"KafkaSink {operator!r}[{subtask}]"
+        # Start the sticky rotation at the subtask index so subtasks spread out.
+        self._default = KeyHashPartitioner(start=subtask)
+        self._counts: dict[str, int] = {}
+
+    async def send(self, producer: AIOKafkaProducer, records: list[Any], deliveries: Deliveries) -> None:
+        """Submit ``records``; their delivery futures go into ``deliveries``."""
+        codec = self._codec
+        fixed_topic = codec.topic if isinstance(codec.topic, str) else None
+        key_fn, key_ser, value_ser = codec.key, codec.key_serializer, codec.value_serializer
+        partitioner = codec.partitioner
+        builders: dict[tuple[str, int], Any] = {}
+        sticky: dict[str, int] = {}
+        for record in records:
+            try:
+                topic = fixed_topic if fixed_topic is not None else codec.topic(record)  # type: ignore[operator]
+                key = None if key_fn is None else key_ser(key_fn(record))
+                value = value_ser(record)
+            except Exception as exc:
+                raise self._user_error("serializing", record, exc) from exc
+            count = self._counts.get(topic)  # type: ignore[arg-type]
+            if count is None:
+                count = await self._partition_count(producer, topic)  # type: ignore[arg-type]
+            if partitioner is not None:
+                try:
+                    partition = partitioner(record, key, count)
+                except Exception as exc:
+                    raise self._user_error("partitioning", record, exc) from exc
+                if not isinstance(partition, int) or not 0 <= partition < count:
+                    raise self._user_error(
+                        "partitioning", record,
+                        ValueError(f"partitioner returned {partition!r}; {topic!r} has partitions 0..{count - 1}"),
+                    )
+            elif key is None:
+                partition = sticky.get(topic)  # type: ignore[arg-type]
+                if partition is None:
+                    partition = sticky[topic] = self._default.sticky(count)  # type: ignore[index]
+            else:
+                partition = self._default(record, key, count)
+            slot = (topic, partition)
+            builder = builders.get(slot)  # type: ignore[arg-type]
+            if builder is None:
+                builder = builders[slot] = producer.create_batch()  # type: ignore[index]
+            try:
+                appended = builder.append(timestamp=None, key=key, value=value)
+            except TypeError as exc:
+                raise self._user_error("serializing", record, exc) from exc
+            if appended is None:  # full: submit it, start the next (an empty batch takes any record)
+                deliveries.add(await self._submit(producer, builder, slot))  # type: ignore[arg-type]
+                builder = builders[slot] = producer.create_batch()  # type: ignore[index]
+                builder.append(timestamp=None, key=key, value=value)
+        for slot, builder in builders.items():
+            if builder.record_count():
+                deliveries.add(await self._submit(producer, builder, slot))
+        deliveries.check()
+
+    async def _submit(self, producer: AIOKafkaProducer, builder: Any, slot: tuple[str, int]) -> asyncio.Future[Any]:
+        try:
+            return await producer.send_batch(builder, slot[0], partition=slot[1])  # type: ignore[no-any-return]
+        except KafkaError as exc:
+            raise ConnectorError(
+                f"{self._where}: cannot send to {slot[0]!r} partition {slot[1]}: {exc!r}",
+                operator=self._operator,
+                subtask=self._subtask,
+            ) from exc
+
+    async def _partition_count(self, producer: AIOKafkaProducer, topic: str) -> int:
+        if not isinstance(topic, str) or not topic:
+            raise ConnectorError(
+                f"{self._where}: the topic function returned {topic!r}; it must return a topic name (str)",
+                operator=self._operator,
+                subtask=self._subtask,
+            )
+        try:
+            async with asyncio.timeout(METADATA_TIMEOUT):
+                partitions = await producer.partitions_for(topic)
+        except (TimeoutError, UnknownTopicOrPartitionError):
+            partitions = None
+        if not partitions:
+            raise ConnectorError(
+                f"{self._where}: topic {topic!r} does not exist (no partitions after "
+                f"{METADATA_TIMEOUT:.0f} s); create it before the job starts: the sink never "
+                "creates topics",
+                operator=self._operator,
+                subtask=self._subtask,
+            )
+        # Partitions are numbered 0..n-1; a topic that grows is seen at the next lookup.
+        self._counts[topic] = len(partitions)
+        return len(partitions)
+
+    def forget_topics(self) -> None:
+        """Look partition counts up again (called at flush points: topics may grow)."""
+        self._counts.clear()
+
+    def _user_error(self, step: str, record: Any, exc: Exception) -> UserFunctionError:
+        return UserFunctionError(
+            f"{self._where}: {step} record {record!r:.200} failed: {exc!r}. Check the sink's "
+            "topic, key, key_serializer, value_serializer and partitioner for this record.",
+            operator=self._operator,
+            subtask=self._subtask,
+            position=None,
+            record=repr(record)[:200],
+        )

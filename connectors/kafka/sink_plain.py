@@ -1,0 +1,116 @@
+"""The Kafka sink writer for delivery guarantees NONE and AT_LEAST_ONCE: one plain
+(non-transactional) producer per subtask.
+
+Writes never wait for delivery (see :mod:`.batching`). AT_LEAST_ONCE waits for every
+record written so far at each barrier, before the checkpoint is acknowledged, and at end
+of input: a completed checkpoint then implies its records are in Kafka. NONE only
+surfaces send errors it has seen, and waits at end of input so a bounded job's output is
+complete when it finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from streamflow.api.connector import SinkContext, SinkWriterBase
+from streamflow.connectors.kafka.batching import Deliveries, RecordSender
+from streamflow.errors import ConnectorError
+
+if TYPE_CHECKING:
+    from streamflow.connectors.kafka.sink import KafkaSink
+
+__all__ = ["KafkaProducerWriter", "start_producer", "stop_producer"]
+
+_log = logging.getLogger(__name__)
+STOP_TIMEOUT = 10.0
+"""Seconds ``close`` waits for a producer to flush before dropping its connections."""
+
+
+async def start_producer(producer: AIOKafkaProducer, where: str) -> None:
+    """``producer.start()``, stopping it again if that fails (no leaked sender task)."""
+    try:
+        await producer.start()
+    except BaseException as exc:
+        await stop_producer(producer, where)
+        if isinstance(exc, KafkaError):
+            raise ConnectorError(f"{where}: cannot start a Kafka producer: {exc!r}; is the broker reachable?") from exc
+        raise
+
+
+async def stop_producer(producer: AIOKafkaProducer, where: str, timeout: float = STOP_TIMEOUT) -> None:
+    """Stop ``producer`` within ``timeout`` seconds, whatever state it is in.
+
+    ``stop()`` flushes first, and a transactional producer retries a batch forever while
+    the broker is away; past the timeout the sender is cancelled and the connections are
+    closed without the flush. Never raises (closing must not hide the original failure).
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            await producer.stop()
+        return
+    except Exception as exc:  # noqa: BLE001 - best effort; TimeoutError included
+        _log.warning("%s: stopping a Kafka producer failed (%r); dropping its connections", where, exc)
+    sender = producer._sender.sender_task  # no public way to stop without a flush
+    if sender is not None and not sender.done():
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+    try:
+        await producer.client.close()
+    except Exception as exc:  # noqa: BLE001
+        _log.debug("%s: closing producer connections raised %r", where, exc)
+
+
+class KafkaProducerWriter(SinkWriterBase):
+    """One subtask's writer for NONE / AT_LEAST_ONCE."""
+
+    def __init__(self, ctx: SinkContext, sink: KafkaSink) -> None:
+        from streamflow.connectors.kafka.sink import DeliveryGuarantee
+
+        self.ctx = ctx
+        self._sink = sink
+        self._flush_on_barrier = sink.guarantee is DeliveryGuarantee.AT_LEAST_ONCE
+        self._where = f"KafkaSink {ctx.operator_uid!r}[{ctx.subtask_index}]"
+        self._sender = RecordSender(sink.codec(), operator=ctx.operator_uid, subtask=ctx.subtask_index)
+        self._deliveries = Deliveries(self._where)
+        self._producer: AIOKafkaProducer | None = None
+
+    async def open(self) -> None:
+        settings = self._sink.producer_settings()
+        settings.setdefault("client_id", f"streamflow-{self.ctx.operator_uid}-{self.ctx.subtask_index}")
+        producer = AIOKafkaProducer(bootstrap_servers=self._sink.bootstrap_servers, **settings)
+        await start_producer(producer, self._where)
+        self._producer = producer
+
+    async def write(self, records: list[Any]) -> None:
+        if not records:
+            return
+        if self._producer is None:
+            raise ConnectorError(f"{self._where}: write() before open() or after close()")
+        await self._sender.send(self._producer, records, self._deliveries)
+
+    async def snapshot(self, checkpoint_id: int) -> list[Any]:
+        if self._flush_on_barrier:
+            await self._deliveries.wait()
+        else:
+            self._deliveries.check()
+        self._sender.forget_topics()
+        return []
+
+    async def finish(self) -> None:
+        await self._deliveries.wait()
+
+    async def close(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            self._deliveries.discard()
+            await stop_producer(producer, self._where)
+
+    @property
+    def in_flight(self) -> int:
+        """Submitted batches not yet known to be delivered (for tests and metrics)."""
+        return len(self._deliveries)
