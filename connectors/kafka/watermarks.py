@@ -69,9 +69,10 @@ class PartitionWatermarks:
     __slots__ = ("_bound", "_idle_timeout", "_max_ts", "_last_active", "_finished")
 
     def __init__(self, strategy: BoundedOutOfOrderness) -> None:
-        assert isinstance(strategy.max_out_of_orderness, float)  # normalised in __post_init__
-        self._bound = strategy.max_out_of_orderness + _KAFKA_RESOLUTION
-        self._idle_timeout = strategy.idle_timeout if isinstance(strategy.idle_timeout, float) else None
+        # Both are float seconds here: BoundedOutOfOrderness normalised them.
+        self._bound = float(strategy.max_out_of_orderness) + _KAFKA_RESOLUTION  # type: ignore[arg-type]
+        idle = strategy.idle_timeout
+        self._idle_timeout = None if idle is None else float(idle)  # type: ignore[arg-type]
         self._max_ts: dict[str, float] = {}
         self._last_active: dict[str, float] = {}
         self._finished: set[str] = set()
