@@ -18,7 +18,7 @@ import enum
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from streamflow.errors import ConfigError, StateError
@@ -132,7 +132,7 @@ class StartingOffsets:
             return f"timestamp {self.timestamp_ms} ms"
         if self.kind is OffsetKind.SPECIFIC:
             return f"given offsets, else {self.reset.value}"
-        return self.kind.value
+        return str(self.kind.value)
 
 
 def _reset(value: OffsetReset | str, what: str) -> OffsetReset:
@@ -190,16 +190,3 @@ class KafkaSplit:
                 split=repr(state),
             )
         return cls(topic, partition, offset, stop)
-
-
-def timedelta_seconds(value: float | timedelta | None, what: str, *, allow_none: bool = True) -> float | None:
-    """A duration argument as float seconds (> 0), with a clear error."""
-    if value is None:
-        if allow_none:
-            return None
-        raise ConfigError(f"KafkaSource {what} is required")
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigError(f"KafkaSource {what} must be a positive number of seconds or a timedelta, got {value!r}")
-    return float(value)

@@ -33,6 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from streamflow.api.connector import SourceBatch, SourceContext
+from streamflow.config import seconds
 from streamflow.connectors.kafka.deserializers import decode_batch, resolve_deserializer
 from streamflow.connectors.kafka.metadata import describe_partitions, missing_topic_error
 from streamflow.connectors.kafka.offsets import (
@@ -42,6 +43,7 @@ from streamflow.connectors.kafka.offsets import (
     StartingOffsets,
     owner_of,
 )
+from streamflow.connectors.kafka.records import KafkaOutput
 from streamflow.connectors.kafka.watermarks import PartitionWatermarks
 from streamflow.errors import ConnectorError
 
@@ -66,12 +68,15 @@ class KafkaSourceReader:
         self._uid = ctx.operator_uid
         self._where = f"KafkaSource {ctx.operator_uid!r} (subtask {ctx.subtask_index})"
         self._servers = str(source.bootstrap_servers)
-        self._timeout = float(source.request_timeout)  # type: ignore[arg-type]  # normalised by KafkaSource
+        self._timeout = seconds(source.request_timeout, "request_timeout")
         self._value_fn = resolve_deserializer(source.value_deserializer, "value_deserializer")
         self._key_fn = resolve_deserializer(source.key_deserializer, "key_deserializer")
+        self._output = KafkaOutput(source.output)
+        self._topics = list(source.topics) if source.topics is not None else None
+        self._pattern = re.compile(source.topic_pattern) if source.topic_pattern is not None else None
         self._bounded = source.bounded
         interval = None if source.bounded else source.discovery_interval
-        self._discovery_interval: float | None = None if interval is None else float(interval)  # type: ignore[arg-type]
+        self._discovery_interval = None if interval is None else seconds(interval, "discovery_interval")
         self._next_discovery = float("inf")
         self._watermarks = PartitionWatermarks(source.watermarks) if source.watermarks is not None else None
         self._consumer: Any = None
@@ -124,7 +129,7 @@ class KafkaSourceReader:
                 split.stop = None
         if not found and source.topic_pattern is not None:
             log.warning(
-                "%s: no topic matches %r yet%s", self._where, source.topic_pattern.pattern,  # type: ignore[union-attr]
+                "%s: no topic matches %r yet%s", self._where, self._pattern,
                 "" if self._discovery_interval is None else f"; looking again every {self._discovery_interval:g}s",
             )
         self._assign(mine)
@@ -169,11 +174,11 @@ class KafkaSourceReader:
             ) from exc
 
     async def _describe(self, *, led_only: bool) -> tuple[dict[str, list[int]], list[str]]:
-        source = self._source
-        topics = source.topics if isinstance(source.topics, tuple) else None
-        pattern = source.topic_pattern if isinstance(source.topic_pattern, re.Pattern) else None
         async with self._kafka_call("reading topic metadata"):
-            return await describe_partitions(self._admin, topics=topics, pattern=pattern, led_only=led_only)
+            found, missing = await describe_partitions(
+                self._admin, topics=self._topics, pattern=self._pattern, led_only=led_only
+            )
+        return found, missing
 
     def _restored(self) -> list[KafkaSplit]:
         """Every old subtask's splits (each subtask keeps those it owns now)."""
@@ -296,7 +301,7 @@ class KafkaSourceReader:
         else:
             chunk = records[start:end]
             entry[2] = end
-        values, offsets, failures = decode_batch(chunk, self._source.output, self._value_fn, self._key_fn)  # type: ignore[arg-type]
+        values, offsets, failures = decode_batch(chunk, self._output, self._value_fn, self._key_fn)
         split.offset = chunk[-1].offset + 1
         if split.stop is not None and split.offset >= split.stop:
             self._finish(tp, split)

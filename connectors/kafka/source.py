@@ -21,7 +21,7 @@ from typing import Any
 
 from streamflow.api.connector import SourceContext
 from streamflow.connectors.kafka.deserializers import Deserializer, resolve_deserializer
-from streamflow.connectors.kafka.offsets import StartingOffsets, timedelta_seconds
+from streamflow.connectors.kafka.offsets import StartingOffsets
 from streamflow.connectors.kafka.reader import KafkaSourceReader
 from streamflow.connectors.kafka.records import KafkaOutput
 from streamflow.connectors.kafka.watermarks import BoundedOutOfOrderness
@@ -143,10 +143,10 @@ class KafkaSource:
                 f"KafkaSource watermarks must be a BoundedOutOfOrderness or None, got {self.watermarks!r}"
             )
         object.__setattr__(
-            self, "discovery_interval", timedelta_seconds(self.discovery_interval, "discovery_interval")
+            self, "discovery_interval", _positive_seconds(self.discovery_interval, "discovery_interval")
         )
         object.__setattr__(
-            self, "request_timeout", timedelta_seconds(self.request_timeout, "request_timeout", allow_none=False)
+            self, "request_timeout", _positive_seconds(self.request_timeout, "request_timeout", allow_none=False)
         )
         if not isinstance(self.consumer_options, Mapping):
             raise ConfigError(f"KafkaSource consumer_options must be a mapping, got {self.consumer_options!r}")
@@ -185,3 +185,16 @@ class KafkaSource:
 
     def create_reader(self, ctx: SourceContext) -> KafkaSourceReader:
         return KafkaSourceReader(self, ctx)
+
+
+def _positive_seconds(value: float | timedelta | None, what: str, *, allow_none: bool = True) -> float | None:
+    """A duration argument as float seconds (> 0), with a clear error."""
+    if value is None:
+        if allow_none:
+            return None
+        raise ConfigError(f"KafkaSource {what} is required")
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"KafkaSource {what} must be a positive number of seconds or a timedelta, got {value!r}")
+    return float(value)

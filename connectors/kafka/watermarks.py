@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from streamflow.config import seconds
 from streamflow.errors import ConfigError
 
 __all__ = ["BoundedOutOfOrderness", "PartitionWatermarks"]
@@ -69,10 +70,9 @@ class PartitionWatermarks:
     __slots__ = ("_bound", "_idle_timeout", "_max_ts", "_last_active", "_finished")
 
     def __init__(self, strategy: BoundedOutOfOrderness) -> None:
-        # Both are float seconds here: BoundedOutOfOrderness normalised them.
-        self._bound = float(strategy.max_out_of_orderness) + _KAFKA_RESOLUTION  # type: ignore[arg-type]
+        self._bound = seconds(strategy.max_out_of_orderness, "max_out_of_orderness") + _KAFKA_RESOLUTION
         idle = strategy.idle_timeout
-        self._idle_timeout = None if idle is None else float(idle)  # type: ignore[arg-type]
+        self._idle_timeout = None if idle is None else seconds(idle, "idle_timeout")
         self._max_ts: dict[str, float] = {}
         self._last_active: dict[str, float] = {}
         self._finished: set[str] = set()
