@@ -169,6 +169,9 @@ class RecordSender:
         deliveries.check()
 
     async def _submit(self, producer: AIOKafkaProducer, builder: Any, slot: tuple[str, int]) -> asyncio.Future[Any]:
+        # Closed, a batch is sent as soon as the partition is free: linger_ms would only
+        # delay a batch that this sender already filled as far as the records allow.
+        builder.close()
         try:
             return await producer.send_batch(builder, slot[0], partition=slot[1])  # type: ignore[no-any-return]
         except KafkaError as exc:
