@@ -10,6 +10,8 @@ SocketTextSource           at-most-once (a socket cannot replay; unbounded)
 PrintSink, CollectSink     at-least-once (records appear when written)
 ExactlyOnceFileSink        exactly-once (two-phase commit: pending file, atomic rename)
 ExactlyOnceSqliteSink      exactly-once (two-phase commit: staged rows + commit marker)
+KafkaSink                  none, at-least-once (flush at each barrier) or exactly-once
+                           (two-phase commit: Kafka transactions; read_committed readers)
 =========================  ==========================================================
 """
 
@@ -19,16 +21,18 @@ from streamflow.connectors.collection import CollectionSource
 from streamflow.connectors.debug import CollectSink, PrintSink
 from streamflow.connectors.file_sink import ExactlyOnceFileSink, read_committed_lines
 from streamflow.connectors.files import FileSource
-from streamflow.connectors.kafka import KafkaSource
+from streamflow.connectors.kafka import DeliveryGuarantee, KafkaSink, KafkaSource
 from streamflow.connectors.socket import SocketTextSource
 from streamflow.connectors.sqlite import ExactlyOnceSqliteSink
 
 __all__ = [
     "CollectSink",
     "CollectionSource",
+    "DeliveryGuarantee",
     "ExactlyOnceFileSink",
     "ExactlyOnceSqliteSink",
     "FileSource",
+    "KafkaSink",
     "KafkaSource",
     "PrintSink",
     "SocketTextSource",
