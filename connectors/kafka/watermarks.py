@@ -78,8 +78,11 @@ class PartitionWatermarks:
         self._finished: set[str] = set()
 
     def track(self, split: str, now: float) -> None:
-        self._max_ts.setdefault(split, _NEG_INF)
-        self._last_active[split] = now
+        """Start tracking ``split`` (assigned now); a split already tracked is unchanged,
+        so re-assigning after discovery does not wake idle partitions."""
+        if split not in self._max_ts:
+            self._max_ts[split] = _NEG_INF
+            self._last_active[split] = now
 
     def on_records(self, split: str, newest_timestamp: float, now: float) -> None:
         """``newest_timestamp``: the highest timestamp (seconds) among the records emitted."""

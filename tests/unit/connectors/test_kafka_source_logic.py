@@ -230,6 +230,8 @@ def test_an_idle_partition_stops_holding_the_watermark_until_it_emits_again() ->
     marks.on_records("t-0", 100.0, now=1.0)
     assert marks.current(now=4.9) is None  # t-1 not idle yet
     assert marks.current(now=5.0) == pytest.approx(99.999)
+    marks.track("t-1", now=5.5)  # assigned again (after discovery): still idle
+    assert marks.current(now=5.5) == pytest.approx(99.999)
     marks.on_records("t-1", 10.0, now=6.0)  # active again, and behind
     assert marks.current(now=6.0) == pytest.approx(9.999)
     assert marks.current(now=100.0) is None  # everything idle: no opinion
