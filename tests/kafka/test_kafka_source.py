@@ -1,6 +1,7 @@
 """KafkaSource against the real broker: who reads which partition, bounded reads,
 resuming from a checkpoint at the NEXT offset, rescaling, starting offsets, isolation
-levels, partition discovery and group offset commits.
+levels, partition discovery, group offset commits, and a failed attempt restarted from
+its checkpoint with exactly-once output.
 
 Every test has its own topic (the broker is shared). Records are ``"p:i"``: record i of
 partition p, so a test can check each partition's records arrive exactly once.
@@ -19,9 +20,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 
+from streamflow import RestartStrategy, StreamEnvironment
 from streamflow.connectors.debug import CollectSink
+from streamflow.connectors.file_sink import ExactlyOnceFileSink, read_committed_lines
 from streamflow.connectors.kafka import KafkaSource, OffsetReset, StartingOffsets
 from streamflow.connectors.kafka.offsets import owner_of
+from streamflow.runtime import faults
 from streamflow.testing.kafka import create_topic, produce, unique_topic
 from tests.kafka.kafka_source_kit import TagSubtask, fill, job, partition_of, run_until
 
@@ -387,3 +391,45 @@ async def test_offsets_are_committed_to_the_group_only_after_a_checkpoint_comple
             await asyncio.sleep(0.05)
     finally:
         await client.cancel()
+
+
+# -- a failure in the middle: restart from the checkpoint, exactly-once output ---------
+
+
+@pytest.fixture
+def _disarm() -> Iterator[None]:
+    faults.disarm()
+    yield
+    faults.disarm()
+
+
+async def paced(value: str) -> str:
+    """Slows the input so that periodic checkpoints complete while records flow."""
+    await asyncio.sleep(0.002)
+    return value
+
+
+@pytest.mark.usefixtures("_disarm")
+@pytest.mark.parametrize("point", ["after_barrier", "records"])
+async def test_a_failed_attempt_restarts_from_the_checkpoint_and_the_output_is_exactly_once(
+    kafka_bootstrap: str, tmp_path: Path, point: str
+) -> None:
+    topic = unique_topic("restart")
+    written = await fill(kafka_bootstrap, topic, partitions=4, per_partition=100)
+    env = StreamEnvironment(parallelism=2)
+    env.enable_checkpointing(0.05, directory=tmp_path / "checkpoints")
+    env.set_restart_strategy(RestartStrategy.fixed_delay(attempts=2, delay=0.0))
+    env.set_source_batch_size(10)
+    (
+        env.from_source(source(kafka_bootstrap, topic, bounded=True)).uid("src")
+        .map(paced).uid("paced")
+        .sink_to(ExactlyOnceFileSink(tmp_path / "out")).uid("sink")
+    )
+    # Past the first checkpoints, so that the restored one has records before it.
+    faults.arm(point, 3 if point == "after_barrier" else 200, action="raise")
+    result = await env.execute("restart")
+    assert result.attempts == 2 and result.restored_from is not None
+    lines = read_committed_lines(tmp_path / "out")
+    assert Counter(lines) == Counter(written)
+    for p in range(4):  # each partition's records in offset order, across the restart
+        assert [v for v in lines if partition_of(v) == p] == [f"{p}:{i}" for i in range(100)]
