@@ -103,6 +103,10 @@ class Deliveries:
         )
 
 
+def _no_topic_function(record: Any) -> str:
+    raise AssertionError("the sink has a fixed topic")
+
+
 class RecordSender:
     """Serializes, partitions and submits records; one per writer."""
 
@@ -120,21 +124,26 @@ class RecordSender:
     async def send(self, producer: AIOKafkaProducer, records: list[Any], deliveries: Deliveries) -> None:
         """Submit ``records``; their delivery futures go into ``deliveries``."""
         codec = self._codec
-        fixed_topic = codec.topic if isinstance(codec.topic, str) else None
+        fixed_topic: str | None = None
+        topic_fn: Callable[[Any], str] = _no_topic_function
+        if isinstance(codec.topic, str):
+            fixed_topic = codec.topic
+        else:
+            topic_fn = codec.topic
         key_fn, key_ser, value_ser = codec.key, codec.key_serializer, codec.value_serializer
         partitioner = codec.partitioner
         builders: dict[tuple[str, int], Any] = {}
         sticky: dict[str, int] = {}
         for record in records:
             try:
-                topic = fixed_topic if fixed_topic is not None else codec.topic(record)  # type: ignore[operator]
+                topic = fixed_topic if fixed_topic is not None else topic_fn(record)
                 key = None if key_fn is None else key_ser(key_fn(record))
                 value = value_ser(record)
             except Exception as exc:
                 raise self._user_error("serializing", record, exc) from exc
-            count = self._counts.get(topic)  # type: ignore[arg-type]
+            count = self._counts.get(topic)
             if count is None:
-                count = await self._partition_count(producer, topic)  # type: ignore[arg-type]
+                count = await self._partition_count(producer, topic)
             if partitioner is not None:
                 try:
                     partition = partitioner(record, key, count)
@@ -146,22 +155,22 @@ class RecordSender:
                         ValueError(f"partitioner returned {partition!r}; {topic!r} has partitions 0..{count - 1}"),
                     )
             elif key is None:
-                partition = sticky.get(topic)  # type: ignore[arg-type]
+                partition = sticky.get(topic)
                 if partition is None:
-                    partition = sticky[topic] = self._default.sticky(count)  # type: ignore[index]
+                    partition = sticky[topic] = self._default.sticky(count)
             else:
                 partition = self._default(record, key, count)
             slot = (topic, partition)
-            builder = builders.get(slot)  # type: ignore[arg-type]
+            builder = builders.get(slot)
             if builder is None:
-                builder = builders[slot] = producer.create_batch()  # type: ignore[index]
+                builder = builders[slot] = producer.create_batch()
             try:
                 appended = builder.append(timestamp=None, key=key, value=value)
             except TypeError as exc:
                 raise self._user_error("serializing", record, exc) from exc
             if appended is None:  # full: submit it, start the next (an empty batch takes any record)
-                deliveries.add(await self._submit(producer, builder, slot))  # type: ignore[arg-type]
-                builder = builders[slot] = producer.create_batch()  # type: ignore[index]
+                deliveries.add(await self._submit(producer, builder, slot))
+                builder = builders[slot] = producer.create_batch()
                 builder.append(timestamp=None, key=key, value=value)
         for slot, builder in builders.items():
             if builder.record_count():
@@ -173,7 +182,8 @@ class RecordSender:
         # delay a batch that this sender already filled as far as the records allow.
         builder.close()
         try:
-            return await producer.send_batch(builder, slot[0], partition=slot[1])  # type: ignore[no-any-return]
+            future: asyncio.Future[Any] = await producer.send_batch(builder, slot[0], partition=slot[1])
+            return future
         except KafkaError as exc:
             raise ConnectorError(
                 f"{self._where}: cannot send to {slot[0]!r} partition {slot[1]}: {exc!r}",

@@ -125,12 +125,12 @@ class KafkaSink:
                 f"KafkaSink topic must be a topic name or a callable record -> topic, got {self.topic!r}",
                 value=repr(self.topic),
             )
-        guarantee = self.delivery_guarantee
+        guarantee: Any = self.delivery_guarantee
         if isinstance(guarantee, str):
             try:
                 guarantee = DeliveryGuarantee(guarantee.lower())
             except ValueError:
-                guarantee = None  # type: ignore[assignment]
+                guarantee = None
         if not isinstance(guarantee, DeliveryGuarantee):
             raise ConfigError(
                 f"KafkaSink delivery_guarantee must be a DeliveryGuarantee (NONE, AT_LEAST_ONCE, "
@@ -198,11 +198,12 @@ class KafkaSink:
 
     @property
     def guarantee(self) -> DeliveryGuarantee:
-        return self.delivery_guarantee  # type: ignore[return-value]
+        return self.delivery_guarantee
 
     @property
     def transaction_timeout_seconds(self) -> float:
-        return float(self.transaction_timeout)  # normalised in __post_init__
+        timeout = self.transaction_timeout
+        return timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
 
     def codec(self) -> RecordCodec:
         return RecordCodec(
@@ -245,7 +246,10 @@ class KafkaSink:
         from streamflow.connectors.kafka.sink_exactly_once import KafkaTransactionalWriter
         from streamflow.connectors.kafka.sink_plain import KafkaProducerWriter
 
+        writer: SinkWriter
         if self.guarantee is DeliveryGuarantee.EXACTLY_ONCE:
             self.check_transaction_timeout(ctx)
-            return KafkaTransactionalWriter(ctx, self)
-        return KafkaProducerWriter(ctx, self)
+            writer = KafkaTransactionalWriter(ctx, self)
+        else:
+            writer = KafkaProducerWriter(ctx, self)
+        return writer

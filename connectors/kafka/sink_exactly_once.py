@@ -85,11 +85,6 @@ class KafkaTransactionalWriter(TwoPhaseCommitSinkWriter[KafkaTxn]):
         self._timeout = sink.transaction_timeout_seconds
         self._where = f"KafkaSink {ctx.operator_uid!r}[{ctx.subtask_index}]"
         self._sender = RecordSender(sink.codec(), operator=ctx.operator_uid, subtask=ctx.subtask_index)
-        prefix = str(sink.transactional_id_prefix)
-        self._ids_of = lambda subtask, parallelism: [
-            transactional_id(prefix, ctx.operator_uid, subtask, parallelism, k)
-            for k in range(sink.transactional_id_pool_size)
-        ]
         self._pool = TransactionalIdPool(self._ids_of(ctx.subtask_index, ctx.parallelism))
         self._producers: dict[str, AIOKafkaProducer] = {}
         self._prepared_for: dict[str, int] = {}  # id -> checkpoint its live producer prepared
@@ -99,8 +94,9 @@ class KafkaTransactionalWriter(TwoPhaseCommitSinkWriter[KafkaTxn]):
         self._old_layouts = sorted({
             (int(e["parallelism"]), int(e["subtask"]))
             for e in ctx.restored_state or []
-            if isinstance(e, dict) and e.get("parallelism") != ctx.parallelism
-        })
+            if isinstance(e, dict) and {"parallelism", "subtask"} <= e.keys()
+            and e["parallelism"] != ctx.parallelism
+        })  # malformed entries are reported by the base class in open()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -226,6 +222,12 @@ class KafkaTransactionalWriter(TwoPhaseCommitSinkWriter[KafkaTxn]):
         await asyncio.gather(*(abort_one(t) for t in ids))
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _ids_of(self, subtask: int, parallelism: int) -> list[str]:
+        """The pooled transactional ids of ``subtask`` when the sink ran with ``parallelism``."""
+        prefix = str(self._sink.transactional_id_prefix)
+        return [transactional_id(prefix, self.ctx.operator_uid, subtask, parallelism, k)
+                for k in range(self._sink.transactional_id_pool_size)]
 
     async def _start(self, txn: KafkaTxn) -> None:
         tid = self._pool.acquire()
