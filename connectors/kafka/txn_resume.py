@@ -49,6 +49,20 @@ CONCURRENT_TRANSACTIONS = 51
 TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
 PRODUCER_FENCED = 90
 
+_NAMES = {
+    COORDINATOR_LOAD_IN_PROGRESS: "COORDINATOR_LOAD_IN_PROGRESS", COORDINATOR_NOT_AVAILABLE: "COORDINATOR_NOT_AVAILABLE",
+    NOT_COORDINATOR: "NOT_COORDINATOR", INVALID_PRODUCER_EPOCH: "INVALID_PRODUCER_EPOCH",
+    INVALID_TXN_STATE: "INVALID_TXN_STATE", INVALID_PRODUCER_ID_MAPPING: "INVALID_PRODUCER_ID_MAPPING",
+    INVALID_TRANSACTION_TIMEOUT: "INVALID_TRANSACTION_TIMEOUT", CONCURRENT_TRANSACTIONS: "CONCURRENT_TRANSACTIONS",
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED: "TRANSACTIONAL_ID_AUTHORIZATION_FAILED", PRODUCER_FENCED: "PRODUCER_FENCED",
+}
+
+
+def error_name(code: int) -> str:
+    """Kafka's name of an error code (aiokafka names some codes after consumer groups)."""
+    return _NAMES.get(code) or for_code(code).__name__
+
+
 _RETRIABLE = frozenset({COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR,
                         CONCURRENT_TRANSACTIONS})
 _COORDINATOR_MOVED = frozenset({COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR})
@@ -182,7 +196,7 @@ class TransactionCoordinator:
                     return code
                 if code in _COORDINATOR_MOVED:
                     node = None
-                last = for_code(code).__name__
+                last = error_name(code)
             if time.monotonic() + backoff > deadline:
                 raise ConnectorError(
                     f"{self._where}: could not {action} within {self._deadline:.0f} s (last: "
@@ -198,7 +212,7 @@ class TransactionCoordinator:
                 "grant WRITE and DESCRIBE on transactional ids starting with the sink's "
                 "transactional_id_prefix",
             )
-        return ConnectorError(f"{self._where}: cannot {action}: broker error {for_code(code).__name__} ({code})")
+        return ConnectorError(f"{self._where}: cannot {action}: broker error {error_name(code)} ({code})")
 
 
 def _is_connection_error(exc: KafkaError) -> bool:
@@ -236,7 +250,7 @@ def lost_error(where: str, txn: PreparedTxn, code: int, *, transaction_timeout: 
             f"transaction_timeout ({transaction_timeout:g} s; {age_text})"
         )
     else:
-        why = f"the broker answered {for_code(code).__name__} ({code})"
+        why = f"the broker answered {error_name(code)} ({code})"
     return DataLossError(
         f"{where}: data may be lost: transaction {txn.transactional_id!r} (producer id "
         f"{txn.producer_id}, epoch {txn.epoch}) holding {txn.records} records of completed "
