@@ -191,19 +191,29 @@ async def test_starting_offsets_latest_reads_only_what_is_written_after_the_star
     kafka_bootstrap: str, out: str
 ) -> None:
     topic = unique_topic("start-latest")
-    await fill(kafka_bootstrap, topic, partitions=2, per_partition=5)
+    before = await fill(kafka_bootstrap, topic, partitions=2, per_partition=5)
     env = job(1)
     env.from_source(source(kafka_bootstrap, topic, starting_offsets=StartingOffsets.latest())).uid("src").sink_to(
         CollectSink(out)
     )
     client = env.execute_async("start-latest")
-    await asyncio.sleep(1.0)  # the reader has resolved "latest" to numbers
-    later = await fill(kafka_bootstrap, topic, partitions=2, per_partition=2, start=5)
-    deadline = time.monotonic() + 20
-    while len(CollectSink.results(out)) < len(later) and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    await client.cancel()
-    assert sorted(CollectSink.results(out)) == sorted(later)
+    try:
+        # Write one record at a time until the first arrives: the reader then stands at
+        # "latest" (however long it took to start), and records written before it never come.
+        later: list[str] = []
+        deadline = time.monotonic() + 20
+        while not CollectSink.results(out):
+            assert time.monotonic() < deadline, "no record written after the start arrived"
+            later += await fill(kafka_bootstrap, topic, partitions=2, per_partition=1, start=5 + len(later) // 2)
+            await asyncio.sleep(0.2)
+        last = await fill(kafka_bootstrap, topic, partitions=2, per_partition=1, start=5 + len(later) // 2)
+        await run_until_more(out, len(set(CollectSink.results(out)) | set(last)))
+    finally:
+        await client.cancel()
+    got = CollectSink.results(out)
+    assert not set(got) & set(before)
+    assert set(last) <= set(got) <= set(later) | set(last)
+    assert len(got) == len(set(got))
 
 
 async def test_starting_offsets_by_timestamp(kafka_bootstrap: str, out: str) -> None:
