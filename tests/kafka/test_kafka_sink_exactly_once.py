@@ -4,11 +4,14 @@ completion (commit)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from kafka_sink_kit import crash, ctx, eo_sink, handles, new_topic, opened, values
 from streamflow.connectors.kafka.txn_ids import TransactionalIdPoolExhaustedError
-from streamflow.errors import ConfigError
+from streamflow.connectors.kafka.txn_resume import TransactionCoordinator
+from streamflow.errors import ConfigError, ConnectorError, DataLossError
 from streamflow.testing.kafka import produce
 
 
@@ -133,3 +136,30 @@ async def test_a_timeout_above_the_brokers_maximum_is_a_config_error(kafka_boots
         await w.open()
     await crash(w)  # open failed: nothing of it may be left running
     assert not w._producers and w._coordinator is None
+
+
+async def test_a_writer_fenced_by_another_producer_fails_clearly_and_closes(kafka_bootstrap: str) -> None:
+    topic = await new_topic(kafka_bootstrap, partitions=1)
+    w = await opened(eo_sink(kafka_bootstrap, topic), ctx())
+    await w.write(["a"])
+    [prepared] = handles(await w.snapshot(1))
+    await w.write(["b"])
+    # A second job with the same prefix and uid initialises the same ids: both of this
+    # writer's transactions (prepared and open) are aborted and its producers fenced.
+    intruder = TransactionCoordinator(kafka_bootstrap, {}, where="intruder")
+    await intruder.start()
+    try:
+        for tid in w._producers:
+            await intruder.abort(tid, 60.0)
+    finally:
+        await intruder.close()
+    with pytest.raises(ConnectorError, match="Kafka did not accept a batch of records: ProducerFenced"):
+        await w.write(["c"])
+        await w.snapshot(2)
+    with pytest.raises(DataLossError, match=rf"transaction '{prepared['transactional_id']}' .* checkpoint 1 "
+                                            r"cannot be committed: the broker fenced its producer"):
+        await w.notify_checkpoint_complete(1)
+    async with asyncio.timeout(5):
+        await w.close()  # a fenced producer cannot abort; close still ends promptly
+    assert not w._producers
+    assert await values(kafka_bootstrap, topic) == []
