@@ -17,7 +17,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord
 
-__all__ = ["create_topic", "partitions_of", "produce", "read_committed", "unique_topic"]
+__all__ = [
+    "create_topic", "partitions_of", "produce", "read_committed", "undecided_partitions", "unique_topic",
+]
 
 _counter = itertools.count()
 
@@ -126,3 +128,19 @@ async def read_committed(
         return [r for tp in assigned for r in records[tp]]
     finally:
         await consumer.stop()
+
+
+async def undecided_partitions(bootstrap: str, topic: str) -> dict[int, tuple[int, int]]:
+    """Partitions of ``topic`` where a transaction is still open: their last stable
+    offset is below the high watermark. Maps partition -> (last stable, high watermark)."""
+    numbers = await partitions_of(bootstrap, topic)
+    ends: dict[str, dict[TopicPartition, int]] = {}
+    for isolation in ("read_committed", "read_uncommitted"):
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation)
+        await consumer.start()
+        try:
+            ends[isolation] = await consumer.end_offsets([TopicPartition(topic, p) for p in numbers])
+        finally:
+            await consumer.stop()
+    stable, high = ends["read_committed"], ends["read_uncommitted"]
+    return {tp.partition: (stable[tp], high[tp]) for tp in stable if stable[tp] < high[tp]}

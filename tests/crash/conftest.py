@@ -6,13 +6,15 @@ crash test asks for ``crash_lab``; they run concurrently and each test waits for
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import crash_job
-from crash_harness import CrashLab, Scenario
+from crash_harness import CrashLab, KafkaInput, Scenario
+from streamflow.testing.kafka import unique_topic
 
 _SELECTED: pytest.StashKey[list[Scenario]] = pytest.StashKey()
 
@@ -39,8 +41,13 @@ def crash_inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def crash_lab(
     request: pytest.FixtureRequest, crash_inputs: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CrashLab]:
-    lab = CrashLab(crash_inputs, tmp_path_factory.mktemp("crash-runs"))
     selected = request.config.stash.get(_SELECTED, [])
+    kafka = None
+    if any(s.sink == "kafka" for s in selected):  # the broker starts only if needed
+        bootstrap = request.getfixturevalue("kafka_bootstrap")
+        kafka = KafkaInput(bootstrap, unique_topic("crash-input"))
+        asyncio.run(crash_job.fill_input_topic(crash_inputs, bootstrap, kafka.topic))
+    lab = CrashLab(crash_inputs, tmp_path_factory.mktemp("crash-runs"), kafka=kafka)
     for scenario in selected:  # references first: every crash test compares with one
         lab.submit(scenario.reference)
     for scenario in selected:

@@ -13,6 +13,7 @@ of the selected tests up front, and every test waits only for its own.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import sqlite3
@@ -34,6 +35,14 @@ JOB = Path(crash_job.__file__).resolve()
 PROCESS_TIMEOUT = 60.0  # seconds per job process
 WORKERS = 4
 CRASH_EXIT_CODE = 137
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaInput:
+    """The broker and the filled input topic of the Kafka scenarios."""
+
+    bootstrap: str
+    topic: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +102,7 @@ class ScenarioResult:
     scenario: Scenario
     out: Path
     checkpoints: Path
+    output_topic: str | None = None  # Kafka scenarios
     runs: list[JobRun] = field(default_factory=list)
     committed: list[list[crash_job.Result]] = field(default_factory=list)  # after each run
     inspections: list[Inspection] = field(default_factory=list)  # after each run
@@ -103,6 +113,19 @@ class ScenarioResult:
 
     def describe(self) -> str:
         return "\n\n".join(run.describe() for run in self.runs)
+
+
+def inspect_kafka(kafka: KafkaInput, output_topic: str, committed: int, run: JobRun) -> Inspection:
+    """Kafka keeps no per-subtask trace in the topic: the sink subtasks that wrote come from
+    the finished job's metrics; open transactions show as a last stable offset below the
+    high watermark."""
+    from streamflow.testing.kafka import undecided_partitions
+
+    undecided = asyncio.run(undecided_partitions(kafka.bootstrap, output_topic))
+    leftovers = [f"partition {p}: open transaction (last stable {s} < high watermark {h})"
+                 for p, (s, h) in sorted(undecided.items())]
+    subtasks = set(run.summary.get("sink_subtasks_written", ())) if run.returncode == 0 else set()
+    return Inspection(subtasks, committed, leftovers)
 
 
 def inspect_sink(sink: str, out: Path) -> Inspection:
@@ -132,7 +155,10 @@ def inspect_sink(sink: str, out: Path) -> Inspection:
     )
 
 
-def run_job(scenario: Scenario, inputs: Path, out: Path, checkpoints: Path, crash: str | None) -> JobRun:
+def run_job(
+    scenario: Scenario, inputs: Path, out: Path, checkpoints: Path, crash: str | None,
+    kafka: KafkaInput | None = None, output_topic: str | None = None,
+) -> JobRun:
     argv = [
         sys.executable, str(JOB),
         "--sink", scenario.sink,
@@ -141,6 +167,8 @@ def run_job(scenario: Scenario, inputs: Path, out: Path, checkpoints: Path, cras
         "--checkpoints", str(checkpoints),
         "--parallelism", str(scenario.parallelism),
     ]  # fmt: skip
+    if kafka is not None and output_topic is not None:
+        argv += ["--bootstrap", kafka.bootstrap, "--input-topic", kafka.topic, "--output-topic", output_topic]
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFLOW_CRASH")}
     if crash is not None:
         env["STREAMFLOW_CRASH"] = crash
@@ -163,14 +191,27 @@ def _text(data: str | bytes | None) -> str:
     return data if isinstance(data, str) else data.decode("utf-8", "replace")
 
 
-def run_scenario(scenario: Scenario, inputs: Path, base: Path) -> ScenarioResult:
+def run_scenario(scenario: Scenario, inputs: Path, base: Path, kafka: KafkaInput | None = None) -> ScenarioResult:
     base.mkdir(parents=True, exist_ok=False)
     result = ScenarioResult(scenario, base / "out", base / "checkpoints")
+    target = None
+    if scenario.sink == "kafka":
+        from streamflow.testing.kafka import create_topic, unique_topic
+
+        if kafka is None:
+            raise ValueError("a Kafka scenario needs the broker and input topic (KafkaInput)")
+        result.output_topic = unique_topic(f"crash-{scenario.id}".replace("@", "-").replace("+", "-"))
+        asyncio.run(create_topic(kafka.bootstrap, result.output_topic, partitions=crash_job.INPUT_FILES))
+        target = (kafka.bootstrap, result.output_topic)
     for crash in (*scenario.crashes, None):
-        run = run_job(scenario, inputs, result.out, result.checkpoints, crash)
+        run = run_job(scenario, inputs, result.out, result.checkpoints, crash, kafka, result.output_topic)
         result.runs.append(run)
-        result.committed.append(crash_job.read_committed(scenario.sink, result.out))
-        result.inspections.append(inspect_sink(scenario.sink, result.out))
+        committed = crash_job.read_committed(scenario.sink, result.out, target)
+        result.committed.append(committed)
+        if kafka is not None and result.output_topic is not None:
+            result.inspections.append(inspect_kafka(kafka, result.output_topic, len(committed), run))
+        else:
+            result.inspections.append(inspect_sink(scenario.sink, result.out))
         if crash is not None and run.returncode != CRASH_EXIT_CODE:
             break  # the crash did not happen as planned; the test fails on this run
     return result
@@ -179,9 +220,12 @@ def run_scenario(scenario: Scenario, inputs: Path, base: Path) -> ScenarioResult
 class CrashLab:
     """Runs scenarios in a thread pool, each once; ``result`` waits for one."""
 
-    def __init__(self, inputs: Path, base: Path, workers: int = WORKERS) -> None:
+    def __init__(
+        self, inputs: Path, base: Path, workers: int = WORKERS, kafka: KafkaInput | None = None
+    ) -> None:
         self.inputs = inputs
         self.base = base
+        self.kafka = kafka
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crash-lab")
         self._futures: dict[Scenario, Future[ScenarioResult]] = {}
         self._lock = threading.Lock()
@@ -191,7 +235,7 @@ class CrashLab:
             future = self._futures.get(scenario)
             if future is None:
                 base = self.base / scenario.id
-                future = self._pool.submit(run_scenario, scenario, self.inputs, base)
+                future = self._pool.submit(run_scenario, scenario, self.inputs, base, self.kafka)
                 self._futures[scenario] = future
             return future
 

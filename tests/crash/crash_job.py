@@ -2,12 +2,19 @@
 
     python tests/crash/crash_job.py --sink file|sqlite --input DIR --out DIR \
         --checkpoints DIR --parallelism P
+    python tests/crash/crash_job.py --sink kafka --bootstrap HOST:PORT \
+        --input-topic T --output-topic U --out DIR --checkpoints DIR --parallelism P
 
 Pipeline: FileSource over the input files -> map(parse) -> key_by(key) -> a
 KeyedProcessFunction counting records per key in keyed ValueState and emitting
 ``(key, count, line id)`` -> a paced async map (so the run spans several checkpoints) ->
 an exactly-once sink: part files of ``key,count,lineid`` lines under ``--out``, or rows
 of ``results(key, count, lineid)`` in ``--out/results.db`` with PRIMARY KEY (key, count).
+
+With ``--sink kafka`` both ends are Kafka: the same lines are read from ``--input-topic``
+(file f is partition f, keyed by the line's key) with KafkaSource, and written as
+``key,count,lineid`` values keyed by key to ``--output-topic`` with an exactly-once
+(transactional) KafkaSink; a key's records stay in one output partition, in order.
 
 Every key lives in exactly one input file, so its records reach the counter in the order
 of that file whatever the parallelism and timing: the output is deterministic and each
@@ -40,6 +47,7 @@ import orjson
 from streamflow import KeyedProcessFunction, RestartStrategy, StreamEnvironment
 from streamflow.connectors.file_sink import ExactlyOnceFileSink, read_committed_lines
 from streamflow.connectors.files import FileSource
+from streamflow.connectors.kafka import DeliveryGuarantee, KafkaSink, KafkaSource
 from streamflow.connectors.sqlite import ExactlyOnceSqliteSink
 from streamflow.state import ValueStateDescriptor
 
@@ -84,6 +92,17 @@ def generate_inputs(directory: Path) -> list[Path]:
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         paths.append(path)
     return paths
+
+
+async def fill_input_topic(directory: Path, bootstrap: str, topic: str) -> None:
+    """Write the input files into ``topic``: file f to partition f, keyed by key."""
+    from streamflow.testing.kafka import create_topic, produce
+
+    await create_topic(bootstrap, topic, partitions=INPUT_FILES)
+    for f, path in enumerate(input_paths(directory)):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        keys = [parse(line)[0].encode() for line in lines]
+        await produce(bootstrap, topic, [line.encode() for line in lines], keys=keys, partition=f)
 
 
 def input_paths(directory: Path) -> list[Path]:
@@ -145,10 +164,20 @@ def to_row(record: Result) -> tuple[str, int, int]:
     return record
 
 
-def build(env: StreamEnvironment, sink: str, inputs: list[Path], out: Path) -> None:
+def to_kafka_value(record: Result) -> bytes:
+    return to_line(record).encode()
+
+
+def build(env: StreamEnvironment, sink: str, inputs: list[Path], out: Path, args: argparse.Namespace) -> None:
     pause = RUN_SECONDS * PACE_EVERY * env.parallelism / TOTAL_RECORDS
+    if sink == "kafka":
+        source: Any = KafkaSource(
+            args.bootstrap, topics=args.input_topic, bounded=True, value_deserializer="str"
+        )
+    else:
+        source = FileSource([str(p) for p in inputs], batch_size=SOURCE_BATCH)
     stream = (
-        env.from_source(FileSource([str(p) for p in inputs], batch_size=SOURCE_BATCH), name="input")
+        env.from_source(source, name="input")
         .uid("input")
         .map(parse)
         .uid("parse")
@@ -167,6 +196,19 @@ def build(env: StreamEnvironment, sink: str, inputs: list[Path], out: Path) -> N
             ),
             name="sqlite-sink",
         ).uid("sqlite-sink")
+    elif sink == "kafka":
+        stream.sink_to(
+            KafkaSink(
+                args.bootstrap,
+                args.output_topic,
+                delivery_guarantee=DeliveryGuarantee.EXACTLY_ONCE,
+                transactional_id_prefix=args.output_topic,
+                key=lambda r: r[0],
+                key_serializer="str",
+                value_serializer=to_kafka_value,
+            ),
+            name="kafka-sink",
+        ).uid("kafka-sink")
     else:
         raise ValueError(f"unknown sink {sink!r}")
 
@@ -177,21 +219,40 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     env.set_restart_strategy(RestartStrategy.none())
     env.set_source_batch_size(SOURCE_BATCH)
     args.out.mkdir(parents=True, exist_ok=True)
-    build(env, args.sink, input_paths(args.input), args.out)
+    inputs = input_paths(args.input) if args.input is not None else []
+    build(env, args.sink, inputs, args.out, args)
     result = await env.execute("crash-job")
+    sink_counts = {
+        name: counts["records_in"]
+        for name, counts in result.metrics.get("operators", {}).items()
+        if name.startswith(f"{args.sink}-sink[")
+    }
     return {
         "attempts": result.attempts,
         "restored_from": result.restored_from,
         "checkpoints_completed": result.checkpoints_completed,
         "duration": round(result.duration, 3),
+        "sink_subtasks_written": sorted(int(n[n.index("[") + 1 : -1]) for n, c in sink_counts.items() if c),
     }
 
 
 # -- reading the committed output (used by the tests) -----------------------------------
 
 
-def read_committed(sink: str, out: Path) -> list[Result]:
-    """The committed output in commit order per subtask (file) or insertion order (SQLite)."""
+def read_committed(sink: str, out: Path, kafka: tuple[str, str] | None = None) -> list[Result]:
+    """The committed output in commit order per subtask (file), insertion order (SQLite)
+    or offset order per partition (Kafka, ``kafka=(bootstrap, output topic)``, as a
+    read_committed consumer sees it)."""
+    if sink == "kafka":
+        from streamflow.testing.kafka import read_committed as read_kafka
+
+        assert kafka is not None
+        records = asyncio.run(read_kafka(*kafka, timeout=20.0))
+        results = []
+        for record in records:
+            key, count, lineid = record.value.decode().split(",")
+            results.append((key, int(count), int(lineid)))
+        return results
     if sink == "file":
         if not out.exists():
             return []
@@ -212,8 +273,11 @@ def read_committed(sink: str, out: Path) -> list[Result]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sink", choices=("file", "sqlite"), required=True)
-    parser.add_argument("--input", type=Path, required=True, help="directory of the generated input files")
+    parser.add_argument("--sink", choices=("file", "sqlite", "kafka"), required=True)
+    parser.add_argument("--input", type=Path, help="directory of the generated input files")
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (--sink kafka)")
+    parser.add_argument("--input-topic", help="the input topic (--sink kafka)")
+    parser.add_argument("--output-topic", help="the output topic (--sink kafka)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--checkpoints", type=Path, required=True)
     parser.add_argument("--parallelism", type=int, default=1)

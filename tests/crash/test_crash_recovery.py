@@ -1,4 +1,4 @@
-"""Crash and recovery of the exactly-once file and SQLite sinks (DESIGN.md section 7).
+"""Crash and recovery of the exactly-once file, SQLite and Kafka sinks (DESIGN.md section 7).
 
 A real job process (``crash_job.py``) is killed at a named point (``STREAMFLOW_CRASH``,
 ``os._exit(137)``), a NEW process is started on the same checkpoint and output
@@ -22,7 +22,7 @@ from crash_harness import CRASH_EXIT_CODE, CrashLab, Scenario, ScenarioResult
 
 pytestmark = pytest.mark.crash
 
-SINKS = ("file", "sqlite")
+SINKS = ("file", "sqlite", "kafka")  # kafka: KafkaSource -> ... -> exactly-once KafkaSink
 PARALLELISMS = (1, 2)
 # Checkpoint ids >= n fire, so n=2 is surely reached (a run takes ~10 checkpoints).
 POINTS = (
