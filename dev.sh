@@ -3,6 +3,8 @@
 #   ./dev.sh main        run the main job (bundled events -> keyed aggregation -> exactly-once
 #                        SQLite, with a crash midway and a check against a failure-free run)
 #   ./dev.sh test [ARGS] run the test suite (ARGS go to pytest)
+#   ./dev.sh example NAME [ARGS]
+#                        run examples/NAME.py (a Kafka example starts the project's broker)
 # Everything installs into .venv; outside this directory, packages the machine lacks
 # (python3-venv, Java and Maven) are installed with apt-get, and the Kafka broker's jars
 # are cached in ~/.cache/streamflow (STREAMFLOW_CACHE).
@@ -55,8 +57,15 @@ case "$command" in
     need_kafka
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
+  example)
+    name=${1:?usage: ./dev.sh example NAME (a file in examples/)}
+    shift
+    setup
+    need_kafka
+    exec "$VENV/bin/python" "examples/$name.py" "$@"
+    ;;
   *)
-    echo "usage: ./dev.sh main | ./dev.sh test [pytest args]" >&2
+    echo "usage: ./dev.sh main | ./dev.sh test [pytest args] | ./dev.sh example NAME" >&2
     exit 2
     ;;
 esac

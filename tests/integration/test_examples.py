@@ -12,8 +12,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def run(
+    args: list[str], cwd: Path, timeout: float = 120, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(extra_env or {})}
     env.pop("STREAMFLOW_CRASH", None)
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -57,3 +59,15 @@ def test_cli_refuses_a_bad_target_with_a_clear_message(tmp_path: Path) -> None:
     done = run([sys.executable, "-m", "streamflow.cli", "run", "no_colon_here"], tmp_path)
     assert done.returncode == 2
     assert "expected module:function" in done.stderr
+
+
+def test_kafka_to_kafka_example_crashes_recovers_and_matches_a_failure_free_run(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    example = [sys.executable, str(REPO / "examples" / "kafka_to_kafka.py"), "--out", str(tmp_path)]
+    done = run(example, REPO, extra_env={"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "crash on purpose" in done.stderr
+    assert "finished after 2 attempts, restored from checkpoint" in done.stdout
+    assert "restored from checkpoint None" not in done.stdout  # the crash lands after a checkpoint
+    assert "CHECK OK: read_committed sees the failure-free run's 19997 records" in done.stdout
