@@ -1,0 +1,109 @@
+"""The peer contenders of the Kafka benchmark, each run as a child process of
+``kafka_pipeline.py``: Quix Streams and Faust (faust-streaming) doing Kafka -> map -> Kafka.
+
+It imports no streamflow, so it runs in the peers' own environment
+(``bench/setup.sh`` makes ``bench/.venv-peers``). A child runs until the harness stops it
+with SIGTERM once the output topic holds every record; it reports ``first`` (see
+kafka_work.stamped) on stdout.
+
+Usage (the harness does this): python kafka_peers.py quix|faust --bootstrap HOST:PORT
+    --input TOPIC --output TOPIC --group GROUP [--guarantee at-least-once|exactly-once]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from kafka_work import report, stamped, transform  # noqa: E402
+
+
+def run_quix(args: argparse.Namespace) -> None:
+    """Quix Streams: one Application, one StreamingDataFrame, ``apply`` then ``to_topic``.
+
+    Quix's defaults except: offsets read from the earliest, and a commit (its checkpoint:
+    flush the producer, commit the consumer's offsets) every ``--commit-interval`` seconds,
+    1 s like streamflow's checkpoints, instead of Quix's 5 s default.
+    """
+    from quixstreams import Application
+
+    state_dir = tempfile.mkdtemp(prefix="quix-bench-")
+    app = Application(
+        broker_address=args.bootstrap,
+        consumer_group=args.group,
+        auto_offset_reset="earliest",
+        commit_interval=args.commit_interval,
+        processing_guarantee=args.guarantee,
+        state_dir=state_dir,
+        loglevel="WARNING",
+        auto_create_topics=False,
+    )
+    source = app.topic(args.input, key_deserializer="bytes", value_deserializer="bytes")
+    sink = app.topic(args.output, key_serializer="bytes", value_serializer="bytes")
+    frame = app.dataframe(source)
+    frame = frame.apply(stamped(transform))
+    frame.to_topic(sink)
+    report("ready")
+    app.run()
+
+
+def run_faust(args: argparse.Namespace) -> None:
+    """Faust: one agent over the input topic, ``await sink.send(...)`` per event, the way
+    Faust's documentation writes a stream processor. At-least-once (Faust's default: an
+    offset is committed once its event is acknowledged), commits every
+    ``--commit-interval`` seconds (Faust's default is 2.8 s), web server off, memory store.
+    """
+    import faust
+
+    if args.guarantee != "at-least-once":
+        raise SystemExit("the Faust contender runs at-least-once only")
+    app = faust.App(
+        args.group,
+        broker=f"kafka://{args.bootstrap}",
+        store="memory://",
+        datadir=tempfile.mkdtemp(prefix="faust-bench-"),
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        processing_guarantee="at_least_once",
+        broker_commit_interval=args.commit_interval,
+        topic_partitions=4,
+        producer_linger=args.linger_ms / 1000,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    source = app.topic(args.input, key_type=bytes, value_type=bytes)
+    sink = app.topic(args.output, key_type=bytes, value_type=bytes)
+    mapped = stamped(transform)
+
+    @app.agent(source)
+    async def process(stream):  # type: ignore[no-untyped-def]
+        async for event in stream.events():
+            await sink.send(key=event.key, value=mapped(event.value))
+
+    report("ready")
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    worker.execute_from_commandline()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("peer", choices=("quix", "faust"))
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--input", required=True)
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--guarantee", default="at-least-once", choices=("at-least-once", "exactly-once"))
+    parser.add_argument("--commit-interval", type=float, default=1.0)
+    parser.add_argument("--linger-ms", type=float, default=0.0, help="Faust: producer linger")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    {"quix": run_quix, "faust": run_faust}[args.peer](args)
+
+
+if __name__ == "__main__":
+    main()
