@@ -28,12 +28,19 @@ class OperatorKind(enum.Enum):
     FLAT_MAP = "flat_map"
     FILTER = "filter"
     PROCESS = "process"
+    BROADCAST_PROCESS = "broadcast_process"  # two inputs: records (0) and broadcast elements (1)
     REDUCE = "reduce"
     SINK = "sink"
 
     @property
     def is_stateful(self) -> bool:
-        return self in (OperatorKind.SOURCE, OperatorKind.REDUCE, OperatorKind.PROCESS, OperatorKind.SINK)
+        return self in (
+            OperatorKind.SOURCE,
+            OperatorKind.REDUCE,
+            OperatorKind.PROCESS,
+            OperatorKind.BROADCAST_PROCESS,
+            OperatorKind.SINK,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,6 +49,8 @@ class OperatorSpec:
 
     ``key_selector`` is set when the input is keyed (the operator then has a current
     key and keyed state). ``parallelism`` None means the environment default.
+    ``broadcast_states`` are the MapStateDescriptors a BROADCAST_PROCESS operator was
+    given by ``DataStream.broadcast(...)``: the broadcast state it may use.
     """
 
     node_id: int
@@ -53,6 +62,7 @@ class OperatorSpec:
     key_selector: Callable[[Any], Any] | None = None
     error_policy: ErrorPolicy = FAIL
     start_new_chain: bool = False
+    broadcast_states: tuple[Any, ...] = ()
 
     @property
     def effective_uid(self) -> str:
@@ -65,6 +75,9 @@ class EdgeSpec:
     """A stream from ``upstream`` to ``downstream``.
 
     ``dead_letter`` edges carry records an operator's error policy routed aside.
+    ``input_index`` says which input of the downstream operator the edge feeds: 0 for
+    every one-input operator; a broadcast operator reads its records on input 0 and its
+    broadcast elements on input 1.
     """
 
     upstream: int
@@ -72,6 +85,7 @@ class EdgeSpec:
     partitioning: Partitioning
     key_selector: Callable[[Any], Any] | None = None
     dead_letter: bool = False
+    input_index: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -192,6 +192,7 @@ class Execution:
         # channels[(edge index, upstream subtask)] -> list indexed by downstream subtask
         channels: dict[tuple[int, int], dict[int, Channel]] = {}
         inputs: dict[tuple[int, int], list[Channel]] = {}  # (chain id, subtask) -> gate channels
+        sides: dict[tuple[int, int], list[int]] = {}  # the same keys -> each channel's input index
         self.channels = []
         for index, edge in enumerate(plan.edges):
             p_up = plan.parallelism[edge.upstream]
@@ -205,6 +206,7 @@ class Execution:
                         channel.name = f"{plan.chain_of(edge.upstream).name}[{i}] -dead letters-> sink[{j}]"
                     channels.setdefault((index, i), {})[j] = channel
                     inputs.setdefault((down_chain.chain_id, j), []).append(channel)
+                    sides.setdefault((down_chain.chain_id, j), []).append(edge.input_index)
                     self.channels.append(channel)
         checkpoint = settings.checkpoint
         mode = checkpoint.mode if checkpoint is not None else CheckpointingMode.EXACTLY_ONCE
@@ -220,7 +222,7 @@ class Execution:
             stats=self.stats,
         )
         self.tasks = [
-            self._task(chain, subtask, channels, inputs, restored, mode, coordinator, spawn)
+            self._task(chain, subtask, channels, inputs, restored, mode, coordinator, spawn, sides)
             for chain in plan.chains
             for subtask in range(chain.parallelism)
         ]
@@ -237,6 +239,7 @@ class Execution:
         mode: CheckpointingMode,
         coordinator: CheckpointCoordinator,
         spawn: Callable[[Coroutine[Any, Any, None]], Any],
+        sides: dict[tuple[int, int], list[int]],
     ) -> Task:
         plan, settings = self.plan, self.settings
         members = {op.node_id for op in chain.operators}
@@ -271,6 +274,7 @@ class Execution:
             clock=settings.clock,
             spawn=spawn,
             restored=restored,
+            channel_inputs=sides.get((chain.chain_id, subtask)),
         )
         head = chain.head
         if head.kind is not OperatorKind.SOURCE:

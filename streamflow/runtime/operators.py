@@ -76,6 +76,11 @@ class StreamOperator:
     async def process(self, batch: Batch) -> None:
         raise NotImplementedError
 
+    def input_handlers(self) -> tuple[Emit, ...]:
+        """What the task calls with a batch from input 0, 1, ... (only a chain head has
+        more than one input; see :mod:`streamflow.runtime.broadcast`)."""
+        return (self.process,)
+
     async def on_watermark(self, watermark: Watermark) -> None:
         return None
 
@@ -495,4 +500,8 @@ def make_operator(spec: OperatorSpec, ctx: OperatorContext) -> StreamOperator:
         return SinkOperator(spec, ctx)
     if spec.kind is OperatorKind.SOURCE:
         raise ValueError("sources are run by SourceTask, not chained as operators")
+    if spec.kind is OperatorKind.BROADCAST_PROCESS:
+        from streamflow.runtime.broadcast import BroadcastProcessOperator  # it subclasses FunctionOperator
+
+        return BroadcastProcessOperator(spec, ctx)
     return FunctionOperator(spec, ctx)

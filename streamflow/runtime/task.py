@@ -35,7 +35,7 @@ from streamflow.runtime.alignment import BarrierAligner
 from streamflow.runtime.channel import MAIL, TIMEOUT, InputGate
 from streamflow.runtime.clock import Clock
 from streamflow.runtime.elements import END_OF_INPUT, Barrier, Batch, CheckpointId, EndOfInput, SourceRef, Watermark
-from streamflow.runtime.operators import StreamOperator
+from streamflow.runtime.operators import Emit, StreamOperator
 from streamflow.runtime.partitioners import RecordWriter
 from streamflow.state.operator import redistribute_split
 
@@ -108,6 +108,7 @@ class Task:
         clock: Clock,
         spawn: Callable[[Coroutine[Any, Any, None]], Any],
         restored: dict[str, list[dict[str, Any]]] | None,
+        channel_inputs: list[int] | None = None,
     ) -> None:
         self.name = name
         self.subtask = subtask
@@ -126,6 +127,9 @@ class Task:
         self._ended_inputs: set[int] = set()
         self._watermarks = [float("-inf")] * len(gate.channels)
         self._watermark = float("-inf")
+        # channel_inputs[i]: which input of the head operator gate channel i feeds (a
+        # broadcast operator has two); None: all feed input 0.
+        self._channel_inputs = channel_inputs if channel_inputs is not None else [0] * len(gate.channels)
         self._wire()
 
     # -- set-up -----------------------------------------------------------------------
@@ -209,9 +213,18 @@ class Task:
             if t is not None and t <= now:
                 await op.on_processing_time(now)
 
+    def _input_handlers(self) -> list[Emit]:
+        """The head operator's handler for each gate channel, by the channel's input."""
+        head = self.operators[0]
+        handlers = head.input_handlers()
+        wanted = max(self._channel_inputs, default=0)
+        if wanted >= len(handlers):
+            raise TypeError(f"task {self.name}: operator {head.uid!r} has {len(handlers)} input(s), not {wanted + 1}")
+        return [handlers[i] for i in self._channel_inputs]
+
     async def _loop(self) -> None:
         gate = self.gate
-        head = self.operators[0].process
+        handlers = self._input_handlers()  # per channel: one list index per batch
         while not self._finished:
             index, element = await gate.next(self._timer_timeout())
             if index == MAIL:
@@ -222,7 +235,7 @@ class Task:
                 continue
             kind = type(element)
             if kind is Batch:
-                await head(element)
+                await handlers[index](element)
                 if offload.in_flight():
                     await offload.pause()
             elif kind is Barrier:
