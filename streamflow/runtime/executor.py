@@ -3,6 +3,11 @@
 An attempt restores every operator from the latest complete checkpoint (if any), builds
 channels and tasks, and runs them and the coordinator in one ``asyncio.TaskGroup``: the
 first task that fails cancels the others and fails the attempt.
+
+Started from a savepoint (``ExecutionSettings.restore_from``), the run first verifies it
+and checks it against the plan (before any attempt: a mismatch is not retried); every
+attempt restores from it until this run completed a checkpoint of its own, and checkpoint
+ids continue after the savepoint's (a sink's transaction names must never repeat).
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ from pathlib import Path
 from typing import Any, Callable, Coroutine
 
 from streamflow.api.connector import SourceContext
-from streamflow.checkpoint.serde import decode
 from streamflow.checkpoint.storage import CheckpointStorage
 from streamflow.config import CheckpointConfig, CheckpointingMode, RestartStrategy, RestartTracker, RetentionOnCancel
 from streamflow.errors import JobFailedError, StreamflowError
@@ -29,6 +33,7 @@ from streamflow.runtime.contexts import OperatorContext
 from streamflow.runtime.operators import StreamOperator, make_operator
 from streamflow.runtime.partitioners import RecordWriter
 from streamflow.runtime.task import SourceTask, Task
+from streamflow.savepoint.restore import RestorePoint, RestoreSettings, prepare_restore, read_snapshot_state
 
 log = logging.getLogger("streamflow.job")
 
@@ -47,6 +52,8 @@ class ExecutionSettings:
     source_batch_size: int
     source_poll_wait: float
     metrics_interval: float | None
+    restore_from: RestoreSettings | None = None  # a savepoint (or checkpoint) to start from
+    savepoint_dir: Path | None = None  # default target of savepoints without a directory
 
 
 @dataclass(slots=True)
@@ -59,6 +66,7 @@ class JobResult:
     checkpoints_completed: int
     duration: float
     metrics: dict[str, Any] = field(default_factory=dict)
+    stopped_with_savepoint: Path | None = None  # the savepoint a stop with savepoint took
 
 
 class Execution:
@@ -75,6 +83,8 @@ class Execution:
         self.status = "created"
         self.failures: list[str] = []
         self.started = time.perf_counter()
+        self.restore_point: RestorePoint | None = None
+        self._ids_before_run = 0  # highest checkpoint id on disk before this run
         self.storage = (
             CheckpointStorage(settings.checkpoint_dir, retained=settings.checkpoint.retained)
             if settings.checkpoint is not None and settings.checkpoint_dir is not None
@@ -85,6 +95,14 @@ class Execution:
 
     async def run(self) -> JobResult:
         tracker = RestartTracker(self.settings.restart)
+        if self.settings.restore_from is not None:
+            try:
+                self.restore_point = await prepare_restore(self.settings.restore_from, self.plan)
+            except Exception:
+                self.status = "failed"
+                raise
+            if self.storage is not None:
+                self._ids_before_run = await self.storage.highest_checkpoint_id()
         reporter = None
         if self.settings.metrics_interval:
             reporter = asyncio.create_task(self._report(self.settings.metrics_interval), name="metrics-reporter")
@@ -135,23 +153,25 @@ class Execution:
             checkpoints_completed=self.stats.completed,
             duration=time.perf_counter() - self.started,
             metrics=self.metrics(),
+            stopped_with_savepoint=self.coordinator.stopped_with if self.coordinator is not None else None,
         )
 
     async def _restore(self) -> tuple[dict[str, list[dict[str, Any]]] | None, int]:
         """Decoded snapshots per operator uid (index = old subtask) and the next-id base."""
-        if self.storage is None:
-            return None, 0
-        start_id = await self.storage.highest_checkpoint_id()
-        latest = await self.storage.latest_complete()
-        if latest is None:
+        start_id = 0 if self.storage is None else await self.storage.highest_checkpoint_id()
+        latest = None if self.storage is None else await self.storage.latest_complete()
+        point = self.restore_point
+        if point is not None and (latest is None or latest.checkpoint_id <= self._ids_before_run):
+            # no checkpoint of this run yet: (re)start from the savepoint
+            self.stats.restored_from = point.checkpoint_id
+            self.stats.restored_path = str(point.path)
+            log.info("job %r restores from %s", self.settings.job_name, str(point.path))
+            return await point.read(), max(start_id, point.checkpoint_id)
+        if self.storage is None or latest is None:
             return None, start_id
-        restored: dict[str, list[dict[str, Any]]] = {}
-        for uid, meta in latest.metadata.operators.items():
-            snapshots: list[dict[str, Any]] = [{} for _ in range(meta.parallelism)]
-            for subtask, handle in meta.subtasks.items():
-                snapshots[subtask] = decode(await self.storage.read_state(latest.checkpoint_id, handle))
-            restored[uid] = snapshots
+        restored = await read_snapshot_state(self.storage, latest)
         self.stats.restored_from = latest.checkpoint_id
+        self.stats.restored_path = str(latest.path)
         log.info("job %r restores from checkpoint %d", self.settings.job_name, latest.checkpoint_id)
         return restored, start_id
 

@@ -18,6 +18,12 @@ END_OF_INPUT and reports to the coordinator. Channels stay open: the final check
 barriers still travel them. When that checkpoint completed (or at once without
 checkpointing) the coordinator posts FINISH; the task finishes its operators (a sink
 makes everything visible) and ends.
+
+Stop with savepoint: a source task whose trigger says ``stop`` reads nothing after that
+barrier (no end of input, no final watermark: timers and windows stay in the state). If
+the savepoint completes, every task gets STOP after the completion notice and ends
+without ``finish`` (nothing written after the barrier becomes visible; ``close`` aborts
+it). If it is aborted, the source reads on.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ TaskKey = tuple[str, int]  # (operator uid, subtask)
 @dataclass(frozen=True, slots=True)
 class TriggerCheckpoint:
     barrier: Barrier
+    stop: bool = False  # stop with savepoint: the source reads nothing after this barrier
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +75,13 @@ class _Finish:
 
 
 FINISH = _Finish()
+
+
+class _Stop:
+    __slots__ = ()
+
+
+STOP = _Stop()
 
 
 class CoordinatorLink(Protocol):
@@ -124,6 +138,7 @@ class Task:
         self.aligner = BarrierAligner(len(gate.channels), mode)
         self.stats = TaskStats()
         self._finished = False
+        self._stopped = False
         self._ended_inputs: set[int] = set()
         self._watermarks = [float("-inf")] * len(gate.channels)
         self._watermark = float("-inf")
@@ -178,8 +193,9 @@ class Task:
         try:
             await self._open()
             await self._loop()
-            for op in self.operators:
-                await op.finish()
+            if not self._stopped:  # stopped with a savepoint: nothing after it is made visible
+                for op in self.operators:
+                    await op.finish()
         except BaseException:
             # A failed or cancelled attempt still releases connections and threads (an
             # open database handle would keep the process alive); errors while closing
@@ -292,6 +308,8 @@ class Task:
                 await op.notify_checkpoint_aborted(mail.checkpoint_id)
         elif mail is FINISH:
             self._finished = True
+        elif mail is STOP:
+            self._finished = self._stopped = True
         else:
             raise TypeError(f"task {self.name} got unexpected mail {mail!r}")
 
@@ -356,6 +374,7 @@ class SourceTask(Task):
         self._poll_wait = poll_wait
         self.records_out = 0
         self.exhausted = False
+        self.suspended_at: int | None = None  # checkpoint id of a stop with savepoint in flight
 
     async def _open(self) -> None:
         restored = self._restored_for(self.source_uid)
@@ -381,15 +400,14 @@ class SourceTask(Task):
         emit = self._emit
         origin_cache: dict[str, SourceRef] = {}
         while not self._finished:
-            timeout = self._timer_timeout()
-            if not self.exhausted:
-                timeout = 0.0
+            reading = not self.exhausted and self.suspended_at is None
+            timeout = 0.0 if reading else self._timer_timeout()
             index, mail = await gate.next(timeout)
             if mail is not TIMEOUT:
                 await self._on_mail(mail)
                 continue
             await self._fire_timers()
-            if self.exhausted:
+            if not reading:
                 continue
             batch = await reader.poll(self._batch_size, self._poll_wait)
             if batch is None:
@@ -413,12 +431,17 @@ class SourceTask(Task):
         if type(mail) is TriggerCheckpoint:
             barrier = mail.barrier
             assert self.reader is not None
+            if mail.stop:
+                self.suspended_at = barrier.checkpoint_id
             splits = self.reader.snapshot_splits(barrier.checkpoint_id)
             await self._checkpoint(barrier, {self.source_uid: {"source": list(splits)}})
             faults.hit("after_barrier", barrier.checkpoint_id)
             return
         if type(mail) is CheckpointCompleted and self.reader is not None:
             await self.reader.notify_checkpoint_complete(mail.checkpoint_id)
+        elif type(mail) is CheckpointAborted and mail.checkpoint_id == self.suspended_at:
+            log.info("task %s reads on: the stop with savepoint (checkpoint %d) was aborted", self.name, self.suspended_at)
+            self.suspended_at = None
         await super()._on_mail(mail)
 
     async def run(self) -> None:
