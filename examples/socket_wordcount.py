@@ -115,8 +115,12 @@ class JobProcess:
         self.lines: list[str] = []
         self._new: queue.Queue[str] = queue.Queue()
         self.stderr: list[str] = []
-        threading.Thread(target=self._pump, args=(self.process.stdout, self._new), daemon=True).start()
-        threading.Thread(target=self._pump, args=(self.process.stderr, None), daemon=True).start()
+        self._pumps = [
+            threading.Thread(target=self._pump, args=(self.process.stdout, self._new), daemon=True),
+            threading.Thread(target=self._pump, args=(self.process.stderr, None), daemon=True),
+        ]
+        for pump in self._pumps:
+            pump.start()
 
     def _pump(self, stream: Any, lines: queue.Queue[str] | None) -> None:
         for line in stream:
@@ -149,15 +153,24 @@ class JobProcess:
     def finish(self, timeout: float = 60.0) -> dict[str, Any]:
         """Wait for the process to exit; the JSON summary it printed last."""
         self.process.wait(timeout)
-        time.sleep(0.05)  # let the pump threads drain the pipes
+        self._close_pipes()
         self.counts()
         summaries = [line for line in self.lines if line.startswith("{")]
         return json.loads(summaries[-1]) if summaries else {}
 
     def stop_process(self) -> None:
+        """Kill the process if it still runs; always release its pipes."""
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for pump in self._pumps:
+            pump.join(10)  # they end at end of file, once the process has exited
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
 
     def describe(self) -> str:
         return f"exit code {self.process.poll()}\nstdout: {self.lines}\nstderr:\n{''.join(self.stderr[-40:])}"

@@ -410,16 +410,16 @@ class CheckpointCoordinator:
             task.gate.post(CheckpointCompleted(n))
         if n == self._final_id:
             self._final_done = True
-        for waiter in self._waiters.pop(n, []):
-            if not waiter.done():
-                waiter.set_result(n if savepoint_path is None else savepoint_path)
-        await self._clean_up(self.storage.enforce_retention(), f"retention after checkpoint {n}")
         if n == self._stop_id:
             # After CheckpointCompleted(n) in every mailbox: sinks commit n, then stop.
             for task in self.tasks:
                 task.gate.post(STOP)
             self.stopped_with = savepoint_path
-            log.info("job %r stopped with savepoint %s", self.job_name, savepoint_path)
+            log.info("job %r stops with savepoint %s", self.job_name, savepoint_path)
+        for waiter in self._waiters.pop(n, []):
+            if not waiter.done():
+                waiter.set_result(n if savepoint_path is None else savepoint_path)
+        await self._clean_up(self.storage.enforce_retention(), f"retention after checkpoint {n}")
 
     async def _clean_up(self, work: Coroutine[Any, Any, Any], what: str) -> None:
         """Deleting checkpoint directories is best effort: a task may still be writing its
