@@ -14,7 +14,9 @@ killed by ``os._exit``.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -178,6 +180,45 @@ async def test_broadcast_state_is_copied_on_scale_up_and_dropped_on_scale_down_1
     assert jobs.PathLength.restored == {0: rules, 1: rules}
     final = await jobs.operator_state(tmp_path / "chk", "path")
     assert [_rules(s) for s in final] == [rules, rules]
+
+
+# -- a savepoint ------------------------------------------------------------------------------
+
+
+async def test_a_moved_savepoint_of_the_in_memory_backend_restores_every_kind_of_state_at_parallelism_3(
+    tmp_path: Path,
+) -> None:
+    """list -> union -> keyed broadcast in one job, stopped with a savepoint at parallelism 1
+    (HashMapStateBackend); the savepoint is moved and a new job resumes from it at 3."""
+    env = jobs.job("all", tmp_path / "chk-a", tmp_path / "out", 1)
+    env.set_savepoint_dir(tmp_path / "savepoints")
+    client = env.execute_async("rescale")
+    for _ in range(500):
+        if client.metrics()["operators"].get("path[0]", {}).get("records_in", 0) >= len(jobs.ACTIONS) // 4:
+            break
+        await asyncio.sleep(0.01)
+    savepoint = await client.stop_with_savepoint()
+    await client.wait()
+    moved = tmp_path / "moved" / savepoint.name
+    moved.parent.mkdir()
+    shutil.move(str(savepoint), moved)
+
+    result = await jobs.job("all", tmp_path / "chk-b", tmp_path / "out", 3).execute("rescale", from_savepoint=moved)
+    assert result.restored_from is not None and result.attempts == 1
+    assert Counter(read_committed_lines(tmp_path / "out")) == jobs.expected_reports()
+    # what the new subtasks restored: split lists dealt evenly, the union list whole to each,
+    # the rules copied to each (the rules source does not read them again)
+    split = [jobs.SeenList.restored[i] for i in range(3)]
+    assert max(map(len, split)) - min(map(len, split)) <= 1
+    union = [jobs.SeenUnion.restored[i] for i in range(3)]
+    assert union[0] == union[1] == union[2] and sorted(_flat(split)) == sorted(union[0])
+    assert len(union[0]) >= len(jobs.ACTIONS) // 4
+    rules = sorted(jobs.THRESHOLDS.items())
+    assert jobs.PathLength.restored == {0: rules, 1: rules, 2: rules}
+    assert result.metrics["tasks"]["rules[0]"]["source_records_out"] == 0
+    split_final = jobs.list_items(await jobs.operator_state(tmp_path / "chk-b", "list"))
+    union_final = jobs.list_items(await jobs.operator_state(tmp_path / "chk-b", "union"))
+    assert Counter(_flat(split_final)) == Counter(_flat(union_final)) == _all_ids()
 
 
 # -- real processes ---------------------------------------------------------------------------
