@@ -22,7 +22,8 @@ commands reach it by job id or name::
     streamflow inspect PATH                  what a savepoint or checkpoint holds
 
 Exit codes: 0 success (for ``run``: finished or stopped with a savepoint), 1 the job or
-command failed, 2 bad arguments or configuration, 3 ``run``: the job was cancelled.
+command failed, 2 bad arguments or configuration, 3 ``run``: the job was cancelled
+(``streamflow cancel`` or SIGTERM).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import importlib
 import inspect
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -95,12 +97,25 @@ async def run_job(args: argparse.Namespace) -> int:
             log.warning("job %r runs without a control socket (list/status/stop cannot reach it): %s", job_name, exc)
             server = None
     summary: dict[str, Any] = {"job": job_name, "job_id": server.entry.job_id if server and server.entry else None}
+    cancelling: set[asyncio.Task[None]] = set()
+
+    def on_sigterm() -> None:
+        # `kill PID` cancels like `streamflow cancel`: tasks stop, the entry is removed.
+        log.warning("SIGTERM: cancelling job %r", job_name)
+        cancelling.add(asyncio.ensure_future(client.cancel()))
+
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    except (NotImplementedError, RuntimeError):  # no signal handlers on this platform or thread
+        pass
     try:
         job = await client.wait()
     except JobCancelledError:
         print(json.dumps({**summary, "status": "cancelled"}))
         return EXIT_CANCELLED
     finally:
+        loop.remove_signal_handler(signal.SIGTERM)
         if server is not None:
             await server.close()
     summary.update(

@@ -128,6 +128,22 @@ def test_a_savepoint_of_a_running_job_through_the_command_line(
         running.stop_process()
 
 
+def test_sigterm_cancels_the_job_and_removes_its_registry_entry(
+    tmp_path: Path, server: LineServer, env: dict[str, str]
+) -> None:
+    running = wordcount(tmp_path, server, env)
+    try:
+        server.accept()
+        server.send("one")
+        running.wait_for_counts({"one": 1})
+        assert len(JobRegistry(tmp_path / "home").entries()) == 1
+        running.process.terminate()
+        assert running.finish()["status"] == "cancelled" and running.process.returncode == 3
+        assert not list((tmp_path / "home" / "jobs").iterdir())
+    finally:
+        running.stop_process()
+
+
 # -- inspect ----------------------------------------------------------------------------------
 
 
