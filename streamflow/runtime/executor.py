@@ -33,7 +33,13 @@ from streamflow.runtime.contexts import OperatorContext
 from streamflow.runtime.operators import StreamOperator, make_operator
 from streamflow.runtime.partitioners import RecordWriter
 from streamflow.runtime.task import SourceTask, Task
-from streamflow.savepoint.restore import RestorePoint, RestoreSettings, prepare_restore, read_snapshot_state
+from streamflow.savepoint.restore import (
+    RestorePoint,
+    RestoreSettings,
+    check_max_parallelism,
+    prepare_restore,
+    read_snapshot_state,
+)
 
 log = logging.getLogger("streamflow.job")
 
@@ -169,6 +175,7 @@ class Execution:
             return await point.read(), max(start_id, point.checkpoint_id)
         if self.storage is None or latest is None:
             return None, start_id
+        check_max_parallelism(latest.metadata, self.plan, path=latest.path)  # a new job may have changed it
         restored = await read_snapshot_state(self.storage, latest)
         self.stats.restored_from = latest.checkpoint_id
         self.stats.restored_path = str(latest.path)

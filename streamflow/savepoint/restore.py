@@ -39,6 +39,7 @@ __all__ = [
     "NonRestoredStateError",
     "RestorePoint",
     "RestoreSettings",
+    "check_max_parallelism",
     "check_snapshot_against_plan",
     "check_state_shapes",
     "is_auto_uid",
@@ -152,19 +153,11 @@ def check_snapshot_against_plan(
             "%s %s holds state of operator uid %r, which this job does not have; that state is dropped "
             "(allow_non_restored_state)", where, str(path), uid,
         )
-    for uid, meta in sorted(metadata.operators.items()):
+    check_max_parallelism(metadata, plan, path=path)
+    for uid in sorted(metadata.operators):
         spec = specs.get(uid)
         if spec is None:
             continue
-        if spec.key_selector is not None and meta.max_parallelism != plan.max_parallelism:
-            raise StateError(
-                f"operator {uid!r} has keyed state split into {meta.max_parallelism} key groups in the {where} "
-                f"{str(path)!r}, but this job has max_parallelism {plan.max_parallelism}; keyed state can only "
-                f"be restored with the same max_parallelism: run with max_parallelism={meta.max_parallelism} "
-                f"(--max-parallelism {meta.max_parallelism})",
-                operator=uid,
-                path=str(path),
-            )
         if spec.uid is None:
             log.warning(
                 "operator %r has no uid of its own and gets the state stored under its auto-generated uid %r; "
@@ -175,6 +168,32 @@ def check_snapshot_against_plan(
         if uid not in metadata.operators and _needs_uid(spec):
             log.info("operator %r has no state in the %s %s and starts empty", uid, where, str(path))
     return unmatched
+
+
+def check_max_parallelism(metadata: CheckpointMetadata, plan: PhysicalPlan, *, path: Path) -> None:
+    """Refuse keyed state split into another number of key groups than ``plan`` uses.
+
+    Run for savepoints and for the latest checkpoint of a job's own directory alike: a
+    key's key group is its hash modulo max_parallelism, so with another max parallelism
+    restored keys would sit in groups no lookup reaches, and their state would be lost
+    without a word.
+
+    Raises:
+        StateError: naming the operator, both values and the setting to use.
+    """
+    specs = _specs_by_uid(plan)
+    where = "savepoint" if metadata.is_savepoint else "checkpoint"
+    for uid, meta in sorted(metadata.operators.items()):
+        spec = specs.get(uid)
+        if spec is not None and spec.key_selector is not None and meta.max_parallelism != plan.max_parallelism:
+            raise StateError(
+                f"operator {uid!r} has keyed state split into {meta.max_parallelism} key groups in the {where} "
+                f"{str(path)!r}, but this job has max_parallelism {plan.max_parallelism}; keyed state can only "
+                f"be restored with the same max_parallelism: run with max_parallelism={meta.max_parallelism} "
+                f"(--max-parallelism {meta.max_parallelism})",
+                operator=uid,
+                path=str(path),
+            )
 
 
 def _unmatched_message(unmatched: list[str], specs: Mapping[str, OperatorSpec], where: str, path: Path) -> str:

@@ -181,9 +181,9 @@ def reset_records() -> None:
 # -- the jobs -------------------------------------------------------------------------------
 
 
-def job(kind: str, checkpoints: Path, out: Path, parallelism: int) -> StreamEnvironment:
+def job(kind: str, checkpoints: Path, out: Path, parallelism: int, max_parallelism: int = 64) -> StreamEnvironment:
     """The job of ``kind`` at ``parallelism``; no restarts (a failure ends the job)."""
-    env = StreamEnvironment(parallelism=parallelism, max_parallelism=64)
+    env = StreamEnvironment(parallelism=parallelism, max_parallelism=max_parallelism)
     env.set_state_backend(HashMapStateBackend())
     env.enable_checkpointing(0.01, directory=checkpoints)
     env.set_restart_strategy(RestartStrategy.none())

@@ -28,7 +28,7 @@ import orjson
 import pytest
 
 import rescale_jobs as jobs
-from streamflow import JobFailedError
+from streamflow import JobFailedError, StateError
 from streamflow.connectors import read_committed_lines
 from streamflow.partitioning.keygroups import key_group_for, key_group_range
 from streamflow.runtime import faults
@@ -123,6 +123,18 @@ async def test_keyed_state_moves_by_key_group_1_to_3_to_2(tmp_path: Path) -> Non
                 assert key_group_for(user, 64) == int(key_group)
                 counts[user] = count
     assert counts == Counter(user for _, user, _ in jobs.ACTIONS)
+
+
+async def test_a_new_job_with_another_max_parallelism_refuses_the_keyed_state(tmp_path: Path) -> None:
+    """Key groups are hash % max_parallelism: restoring into another number of them would
+    strand every key's state where no lookup finds it, so the job refuses to start."""
+    await stop_after_a_checkpoint("keyed", tmp_path / "chk", tmp_path / "out", 2)
+    committed = read_committed_lines(tmp_path / "out")
+    with pytest.raises(JobFailedError, match=r"keyed state split into 64 key groups in the checkpoint .*, but this "
+                       r"job has max_parallelism 128.* run with max_parallelism=64") as info:
+        await jobs.job("keyed", tmp_path / "chk", tmp_path / "out", 2, max_parallelism=128).execute("rescale")
+    assert isinstance(info.value.__cause__, StateError) and info.value.__cause__.operator == "count"
+    assert read_committed_lines(tmp_path / "out") == committed  # it ran nothing
 
 
 # -- operator list state ---------------------------------------------------------------------
