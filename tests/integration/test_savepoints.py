@@ -10,6 +10,7 @@ import logging
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -171,6 +172,53 @@ async def test_a_state_whose_kind_changed_fails_with_a_state_error_naming_uid_an
     assert "holds state 'count' as a value state, but the job now asks for it with a ListStateDescriptor" in str(
         error
     )
+
+
+class Remember:
+    """A map that keeps every word it saw in operator list state (split or union)."""
+
+    def __init__(self, union: bool) -> None:
+        self.union = union
+        self.seen: list[str] = []
+
+    def __call__(self, word: str) -> str:
+        self.seen.append(word)
+        return word
+
+    def initialize_state(self, ctx: Any) -> None:
+        store = ctx.operator_state_store
+        get = store.get_union_list_state if self.union else store.get_list_state
+        self.state = get(ListStateDescriptor("seen"))
+        self.seen = self.state.get()
+
+    def snapshot_state(self, ctx: Any) -> None:
+        self.state.update(self.seen)
+
+
+def remembering(items: list[str], directory: Path, out: str, *, union: bool) -> StreamEnvironment:
+    env = StreamEnvironment(parallelism=1)
+    env.enable_checkpointing(30.0, directory=directory)
+    (
+        env.from_source(EndlessSource(items), name="words").uid("words")
+        .map(Remember(union)).uid("remember")
+        .sink_to(CollectSink(out)).uid("out")
+    )
+    return env
+
+
+async def test_operator_state_restored_in_another_mode_names_the_operator_and_state(
+    tmp_path: Path, out: str
+) -> None:
+    client = remembering(FIRST, tmp_path / "chk-a", out, union=False).execute_async("words")
+    await wait_for(lambda: len(CollectSink.results(out)) == len(FIRST), "the words")
+    path = await client.stop_with_savepoint(tmp_path / "savepoints")
+    await client.wait()
+    env = remembering(FIRST + MORE, tmp_path / "chk-b", out, union=True)
+    with pytest.raises(JobFailedError) as caught:
+        await env.execute("words", from_savepoint=path)
+    error = caught.value.__cause__
+    assert isinstance(error, StateError) and (error.operator, error.state) == ("remember", "seen")
+    assert str(error).startswith("operator 'remember' (subtask 0): operator state 'seen' is a split list state")
 
 
 async def test_another_max_parallelism_is_refused_for_keyed_state(tmp_path: Path, out: str) -> None:
