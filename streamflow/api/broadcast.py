@@ -17,7 +17,10 @@ checkpointed with the operator and restored on every subtask, also after rescali
 
 Nothing orders the two inputs against each other: a record may be processed before a
 broadcast element that was produced "earlier". Functions that must not miss a rule
-buffer such records in state until the rule arrives.
+buffer such records in state until the rule arrives, or act on whichever comes last.
+Event time, as for any operator with several inputs, is the minimum watermark of both
+inputs: a broadcast stream that carries no watermarks holds event-time timers back
+until it ends (a bounded one ends with the final watermark).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from streamflow.api.errors_policy import FAIL, ErrorPolicy
+from streamflow.state.descriptors import MapStateDescriptor
 
 
 class Partitioning(enum.Enum):
@@ -62,7 +63,7 @@ class OperatorSpec:
     key_selector: Callable[[Any], Any] | None = None
     error_policy: ErrorPolicy = FAIL
     start_new_chain: bool = False
-    broadcast_states: tuple[Any, ...] = ()
+    broadcast_states: tuple[MapStateDescriptor[Any, Any], ...] = ()
 
     @property
     def effective_uid(self) -> str:
