@@ -58,10 +58,11 @@ class BroadcastProcessOperator(FunctionOperator):
     def input_handlers(self) -> tuple[Emit, ...]:
         return self.process, self.process_broadcast
 
-    async def open(self, restored: Restored | None) -> None:
-        # The store is replaced by the restored one in FunctionOperator.open; registering
+    async def _open(self, restored: Restored | None) -> None:
+        # The store is replaced by the restored one in FunctionOperator._open; registering
         # every declared state afterwards puts it into every snapshot, even while empty.
-        await super().open(restored)
+        # (FunctionOperator.open wraps this and names the operator on a StateError.)
+        await super()._open(restored)
         for name, descriptor in self._declared.items():
             state = self.operator_state.get_broadcast_state(descriptor)
             self.broadcast_states[name] = state

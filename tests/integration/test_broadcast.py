@@ -350,3 +350,25 @@ def test_connect_checks_the_function_against_the_stream_and_the_descriptors() ->
         actions.broadcast(ListStateDescriptor("l"))  # type: ignore[call-overload]
     with pytest.raises(ConfigError, match="two descriptors named 'rules'"):
         actions.broadcast(RULES, MapStateDescriptor("rules"))
+
+
+class ListStateNamedLikeTheRules(BroadcastProcessFunction):
+    def initialize_state(self, ctx: Any) -> None:
+        ctx.operator_state_store.get_list_state(ListStateDescriptor("rules"))
+
+    def snapshot_state(self, ctx: Any) -> None:
+        return None
+
+    def process_element(self, value: Any, ctx: Any, out: Any) -> None:
+        return None
+
+    def process_broadcast_element(self, value: Any, ctx: Any, out: Any) -> None:
+        return None
+
+
+async def test_a_broadcast_state_name_used_by_list_state_fails_naming_the_operator(out: str) -> None:
+    with pytest.raises(
+        JobFailedError, match=r"operator 'fn' \(subtask 0\): operator state 'rules' is a split list state, "
+        r"cannot use it as a broadcast state"
+    ):
+        await _small_job(ListStateNamedLikeTheRules(), out, keyed=False).execute("name-clash")
