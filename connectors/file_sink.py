@@ -102,7 +102,7 @@ class FileSinkWriter(TwoPhaseCommitSinkWriter[_FileTxn]):
     async def write_to(self, txn: _FileTxn, records: list[Any]) -> None:
         data = _encode(records)
         if txn.file is None:
-            txn.file = await asyncio.to_thread(open, txn.pending, "xb")
+            txn.file = await _open_new(txn.pending)
         await asyncio.to_thread(txn.file.write, data)
         txn.records += len(records)
 
@@ -164,6 +164,28 @@ class FileSinkWriter(TwoPhaseCommitSinkWriter[_FileTxn]):
                     os.unlink(path)
                 except FileNotFoundError:
                     pass
+
+
+async def _open_new(path: str) -> IO[bytes]:
+    """``open(path, "xb")`` in a worker thread, safe to cancel.
+
+    Cancelling ``to_thread`` does not stop the thread: the file it still opens would be
+    dropped unclosed (a ResourceWarning when collected, and a handle held until then). A
+    job attempt that fails cancels its sinks mid-write, so the open is shielded and a
+    cancelled caller closes what it opened; the pending file itself is removed by the
+    transaction's abort, or as lingering on the next start.
+    """
+    opening = asyncio.ensure_future(asyncio.to_thread(open, path, "xb"))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_opened)
+        raise
+
+
+def _close_opened(opening: asyncio.Future[IO[bytes]]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
 
 
 def _encode(records: list[Any]) -> bytes:

@@ -3,6 +3,12 @@
 The public API, re-exported here; everything else is internal.
 """
 
+from streamflow.api.broadcast import (
+    BroadcastConnectedStream,
+    BroadcastProcessFunction,
+    BroadcastStream,
+    KeyedBroadcastProcessFunction,
+)
 from streamflow.api.environment import JobClient, StreamEnvironment
 from streamflow.api.errors_policy import ErrorPolicy
 from streamflow.api.functions import (
@@ -34,6 +40,9 @@ from streamflow.errors import (
 from streamflow.runtime.executor import JobResult
 
 __all__ = [
+    "BroadcastConnectedStream",
+    "BroadcastProcessFunction",
+    "BroadcastStream",
     "CheckpointConfig",
     "CheckpointError",
     "CheckpointListener",
@@ -49,6 +58,7 @@ __all__ = [
     "JobClient",
     "JobFailedError",
     "JobResult",
+    "KeyedBroadcastProcessFunction",
     "KeyedProcessFunction",
     "KeyedStream",
     "ProcessFunction",

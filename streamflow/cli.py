@@ -8,7 +8,22 @@
 
 ``function(env)`` may be sync or async; it adds sources, transformations and sinks to
 ``env`` (and may configure it further). A process started again with the same
-checkpoint directory resumes from the latest complete checkpoint.
+checkpoint directory resumes from the latest complete checkpoint; ``--from-savepoint``
+starts from a savepoint (or a ``chk-<n>`` directory) instead.
+
+While it runs, the job is registered (see :mod:`streamflow.control`) and the other
+commands reach it by job id or name::
+
+    streamflow list                          running jobs
+    streamflow status JOB                    state, checkpoints, backpressure per task
+    streamflow savepoint JOB [DIR]           take a savepoint, print its directory
+    streamflow stop JOB [--savepoint DIR]    final savepoint, sinks commit, job ends
+    streamflow cancel JOB                    end now; nothing beyond the last checkpoint
+    streamflow inspect PATH                  what a savepoint or checkpoint holds
+
+Exit codes: 0 success (for ``run``: finished or stopped with a savepoint), 1 the job or
+command failed, 2 bad arguments or configuration, 3 ``run``: the job was cancelled
+(``streamflow cancel`` or SIGTERM).
 """
 
 from __future__ import annotations
@@ -19,6 +34,7 @@ import importlib
 import inspect
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -26,7 +42,14 @@ from typing import Any, Callable, Sequence
 from streamflow.api.environment import StreamEnvironment
 from streamflow.config import CheckpointingMode
 from streamflow.devtools.commands import add_dev_commands, run_dev
-from streamflow.errors import ConfigError, StreamflowError
+from streamflow.control import ControlServer, JobRegistry, JobUnreachableError, send_command
+from streamflow.control.views import format_jobs, format_status
+from streamflow.errors import ConfigError, JobCancelledError, StreamflowError
+from streamflow.savepoint.describe import describe_snapshot, format_description
+
+log = logging.getLogger("streamflow.cli")
+
+EXIT_CANCELLED = 3
 
 
 def load_builder(target: str) -> Callable[[StreamEnvironment], Any]:
@@ -56,27 +79,122 @@ async def run_job(args: argparse.Namespace) -> int:
         )
     elif args.checkpoint_dir is not None:
         env.set_checkpoint_dir(args.checkpoint_dir)
+    if args.savepoint_dir is not None:
+        env.set_savepoint_dir(args.savepoint_dir)
     env.set_metrics_interval(args.metrics_interval)
     result = load_builder(args.target)(env)
     if inspect.isawaitable(result):
         await result
     job_name = args.job_name or args.target.partition(":")[0].rsplit(".", 1)[-1]
-    job = await env.execute(job_name)
-    summary = {
-        "job": job.job_name,
-        "attempts": job.attempts,
-        "restored_from": job.restored_from,
-        "checkpoints_completed": job.checkpoints_completed,
-        "seconds": round(job.duration, 3),
-    }
+    client = env.execute_async(
+        job_name, from_savepoint=args.from_savepoint, allow_non_restored_state=args.allow_non_restored_state
+    )
+    server = None
+    if not args.no_control:
+        server = ControlServer(client)
+        try:
+            await server.start()
+        except OSError as exc:
+            log.warning("job %r runs without a control socket (list/status/stop cannot reach it): %s", job_name, exc)
+            server = None
+    summary: dict[str, Any] = {"job": job_name, "job_id": server.entry.job_id if server and server.entry else None}
+    cancelling: set[asyncio.Task[None]] = set()
+
+    def on_sigterm() -> None:
+        # `kill PID` cancels like `streamflow cancel`: tasks stop, the entry is removed.
+        log.warning("SIGTERM: cancelling job %r", job_name)
+        cancelling.add(asyncio.ensure_future(client.cancel()))
+
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    except (NotImplementedError, RuntimeError):  # no signal handlers on this platform or thread
+        pass
+    try:
+        job = await client.wait()
+    except JobCancelledError:
+        print(json.dumps({**summary, "status": "cancelled"}))
+        return EXIT_CANCELLED
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        if server is not None:
+            await server.close()
+    summary.update(
+        status="stopped" if job.stopped_with_savepoint is not None else "finished",
+        savepoint=None if job.stopped_with_savepoint is None else str(job.stopped_with_savepoint),
+        attempts=job.attempts,
+        restored_from=job.restored_from,
+        checkpoints_completed=job.checkpoints_completed,
+        seconds=round(job.duration, 3),
+    )
     print(json.dumps(summary))
     return 0
 
 
+# -- commands that talk to a running job ---------------------------------------------------
+
+
+async def _send(registry: JobRegistry, ref: str, command: str, timeout: float, **arguments: Any) -> Any:
+    entry = registry.resolve(ref)
+    try:
+        return await send_command(entry, command, timeout=timeout, **arguments)
+    except JobUnreachableError:
+        registry.unregister(entry)  # stale: the process is gone (or its pid was reused)
+        raise
+
+
+async def list_jobs(args: argparse.Namespace) -> int:
+    registry = JobRegistry()
+    jobs = []
+    for entry in registry.entries():
+        try:
+            jobs.append(await send_command(entry, "ping", timeout=args.timeout))
+        except JobUnreachableError:
+            registry.unregister(entry)
+    print(json.dumps(jobs, indent=2) if args.json else format_jobs(jobs))
+    return 0
+
+
+async def job_status(args: argparse.Namespace) -> int:
+    status = await _send(JobRegistry(), args.job, "status", args.timeout)
+    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    return 0
+
+
+async def savepoint(args: argparse.Namespace) -> int:
+    directory = None if args.directory is None else str(Path(args.directory).expanduser().resolve())
+    result = await _send(JobRegistry(), args.job, "savepoint", args.timeout, directory=directory)
+    print(result["path"])
+    return 0
+
+
+async def stop(args: argparse.Namespace) -> int:
+    directory = None if args.savepoint is None else str(Path(args.savepoint).expanduser().resolve())
+    result = await _send(JobRegistry(), args.job, "stop", args.timeout, directory=directory)
+    print(result["path"])
+    return 0
+
+
+async def cancel(args: argparse.Namespace) -> int:
+    result = await _send(JobRegistry(), args.job, "cancel", args.timeout)
+    print(f"job {args.job}: {result['status']}")
+    return 0
+
+
+async def inspect_snapshot(args: argparse.Namespace) -> int:
+    description = await describe_snapshot(args.path)
+    print(json.dumps(description, indent=2, default=str) if args.json else format_description(description))
+    return 0
+
+
+# -- arguments -------------------------------------------------------------------------------
+
+
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="streamflow", description="Run streamflow jobs.")
+    root = argparse.ArgumentParser(prog="streamflow", description="Run streamflow jobs and control running ones.")
     commands = root.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a pipeline declared by module:function(env)")
+    run.set_defaults(handler=run_job)
     run.add_argument("target", help="module:function that declares the pipeline on the env it is given")
     run.add_argument("--parallelism", "-p", type=int, default=1, help="default operator parallelism")
     run.add_argument("--max-parallelism", type=int, default=128, help="number of key groups")
@@ -87,7 +205,47 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--at-least-once", action="store_true", help="do not align barriers")
     run.add_argument("--job-name", default=None, help="job name (default: the module's last name)")
     run.add_argument("--metrics-interval", type=float, default=10.0, help="seconds between metrics log lines")
+    run.add_argument(
+        "--from-savepoint", "-s", type=Path, default=None, metavar="PATH",
+        help="start from a savepoint, a checkpoint chk-<n>, or a job's checkpoint directory (its latest)",
+    )
+    run.add_argument(
+        "--allow-non-restored-state", "-n", action="store_true",
+        help="drop state of operator uids this job does not have, instead of refusing to start",
+    )
+    run.add_argument("--savepoint-dir", type=Path, default=None, help="default directory of savepoints")
+    run.add_argument("--no-control", action="store_true", help="do not register the job or open its control socket")
     run.add_argument("--log-level", default="INFO")
+
+    def control(name: str, help: str, timeout: float = 10.0) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help)
+        sub.add_argument("--timeout", type=float, default=timeout, help="seconds to wait for the job's answer")
+        sub.add_argument("--log-level", default="WARNING")
+        return sub
+
+    listing = control("list", "list the running jobs")
+    listing.set_defaults(handler=list_jobs)
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    status = control("status", "state, checkpoint history and backpressure of a running job")
+    status.set_defaults(handler=job_status)
+    status.add_argument("job", help="job id, unique id prefix, or job name")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    take = control("savepoint", "take a savepoint of a running job and print its directory", timeout=300.0)
+    take.set_defaults(handler=savepoint)
+    take.add_argument("job", help="job id, unique id prefix, or job name")
+    take.add_argument("directory", nargs="?", default=None, help="target directory (default: the job's --savepoint-dir)")
+    halt = control("stop", "stop a running job with a final savepoint; print its directory", timeout=300.0)
+    halt.set_defaults(handler=stop)
+    halt.add_argument("job", help="job id, unique id prefix, or job name")
+    halt.add_argument("--savepoint", metavar="DIR", default=None, help="target directory (default: --savepoint-dir)")
+    end = control("cancel", "cancel a running job (nothing is committed beyond its last checkpoint)", timeout=60.0)
+    end.set_defaults(handler=cancel)
+    end.add_argument("job", help="job id, unique id prefix, or job name")
+    look = commands.add_parser("inspect", help="show what a savepoint or checkpoint holds")
+    look.set_defaults(handler=inspect_snapshot)
+    look.add_argument("path", help="a savepoint directory, a checkpoint chk-<n>, or a job's checkpoint directory")
+    look.add_argument("--json", action="store_true", help="machine-readable output")
+    look.add_argument("--log-level", default="WARNING")
     add_dev_commands(commands)
     return root
 
@@ -98,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_dev(args)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return asyncio.run(run_job(args))
+        return int(asyncio.run(args.handler(args)))
     except StreamflowError as exc:
         print(f"streamflow: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1

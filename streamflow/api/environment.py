@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -10,13 +11,17 @@ from typing import Any, Sequence
 
 from streamflow.api.stream import DataStream
 from streamflow.config import CheckpointConfig, CheckpointingMode, RestartStrategy, seconds
-from streamflow.errors import ConfigError
+from streamflow.errors import CheckpointError, ConfigError, JobCancelledError
 from streamflow.graph.builder import GraphBuilder
 from streamflow.graph.plan import PhysicalPlan, build_plan
 from streamflow.graph.spec import JobGraph, OperatorKind
 from streamflow.partitioning.keygroups import validate_parallelism
 from streamflow.runtime.clock import Clock, SystemClock
+from streamflow.runtime.coordinator import CheckpointCoordinator
 from streamflow.runtime.executor import Execution, ExecutionSettings, JobResult
+from streamflow.savepoint.restore import RestoreSettings, operators_without_uid
+
+log = logging.getLogger("streamflow.job")
 
 
 class StreamEnvironment:
@@ -45,6 +50,7 @@ class StreamEnvironment:
         self._source_poll_wait = 0.05
         self._metrics_interval: float | None = None
         self._chaining = True
+        self._savepoint_dir: Path | None = None
 
     # -- configuration ----------------------------------------------------------------
 
@@ -77,6 +83,11 @@ class StreamEnvironment:
 
     def set_checkpoint_dir(self, directory: str | Path) -> StreamEnvironment:
         self._checkpoint_dir = Path(directory)
+        return self
+
+    def set_savepoint_dir(self, directory: str | Path) -> StreamEnvironment:
+        """Where savepoints go when a trigger or stop names no directory."""
+        self._savepoint_dir = Path(directory)
         return self
 
     def set_restart_strategy(self, strategy: RestartStrategy) -> StreamEnvironment:
@@ -149,7 +160,7 @@ class StreamEnvironment:
 
     # -- running ----------------------------------------------------------------------
 
-    def _settings(self, job_name: str) -> ExecutionSettings:
+    def _settings(self, job_name: str, restore_from: RestoreSettings | None = None) -> ExecutionSettings:
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", job_name):
             raise ConfigError(f"job name {job_name!r} may hold only letters, digits, '_', '.', '-'")
         directory = self._checkpoint_dir
@@ -171,23 +182,58 @@ class StreamEnvironment:
             source_batch_size=self._source_batch_size,
             source_poll_wait=self._source_poll_wait,
             metrics_interval=self._metrics_interval,
+            restore_from=restore_from,
+            savepoint_dir=self._savepoint_dir,
         )
 
-    def execute_async(self, job_name: str = "job") -> JobClient:
-        """Start the job on the running loop; returns a client to watch or cancel it."""
-        execution = Execution(self.plan(), self._settings(job_name))
+    def execute_async(
+        self,
+        job_name: str = "job",
+        *,
+        from_savepoint: str | Path | None = None,
+        allow_non_restored_state: bool = False,
+    ) -> JobClient:
+        """Start the job on the running loop; returns a client to watch, savepoint, stop
+        or cancel it. ``from_savepoint`` and ``allow_non_restored_state``: see
+        :meth:`execute`."""
+        restore = None
+        if from_savepoint is not None:
+            restore = RestoreSettings(path=Path(from_savepoint), allow_non_restored_state=allow_non_restored_state)
+        elif allow_non_restored_state:
+            raise ConfigError("allow_non_restored_state only applies with from_savepoint=...; pass both or neither")
+        execution = Execution(self.plan(), self._settings(job_name, restore))
         return JobClient(execution)
 
-    async def execute(self, job_name: str = "job") -> JobResult:
-        """Run the job to its end; raises JobFailedError when the restart strategy gives up."""
-        return await self.execute_async(job_name).wait()
+    async def execute(
+        self,
+        job_name: str = "job",
+        *,
+        from_savepoint: str | Path | None = None,
+        allow_non_restored_state: bool = False,
+    ) -> JobResult:
+        """Run the job to its end; raises JobFailedError when the restart strategy gives up.
+
+        Args:
+            from_savepoint: start from this savepoint directory, checkpoint directory
+                (``chk-<n>``) or job checkpoint directory (its latest checkpoint) instead
+                of the job's own latest checkpoint. State is matched to operators by uid.
+            allow_non_restored_state: drop, with a WARNING, state of uids this job lacks;
+                by default such state makes the job refuse to start
+                (:class:`~streamflow.savepoint.restore.NonRestoredStateError`).
+        """
+        client = self.execute_async(
+            job_name, from_savepoint=from_savepoint, allow_non_restored_state=allow_non_restored_state
+        )
+        return await client.wait()
 
 
 class JobClient:
-    """A running job: its metrics, a manual checkpoint, cancel, and the result."""
+    """A running job: its metrics, checkpoints and savepoints on demand, stop, cancel, and
+    the result. Every method is called on the job's event loop."""
 
     def __init__(self, execution: Execution) -> None:
         self._execution = execution
+        self._cancel_requested = False
         self._task = asyncio.get_running_loop().create_task(execution.run(), name=f"job:{execution.settings.job_name}")
 
     @property
@@ -204,6 +250,16 @@ class JobClient:
         checkpoint history."""
         return self._execution.metrics()
 
+    @property
+    def done(self) -> bool:
+        """True once the job has ended: finished, stopped, failed or cancelled."""
+        return self._task.done()
+
+    async def ended(self) -> str:
+        """Wait until the job has ended, however it ended; returns its final status."""
+        await asyncio.wait({self._task})
+        return self.status
+
     async def trigger_checkpoint(self) -> int:
         """Take a checkpoint now; returns its id once it is complete."""
         coordinator = self._execution.coordinator
@@ -211,12 +267,85 @@ class JobClient:
             raise ConfigError("the job has not started yet")
         return await coordinator.trigger_checkpoint()
 
+    async def trigger_savepoint(self, directory: str | Path | None = None) -> Path:
+        """Take a savepoint now and return its directory once it is complete.
+
+        The savepoint is a checkpoint (barriers through the whole graph; sinks commit
+        when it completes) whose files are also published, self-contained, as
+        ``<directory>/savepoint-<job>-<n>-<hex>``. The system never deletes it.
+
+        Args:
+            directory: where to put it; default: ``env.set_savepoint_dir(...)``.
+
+        Raises:
+            ConfigError: no directory given and no default; checkpointing is off.
+            CheckpointError: the job is not running, or the savepoint failed (the job
+                runs on).
+        """
+        target = self._savepoint_target(directory)
+        return await self._coordinator("take a savepoint").trigger_savepoint(target)
+
+    async def stop_with_savepoint(self, directory: str | Path | None = None) -> Path:
+        """Stop the job with a final savepoint; returns its directory.
+
+        Sources read nothing after the savepoint's barrier; when it is complete, sinks
+        commit it and every task ends (without end of input: timers and windows stay in
+        the savepoint). :meth:`wait` then returns a result whose
+        ``stopped_with_savepoint`` is the directory. If the savepoint fails, this raises
+        and the job keeps running.
+        """
+        target = self._savepoint_target(directory)
+        return await self._coordinator("stop with a savepoint").trigger_savepoint(target, stop=True)
+
+    def _savepoint_target(self, directory: str | Path | None) -> Path:
+        target = directory if directory is not None else self._execution.settings.savepoint_dir
+        if target is None:
+            raise ConfigError(
+                f"no savepoint directory for job {self.job_name!r}: pass one, or set a default with "
+                "env.set_savepoint_dir(...) (streamflow run --savepoint-dir)"
+            )
+        without_uid = operators_without_uid(self._execution.plan)
+        if without_uid:
+            log.warning(
+                "job %r: operators %s hold state but have no uid of their own; their state goes into the "
+                "savepoint under auto-generated uids that change when the program changes shape: set .uid(...) "
+                "on them before you rely on restoring it",
+                self.job_name, ", ".join(repr(op.effective_uid) for op in without_uid),
+            )
+        return Path(target).expanduser()
+
+    def _coordinator(self, what: str) -> CheckpointCoordinator:
+        execution = self._execution
+        if execution.status != "running" or execution.coordinator is None:
+            raise CheckpointError(
+                f"cannot {what}: job {self.job_name!r} is {execution.status}; savepoints are taken while it runs"
+            )
+        return execution.coordinator
+
     async def wait(self) -> JobResult:
-        return await self._task
+        """The result once the job ends.
+
+        Raises:
+            JobFailedError: the restart strategy gave up.
+            JobCancelledError: the job was cancelled through :meth:`cancel`.
+        """
+        try:
+            return await self._task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if self._cancel_requested and self._task.cancelled() and not (current and current.cancelling()):
+                raise JobCancelledError(f"job {self.job_name!r} was cancelled", job=self.job_name) from None
+            raise
 
     async def cancel(self) -> None:
+        """Cancel the job and wait until every task has stopped. Nothing is committed
+        beyond the last completed checkpoint; retained checkpoints are kept or deleted
+        as ``CheckpointConfig.retention_on_cancel`` says."""
+        self._cancel_requested = True
         self._task.cancel()
         try:
             await self._task
         except asyncio.CancelledError:
-            pass
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the caller itself is being cancelled

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, overload
 
+from streamflow.api.broadcast import (
+    BroadcastConnectedStream,
+    BroadcastProcessFunction,
+    BroadcastStream,
+    KeyedBroadcastProcessFunction,
+)
 from streamflow.api.errors_policy import ErrorAction, ErrorPolicy
 from streamflow.api.functions import KeyedProcessFunction, ProcessFunction
 from streamflow.errors import ConfigError, GraphError
 from streamflow.graph.spec import OperatorKind, Partitioning
+from streamflow.state.descriptors import MapStateDescriptor
 
 if TYPE_CHECKING:
     from streamflow.api.environment import StreamEnvironment
@@ -93,9 +100,33 @@ class DataStream:
     def rebalance(self) -> DataStream:
         return DataStream(self._env, self._node_ids, Partitioning.REBALANCE)
 
-    def broadcast(self) -> DataStream:
-        """Every record to every subtask of the next operator."""
-        return DataStream(self._env, self._node_ids, Partitioning.BROADCAST)
+    @overload
+    def broadcast(self) -> DataStream: ...
+    @overload
+    def broadcast(
+        self, descriptor: MapStateDescriptor[Any, Any], /, *descriptors: MapStateDescriptor[Any, Any]
+    ) -> BroadcastStream: ...
+    def broadcast(self, *descriptors: MapStateDescriptor[Any, Any]) -> DataStream | BroadcastStream:
+        """Every record to every subtask of the next operator.
+
+        Without arguments: a DataStream with broadcast partitioning. With broadcast state
+        descriptors (as in Flink): a BroadcastStream, to ``connect`` to another stream;
+        the connected operator keeps these states (see :mod:`streamflow.api.broadcast`).
+        """
+        if not descriptors:
+            return DataStream(self._env, self._node_ids, Partitioning.BROADCAST)
+        return BroadcastStream(self._env, self._node_ids, descriptors)
+
+    def connect(self, broadcast_stream: BroadcastStream) -> BroadcastConnectedStream:
+        """Connect this stream to a broadcast stream; then ``.process(fn)`` reads both."""
+        if not isinstance(broadcast_stream, BroadcastStream):
+            raise ConfigError(
+                f"connect needs a BroadcastStream, made with stream.broadcast(MapStateDescriptor(...)); "
+                f"got {broadcast_stream!r}"
+            )
+        if broadcast_stream._env is not self._env:
+            raise GraphError("connect of streams from different environments")
+        return BroadcastConnectedStream(self, broadcast_stream)
 
     def key_by(self, key_selector: Callable[[Any], Any]) -> KeyedStream:
         """Partition by key: records with equal keys reach the same subtask, with keyed state."""
@@ -135,6 +166,20 @@ class DataStream:
         if not hasattr(fn, "process_element"):
             raise ConfigError(f"process needs a ProcessFunction or KeyedProcessFunction, got {fn!r}")
         return self._apply(OperatorKind.PROCESS, type(fn).__name__, fn)
+
+    def _add_broadcast_process(
+        self, broadcast: BroadcastStream, fn: BroadcastProcessFunction | KeyedBroadcastProcessFunction
+    ) -> DataStream:
+        """The node behind ``connect(...).process(fn)``: this stream on input 0, the
+        broadcast stream on input 1 (validated by BroadcastConnectedStream.process)."""
+        graph = self._env._graph
+        node_id = graph.add(OperatorKind.BROADCAST_PROCESS, type(fn).__name__, fn, key_selector=self._key_selector)
+        graph.update(node_id, broadcast_states=broadcast.descriptors)
+        for upstream in self._node_ids:
+            graph.connect(upstream, node_id, self._partitioning, key_selector=self._key_selector)
+        for upstream in broadcast._node_ids:
+            graph.connect(upstream, node_id, Partitioning.BROADCAST, input_index=1)
+        return DataStream(self._env, (node_id,))
 
     def union(self, *others: DataStream) -> DataStream:
         """Merge streams of the same type; no new operator."""

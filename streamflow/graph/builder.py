@@ -38,6 +38,7 @@ class GraphBuilder:
         partitioning: Partitioning | None,
         key_selector: Callable[[Any], Any] | None = None,
         dead_letter: bool = False,
+        input_index: int = 0,
     ) -> None:
         if self.nodes[upstream].kind is OperatorKind.SINK:
             raise GraphError(f"{self.nodes[upstream].name!r} is a sink; nothing can follow it")
@@ -49,6 +50,7 @@ class GraphBuilder:
                 partitioning=partitioning or Partitioning.FORWARD,
                 key_selector=key_selector,
                 dead_letter=dead_letter,
+                input_index=input_index,
             )
         )
         if partitioning is None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from streamflow.api.errors_policy import FAIL, ErrorPolicy
+from streamflow.state.descriptors import MapStateDescriptor
 
 
 class Partitioning(enum.Enum):
@@ -28,12 +29,19 @@ class OperatorKind(enum.Enum):
     FLAT_MAP = "flat_map"
     FILTER = "filter"
     PROCESS = "process"
+    BROADCAST_PROCESS = "broadcast_process"  # two inputs: records (0) and broadcast elements (1)
     REDUCE = "reduce"
     SINK = "sink"
 
     @property
     def is_stateful(self) -> bool:
-        return self in (OperatorKind.SOURCE, OperatorKind.REDUCE, OperatorKind.PROCESS, OperatorKind.SINK)
+        return self in (
+            OperatorKind.SOURCE,
+            OperatorKind.REDUCE,
+            OperatorKind.PROCESS,
+            OperatorKind.BROADCAST_PROCESS,
+            OperatorKind.SINK,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,6 +50,8 @@ class OperatorSpec:
 
     ``key_selector`` is set when the input is keyed (the operator then has a current
     key and keyed state). ``parallelism`` None means the environment default.
+    ``broadcast_states`` are the MapStateDescriptors a BROADCAST_PROCESS operator was
+    given by ``DataStream.broadcast(...)``: the broadcast state it may use.
     """
 
     node_id: int
@@ -53,6 +63,7 @@ class OperatorSpec:
     key_selector: Callable[[Any], Any] | None = None
     error_policy: ErrorPolicy = FAIL
     start_new_chain: bool = False
+    broadcast_states: tuple[MapStateDescriptor[Any, Any], ...] = ()
 
     @property
     def effective_uid(self) -> str:
@@ -65,6 +76,9 @@ class EdgeSpec:
     """A stream from ``upstream`` to ``downstream``.
 
     ``dead_letter`` edges carry records an operator's error policy routed aside.
+    ``input_index`` says which input of the downstream operator the edge feeds: 0 for
+    every one-input operator; a broadcast operator reads its records on input 0 and its
+    broadcast elements on input 1.
     """
 
     upstream: int
@@ -72,6 +86,7 @@ class EdgeSpec:
     partitioning: Partitioning
     key_selector: Callable[[Any], Any] | None = None
     dead_letter: bool = False
+    input_index: int = 0
 
 
 @dataclass(frozen=True, slots=True)

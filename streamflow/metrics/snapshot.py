@@ -78,6 +78,7 @@ def job_metrics(execution: Execution) -> dict[str, Any]:
             "completed": stats.completed,
             "failed": stats.failed,
             "restored_from": stats.restored_from,
+            "restored_path": stats.restored_path,
             "history": [
                 {
                     "id": r.checkpoint_id,
@@ -86,6 +87,7 @@ def job_metrics(execution: Execution) -> dict[str, Any]:
                     "size": r.size,
                     "reason": r.reason,
                     "final": r.is_final,
+                    "savepoint": r.savepoint,
                 }
                 for r in stats.history
             ],

@@ -16,6 +16,16 @@ tasks are told ``CheckpointAborted(n)``; past ``tolerable_failures`` the attempt
 
 End of the job: when every task reported end of input, a final checkpoint is forced
 (with checkpointing on) and, once complete, every task gets FINISH.
+
+Savepoints take the same path, triggered by the user: between the last ack and step 3
+the checkpoint's files are published as a self-contained savepoint directory
+(:func:`~streamflow.savepoint.writer.write_savepoint`); if that fails, the checkpoint is
+aborted without counting against ``tolerable_failures``. A savepoint waits while
+``max_concurrent`` checkpoints are in flight instead of failing. Stop with savepoint: the
+sources stop reading at its barrier; once it completed and every task was notified (sinks
+commit), every task gets STOP (ends without ``finish``: nothing after the barrier is
+made visible) and the coordinator returns. If that savepoint is aborted, the sources read
+on and the job keeps running.
 """
 
 from __future__ import annotations
@@ -24,19 +34,22 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Coroutine
+from pathlib import Path
+from typing import Any, Coroutine, TypeVar
 
 from streamflow.checkpoint.metadata import CheckpointMetadata, OperatorStateMeta, StateHandle
 from streamflow.checkpoint.pending import PendingCheckpoint
 from streamflow.checkpoint.scheduler import CheckpointScheduler
 from streamflow.checkpoint.storage import CheckpointStorage
+from streamflow.savepoint.writer import write_savepoint
 from streamflow.config import CheckpointConfig
-from streamflow.errors import CheckpointAbortedError, TooManyCheckpointFailuresError
+from streamflow.errors import CheckpointAbortedError, CheckpointError, ConfigError, TooManyCheckpointFailuresError
 from streamflow.runtime import faults, offload
 from streamflow.runtime.clock import Clock
 from streamflow.runtime.elements import Barrier, CheckpointId
 from streamflow.runtime.task import (
     FINISH,
+    STOP,
     CheckpointAborted,
     CheckpointCompleted,
     SourceTask,
@@ -46,6 +59,8 @@ from streamflow.runtime.task import (
 )
 
 log = logging.getLogger("streamflow.checkpoint")
+
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -59,6 +74,7 @@ class CheckpointRecord:
     size: int = 0
     reason: str | None = None
     is_final: bool = False
+    savepoint: str | None = None  # the savepoint directory, once written
 
 
 @dataclass(slots=True)
@@ -66,6 +82,7 @@ class CheckpointStats:
     completed: int = 0
     failed: int = 0
     restored_from: int | None = None
+    restored_path: str | None = None  # the savepoint or chk-<n> directory restored from
     history: list[CheckpointRecord] = field(default_factory=list)
 
     def add(self, record: CheckpointRecord) -> None:
@@ -93,8 +110,17 @@ class _EndOfInput:
 
 
 @dataclass(frozen=True, slots=True)
+class SavepointRequest:
+    """A user's savepoint: written under ``target``; ``stop`` ends the job after it."""
+
+    target: Path
+    stop: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class _UserTrigger:
-    done: asyncio.Future[int]
+    done: asyncio.Future[Any]  # the checkpoint id, or the savepoint's Path
+    savepoint: SavepointRequest | None = None
 
 
 class CheckpointCoordinator:
@@ -125,10 +151,15 @@ class CheckpointCoordinator:
         self._events: asyncio.Queue[Any] = asyncio.Queue()
         self._pending: dict[int, PendingCheckpoint] = {}
         self._records: dict[int, CheckpointRecord] = {}
-        self._waiters: dict[int, list[asyncio.Future[int]]] = {}
+        self._waiters: dict[int, list[asyncio.Future[Any]]] = {}
         self._ended: set[str] = set()
         self._final_id: int | None = None
         self._final_done = False
+        self._savepoints: dict[int, SavepointRequest] = {}
+        self._queued: list[_UserTrigger] = []  # savepoints waiting for max_concurrent
+        self._stop_id: int | None = None  # the stop-with-savepoint checkpoint in flight
+        self._closed = False
+        self.stopped_with: Path | None = None  # set once a stop with savepoint completed
         self.scheduler = (
             CheckpointScheduler(config, start_id, started_at=clock.now()) if config is not None else None
         )
@@ -151,14 +182,67 @@ class CheckpointCoordinator:
 
     async def trigger_checkpoint(self) -> int:
         """Trigger a checkpoint now (outside the interval); returns its id once complete."""
+        self._check_open("trigger a checkpoint")
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._events.put_nowait(_UserTrigger(done))
         return await done
 
+    async def trigger_savepoint(self, target: Path, *, stop: bool = False) -> Path:
+        """Take a savepoint under ``target``; returns its directory once it is complete.
+
+        With ``stop`` the job ends after it (see the module docstring); the call returns
+        when the savepoint is complete and the tasks were told to stop.
+
+        Raises:
+            ConfigError: checkpointing is off (a savepoint is a checkpoint).
+            CheckpointError: the attempt is over, a stop is already under way, or the
+                savepoint was aborted or could not be written.
+        """
+        self._check_open("take a savepoint")
+        if self.storage is None or self.scheduler is None:
+            raise ConfigError(
+                f"job {self.job_name!r} runs without checkpointing, and a savepoint is a checkpoint: start it "
+                "with checkpointing on (env.enable_checkpointing(...) or --checkpoint-interval) to take savepoints"
+            )
+        done: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
+        self._events.put_nowait(_UserTrigger(done, SavepointRequest(Path(target), stop)))
+        return await done
+
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise CheckpointError(
+                f"cannot {what}: this attempt of job {self.job_name!r} has ended (finished, failed or "
+                "restarting); try again once the job runs"
+            )
+
     # -- the loop ---------------------------------------------------------------------
 
     async def run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            self._closed = True
+            self._fail_waiters()
+
+    def _fail_waiters(self) -> None:
+        """Nobody may wait forever for a checkpoint of an attempt that is over."""
+        waiting = [w for ws in self._waiters.values() for w in ws] + [t.done for t in self._queued]
+        self._waiters.clear()
+        self._queued.clear()
+        for waiter in waiting:
+            if not waiter.done():
+                waiter.set_exception(
+                    CheckpointAbortedError(
+                        f"job {self.job_name!r}: the attempt ended (finished, failed or cancelled) before the "
+                        "requested checkpoint or savepoint completed",
+                        checkpoint_id=None,
+                    )
+                )
+
+    async def _loop(self) -> None:
         while True:
+            if self.stopped_with is not None:
+                return
             now = self.clock.now()
             for pending in list(self._pending.values()):
                 if pending.is_expired(now):
@@ -169,7 +253,10 @@ class CheckpointCoordinator:
                         f"{self.config.timeout if self.config else 0:g}s) waiting for {waiting}; "
                         "raise CheckpointConfig.timeout or relieve the backpressure",
                     )
-            if len(self._ended) == len(self.tasks):
+            self._trigger_queued()
+            if self._stop_id is not None:
+                pass  # stopping: no periodic or final checkpoint competes with the stop savepoint
+            elif len(self._ended) == len(self.tasks):
                 if self.scheduler is None or self._final_done:
                     for task in self.tasks:
                         task.gate.post(FINISH)
@@ -219,6 +306,10 @@ class CheckpointCoordinator:
         elif kind is _EndOfInput:
             self._ended.add(event.task_name)
         elif kind is _UserTrigger:
+            if event.savepoint is not None:
+                self._queued.append(event)
+                self._trigger_queued()
+                return
             if self.scheduler is None or not self.scheduler.can_force_trigger():
                 event.done.set_exception(
                     CheckpointAbortedError("cannot trigger a checkpoint now: checkpointing is off or at max_concurrent")
@@ -227,9 +318,25 @@ class CheckpointCoordinator:
             checkpoint_id = self._trigger(force=True)
             self._waiters.setdefault(checkpoint_id, []).append(event.done)
 
+    def _trigger_queued(self) -> None:
+        """Start the queued savepoints that ``max_concurrent`` lets through, oldest first."""
+        while self._queued and self.scheduler is not None and self.scheduler.can_force_trigger():
+            event = self._queued.pop(0)
+            request = event.savepoint
+            assert request is not None  # only savepoints are queued
+            if event.done.done():
+                continue  # the caller gave up waiting
+            if request.stop and self._stop_id is not None:
+                event.done.set_exception(
+                    CheckpointError(f"job {self.job_name!r} is already stopping with checkpoint {self._stop_id}")
+                )
+                continue
+            checkpoint_id = self._trigger(force=True, savepoint=request)
+            self._waiters.setdefault(checkpoint_id, []).append(event.done)
+
     # -- steps ------------------------------------------------------------------------
 
-    def _trigger(self, *, force: bool, final: bool = False) -> int:
+    def _trigger(self, *, force: bool, final: bool = False, savepoint: SavepointRequest | None = None) -> int:
         assert self.scheduler is not None and self.config is not None
         now = self.clock.now()
         checkpoint_id = self.scheduler.force_trigger(now) if force else self.scheduler.on_triggered(now)
@@ -238,9 +345,14 @@ class CheckpointCoordinator:
         )
         self._pending[checkpoint_id] = pending
         self._records[checkpoint_id] = CheckpointRecord(checkpoint_id, "in_progress", now, is_final=final)
-        barrier = Barrier(CheckpointId(checkpoint_id), now)
+        stop = savepoint is not None and savepoint.stop
+        if savepoint is not None:
+            self._savepoints[checkpoint_id] = savepoint
+            if stop:
+                self._stop_id = checkpoint_id
+        barrier = Barrier(CheckpointId(checkpoint_id), now, is_savepoint=savepoint is not None)
         for source in self.sources:
-            source.gate.post(TriggerCheckpoint(barrier))
+            source.gate.post(TriggerCheckpoint(barrier, stop=stop))
         return checkpoint_id
 
     async def _complete(self, pending: PendingCheckpoint) -> None:
@@ -262,15 +374,20 @@ class CheckpointCoordinator:
             },
         )
         started = time.perf_counter()
+        savepoint = self._savepoints.get(n)
+        savepoint_path: Path | None = None
+        if savepoint is not None:
+            try:
+                savepoint_path = await _finish_even_if_cancelled(
+                    write_savepoint(self.storage, n, metadata, savepoint.target)
+                )
+            except CheckpointError as exc:
+                await self._abort(pending, f"savepoint could not be written: {exc}")
+                return
         # Finished even if the attempt is cancelled meanwhile, as the executor does with
-        # state writes: cancelled inside aiofiles.open it would leak the file, and a write
-        # that completes is as good as a crash right after the rename.
-        write = asyncio.ensure_future(offload.tracked(self.storage.write_metadata(n, metadata)))
-        try:
-            await asyncio.shield(write)
-        except asyncio.CancelledError:
-            await asyncio.gather(write, return_exceptions=True)
-            raise
+        # state writes (see _finish_even_if_cancelled).
+        await _finish_even_if_cancelled(self.storage.write_metadata(n, metadata))
+        self._savepoints.pop(n, None)
         pending.complete()
         del self._pending[n]
         now = self.clock.now()
@@ -278,11 +395,13 @@ class CheckpointCoordinator:
         record = self._records.pop(n)
         record.status = "completed"
         record.duration = now - pending.trigger_time
+        record.savepoint = None if savepoint_path is None else str(savepoint_path)
         self.stats.completed += 1
         self.stats.add(record)
         log.info(
-            "checkpoint %d complete in %.3fs (%d bytes, metadata %.1f ms)",
+            "checkpoint %d complete in %.3fs (%d bytes, metadata %.1f ms)%s",
             n, record.duration, record.size, (time.perf_counter() - started) * 1000,
+            "" if savepoint_path is None else f"; savepoint {savepoint_path}",
         )
         faults.hit("after_completion", n)
         for older in [p for p in self._pending.values() if p.checkpoint_id < n]:
@@ -291,9 +410,15 @@ class CheckpointCoordinator:
             task.gate.post(CheckpointCompleted(n))
         if n == self._final_id:
             self._final_done = True
+        if n == self._stop_id:
+            # After CheckpointCompleted(n) in every mailbox: sinks commit n, then stop.
+            for task in self.tasks:
+                task.gate.post(STOP)
+            self.stopped_with = savepoint_path
+            log.info("job %r stops with savepoint %s", self.job_name, savepoint_path)
         for waiter in self._waiters.pop(n, []):
             if not waiter.done():
-                waiter.set_result(n)
+                waiter.set_result(n if savepoint_path is None else savepoint_path)
         await self._clean_up(self.storage.enforce_retention(), f"retention after checkpoint {n}")
 
     async def _clean_up(self, work: Coroutine[Any, Any, Any], what: str) -> None:
@@ -325,8 +450,18 @@ class CheckpointCoordinator:
         del self._pending[n]
         now = self.clock.now()
         too_many = False
+        savepoint = self._savepoints.pop(n, None)
+        if n == self._stop_id:
+            self._stop_id = None  # the sources read on (CheckpointAborted below)
+            log.warning("stop with savepoint failed, job %r keeps running", self.job_name)
         if subsumed:
             self.scheduler.on_subsumed(n)
+        elif savepoint is not None:
+            # A failed savepoint fails that request, never the job (as in Flink): it is
+            # not counted against tolerable_failures.
+            self.scheduler.on_subsumed(n)
+            self.stats.failed += 1
+            log.warning("savepoint (checkpoint %d) aborted: %s", n, reason)
         else:
             too_many = self.scheduler.on_aborted(n, now)
             self.stats.failed += 1
@@ -345,3 +480,15 @@ class CheckpointCoordinator:
             if not waiter.done():
                 waiter.set_exception(CheckpointAbortedError(f"checkpoint {n} aborted: {reason}", checkpoint_id=n))
         return too_many
+
+
+async def _finish_even_if_cancelled(work: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``work`` to its end even if the caller is cancelled meanwhile (then re-raise):
+    a metadata write cancelled inside ``aiofiles.open`` would leak the file, and a write
+    that completes is as good as a crash right after its rename."""
+    task = asyncio.ensure_future(offload.tracked(work))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.gather(task, return_exceptions=True)
+        raise

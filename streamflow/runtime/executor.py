@@ -3,6 +3,11 @@
 An attempt restores every operator from the latest complete checkpoint (if any), builds
 channels and tasks, and runs them and the coordinator in one ``asyncio.TaskGroup``: the
 first task that fails cancels the others and fails the attempt.
+
+Started from a savepoint (``ExecutionSettings.restore_from``), the run first verifies it
+and checks it against the plan (before any attempt: a mismatch is not retried); every
+attempt restores from it until this run completed a checkpoint of its own, and checkpoint
+ids continue after the savepoint's (a sink's transaction names must never repeat).
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ from pathlib import Path
 from typing import Any, Callable, Coroutine
 
 from streamflow.api.connector import SourceContext
-from streamflow.checkpoint.serde import decode
 from streamflow.checkpoint.storage import CheckpointStorage
 from streamflow.config import CheckpointConfig, CheckpointingMode, RestartStrategy, RestartTracker, RetentionOnCancel
 from streamflow.errors import JobFailedError, StreamflowError
@@ -29,6 +33,13 @@ from streamflow.runtime.contexts import OperatorContext
 from streamflow.runtime.operators import StreamOperator, make_operator
 from streamflow.runtime.partitioners import RecordWriter
 from streamflow.runtime.task import SourceTask, Task
+from streamflow.savepoint.restore import (
+    RestorePoint,
+    RestoreSettings,
+    check_max_parallelism,
+    prepare_restore,
+    read_snapshot_state,
+)
 
 log = logging.getLogger("streamflow.job")
 
@@ -47,6 +58,8 @@ class ExecutionSettings:
     source_batch_size: int
     source_poll_wait: float
     metrics_interval: float | None
+    restore_from: RestoreSettings | None = None  # a savepoint (or checkpoint) to start from
+    savepoint_dir: Path | None = None  # default target of savepoints without a directory
 
 
 @dataclass(slots=True)
@@ -59,6 +72,7 @@ class JobResult:
     checkpoints_completed: int
     duration: float
     metrics: dict[str, Any] = field(default_factory=dict)
+    stopped_with_savepoint: Path | None = None  # the savepoint a stop with savepoint took
 
 
 class Execution:
@@ -75,6 +89,8 @@ class Execution:
         self.status = "created"
         self.failures: list[str] = []
         self.started = time.perf_counter()
+        self.restore_point: RestorePoint | None = None
+        self._ids_before_run = 0  # highest checkpoint id on disk before this run
         self.storage = (
             CheckpointStorage(settings.checkpoint_dir, retained=settings.checkpoint.retained)
             if settings.checkpoint is not None and settings.checkpoint_dir is not None
@@ -85,6 +101,14 @@ class Execution:
 
     async def run(self) -> JobResult:
         tracker = RestartTracker(self.settings.restart)
+        if self.settings.restore_from is not None:
+            try:
+                self.restore_point = await prepare_restore(self.settings.restore_from, self.plan)
+            except Exception:
+                self.status = "failed"
+                raise
+            if self.storage is not None:
+                self._ids_before_run = await self.storage.highest_checkpoint_id()
         reporter = None
         if self.settings.metrics_interval:
             reporter = asyncio.create_task(self._report(self.settings.metrics_interval), name="metrics-reporter")
@@ -135,23 +159,26 @@ class Execution:
             checkpoints_completed=self.stats.completed,
             duration=time.perf_counter() - self.started,
             metrics=self.metrics(),
+            stopped_with_savepoint=self.coordinator.stopped_with if self.coordinator is not None else None,
         )
 
     async def _restore(self) -> tuple[dict[str, list[dict[str, Any]]] | None, int]:
         """Decoded snapshots per operator uid (index = old subtask) and the next-id base."""
-        if self.storage is None:
-            return None, 0
-        start_id = await self.storage.highest_checkpoint_id()
-        latest = await self.storage.latest_complete()
-        if latest is None:
+        start_id = 0 if self.storage is None else await self.storage.highest_checkpoint_id()
+        latest = None if self.storage is None else await self.storage.latest_complete()
+        point = self.restore_point
+        if point is not None and (latest is None or latest.checkpoint_id <= self._ids_before_run):
+            # no checkpoint of this run yet: (re)start from the savepoint
+            self.stats.restored_from = point.checkpoint_id
+            self.stats.restored_path = str(point.path)
+            log.info("job %r restores from %s", self.settings.job_name, str(point.path))
+            return await point.read(), max(start_id, point.checkpoint_id)
+        if self.storage is None or latest is None:
             return None, start_id
-        restored: dict[str, list[dict[str, Any]]] = {}
-        for uid, meta in latest.metadata.operators.items():
-            snapshots: list[dict[str, Any]] = [{} for _ in range(meta.parallelism)]
-            for subtask, handle in meta.subtasks.items():
-                snapshots[subtask] = decode(await self.storage.read_state(latest.checkpoint_id, handle))
-            restored[uid] = snapshots
+        check_max_parallelism(latest.metadata, self.plan, path=latest.path)  # a new job may have changed it
+        restored = await read_snapshot_state(self.storage, latest)
         self.stats.restored_from = latest.checkpoint_id
+        self.stats.restored_path = str(latest.path)
         log.info("job %r restores from checkpoint %d", self.settings.job_name, latest.checkpoint_id)
         return restored, start_id
 
@@ -192,6 +219,7 @@ class Execution:
         # channels[(edge index, upstream subtask)] -> list indexed by downstream subtask
         channels: dict[tuple[int, int], dict[int, Channel]] = {}
         inputs: dict[tuple[int, int], list[Channel]] = {}  # (chain id, subtask) -> gate channels
+        sides: dict[tuple[int, int], list[int]] = {}  # the same keys -> each channel's input index
         self.channels = []
         for index, edge in enumerate(plan.edges):
             p_up = plan.parallelism[edge.upstream]
@@ -205,6 +233,7 @@ class Execution:
                         channel.name = f"{plan.chain_of(edge.upstream).name}[{i}] -dead letters-> sink[{j}]"
                     channels.setdefault((index, i), {})[j] = channel
                     inputs.setdefault((down_chain.chain_id, j), []).append(channel)
+                    sides.setdefault((down_chain.chain_id, j), []).append(edge.input_index)
                     self.channels.append(channel)
         checkpoint = settings.checkpoint
         mode = checkpoint.mode if checkpoint is not None else CheckpointingMode.EXACTLY_ONCE
@@ -220,7 +249,7 @@ class Execution:
             stats=self.stats,
         )
         self.tasks = [
-            self._task(chain, subtask, channels, inputs, restored, mode, coordinator, spawn)
+            self._task(chain, subtask, channels, inputs, restored, mode, coordinator, spawn, sides)
             for chain in plan.chains
             for subtask in range(chain.parallelism)
         ]
@@ -237,6 +266,7 @@ class Execution:
         mode: CheckpointingMode,
         coordinator: CheckpointCoordinator,
         spawn: Callable[[Coroutine[Any, Any, None]], Any],
+        sides: dict[tuple[int, int], list[int]],
     ) -> Task:
         plan, settings = self.plan, self.settings
         members = {op.node_id for op in chain.operators}
@@ -271,6 +301,7 @@ class Execution:
             clock=settings.clock,
             spawn=spawn,
             restored=restored,
+            channel_inputs=sides.get((chain.chain_id, subtask)),
         )
         head = chain.head
         if head.kind is not OperatorKind.SOURCE:

@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable
 from streamflow.api.connector import SinkContext
 from streamflow.api.errors_policy import ErrorAction
 from streamflow.api.functions import CheckpointedFunction, CheckpointListener
-from streamflow.errors import UserFunctionError
+from streamflow.errors import StateError, UserFunctionError
 from streamflow.graph.spec import OperatorKind, OperatorSpec
 from streamflow.partitioning.keygroups import KeyGroupAssigner
 from streamflow.runtime import faults
@@ -75,6 +75,11 @@ class StreamOperator:
 
     async def process(self, batch: Batch) -> None:
         raise NotImplementedError
+
+    def input_handlers(self) -> tuple[Emit, ...]:
+        """What the task calls with a batch from input 0, 1, ... (only a chain head has
+        more than one input; see :mod:`streamflow.runtime.broadcast`)."""
+        return (self.process,)
 
     async def on_watermark(self, watermark: Watermark) -> None:
         return None
@@ -141,6 +146,19 @@ class FunctionOperator(StreamOperator):
     # -- lifecycle ----------------------------------------------------------------
 
     async def open(self, restored: Restored | None) -> None:
+        try:
+            await self._open(restored)
+        except StateError as exc:
+            # State errors raised below (restore, get_state, initialize_state) may not
+            # know which operator they are about; a restore that fails must name it.
+            if exc.fields.get("operator") is not None:
+                raise
+            raise StateError(
+                f"operator {self.uid!r} (subtask {self.ctx.subtask_index}): {exc}",
+                **{**exc.fields, "operator": self.uid},
+            ) from exc
+
+    async def _open(self, restored: Restored | None) -> None:
         backend = self.ctx.keyed_backend
         if restored is not None:
             if backend is not None:
@@ -495,4 +513,8 @@ def make_operator(spec: OperatorSpec, ctx: OperatorContext) -> StreamOperator:
         return SinkOperator(spec, ctx)
     if spec.kind is OperatorKind.SOURCE:
         raise ValueError("sources are run by SourceTask, not chained as operators")
+    if spec.kind is OperatorKind.BROADCAST_PROCESS:
+        from streamflow.runtime.broadcast import BroadcastProcessOperator  # it subclasses FunctionOperator
+
+        return BroadcastProcessOperator(spec, ctx)
     return FunctionOperator(spec, ctx)

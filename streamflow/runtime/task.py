@@ -18,6 +18,12 @@ END_OF_INPUT and reports to the coordinator. Channels stay open: the final check
 barriers still travel them. When that checkpoint completed (or at once without
 checkpointing) the coordinator posts FINISH; the task finishes its operators (a sink
 makes everything visible) and ends.
+
+Stop with savepoint: a source task whose trigger says ``stop`` reads nothing after that
+barrier (no end of input, no final watermark: timers and windows stay in the state). If
+the savepoint completes, every task gets STOP after the completion notice and ends
+without ``finish`` (nothing written after the barrier becomes visible; ``close`` aborts
+it). If it is aborted, the source reads on.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from streamflow.runtime.alignment import BarrierAligner
 from streamflow.runtime.channel import MAIL, TIMEOUT, InputGate
 from streamflow.runtime.clock import Clock
 from streamflow.runtime.elements import END_OF_INPUT, Barrier, Batch, CheckpointId, EndOfInput, SourceRef, Watermark
-from streamflow.runtime.operators import OperatorMetrics, StreamOperator, short_repr
+from streamflow.runtime.operators import Emit, OperatorMetrics, StreamOperator, short_repr
 from streamflow.runtime.partitioners import RecordWriter
 from streamflow.state.operator import redistribute_split
 
@@ -53,6 +59,7 @@ TaskKey = tuple[str, int]  # (operator uid, subtask)
 @dataclass(frozen=True, slots=True)
 class TriggerCheckpoint:
     barrier: Barrier
+    stop: bool = False  # stop with savepoint: the source reads nothing after this barrier
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +77,13 @@ class _Finish:
 
 
 FINISH = _Finish()
+
+
+class _Stop:
+    __slots__ = ()
+
+
+STOP = _Stop()
 
 
 class CoordinatorLink(Protocol):
@@ -110,6 +124,7 @@ class Task:
         clock: Clock,
         spawn: Callable[[Coroutine[Any, Any, None]], Any],
         restored: dict[str, list[dict[str, Any]]] | None,
+        channel_inputs: list[int] | None = None,
     ) -> None:
         self.name = name
         self.subtask = subtask
@@ -125,9 +140,13 @@ class Task:
         self.aligner = BarrierAligner(len(gate.channels), mode)
         self.stats = TaskStats()
         self._finished = False
+        self._stopped = False
         self._ended_inputs: set[int] = set()
         self._watermarks = [float("-inf")] * len(gate.channels)
         self._watermark = float("-inf")
+        # channel_inputs[i]: which input of the head operator gate channel i feeds (a
+        # broadcast operator has two); None: all feed input 0.
+        self._channel_inputs = channel_inputs if channel_inputs is not None else [0] * len(gate.channels)
         self._wire()
 
     # -- set-up -----------------------------------------------------------------------
@@ -176,8 +195,9 @@ class Task:
         try:
             await self._open()
             await self._loop()
-            for op in self.operators:
-                await op.finish()
+            if not self._stopped:  # stopped with a savepoint: nothing after it is made visible
+                for op in self.operators:
+                    await op.finish()
         except BaseException:
             # A failed or cancelled attempt still releases connections and threads (an
             # open database handle would keep the process alive); errors while closing
@@ -211,9 +231,18 @@ class Task:
             if t is not None and t <= now:
                 await op.on_processing_time(now)
 
+    def _input_handlers(self) -> list[Emit]:
+        """The head operator's handler for each gate channel, by the channel's input."""
+        head = self.operators[0]
+        handlers = head.input_handlers()
+        wanted = max(self._channel_inputs, default=0)
+        if wanted >= len(handlers):
+            raise TypeError(f"task {self.name}: operator {head.uid!r} has {len(handlers)} input(s), not {wanted + 1}")
+        return [handlers[i] for i in self._channel_inputs]
+
     async def _loop(self) -> None:
         gate = self.gate
-        head = self.operators[0].process
+        handlers = self._input_handlers()  # per channel: one list index per batch
         while not self._finished:
             index, element = await gate.next(self._timer_timeout())
             if index == MAIL:
@@ -224,7 +253,7 @@ class Task:
                 continue
             kind = type(element)
             if kind is Batch:
-                await head(element)
+                await handlers[index](element)
                 if offload.in_flight():
                     await offload.pause()
             elif kind is Barrier:
@@ -281,6 +310,8 @@ class Task:
                 await op.notify_checkpoint_aborted(mail.checkpoint_id)
         elif mail is FINISH:
             self._finished = True
+        elif mail is STOP:
+            self._finished = self._stopped = True
         else:
             raise TypeError(f"task {self.name} got unexpected mail {mail!r}")
 
@@ -353,6 +384,7 @@ class SourceTask(Task):
         self.source_metrics = OperatorMetrics()  # records_skipped / records_dead_lettered
         self.records_out = 0
         self.exhausted = False
+        self.suspended_at: int | None = None  # checkpoint id of a stop with savepoint in flight
 
     async def _open(self) -> None:
         restored = self._restored_for(self.source_uid)
@@ -380,15 +412,14 @@ class SourceTask(Task):
         emit = self._emit
         origin_cache: dict[str, SourceRef] = {}
         while not self._finished:
-            timeout = self._timer_timeout()
-            if not self.exhausted:
-                timeout = 0.0
+            reading = not self.exhausted and self.suspended_at is None
+            timeout = 0.0 if reading else self._timer_timeout()
             index, mail = await gate.next(timeout)
             if mail is not TIMEOUT:
                 await self._on_mail(mail)
                 continue
             await self._fire_timers()
-            if self.exhausted:
+            if not reading:
                 continue
             batch = await reader.poll(self._batch_size, self._poll_wait)
             if batch is None:
@@ -458,12 +489,17 @@ class SourceTask(Task):
         if type(mail) is TriggerCheckpoint:
             barrier = mail.barrier
             assert self.reader is not None
+            if mail.stop:
+                self.suspended_at = barrier.checkpoint_id
             splits = self.reader.snapshot_splits(barrier.checkpoint_id)
             await self._checkpoint(barrier, {self.source_uid: {"source": list(splits)}})
             faults.hit("after_barrier", barrier.checkpoint_id)
             return
         if type(mail) is CheckpointCompleted and self.reader is not None:
             await self.reader.notify_checkpoint_complete(mail.checkpoint_id)
+        elif type(mail) is CheckpointAborted and mail.checkpoint_id == self.suspended_at:
+            log.info("task %s reads on: the stop with savepoint (checkpoint %d) was aborted", self.name, self.suspended_at)
+            self.suspended_at = None
         await super()._on_mail(mail)
 
     async def run(self) -> None:

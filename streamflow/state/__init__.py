@@ -2,12 +2,14 @@
 
 User functions build descriptors (``ValueStateDescriptor("count", default=0)``) and ask
 the runtime's context for handles; the runtime owns the backend
-(:class:`HashMapStateBackend` by default) and the :class:`OperatorStateStore`.
+(:class:`HashMapStateBackend` by default) and the :class:`OperatorStateStore` (operator
+list state and broadcast state).
 """
 
 from __future__ import annotations
 
 from streamflow.state.backend import KeyedStateBackend, StateBackend
+from streamflow.state.broadcast import BroadcastState, ReadOnlyBroadcastState, redistribute_broadcast
 from streamflow.state.descriptors import (
     AggregateFunction,
     AggregatingStateDescriptor,
@@ -32,6 +34,7 @@ __all__ = [
     "AggregateFunction",
     "AggregatingState",
     "AggregatingStateDescriptor",
+    "BroadcastState",
     "HashMapStateBackend",
     "HeapKeyedStateBackend",
     "KeyedState",
@@ -43,6 +46,7 @@ __all__ = [
     "OperatorListState",
     "OperatorStateMode",
     "OperatorStateStore",
+    "ReadOnlyBroadcastState",
     "ReducingState",
     "ReducingStateDescriptor",
     "StateBackend",
@@ -52,6 +56,7 @@ __all__ = [
     "TtlVisibility",
     "ValueState",
     "ValueStateDescriptor",
+    "redistribute_broadcast",
     "redistribute_split",
     "restore_operator_state",
 ]

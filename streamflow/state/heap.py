@@ -173,9 +173,19 @@ class HeapKeyedStateBackend:
         if state is None:
             state = self._states[name] = _RegisteredState(name, descriptor.kind, descriptor.ttl is not None)
         if state.kind != descriptor.kind:
+            if state.descriptor is None:  # restored, not yet registered: the kind changed across a restore
+                raise StateError(
+                    f"operator {self.operator_uid!r}: the restored snapshot holds state {name!r} as a {state.kind} "
+                    f"state, but the job now asks for it with a {type(descriptor).__name__} ({descriptor.kind} "
+                    f"state); a state keeps its kind across restores: use a {state.kind} state descriptor for "
+                    f"{name!r} again, or give the new state another name",
+                    operator=self.operator_uid,
+                    state=name,
+                )
             raise StateError(
                 f"state {name!r} of {self.operator_uid!r} is already a {state.kind} state, cannot use it as a "
                 f"{descriptor.kind} state; give the new state another name",
+                operator=self.operator_uid,
                 state=name,
             )
         if state.descriptor is None:

@@ -1,18 +1,22 @@
-"""Operator state: lists scoped to an operator subtask rather than to a key.
+"""Operator state: lists and broadcast maps scoped to an operator subtask, not to a key.
 
-A source keeps its split positions here, a sink its pending transactions. On restore the
-runtime hands every new subtask the snapshots of all old subtasks, in old-subtask order,
-and :func:`restore_operator_state` decides what each subtask gets:
+A source keeps its split positions here, a sink its pending transactions, a broadcast
+operator its broadcast state. On restore the runtime hands every new subtask the
+snapshots of all old subtasks, in old-subtask order, and :func:`restore_operator_state`
+decides what each subtask gets:
 
 * split mode (``get_list_state``): with unchanged parallelism every subtask gets exactly
   its own old items; after rescaling all items are concatenated and dealt round robin
   (item ``i`` to subtask ``i % parallelism``), see :func:`redistribute_split`;
 * union mode (``get_union_list_state``): every subtask gets all items of all old subtasks
-  and keeps what it needs.
+  and keeps what it needs;
+* broadcast mode (``get_broadcast_state``): a map every subtask holds an identical copy
+  of; each new subtask gets the copy of one old subtask (copied on scale-up, dropped on
+  scale-down), see :func:`~streamflow.state.broadcast.redistribute_broadcast`.
 
-Snapshot format::
+Snapshot format (broadcast items are ``[map_key, value]`` pairs)::
 
-    {"format": 1, "states": {name: {"mode": "split" | "union", "items": [...]}}}
+    {"format": 1, "states": {name: {"mode": "split" | "union" | "broadcast", "items": [...]}}}
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Generic, TypeVar
 
 from streamflow.errors import ConfigError, StateError
-from streamflow.state.descriptors import ListStateDescriptor
+from streamflow.state.broadcast import BroadcastState, redistribute_broadcast
+from streamflow.state.descriptors import ListStateDescriptor, MapStateDescriptor
 
 __all__ = [
     "OperatorListState",
@@ -35,6 +40,8 @@ __all__ = [
 SNAPSHOT_FORMAT = 1
 
 T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class OperatorStateMode(enum.Enum):
@@ -44,6 +51,8 @@ class OperatorStateMode(enum.Enum):
     """Every subtask keeps its own items; on rescale, all items are dealt round robin."""
     UNION = "union"
     """Every subtask gets the items of all old subtasks."""
+    BROADCAST = "broadcast"
+    """A map identical on every subtask; each new subtask gets one old subtask's copy."""
 
 
 class OperatorListState(Generic[T]):
@@ -92,6 +101,7 @@ class OperatorStateStore:
     def __init__(self) -> None:
         self.is_restored = False
         self._states: dict[str, OperatorListState[Any]] = {}
+        self._broadcast: dict[str, BroadcastState[Any, Any]] = {}
         self._restored: dict[str, tuple[OperatorStateMode, list[Any]]] = {}
 
     def get_list_state(self, descriptor: ListStateDescriptor[T]) -> OperatorListState[T]:
@@ -102,15 +112,55 @@ class OperatorStateStore:
         """A union-mode list: on restore every subtask gets the items of all old subtasks."""
         return self._register(descriptor, OperatorStateMode.UNION)
 
-    def _register(self, descriptor: ListStateDescriptor[T], mode: OperatorStateMode) -> OperatorListState[T]:
-        if not isinstance(descriptor, ListStateDescriptor):
-            raise StateError(f"operator state is list state only; pass a ListStateDescriptor, got {descriptor!r}")
+    def get_broadcast_state(self, descriptor: MapStateDescriptor[K, V]) -> BroadcastState[K, V]:
+        """A broadcast map: identical on every subtask; on restore each subtask gets one copy.
+
+        The runtime of a broadcast operator registers the states declared in
+        ``DataStream.broadcast(...)`` and hands user code read-write or read-only views;
+        any CheckpointedFunction may use one too, as long as it updates every subtask's
+        copy the same way.
+        """
+        if not isinstance(descriptor, MapStateDescriptor):
+            raise StateError(f"broadcast state is a map; pass a MapStateDescriptor, got {descriptor!r}")
         name = descriptor.name
-        if descriptor.ttl is not None:
+        _refuse_ttl(descriptor.ttl, name)
+        state = self._broadcast.get(name)
+        if state is not None:
+            return state
+        self._check_free(name, OperatorStateMode.BROADCAST)
+        _, items = self._restored.pop(name, (OperatorStateMode.BROADCAST, []))
+        state = BroadcastState.from_items(name, items)
+        self._broadcast[name] = state
+        return state
+
+    def _check_free(self, name: str, mode: OperatorStateMode) -> None:
+        """Refuse ``name`` in ``mode`` if it is registered or restored in another mode."""
+        if name in self._broadcast:
+            other = OperatorStateMode.BROADCAST
+        elif name in self._states:
+            other = self._states[name].mode
+        elif name in self._restored:
+            other = self._restored[name][0]
+        else:
+            return
+        if other is not mode:
             raise StateError(
-                f"operator state {name!r} cannot have a ttl (TTL applies to keyed state only); drop ttl=",
+                f"operator state {name!r} is a {_describe(other)}, cannot use it as a {_describe(mode)}; "
+                "rename the state to change its mode",
                 state=name,
             )
+
+    def _register(self, descriptor: ListStateDescriptor[T], mode: OperatorStateMode) -> OperatorListState[T]:
+        if not isinstance(descriptor, ListStateDescriptor):
+            raise StateError(
+                f"operator state is list state (or broadcast state, from get_broadcast_state); pass a "
+                f"ListStateDescriptor, got {descriptor!r}"
+            )
+        name = descriptor.name
+        _refuse_ttl(descriptor.ttl, name)
+        restored_mode = self._restored.get(name, (mode,))[0]
+        if name in self._broadcast or restored_mode is OperatorStateMode.BROADCAST:
+            self._check_free(name, mode)
         state = self._states.get(name)
         if state is None:
             restored_mode, items = self._restored.pop(name, (mode, []))
@@ -131,6 +181,8 @@ class OperatorStateStore:
         }
         for name, state in self._states.items():
             states[name] = {"mode": state.mode.value, "items": state.get()}
+        for name, broadcast in self._broadcast.items():
+            states[name] = {"mode": OperatorStateMode.BROADCAST.value, "items": broadcast.snapshot_items()}
         return {"format": SNAPSHOT_FORMAT, "states": states}
 
     @classmethod
@@ -170,7 +222,8 @@ class OperatorStateStore:
                     mode = OperatorStateMode(data["mode"])
                 except ValueError:
                     raise StateError(
-                        f"operator state {name!r} has unknown mode {data['mode']!r}; expected 'split' or 'union'",
+                        f"operator state {name!r} has unknown mode {data['mode']!r}; expected 'split', 'union' "
+                        "or 'broadcast'",
                         state=name,
                     ) from None
                 if modes.setdefault(name, mode) is not mode:
@@ -187,10 +240,28 @@ class OperatorStateStore:
             ]
             if mode is OperatorStateMode.UNION:
                 items = [item for old in lists for item in old]
+            elif mode is OperatorStateMode.BROADCAST:
+                copies = [
+                    snapshot["states"][name]["items"] if name in snapshot.get("states", {}) else None
+                    for snapshot in snapshots_by_old_subtask
+                ]
+                items = redistribute_broadcast(copies, subtask_index)
             else:
                 items = redistribute_split(lists, parallelism)[subtask_index]
             store._restored[name] = (mode, items)
         return store
+
+
+def _describe(mode: OperatorStateMode) -> str:
+    return "broadcast state" if mode is OperatorStateMode.BROADCAST else f"{mode.value} list state"
+
+
+def _refuse_ttl(ttl: object, name: str) -> None:
+    if ttl is not None:
+        raise StateError(
+            f"operator state {name!r} cannot have a ttl (TTL applies to keyed state only); drop ttl=",
+            state=name,
+        )
 
 
 def restore_operator_state(

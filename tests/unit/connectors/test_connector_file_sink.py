@@ -172,3 +172,39 @@ async def test_unencodable_record_is_a_connector_error(tmp_path: Path) -> None:
 def test_bad_prefix_is_a_config_error(tmp_path: Path, prefix: str) -> None:
     with pytest.raises(ConfigError, match="prefix"):
         ExactlyOnceFileSink(tmp_path, prefix=prefix)
+
+
+async def test_a_write_cancelled_while_its_file_opens_leaks_no_file_handle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failing job attempt cancels its sink mid-write; the file the worker thread opens
+    meanwhile must be closed, not left for the garbage collector (a ResourceWarning, an
+    error under this suite's filterwarnings)."""
+    import asyncio
+    import builtins
+    import gc
+    import threading
+
+    from streamflow.connectors import file_sink
+
+    opened, release = threading.Event(), threading.Event()
+
+    def slow_open(path: str, mode: str) -> Any:
+        f = builtins.open(path, mode)
+        opened.set()
+        release.wait(5)  # the caller is cancelled while the thread holds the new file
+        return f
+
+    monkeypatch.setattr(file_sink, "open", slow_open, raising=False)
+    w = await writer(tmp_path)
+    writing = asyncio.ensure_future(w.write(["a"]))
+    assert await asyncio.to_thread(opened.wait, 5)
+    writing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writing
+    release.set()
+    for _ in range(20):
+        await asyncio.sleep(0.005)  # the thread returns; the clean-up callback runs
+    gc.collect()
+    await w.close()
+    assert pending_files(tmp_path) == []

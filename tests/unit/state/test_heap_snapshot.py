@@ -271,5 +271,10 @@ def test_restore_refuses_a_kind_that_conflicts_with_the_registered_state() -> No
 def test_get_state_after_restore_refuses_another_kind() -> None:
     backend = make_backend()
     backend.restore([{"format": 1, "states": {"s": {"kind": "map", "ttl": False, "key_groups": {}}}}])
-    with pytest.raises(StateError, match="state 's' of 'op' is already a map state"):
+    with pytest.raises(
+        StateError,
+        match="operator 'op': the restored snapshot holds state 's' as a map state, but the job now asks for it "
+        "with a ValueStateDescriptor",
+    ) as caught:
         backend.get_state(ValueStateDescriptor("s"))
+    assert (caught.value.operator, caught.value.state) == ("op", "s")

@@ -143,8 +143,8 @@ def test_restore_refuses_bad_input() -> None:
     union = old_snapshots([["b"]], union=True)[0]
     with pytest.raises(StateError, match="old subtasks disagree on the mode of operator state 'splits'"):
         restore_operator_state([split, union], 0, 1)
-    with pytest.raises(StateError, match="unknown mode 'broadcast'"):
-        restore_operator_state([{"format": 1, "states": {"x": {"mode": "broadcast", "items": []}}}], 0, 1)
+    with pytest.raises(StateError, match="unknown mode 'sideways'"):
+        restore_operator_state([{"format": 1, "states": {"x": {"mode": "sideways", "items": []}}}], 0, 1)
 
 
 def test_redistribute_split() -> None:

@@ -1,0 +1,95 @@
+"""Terminal views of ``streamflow list`` and ``streamflow status`` (``--json`` skips them)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+__all__ = ["format_jobs", "format_status"]
+
+_HISTORY_SHOWN = 10
+
+
+def format_jobs(jobs: list[dict[str, Any]], now: float | None = None) -> str:
+    """One line per job: id, name, status, pid, uptime. ``jobs`` are ``ping`` results."""
+    if not jobs:
+        return "no running jobs"
+    now = time.time() if now is None else now
+    rows: list[tuple[str, ...]] = [("JOB ID", "NAME", "STATUS", "PID", "UPTIME")]
+    for job in jobs:
+        started = job.get("started_at")
+        uptime = _duration(now - started) if isinstance(started, (int, float)) else "?"
+        rows.append((str(job["job_id"]), str(job["name"]), str(job["status"]), str(job["pid"]), uptime))
+    return _table(rows)
+
+
+def format_status(status: dict[str, Any], now: float | None = None) -> str:
+    """The job, its checkpoints (with savepoints), and per task busy / idle /
+    backpressured shares and per channel fill, from a ``status`` result."""
+    now = time.time() if now is None else now
+    metrics = status["metrics"]
+    started = status.get("started_at")
+    uptime = f", up {_duration(now - started)}" if isinstance(started, (int, float)) else ""
+    lines = [
+        f"job {status['job_id']} ({status['name']}), pid {status['pid']}{uptime}",
+        f"  status {metrics['status']}, attempt {metrics['attempt']}",
+    ]
+    for failure in metrics.get("failures", [])[-3:]:
+        lines.append(f"  earlier failure: {failure}")
+    checkpoints = metrics["checkpoints"]
+    restored = checkpoints.get("restored_from")
+    if restored is not None:
+        lines.append(f"  restored from checkpoint {restored} ({checkpoints.get('restored_path')})")
+    lines.append("")
+    lines.append(f"checkpoints: {checkpoints['completed']} completed, {checkpoints['failed']} failed")
+    history = checkpoints.get("history", [])[-_HISTORY_SHOWN:]
+    if history:
+        history_rows: list[tuple[str, ...]] = [("  ID", "STATUS", "DURATION", "SIZE", "NOTE")]
+        for record in history:
+            duration = record.get("duration")
+            note = record.get("savepoint") or record.get("reason") or ("final" if record.get("final") else "")
+            if record.get("savepoint"):
+                note = f"savepoint {note}"
+            history_rows.append(
+                (
+                    f"  {record['id']}",
+                    str(record["status"]),
+                    "-" if duration is None else f"{duration:.3f}s",
+                    f"{record.get('size', 0)} B",
+                    str(note),
+                )
+            )
+        lines.append(_table(history_rows))
+    tasks = metrics.get("tasks", {})
+    if tasks:
+        lines.append("")
+        task_rows: list[tuple[str, ...]] = [("task", "BUSY", "IDLE", "BACKPRESSURED")]
+        for name, t in sorted(tasks.items()):
+            task_rows.append(
+                (f"  {name}", _pct(t["busy_ratio"]), _pct(t["idle_ratio"]), _pct(t["backpressured_ratio"]))
+            )
+        lines.append(_table(task_rows))
+    channels = metrics.get("channels", {})
+    if channels:
+        lines.append("")
+        channel_rows: list[tuple[str, ...]] = [("channel", "FILL", "BLOCKED")]
+        for name, c in sorted(channels.items()):
+            channel_rows.append((f"  {name}", _pct(c["fill"]), f"{c['blocked_seconds']:.2f}s"))
+        lines.append(_table(channel_rows))
+    return "\n".join(lines)
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def _pct(ratio: float) -> str:
+    return f"{ratio:.0%}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"

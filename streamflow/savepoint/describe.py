@@ -1,0 +1,183 @@
+"""What a savepoint or checkpoint holds, for ``streamflow inspect``.
+
+:func:`describe_snapshot` verifies the snapshot and decodes every state file into a
+plain, JSON-ready description: per operator uid its parallelism and sizes; per subtask
+the key groups it owned, its keyed states (name, kind, TTL, keys), timers, operator
+states (lists, broadcast maps), source splits and the sink's pending transactions.
+:func:`format_description` renders that for a terminal. Values themselves are not
+printed (they may be large or private); counts and sizes are, and source splits and
+transaction handles, which are small positions and names.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any
+
+from streamflow.checkpoint.serde import decode
+from streamflow.partitioning.keygroups import key_group_range
+from streamflow.savepoint.location import locate_snapshot
+from streamflow.savepoint.restore import is_auto_uid
+
+__all__ = ["describe_snapshot", "format_description"]
+
+_SHOWN_ITEMS = 10  # splits / transactions listed per subtask in text output
+
+
+async def describe_snapshot(path: str | Path) -> dict[str, Any]:
+    """Verify the snapshot at ``path`` (see :func:`~streamflow.savepoint.location.locate_snapshot`)
+    and describe it; every file is checked against its checksum first."""
+    located = await locate_snapshot(path)
+    metadata = located.metadata
+    operators = []
+    for uid, meta in sorted(metadata.operators.items()):
+        subtasks = []
+        for index in range(meta.parallelism):
+            owned = key_group_range(meta.max_parallelism, meta.parallelism, index)
+            entry: dict[str, Any] = {"subtask": index, "key_groups": [owned.start, owned.stop - 1]}
+            handle = meta.subtasks.get(index)
+            if handle is None:
+                entry.update(file=None, size=0)
+            else:
+                state = decode(await located.storage.read_state(located.completed.checkpoint_id, handle))
+                entry.update(file=handle.file, size=handle.size, **_describe_state(state))
+            subtasks.append(entry)
+        operators.append(
+            {
+                "uid": uid,
+                "auto_uid": is_auto_uid(uid),
+                "parallelism": meta.parallelism,
+                "max_parallelism": meta.max_parallelism,
+                "size": sum(h.size for h in meta.subtasks.values()),
+                "subtasks": subtasks,
+            }
+        )
+    return {
+        "path": str(located.path),
+        "kind": "savepoint" if metadata.is_savepoint else "checkpoint",
+        "format_version": metadata.format_version,
+        "job_name": metadata.job_name,
+        "checkpoint_id": metadata.checkpoint_id,
+        "timestamp": metadata.timestamp,
+        "size": sum(op["size"] for op in operators),
+        "operators": operators,
+    }
+
+
+def _describe_state(state: Any) -> dict[str, Any]:
+    """The parts of one subtask's decoded snapshot, by what the runtime stores there."""
+    if not isinstance(state, dict):
+        return {"other": [type(state).__name__]}
+    out: dict[str, Any] = {}
+    keyed = state.get("keyed")
+    if isinstance(keyed, dict):
+        out["keyed_states"] = [
+            _describe_keyed(name, data) for name, data in sorted((keyed.get("states") or {}).items())
+        ]
+    timers = state.get("timers")
+    if isinstance(timers, dict):
+        out["timers"] = {kind: len(timers.get(kind) or []) for kind in ("processing", "event")}
+    operator = state.get("operator")
+    if isinstance(operator, dict):
+        out["operator_states"] = [
+            {"name": name, "mode": data.get("mode"), "items": len(data.get("items") or [])}
+            for name, data in sorted((operator.get("states") or {}).items())
+        ]
+    if "source" in state:
+        out["source_splits"] = list(state.get("source") or [])
+    if "sink" in state:
+        out["sink_transactions"] = [
+            {"checkpoint_id": t.get("checkpoint_id"), "subtask": t.get("subtask"), "handle": t.get("handle")}
+            if isinstance(t, dict)
+            else {"checkpoint_id": None, "subtask": None, "handle": t}
+            for t in state.get("sink") or []
+        ]
+    other = sorted(set(state) - {"keyed", "timers", "operator", "source", "sink"})
+    if other:
+        out["other"] = other
+    return out
+
+
+def _describe_keyed(name: str, data: dict[str, Any]) -> dict[str, Any]:
+    groups = data.get("key_groups") or {}
+    numbers = sorted(int(g) for g in groups)
+    return {
+        "name": name,
+        "kind": data.get("kind"),
+        "ttl": bool(data.get("ttl")),
+        "keys": sum(len(entries) for entries in groups.values()),
+        "key_groups_with_state": len(numbers),
+        "key_group_span": [numbers[0], numbers[-1]] if numbers else None,
+    }
+
+
+# -- text ------------------------------------------------------------------------------
+
+
+def format_description(description: dict[str, Any]) -> str:
+    """Human-readable lines for :func:`describe_snapshot`'s result."""
+    d = description
+    taken = datetime.datetime.fromtimestamp(d["timestamp"]).strftime("%Y-%m-%d %H:%M:%S")
+    lines = [
+        f"{d['kind']} {d['path']}",
+        f"  job {d['job_name']!r}, checkpoint {d['checkpoint_id']}, taken {taken}, format version "
+        f"{d['format_version']}, {len(d['operators'])} operator(s) with state, {_size(d['size'])}",
+    ]
+    for op in d["operators"]:
+        auto = "  (auto-generated uid: the operator had no .uid())" if op["auto_uid"] else ""
+        lines.append("")
+        lines.append(
+            f"  operator {op['uid']!r}  parallelism {op['parallelism']}, max parallelism "
+            f"{op['max_parallelism']}, {_size(op['size'])}{auto}"
+        )
+        for sub in op["subtasks"]:
+            lines.extend(_format_subtask(sub))
+    return "\n".join(lines)
+
+
+def _format_subtask(sub: dict[str, Any]) -> list[str]:
+    if sub["file"] is None:
+        return [f"    subtask {sub['subtask']}  no state"]
+    head = f"    subtask {sub['subtask']}  {sub['file']}  {_size(sub['size'])}"
+    if "keyed_states" in sub:
+        first, last = sub["key_groups"]
+        head += f"  key groups {first}-{last}"
+    lines = [head]
+    for state in sub.get("keyed_states", []):
+        ttl = ", ttl" if state["ttl"] else ""
+        span = state["key_group_span"]
+        where = f" (key groups {span[0]}-{span[1]})" if span else ""
+        lines.append(
+            f"      keyed state {state['name']!r} ({state['kind']}{ttl}): {state['keys']} key(s) in "
+            f"{state['key_groups_with_state']} key group(s){where}"
+        )
+    timers = sub.get("timers")
+    if timers and (timers["processing"] or timers["event"]):
+        lines.append(f"      timers: {timers['processing']} processing-time, {timers['event']} event-time")
+    for state in sub.get("operator_states", []):
+        lines.append(f"      operator state {state['name']!r} ({state['mode']}): {state['items']} item(s)")
+    if "source_splits" in sub:
+        splits = sub["source_splits"]
+        lines.append(f"      source splits: {len(splits) or 'none'}")
+        lines.extend(f"        {split!r}" for split in splits[:_SHOWN_ITEMS])
+        if len(splits) > _SHOWN_ITEMS:
+            lines.append(f"        ... {len(splits) - _SHOWN_ITEMS} more (--json shows all)")
+    if "sink_transactions" in sub:
+        txns = sub["sink_transactions"]
+        lines.append(f"      sink pending transactions: {len(txns) or 'none'}")
+        for txn in txns[:_SHOWN_ITEMS]:
+            lines.append(f"        checkpoint {txn['checkpoint_id']}: {txn['handle']!r}")
+        if len(txns) > _SHOWN_ITEMS:
+            lines.append(f"        ... {len(txns) - _SHOWN_ITEMS} more (--json shows all)")
+    if sub.get("other"):
+        lines.append(f"      other state: {', '.join(sub['other'])}")
+    return lines
+
+
+def _size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KiB"
+    return f"{size / (1024 * 1024):.1f} MiB"

@@ -1,0 +1,140 @@
+"""Finding and verifying a snapshot that a user names by path.
+
+A user restores or inspects "a savepoint" by giving a path, and three kinds of path make
+sense, so all three are accepted:
+
+- a savepoint directory (``savepoint-<job>-<n>-<hex>/``, any name once moved);
+- one checkpoint directory, ``chk-<n>/`` (a retained checkpoint used like a savepoint);
+- a job's checkpoint directory (the parent of ``chk-<n>/``): its latest complete
+  checkpoint that verifies is used, as a restarted job would.
+
+The first two have the same layout, ``_metadata`` plus state files side by side, so
+:class:`SnapshotDirectory` reads both: it is a :class:`CheckpointStorage` pinned to one
+directory, whatever that directory is called. Every file is verified against its
+checksum before anything is restored from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiofiles
+
+from streamflow.checkpoint.metadata import CheckpointMetadata, UnsupportedCheckpointVersionError
+from streamflow.checkpoint.storage import METADATA_FILE, CheckpointStorage, CompletedCheckpoint
+from streamflow.errors import CheckpointCorruptedError, CheckpointError, ConfigError
+
+__all__ = ["LocatedSnapshot", "SnapshotDirectory", "locate_snapshot"]
+
+
+class SnapshotDirectory(CheckpointStorage):
+    """The storage of exactly one snapshot, in ``path`` (a savepoint or a ``chk-<n>``).
+
+    Every read and write that :class:`CheckpointStorage` addresses by checkpoint id goes
+    to ``path`` itself, so a savepoint keeps working after it was renamed or moved: its
+    ``_metadata`` names state files relative to the directory that holds them. Retention,
+    scanning and discarding are for job checkpoint directories and are never called on it.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self._path = Path(path)
+        # The parent is the "job directory" of CheckpointStorage: writing _metadata
+        # fsyncs it, which makes the savepoint directory's own entry durable.
+        super().__init__(self._path.parent, retained=1)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def checkpoint_path(self, checkpoint_id: int) -> Path:
+        return self._path
+
+    async def checkpoint_id(self) -> int:
+        """The checkpoint id recorded in ``_metadata`` (its checksum is checked by
+        :meth:`verify`, which needs the id first).
+
+        Raises:
+            CheckpointCorruptedError: ``_metadata`` is missing or does not parse.
+            UnsupportedCheckpointVersionError: it is of an unknown format version.
+        """
+        path = self._path / METADATA_FILE
+        try:
+            async with aiofiles.open(path, "rb") as src:
+                raw = await src.read()
+        except FileNotFoundError:
+            raise CheckpointCorruptedError(
+                f"{str(self._path)!r} holds no {METADATA_FILE}: it is not a complete savepoint or checkpoint",
+                checkpoint_id=None,
+                file=str(path),
+            ) from None
+        _header, _newline, payload = raw.partition(b"\n")
+        try:
+            return CheckpointMetadata.from_json(payload).checkpoint_id
+        except UnsupportedCheckpointVersionError:
+            raise  # not damage: the reader names the version it cannot read
+        except CheckpointError as exc:
+            raise CheckpointCorruptedError(
+                f"{str(path)!r} is damaged: {exc}", checkpoint_id=None, file=str(path)
+            ) from exc
+
+    async def verify_snapshot(self) -> CompletedCheckpoint:
+        """``_metadata`` and every state file it lists, checked against their checksums."""
+        return await self.verify(await self.checkpoint_id())
+
+
+@dataclass(frozen=True, slots=True)
+class LocatedSnapshot:
+    """A verified snapshot and the storage that reads its state files."""
+
+    completed: CompletedCheckpoint
+    storage: CheckpointStorage
+
+    @property
+    def metadata(self) -> CheckpointMetadata:
+        return self.completed.metadata
+
+    @property
+    def path(self) -> Path:
+        return self.completed.path
+
+    @property
+    def is_savepoint(self) -> bool:
+        return self.metadata.is_savepoint
+
+
+async def locate_snapshot(path: str | Path) -> LocatedSnapshot:
+    """Verify the savepoint or checkpoint at ``path`` (see the module docstring).
+
+    Raises:
+        ConfigError: ``path`` does not exist or holds no snapshot at all.
+        CheckpointCorruptedError: the snapshot is incomplete or a file fails its checksum.
+        UnsupportedCheckpointVersionError: it was written in an unknown format version.
+    """
+    where = Path(path).expanduser()
+    if not await asyncio.to_thread(where.is_dir):
+        raise ConfigError(
+            f"no savepoint or checkpoint at {str(where)!r}: it is not a directory; pass a savepoint "
+            "directory, a checkpoint directory chk-<n>, or a job's checkpoint directory",
+            path=str(where),
+        )
+    if await asyncio.to_thread((where / METADATA_FILE).is_file):
+        directory = SnapshotDirectory(where)
+        return LocatedSnapshot(await directory.verify_snapshot(), directory)
+    storage = CheckpointStorage(where)
+    if await storage.highest_checkpoint_id() == 0:
+        raise ConfigError(
+            f"{str(where)!r} holds no {METADATA_FILE} and no chk-<n> directories: it is neither a "
+            "savepoint, nor a checkpoint, nor a job's checkpoint directory",
+            path=str(where),
+        )
+    latest = await storage.latest_complete()
+    if latest is None:
+        raise CheckpointCorruptedError(
+            f"{str(where)!r} holds no complete, intact checkpoint (see the warnings above); "
+            "pass an older chk-<n> directory or a savepoint",
+            checkpoint_id=None,
+            file=str(where),
+        )
+    return LocatedSnapshot(latest, storage)
