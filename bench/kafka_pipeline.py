@@ -36,7 +36,7 @@ Broker: $KAFKA_BOOTSTRAP_SERVERS (or --bootstrap) if set, else a broker of its o
 (streamflow.devtools.kafka_broker), stopped at the end.
 
 Usage: python3 bench/kafka_pipeline.py [--records N] [--rounds R] [--only hand,sf-alo,...]
-                                       [--latency] [--no-throughput]
+                                       [--latency] [--no-throughput] [--profile]
 """
 
 from __future__ import annotations
@@ -60,9 +60,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
+from aiokafka.partitioner import murmur2  # noqa: E402
 
 from kafka_child import Child, ChildFailed  # noqa: E402
-from kafka_work import key_at, sent_at, value_at  # noqa: E402
+from kafka_work import USERS, key_at, sent_at, value_at  # noqa: E402
 from streamflow.testing.kafka import create_topic, unique_topic  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
@@ -156,17 +157,30 @@ def find_peer_python(chosen: str | None) -> tuple[str | None, str]:
 async def fill_topic(bootstrap: str, topic: str, count: int) -> None:
     """Create ``topic`` and write records 0..count-1 to it, every one acknowledged."""
     await create_topic(bootstrap, topic, PARTITIONS)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
-                                max_batch_size=256 * 1024)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_batch_size=256 * 1024)
     await producer.start()
     try:
-        pending = []
-        for i in range(count):
-            pending.append(await producer.send(topic, value_at(i), key=key_at(i)))
-            if len(pending) >= 20_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
+        # Whole batches per partition (Kafka's default partitioner: murmur2 of the key):
+        # several times faster than a send per record, which matters for 1 M records.
+        partition_of = {key_at(i): (murmur2(key_at(i)) & 0x7FFFFFFF) % PARTITIONS for i in range(USERS)}
+        for start in range(0, count, 20_000):
+            batches: dict[int, Any] = {}
+            pending = []
+            for i in range(start, min(count, start + 20_000)):
+                key = key_at(i)
+                partition = partition_of[key]
+                batch = batches.get(partition)
+                if batch is None:
+                    batch = batches[partition] = producer.create_batch()
+                if batch.append(key=key, value=value_at(i), timestamp=None) is None:
+                    batch.close()
+                    pending.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = batches[partition] = producer.create_batch()
+                    batch.append(key=key, value=value_at(i), timestamp=None)
+            for partition, batch in batches.items():
+                batch.close()
+                pending.append(await producer.send_batch(batch, topic, partition=partition))
+            await asyncio.gather(*pending)
     finally:
         await producer.stop()
 
@@ -490,6 +504,41 @@ def print_latency(found: list[Latency], args: argparse.Namespace) -> None:
               f"{x.worst * 1000:>5.0f} ms |")
 
 
+# -- profile ------------------------------------------------------------------------------
+
+
+async def profile_streamflow(setup: Setup, args: argparse.Namespace) -> None:
+    """Run sf-alo and sf-eo once more each under cProfile (the child process, bounded) and
+    print where their time goes, by own time. cProfile inflates per-call costs, so
+    Python-level calls look dearer than they are; read it for proportions."""
+    every = {c.name: c for c in contenders(setup, args.interval)}
+    wanted = [every[name] for name in ("sf-alo", "sf-eo") if name in every]
+    if not wanted:
+        print(f"--profile: streamflow cannot run here ({setup.streamflow_problem})")
+        return
+    import pstats
+
+    topic = unique_topic("kbench-in")
+    await fill_topic(setup.bootstrap, topic, args.records)
+    try:
+        for contender in wanted:
+            out = setup.logs / f"{contender.name}.prof"
+
+            def argv(src: str, dst: str, group: str, c: Contender = contender, out: Path = out) -> list[str]:
+                command = c.argv(src, dst, group)
+                return [command[0], "-m", "cProfile", "-o", str(out), *command[1:]]
+
+            profiled = Contender(name=contender.name, label=contender.label, guarantee=contender.guarantee,
+                                 argv=argv, ends_itself=True)
+            sample = await run_once(setup, profiled, topic, args.records, f"{contender.name}-profile")
+            await asyncio.sleep(1.0)  # the child writes its profile as it exits
+            print(f"\ncProfile of {contender.name} ({contender.guarantee}), {args.records:,} records, "
+                  f"{args.records / sample.seconds:,.0f} records/s under the profiler; by own time:")
+            pstats.Stats(str(out)).sort_stats("tottime").print_stats(args.profile_lines)
+    finally:
+        await delete_topics(setup.bootstrap, [topic])
+
+
 # -- main ---------------------------------------------------------------------------------
 
 
@@ -530,12 +579,14 @@ async def run(args: argparse.Namespace, bootstrap: str) -> None:
         print_throughput(results, chosen, args)
     if args.latency:
         print_latency(await measure_latency(setup, args), args)
+    if args.profile:
+        await profile_streamflow(setup, args)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--faust-records", type=int, default=100_000)
+    parser.add_argument("--faust-records", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated contenders: hand,quix,quix-eo,faust,sf-alo,sf-eo")
     parser.add_argument("--interval", type=float, default=1.0, help="streamflow checkpoint interval (throughput)")
@@ -545,7 +596,10 @@ def main() -> None:
     parser.add_argument("--latency-intervals", default="0.5,1,2",
                         type=lambda text: [float(x) for x in text.split(",")],
                         help="checkpoint intervals for streamflow exactly-once latency")
-    parser.add_argument("--no-throughput", action="store_true", help="latency only")
+    parser.add_argument("--no-throughput", action="store_true", help="skip the throughput table")
+    parser.add_argument("--profile", action="store_true",
+                        help="also cProfile one bounded run of streamflow at-least-once and exactly-once")
+    parser.add_argument("--profile-lines", type=int, default=25)
     parser.add_argument("--bootstrap", default=None, help="default: $KAFKA_BOOTSTRAP_SERVERS, else own broker")
     parser.add_argument("--peer-python", default=None,
                         help="interpreter with quixstreams and faust (default: bench/.venv-peers)")
