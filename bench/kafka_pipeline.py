@@ -472,7 +472,7 @@ async def measure_latency(setup: Setup, args: argparse.Namespace) -> list[Latenc
                                         "--output", dst, "--group", group]
 
     runs: list[tuple[str, Callable[[str, str, str], list[str]]]] = [
-        ("hand loop (aiokafka), at-least-once", child(*project, "hand")),
+        ("hand loop (aiokafka send), at-least-once", child(*project, "hand")),
     ]
     if setup.peer_python is not None:
         runs.append(("Quix Streams exactly-once, commit 1 s",
