@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from streamflow.control import HOME_ENV
-from streamflow.devtools.kafka_broker import KafkaBroker
+from streamflow.devtools.kafka_broker import KafkaBroker, KafkaBrokerError
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +26,12 @@ def kafka_bootstrap() -> Iterator[str]:
         return
     broker = KafkaBroker()
     try:
-        yield broker.start()
+        try:
+            bootstrap = broker.start()
+        except KafkaBrokerError:  # e.g. another process took a free port before the JVM bound it
+            broker = KafkaBroker()
+            bootstrap = broker.start()
+        yield bootstrap
     finally:
         broker.stop()
 

@@ -390,13 +390,18 @@ class KafkaSourceReader:
             )
 
     async def close(self) -> None:
+        cancelled = False
         for client, stop in ((self._consumer, "stop"), (self._admin, "close")):
             if client is None:
                 continue
             try:
                 await getattr(client, stop)()
+            except asyncio.CancelledError:
+                cancelled = True  # close the other client too, then let the cancel go on
             except Exception as exc:  # noqa: BLE001 - closing must not hide the job's outcome
                 log.debug("%s: closing %s raised %r", self._where, type(client).__name__, exc)
+        if cancelled:
+            raise asyncio.CancelledError
 
     # -- errors -----------------------------------------------------------------------
 

@@ -291,12 +291,23 @@ class KafkaTransactionalWriter(TwoPhaseCommitSinkWriter[KafkaTxn]):
 
     async def _shut_down(self) -> None:
         """Stop every producer (prepared transactions stay open on the broker for a restore
-        to commit) and the coordinator client."""
+        to commit) and the coordinator client. A cancel arriving meanwhile (the attempt is
+        being torn down) is held until every client is closed: one skipped client would
+        leak its sockets."""
+        cancelled = False
         for tid in list(self._producers):
-            await self._drop_producer(tid)
+            try:
+                await self._drop_producer(tid)
+            except asyncio.CancelledError:
+                cancelled = True
         coordinator, self._coordinator = self._coordinator, None
         if coordinator is not None:
-            await coordinator.close()
+            try:
+                await coordinator.close()
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
 
     @property
     def pool(self) -> TransactionalIdPool:

@@ -53,8 +53,17 @@ async def stop_producer(producer: AIOKafkaProducer, where: str, timeout: float =
         async with asyncio.timeout(timeout):
             await producer.stop()
         return
+    except asyncio.CancelledError:
+        # The attempt is being torn down: still close the sockets (a producer dropped with
+        # open connections leaks them until garbage collection), then let the cancel go on.
+        await _drop_connections(producer, where)
+        raise
     except Exception as exc:  # noqa: BLE001 - best effort; TimeoutError included
         _log.warning("%s: stopping a Kafka producer failed (%r); dropping its connections", where, exc)
+    await _drop_connections(producer, where)
+
+
+async def _drop_connections(producer: AIOKafkaProducer, where: str) -> None:
     sender = producer._sender.sender_task  # no public way to stop without a flush
     if sender is not None and not sender.done():
         sender.cancel()

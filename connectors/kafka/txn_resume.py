@@ -141,9 +141,11 @@ class TransactionCoordinator:
     async def start(self) -> None:
         try:
             await self._client.bootstrap()
-        except KafkaError as exc:
+        except BaseException as exc:  # cancelled too: a half-bootstrapped client holds sockets
             await self._client.close()
-            raise ConnectorError(f"{self._where}: cannot reach the Kafka brokers: {exc!r}") from exc
+            if isinstance(exc, KafkaError):
+                raise ConnectorError(f"{self._where}: cannot reach the Kafka brokers: {exc!r}") from exc
+            raise
         self._started = True
 
     async def close(self) -> None:
