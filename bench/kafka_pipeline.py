@@ -19,8 +19,9 @@ bench/setup.sh), on a fresh output topic and consumer group, over the same input
 Its time runs from the first call of its map (past start-up, group join and partition
 assignment) to the moment the output is complete: for at-least-once, when the output
 topic's end offsets add up to the input count (polled every 10 ms; a consumer sees the
-records from then on); for exactly-once, when the job, bounded at the input's end
-offsets, has returned, i.e. its final transaction is committed. Then the output is read
+records from then on); for Quix exactly-once, when its last stable offsets do; for
+streamflow exactly-once, when the job, bounded at the input's end offsets, has returned,
+i.e. its final transaction is committed. Then the output is read
 back (read_committed for exactly-once) and must hold every input record exactly once.
 
 Why ratios: the machine has 2 cores shared with the broker and with other work, so
@@ -209,12 +210,16 @@ async def offsets_reader(bootstrap: str, isolation: str = "read_uncommitted") ->
         await consumer.stop()
 
 
-async def wait_until_full(bootstrap: str, topic: str, count: int, child: Child, timeout: float) -> float:
+async def wait_until_full(bootstrap: str, topic: str, count: int, child: Child, timeout: float,
+                          isolation: str) -> float:
     """Poll the end offsets of ``topic`` every 10 ms; the time they first add up to
-    ``count`` (at-least-once output is not transactional: end offset = record count)."""
+    ``count``. Non-transactional output: end offset = record count. Transactional output
+    (Quix exactly-once) is polled read_committed, so the offsets are last stable offsets:
+    committed records only, plus one marker per partition per transaction (a few hundred
+    offsets in 1 M, so it ends a hair early)."""
     parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
     deadline = time.monotonic() + timeout
-    async with offsets_reader(bootstrap) as consumer:
+    async with offsets_reader(bootstrap, isolation) as consumer:
         while True:
             exited = child.exited()  # before the look: a child that ends by itself is complete
             ends = await consumer.end_offsets(parts)
@@ -267,6 +272,7 @@ async def run_once(setup: Setup, contender: Contender, source: str, count: int, 
     await create_topic(setup.bootstrap, output, PARTITIONS)
     timeout = max(180.0, count / 2_000)
     checkpoints = None
+    isolation = "read_committed" if contender.guarantee == EXACTLY_ONCE else "read_uncommitted"
     try:
         async with Child.run(contender.argv(source, output, group), setup.logs / f"{tag}.log") as child:
             first = (await child.event("first", timeout=180))["t"]
@@ -274,12 +280,11 @@ async def run_once(setup: Setup, contender: Contender, source: str, count: int, 
                 done = await child.event("done", timeout=timeout)
                 end = done["t"]
             else:
-                end = await wait_until_full(setup.bootstrap, output, count, child, timeout)
+                end = await wait_until_full(setup.bootstrap, output, count, child, timeout, isolation)
                 if contender.ends_itself:
                     done = await child.event("done", timeout=60)
             if contender.ends_itself:
                 checkpoints = done.get("checkpoints")
-        isolation = "read_committed" if contender.guarantee == EXACTLY_ONCE else "read_uncommitted"
         seen, distinct = await read_back(setup.bootstrap, output, isolation)
         if distinct != count or (contender.guarantee == EXACTLY_ONCE and seen != count):
             raise ChildFailed(f"{contender.name}: output holds {seen} records, {distinct} distinct, "
