@@ -98,6 +98,12 @@ class Child:
         return self.events[name]
 
     async def stop(self) -> None:
+        """SIGTERM, then SIGKILL after STOP_GRACE seconds. A child that reported ``done`` is
+        on its way out: let it finish (and clean up after itself) first."""
+        if "done" in self.events:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STOP_GRACE):
+                    await self.process.wait()
         if self.exited():
             return
         with contextlib.suppress(ProcessLookupError):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -30,6 +31,7 @@ from aiokafka.partitioner import murmur2  # noqa: E402
 import streamflow  # noqa: E402
 from kafka_work import report, stamped, transform  # noqa: E402
 from streamflow.connectors.kafka import DeliveryGuarantee, KafkaOutput, KafkaSink, KafkaSource  # noqa: E402
+from streamflow.errors import JobCancelledError  # noqa: E402
 
 HAND_BATCH = 2000
 HAND_LINGER_MS = 0
@@ -175,7 +177,7 @@ async def streamflow_job(args: argparse.Namespace) -> None:
     loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(client.cancel()))
     try:
         result = await client.wait()
-    except asyncio.CancelledError:
+    except JobCancelledError:
         return
     report("done", checkpoints=result.checkpoints_completed, attempts=result.attempts)
 
@@ -195,10 +197,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=HAND_BATCH, help="hand loop: records per getmany")
     parser.add_argument("--linger-ms", type=int, default=HAND_LINGER_MS, help="hand loop: producer linger")
     args = parser.parse_args()
-    if args.checkpoint_dir is None:
-        args.checkpoint_dir = tempfile.mkdtemp(prefix="sf-kafka-bench-")
     run = {"hand": hand_loop, "hand-batch": hand_batch_loop, "streamflow": streamflow_job}[args.contender]
-    asyncio.run(run(args))
+    with contextlib.ExitStack() as stack:
+        if args.contender == "streamflow" and args.checkpoint_dir is None:  # fresh; removed at the end
+            args.checkpoint_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="sf-kafka-bench-"))
+        asyncio.run(run(args))
 
 
 if __name__ == "__main__":

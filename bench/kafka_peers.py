@@ -13,14 +13,24 @@ Usage (the harness does this): python kafka_peers.py quix|faust --bootstrap HOST
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
+import shutil
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from kafka_work import report, stamped, transform  # noqa: E402
+
+
+def _scratch_dir(prefix: str) -> str:
+    """A temporary directory removed when the process exits (both peers exit normally
+    on SIGTERM)."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 def run_quix(args: argparse.Namespace) -> None:
@@ -32,7 +42,7 @@ def run_quix(args: argparse.Namespace) -> None:
     """
     from quixstreams import Application
 
-    state_dir = tempfile.mkdtemp(prefix="quix-bench-")
+    state_dir = _scratch_dir("quix-bench-")
     app = Application(
         broker_address=args.bootstrap,
         consumer_group=args.group,
@@ -66,7 +76,7 @@ def run_faust(args: argparse.Namespace) -> None:
         args.group,
         broker=f"kafka://{args.bootstrap}",
         store="memory://",
-        datadir=tempfile.mkdtemp(prefix="faust-bench-"),
+        datadir=_scratch_dir("faust-bench-"),
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
         processing_guarantee="at_least_once",

@@ -186,13 +186,16 @@ async def fill_topic(bootstrap: str, topic: str, count: int) -> None:
         await producer.stop()
 
 
-async def delete_topics(bootstrap: str, topics: list[str]) -> None:
-    if not topics:
-        return
+async def delete_topics(bootstrap: str, topics: list[str], *, prefixes: tuple[str, ...] = ()) -> None:
+    """Delete ``topics`` and every topic whose name starts with one of ``prefixes`` (the
+    internal topics a peer made for its consumer group, e.g. Faust's assignor topic)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.delete_topics(topics)
+        if prefixes:
+            topics = topics + [t for t in await admin.list_topics() if t.startswith(prefixes)]
+        if topics:
+            await admin.delete_topics(topics)
     except Exception as exc:  # leftovers are harmless (unique names); say so and go on
         print(f"(could not delete topics {topics}: {exc!r})", file=sys.stderr)
     finally:
@@ -292,7 +295,7 @@ async def run_once(setup: Setup, contender: Contender, source: str, count: int, 
         return Sample(records=count, seconds=end - first, startup=first - child.started,
                       checkpoints=checkpoints)
     finally:
-        await delete_topics(setup.bootstrap, [output])
+        await delete_topics(setup.bootstrap, [output], prefixes=(f"{group}-",))
 
 
 # -- the throughput table -----------------------------------------------------------------
@@ -427,9 +430,10 @@ async def measure_latency_once(setup: Setup, label: str, argv: Callable[[str, st
     await create_topic(setup.bootstrap, source, PARTITIONS)
     await create_topic(setup.bootstrap, output, PARTITIONS)
     parts = [TopicPartition(output, p) for p in range(PARTITIONS)]
+    group = unique_topic("kbench-lat")
     latencies: list[float] = []
     try:
-        async with Child.run(argv(source, output, unique_topic("kbench-lat")), setup.logs / f"{tag}.log") as child, \
+        async with Child.run(argv(source, output, group), setup.logs / f"{tag}.log") as child, \
                 offsets_reader(setup.bootstrap, "read_committed") as consumer:
             consumer.assign(parts)
             await consumer.seek_to_beginning(*parts)
@@ -463,7 +467,7 @@ async def measure_latency_once(setup: Setup, label: str, argv: Callable[[str, st
                         raise ChildFailed(f"{label}: {len(latencies)} of {total} records seen after 30 s")
                 child.raise_if_exited()
     finally:
-        await delete_topics(setup.bootstrap, [source, output])
+        await delete_topics(setup.bootstrap, [source, output], prefixes=(f"{group}-",))
     latencies.sort()
     return Latency(label=label, records=len(latencies), p50=statistics.median(latencies),
                    p99=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], worst=latencies[-1])
