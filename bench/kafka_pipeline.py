@@ -356,13 +356,13 @@ def print_throughput(results: Results, chosen: list[Contender], args: argparse.N
             continue
         rates = [s.records / s.seconds for s in runs]
         rate = statistics.median(rates)
-        ratio = f"{rate / base:.2f}" if base else "n/a"
-        ratio_batch = f"{rate / batch:.2f}" if batch else "n/a"
+        to_hand = f"{rate / base:.2f}" if base else "n/a"
+        to_batch = f"{rate / batch:.2f}" if batch else "n/a"
         cadence = ""
         if runs[0].checkpoints is not None:
             cadence = f"{statistics.median(s.checkpoints / s.seconds for s in runs if s.checkpoints is not None):.2f}"
         print(f"| {c.label:<32} | {c.guarantee:<13} | {runs[0].records:>9,} | {rate:>9,.0f} | "
-              f"{min(rates):>8,.0f}..{max(rates):<8,.0f}| {ratio:>6} | {ratio_batch:>7} | "
+              f"{min(rates):>8,.0f}..{max(rates):<8,.0f}| {to_hand:>6} | {to_batch:>7} | "
               f"{statistics.median(s.startup for s in runs):>6.1f} s | {cadence}")
 
     def ratio(top: str, bottom: str) -> float | None:
