@@ -18,7 +18,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord
 
 __all__ = [
-    "create_topic", "partitions_of", "produce", "read_committed", "undecided_partitions", "unique_topic",
+    "create_topic", "partitions_of", "produce", "produce_transactions", "read_committed",
+    "undecided_partitions", "unique_topic",
 ]
 
 _counter = itertools.count()
@@ -87,6 +88,26 @@ async def produce(
         await producer.flush()
         for future in futures:
             await future
+    finally:
+        await producer.stop()
+
+
+async def produce_transactions(
+    bootstrap: str, topic: str, transactions: Sequence[tuple[Sequence[bytes], bool]], *, partition: int = 0
+) -> None:
+    """Write each ``(values, commit)`` as one transaction of one transactional producer to
+    ``partition``, committed or aborted: input for read_committed / read_uncommitted tests."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"{topic}-tx")
+    await producer.start()
+    try:
+        for values, commit in transactions:
+            await producer.begin_transaction()
+            for value in values:
+                await producer.send_and_wait(topic, value, partition=partition)
+            if commit:
+                await producer.commit_transaction()
+            else:
+                await producer.abort_transaction()
     finally:
         await producer.stop()
 

@@ -6,29 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
-
 from streamflow.devtools.kafka_broker import KafkaBroker
-from streamflow.testing.kafka import create_topic, produce, read_committed, unique_topic
-
-
-async def _one_committed_one_aborted(bootstrap: str, topic: str) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"{topic}-tx")
-    await producer.start()
-    try:
-        async with producer.transaction():
-            await producer.send_and_wait(topic, b"committed", partition=0)
-        await producer.begin_transaction()
-        await producer.send_and_wait(topic, b"aborted", partition=0)
-        await producer.abort_transaction()
-    finally:
-        await producer.stop()
+from streamflow.testing.kafka import create_topic, produce, produce_transactions, read_committed, unique_topic
 
 
 async def test_read_committed_hides_aborted_records(kafka_bootstrap: str) -> None:
     topic = unique_topic("broker")
     await create_topic(kafka_bootstrap, topic, partitions=1)
-    await _one_committed_one_aborted(kafka_bootstrap, topic)
+    await produce_transactions(kafka_bootstrap, topic, [([b"committed"], True), ([b"aborted"], False)])
     await produce(kafka_bootstrap, topic, [b"plain"], partition=0)
 
     assert [r.value for r in await read_committed(kafka_bootstrap, topic)] == [

@@ -26,8 +26,8 @@ from streamflow.connectors.file_sink import ExactlyOnceFileSink, read_committed_
 from streamflow.connectors.kafka import KafkaSource, OffsetReset, StartingOffsets
 from streamflow.connectors.kafka.offsets import owner_of
 from streamflow.runtime import faults
-from streamflow.testing.kafka import create_topic, produce, unique_topic
-from tests.kafka.kafka_source_kit import TagSubtask, fill, job, partition_of, run_until
+from streamflow.testing.kafka import create_topic, produce, produce_transactions, unique_topic
+from kafka_source_kit import TagSubtask, fill, job, partition_of, run_until
 
 
 @pytest.fixture
@@ -282,21 +282,6 @@ async def test_starting_offsets_committed_with_a_reset_for_partitions_without_a_
 # -- isolation -------------------------------------------------------------------------
 
 
-async def write_committed_and_aborted(bootstrap: str, topic: str) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"{topic}-tx")
-    await producer.start()
-    try:
-        async with producer.transaction():
-            await producer.send_and_wait(topic, b"0:committed-1", partition=0)
-        await producer.begin_transaction()
-        await producer.send_and_wait(topic, b"0:aborted", partition=0)
-        await producer.abort_transaction()
-        async with producer.transaction():
-            await producer.send_and_wait(topic, b"0:committed-2", partition=0)
-    finally:
-        await producer.stop()
-
-
 @pytest.mark.parametrize(
     ("isolation_level", "expected"),
     [
@@ -309,7 +294,9 @@ async def test_read_committed_skips_aborted_transactions_and_read_uncommitted_se
 ) -> None:
     topic = unique_topic("isolation")
     await create_topic(kafka_bootstrap, topic, 1)
-    await write_committed_and_aborted(kafka_bootstrap, topic)
+    await produce_transactions(
+        kafka_bootstrap, topic, [([b"0:committed-1"], True), ([b"0:aborted"], False), ([b"0:committed-2"], True)]
+    )
     env = job(1)
     env.from_source(source(kafka_bootstrap, topic, bounded=True, isolation_level=isolation_level)).uid(
         "src"

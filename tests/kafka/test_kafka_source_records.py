@@ -18,7 +18,7 @@ from streamflow.connectors.debug import CollectSink
 from streamflow.connectors.kafka import BoundedOutOfOrderness, KafkaOutput, KafkaRecord, KafkaSource
 from streamflow.errors import ConnectorError, DeserializationError
 from streamflow.testing.kafka import create_topic, produce, unique_topic
-from tests.kafka.kafka_source_kit import job, run_until
+from kafka_source_kit import job
 
 
 @pytest.fixture
