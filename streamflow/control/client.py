@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from streamflow.control.protocol import MAX_LINE, ControlError, JobUnreachableError, decode, encode
+from streamflow.control.protocol import MAX_LINE, ControlError, JobUnreachableError, close_quietly, decode, encode
 from streamflow.control.registry import JobEntry
 
 __all__ = ["send_command"]
@@ -42,11 +42,7 @@ async def send_command(entry: JobEntry, command: str, *, timeout: float, **argum
                 remote_type=None,
             ) from None
     finally:
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass
+        await close_quietly(writer)
     if not line:
         raise JobUnreachableError(
             f"job {entry.job_id} closed the connection without answering {command!r}; it has probably ended",

@@ -18,12 +18,14 @@ command        arguments                 result
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from typing import Any
 
 from streamflow.errors import StreamflowError
 
-__all__ = ["COMMANDS", "MAX_LINE", "ControlError", "JobUnreachableError", "decode", "encode"]
+__all__ = ["COMMANDS", "MAX_LINE", "ControlError", "JobUnreachableError", "close_quietly", "decode", "encode"]
 
 COMMANDS = frozenset({"ping", "status", "savepoint", "stop", "cancel"})
 MAX_LINE = 1 << 20  # a status reply of a large job stays far below this
@@ -51,3 +53,10 @@ def decode(line: bytes) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise ValueError(f"a control message is a JSON object, got {type(message).__name__}")
     return message
+
+
+async def close_quietly(writer: asyncio.StreamWriter) -> None:
+    """Close one end of a control connection; the other end having gone already is fine."""
+    writer.close()
+    with contextlib.suppress(ConnectionError, OSError):
+        await writer.wait_closed()

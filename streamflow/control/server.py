@@ -19,7 +19,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from streamflow.control.protocol import COMMANDS, MAX_LINE, decode, encode
+from streamflow.control.protocol import COMMANDS, MAX_LINE, close_quietly, decode, encode
 from streamflow.control.registry import JobEntry, JobRegistry
 from streamflow.errors import ConfigError
 
@@ -101,11 +101,7 @@ class ControlServer:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the caller went away; the command itself went through
         finally:
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
+            await close_quietly(writer)
             if handler is not None:
                 self._handlers.discard(handler)
 
