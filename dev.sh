@@ -6,8 +6,8 @@
 #   ./dev.sh example NAME [ARGS]
 #                        run examples/NAME.py (a Kafka example starts the project's broker)
 # Everything installs into .venv; outside this directory, packages the machine lacks
-# (python3-venv, Java and Maven) are installed with apt-get, and the Kafka broker's jars
-# are cached in ~/.cache/streamflow (STREAMFLOW_CACHE).
+# (python3-venv, Java and Maven, mariadb-server) are installed with apt-get, and the Kafka
+# broker's jars are cached in ~/.cache/streamflow (STREAMFLOW_CACHE).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -45,6 +45,16 @@ need_kafka() {
   "$VENV/bin/python" -c 'from streamflow.devtools.kafka_broker import ensure_kafka; ensure_kafka()'
 }
 
+# The MySQL tests and examples start their own MariaDB (streamflow/devtools/mariadb_server.py)
+# from Debian's mariadb-server, unless MYSQL_URL points at a running server.
+need_mysql() {
+  if [ -n "${MYSQL_URL:-}" ]; then return; fi
+  if ! command -v mariadbd >/dev/null && [ ! -x /usr/sbin/mariadbd ]; then
+    echo "dev.sh: installing mariadb-server with apt-get (for the MySQL sink's tests and examples)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server
+  fi
+}
+
 command=${1:-}
 shift || true
 case "$command" in
@@ -55,6 +65,7 @@ case "$command" in
   test)
     setup
     need_kafka
+    need_mysql
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
   example)
@@ -62,6 +73,7 @@ case "$command" in
     shift
     setup
     need_kafka
+    need_mysql
     exec "$VENV/bin/python" "examples/$name.py" "$@"
     ;;
   *)

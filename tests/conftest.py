@@ -5,6 +5,13 @@ registry of running jobs.
 started on a free 127.0.0.1 port the first time a test asks for it and stopped at the end
 of the session. ``KAFKA_BOOTSTRAP_SERVERS`` points the tests at an external broker instead
 (it must allow transactions on one node and have automatic topic creation off).
+
+``mysql_url`` is a fresh database of its own for the session, on a real MariaDB server
+(``streamflow.devtools.mariadb_server``, Debian's ``mariadb-server``) started on a free
+127.0.0.1 port on first use and stopped at the end. ``MYSQL_URL``
+(``mysql://user:password@host:port/``) points the tests at an external MySQL 8 or
+MariaDB server instead; its user must be allowed to create databases and, on MySQL 8,
+to run XA RECOVER (XA_RECOVER_ADMIN).
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import pytest
 
 from streamflow.control import HOME_ENV
 from streamflow.devtools.kafka_broker import KafkaBroker, KafkaBrokerError
+from streamflow.devtools.mariadb_server import MariaDbServer
+from streamflow.testing.mysql import create_database, drop_database
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +43,28 @@ def kafka_bootstrap() -> Iterator[str]:
         yield bootstrap
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def mysql_server_url() -> Iterator[str]:
+    """The server (no database): MYSQL_URL, or a MariaDB started for the session."""
+    external = os.environ.get("MYSQL_URL")
+    if external:
+        yield external
+        return
+    server = MariaDbServer()
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mysql_url(mysql_server_url: str) -> Iterator[str]:
+    """A database of this session's own on the server (dropped at the end)."""
+    url = create_database(mysql_server_url)
+    yield url
+    drop_database(url)
 
 
 @pytest.fixture(scope="session", autouse=True)

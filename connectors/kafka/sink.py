@@ -20,7 +20,6 @@ otherwise. Topics must exist: the sink never creates them.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import timedelta
@@ -28,6 +27,7 @@ from types import MappingProxyType
 from typing import Any
 
 from streamflow.api.connector import SinkContext, SinkWriter
+from streamflow.api.delivery import DeliveryGuarantee, parse_guarantee
 from streamflow.connectors.kafka.batching import RecordCodec
 from streamflow.connectors.kafka.serializers import Partitioner, Serializer, resolve_serializer
 from streamflow.errors import ConfigError
@@ -54,18 +54,6 @@ _PRODUCER_DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "max_batch_size": 128 * 1024,
     "linger_ms": 0,
 })
-
-
-class DeliveryGuarantee(enum.Enum):
-    """What a sink promises about each record after failures and restarts."""
-
-    NONE = "none"
-    """At most once: nothing is waited for; records in flight at a failure may be lost."""
-    AT_LEAST_ONCE = "at_least_once"
-    """Flushed at every checkpoint: nothing is lost, a restore may write duplicates."""
-    EXACTLY_ONCE = "exactly_once"
-    """Kafka transactions committed with the checkpoint: read_committed consumers see each
-    record once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,18 +113,7 @@ class KafkaSink:
                 f"KafkaSink topic must be a topic name or a callable record -> topic, got {self.topic!r}",
                 value=repr(self.topic),
             )
-        guarantee: Any = self.delivery_guarantee
-        if isinstance(guarantee, str):
-            try:
-                guarantee = DeliveryGuarantee(guarantee.lower())
-            except ValueError:
-                guarantee = None
-        if not isinstance(guarantee, DeliveryGuarantee):
-            raise ConfigError(
-                f"KafkaSink delivery_guarantee must be a DeliveryGuarantee (NONE, AT_LEAST_ONCE, "
-                f"EXACTLY_ONCE), got {self.delivery_guarantee!r}",
-                value=repr(self.delivery_guarantee),
-            )
+        guarantee = parse_guarantee(self.delivery_guarantee, "KafkaSink")
         object.__setattr__(self, "delivery_guarantee", guarantee)
         for name in ("key", "partitioner"):
             value = getattr(self, name)

@@ -41,6 +41,8 @@ class SourceContext:
     restored_splits: list[Any] | None = None
     all_restored_splits: list[Any] | None = None
     clock: Clock = field(default_factory=SystemClock)
+    run_id: str = ""
+    """Unique per job run (``env.execute``), the same for all its attempts and operators."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,8 @@ class SinkContext:
     checkpoint_interval: float | None = None
     restored_state: list[Any] | None = None
     clock: Clock = field(default_factory=SystemClock)
+    run_id: str = ""
+    """Unique per job run (``env.execute``), the same for all its attempts and operators."""
 
 
 class SinkWriter(Protocol):

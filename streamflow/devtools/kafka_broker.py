@@ -15,13 +15,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
-import contextlib
-import ctypes
 import fcntl
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +26,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
+
+from streamflow.devtools.processes import die_with_parent, free_port, port_open, stop_process
 
 __all__ = ["KAFKA_VERSION", "KafkaBroker", "KafkaBrokerError", "cache_dir", "ensure_kafka"]
 
@@ -142,8 +140,8 @@ class KafkaBroker:
     ) -> None:
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="streamflow-kafka-"))
-        self.port = port or _free_port()
-        self.controller_port = _free_port(avoid=self.port)
+        self.port = port or free_port()
+        self.controller_port = free_port(avoid=self.port)
         self._config = dict(config or {})
         self._heap = heap
         self._process: subprocess.Popen[bytes] | None = None
@@ -214,7 +212,7 @@ class KafkaBroker:
             self._process = subprocess.Popen(
                 [*jvm, "kafka.Kafka", str(config)],
                 stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         try:
             self._wait_until_ready(timeout)
@@ -227,13 +225,8 @@ class KafkaBroker:
         """Stop the broker (SIGTERM, then SIGKILL after ``timeout``); remove the data
         directory if it was a temporary one."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            stop_process(process, timeout)
         if self._own_dir and process is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
@@ -256,7 +249,7 @@ class KafkaBroker:
 
     def _wait_until_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while not _port_open(self.port):
+        while not port_open(self.port):
             if self._process is None or self._process.poll() is not None:
                 raise KafkaBrokerError(f"the Kafka broker exited at start-up; see {self.log_file}"
                                        f" and {self.data_dir / 'console.log'}")
@@ -292,29 +285,6 @@ async def _warm_up(bootstrap: str, deadline: float) -> None:
             await asyncio.sleep(0.5)
         finally:
             await producer.stop()
-
-
-def _free_port(avoid: int | None = None) -> int:
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port != avoid:
-            return port
-
-
-def _port_open(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-        return True
-    return False
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux to kill the broker when its parent dies, so a
-    killed test run leaves no JVM behind."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _stderr(message: str) -> None:

@@ -27,6 +27,7 @@ class OperatorContext:
         self,
         *,
         job_name: str,
+        run_id: str = "",
         spec: OperatorSpec,
         subtask_index: int,
         parallelism: int,
@@ -37,6 +38,7 @@ class OperatorContext:
         checkpoint_interval: float | None,
     ) -> None:
         self.job_name = job_name
+        self.run_id = run_id
         self.operator_uid = spec.effective_uid
         self.operator_name = spec.name
         self.subtask_index = subtask_index

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Coroutine
@@ -90,6 +91,8 @@ class Execution:
         self.failures: list[str] = []
         self.started = time.perf_counter()
         self.restore_point: RestorePoint | None = None
+        # Tells this run's operators apart from another run's in the same process.
+        self.run_id = uuid.uuid4().hex
         self._ids_before_run = 0  # highest checkpoint id on disk before this run
         self.storage = (
             CheckpointStorage(settings.checkpoint_dir, retained=settings.checkpoint.retained)
@@ -313,6 +316,7 @@ class Execution:
             return source.create_reader(
                 SourceContext(
                     job_name=settings.job_name,
+                    run_id=self.run_id,
                     operator_uid=uid,
                     subtask_index=subtask,
                     parallelism=chain.parallelism,
@@ -346,6 +350,7 @@ class Execution:
         checkpoint = settings.checkpoint
         return OperatorContext(
             job_name=settings.job_name,
+            run_id=self.run_id,
             spec=spec,
             subtask_index=subtask,
             parallelism=chain.parallelism,

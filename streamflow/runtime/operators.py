@@ -439,6 +439,7 @@ class SinkOperator(StreamOperator):
             restored_state = redistribute_split(lists, self.ctx.parallelism)[self.ctx.subtask_index]
         sink_ctx = SinkContext(
             job_name=self.ctx.job_name,
+            run_id=self.ctx.run_id,
             operator_uid=self.uid,
             subtask_index=self.ctx.subtask_index,
             parallelism=self.ctx.parallelism,

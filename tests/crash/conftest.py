@@ -42,12 +42,14 @@ def crash_lab(
     request: pytest.FixtureRequest, crash_inputs: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CrashLab]:
     selected = request.config.stash.get(_SELECTED, [])
-    kafka = None
-    if any(s.sink == "kafka" for s in selected):  # the broker starts only if needed
+    kafka = mysql_server = None
+    if any(s.sink == "mysql" for s in selected):  # the servers start only if needed
+        mysql_server = request.getfixturevalue("mysql_server_url")
+    if any(s.sink in ("kafka", "mysql") for s in selected):
         bootstrap = request.getfixturevalue("kafka_bootstrap")
         kafka = KafkaInput(bootstrap, unique_topic("crash-input"))
         asyncio.run(crash_job.fill_input_topic(crash_inputs, bootstrap, kafka.topic))
-    lab = CrashLab(crash_inputs, tmp_path_factory.mktemp("crash-runs"), kafka=kafka)
+    lab = CrashLab(crash_inputs, tmp_path_factory.mktemp("crash-runs"), kafka=kafka, mysql_server=mysql_server)
     for scenario in selected:  # references first: every crash test compares with one
         lab.submit(scenario.reference)
     for scenario in selected:

@@ -103,6 +103,7 @@ class ScenarioResult:
     out: Path
     checkpoints: Path
     output_topic: str | None = None  # Kafka scenarios
+    mysql_url: str | None = None  # MySQL scenarios: a database of the scenario's own
     runs: list[JobRun] = field(default_factory=list)
     committed: list[list[crash_job.Result]] = field(default_factory=list)  # after each run
     inspections: list[Inspection] = field(default_factory=list)  # after each run
@@ -126,6 +127,22 @@ def inspect_kafka(kafka: KafkaInput, output_topic: str, committed: int, run: Job
                  for p, (s, h) in sorted(undecided.items())]
     subtasks = set(run.summary.get("sink_subtasks_written", ())) if run.returncode == 0 else set()
     return Inspection(subtasks, committed, leftovers)
+
+
+def inspect_mysql(url: str) -> Inspection:
+    """Committed XA transactions leave their marker rows (subtask); prepared xids of this
+    database's sink that are still on the server are leftovers."""
+    from streamflow.connectors.mysql.xids import Xid, sink_key
+    from streamflow.testing.mysql import prepared_xids, query
+
+    key = sink_key("crash-job", "mysql-sink", url.rsplit("/", 1)[1])
+    leftovers = [f"prepared XA transaction {g}|{b}" for f, g, b in prepared_xids(url) if Xid(g, b, f).belongs_to(key)]
+    if not query(url, "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() "
+                      "AND table_name = '_streamflow_xa_markers'"):
+        return Inspection(set(), 0, leftovers)
+    subtasks = {int(r[0]) for r in query(url, "SELECT DISTINCT subtask FROM _streamflow_xa_markers")}
+    (count,), = query(url, f"SELECT count(*) FROM {crash_job.TABLE}")
+    return Inspection(subtasks, int(count), leftovers)
 
 
 def inspect_sink(sink: str, out: Path) -> Inspection:
@@ -157,7 +174,7 @@ def inspect_sink(sink: str, out: Path) -> Inspection:
 
 def run_job(
     scenario: Scenario, inputs: Path, out: Path, checkpoints: Path, crash: str | None,
-    kafka: KafkaInput | None = None, output_topic: str | None = None,
+    kafka: KafkaInput | None = None, output_topic: str | None = None, mysql_url: str | None = None,
 ) -> JobRun:
     argv = [
         sys.executable, str(JOB),
@@ -167,8 +184,12 @@ def run_job(
         "--checkpoints", str(checkpoints),
         "--parallelism", str(scenario.parallelism),
     ]  # fmt: skip
-    if kafka is not None and output_topic is not None:
-        argv += ["--bootstrap", kafka.bootstrap, "--input-topic", kafka.topic, "--output-topic", output_topic]
+    if kafka is not None:
+        argv += ["--bootstrap", kafka.bootstrap, "--input-topic", kafka.topic]
+    if output_topic is not None:
+        argv += ["--output-topic", output_topic]
+    if mysql_url is not None:
+        argv += ["--mysql-url", mysql_url]
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFLOW_CRASH")}
     if crash is not None:
         env["STREAMFLOW_CRASH"] = crash
@@ -191,10 +212,17 @@ def _text(data: str | bytes | None) -> str:
     return data if isinstance(data, str) else data.decode("utf-8", "replace")
 
 
-def run_scenario(scenario: Scenario, inputs: Path, base: Path, kafka: KafkaInput | None = None) -> ScenarioResult:
+def run_scenario(scenario: Scenario, inputs: Path, base: Path, kafka: KafkaInput | None = None,
+                 mysql_server: str | None = None) -> ScenarioResult:
     base.mkdir(parents=True, exist_ok=False)
     result = ScenarioResult(scenario, base / "out", base / "checkpoints")
     target = None
+    if scenario.sink == "mysql":
+        from streamflow.testing.mysql import create_database
+
+        if kafka is None or mysql_server is None:
+            raise ValueError("a MySQL scenario needs the broker, the input topic and the MySQL server")
+        result.mysql_url = create_database(mysql_server, prefix="crash")
     if scenario.sink == "kafka":
         from streamflow.testing.kafka import create_topic, unique_topic
 
@@ -204,11 +232,14 @@ def run_scenario(scenario: Scenario, inputs: Path, base: Path, kafka: KafkaInput
         asyncio.run(create_topic(kafka.bootstrap, result.output_topic, partitions=crash_job.INPUT_FILES))
         target = (kafka.bootstrap, result.output_topic)
     for crash in (*scenario.crashes, None):
-        run = run_job(scenario, inputs, result.out, result.checkpoints, crash, kafka, result.output_topic)
+        run = run_job(scenario, inputs, result.out, result.checkpoints, crash,
+                      kafka if scenario.sink in ("kafka", "mysql") else None, result.output_topic, result.mysql_url)
         result.runs.append(run)
-        committed = crash_job.read_committed(scenario.sink, result.out, target)
+        committed = crash_job.read_committed(scenario.sink, result.out, target, result.mysql_url)
         result.committed.append(committed)
-        if kafka is not None and result.output_topic is not None:
+        if result.mysql_url is not None:
+            result.inspections.append(inspect_mysql(result.mysql_url))
+        elif kafka is not None and result.output_topic is not None:
             result.inspections.append(inspect_kafka(kafka, result.output_topic, len(committed), run))
         else:
             result.inspections.append(inspect_sink(scenario.sink, result.out))
@@ -221,11 +252,13 @@ class CrashLab:
     """Runs scenarios in a thread pool, each once; ``result`` waits for one."""
 
     def __init__(
-        self, inputs: Path, base: Path, workers: int = WORKERS, kafka: KafkaInput | None = None
+        self, inputs: Path, base: Path, workers: int = WORKERS, kafka: KafkaInput | None = None,
+        mysql_server: str | None = None,
     ) -> None:
         self.inputs = inputs
         self.base = base
         self.kafka = kafka
+        self.mysql_server = mysql_server
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crash-lab")
         self._futures: dict[Scenario, Future[ScenarioResult]] = {}
         self._lock = threading.Lock()
@@ -235,7 +268,7 @@ class CrashLab:
             future = self._futures.get(scenario)
             if future is None:
                 base = self.base / scenario.id
-                future = self._pool.submit(run_scenario, scenario, self.inputs, base, self.kafka)
+                future = self._pool.submit(run_scenario, scenario, self.inputs, base, self.kafka, self.mysql_server)
                 self._futures[scenario] = future
             return future
 

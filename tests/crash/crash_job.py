@@ -4,6 +4,8 @@
         --checkpoints DIR --parallelism P
     python tests/crash/crash_job.py --sink kafka --bootstrap HOST:PORT \
         --input-topic T --output-topic U --out DIR --checkpoints DIR --parallelism P
+    python tests/crash/crash_job.py --sink mysql --bootstrap HOST:PORT --input-topic T \
+        --mysql-url mysql://root@127.0.0.1:PORT/DB --out DIR --checkpoints DIR --parallelism P
 
 Pipeline: FileSource over the input files -> map(parse) -> key_by(key) -> a
 KeyedProcessFunction counting records per key in keyed ValueState and emitting
@@ -15,6 +17,9 @@ With ``--sink kafka`` both ends are Kafka: the same lines are read from ``--inpu
 (file f is partition f, keyed by the line's key) with KafkaSource, and written as
 ``key,count,lineid`` values keyed by key to ``--output-topic`` with an exactly-once
 (transactional) KafkaSink; a key's records stay in one output partition, in order.
+With ``--sink mysql`` the input is the same Kafka topic and the output the rows of
+``results`` in ``--mysql-url``, written by an exactly-once (XA) MySqlSink; ``seq`` (auto
+increment) keeps the insertion order, and UNIQUE (key, count) makes a duplicate fail.
 
 Every key lives in exactly one input file, so its records reach the counter in the order
 of that file whatever the parallelism and timing: the output is deterministic and each
@@ -48,6 +53,7 @@ from streamflow import KeyedProcessFunction, RestartStrategy, StreamEnvironment
 from streamflow.connectors.file_sink import ExactlyOnceFileSink, read_committed_lines
 from streamflow.connectors.files import FileSource
 from streamflow.connectors.kafka import DeliveryGuarantee, KafkaSink, KafkaSource
+from streamflow.connectors.mysql import MySqlSink
 from streamflow.connectors.sqlite import ExactlyOnceSqliteSink
 from streamflow.state import ValueStateDescriptor
 
@@ -70,6 +76,12 @@ TABLE_DDL = (
 )
 # Plain INSERT, not OR IGNORE: a duplicate (key, count) must fail loudly.
 INSERT = f"INSERT INTO {TABLE} (key, count, lineid) VALUES (?, ?, ?)"
+MYSQL_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+    " seq BIGINT AUTO_INCREMENT PRIMARY KEY, `key` VARCHAR(16) NOT NULL,"
+    " count INT NOT NULL, lineid INT NOT NULL, UNIQUE KEY key_count (`key`, count)) ENGINE=InnoDB"
+)
+MYSQL_INSERT = f"INSERT INTO {TABLE} (`key`, count, lineid) VALUES (%s, %s, %s)"
 
 Result = tuple[str, int, int]  # (key, count, line id)
 
@@ -170,7 +182,7 @@ def to_kafka_value(record: Result) -> bytes:
 
 def build(env: StreamEnvironment, sink: str, inputs: list[Path], out: Path, args: argparse.Namespace) -> None:
     pause = RUN_SECONDS * PACE_EVERY * env.parallelism / TOTAL_RECORDS
-    if sink == "kafka":
+    if sink in ("kafka", "mysql"):
         source: Any = KafkaSource(
             args.bootstrap, topics=args.input_topic, bounded=True, value_deserializer="str"
         )
@@ -209,6 +221,12 @@ def build(env: StreamEnvironment, sink: str, inputs: list[Path], out: Path, args
             ),
             name="kafka-sink",
         ).uid("kafka-sink")
+    elif sink == "mysql":
+        stream.sink_to(
+            MySqlSink(args.mysql_url, table=TABLE, statement=MYSQL_INSERT, row_fn=to_row,
+                      delivery_guarantee=DeliveryGuarantee.EXACTLY_ONCE, batch_size=100),
+            name="mysql-sink",
+        ).uid("mysql-sink")
     else:
         raise ValueError(f"unknown sink {sink!r}")
 
@@ -239,10 +257,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 # -- reading the committed output (used by the tests) -----------------------------------
 
 
-def read_committed(sink: str, out: Path, kafka: tuple[str, str] | None = None) -> list[Result]:
-    """The committed output in commit order per subtask (file), insertion order (SQLite)
-    or offset order per partition (Kafka, ``kafka=(bootstrap, output topic)``, as a
-    read_committed consumer sees it)."""
+def read_committed(sink: str, out: Path, kafka: tuple[str, str] | None = None,
+                   mysql_url: str | None = None) -> list[Result]:
+    """The committed output in commit order per subtask (file), insertion order (SQLite,
+    MySQL) or offset order per partition (Kafka, ``kafka=(bootstrap, output topic)``, as
+    a read_committed consumer sees it)."""
+    if sink == "mysql":
+        from streamflow.testing.mysql import query
+
+        assert mysql_url is not None
+        if not query(mysql_url, "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() "
+                                "AND table_name = %s", (TABLE,)):
+            return []
+        rows = query(mysql_url, f"SELECT `key`, count, lineid FROM {TABLE} ORDER BY seq")
+        return [(k, int(c), int(i)) for k, c, i in rows]
     if sink == "kafka":
         from streamflow.testing.kafka import read_committed as read_kafka
 
@@ -273,15 +301,20 @@ def read_committed(sink: str, out: Path, kafka: tuple[str, str] | None = None) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sink", choices=("file", "sqlite", "kafka"), required=True)
+    parser.add_argument("--sink", choices=("file", "sqlite", "kafka", "mysql"), required=True)
     parser.add_argument("--input", type=Path, help="directory of the generated input files")
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers (--sink kafka)")
     parser.add_argument("--input-topic", help="the input topic (--sink kafka)")
     parser.add_argument("--output-topic", help="the output topic (--sink kafka)")
+    parser.add_argument("--mysql-url", help="the database of the results table (--sink mysql)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--checkpoints", type=Path, required=True)
     parser.add_argument("--parallelism", type=int, default=1)
     args = parser.parse_args(argv)
+    if args.sink == "mysql":  # the table is the user's to create, as with any MySqlSink
+        from streamflow.testing.mysql import execute
+
+        execute(args.mysql_url, MYSQL_DDL)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in ("streamflow.job", "streamflow.checkpoint"):
         logging.getLogger(name).setLevel(logging.INFO)

@@ -1,4 +1,5 @@
-"""Crash and recovery of the exactly-once file, SQLite and Kafka sinks (DESIGN.md section 7).
+"""Crash and recovery of the exactly-once file, SQLite, Kafka and MySQL (XA) sinks (DESIGN.md
+section 7).
 
 A real job process (``crash_job.py``) is killed at a named point (``STREAMFLOW_CRASH``,
 ``os._exit(137)``), a NEW process is started on the same checkpoint and output
@@ -22,7 +23,8 @@ from crash_harness import CRASH_EXIT_CODE, CrashLab, Scenario, ScenarioResult
 
 pytestmark = pytest.mark.crash
 
-SINKS = ("file", "sqlite", "kafka")  # kafka: KafkaSource -> ... -> exactly-once KafkaSink
+# kafka: KafkaSource -> ... -> exactly-once KafkaSink; mysql: KafkaSource -> ... -> XA MySqlSink
+SINKS = ("file", "sqlite", "kafka", "mysql")
 PARALLELISMS = (1, 2)
 # Checkpoint ids >= n fire, so n=2 is surely reached (a run takes ~10 checkpoints).
 POINTS = (

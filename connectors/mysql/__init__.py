@@ -1,0 +1,10 @@
+"""MySQL and MariaDB: an exactly-once XA sink, an at-least-once upsert sink, and a sink
+that stores results and Kafka source offsets in one local transaction (DESIGN.md
+section 6)."""
+
+from streamflow.api.delivery import DeliveryGuarantee
+from streamflow.connectors.mysql.connection import MySqlAddress, parse_mysql_url
+from streamflow.connectors.mysql.sink import MySqlSink
+from streamflow.connectors.mysql.statements import MySqlStatementError
+
+__all__ = ["DeliveryGuarantee", "MySqlAddress", "MySqlSink", "MySqlStatementError", "parse_mysql_url"]
