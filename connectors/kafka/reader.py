@@ -43,6 +43,7 @@ from streamflow.connectors.kafka.offsets import (
     StartingOffsets,
     owner_of,
 )
+from streamflow.connectors.kafka.progress import BOARD
 from streamflow.connectors.kafka.records import KafkaOutput
 from streamflow.connectors.kafka.watermarks import PartitionWatermarks
 from streamflow.errors import ConnectorError
@@ -365,6 +366,9 @@ class KafkaSourceReader:
             commits[checkpoint_id] = {tp: split.offset for tp, split in self._splits.items()}
             while len(commits) > _COMMITS_KEPT:
                 del commits[min(commits)]
+        ctx = self._ctx
+        BOARD.publish(ctx.run_id, ctx.operator_uid, ctx.subtask_index, ctx.parallelism, checkpoint_id,
+                      {(tp.topic, tp.partition): split.offset for tp, split in self._splits.items()})
         return [split.state() for split in self._splits.values()]
 
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:

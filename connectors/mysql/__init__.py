@@ -4,7 +4,11 @@ section 6)."""
 
 from streamflow.api.delivery import DeliveryGuarantee
 from streamflow.connectors.mysql.connection import MySqlAddress, parse_mysql_url
+from streamflow.connectors.mysql.offsets_sink import MySqlOffsetsSink, load_offsets
 from streamflow.connectors.mysql.sink import MySqlSink
 from streamflow.connectors.mysql.statements import MySqlStatementError
 
-__all__ = ["DeliveryGuarantee", "MySqlAddress", "MySqlSink", "MySqlStatementError", "parse_mysql_url"]
+__all__ = [
+    "DeliveryGuarantee", "MySqlAddress", "MySqlOffsetsSink", "MySqlSink", "MySqlStatementError",
+    "load_offsets", "parse_mysql_url",
+]
