@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiomysql
 
-from streamflow.api.connector import SinkContext
+from streamflow.api.connector import SinkContext, SinkWriterBase
 from streamflow.connectors.mysql.connection import connect
 from streamflow.connectors.mysql.statements import RowBatch
 
@@ -28,7 +28,7 @@ _log = logging.getLogger(__name__)
 _IDEMPOTENT = re.compile(r"ON\s+DUPLICATE\s+KEY\s+UPDATE|^\s*REPLACE\s|^\s*INSERT\s+IGNORE\s", re.IGNORECASE)
 
 
-class MySqlUpsertWriter:
+class MySqlUpsertWriter(SinkWriterBase):
     """One subtask's AT_LEAST_ONCE writer."""
 
     def __init__(self, ctx: SinkContext, sink: MySqlSink) -> None:
@@ -60,12 +60,6 @@ class MySqlUpsertWriter:
     async def snapshot(self, checkpoint_id: int) -> list[Any]:
         await self._flush()
         return []
-
-    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-        return None
-
-    async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
-        return None
 
     async def finish(self) -> None:
         await self._flush()

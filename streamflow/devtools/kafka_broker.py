@@ -20,14 +20,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import TracebackType
 
-from streamflow.devtools.processes import die_with_parent, free_port, port_open, stop_process
+from streamflow.devtools.processes import ServerProcess, die_with_parent, free_port, port_open
 
 __all__ = ["KAFKA_VERSION", "KafkaBroker", "KafkaBrokerError", "cache_dir", "ensure_kafka"]
 
@@ -122,7 +120,7 @@ def ensure_kafka(progress: Callable[[str], None] | None = None) -> Path:
         return libs
 
 
-class KafkaBroker:
+class KafkaBroker(ServerProcess):
     """One KRaft broker+controller process on 127.0.0.1.
 
     ``data_dir`` keeps the log between :meth:`stop` and :meth:`start` (a restart keeps
@@ -138,13 +136,11 @@ class KafkaBroker:
         config: Mapping[str, str] | None = None,
         heap: str = "1g",
     ) -> None:
-        self._own_dir = data_dir is None
-        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="streamflow-kafka-"))
+        super().__init__(data_dir, "streamflow-kafka-")
         self.port = port or free_port()
         self.controller_port = free_port(avoid=self.port)
         self._config = dict(config or {})
         self._heap = heap
-        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -220,32 +216,6 @@ class KafkaBroker:
             self.stop()
             raise
         return self.bootstrap_servers
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the broker (SIGTERM, then SIGKILL after ``timeout``); remove the data
-        directory if it was a temporary one."""
-        process, self._process = self._process, None
-        if process is not None:
-            stop_process(process, timeout)
-        if self._own_dir and process is not None:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def kill(self) -> None:
-        """Kill the broker at once (SIGKILL), keeping its data: a crash, for tests."""
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait()
-            self._process = None
-
-    def __enter__(self) -> KafkaBroker:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _wait_until_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

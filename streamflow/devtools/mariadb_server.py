@@ -15,12 +15,10 @@ import getpass
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
-from streamflow.devtools.processes import die_with_parent, free_port, port_open, stop_process
+from streamflow.devtools.processes import ServerProcess, die_with_parent, free_port, port_open
 
 __all__ = ["MariaDbServer", "MariaDbServerError", "find_mariadb"]
 
@@ -55,7 +53,7 @@ def find_mariadb() -> tuple[str, str]:
     return server, install
 
 
-class MariaDbServer:
+class MariaDbServer(ServerProcess):
     """One ``mariadbd`` process on 127.0.0.1, user ``root`` without a password.
 
     ``data_dir`` keeps the databases between :meth:`stop` and :meth:`start` (and the
@@ -64,11 +62,9 @@ class MariaDbServer:
 
     def __init__(self, data_dir: Path | None = None, *, port: int | None = None,
                  buffer_pool: str = "256M") -> None:
-        self._own_dir = data_dir is None
-        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="streamflow-mariadb-"))
+        super().__init__(data_dir, "streamflow-mariadb-")
         self.port = port or free_port()
         self._buffer_pool = buffer_pool
-        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -115,30 +111,6 @@ class MariaDbServer:
             self.stop()
             raise
         return self.url
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the server (SIGTERM: a clean shutdown; SIGKILL after ``timeout``); remove
-        the data directory if it was a temporary one."""
-        process, self._process = self._process, None
-        if process is not None:
-            stop_process(process, timeout)
-        if self._own_dir and process is not None:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def kill(self) -> None:
-        """Kill the server at once (SIGKILL), keeping its data: a crash, for tests."""
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait()
-            self._process = None
-
-    def __enter__(self) -> MariaDbServer:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     def _wait_until_ready(self, timeout: float) -> None:
         import pymysql

@@ -2,13 +2,60 @@
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import ctypes
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Self
 
-__all__ = ["die_with_parent", "free_port", "port_open", "stop_process"]
+__all__ = ["ServerProcess", "die_with_parent", "free_port", "port_open", "stop_process"]
+
+
+class ServerProcess(abc.ABC):
+    """A server child process with a data directory: stop, kill, and use as a context.
+
+    Without a ``data_dir`` of the caller's, the directory is temporary and removed on
+    :meth:`stop`; a caller's directory keeps the data across restarts.
+    """
+
+    def __init__(self, data_dir: Path | None, temp_prefix: str) -> None:
+        self._own_dir = data_dir is None
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix=temp_prefix))
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @abc.abstractmethod
+    def start(self, timeout: float = 60.0) -> str:
+        """Start the server; return how clients reach it."""
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the server (SIGTERM: a clean shutdown; SIGKILL after ``timeout``); remove
+        the data directory if it was a temporary one."""
+        process, self._process = self._process, None
+        if process is not None:
+            stop_process(process, timeout)
+        if self._own_dir and process is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def kill(self) -> None:
+        """Kill the server at once (SIGKILL), keeping its data: a crash, for tests."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
 
 
 def free_port(avoid: int | None = None) -> int:
