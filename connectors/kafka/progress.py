@@ -19,6 +19,7 @@ __all__ = ["BOARD", "OffsetsBoard"]
 
 TopicPartition = tuple[str, int]
 _KEPT = 16  # checkpoints kept per source subtask (a sink commits far fewer behind)
+_RUNS_KEPT = 32  # job runs kept, most recently published first: a process may run many jobs
 
 
 @dataclass(slots=True)
@@ -36,7 +37,10 @@ class OffsetsBoard:
                 offsets: Mapping[TopicPartition, int]) -> None:
         """Record the NEXT offsets ``subtask`` of ``source_uid`` stored in checkpoint n."""
         with self._lock:
-            sources = self._runs.setdefault(run_id, {})
+            sources = self._runs.pop(run_id, {})
+            self._runs[run_id] = sources  # now the most recent
+            while len(self._runs) > _RUNS_KEPT:
+                del self._runs[next(iter(self._runs))]
             source = sources.get(source_uid)
             if source is None or source.parallelism != parallelism:
                 source = sources[source_uid] = _Source(parallelism)

@@ -66,3 +66,16 @@ def test_a_missing_subtask_is_reported() -> None:
     board.publish("run", "src", 0, 2, 1, {("t", 0): 1})
     with pytest.raises(StateError, match="subtask 1 has no offsets"):
         board.offsets_at("run", 1)
+
+
+def test_the_board_keeps_only_the_most_recent_runs() -> None:
+    board = OffsetsBoard()
+    board.publish("long-running", "src", 0, 1, 1, {("t", 0): 1})
+    for i in range(40):
+        board.publish(f"run-{i}", "src", 0, 1, 1, {("t", 0): i})
+        if i % 10 == 0:
+            board.publish("long-running", "src", 0, 1, 2 + i, {("t", 0): 2 + i})  # still publishing
+    assert board.offsets_at("run-39", 1) == {("t", 0): 39}
+    assert board.offsets_at("long-running", 100) == {("t", 0): 32}
+    with pytest.raises(StateError):
+        board.offsets_at("run-0", 1)  # forgotten
