@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 import tempfile
 from contextlib import ExitStack
@@ -49,19 +48,15 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from streamflow import CheckpointListener, ErrorPolicy, KeyedProcessFunction, RestartStrategy, StreamEnvironment
+# minute_totals.py, next to this file, holds what the two MySQL examples share.
+from minute_totals import EVENTS, MINUTE, PARTITIONS, CrashOnce, expected_totals, minute_of, parse, servers, table_totals
+from streamflow import ErrorPolicy, KeyedProcessFunction, RestartStrategy, StreamEnvironment
 from streamflow.connectors.kafka import BoundedOutOfOrderness, KafkaSource
-from streamflow.connectors.mysql import DeliveryGuarantee, MySqlSink, parse_mysql_url
-from streamflow.connectors.mysql.xids import Xid, sink_key
-from streamflow.devtools.kafka_broker import KafkaBroker
-from streamflow.devtools.mariadb_server import MariaDbServer
+from streamflow.connectors.mysql import DeliveryGuarantee, MySqlSink
 from streamflow.state import MapStateDescriptor
 from streamflow.testing.kafka import create_topic, unique_topic
-from streamflow.testing.mysql import create_database, drop_database, execute, prepared_xids, query
+from streamflow.testing.mysql import execute, prepared_xids_of
 
-EVENTS = Path(__file__).parent / "data" / "events.jsonl"
-PARTITIONS = 4
-MINUTE = 60
 OUT_OF_ORDERNESS = 5.0  # seconds a record may arrive behind the newest one of its partition
 
 # The table is the user's to create; the sink only checks that it exists.
@@ -76,28 +71,6 @@ CREATE TABLE minute_totals (
 """
 JOB, SINK_UID = "kafka-minute-totals-xa", "minute-totals-mysql"
 INSERT = "INSERT INTO minute_totals (user_id, minute_start, events, purchase_cents) VALUES (%s, %s, %s, %s)"
-
-Totals = dict[tuple[str, int], tuple[int, int]]
-"""(user, minute start in epoch seconds) -> (events, purchase cents)."""
-
-
-def parse(line: str | bytes) -> dict[str, Any]:
-    """A JSON event with a str ``user``, a numeric ``ts`` and ``amount``; anything else is
-    malformed (ValueError, which the error policy skips)."""
-    event = orjson.loads(line)
-    if not isinstance(event, dict) or not isinstance(event.get("user"), str):
-        raise ValueError(f"event has no 'user' string: {line!r}")
-    ts, amount = event.get("ts"), event.get("amount")
-    if isinstance(ts, bool) or not isinstance(ts, (int, float)):
-        raise ValueError(f"event 'ts' is not a number: {ts!r}")
-    if isinstance(amount, bool) or not isinstance(amount, (int, float)):
-        raise ValueError(f"event 'amount' is not a number: {amount!r}")
-    return {"user": event["user"], "type": event.get("type"), "ts": ts, "cents": round(amount * 100)}
-
-
-def minute_of(ts: float) -> int:
-    return int(ts // MINUTE) * MINUTE
-
 
 class MinuteTotals(KeyedProcessFunction):
     """Per user: an event-time tumbling window of one minute, built from keyed state and
@@ -134,34 +107,6 @@ def to_row(total: dict[str, Any]) -> tuple[str, datetime, int, int]:
     return total["user"], minute, total["events"], total["purchase_cents"]
 
 
-class CrashOnce(CheckpointListener):
-    """Fails the job attempt once, when a subtask has passed ``at`` records and has seen a
-    checkpoint complete (so the restore has something to restore). The "once" lives on
-    the class: every subtask has its own copy of the function."""
-
-    crashed = False
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-        self.seen = 0
-        self.checkpoints = 0
-
-    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-        self.checkpoints += 1
-
-    def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
-        pass
-
-    async def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
-        self.seen += 1
-        if self.seen % 200 == 0:
-            await asyncio.sleep(0.1)  # like an enrichment call: the run spans several checkpoints
-        if not CrashOnce.crashed and self.seen >= self.at and self.checkpoints >= 1:
-            CrashOnce.crashed = True
-            raise RuntimeError(f"crash on purpose after {self.seen} records (the demo's injected failure)")
-        return event
-
-
 def build(env: StreamEnvironment, *, bootstrap: str, topic: str, mysql_url: str, crash_at: int | None) -> None:
     """Declare the pipeline on ``env``."""
     source = KafkaSource(bootstrap, topics=topic, bounded=True, value_deserializer="str",
@@ -172,7 +117,7 @@ def build(env: StreamEnvironment, *, bootstrap: str, topic: str, mysql_url: str,
         .with_error_policy(ErrorPolicy.skip(on=(ValueError,)))
     )
     if crash_at is not None:
-        stream = stream.map(CrashOnce(crash_at)).name("chaos").uid("chaos")
+        stream = stream.map(CrashOnce(crash_at, checkpoints=1)).name("chaos").uid("chaos")
     (
         stream.key_by(lambda e: e["user"])
         .process(MinuteTotals()).name("minute-totals").uid("minute-totals")
@@ -209,35 +154,6 @@ async def fill_input(bootstrap: str, topic: str) -> int:
     return len(futures)
 
 
-def expected_totals() -> Totals:
-    """What a failure-free computation gives, straight from the file, no streamflow."""
-    totals: dict[tuple[str, int], list[int]] = {}
-    for line in EVENTS.read_bytes().splitlines():
-        try:
-            event = parse(line)
-        except ValueError:
-            continue
-        acc = totals.setdefault((event["user"], minute_of(event["ts"])), [0, 0])
-        acc[0] += 1
-        acc[1] += event["cents"] if event["type"] == "purchase" else 0
-    return {key: (events, cents) for key, (events, cents) in totals.items()}
-
-
-def table_totals(mysql_url: str) -> tuple[Totals, int]:
-    """The table as totals, and how many rows it has (a duplicate would count twice)."""
-    rows = query(mysql_url, "SELECT user_id, minute_start, events, purchase_cents FROM minute_totals")
-    totals = {(user, int(minute.replace(tzinfo=timezone.utc).timestamp())): (int(events), int(cents))
-              for user, minute, events, cents in rows}
-    return totals, len(rows)
-
-
-def prepared_by_this_sink(mysql_url: str) -> list[Xid]:
-    """XA transactions of this job's sink still prepared on the server (XA RECOVER):
-    after a finished job there must be none."""
-    key = sink_key(JOB, SINK_UID, parse_mysql_url(mysql_url, "check").database)
-    return [x for x in (Xid(g, b, f) for f, g, b in prepared_xids(mysql_url)) if x.belongs_to(key)]
-
-
 async def run(bootstrap: str, mysql_url: str, out: Path, parallelism: int) -> bool:
     topic = unique_topic("events")
     count = await fill_input(bootstrap, topic)
@@ -258,7 +174,7 @@ async def run(bootstrap: str, mysql_url: str, out: Path, parallelism: int) -> bo
     print("2/2 check the table against per-minute totals computed in Python from the input file")
     want = expected_totals()
     got, rows = table_totals(mysql_url)
-    lingering = prepared_by_this_sink(mysql_url)
+    lingering = prepared_xids_of(mysql_url, JOB, SINK_UID)  # after a finished job: none
     events, cents = (sum(v[i] for v in got.values()) for i in (0, 1))
     if got == want and rows == len(want) and not lingering:
         print(f"CHECK OK: {rows} rows for {len({u for u, _ in got})} users, {events} events, "
@@ -285,21 +201,7 @@ def main() -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="streamflow-minute-totals-"))
     out.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        if not bootstrap:
-            print("starting the project's Kafka broker (set KAFKA_BOOTSTRAP_SERVERS to use your own)")
-            broker = KafkaBroker()
-            stack.callback(broker.stop)
-            bootstrap = broker.start()
-        server_url = os.environ.get("MYSQL_URL")
-        if not server_url:
-            print("starting a MariaDB server (set MYSQL_URL=mysql://user:password@host:port/ to use your own)")
-            server = MariaDbServer()
-            stack.callback(server.stop)
-            server_url = server.start()
-        mysql_url = create_database(server_url, prefix="minute_totals_xa")
-        if not args.keep_database:
-            stack.callback(drop_database, mysql_url)
+        bootstrap, mysql_url = servers(stack, "minute_totals_xa", args.keep_database)
         return 0 if asyncio.run(run(bootstrap, mysql_url, out, args.parallelism)) else 1
 
 

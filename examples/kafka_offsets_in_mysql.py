@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -53,17 +52,14 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streamflow import CheckpointListener, ErrorPolicy, JobFailedError, RestartStrategy, StreamEnvironment
+# minute_totals.py, next to this file, holds what the two MySQL examples share.
+from minute_totals import EVENTS, PARTITIONS, CrashOnce, expected_totals, minute_of, parse, servers, table_totals
+from streamflow import ErrorPolicy, JobFailedError, RestartStrategy, StreamEnvironment
 from streamflow.connectors.kafka import KafkaSource, StartingOffsets
 from streamflow.connectors.mysql import MySqlOffsetsSink, load_offsets
-from streamflow.devtools.kafka_broker import KafkaBroker
-from streamflow.devtools.mariadb_server import MariaDbServer
 from streamflow.testing.kafka import create_topic, partitions_of, produce, unique_topic
-from streamflow.testing.mysql import create_database, drop_database, execute, query
+from streamflow.testing.mysql import execute, query
 
-EVENTS = Path(__file__).parent / "data" / "events.jsonl"
-PARTITIONS = 4
-MINUTE = 60
 OFFSETS_NAME = "minute-totals"  # whose offsets these are in MySQL, like a consumer group
 
 # The results table is the user's to create; the sink creates its own two tables.
@@ -84,28 +80,6 @@ UPSERT = (
     "purchase_cents = purchase_cents + VALUES(purchase_cents)"
 )
 
-Totals = dict[tuple[str, int], tuple[int, int]]
-"""(user, minute start in epoch seconds) -> (events, purchase cents)."""
-
-
-def parse(line: str | bytes) -> dict[str, Any]:
-    """A JSON event with a str ``user``, a numeric ``ts`` and ``amount``; anything else is
-    malformed (ValueError, which the error policy skips)."""
-    event = orjson.loads(line)
-    if not isinstance(event, dict) or not isinstance(event.get("user"), str):
-        raise ValueError(f"event has no 'user' string: {line!r}")
-    ts, amount = event.get("ts"), event.get("amount")
-    if isinstance(ts, bool) or not isinstance(ts, (int, float)):
-        raise ValueError(f"event 'ts' is not a number: {ts!r}")
-    if isinstance(amount, bool) or not isinstance(amount, (int, float)):
-        raise ValueError(f"event 'amount' is not a number: {amount!r}")
-    return {"user": event["user"], "type": event.get("type"), "ts": ts, "cents": round(amount * 100)}
-
-
-def minute_of(ts: float) -> int:
-    return int(ts // MINUTE) * MINUTE
-
-
 def increment(event: dict[str, Any]) -> tuple[str, str, int, int]:
     """One event as the row it adds to its minute: ``(user_id, minute_start, 1, cents)``.
 
@@ -113,35 +87,6 @@ def increment(event: dict[str, Any]) -> tuple[str, str, int, int]:
     an epoch's rows in the checkpoint until it commits them, and checkpoints hold JSON."""
     minute = datetime.fromtimestamp(minute_of(event["ts"]), timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     return event["user"], minute, 1, event["cents"] if event["type"] == "purchase" else 0
-
-
-class CrashOnce(CheckpointListener):
-    """Fails the job once, when a subtask has passed ``at`` records and has seen two
-    checkpoints complete (by then the sink committed the first one to MySQL, so run 2
-    has offsets to resume from). The "once" lives on the class: every subtask has its
-    own copy of the function."""
-
-    crashed = False
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-        self.seen = 0
-        self.checkpoints = 0
-
-    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-        self.checkpoints += 1
-
-    def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
-        pass
-
-    async def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
-        self.seen += 1
-        if self.seen % 200 == 0:
-            await asyncio.sleep(0.1)  # like an enrichment call: the run spans several checkpoints
-        if not CrashOnce.crashed and self.seen >= self.at and self.checkpoints >= 2:
-            CrashOnce.crashed = True
-            raise RuntimeError(f"crash on purpose after {self.seen} records (the demo's injected failure)")
-        return event
 
 
 def build(env: StreamEnvironment, *, bootstrap: str, topic: str, mysql_url: str,
@@ -155,7 +100,7 @@ def build(env: StreamEnvironment, *, bootstrap: str, topic: str, mysql_url: str,
         .with_error_policy(ErrorPolicy.skip(on=(ValueError,)))
     )
     if crash_at is not None:
-        stream = stream.map(CrashOnce(crash_at)).name("chaos").uid("chaos")
+        stream = stream.map(CrashOnce(crash_at, checkpoints=2)).name("chaos").uid("chaos")
     (
         stream.rebalance()  # from every source subtask to the one sink subtask
         .sink_to(
@@ -191,26 +136,6 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[tuple[str, int], int]:
         return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
     finally:
         await consumer.stop()
-
-
-def expected_totals() -> Totals:
-    """What a failure-free computation gives, straight from the file, no streamflow."""
-    totals: dict[tuple[str, int], list[int]] = {}
-    for line in EVENTS.read_bytes().splitlines():
-        try:
-            event = parse(line)
-        except ValueError:
-            continue
-        acc = totals.setdefault((event["user"], minute_of(event["ts"])), [0, 0])
-        acc[0] += 1
-        acc[1] += event["cents"] if event["type"] == "purchase" else 0
-    return {key: (events, cents) for key, (events, cents) in totals.items()}
-
-
-def table_totals(mysql_url: str) -> Totals:
-    rows = query(mysql_url, "SELECT user_id, minute_start, events, purchase_cents FROM minute_totals")
-    return {(user, int(minute.replace(tzinfo=timezone.utc).timestamp())): (int(events), int(cents))
-            for user, minute, events, cents in rows}
 
 
 def show(offsets: dict[tuple[str, int], int]) -> str:
@@ -259,7 +184,7 @@ async def run(bootstrap: str, mysql_url: str, out: Path, parallelism: int) -> bo
           f"restored from checkpoint {result.restored_from}")
 
     print("3/3 check the table against per-minute totals computed in Python from the input file")
-    want, got = expected_totals(), table_totals(mysql_url)
+    want, (got, _) = expected_totals(), table_totals(mysql_url)
     final, ends = await load_offsets(mysql_url, OFFSETS_NAME), await end_offsets(bootstrap, topic)
     print(f"    offsets read back from MySQL (partition: next offset): {show(final)}; end of the topic: {show(ends)}")
     events, cents = (sum(v[i] for v in got.values()) for i in (0, 1))
@@ -289,21 +214,7 @@ def main() -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="streamflow-offsets-in-mysql-"))
     out.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        if not bootstrap:
-            print("starting the project's Kafka broker (set KAFKA_BOOTSTRAP_SERVERS to use your own)")
-            broker = KafkaBroker()
-            stack.callback(broker.stop)
-            bootstrap = broker.start()
-        server_url = os.environ.get("MYSQL_URL")
-        if not server_url:
-            print("starting a MariaDB server (set MYSQL_URL=mysql://user:password@host:port/ to use your own)")
-            server = MariaDbServer()
-            stack.callback(server.stop)
-            server_url = server.start()
-        mysql_url = create_database(server_url, prefix="offsets_in_mysql")
-        if not args.keep_database:
-            stack.callback(drop_database, mysql_url)
+        bootstrap, mysql_url = servers(stack, "offsets_in_mysql", args.keep_database)
         return 0 if asyncio.run(run(bootstrap, mysql_url, out, args.parallelism)) else 1
 
 

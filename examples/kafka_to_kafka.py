@@ -43,7 +43,7 @@ import orjson
 
 from streamflow import ErrorPolicy, KeyedProcessFunction, RestartStrategy, StreamEnvironment
 from streamflow.connectors.kafka import DeliveryGuarantee, KafkaSink, KafkaSource
-from streamflow.devtools.kafka_broker import KafkaBroker
+from streamflow.devtools.demo import kafka_for_demo
 from streamflow.state import ValueStateDescriptor
 from streamflow.testing.kafka import create_topic, produce, read_committed, unique_topic
 
@@ -211,12 +211,7 @@ def main() -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="streamflow-kafka-"))
     out.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        if not bootstrap:
-            print("starting the project's Kafka broker (set KAFKA_BOOTSTRAP_SERVERS to use your own)")
-            broker = KafkaBroker()
-            stack.callback(broker.stop)
-            bootstrap = broker.start()
+        bootstrap = kafka_for_demo(stack)
         return 0 if asyncio.run(run(bootstrap, out, args.parallelism)) else 1
 
 
