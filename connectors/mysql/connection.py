@@ -19,11 +19,17 @@ import pymysql
 
 from streamflow.errors import ConfigError, ConnectorError
 
-__all__ = ["MySqlAddress", "connect", "is_connection_lost", "parse_mysql_url"]
+__all__ = [
+    "TABLE_EXISTS", "MySqlAddress", "connect", "create_tables", "is_connection_lost", "parse_mysql_url",
+    "table_exists",
+]
 
 # Client-side codes for a connection that broke: can't connect, server gone, lost during
 # a query, and the server closing it (plus InterfaceError: used after it broke).
 _LOST_CODES = frozenset({2003, 2006, 2013, 2055})
+TABLE_EXISTS = ("SELECT 1 FROM information_schema.tables WHERE table_schema = COALESCE(%s, DATABASE()) "
+                "AND table_name = %s")
+"""Parameters: the schema (None: the connection's database) and the table name."""
 _PASSTHROUGH_FORBIDDEN = ("host", "port", "user", "password", "db", "autocommit", "loop")
 
 
@@ -97,6 +103,24 @@ async def connect(address: MySqlAddress, where: str, connect_args: Mapping[str, 
         conn.close()
         raise
     return conn
+
+
+async def table_exists(conn: aiomysql.Connection, table: str) -> bool:
+    """Whether ``table`` (``name`` or ``schema.name``) exists."""
+    schema, _, name = table.rpartition(".")
+    async with conn.cursor() as cur:
+        await cur.execute(TABLE_EXISTS, (schema.strip("`") or None, name.strip("`")))
+        return await cur.fetchone() is not None
+
+
+async def create_tables(conn: aiomysql.Connection, *ddl: str) -> None:
+    """Run ``CREATE TABLE IF NOT EXISTS`` statements of the sink's own tables, quietly:
+    "already exists" is a note, which aiomysql would raise as a Python warning."""
+    async with conn.cursor() as cur:
+        await cur.execute("SET SESSION sql_notes = 0")
+        for statement in ddl:
+            await cur.execute(statement)
+        await cur.execute("SET SESSION sql_notes = 1")
 
 
 def is_connection_lost(exc: BaseException) -> bool:

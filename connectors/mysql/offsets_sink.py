@@ -44,8 +44,10 @@ from streamflow.connectors.mysql.connection import (
     MySqlAddress,
     check_connect_args,
     connect,
+    create_tables,
     is_connection_lost,
     parse_mysql_url,
+    table_exists,
 )
 from streamflow.connectors.mysql.sink import check_names, check_table_exists
 from streamflow.connectors.mysql.statements import RowBatch, StatementRunner
@@ -144,11 +146,7 @@ class MySqlOffsetsWriter(TwoPhaseCommitSinkWriter[RowBatch]):
         self._conn = await connect(self._sink.address, self.where, self._sink.connect_args)
         try:
             await check_table_exists(self._conn, self._sink.table, self._sink.address, self.where)
-            async with self._conn.cursor() as cur:
-                await cur.execute("SET SESSION sql_notes = 0")  # "already exists" is a note
-                for ddl in _DDL:
-                    await cur.execute(ddl)
-                await cur.execute("SET SESSION sql_notes = 1")
+            await create_tables(self._conn, *_DDL)
             await super().open()
         except BaseException:
             await self._disconnect()
@@ -237,11 +235,9 @@ async def load_offsets(url: str, name: str, connect_args: Mapping[str, Any] | No
     address = parse_mysql_url(url, "load_offsets")
     conn = await connect(address, "load_offsets", connect_args)
     try:
+        if not await table_exists(conn, OFFSETS_TABLE):
+            return {}
         async with conn.cursor() as cur:
-            await cur.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() "
-                              "AND table_name = %s", (OFFSETS_TABLE,))
-            if await cur.fetchone() is None:
-                return {}
             await cur.execute(f"SELECT topic, `partition`, next_offset FROM {OFFSETS_TABLE} WHERE name = %s",
                               (name,))
             return {(str(t), int(p)): int(o) for t, p, o in await cur.fetchall()}

@@ -26,7 +26,7 @@ import aiomysql
 
 from streamflow.api.connector import SinkContext, SinkWriter
 from streamflow.api.delivery import DeliveryGuarantee, parse_guarantee
-from streamflow.connectors.mysql.connection import MySqlAddress, check_connect_args, parse_mysql_url
+from streamflow.connectors.mysql.connection import MySqlAddress, check_connect_args, parse_mysql_url, table_exists
 from streamflow.connectors.mysql.statements import StatementRunner
 from streamflow.errors import ConfigError
 
@@ -120,14 +120,7 @@ def check_names(sink: Any, what: str) -> None:
 
 async def check_table_exists(conn: aiomysql.Connection, table: str, address: MySqlAddress, where: str) -> None:
     """ConfigError if ``table`` (``name`` or ``schema.name``) does not exist."""
-    schema, _, name = table.rpartition(".")
-    async with conn.cursor() as cur:
-        await cur.execute(
-            "SELECT 1 FROM information_schema.tables WHERE table_schema = COALESCE(%s, DATABASE()) "
-            "AND table_name = %s", (schema.strip("`") or None, name.strip("`")),
-        )
-        found = await cur.fetchone()
-    if found is None:
+    if not await table_exists(conn, table):
         raise ConfigError(
             f"{where}: table {table!r} does not exist in {address}; the sink does not create "
             "tables: run your CREATE TABLE first (the examples show the DDL)",

@@ -34,7 +34,7 @@ import aiomysql
 import pymysql
 
 from streamflow.api.connector import SinkContext
-from streamflow.connectors.mysql.connection import connect, is_connection_lost
+from streamflow.connectors.mysql.connection import connect, create_tables, is_connection_lost
 from streamflow.connectors.mysql.statements import RowBatch
 from streamflow.connectors.mysql.xids import Xid, sink_key
 from streamflow.errors import ConfigError, ConnectorError, DataLossError
@@ -102,11 +102,7 @@ class MySqlXaWriter(TwoPhaseCommitSinkWriter[XaTxn]):
             conn = await self._take()
             try:
                 await self._sink.check_table(conn, self.where)
-                async with conn.cursor() as cur:
-                    # "already exists" is a note, which aiomysql would raise as a warning
-                    await cur.execute("SET SESSION sql_notes = 0")
-                    await cur.execute(markers_ddl(self._sink.marker_table))
-                    await cur.execute("SET SESSION sql_notes = 1")
+                await create_tables(conn, markers_ddl(self._sink.marker_table))
             finally:
                 self._give_back(conn)
             await super().open()

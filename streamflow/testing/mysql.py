@@ -11,9 +11,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pymysql
 
-from streamflow.connectors.mysql.connection import parse_mysql_url
+from streamflow.connectors.mysql.connection import TABLE_EXISTS, parse_mysql_url
+from streamflow.connectors.mysql.xids import Xid, sink_key
 
-__all__ = ["connect", "create_database", "drop_database", "execute", "prepared_xids", "query"]
+__all__ = [
+    "connect", "create_database", "drop_database", "execute", "prepared_xids", "prepared_xids_of", "query",
+    "table_exists",
+]
 
 
 def _server_kwargs(url: str) -> dict[str, Any]:
@@ -65,3 +69,14 @@ def prepared_xids(url: str) -> list[tuple[int, str, str]]:
         raw = data if isinstance(data, bytes) else str(data).encode()
         out.append((int(format_id), raw[: int(gtrid_length)].decode(), raw[int(gtrid_length):].decode()))
     return out
+
+
+def prepared_xids_of(url: str, job_name: str, operator_uid: str) -> list[Xid]:
+    """The prepared XA transactions of one MySqlSink (job, uid) writing to ``url``'s
+    database: after a finished job there must be none."""
+    key = sink_key(job_name, operator_uid, parse_mysql_url(url, "prepared_xids_of").database)
+    return [x for x in (Xid(g, b, f) for f, g, b in prepared_xids(url)) if x.belongs_to(key)]
+
+
+def table_exists(url: str, table: str) -> bool:
+    return bool(query(url, TABLE_EXISTS, (None, table)))

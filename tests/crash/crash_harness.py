@@ -132,13 +132,10 @@ def inspect_kafka(kafka: KafkaInput, output_topic: str, committed: int, run: Job
 def inspect_mysql(url: str) -> Inspection:
     """Committed XA transactions leave their marker rows (subtask); prepared xids of this
     database's sink that are still on the server are leftovers."""
-    from streamflow.connectors.mysql.xids import Xid, sink_key
-    from streamflow.testing.mysql import prepared_xids, query
+    from streamflow.testing.mysql import prepared_xids_of, query, table_exists
 
-    key = sink_key("crash-job", "mysql-sink", url.rsplit("/", 1)[1])
-    leftovers = [f"prepared XA transaction {g}|{b}" for f, g, b in prepared_xids(url) if Xid(g, b, f).belongs_to(key)]
-    if not query(url, "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() "
-                      "AND table_name = '_streamflow_xa_markers'"):
+    leftovers = [f"prepared XA transaction {xid}" for xid in prepared_xids_of(url, "crash-job", "mysql-sink")]
+    if not table_exists(url, "_streamflow_xa_markers"):
         return Inspection(set(), 0, leftovers)
     subtasks = {int(r[0]) for r in query(url, "SELECT DISTINCT subtask FROM _streamflow_xa_markers")}
     (count,), = query(url, f"SELECT count(*) FROM {crash_job.TABLE}")

@@ -263,11 +263,10 @@ def read_committed(sink: str, out: Path, kafka: tuple[str, str] | None = None,
     MySQL) or offset order per partition (Kafka, ``kafka=(bootstrap, output topic)``, as
     a read_committed consumer sees it)."""
     if sink == "mysql":
-        from streamflow.testing.mysql import query
+        from streamflow.testing.mysql import query, table_exists
 
         assert mysql_url is not None
-        if not query(mysql_url, "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() "
-                                "AND table_name = %s", (TABLE,)):
+        if not table_exists(mysql_url, TABLE):
             return []
         rows = query(mysql_url, f"SELECT `key`, count, lineid FROM {TABLE} ORDER BY seq")
         return [(k, int(c), int(i)) for k, c, i in rows]

@@ -9,18 +9,17 @@ import pytest
 
 from mysql_kit import EO, crash, ctx, new_table, opened, records, rows, sink
 from streamflow.connectors.mysql import MySqlStatementError
-from streamflow.connectors.mysql.xids import FORMAT_ID, Xid, sink_key
+from streamflow.connectors.mysql.xids import FORMAT_ID, Xid
 from streamflow.errors import ConfigError, DataLossError, UserFunctionError
-from streamflow.testing.mysql import execute, prepared_xids, query
+from streamflow.testing.mysql import execute, prepared_xids_of, query
 
 
 def job() -> str:
     return f"job-{secrets.token_hex(3)}"
 
 
-def ours(url: str, name: str, uid: str = "out") -> list[Xid]:
-    key = sink_key(name, uid, url.rsplit("/", 1)[1])
-    return [x for x in (Xid(g, b, f) for f, g, b in prepared_xids(url)) if x.belongs_to(key)]
+def ours(url: str, name: str) -> list[Xid]:
+    return prepared_xids_of(url, name, "out")
 
 
 async def test_rows_are_invisible_until_their_checkpoint_completes(mysql_url: str) -> None:
