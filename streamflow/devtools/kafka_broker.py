@@ -198,7 +198,7 @@ class KafkaBroker(ServerProcess):
         jvm = [java, f"-Xmx{self._heap}", "-Xms256m", "-Djava.awt.headless=true",
                f"-Dlog4j.configuration=file:{log4j}", "-cp", classpath]
         if not (self.data_dir / "log" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            cluster_id = _cluster_id()
             subprocess.run(
                 [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
                 check=True, capture_output=True,
@@ -255,6 +255,16 @@ async def _warm_up(bootstrap: str, deadline: float) -> None:
             await asyncio.sleep(0.5)
         finally:
             await producer.stop()
+
+
+def _cluster_id() -> str:
+    """A random KRaft cluster id (URL-safe base64 of 16 bytes) that does not start with
+    '-': StorageTool would read ``-t -abc...`` as an unknown option and fail the format
+    (one id in 64), which is why Kafka's own Uuid.randomUuid skips such ids too."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _stderr(message: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streamflow.devtools.kafka_broker import KafkaBroker
+from streamflow.devtools.kafka_broker import KafkaBroker, _cluster_id
 from streamflow.testing.kafka import create_topic, produce, produce_transactions, read_committed, unique_topic
 
 
@@ -36,3 +36,11 @@ async def test_restart_keeps_topics_and_committed_data(tmp_path: Path) -> None:
     finally:
         broker.stop()
     assert (tmp_path / "kafka" / "log" / "meta.properties").exists()  # a given dir is kept
+
+
+def test_cluster_ids_never_start_with_a_dash() -> None:
+    """StorageTool reads ``-t -abc...`` as a missing argument: one random id in 64 used to
+    fail the broker's first start (seen in CI)."""
+    ids = [_cluster_id() for _ in range(5000)]
+    assert not [i for i in ids if i.startswith("-")]
+    assert len(set(ids)) == len(ids) and all(len(i) == 22 for i in ids)
