@@ -26,8 +26,10 @@ from streamflow.runtime.clock import Clock, SystemClock
 class SourceContext:
     """What a reader knows about its place in the job.
 
-    ``restored_splits`` is ``None`` on a fresh start, else the split states this subtask
-    got from the checkpoint (possibly an empty list). ``all_restored_splits`` is then
+    ``restored_splits`` is ``None`` on a fresh start, and also when the checkpoint
+    restored from holds no state of this source's uid (a source added to the job since
+    starts as on a first run); else the split states this subtask got from the
+    checkpoint (possibly an empty list). ``all_restored_splits`` is then
     the split states of every old subtask, in old-subtask order: a source that assigns
     splits by its own rule (Kafka partitions by a stable hash, so that partitions found
     while running have an owner too) picks its own from there, and tells a split no one
@@ -108,9 +110,11 @@ class Source(Protocol):
 class SinkContext:
     """What a writer knows about its place in the job.
 
-    ``restored_state`` is ``None`` on a fresh start, else this subtask's share of the
-    state lists the sink's subtasks returned from ``snapshot`` in the restored checkpoint
-    (redistributed evenly if the parallelism changed). ``checkpointing`` says whether
+    ``restored_state`` is ``None`` on a fresh start, and also when the checkpoint
+    restored from holds no state of this sink's uid (a sink added to the job since);
+    else this subtask's share of the state lists the sink's subtasks returned from
+    ``snapshot`` in the restored checkpoint (redistributed evenly if the parallelism
+    changed; possibly an empty list). ``checkpointing`` says whether
     checkpoints run: without them a two-phase-commit writer commits in ``finish``.
     """
 
