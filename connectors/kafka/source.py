@@ -59,7 +59,8 @@ class KafkaSource:
         group_id: consumer group to commit offsets to after each completed checkpoint,
             for lag monitoring (and ``StartingOffsets.committed()``). Optional.
         starting_offsets: where partitions start when the job starts without a
-            checkpoint (default earliest). Partitions that appear later, found while
+            checkpoint, or from one that holds no state of this source's uid (a
+            source added to the job since; default earliest). Partitions that appear later, found while
             running or at a restore that does not cover them (including topics added
             to ``topics`` since the checkpoint), start at their earliest offset: their
             records were written after the job started, and none is lost between the
