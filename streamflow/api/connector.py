@@ -100,6 +100,21 @@ class SourceReader(Protocol):
     async def close(self) -> None: ...
 
 
+class SourceReaderBase:
+    """Defaults for a reader: ``open``, ``notify_checkpoint_complete`` and ``close`` do
+    nothing. Subclasses implement ``poll`` and ``snapshot_splits`` (the runtime refuses a
+    reader that leaves either out) and override whichever other step they need."""
+
+    async def open(self) -> None:
+        return None
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
 class Source(Protocol):
     """A factory of per-subtask readers; part of the inert job graph."""
 

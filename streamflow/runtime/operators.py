@@ -21,6 +21,7 @@ import logging
 from typing import Any, Awaitable, Callable
 
 from streamflow.api.connector import SinkContext
+from streamflow.api.connector_checks import check_writer
 from streamflow.api.errors_policy import ErrorAction
 from streamflow.api.functions import CheckpointedFunction, CheckpointListener
 from streamflow.errors import StateError, UserFunctionError
@@ -449,6 +450,7 @@ class SinkOperator(StreamOperator):
             clock=self.ctx.clock,
         )
         self.writer = self.spec.function.create_writer(sink_ctx)
+        check_writer(self.writer, self.uid)  # before open: a writer that breaks the contract fails the job at once
         await self.writer.open()
 
     async def process(self, batch: Batch) -> None:
