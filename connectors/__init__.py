@@ -2,10 +2,12 @@
 
 The built-in connectors, and the contract to write your own, from one place:
 
-- a source: the :class:`Source` / :class:`SourceReader` contract
+- a source: :class:`GeneratorSource` (one async generator, its position kept in the
+  checkpoint), or the full :class:`Source` / :class:`SourceReader` contract
   (:class:`SourceReaderBase` has the no-op steps);
 - a sink: :class:`Sink` / :class:`SinkWriter` (:class:`SinkWriterBase` has the no-op
-  steps), and :class:`TwoPhaseCommitSinkWriter` for exactly-once output.
+  steps; a writer may keep operator state through ``initialize_state`` /
+  ``snapshot_state``), and :class:`TwoPhaseCommitSinkWriter` for exactly-once output.
 
 The README sections "Write your own source" and "Write your own exactly-once sink" walk
 through both.
@@ -15,6 +17,7 @@ Delivery guarantees:
 =========================  ==========================================================
 CollectionSource           exactly-once (replayable, bounded)
 FileSource                 exactly-once (replayable from byte offsets, bounded)
+GeneratorSource            exactly-once when the generator replays from a position
 KafkaSource                exactly-once (replayable: offsets in checkpoints; bounded or not)
 SocketTextSource           at-most-once (a socket cannot replay; unbounded)
 PrintSink, CollectSink     at-least-once (records appear when written)
@@ -45,6 +48,7 @@ from streamflow.connectors.debug import CollectSink, PrintSink
 from streamflow.connectors.discarding import DiscardingSink
 from streamflow.connectors.file_sink import ExactlyOnceFileSink, read_committed_lines
 from streamflow.connectors.files import FileSource
+from streamflow.connectors.generator import GeneratorContext, GeneratorSource
 from streamflow.connectors.kafka import DeliveryGuarantee, KafkaSink, KafkaSource
 from streamflow.connectors.socket import SocketTextSource
 from streamflow.connectors.sqlite import ExactlyOnceSqliteSink
@@ -58,6 +62,8 @@ __all__ = [
     "ExactlyOnceFileSink",
     "ExactlyOnceSqliteSink",
     "FileSource",
+    "GeneratorContext",
+    "GeneratorSource",
     "KafkaSink",
     "KafkaSource",
     "PrintSink",

@@ -22,6 +22,7 @@ from streamflow.connectors import (
     ExactlyOnceFileSink,
     ExactlyOnceSqliteSink,
     FileSource,
+    GeneratorSource,
     KafkaSink,
     KafkaSource,
     PrintSink,
@@ -68,7 +69,7 @@ class GoodSink:
 
 def test_every_built_in_connector_keeps_the_contract(tmp_path: Path) -> None:
     sources = [
-        CollectionSource([1]), FileSource(tmp_path / "f"), SocketTextSource(),
+        CollectionSource([1]), FileSource(tmp_path / "f"), GeneratorSource(numbers), SocketTextSource(),
         KafkaSource("127.0.0.1:9092", topics="t"), GoodSource(),
     ]
     row = {"table": "t", "row_fn": lambda r: (r,)}
