@@ -11,7 +11,15 @@ splits; with another parallelism the splits of all old subtasks are redistribute
 
 Writer lifecycle: open -> write* -> snapshot(n) on barrier n (a two-phase-commit writer
 pre-commits here) -> notify_checkpoint_complete(n) (commit) / notify_checkpoint_aborted(n)
--> ... -> finish (end of input) -> close. ``close`` is not called after a crash.
+-> ... -> finish (end of input) -> close. ``close`` is not called after a crash. A writer
+that also has ``initialize_state(ctx)`` and ``snapshot_state(ctx)`` (a
+CheckpointedFunction) keeps operator state: ``initialize_state`` right after ``open``,
+``snapshot_state`` right after ``snapshot(n)``.
+
+These are public API, exported from ``streamflow.connectors``; the README sections
+"Write your own source" and "Write your own exactly-once sink" walk through them.
+What is given where a source or sink is expected is checked by
+:mod:`streamflow.api.connector_checks`.
 """
 
 from __future__ import annotations
