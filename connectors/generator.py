@@ -230,7 +230,12 @@ class GeneratorReader:
         except Exception as exc:  # handed to poll, which fails the attempt with it
             split.error = exc
         finally:
-            await generator.aclose()
+            close = getattr(generator, "aclose", None)  # runs the generator's own finally blocks
+            if close is not None:
+                try:
+                    await close()
+                except Exception as exc:  # noqa: BLE001 - a failing cleanup fails the split
+                    split.error = split.error or exc
             split.finished = True
             self._ready.set()
 
