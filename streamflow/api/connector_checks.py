@@ -137,100 +137,102 @@ def _declared_return(factory: Callable[..., Any]) -> type | None:
     return declared
 
 
+def _not_an_object(value: object) -> str | None:
+    """What is wrong with ``value`` when it is None or a class, as the start of a message."""
+    if value is None:
+        return "got None"
+    if isinstance(value, type):
+        return f"got {_name(value)}, not an instance of it: pass {value.__qualname__}(...)"
+    return None
+
+
 def check_source(source: object, where: str = "env.from_source") -> None:
     """Refuse anything that is not a Source (see the module docstring)."""
-    problem = None
-    if source is None:
-        problem = "got None"
-    elif isinstance(source, type):
-        problem = f"got {_name(source)}, not an instance of it: pass {source.__qualname__}(...)"
-    elif inspect.isasyncgenfunction(source):
-        problem = (
-            f"got {_name(source)}, an async generator function: wrap it as GeneratorSource(fn) "
-            "(from streamflow.connectors), which stores its position in the checkpoint"
-        )
-    elif not callable(getattr(source, "create_reader", None)):
-        if callable(getattr(source, "poll", None)):
-            problem = (
-                f"got {_name(source)}, which looks like a SourceReader (it has poll): pass the Source that "
-                "makes one reader per subtask instead"
-            )
-        elif callable(getattr(source, "create_writer", None)):
-            problem = f"got {_name(source)}, which is a sink (it has create_writer): write to it with .sink_to(...)"
-        else:
-            problem = f"got {_name(source)}, which has no create_reader(ctx)"
-    else:
-        reader = _declared_return(source.create_reader)  # type: ignore[attr-defined]
-        if reader is not None:
-            found = _method_problems(reader, READER_METHODS)
-            if found:
-                problem = f"{_name(source)} makes {reader.__qualname__} readers, but " + "; ".join(found)
+    problem = _not_an_object(source) or _source_problem(source)
     if problem is not None:
         raise ConfigError(f"{where} needs a Source, but {problem}. {_contract(SOURCE_CONTRACT, SOURCE_DOCS)}")
 
 
+def _source_problem(source: object) -> str | None:
+    if inspect.isasyncgenfunction(source):
+        return (
+            f"got {_name(source)}, an async generator function: wrap it as GeneratorSource(fn) "
+            "(from streamflow.connectors), which stores its position in the checkpoint"
+        )
+    if not callable(getattr(source, "create_reader", None)):
+        if callable(getattr(source, "poll", None)):
+            return (
+                f"got {_name(source)}, which looks like a SourceReader (it has poll): pass the Source that "
+                "makes one reader per subtask instead"
+            )
+        if callable(getattr(source, "create_writer", None)):
+            return f"got {_name(source)}, which is a sink (it has create_writer): write to it with .sink_to(...)"
+        return f"got {_name(source)}, which has no create_reader(ctx)"
+    reader = _declared_return(source.create_reader)  # type: ignore[attr-defined]
+    found = [] if reader is None else _method_problems(reader, READER_METHODS)
+    if reader is not None and found:
+        return f"{_name(source)} makes {reader.__qualname__} readers, but " + "; ".join(found)
+    return None
+
+
 def check_sink(sink: object, where: str = "sink_to") -> None:
     """Refuse anything that is not a Sink, or a Sink whose state hooks would be ignored."""
-    problem = None
-    if sink is None:
-        problem = "got None"
-    elif isinstance(sink, type):
-        problem = f"got {_name(sink)}, not an instance of it: pass {sink.__qualname__}(...)"
-    elif not callable(getattr(sink, "create_writer", None)):
-        if callable(getattr(sink, "write", None)):
-            problem = (
-                f"got {_name(sink)}, which looks like a SinkWriter (it has write): pass the Sink that makes "
-                "one writer per subtask instead (an object with create_writer(ctx) returning the writer)"
-            )
-        elif _is_plain_function(sink) or inspect.isasyncgenfunction(sink):
-            problem = (
-                f"got {_name(sink)}: a function is not a sink. For a side effect per record, run it in "
-                ".map(fn) and end the stream with .sink_to(DiscardingSink()); to write somewhere, write a "
-                "SinkWriterBase subclass"
-            )
-        elif callable(getattr(sink, "create_reader", None)):
-            problem = f"got {_name(sink)}, which is a source (it has create_reader): read it with env.from_source(...)"
-        else:
-            problem = f"got {_name(sink)}, which has no create_writer(ctx)"
-    elif any(callable(getattr(sink, hook, None)) for hook in STATE_HOOKS):
-        problem = (
-            f"{_name(sink)} defines initialize_state/snapshot_state, which are never called on the Sink: it "
-            "is shared by all subtasks, and operator state belongs to one. Move them to the writer "
-            "create_writer returns"
-        )
-    else:
-        writer = _declared_return(sink.create_writer)  # type: ignore[attr-defined]
-        if writer is not None:
-            found = _method_problems(writer, WRITER_METHODS)
-            hooks = _state_hook_problem(writer)
-            found += [hooks] if hooks else []
-            if found:
-                problem = f"{_name(sink)} makes {writer.__qualname__} writers, but " + "; ".join(found)
+    problem = _not_an_object(sink) or _sink_problem(sink)
     if problem is not None:
         raise ConfigError(f"{where} needs a Sink, but {problem}. {_contract(SINK_CONTRACT, SINK_DOCS)}")
 
 
+def _sink_problem(sink: object) -> str | None:
+    if not callable(getattr(sink, "create_writer", None)):
+        if callable(getattr(sink, "write", None)):
+            return (
+                f"got {_name(sink)}, which looks like a SinkWriter (it has write): pass the Sink that makes "
+                "one writer per subtask instead (an object with create_writer(ctx) returning the writer)"
+            )
+        if _is_plain_function(sink) or inspect.isasyncgenfunction(sink):
+            return (
+                f"got {_name(sink)}: a function is not a sink. For a side effect per record, run it in "
+                ".map(fn) and end the stream with .sink_to(DiscardingSink()); to write somewhere, write a "
+                "SinkWriterBase subclass"
+            )
+        if callable(getattr(sink, "create_reader", None)):
+            return f"got {_name(sink)}, which is a source (it has create_reader): read it with env.from_source(...)"
+        return f"got {_name(sink)}, which has no create_writer(ctx)"
+    if any(callable(getattr(sink, hook, None)) for hook in STATE_HOOKS):
+        return (
+            f"{_name(sink)} defines initialize_state/snapshot_state, which are never called on the Sink: it "
+            "is shared by all subtasks, and operator state belongs to one. Move them to the writer "
+            "create_writer returns"
+        )
+    writer = _declared_return(sink.create_writer)  # type: ignore[attr-defined]
+    found = [] if writer is None else _writer_problems(writer)
+    if writer is not None and found:
+        return f"{_name(sink)} makes {writer.__qualname__} writers, but " + "; ".join(found)
+    return None
+
+
 def check_reader(reader: object, source_uid: str) -> None:
     """Refuse a reader ``create_reader`` made that does not keep the reader contract."""
-    found = _method_problems(reader, READER_METHODS)
-    if found:
-        raise ConfigError(
-            f"source {source_uid!r}: create_reader returned {_name(reader)}, but " + "; ".join(found) + ". "
-            + _contract(SOURCE_CONTRACT, SOURCE_DOCS),
-            operator=source_uid,
-        )
+    _refuse_made("source", source_uid, "create_reader", reader, _method_problems(reader, READER_METHODS))
 
 
 def check_writer(writer: object, sink_uid: str) -> None:
     """Refuse a writer ``create_writer`` made that does not keep the writer contract."""
-    found = _method_problems(writer, WRITER_METHODS)
-    hooks = _state_hook_problem(writer)
-    found += [hooks] if hooks else []
-    if found:
+    _refuse_made("sink", sink_uid, "create_writer", writer, _writer_problems(writer))
+
+
+def _writer_problems(owner: object) -> list[str]:
+    found = _method_problems(owner, WRITER_METHODS)
+    hooks = _state_hook_problem(owner)
+    return [*found, hooks] if hooks else found
+
+
+def _refuse_made(what: str, uid: str, factory: str, made: object, problems: list[str]) -> None:
+    if problems:
+        contract, docs = (SOURCE_CONTRACT, SOURCE_DOCS) if what == "source" else (SINK_CONTRACT, SINK_DOCS)
         raise ConfigError(
-            f"sink {sink_uid!r}: create_writer returned {_name(writer)}, but " + "; ".join(found) + ". "
-            + _contract(SINK_CONTRACT, SINK_DOCS),
-            operator=sink_uid,
+            f"{what} {uid!r}: {factory} returned {_name(made)}, but {'; '.join(problems)}. {_contract(contract, docs)}",
+            operator=uid,
         )
 
 
