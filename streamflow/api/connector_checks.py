@@ -170,9 +170,7 @@ def _source_problem(source: object) -> str | None:
         return f"got {_name(source)}, which has no create_reader(ctx)"
     reader = _declared_return(source.create_reader)  # type: ignore[attr-defined]
     found = [] if reader is None else _method_problems(reader, READER_METHODS)
-    if reader is not None and found:
-        return f"{_name(source)} makes {reader.__qualname__} readers, but " + "; ".join(found)
-    return None
+    return f"{_name(source)} makes {reader.__qualname__} readers, but {'; '.join(found)}" if reader and found else None
 
 
 def check_sink(sink: object, where: str = "sink_to") -> None:
@@ -206,9 +204,7 @@ def _sink_problem(sink: object) -> str | None:
         )
     writer = _declared_return(sink.create_writer)  # type: ignore[attr-defined]
     found = [] if writer is None else _writer_problems(writer)
-    if writer is not None and found:
-        return f"{_name(sink)} makes {writer.__qualname__} writers, but " + "; ".join(found)
-    return None
+    return f"{_name(sink)} makes {writer.__qualname__} writers, but {'; '.join(found)}" if writer and found else None
 
 
 def check_reader(reader: object, source_uid: str) -> None:
@@ -231,7 +227,8 @@ def _refuse_made(what: str, uid: str, factory: str, made: object, problems: list
     if problems:
         contract, docs = (SOURCE_CONTRACT, SOURCE_DOCS) if what == "source" else (SINK_CONTRACT, SINK_DOCS)
         raise ConfigError(
-            f"{what} {uid!r}: {factory} returned {_name(made)}, but {'; '.join(problems)}. {_contract(contract, docs)}",
+            f"{what} {uid!r}: {factory} returned {_name(made)}, but {'; '.join(problems)}. "
+            + _contract(contract, docs),
             operator=uid,
         )
 

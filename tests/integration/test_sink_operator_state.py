@@ -127,8 +127,8 @@ async def wait_for_final_buffers(client: JobClient, timeout: float = 15.0) -> in
     """The id of a completed checkpoint taken after every record reached the sink."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        metrics = client.metrics()
-        received = sum(m.get("records_in", 0) for name, m in metrics["operators"].items() if name.startswith("buffering"))
+        operators = client.metrics()["operators"]
+        received = sum(m.get("records_in", 0) for name, m in operators.items() if name.startswith("buffering"))
         if received == len(RECORDS):
             return await client.trigger_checkpoint()
         assert asyncio.get_running_loop().time() < deadline, f"the sink got {received} of {len(RECORDS)} records"
