@@ -120,8 +120,11 @@ class KafkaSourceReader:
             if (topic, p) not in covered and owner_of(topic, p, ctx.parallelism) == ctx.subtask_index
         ]
         # Partitions no checkpoint covers after a restore appeared since the job started:
-        # all their records are new, so they start at the earliest offset.
-        starting = source.starting_offsets if not restored else StartingOffsets.earliest()
+        # all their records are new, so they start at the earliest offset. That holds
+        # when the restored source owned no partition at all, too; only a source without
+        # restored state (a first run, or a source added since) uses starting_offsets.
+        fresh = ctx.restored_splits is None and ctx.all_restored_splits is None
+        starting = source.starting_offsets if fresh else StartingOffsets.earliest()
         mine += await self._new_splits(new, starting)
         if self._bounded:
             await self._fix_stops(mine)

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Sequence
 
+from streamflow.api.connector_checks import check_source
 from streamflow.api.stream import DataStream
 from streamflow.config import CheckpointConfig, CheckpointingMode, RestartStrategy, seconds
 from streamflow.errors import CheckpointError, ConfigError, JobCancelledError
@@ -137,9 +138,10 @@ class StreamEnvironment:
     # -- sources ----------------------------------------------------------------------
 
     def from_source(self, source: Any, name: str | None = None) -> DataStream:
-        """A stream read from ``source`` (anything with ``create_reader``)."""
-        if not hasattr(source, "create_reader"):
-            raise ConfigError(f"from_source needs a Source (an object with create_reader), got {source!r}")
+        """A stream read from ``source``: a Source, whose ``create_reader(ctx)`` makes one
+        SourceReader per subtask (see :mod:`streamflow.api.connector`); anything else is
+        refused with a ConfigError saying what the contract is."""
+        check_source(source)
         node_id = self._graph.add(OperatorKind.SOURCE, name or type(source).__name__, source)
         return DataStream(self, (node_id,))
 

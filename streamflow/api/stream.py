@@ -10,6 +10,7 @@ from streamflow.api.broadcast import (
     BroadcastStream,
     KeyedBroadcastProcessFunction,
 )
+from streamflow.api.connector_checks import check_sink
 from streamflow.api.errors_policy import ErrorAction, ErrorPolicy
 from streamflow.api.functions import KeyedProcessFunction, ProcessFunction
 from streamflow.errors import ConfigError, GraphError
@@ -191,9 +192,10 @@ class DataStream:
         return DataStream(self._env, tuple(ids), self._partitioning, self._key_selector)
 
     def sink_to(self, sink: Any, name: str | None = None) -> DataStream:
-        """Write the stream to ``sink`` (anything with ``create_writer``)."""
-        if not hasattr(sink, "create_writer"):
-            raise ConfigError(f"sink_to needs a Sink (an object with create_writer), got {sink!r}")
+        """Write the stream to ``sink``: a Sink, whose ``create_writer(ctx)`` makes one
+        SinkWriter per subtask (see :mod:`streamflow.api.connector`); anything else is
+        refused with a ConfigError saying what the contract is."""
+        check_sink(sink)
         return self._apply(OperatorKind.SINK, name or type(sink).__name__, sink)
 
 

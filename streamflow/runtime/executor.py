@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Coroutine
 
 from streamflow.api.connector import SourceContext
+from streamflow.api.connector_checks import check_reader
 from streamflow.checkpoint.storage import CheckpointStorage
 from streamflow.config import CheckpointConfig, CheckpointingMode, RestartStrategy, RestartTracker, RetentionOnCancel
 from streamflow.errors import JobFailedError, StreamflowError
@@ -313,7 +314,7 @@ class Execution:
         uid = head.effective_uid
 
         def reader_factory(splits: list[Any] | None, all_splits: list[Any] | None) -> Any:
-            return source.create_reader(
+            reader = source.create_reader(
                 SourceContext(
                     job_name=settings.job_name,
                     run_id=self.run_id,
@@ -325,6 +326,8 @@ class Execution:
                     clock=settings.clock,
                 )
             )
+            check_reader(reader, uid)  # before open: a reader that breaks the contract fails the job at once
+            return reader
 
         return SourceTask(
             source_uid=uid,

@@ -21,6 +21,7 @@ import logging
 from typing import Any, Awaitable, Callable
 
 from streamflow.api.connector import SinkContext
+from streamflow.api.connector_checks import check_writer
 from streamflow.api.errors_policy import ErrorAction
 from streamflow.api.functions import CheckpointedFunction, CheckpointListener
 from streamflow.errors import StateError, UserFunctionError
@@ -426,17 +427,28 @@ class FunctionOperator(StreamOperator):
 
 
 class SinkOperator(StreamOperator):
-    """Feeds a SinkWriter; its snapshot is the writer's (a 2PC writer pre-commits there)."""
+    """Feeds a SinkWriter; its snapshot is the writer's (a 2PC writer pre-commits there).
+
+    A writer that is a CheckpointedFunction keeps operator state as a function does
+    (Flink's BufferingSink): ``initialize_state`` after ``open``, ``snapshot_state`` at
+    each barrier after ``snapshot``, so a writer that flushes in ``snapshot`` stores what
+    is left after the flush. The snapshot holds both: ``{"sink": [...], "operator": ...}``.
+    """
 
     def __init__(self, spec: OperatorSpec, ctx: OperatorContext) -> None:
         super().__init__(spec, ctx)
         self.writer: Any = None
+        self.operator_state = OperatorStateStore()
+        self._checkpointed = False
 
     async def open(self, restored: Restored | None) -> None:
         restored_state = None
         if restored is not None:
             lists = [s.get("sink") or [] for s in restored]
             restored_state = redistribute_split(lists, self.ctx.parallelism)[self.ctx.subtask_index]
+            self.operator_state = restore_operator_state(
+                [s.get("operator") or {} for s in restored], self.ctx.subtask_index, self.ctx.parallelism
+            )
         sink_ctx = SinkContext(
             job_name=self.ctx.job_name,
             run_id=self.ctx.run_id,
@@ -449,7 +461,11 @@ class SinkOperator(StreamOperator):
             clock=self.ctx.clock,
         )
         self.writer = self.spec.function.create_writer(sink_ctx)
+        check_writer(self.writer, self.uid)  # before open: a writer that breaks the contract fails the job at once
+        self._checkpointed = isinstance(self.writer, CheckpointedFunction)
         await self.writer.open()
+        if self._checkpointed:
+            await maybe_await(self.writer.initialize_state(InitContext(self.operator_state, None)))
 
     async def process(self, batch: Batch) -> None:
         count = len(batch.records)
@@ -459,8 +475,14 @@ class SinkOperator(StreamOperator):
 
     async def snapshot(self, checkpoint_id: int) -> dict[str, Any] | None:
         state = await self.writer.snapshot(checkpoint_id)
+        if self._checkpointed:
+            await maybe_await(self.writer.snapshot_state(SnapshotContext(checkpoint_id)))
         faults.hit("after_pre_commit", checkpoint_id)
-        return {"sink": list(state)}
+        snapshot: dict[str, Any] = {"sink": list(state)}
+        operator = self.operator_state.snapshot()
+        if operator.get("states"):
+            snapshot["operator"] = operator
+        return snapshot
 
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         await self.writer.notify_checkpoint_complete(checkpoint_id)

@@ -174,9 +174,17 @@ class Task:
         return emit_all
 
     def _restored_for(self, uid: str) -> list[dict[str, Any]] | None:
+        """The snapshots of ``uid`` per old subtask, or None when it starts fresh.
+
+        An operator whose uid the restored checkpoint does not hold (one added to the job
+        since, or one that kept no state) starts exactly as on a first run, as in Flink:
+        a source reads from its start, ``is_restored`` is False. Sources and sinks that
+        were in the checkpoint always have an entry there (possibly of empty lists), so a
+        reader can still tell "restored, owns nothing now" from "fresh".
+        """
         if self._restored is None:
             return None
-        return self._restored.get(uid, [])
+        return self._restored.get(uid)
 
     async def _open(self) -> None:
         for op in self.operators:

@@ -5,7 +5,8 @@ State is matched to operators by uid, and nothing is dropped silently:
 - state in the snapshot whose uid no operator of the new job has is refused with
   :class:`NonRestoredStateError`, listing the uids, unless the restore allows
   non-restored state, in which case that state is dropped with a WARNING;
-- an operator of the new job with no state in the snapshot starts empty (INFO);
+- an operator of the new job with no state in the snapshot starts fresh, as on a first
+  run (INFO): a source reads from its start, ``is_restored`` is False;
 - keyed state is split by key group, so a keyed operator must keep the snapshot's
   ``max_parallelism`` (the parallelism itself may change: key groups move whole);
 - state written by a source cannot be restored into a non-source and vice versa, and
@@ -166,7 +167,7 @@ def check_snapshot_against_plan(
             )
     for uid, spec in sorted(specs.items()):
         if uid not in metadata.operators and _needs_uid(spec):
-            log.info("operator %r has no state in the %s %s and starts empty", uid, where, str(path))
+            log.info("operator %r has no state in the %s %s and starts fresh", uid, where, str(path))
     return unmatched
 
 
