@@ -167,14 +167,16 @@ class TargetSoak:
         """Start the job again after every kill, until it finishes (True) or fails
         MAX_FAILED_IN_A_ROW times in a row (False)."""
         failed_in_a_row = 0
+        checkpointed = False  # a process of this round has completed a checkpoint
         while failed_in_a_row < MAX_FAILED_IN_A_ROW:
-            process = await JobProcess.start(argv, log, self.workdir)
+            process = await JobProcess.start(argv, log, self.workdir, restart=checkpointed)
             try:
                 life = await self.one_life(process, output)
             except BaseException:  # the soak fails or is interrupted: leave no job running
                 await process.kill()
                 raise
             self.report.in_process_restarts += process.in_process_restarts
+            checkpointed = checkpointed or process.checkpoints_completed > 0
             if life is Life.FINISHED:
                 self.note_restart(process)
                 return True
@@ -215,25 +217,22 @@ class TargetSoak:
         self.report.kills = kill_number
         self.note_restart(process)
         committed = await output.committed_count()
-        self.report.kill_log.append(Kill(kill_number, self.report.rounds, killed_at, process.restored_from,
-                                         process.restart_seconds, committed, restart_database))
+        self.report.kill_log.append(Kill(kill_number, self.report.rounds, killed_at, process.restart,
+                                         process.restored_from, process.restart_seconds, committed,
+                                         restart_database))
         shown = "?" if committed is None else f"{committed:,}"
-        if process.restart_seconds is None:
-            phase = "before its first checkpoint"
-        else:
-            phase = f"first checkpoint after {process.restart_seconds:.2f}s"
-        restored = "fresh" if process.restored_from is None else f"restored chk {process.restored_from}"
-        self.say(f"kill #{kill_number} of pid {process.pid} at {killed_at:.2f}s ({restored}, {phase}); "
+        self.say(f"kill #{kill_number} of pid {process.pid} at {killed_at:.2f}s ({process.describe()}); "
                  f"committed so far {shown}/{len(self.expected):,}")
         return Life.KILLED
 
     def note_restart(self, process: JobProcess) -> None:
-        if process.restored_from is None:
+        """Count a process that restarted the job: its restart time, or that it has none."""
+        if not process.restart:
             return
         if process.restore_seconds is not None:
             self.report.restore_seconds.append(process.restore_seconds)
         if process.restart_seconds is None:
-            self.report.killed_before_first_checkpoint += 1
+            self.report.restarts_killed_early += 1
         else:
             self.report.restart_seconds.append(process.restart_seconds)
 

@@ -37,9 +37,11 @@ KILLED = -signal.SIGKILL  # asyncio's returncode of a process ended by SIGKILL
 class JobProcess:
     """A started job process; ``await wait(timeout)`` or ``kill()`` ends it."""
 
-    def __init__(self, process: asyncio.subprocess.Process, started: float, log: IO[str]) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, started: float, log: IO[str],
+                 restart: bool) -> None:
         self.process = process
         self.started = started
+        self._restart = restart
         self.restored_from: int | None = None  # the checkpoint the process started from
         self.restored_at: float | None = None  # when it said so
         self.first_checkpoint_at: float | None = None
@@ -51,18 +53,37 @@ class JobProcess:
         self._reading = asyncio.create_task(self._read_output())
 
     @classmethod
-    async def start(cls, argv: list[str], log: IO[str], cwd: Path) -> JobProcess:
+    async def start(cls, argv: list[str], log: IO[str], cwd: Path, *, restart: bool) -> JobProcess:
+        """Start ``argv``; ``restart``: a completed checkpoint is there to restore."""
         started = time.monotonic()
         process = await asyncio.create_subprocess_exec(
             *argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C of the soak does not reach the job first
         )
         log.write(f"--- pid {process.pid}: {' '.join(argv)}\n")
-        return cls(process, started, log)
+        return cls(process, started, log, restart)
 
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    @property
+    def restart(self) -> bool:
+        """Whether this process restarts the job from a checkpoint (it said so, or one
+        had completed before it started)."""
+        return self._restart or self.restored_from is not None
+
+    def describe(self) -> str:
+        """Where the process had got to, for a kill's line."""
+        if not self.restart:
+            start = "first start"
+        elif self.restored_from is None:
+            return "restart, before its restore"
+        else:
+            start = f"restart from chk {self.restored_from}"
+        if self.restart_seconds is None:
+            return f"{start}, before its first checkpoint"
+        return f"{start}, first checkpoint after {self.restart_seconds:.2f}s"
 
     @property
     def restart_seconds(self) -> float | None:

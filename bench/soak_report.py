@@ -27,8 +27,9 @@ class Kill:
     number: int
     round: int
     seconds_after_start: float  # of the killed process
-    restored_from: int | None  # the checkpoint the killed process had restored (None: a fresh start)
-    restart_seconds: float | None  # its start -> first completed checkpoint (None: killed before)
+    restart: bool  # the killed process restarted the job from a checkpoint
+    restored_from: int | None  # the checkpoint it said it restored (None: a first start, or not yet)
+    first_checkpoint_seconds: float | None  # its start -> its first completed checkpoint (None: not yet)
     committed_after: int | None  # results the independent reader saw right after the kill
     after_database_restart: bool  # the process rode out a database restart before this kill
 
@@ -42,7 +43,7 @@ class TargetReport:
     verdict: Verdict = NO_RECORDS
     restart_seconds: list[float] = field(default_factory=list)  # process start -> first checkpoint
     restore_seconds: list[float] = field(default_factory=list)  # process start -> restore logged
-    killed_before_first_checkpoint: int = 0  # restored processes killed before recovering
+    restarts_killed_early: int = 0  # restarts killed before their first checkpoint (no restart time)
     in_process_restarts: int = 0
     db_restarts: list[DbRestart] = field(default_factory=list)
     unexpected_exits: list[str] = field(default_factory=list)
@@ -103,7 +104,7 @@ def print_report(reports: list[TargetReport], args: argparse.Namespace, wall: fl
               f"losses {v.losses}, unexpected {v.unexpected}, keys out of order {v.keys_out_of_order}")
         print(f"  restart to first checkpoint: p50 {_seconds(restarts['p50'])}, p99 {_seconds(restarts['p99'])}, "
               f"max {_seconds(restarts['max'])} over {len(report.restart_seconds)} restarts; "
-              f"{report.killed_before_first_checkpoint} more killed before their first checkpoint")
+              f"{report.restarts_killed_early} more killed before their first checkpoint")
         restores = report.restore_summary()
         print(f"  of which start to restore (interpreter, imports, reading the checkpoint): "
               f"p50 {_seconds(restores['p50'])}, max {_seconds(restores['max'])}")
