@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Callable, Protocol, runtime_checkable
 
-from streamflow.config import seconds
 from streamflow.errors import ConfigError
+from streamflow.eventtime.durations import non_negative_seconds, positive_seconds
 from streamflow.eventtime.generators import BoundedOutOfOrdernessWatermarks, WatermarkGenerator
 
 __all__ = ["TimestampAssigner", "WatermarkStrategy"]
@@ -38,17 +38,6 @@ class TimestampAssigner(Protocol):
     """
 
     def extract_timestamp(self, event: Any, record_timestamp: float | None) -> float: ...
-
-
-def _duration(value: float | timedelta, what: str, fix: str, *, allow_zero: bool) -> float:
-    try:
-        number = seconds(value, what)
-    except ConfigError:
-        raise ConfigError(f"{what} must be seconds (a float or a timedelta), got {value!r}; {fix}") from None
-    if number != number or number == float("inf") or number < 0 or (number == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"{what} must be finite seconds {bound}, got {value!r}; {fix}")
-    return number
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,9 +76,7 @@ class WatermarkStrategy:
         """Records may arrive up to ``bound`` seconds behind the newest one seen; later ones
         are late. ``bound`` 0 is :meth:`for_monotonous_timestamps`."""
         what = "WatermarkStrategy.for_bounded_out_of_orderness(bound)"
-        number = _duration(
-            bound, what, "pass how many seconds records may arrive out of order, e.g. 5.0", allow_zero=True
-        )
+        number = non_negative_seconds(bound, what, "pass how many seconds records may arrive out of order, e.g. 5.0")
         return cls(
             generator_factory=_BoundedFactory(number),
             description=f"WatermarkStrategy.for_bounded_out_of_orderness({number!r})",
@@ -129,21 +116,17 @@ class WatermarkStrategy:
     def with_idleness(self, timeout: float | timedelta) -> WatermarkStrategy:
         """Mark a split (or input) idle after ``timeout`` seconds without records, so it no
         longer holds back event time downstream; its next record makes it active again."""
-        number = _duration(
+        number = positive_seconds(
             timeout,
             f"{self.description}.with_idleness(timeout)",
             "pass how many seconds without records make an input idle, e.g. 60.0",
-            allow_zero=False,
         )
         return replace(self, idle_timeout=number)
 
     def with_emit_interval(self, interval: float | timedelta) -> WatermarkStrategy:
         """Ask the generator for the watermark every ``interval`` seconds (default 0.2)."""
-        number = _duration(
-            interval,
-            f"{self.description}.with_emit_interval(interval)",
-            "pass seconds between periodic watermarks, e.g. 0.2",
-            allow_zero=False,
+        number = positive_seconds(
+            interval, f"{self.description}.with_emit_interval(interval)", "pass seconds between periodic watermarks, e.g. 0.2"
         )
         return replace(self, emit_interval=number)
 
