@@ -38,6 +38,9 @@ class TimeWindow:
     max_timestamp: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if type(self.start) is not float or type(self.end) is not float:
+            object.__setattr__(self, "start", float(self.start))
+            object.__setattr__(self, "end", float(self.end))
         object.__setattr__(self, "max_timestamp", from_micros(to_micros(self.end) - 1))
 
     @classmethod
