@@ -30,13 +30,12 @@ from streamflow.api.side_outputs import OutputTag
 from streamflow.errors import ConfigError
 from streamflow.eventtime.resolution import from_micros, to_micros
 from streamflow.eventtime.tracker import InvalidTimestampError
-from streamflow.windowing.contexts import WindowEmission
+from streamflow.windowing.emission import EmittingLogic, WindowEmission
 from streamflow.windowing.logic import ElementFate
 from streamflow.windowing.store import ABSENT, WindowStateStore, WindowTimerService
 
 __all__ = ["IntervalJoinConfig", "IntervalJoinLogic", "ProcessJoinFunction"]
 
-_NEG_INF: Final = float("-inf")
 LEFT_BUFFER: Final = "left"
 RIGHT_BUFFER: Final = "right"
 
@@ -104,31 +103,20 @@ class _JoinContext:
         self._output.append(WindowEmission(value, self.timestamp))
 
 
-class IntervalJoinLogic:
+class IntervalJoinLogic(EmittingLogic):
     """The interval join of one operator subtask (see the module docstring)."""
 
     def __init__(self, config: IntervalJoinConfig, store: WindowStateStore, timers: WindowTimerService) -> None:
+        super().__init__()
         self.config = config
         self.store = store
         self.timers = timers
-        self.watermark = _NEG_INF
-        self.output: list[WindowEmission] = []
-        self.late_records_dropped = 0
         self._lower = to_micros(config.lower)
         self._upper = to_micros(config.upper)
         fn = config.function
         self._process: Callable[[Any, Any, Any, Any], Any] | None = getattr(fn, "process_element", None)
         self._call: Callable[[Any, Any], Any] | None = None if self._process is not None else cast(Any, fn)
         self._ctx = _JoinContext(self.output)
-
-    def advance_watermark(self, watermark: float) -> None:
-        if watermark > self.watermark:
-            self.watermark = watermark
-
-    def take_output(self) -> list[WindowEmission]:
-        taken = list(self.output)
-        self.output.clear()
-        return taken
 
     def process_left(self, key: Any, value: Any, timestamp: float | None) -> ElementFate:
         return self._process_side(key, value, timestamp, True)

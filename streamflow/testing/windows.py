@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from streamflow.runtime.clock import ManualClock
 from streamflow.windowing.config import WindowConfig
-from streamflow.windowing.contexts import WindowEmission
+from streamflow.windowing.emission import WindowEmission
 from streamflow.windowing.logic import ElementFate, WindowOperatorLogic
 from streamflow.windowing.store import InMemoryWindowStore, WindowTimers
 from streamflow.windowing.windows import Window

@@ -22,7 +22,7 @@ from streamflow.windowing.assigners import (
     WindowAssigner,
 )
 from streamflow.windowing.config import WindowConfig
-from streamflow.windowing.contexts import WindowEmission
+from streamflow.windowing.emission import WindowEmission
 from streamflow.windowing.evictors import CountEvictor, Evictor, TimeEvictor, TimestampedValue
 from streamflow.windowing.functions import AggregateFunction, ProcessWindowContext, ProcessWindowFunction
 from streamflow.windowing.logic import ElementFate, WindowOperatorLogic

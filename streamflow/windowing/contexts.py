@@ -7,31 +7,23 @@ is handed out, so calls cost no allocation; a context must not be kept beyond th
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from streamflow.api.side_outputs import OutputTag
 from streamflow.errors import ConfigError, StateError
 from streamflow.state.descriptors import StateDescriptor
+from streamflow.windowing.emission import WindowEmission
 from streamflow.windowing.scoped_state import merge_scoped, scoped_state
 from streamflow.windowing.windows import GLOBAL_WINDOW, Window
 
 if TYPE_CHECKING:
     from streamflow.windowing.logic import WindowOperatorLogic
 
-__all__ = ["WindowEmission", "WindowFunctionContext", "WindowTriggerContext"]
+__all__ = ["WindowFunctionContext", "WindowTriggerContext"]
 
 TRIGGER_STATE = "trigger:"
 WINDOW_STATE = "window:"
 GLOBAL_STATE = "global:"
-
-
-class WindowEmission(NamedTuple):
-    """A value the window operator emits: to the main output (``tag`` None) or to the side
-    output ``tag``, with its event timestamp."""
-
-    value: Any
-    timestamp: float
-    tag: OutputTag | None = None
 
 
 class WindowTriggerContext:

@@ -49,8 +49,29 @@ class Evictor:
         return elements
 
 
+class _OneSided(Evictor):
+    """An evictor that evicts either before the function or, with ``do_evict_after``,
+    after it, by the same rule (``_evict``)."""
+
+    __slots__ = ()
+    do_evict_after: bool
+
+    def _evict(self, elements: list[TimestampedValue]) -> list[TimestampedValue]:
+        raise NotImplementedError
+
+    def evict_before(
+        self, elements: list[TimestampedValue], window: Window, ctx: EvictorContext
+    ) -> list[TimestampedValue]:
+        return elements if self.do_evict_after else self._evict(elements)
+
+    def evict_after(
+        self, elements: list[TimestampedValue], window: Window, ctx: EvictorContext
+    ) -> list[TimestampedValue]:
+        return self._evict(elements) if self.do_evict_after else elements
+
+
 @dataclass(frozen=True, slots=True)
-class CountEvictor(Evictor):
+class CountEvictor(_OneSided):
     """Keeps the last ``max_count`` elements; ``do_evict_after`` evicts after the function
     instead of before it. ``CountEvictor.of(100)``."""
 
@@ -71,19 +92,9 @@ class CountEvictor(Evictor):
     def _evict(self, elements: list[TimestampedValue]) -> list[TimestampedValue]:
         return elements[-self.max_count :] if len(elements) > self.max_count else elements
 
-    def evict_before(
-        self, elements: list[TimestampedValue], window: Window, ctx: EvictorContext
-    ) -> list[TimestampedValue]:
-        return elements if self.do_evict_after else self._evict(elements)
-
-    def evict_after(
-        self, elements: list[TimestampedValue], window: Window, ctx: EvictorContext
-    ) -> list[TimestampedValue]:
-        return self._evict(elements) if self.do_evict_after else elements
-
 
 @dataclass(frozen=True, slots=True)
-class TimeEvictor(Evictor):
+class TimeEvictor(_OneSided):
     """Keeps the elements whose timestamp is more than ``newest - window_size``, where
     ``newest`` is the highest timestamp in the window; elements without a timestamp are
     kept. ``TimeEvictor.of(60.0)``."""
@@ -106,13 +117,3 @@ class TimeEvictor(Evictor):
             return elements
         cutoff = max(stamps) - self.window_size
         return [e for e in elements if e.timestamp is None or e.timestamp > cutoff]
-
-    def evict_before(
-        self, elements: list[TimestampedValue], window: Window, ctx: EvictorContext
-    ) -> list[TimestampedValue]:
-        return elements if self.do_evict_after else self._evict(elements)
-
-    def evict_after(
-        self, elements: list[TimestampedValue], window: Window, ctx: EvictorContext
-    ) -> list[TimestampedValue]:
-        return self._evict(elements) if self.do_evict_after else elements

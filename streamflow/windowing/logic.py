@@ -43,7 +43,8 @@ from streamflow.windowing.contents import (
     ListContents,
     ReduceContents,
 )
-from streamflow.windowing.contexts import WindowEmission, WindowFunctionContext, WindowTriggerContext
+from streamflow.windowing.contexts import WindowFunctionContext, WindowTriggerContext
+from streamflow.windowing.emission import EmittingLogic, WindowEmission
 from streamflow.windowing.evictors import TimestampedValue
 from streamflow.windowing.merging import Merge, MergingWindowSet
 from streamflow.windowing.store import ABSENT, WindowStateStore, WindowTimerService
@@ -54,7 +55,6 @@ __all__ = ["CONTENTS", "MERGING_WINDOWS", "ElementFate", "WindowOperatorLogic"]
 
 CONTENTS: Final = "contents"
 MERGING_WINDOWS: Final = "merging-windows"
-_NEG_INF: Final = float("-inf")
 _INF: Final = float("inf")
 
 
@@ -83,19 +83,17 @@ def _contents_for(config: WindowConfig) -> Contents:
     return EvictingContents(inner) if config.evictor is not None else inner
 
 
-class WindowOperatorLogic:
+class WindowOperatorLogic(EmittingLogic):
     """Windows of one operator subtask over a state store and a timer service."""
 
     def __init__(
         self, config: WindowConfig, store: WindowStateStore, timers: WindowTimerService, clock: Clock
     ) -> None:
+        super().__init__()
         self.config = config
         self.store = store
         self.timers = timers
         self.clock = clock
-        self.watermark = _NEG_INF
-        self.output: list[WindowEmission] = []
-        self.late_records_dropped = 0
         self._assigner = config.assigner
         self._trigger: Any = config.trigger
         self._contents = _contents_for(config)
@@ -109,20 +107,6 @@ class WindowOperatorLogic:
     def current_processing_time(self) -> float:
         """The assigner's context: processing-time windows place elements by it."""
         return self.clock.now()
-
-    def advance_watermark(self, watermark: float) -> None:
-        """Event time reached ``watermark``; the caller then fires the due timers."""
-        if watermark > self.watermark:
-            self.watermark = watermark
-
-    def take_output(self) -> list[WindowEmission]:
-        """What the calls since the last take emitted, in order."""
-        output = self.output
-        if not output:
-            return []
-        taken = list(output)
-        output.clear()
-        return taken
 
     def process_element(self, key: Any, value: Any, timestamp: float | None) -> ElementFate:
         windows = self._assigner.assign_windows(value, timestamp, self)
@@ -233,21 +217,17 @@ class WindowOperatorLogic:
 
     def _register_cleanup(self, key: Any, window: Window) -> None:
         time = self.config.cleanup_time(window)
-        if time == _INF:
-            return
-        if self._event_time:
-            self.timers.register_event_time_timer(key, window, time)
-        else:
-            self.timers.register_processing_time_timer(key, window, time)
+        if time != _INF:
+            timers = self.timers
+            register = timers.register_event_time_timer if self._event_time else timers.register_processing_time_timer
+            register(key, window, time)
 
     def _delete_cleanup(self, key: Any, window: Window) -> None:
         time = self.config.cleanup_time(window)
-        if time == _INF:
-            return
-        if self._event_time:
-            self.timers.delete_event_time_timer(key, window, time)
-        else:
-            self.timers.delete_processing_time_timer(key, window, time)
+        if time != _INF:
+            timers = self.timers
+            delete = timers.delete_event_time_timer if self._event_time else timers.delete_processing_time_timer
+            delete(key, window, time)
 
     def _is_late(self, window: Window) -> bool:
         return self._event_time and self.config.cleanup_time(window) <= self.watermark

@@ -23,7 +23,7 @@ import enum
 import operator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from streamflow.errors import ConfigError
 from streamflow.eventtime.durations import positive_seconds
@@ -272,112 +272,107 @@ def _next_fire(aligned_from: float, interval: int, window: Window) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class ContinuousEventTimeTrigger(Trigger):
-    """Fires every ``interval`` seconds of event time while the window is open (early
-    results), and at the window's end. Firings fall on multiples of the interval."""
+class _ContinuousTrigger(Trigger):
+    """What both continuous triggers share: the next firing, a multiple of ``interval``
+    never after the window's end, kept as trigger state (the earliest wins when sessions
+    merge) with a timer in the trigger's time domain."""
 
     interval: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "interval", _interval(self.interval, "ContinuousEventTimeTrigger.of(interval)"))
+        object.__setattr__(self, "interval", _interval(self.interval, f"{type(self).__name__}.of(interval)"))
 
     @classmethod
-    def of(cls, interval: float | timedelta) -> ContinuousEventTimeTrigger:
+    def of(cls, interval: float | timedelta) -> Self:
         return cls(_interval(interval, f"{cls.__name__}.of(interval)"))
+
+    def _register(self, ctx: TriggerContext, time: float) -> None:
+        raise NotImplementedError
+
+    def _delete(self, ctx: TriggerContext, time: float) -> None:
+        raise NotImplementedError
+
+    def _start(self, now: float, window: Window, ctx: TriggerContext) -> None:
+        """Schedule the first firing, unless one is scheduled."""
+        fire_at = ctx.get_partitioned_state(_FIRE_AT)
+        if fire_at.get() is None:
+            self._schedule(fire_at, now, window, ctx)
+
+    def _fire_if_due(self, time: float, window: Window, ctx: TriggerContext) -> TriggerResult:
+        fire_at = ctx.get_partitioned_state(_FIRE_AT)
+        if fire_at.get() == time:
+            fire_at.clear()
+            self._schedule(fire_at, time, window, ctx)
+            return TriggerResult.FIRE
+        return TriggerResult.CONTINUE
+
+    def _schedule(self, fire_at: Any, after: float, window: Window, ctx: TriggerContext) -> None:
+        next_time = _next_fire(after, to_micros(self.interval), window)
+        fire_at.add(next_time)
+        self._register(ctx, next_time)
+
+    def can_merge(self) -> bool:
+        return True
+
+    def on_merge(self, window: Window, ctx: OnMergeContext) -> None:
+        ctx.merge_partitioned_state(_FIRE_AT)
+        next_time = ctx.get_partitioned_state(_FIRE_AT).get()
+        if next_time is not None:
+            self._register(ctx, next_time)
+
+    def clear(self, window: Window, ctx: TriggerContext) -> None:
+        fire_at = ctx.get_partitioned_state(_FIRE_AT)
+        next_time = fire_at.get()
+        if next_time is not None:
+            self._delete(ctx, next_time)
+        fire_at.clear()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}.of({self.interval!r})"
+
+
+class ContinuousEventTimeTrigger(_ContinuousTrigger):
+    """Fires every ``interval`` seconds of event time while the window is open (early
+    results), and at the window's end. Firings fall on multiples of the interval."""
+
+    __slots__ = ()
+
+    def _register(self, ctx: TriggerContext, time: float) -> None:
+        ctx.register_event_time_timer(time)
+
+    def _delete(self, ctx: TriggerContext, time: float) -> None:
+        ctx.delete_event_time_timer(time)
 
     def on_element(self, element: Any, timestamp: float | None, window: Window, ctx: TriggerContext) -> TriggerResult:
         if window.max_timestamp <= ctx.current_watermark():
             return TriggerResult.FIRE  # a late element: fire at once, as EventTimeTrigger
         ctx.register_event_time_timer(window.max_timestamp)
-        fire_at = ctx.get_partitioned_state(_FIRE_AT)
-        if fire_at.get() is None and timestamp is not None:
-            self._schedule(fire_at, timestamp, window, ctx)
+        if timestamp is not None:
+            self._start(timestamp, window, ctx)
         return TriggerResult.CONTINUE
 
     def on_event_time(self, time: float, window: Window, ctx: TriggerContext) -> TriggerResult:
         if time == window.max_timestamp:
             return TriggerResult.FIRE
-        fire_at = ctx.get_partitioned_state(_FIRE_AT)
-        if fire_at.get() == time:
-            fire_at.clear()
-            self._schedule(fire_at, time, window, ctx)
-            return TriggerResult.FIRE
-        return TriggerResult.CONTINUE
-
-    def _schedule(self, fire_at: Any, after: float, window: Window, ctx: TriggerContext) -> None:
-        next_time = _next_fire(after, to_micros(self.interval), window)
-        fire_at.add(next_time)
-        ctx.register_event_time_timer(next_time)
-
-    def can_merge(self) -> bool:
-        return True
-
-    def on_merge(self, window: Window, ctx: OnMergeContext) -> None:
-        ctx.merge_partitioned_state(_FIRE_AT)
-        next_time = ctx.get_partitioned_state(_FIRE_AT).get()
-        if next_time is not None:
-            ctx.register_event_time_timer(next_time)
-
-    def clear(self, window: Window, ctx: TriggerContext) -> None:
-        fire_at = ctx.get_partitioned_state(_FIRE_AT)
-        next_time = fire_at.get()
-        if next_time is not None:
-            ctx.delete_event_time_timer(next_time)
-        fire_at.clear()
-
-    def __repr__(self) -> str:
-        return f"ContinuousEventTimeTrigger.of({self.interval!r})"
+        return self._fire_if_due(time, window, ctx)
 
 
-@dataclass(frozen=True, slots=True)
-class ContinuousProcessingTimeTrigger(Trigger):
+class ContinuousProcessingTimeTrigger(_ContinuousTrigger):
     """Fires every ``interval`` seconds of processing time while the window has elements.
     Firings fall on multiples of the interval; the window's own end is left to the
     window's cleanup (pair it with a purging or an end-of-window trigger if needed)."""
 
-    interval: float
+    __slots__ = ()
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "interval", _interval(self.interval, "ContinuousProcessingTimeTrigger.of(interval)"))
+    def _register(self, ctx: TriggerContext, time: float) -> None:
+        ctx.register_processing_time_timer(time)
 
-    @classmethod
-    def of(cls, interval: float | timedelta) -> ContinuousProcessingTimeTrigger:
-        return cls(_interval(interval, f"{cls.__name__}.of(interval)"))
+    def _delete(self, ctx: TriggerContext, time: float) -> None:
+        ctx.delete_processing_time_timer(time)
 
     def on_element(self, element: Any, timestamp: float | None, window: Window, ctx: TriggerContext) -> TriggerResult:
-        fire_at = ctx.get_partitioned_state(_FIRE_AT)
-        if fire_at.get() is None:
-            self._schedule(fire_at, ctx.current_processing_time(), window, ctx)
+        self._start(ctx.current_processing_time(), window, ctx)
         return TriggerResult.CONTINUE
 
     def on_processing_time(self, time: float, window: Window, ctx: TriggerContext) -> TriggerResult:
-        fire_at = ctx.get_partitioned_state(_FIRE_AT)
-        if fire_at.get() == time:
-            fire_at.clear()
-            self._schedule(fire_at, time, window, ctx)
-            return TriggerResult.FIRE
-        return TriggerResult.CONTINUE
-
-    def _schedule(self, fire_at: Any, after: float, window: Window, ctx: TriggerContext) -> None:
-        next_time = _next_fire(after, to_micros(self.interval), window)
-        fire_at.add(next_time)
-        ctx.register_processing_time_timer(next_time)
-
-    def can_merge(self) -> bool:
-        return True
-
-    def on_merge(self, window: Window, ctx: OnMergeContext) -> None:
-        ctx.merge_partitioned_state(_FIRE_AT)
-        next_time = ctx.get_partitioned_state(_FIRE_AT).get()
-        if next_time is not None:
-            ctx.register_processing_time_timer(next_time)
-
-    def clear(self, window: Window, ctx: TriggerContext) -> None:
-        fire_at = ctx.get_partitioned_state(_FIRE_AT)
-        next_time = fire_at.get()
-        if next_time is not None:
-            ctx.delete_processing_time_timer(next_time)
-        fire_at.clear()
-
-    def __repr__(self) -> str:
-        return f"ContinuousProcessingTimeTrigger.of({self.interval!r})"
+        return self._fire_if_due(time, window, ctx)
