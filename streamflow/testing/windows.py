@@ -13,6 +13,7 @@ the windows emitted. State and timers live in memory (``harness.store``,
 
 from __future__ import annotations
 
+import pickle
 from typing import Any, cast
 
 from streamflow.runtime.clock import ManualClock
@@ -58,6 +59,22 @@ class WindowHarness:
             time, key, window = due
             self.logic.on_processing_time(key, cast(Window, window), time)
         return self.logic.take_output()
+
+    def checkpoint(self) -> tuple[bytes, dict[str, Any]]:
+        """The windows' state and timers, as a checkpoint would keep them."""
+        return pickle.dumps(self.store.data), self.timers.snapshot()
+
+    @classmethod
+    def restored(
+        cls, config: WindowConfig, checkpoint: tuple[bytes, dict[str, Any]], *, processing_time: float = 0.0
+    ) -> WindowHarness:
+        """A new subtask restored from :meth:`checkpoint`: the same state and timers, event
+        time starting over (watermarks are not checkpointed, as in Flink)."""
+        harness = cls(config, processing_time=processing_time)
+        harness.store.data = pickle.loads(checkpoint[0])
+        harness.timers = WindowTimers.restore(checkpoint[1])
+        harness.logic.timers = harness.timers
+        return harness
 
     @property
     def is_empty(self) -> bool:

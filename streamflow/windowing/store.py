@@ -145,6 +145,17 @@ class _TimerHeap:
     def __len__(self) -> int:
         return len(self._live)
 
+    def entries(self) -> list[tuple[float, Any, Hashable]]:
+        """The live timers, in time (then registration) order."""
+        live, seen = self._live, set()
+        entries = []
+        for time, _, key, namespace in sorted(self._heap):
+            entry = (time, key, namespace)
+            if entry in live and entry not in seen:  # deleted and registered again: two heap entries
+                seen.add(entry)
+                entries.append(entry)
+        return entries
+
 
 class WindowTimers:
     """A :class:`WindowTimerService` in memory; ``pop_*`` hand out due timers one at a time,
@@ -168,6 +179,20 @@ class WindowTimers:
 
     def delete_processing_time_timer(self, key: Any, namespace: Hashable, timestamp: float) -> None:
         self.processing_time.delete(key, namespace, timestamp)
+
+    def snapshot(self) -> dict[str, list[tuple[float, Any, Hashable]]]:
+        """The live timers as plain data: ``{"event": [(time, key, namespace), ...],
+        "processing": [...]}``, each in time order."""
+        return {"event": self.event_time.entries(), "processing": self.processing_time.entries()}
+
+    @classmethod
+    def restore(cls, snapshot: dict[str, list[tuple[float, Any, Hashable]]]) -> WindowTimers:
+        timers = cls()
+        for time, key, namespace in snapshot["event"]:
+            timers.register_event_time_timer(key, namespace, time)
+        for time, key, namespace in snapshot["processing"]:
+            timers.register_processing_time_timer(key, namespace, time)
+        return timers
 
     def pop_event_time(self, watermark: float) -> tuple[float, Any, Hashable] | None:
         """The earliest event-time timer at or before ``watermark`` (removed), or None."""
