@@ -2,7 +2,7 @@
 
 - windows: :class:`TimeWindow`, :class:`GlobalWindow`;
 - assigners: tumbling, sliding and session windows in event and processing time,
-  :class:`GlobalWindows` (count windows: global windows with :class:`CountTrigger`);
+  :class:`GlobalWindows`, and :func:`count_window` (global windows with a count trigger);
 - triggers (:class:`Trigger`, :class:`TriggerResult` and the built-ins) and evictors;
 - functions: reduce, :class:`AggregateFunction`, :class:`ProcessWindowFunction`;
 - :class:`WindowConfig`: one window operator, validated at build time;
@@ -22,6 +22,7 @@ from streamflow.windowing.assigners import (
     WindowAssigner,
 )
 from streamflow.windowing.config import WindowConfig
+from streamflow.windowing.count_windows import CountWindow, count_window
 from streamflow.windowing.emission import WindowEmission
 from streamflow.windowing.evictors import CountEvictor, Evictor, TimeEvictor, TimestampedValue
 from streamflow.windowing.functions import AggregateFunction, ProcessWindowContext, ProcessWindowFunction
@@ -50,6 +51,7 @@ __all__ = [
     "ContinuousProcessingTimeTrigger",
     "CountEvictor",
     "CountTrigger",
+    "CountWindow",
     "ElementFate",
     "EventTimeSessionWindows",
     "EventTimeTrigger",
@@ -83,4 +85,5 @@ __all__ = [
     "WindowStateStore",
     "WindowTimerService",
     "WindowTimers",
+    "count_window",
 ]

@@ -31,6 +31,7 @@ from streamflow.windowing import (
     Window,
     WindowConfig,
     WindowEmission,
+    count_window,
 )
 
 INF = float("inf")
@@ -54,8 +55,9 @@ def test_trigger_results_say_whether_they_fire_and_purge() -> None:
 
 
 def test_tumbling_count_windows_fire_every_n_elements_and_purge() -> None:
-    count_window = WindowConfig(assigner=GlobalWindows.create(), trigger=PurgingTrigger.of(CountTrigger.of(3)), reduce_fn=operator.add)
-    harness = WindowHarness(count_window)
+    parts = count_window(3)
+    assert parts == (GlobalWindows.create(), PurgingTrigger.of(CountTrigger.of(3)), None)
+    harness = WindowHarness(WindowConfig(assigner=parts.assigner, trigger=parts.trigger, reduce_fn=operator.add))
     for value in range(1, 8):
         harness.add("k", value)
         harness.add("other", 100)
@@ -64,10 +66,9 @@ def test_tumbling_count_windows_fire_every_n_elements_and_purge() -> None:
 
 
 def test_sliding_count_windows_fire_every_slide_with_the_last_size_elements() -> None:
-    sliding = WindowConfig(
-        assigner=GlobalWindows.create(), trigger=CountTrigger.of(2), evictor=CountEvictor.of(3), process_fn=Elements()
-    )
-    harness = WindowHarness(sliding)
+    parts = count_window(3, slide=2)
+    assert parts == (GlobalWindows.create(), CountTrigger.of(2), CountEvictor.of(3))
+    harness = WindowHarness(WindowConfig(**parts._asdict(), process_fn=Elements()))
     for value in range(1, 7):
         harness.add("k", value)
     assert values(harness.take()) == [[1, 2], [2, 3, 4], [4, 5, 6]]
@@ -211,6 +212,8 @@ def test_evicting_after_the_function_keeps_what_later_firings_see() -> None:
         (lambda: ContinuousProcessingTimeTrigger.of(-1), "got -1"),
         (lambda: CountEvictor.of(0), r"CountEvictor.of\(max_count\) needs an int >= 1"),
         (lambda: TimeEvictor.of(0), r"TimeEvictor.of\(window_size\) must be finite seconds > 0"),
+        (lambda: count_window(0), r"count_window: size must be an int >= 1, got 0"),
+        (lambda: count_window(10, slide=0), r"count_window: slide must be an int >= 1, got 0"),
     ],
 )
 def test_bad_trigger_and_evictor_parameters_are_refused(make: Any, match: str) -> None:
