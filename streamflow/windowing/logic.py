@@ -99,6 +99,7 @@ class WindowOperatorLogic(EmittingLogic):
         self._contents = _contents_for(config)
         self._event_time = config.assigner.is_event_time
         self._lateness = config.allowed_lateness
+        self._sessions_of: dict[Any, tuple[Any, MergingWindowSet]] = {}
         self._trigger_ctx = WindowTriggerContext(self)
         self._function_ctx = WindowFunctionContext(self)
 
@@ -282,15 +283,28 @@ class WindowOperatorLogic(EmittingLogic):
     # -- sessions ----------------------------------------------------------------------
 
     def _sessions(self, key: Any) -> MergingWindowSet:
+        """The key's session windows. The stored form is plain data; the set built from it
+        is kept while the store still returns that very object (no one else writes it),
+        so an element does not rebuild its key's sessions from floats."""
         raw = self.store.get(key, None, MERGING_WINDOWS)
         if raw is ABSENT:
+            self._sessions_of.pop(key, None)
             return MergingWindowSet(self._assigner)
-        return MergingWindowSet.restore(self._assigner, raw)
+        cached = self._sessions_of.get(key)
+        if cached is not None and cached[0] is raw:
+            return cached[1]
+        sessions = MergingWindowSet.restore(self._assigner, raw)
+        self._sessions_of[key] = (raw, sessions)
+        return sessions
 
     def _persist(self, key: Any, sessions: MergingWindowSet) -> None:
         if not sessions.changed:
             return
+        sessions.mark_persisted()
         if len(sessions):
-            self.store.put(key, None, MERGING_WINDOWS, sessions.snapshot())
+            raw = sessions.snapshot()
+            self.store.put(key, None, MERGING_WINDOWS, raw)
+            self._sessions_of[key] = (raw, sessions)
         else:
             self.store.remove(key, None, MERGING_WINDOWS)
+            self._sessions_of.pop(key, None)

@@ -47,12 +47,13 @@ class Merge:
 class MergingWindowSet:
     """Windows in flight of one key -> their state windows (see the module docstring)."""
 
-    __slots__ = ("_assigner", "_mapping", "_initial")
+    __slots__ = ("_assigner", "_mapping", "changed")
 
     def __init__(self, assigner: Any, mapping: dict[TimeWindow, TimeWindow] | None = None) -> None:
         self._assigner = assigner
         self._mapping: dict[TimeWindow, TimeWindow] = dict(mapping or {})
-        self._initial = dict(self._mapping)
+        self.changed = False
+        """Whether windows came or went since the set was made, restored or persisted."""
 
     # -- persistence -----------------------------------------------------------------
 
@@ -66,10 +67,8 @@ class MergingWindowSet:
     def restore(cls, assigner: Any, data: list[list[float]]) -> MergingWindowSet:
         return cls(assigner, {TimeWindow(a, b): TimeWindow(c, d) for a, b, c, d in data})
 
-    @property
-    def changed(self) -> bool:
-        """Whether the set differs from when it was made or restored (worth persisting)."""
-        return self._mapping != self._initial
+    def mark_persisted(self) -> None:
+        self.changed = False
 
     def __len__(self) -> int:
         return len(self._mapping)
@@ -88,6 +87,7 @@ class MergingWindowSet:
         """Forget ``window`` (it is over, or too late to keep)."""
         if self._mapping.pop(window, None) is None:
             raise StateError(f"session window {window!r} is not in flight; cannot retire it")
+        self.changed = True
 
     def add_window(self, new: TimeWindow) -> tuple[TimeWindow, list[Merge]]:
         """Add ``new`` and merge what overlaps; returns the window ``new`` ended up in and
@@ -95,6 +95,7 @@ class MergingWindowSet:
         mapping = self._mapping
         if new in mapping:  # (a dynamic gap can reproduce a window in flight exactly)
             return new, []
+        self.changed = True
         groups = self._assigner.merge_windows([*mapping, new])
         result = new
         new_was_merged = False

@@ -50,18 +50,18 @@ class TriggerResult(enum.Enum):
     """What the window does: CONTINUE (nothing), FIRE (run the function, keep the
     contents), PURGE (drop the contents), FIRE_AND_PURGE (run it, then drop them)."""
 
+    is_fire: bool
+    is_purge: bool
+
     CONTINUE = (False, False)
     FIRE = (True, False)
     PURGE = (False, True)
     FIRE_AND_PURGE = (True, True)
 
-    @property
-    def is_fire(self) -> bool:
-        return self.value[0]
-
-    @property
-    def is_purge(self) -> bool:
-        return self.value[1]
+    def __init__(self, fire: bool, purge: bool) -> None:
+        # plain attributes: read for every element, where an enum property costs a lookup chain
+        self.is_fire = fire
+        self.is_purge = purge
 
 
 class TriggerContext(Protocol):

@@ -29,19 +29,35 @@ class Window(Protocol):
     def __hash__(self) -> int: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class TimeWindow:
-    """The interval ``[start, end)`` in float seconds; see the module docstring."""
+    """The interval ``[start, end)`` in float seconds; see the module docstring.
+
+    Windows are dict keys of the window state on every element, so equality and the
+    (cached) hash are written out rather than generated.
+    """
 
     start: float
     end: float
-    max_timestamp: float = field(init=False, repr=False, compare=False)
+    max_timestamp: float = field(init=False, repr=False)
+    _hash: int = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if type(self.start) is not float or type(self.end) is not float:
             object.__setattr__(self, "start", float(self.start))
             object.__setattr__(self, "end", float(self.end))
         object.__setattr__(self, "max_timestamp", from_micros(to_micros(self.end) - 1))
+        object.__setattr__(self, "_hash", hash((self.start, self.end)))
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if type(other) is not TimeWindow:
+            return NotImplemented
+        return self.start == other.start and self.end == other.end
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @classmethod
     def of_micros(cls, start: int, end: int) -> TimeWindow:
