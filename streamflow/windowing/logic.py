@@ -7,7 +7,8 @@ methods, forwards what :meth:`WindowOperatorLogic.take_output` returns, and coun
 1. ``process_element(key, value, timestamp)`` for each record (``timestamp`` is
    ``None`` without event time). The element goes into every window the assigner gives
    that is not already over (its cleanup time passed); the trigger decides whether a
-   window fires now. An element no window takes is *late*: it goes to the late-data side
+   window fires now. An element that no window takes because its timestamp plus the
+   allowed lateness is behind the watermark is *late*: it goes to the late-data side
    output if there is one, otherwise it is dropped and counted. The returned
    :class:`ElementFate` says which.
 2. ``advance_watermark(watermark)``, then ``on_event_time(key, window, time)`` for every
@@ -27,7 +28,8 @@ service, so a checkpoint of those is a checkpoint of the windows.
 User code (assigner gap functions, reduce, aggregate, process, triggers) may raise; the
 exception leaves the call and the runtime applies the operator's error policy. The new
 contents of every window of an element are computed before any is stored, so an
-element whose reduce raises changes no window.
+element whose reduce or aggregate raises changes no window (unless the aggregate
+function changed an accumulator in place before raising).
 """
 
 from __future__ import annotations
@@ -236,7 +238,7 @@ class WindowOperatorLogic(EmittingLogic):
     def _clear_window(self, key: Any, window: Window, state_window: Any, sessions: MergingWindowSet | None) -> None:
         """The window is over: its contents, trigger state and per-window state go."""
         process_fn = self.config.process_fn
-        if process_fn is not None and not self.config.is_merging:
+        if process_fn is not None:
             process_fn.clear(self._function_ctx.at(key, window))
         self._trigger.clear(window, self._trigger_ctx.at(key, window))
         self.store.remove_namespace(key, window)

@@ -8,17 +8,15 @@ window it belongs to, or ``None`` for what belongs to the key as a whole.
 
 What the logic stores, by name (every value is plain data or the user's own values):
 
-==================  ============  ====================================================
-name                namespace     value
-==================  ============  ====================================================
-``contents``        state window  the window's elements, reduced value or accumulator
-``trigger:<n>``     window        a trigger's state ``n`` (a count, a fire time)
-``window:<n>``      window        a ProcessWindowFunction's per-window state ``n``
-``global:<n>``      ``None``      a ProcessWindowFunction's per-key state ``n``
-``merging-windows``  ``None``      session windows: ``[[start, end, state_start,
-                                  state_end], ...]``
-``left`` / ``right``  ``None``    an interval join's buffers ``{timestamp: [values]}``
-==================  ============  ====================================================
+- ``contents``, namespace: the state window - the window's elements, its reduced value
+  or its accumulator;
+- ``trigger:<n>``, namespace: the window - a trigger's state ``n`` (a count, a fire time);
+- ``window:<n>``, namespace: the window - a ProcessWindowFunction's per-window state;
+- ``global:<n>``, namespace ``None`` - a ProcessWindowFunction's per-key state;
+- ``merging-windows``, namespace ``None`` - the key's session windows,
+  ``[[start, end, state_start, state_end], ...]``;
+- ``left`` / ``right``, namespace ``None`` - an interval join's buffers,
+  ``{timestamp in microseconds: [(value, timestamp), ...]}``.
 
 Contract: the runtime calls the logic with its keyed backend's current key already set
 to the ``key`` argument, so a store over keyed state may use the current key.

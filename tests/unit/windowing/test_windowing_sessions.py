@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamflow.errors import StateError
+from streamflow.state.descriptors import ValueStateDescriptor
 from streamflow.testing.windows import WindowHarness
 from streamflow.windowing import (
     ContinuousEventTimeTrigger,
@@ -217,3 +218,28 @@ def test_property_a_restored_checkpoint_continues_exactly_like_the_run_it_came_f
     after = run(restored, len(steps[:cut]), steps[cut:]) + restored.advance_watermark(float("inf"))
     assert before + after == expected
     assert restored.is_empty
+
+
+class ClearsGlobalState(Elements):
+    """Counts open sessions per key in per-key state; a session's end takes it back."""
+
+    OPEN = ValueStateDescriptor("open-sessions", default=0)
+
+    def process(self, key: Any, context: ProcessWindowContext, elements: Iterable[Any], out: Any) -> None:
+        super().process(key, context, elements, out)
+        state = context.global_state(self.OPEN)
+        state.update(state.value() + 1)
+
+    def clear(self, context: ProcessWindowContext) -> None:
+        state = context.global_state(self.OPEN)
+        state.update(state.value() - 1)
+
+
+def test_a_session_that_is_over_calls_the_functions_clear() -> None:
+    harness = WindowHarness(WindowConfig(assigner=GAP_10, allowed_lateness=5.0, process_fn=ClearsGlobalState()))
+    harness.add("u", "a", 0.0)
+    harness.add("u", "b", 5.0)
+    harness.advance_watermark(15.0)  # fired at 14.999999, not yet over
+    assert harness.store.get("u", None, "global:open-sessions") == 1
+    harness.advance_watermark(20.0)
+    assert harness.store.get("u", None, "global:open-sessions") == 0
