@@ -37,6 +37,7 @@ from __future__ import annotations
 import enum
 from typing import Any, Final, Protocol, Sequence, cast
 
+from streamflow.windowing.assigners import MergingWindowAssigner
 from streamflow.windowing.config import WindowConfig
 from streamflow.windowing.contents import (
     AggregateContents,
@@ -291,11 +292,11 @@ class WindowOperatorLogic(EmittingLogic):
         raw = self.store.get(key, None, MERGING_WINDOWS)
         if raw is ABSENT:
             self._sessions_of.pop(key, None)
-            return MergingWindowSet(self._assigner)
+            return MergingWindowSet(cast(MergingWindowAssigner, self._assigner))
         cached = self._sessions_of.get(key)
         if cached is not None and cached[0] is raw:
             return cached[1]
-        sessions = MergingWindowSet.restore(self._assigner, raw)
+        sessions = MergingWindowSet.restore(cast(MergingWindowAssigner, self._assigner), raw)
         self._sessions_of[key] = (raw, sessions)
         return sessions
 

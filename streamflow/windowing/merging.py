@@ -15,7 +15,7 @@ The set is plain data for a checkpoint: :meth:`snapshot` / :meth:`restore`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol, Sequence
 
 from streamflow.errors import StateError
 from streamflow.windowing.windows import TimeWindow
@@ -23,11 +23,10 @@ from streamflow.windowing.windows import TimeWindow
 __all__ = ["Merge", "MergingWindowSet"]
 
 
-class _Sessions:
-    """What :class:`MergingWindowSet` needs of its assigner."""
+class WindowMerger(Protocol):
+    """What :class:`MergingWindowSet` needs of its assigner (a MergingWindowAssigner)."""
 
-    def merge_windows(self, windows: list[TimeWindow]) -> list[tuple[TimeWindow, list[TimeWindow]]]:
-        raise NotImplementedError
+    def merge_windows(self, windows: Sequence[TimeWindow]) -> list[tuple[TimeWindow, list[TimeWindow]]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +48,7 @@ class MergingWindowSet:
 
     __slots__ = ("_assigner", "_mapping", "changed")
 
-    def __init__(self, assigner: Any, mapping: dict[TimeWindow, TimeWindow] | None = None) -> None:
+    def __init__(self, assigner: WindowMerger, mapping: dict[TimeWindow, TimeWindow] | None = None) -> None:
         self._assigner = assigner
         self._mapping: dict[TimeWindow, TimeWindow] = dict(mapping or {})
         self.changed = False
@@ -64,7 +63,7 @@ class MergingWindowSet:
         ]
 
     @classmethod
-    def restore(cls, assigner: Any, data: list[list[float]]) -> MergingWindowSet:
+    def restore(cls, assigner: WindowMerger, data: list[list[float]]) -> MergingWindowSet:
         return cls(assigner, {TimeWindow(a, b): TimeWindow(c, d) for a, b, c, d in data})
 
     def mark_persisted(self) -> None:
