@@ -42,7 +42,7 @@ class StreamEnvironment:
         self._graph = GraphBuilder()
         self._checkpoint: CheckpointConfig | None = None
         self._checkpoint_dir: Path | None = None
-        self._restart = RestartStrategy.fixed_delay(attempts=3, delay=1.0)
+        self._restart = RestartStrategy.exponential_delay()
         self._state_backend: Any = None
         self._clock: Clock = SystemClock()
         self._channel_capacity = 8
@@ -91,6 +91,9 @@ class StreamEnvironment:
         return self
 
     def set_restart_strategy(self, strategy: RestartStrategy) -> StreamEnvironment:
+        """How a failed attempt is retried. Default: ``RestartStrategy.exponential_delay()``
+        (1 s growing x1.5 to 60 s, no attempt limit), which rides out an outage of a
+        broker or database."""
         if not isinstance(strategy, RestartStrategy):
             raise ConfigError(f"set_restart_strategy needs a RestartStrategy, got {strategy!r}")
         self._restart = strategy

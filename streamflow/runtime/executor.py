@@ -119,6 +119,7 @@ class Execution:
             while True:
                 self.attempt += 1
                 self.status = "running"
+                tracker.attempt_started(time.monotonic())
                 try:
                     await self._run_attempt()
                     break
@@ -126,22 +127,26 @@ class Execution:
                     failure = _root_failure(group)
                     self.failures.append(f"{type(failure).__name__}: {failure}")
                     retriable = getattr(failure, "retriable", True)
-                    if not retriable or not tracker.on_failure(time.monotonic()):
+                    delay = tracker.on_failure(time.monotonic()) if retriable else None
+                    if delay is None:
                         self.status = "failed"
-                        why = "it cannot be retried" if not retriable else "the restart strategy gave up"
+                        why = (
+                            "it cannot be retried" if not retriable
+                            else "the restart strategy gave up"
+                        )
                         raise JobFailedError(
                             f"job {self.settings.job_name!r} failed in attempt {self.attempt} and {why}: "
-                            f"{type(failure).__name__}: {failure}",
+                            f"{type(failure).__name__}: {failure}"
+                            + ("" if not retriable else f" (restart strategy: {self.settings.restart.describe()})"),
                             job=self.settings.job_name,
                             attempt=self.attempt,
                         ) from failure
                     self.status = "restarting"
                     log.warning(
                         "job %r attempt %d failed: %s: %s; restarting in %.2fs from the latest checkpoint",
-                        self.settings.job_name, self.attempt, type(failure).__name__, failure,
-                        self.settings.restart.delay,
+                        self.settings.job_name, self.attempt, type(failure).__name__, failure, delay,
                     )
-                    await asyncio.sleep(self.settings.restart.delay)
+                    await asyncio.sleep(delay)
         except asyncio.CancelledError:
             self.status = "cancelled"
             if (

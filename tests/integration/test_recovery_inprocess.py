@@ -227,6 +227,21 @@ async def test_fixed_delay_gives_up_after_its_attempts(out: str) -> None:
     assert isinstance(info.value.__cause__, UserFunctionError)
 
 
+async def test_exponential_delay_waits_longer_after_each_failure_then_gives_up(
+    out: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    strategy = RestartStrategy.exponential_delay(0.05, multiplier=2.0, jitter=0.0, attempts=3)
+    env = _always_failing_job(out, strategy)
+    with caplog.at_level(logging.WARNING, logger="streamflow.job"):
+        with pytest.raises(JobFailedError, match=r"failed in attempt 4 and the restart strategy gave up") as info:
+            await env.execute("exponential")
+    assert isinstance(info.value.__cause__, UserFunctionError)
+    assert "(restart strategy: exponential delay 0.05s x2 up to 60s" in str(info.value)
+    waits = [r.getMessage().rsplit("restarting in ", 1)[1].split("s ", 1)[0]
+             for r in caplog.records if "restarting in" in r.getMessage()]
+    assert waits == ["0.05", "0.10", "0.20"]
+
+
 async def test_failure_rate_restarts_within_its_budget(out: str, tmp_path: Path) -> None:
     faults.arm("records", 100, action="raise")
     env = counting_job(
