@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, Callable, Coroutine
 
 from streamflow.api.connector import SourceContext
+from streamflow.api.delivery import DeliveryGuarantee, declared_guarantee
+from streamflow.checkpoint.rollback import check_fallback
 from streamflow.checkpoint.storage import CheckpointStorage
 from streamflow.config import CheckpointConfig, CheckpointingMode, RestartStrategy, RestartTracker, RetentionOnCancel
 from streamflow.errors import JobFailedError, StreamflowError
@@ -61,6 +63,8 @@ class ExecutionSettings:
     metrics_interval: float | None
     restore_from: RestoreSettings | None = None  # a savepoint (or checkpoint) to start from
     savepoint_dir: Path | None = None  # default target of savepoints without a directory
+    # Restore past a damaged completed checkpoint even with exactly-once sinks (duplicates).
+    allow_checkpoint_rollback: bool = False
 
 
 @dataclass(slots=True)
@@ -94,6 +98,7 @@ class Execution:
         # Tells this run's operators apart from another run's in the same process.
         self.run_id = uuid.uuid4().hex
         self._ids_before_run = 0  # highest checkpoint id on disk before this run
+        self._exactly_once_sinks = exactly_once_sinks(plan)
         self.storage = (
             CheckpointStorage(settings.checkpoint_dir, retained=settings.checkpoint.retained)
             if settings.checkpoint is not None and settings.checkpoint_dir is not None
@@ -106,7 +111,14 @@ class Execution:
         tracker = RestartTracker(self.settings.restart)
         if self.settings.restore_from is not None:
             try:
-                self.restore_point = await prepare_restore(self.settings.restore_from, self.plan)
+                self.restore_point = point = await prepare_restore(self.settings.restore_from, self.plan)
+                check_fallback(  # a job directory given as the savepoint: its latest intact checkpoint
+                    point.snapshot.scan,
+                    job_name=self.settings.job_name,
+                    exactly_once_sinks=self._exactly_once_sinks,
+                    allow_rollback=self.settings.allow_checkpoint_rollback,
+                    restores=f"checkpoint {point.checkpoint_id} of {str(self.settings.restore_from.path)!r}",
+                )
             except Exception:
                 self.status = "failed"
                 raise
@@ -173,9 +185,28 @@ class Execution:
     async def _restore(self) -> tuple[dict[str, list[dict[str, Any]]] | None, int]:
         """Decoded snapshots per operator uid (index = old subtask) and the next-id base."""
         start_id = 0 if self.storage is None else await self.storage.highest_checkpoint_id()
-        latest = None if self.storage is None else await self.storage.latest_complete()
+        scan = None if self.storage is None else await self.storage.scan_for_restore()
+        latest = None if scan is None else scan.latest
         point = self.restore_point
-        if point is not None and (latest is None or latest.checkpoint_id <= self._ids_before_run):
+        from_savepoint = point is not None and (latest is None or latest.checkpoint_id <= self._ids_before_run)
+        if scan is not None:
+            if from_savepoint:
+                assert point is not None
+                restores = f"the savepoint {str(point.path)!r} (checkpoint {point.checkpoint_id})"
+            elif latest is not None:
+                restores = f"checkpoint {latest.checkpoint_id}"
+            else:
+                restores = "no checkpoint (the job would start without state, from the start of its input)"
+            check_fallback(
+                scan,
+                job_name=self.settings.job_name,
+                exactly_once_sinks=self._exactly_once_sinks,
+                allow_rollback=self.settings.allow_checkpoint_rollback,
+                restores=restores,
+                ignore_up_to=self._ids_before_run if point is not None else 0,
+            )
+        if from_savepoint:
+            assert point is not None
             # no checkpoint of this run yet: (re)start from the savepoint
             self.stats.restored_from = point.checkpoint_id
             self.stats.restored_path = str(point.path)
@@ -380,6 +411,16 @@ class Execution:
             await asyncio.sleep(interval)
             if self.tasks:
                 log.info("%s", format_line(self))
+
+
+def exactly_once_sinks(plan: PhysicalPlan) -> list[str]:
+    """The uids of the plan's sinks that declare EXACTLY_ONCE output."""
+    return [
+        op.effective_uid
+        for chain in plan.chains
+        for op in chain.operators
+        if op.kind is OperatorKind.SINK and declared_guarantee(op.function) is DeliveryGuarantee.EXACTLY_ONCE
+    ]
 
 
 def _uid_of(chain: ChainSpec, node_id: int) -> str:

@@ -1,5 +1,6 @@
 """Failures inside one process: restart strategies, error policies, checkpoint aborts,
-and restoring past a damaged checkpoint.
+and restoring past a damaged checkpoint (without an exactly-once sink: see
+test_checkpoint_rollback for the refusal with one).
 
 Failures are injected with ``faults.arm(point, n, action="raise")``: the armed point
 raises once, the attempt fails, and the restart strategy decides. CollectSink is
@@ -427,14 +428,16 @@ async def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(
     state_file.write_bytes(bytes(data))
 
     CollectSink.clear(out)
-    with caplog.at_level(logging.WARNING, logger="streamflow.checkpoint.storage"):
+    with caplog.at_level(logging.WARNING, logger="streamflow.checkpoint.rollback"):
         result = await counting_job(tmp_path, out, restart=RestartStrategy.none(), retained=3).execute("damaged")
 
     assert result.restored_from == previous
-    assert any(
-        f"checkpoint {newest} is damaged" in r.getMessage() and "falling back" in r.getMessage()
-        for r in caplog.records
-    )
+    # CollectSink is at-least-once: the rollback needs no permission, only a WARNING
+    [said] = [r for r in caplog.records if r.name == "streamflow.checkpoint.rollback"]
+    assert said.levelno == logging.WARNING
+    assert f"falling back to checkpoint {previous} past damaged completed checkpoint(s) {newest}" in said.getMessage()
+    assert f"checkpoint {newest} is damaged" in said.getMessage()
+    assert "the job has no exactly-once sink" in said.getMessage()
     second_run = CollectSink.results(out)
     assert final_per_key(second_run) == TOTALS
     assert set(second_run) <= EXPECTED
