@@ -33,6 +33,7 @@ from aiokafka.client import AIOKafkaClient, ConnectionGroup, CoordinationType
 from aiokafka.errors import KafkaError, for_code
 from aiokafka.protocol.transaction import EndTxnRequest, InitProducerIdRequest
 
+from streamflow.connectors.kafka.clients import start_client
 from streamflow.errors import ConfigError, ConnectorError, DataLossError
 
 __all__ = ["CLIENT_SETTINGS", "PreparedTxn", "TransactionCoordinator"]
@@ -140,7 +141,7 @@ class TransactionCoordinator:
 
     async def start(self) -> None:
         try:
-            await self._client.bootstrap()
+            await start_client(self._client.bootstrap(), self._where)
         except BaseException as exc:  # cancelled too: a half-bootstrapped client holds sockets
             await self._client.close()
             if isinstance(exc, KafkaError):
