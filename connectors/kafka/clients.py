@@ -1,4 +1,5 @@
-"""Starting aiokafka clients so that a job attempt torn down meanwhile leaks no connection.
+"""Starting and watching aiokafka clients: no connection leaked by a cancelled start, no
+busy reconnect loop while the brokers are away.
 
 Every aiokafka client (producer, consumer, admin, the sink's transaction coordinator
 client) starts with ``AIOKafkaClient.bootstrap``: it opens a connection to a bootstrap
@@ -13,15 +14,24 @@ outage, typically).
 :func:`start_client` runs such a start to its end even when the caller is cancelled
 (within a grace period), and only then lets the cancel through; the caller then closes
 the client as after any failed start, and every connection goes with it.
+
+:func:`watch_client` adds what aiokafka lacks while the brokers are away: a backoff
+between failed metadata requests, and one WARNING per client per outage (one INFO when
+it ends) instead of a flood (see :class:`ReconnectBackoff`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["START_GRACE", "start_client"]
+from streamflow.connectors.kafka.log_filter import install_log_filter
+
+__all__ = ["MAX_RECONNECT_BACKOFF", "START_GRACE", "ReconnectBackoff", "start_client", "watch_client"]
 
 _log = logging.getLogger("streamflow.connectors.kafka")
 
@@ -62,3 +72,76 @@ async def start_client(start: Awaitable[None], where: str, grace: float = START_
             task.exception()  # retrieved: no "exception was never retrieved" warning
         raise asyncio.CancelledError
     task.result()
+
+
+# -- reconnecting with backoff -----------------------------------------------------------
+
+MAX_RECONNECT_BACKOFF = 1.0
+"""Seconds between metadata requests while no broker answers, at most (as Kafka's
+``reconnect.backoff.max.ms``); the first wait is the client's ``retry_backoff_ms``."""
+
+
+@dataclass(slots=True)
+class ReconnectBackoff:
+    """Pure bookkeeping of one client's failed metadata requests: how long to wait after
+    each, doubling from ``initial`` to ``maximum``, and when an outage starts and ends.
+
+    aiokafka retries a failed metadata request as soon as something asks for metadata
+    again, and a producer with records for partitions whose leader it lost asks at once:
+    with the broker down that loop spins (a full core and thousands of log lines a
+    second). Waiting here slows every asker to one request per backoff.
+    """
+
+    initial: float
+    maximum: float = MAX_RECONNECT_BACKOFF
+    failures: int = 0
+    down_since: float | None = None
+
+    def failed(self, now: float) -> tuple[float, bool]:
+        """A metadata request failed at ``now``: (seconds to wait, True if this starts an outage)."""
+        started = self.down_since is None
+        if started:
+            self.down_since = now
+        delay = min(self.initial * 2 ** min(self.failures, 32), self.maximum)
+        self.failures += 1
+        return delay, started
+
+    def succeeded(self, now: float) -> tuple[float, int] | None:
+        """A metadata request succeeded: (outage seconds, failed requests) if one ended."""
+        if self.down_since is None:
+            return None
+        ended = (now - self.down_since, self.failures)
+        self.down_since, self.failures = None, 0
+        return ended
+
+
+def watch_client(client: Any, where: str) -> None:
+    """Make ``client`` (an ``AIOKafkaClient``) wait between failed metadata requests and
+    say once at WARNING when it loses the brokers, and at INFO when it has them back.
+
+    aiokafka has no reconnect backoff (0.14 has no ``reconnect_backoff_ms``), so its
+    metadata update is wrapped on the instance. aiokafka's own repeated connection
+    errors are rate-limited by :mod:`.log_filter`, installed here.
+    """
+    install_log_filter()
+    servers = client._bootstrap_servers
+    update = client._metadata_update  # the only way in: aiokafka calls it for every refresh
+    backoff = ReconnectBackoff(initial=max(float(client._retry_backoff), 0.01))
+
+    async def update_with_backoff(cluster_metadata: Any, topics: Any) -> bool:
+        ok = bool(await update(cluster_metadata, topics))
+        now = time.monotonic()
+        if ok:
+            ended = backoff.succeeded(now)
+            if ended is not None:
+                _log.info("%s: the Kafka brokers at %s answer again after %.1f s (%d failed metadata requests)",
+                          where, servers, ended[0], ended[1])
+            return ok
+        delay, started = backoff.failed(now)
+        if started:
+            _log.warning("%s: no Kafka broker at %s answers; retrying every %g s at most, without logging each "
+                         "failed connection", where, servers, backoff.maximum)
+        await asyncio.sleep(delay)
+        return ok
+
+    client._metadata_update = update_with_backoff

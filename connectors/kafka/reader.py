@@ -34,7 +34,7 @@ from aiokafka.errors import KafkaError
 
 from streamflow.api.connector import SourceBatch, SourceContext
 from streamflow.config import seconds
-from streamflow.connectors.kafka.clients import start_client
+from streamflow.connectors.kafka.clients import start_client, watch_client
 from streamflow.connectors.kafka.deserializers import decode_batch, resolve_deserializer
 from streamflow.connectors.kafka.metadata import describe_partitions, missing_topic_error
 from streamflow.connectors.kafka.offsets import (
@@ -96,6 +96,8 @@ class KafkaSourceReader:
         source, ctx = self._source, self._ctx
         self._consumer = AIOKafkaConsumer(**self._consumer_args())
         self._admin = AIOKafkaAdminClient(**self._admin_args())
+        watch_client(self._consumer._client, self._where)
+        watch_client(self._admin._client, f"{self._where} (metadata)")
         await self._connect()
         found, missing = await self._describe(led_only=False)
         if missing:

@@ -293,13 +293,20 @@ class KafkaTransactionalWriter(TwoPhaseCommitSinkWriter[KafkaTxn]):
         """Stop every producer (prepared transactions stay open on the broker for a restore
         to commit) and the coordinator client. A cancel arriving meanwhile (the attempt is
         being torn down) is held until every client is closed: one skipped client would
-        leak its sockets."""
+        leak its sockets. The producers stop together: with the broker away each may take
+        its whole stop timeout, and one after the other they held a restart back for a
+        minute."""
         cancelled = False
-        for tid in list(self._producers):
+        drops = [asyncio.ensure_future(self._drop_producer(tid)) for tid in list(self._producers)]
+        while drops:
             try:
-                await self._drop_producer(tid)
+                await asyncio.wait(drops)
+                break
             except asyncio.CancelledError:
                 cancelled = True
+        for drop in drops:
+            if not drop.cancelled():
+                drop.exception()  # stop_producer raises nothing; retrieved all the same
         coordinator, self._coordinator = self._coordinator, None
         if coordinator is not None:
             try:

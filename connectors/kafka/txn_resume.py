@@ -33,7 +33,7 @@ from aiokafka.client import AIOKafkaClient, ConnectionGroup, CoordinationType
 from aiokafka.errors import KafkaError, for_code
 from aiokafka.protocol.transaction import EndTxnRequest, InitProducerIdRequest
 
-from streamflow.connectors.kafka.clients import start_client
+from streamflow.connectors.kafka.clients import start_client, watch_client
 from streamflow.errors import ConfigError, ConnectorError, DataLossError
 
 __all__ = ["CLIENT_SETTINGS", "PreparedTxn", "TransactionCoordinator"]
@@ -138,6 +138,7 @@ class TransactionCoordinator:
         self._where = where
         self._deadline = deadline
         self._started = False
+        watch_client(self._client, f"{where} (transaction coordinator)")
 
     async def start(self) -> None:
         try:
