@@ -34,6 +34,7 @@ from aiokafka.errors import KafkaError, for_code
 from aiokafka.protocol.transaction import EndTxnRequest, InitProducerIdRequest
 
 from streamflow.connectors.kafka.clients import start_client, watch_client
+from streamflow.connectors.kafka.txn_listing import list_open_transactions
 from streamflow.errors import ConfigError, ConnectorError, DataLossError
 
 __all__ = ["CLIENT_SETTINGS", "PreparedTxn", "TransactionCoordinator"]
@@ -164,6 +165,11 @@ class TransactionCoordinator:
         if code == 0:
             return
         raise lost_error(self._where, txn, code, transaction_timeout=transaction_timeout)
+
+    async def open_transactions(self, prefix: str) -> list[str] | None:
+        """Transactional ids starting with ``prefix`` that have a transaction open on the
+        brokers, or None if the brokers cannot tell (see :mod:`.txn_listing`)."""
+        return await list_open_transactions(self._client, prefix, self._where)
 
     async def abort(self, tid: str, transaction_timeout: float) -> None:
         """Abort whatever transaction ``tid`` has open (InitProducerId fences its producer)."""
