@@ -28,7 +28,7 @@ ONGOING = "Ongoing"
 """The state of a transaction that has begun and is neither committed nor aborted."""
 
 
-class ListTransactionsResponse_v0(Response):
+class ListTransactionsResponse_v0(Response):  # type: ignore[misc]  # aiokafka is untyped
     API_KEY = 66
     API_VERSION = 0
     SCHEMA = Schema(
@@ -48,7 +48,7 @@ class ListTransactionsResponse_v0(Response):
     )
 
 
-class ListTransactionsRequest_v0(RequestStruct):
+class ListTransactionsRequest_v0(RequestStruct):  # type: ignore[misc]
     FLEXIBLE_VERSION = True
     API_KEY = 66
     API_VERSION = 0
@@ -63,7 +63,7 @@ class ListTransactionsRequest_v0(RequestStruct):
 ListTransactionsRequestStruct: TypeAlias = ListTransactionsRequest_v0
 
 
-class ListTransactionsRequest(Request[ListTransactionsRequestStruct]):
+class ListTransactionsRequest(Request[ListTransactionsRequestStruct]):  # type: ignore[misc]
     """The transactions of the given states (all states if empty) a broker coordinates."""
 
     API_KEY = 66
