@@ -1,6 +1,6 @@
 """Failures inside one process: restart strategies, error policies, checkpoint aborts,
 and restoring past a damaged checkpoint (without an exactly-once sink: see
-test_checkpoint_rollback for the refusal with one).
+test_damaged_checkpoint_rollback for the refusal with one).
 
 Failures are injected with ``faults.arm(point, n, action="raise")``: the armed point
 raises once, the attempt fails, and the restart strategy decides. CollectSink is

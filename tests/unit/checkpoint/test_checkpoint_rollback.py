@@ -1,6 +1,6 @@
 """check_fallback: which fallbacks past skipped checkpoints go ahead, how loudly, and
 which are refused (pure: scans are built by hand; the job-level tests on real files are in
-tests/integration/test_checkpoint_rollback.py)."""
+tests/integration/test_damaged_checkpoint_rollback.py)."""
 
 from __future__ import annotations
 
