@@ -8,6 +8,13 @@ Started from a savepoint (``ExecutionSettings.restore_from``), the run first ver
 and checks it against the plan (before any attempt: a mismatch is not retried); every
 attempt restores from it until this run completed a checkpoint of its own, and checkpoint
 ids continue after the savepoint's (a sink's transaction names must never repeat).
+
+Before an attempt restores, the checkpoints skipped as damaged pass
+:func:`~streamflow.checkpoint.rollback.check_fallback`: skipping a completed one would
+repeat what exactly-once sinks committed, and is refused unless allowed. The restart
+strategy's :class:`~streamflow.config.RestartTracker` says how long to wait between
+attempts. (Over 400 lines: one concept, the attempt loop with its restore and build
+steps, which share the execution's state.)
 """
 
 from __future__ import annotations
@@ -142,10 +149,7 @@ class Execution:
                     delay = tracker.on_failure(time.monotonic()) if retriable else None
                     if delay is None:
                         self.status = "failed"
-                        why = (
-                            "it cannot be retried" if not retriable
-                            else "the restart strategy gave up"
-                        )
+                        why = "it cannot be retried" if not retriable else "the restart strategy gave up"
                         raise JobFailedError(
                             f"job {self.settings.job_name!r} failed in attempt {self.attempt} and {why}: "
                             f"{type(failure).__name__}: {failure}"

@@ -167,3 +167,17 @@ async def test_a_checkpoint_that_never_completed_is_skipped_without_asking(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("streamflow.checkpoint")]
     output = read_committed_lines(tmp_path / "out")
     assert sorted(output) == sorted(expected)  # exactly once
+
+
+async def test_a_job_directory_given_as_the_savepoint_is_held_to_the_same_rule(tmp_path: Path) -> None:
+    """``from_savepoint=<a job's checkpoint directory>`` restores its latest intact
+    checkpoint: past a damaged completed one only when allowed."""
+    await damaged_run(tmp_path)
+    fresh = tmp_path / "again"
+    env = StreamEnvironment(parallelism=2)
+    env.enable_checkpointing(0.05, directory=fresh / "chk")
+    wordcount(env, tmp_path / "words.txt", fresh / "out")
+    with pytest.raises(CheckpointRollbackError, match=rf"Restoring checkpoint {DAMAGED - 1} of '.*chk' instead"):
+        await env.execute("wc", from_savepoint=tmp_path / "chk")
+    result = await env.execute("wc", from_savepoint=tmp_path / "chk", allow_checkpoint_rollback=True)
+    assert result.restored_from == DAMAGED - 1

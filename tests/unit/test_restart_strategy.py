@@ -89,7 +89,8 @@ def test_exponential_delay_jitter_spreads_each_delay_within_its_fraction() -> No
     assert delays(high, 1)[0] == pytest.approx(10.0)  # never beyond max_delay
     drawn = delays(RestartTracker(strategy), 200)
     assert all(d is not None and 8.0 <= d <= 10.0 for d in drawn)
-    assert len({round(d or 0, 6) for d in drawn}) > 100  # really random
+    # really random: about half are clamped to the cap, the others all differ
+    assert len({round(d or 0, 6) for d in drawn if d is not None and d < 10.0}) > 50
 
 
 def test_exponential_delay_jitter_below_the_cap_goes_both_ways() -> None:
