@@ -19,11 +19,12 @@ import os
 import re
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 import orjson
 
 from streamflow.api.connector import SinkContext
+from streamflow.api.delivery import DeliveryGuarantee
 from streamflow.errors import ConfigError, ConnectorError, DataLossError
 from streamflow.transactions.two_phase import TwoPhaseCommitSinkWriter
 
@@ -39,6 +40,10 @@ class ExactlyOnceFileSink:
 
     A str record must not contain a newline (it would read back as two lines).
     """
+
+    # Declared for the job: restoring past a damaged completed checkpoint would duplicate
+    # this sink's committed output, so it is refused unless allowed.
+    delivery_guarantee: ClassVar[DeliveryGuarantee] = DeliveryGuarantee.EXACTLY_ONCE
 
     directory: str | Path
     _: KW_ONLY

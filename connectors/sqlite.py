@@ -32,12 +32,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiosqlite
 import orjson
 
 from streamflow.api.connector import SinkContext
+from streamflow.api.delivery import DeliveryGuarantee
 from streamflow.errors import ConfigError, ConnectorError, DataLossError, UserFunctionError
 from streamflow.transactions.two_phase import TwoPhaseCommitSinkWriter
 
@@ -86,6 +87,10 @@ class ExactlyOnceSqliteSink:
     make it idempotent with IF NOT EXISTS). Rows of an epoch are buffered in memory until
     its checkpoint.
     """
+
+    # Declared for the job: restoring past a damaged completed checkpoint would duplicate
+    # this sink's committed output, so it is refused unless allowed.
+    delivery_guarantee: ClassVar[DeliveryGuarantee] = DeliveryGuarantee.EXACTLY_ONCE
 
     db_path: str | Path
     _: KW_ONLY

@@ -87,7 +87,8 @@ async def run_job(args: argparse.Namespace) -> int:
         await result
     job_name = args.job_name or args.target.partition(":")[0].rsplit(".", 1)[-1]
     client = env.execute_async(
-        job_name, from_savepoint=args.from_savepoint, allow_non_restored_state=args.allow_non_restored_state
+        job_name, from_savepoint=args.from_savepoint, allow_non_restored_state=args.allow_non_restored_state,
+        allow_checkpoint_rollback=args.allow_rollback,
     )
     server = None
     if not args.no_control:
@@ -212,6 +213,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--allow-non-restored-state", "-n", action="store_true",
         help="drop state of operator uids this job does not have, instead of refusing to start",
+    )
+    run.add_argument(
+        "--allow-rollback", action="store_true",
+        help="if the latest completed checkpoint is damaged, restore the previous one even with exactly-once "
+             "sinks (what they committed since is written again)",
     )
     run.add_argument("--savepoint-dir", type=Path, default=None, help="default directory of savepoints")
     run.add_argument("--no-control", action="store_true", help="do not register the job or open its control socket")

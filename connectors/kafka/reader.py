@@ -34,6 +34,7 @@ from aiokafka.errors import KafkaError
 
 from streamflow.api.connector import SourceBatch, SourceContext
 from streamflow.config import seconds
+from streamflow.connectors.kafka.clients import start_client, watch_client
 from streamflow.connectors.kafka.deserializers import decode_batch, resolve_deserializer
 from streamflow.connectors.kafka.metadata import describe_partitions, missing_topic_error
 from streamflow.connectors.kafka.offsets import (
@@ -95,6 +96,8 @@ class KafkaSourceReader:
         source, ctx = self._source, self._ctx
         self._consumer = AIOKafkaConsumer(**self._consumer_args())
         self._admin = AIOKafkaAdminClient(**self._admin_args())
+        watch_client(self._consumer._client, self._where)
+        watch_client(self._admin._client, f"{self._where} (metadata)")
         await self._connect()
         found, missing = await self._describe(led_only=False)
         if missing:
@@ -165,8 +168,8 @@ class KafkaSourceReader:
     async def _connect(self) -> None:
         try:
             async with asyncio.timeout(self._timeout):
-                await self._admin.start()
-                await self._consumer.start()
+                await start_client(self._admin.start(), self._where)
+                await start_client(self._consumer.start(), self._where)
         except (KafkaError, OSError, TimeoutError) as exc:
             why = f"no answer within request_timeout={self._timeout:g}s" if isinstance(exc, TimeoutError) else str(exc)
             raise ConnectorError(

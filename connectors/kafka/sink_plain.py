@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 
 from streamflow.api.connector import SinkContext, SinkWriterBase
 from streamflow.connectors.kafka.batching import Deliveries, RecordSender
+from streamflow.connectors.kafka.clients import start_client, watch_client
 from streamflow.errors import ConnectorError
 
 if TYPE_CHECKING:
@@ -32,9 +33,11 @@ STOP_TIMEOUT = 10.0
 
 
 async def start_producer(producer: AIOKafkaProducer, where: str) -> None:
-    """``producer.start()``, stopping it again if that fails (no leaked sender task)."""
+    """``producer.start()``, stopping it again if that fails or is cancelled (no leaked
+    sender task or connection), with a backoff on reconnects (see :mod:`.clients`)."""
+    watch_client(producer.client, where)
     try:
-        await producer.start()
+        await start_client(producer.start(), where)
     except BaseException as exc:
         await stop_producer(producer, where)
         if isinstance(exc, KafkaError):

@@ -33,12 +33,13 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
 import aiomysql
 import pymysql
 
 from streamflow.api.connector import SinkContext
+from streamflow.api.delivery import DeliveryGuarantee
 from streamflow.connectors.kafka.progress import BOARD
 from streamflow.connectors.mysql.connection import (
     MySqlAddress,
@@ -88,6 +89,10 @@ class MySqlOffsetsSink:
         batch_size: rows per executemany at commit.
         connect_args: further ``aiomysql.connect`` arguments.
     """
+
+    # Declared for the job: restoring past a damaged completed checkpoint would duplicate
+    # this sink's committed output, so it is refused unless allowed.
+    delivery_guarantee: ClassVar[DeliveryGuarantee] = DeliveryGuarantee.EXACTLY_ONCE
 
     url: str
     _: KW_ONLY

@@ -43,7 +43,7 @@ class StreamEnvironment:
         self._graph = GraphBuilder()
         self._checkpoint: CheckpointConfig | None = None
         self._checkpoint_dir: Path | None = None
-        self._restart = RestartStrategy.fixed_delay(attempts=3, delay=1.0)
+        self._restart = RestartStrategy.exponential_delay()
         self._state_backend: Any = None
         self._clock: Clock = SystemClock()
         self._channel_capacity = 8
@@ -92,6 +92,9 @@ class StreamEnvironment:
         return self
 
     def set_restart_strategy(self, strategy: RestartStrategy) -> StreamEnvironment:
+        """How a failed attempt is retried. Default: ``RestartStrategy.exponential_delay()``
+        (1 s growing x1.5 to 60 s, no attempt limit), which rides out an outage of a
+        broker or database."""
         if not isinstance(strategy, RestartStrategy):
             raise ConfigError(f"set_restart_strategy needs a RestartStrategy, got {strategy!r}")
         self._restart = strategy
@@ -162,7 +165,9 @@ class StreamEnvironment:
 
     # -- running ----------------------------------------------------------------------
 
-    def _settings(self, job_name: str, restore_from: RestoreSettings | None = None) -> ExecutionSettings:
+    def _settings(
+        self, job_name: str, restore_from: RestoreSettings | None = None, allow_checkpoint_rollback: bool = False
+    ) -> ExecutionSettings:
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", job_name):
             raise ConfigError(f"job name {job_name!r} may hold only letters, digits, '_', '.', '-'")
         directory = self._checkpoint_dir
@@ -186,6 +191,7 @@ class StreamEnvironment:
             metrics_interval=self._metrics_interval,
             restore_from=restore_from,
             savepoint_dir=self._savepoint_dir,
+            allow_checkpoint_rollback=allow_checkpoint_rollback,
         )
 
     def execute_async(
@@ -194,16 +200,19 @@ class StreamEnvironment:
         *,
         from_savepoint: str | Path | None = None,
         allow_non_restored_state: bool = False,
+        allow_checkpoint_rollback: bool = False,
     ) -> JobClient:
         """Start the job on the running loop; returns a client to watch, savepoint, stop
-        or cancel it. ``from_savepoint`` and ``allow_non_restored_state``: see
-        :meth:`execute`."""
+        or cancel it. ``from_savepoint``, ``allow_non_restored_state`` and
+        ``allow_checkpoint_rollback``: see :meth:`execute`."""
         restore = None
         if from_savepoint is not None:
             restore = RestoreSettings(path=Path(from_savepoint), allow_non_restored_state=allow_non_restored_state)
         elif allow_non_restored_state:
             raise ConfigError("allow_non_restored_state only applies with from_savepoint=...; pass both or neither")
-        execution = Execution(self.plan(), self._settings(job_name, restore))
+        if not isinstance(allow_checkpoint_rollback, bool):
+            raise ConfigError(f"allow_checkpoint_rollback must be True or False, got {allow_checkpoint_rollback!r}")
+        execution = Execution(self.plan(), self._settings(job_name, restore, allow_checkpoint_rollback))
         return JobClient(execution)
 
     async def execute(
@@ -212,6 +221,7 @@ class StreamEnvironment:
         *,
         from_savepoint: str | Path | None = None,
         allow_non_restored_state: bool = False,
+        allow_checkpoint_rollback: bool = False,
     ) -> JobResult:
         """Run the job to its end; raises JobFailedError when the restart strategy gives up.
 
@@ -222,9 +232,17 @@ class StreamEnvironment:
             allow_non_restored_state: drop, with a WARNING, state of uids this job lacks;
                 by default such state makes the job refuse to start
                 (:class:`~streamflow.savepoint.restore.NonRestoredStateError`).
+            allow_checkpoint_rollback: when the latest completed checkpoint is damaged,
+                restore the previous intact one even though the job has an exactly-once
+                sink: what that sink committed for the damaged checkpoint is written
+                again (duplicates, logged at ERROR). By default such a job refuses to
+                start (:class:`~streamflow.checkpoint.rollback.CheckpointRollbackError`,
+                not retried). Skipping a checkpoint that never completed, or any
+                checkpoint of a job without exactly-once sinks, needs no permission.
         """
         client = self.execute_async(
-            job_name, from_savepoint=from_savepoint, allow_non_restored_state=allow_non_restored_state
+            job_name, from_savepoint=from_savepoint, allow_non_restored_state=allow_non_restored_state,
+            allow_checkpoint_rollback=allow_checkpoint_rollback,
         )
         return await client.wait()
 

@@ -8,6 +8,13 @@ Started from a savepoint (``ExecutionSettings.restore_from``), the run first ver
 and checks it against the plan (before any attempt: a mismatch is not retried); every
 attempt restores from it until this run completed a checkpoint of its own, and checkpoint
 ids continue after the savepoint's (a sink's transaction names must never repeat).
+
+Before an attempt restores, the checkpoints skipped as damaged pass
+:func:`~streamflow.checkpoint.rollback.check_fallback`: skipping a completed one would
+repeat what exactly-once sinks committed, and is refused unless allowed. The restart
+strategy's :class:`~streamflow.config.RestartTracker` says how long to wait between
+attempts. (Over 400 lines: one concept, the attempt loop with its restore and build
+steps, which share the execution's state.)
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from typing import Any, Callable, Coroutine
 
 from streamflow.api.connector import SourceContext
 from streamflow.api.connector_checks import check_reader
+from streamflow.api.delivery import DeliveryGuarantee, declared_guarantee
+from streamflow.checkpoint.rollback import check_fallback
 from streamflow.checkpoint.storage import CheckpointStorage
 from streamflow.config import CheckpointConfig, CheckpointingMode, RestartStrategy, RestartTracker, RetentionOnCancel
 from streamflow.errors import JobFailedError, StreamflowError
@@ -62,6 +71,8 @@ class ExecutionSettings:
     metrics_interval: float | None
     restore_from: RestoreSettings | None = None  # a savepoint (or checkpoint) to start from
     savepoint_dir: Path | None = None  # default target of savepoints without a directory
+    # Restore past a damaged completed checkpoint even with exactly-once sinks (duplicates).
+    allow_checkpoint_rollback: bool = False
 
 
 @dataclass(slots=True)
@@ -95,6 +106,7 @@ class Execution:
         # Tells this run's operators apart from another run's in the same process.
         self.run_id = uuid.uuid4().hex
         self._ids_before_run = 0  # highest checkpoint id on disk before this run
+        self._exactly_once_sinks = exactly_once_sinks(plan)
         self.storage = (
             CheckpointStorage(settings.checkpoint_dir, retained=settings.checkpoint.retained)
             if settings.checkpoint is not None and settings.checkpoint_dir is not None
@@ -107,7 +119,14 @@ class Execution:
         tracker = RestartTracker(self.settings.restart)
         if self.settings.restore_from is not None:
             try:
-                self.restore_point = await prepare_restore(self.settings.restore_from, self.plan)
+                self.restore_point = point = await prepare_restore(self.settings.restore_from, self.plan)
+                check_fallback(  # a job directory given as the savepoint: its latest intact checkpoint
+                    point.snapshot.scan,
+                    job_name=self.settings.job_name,
+                    exactly_once_sinks=self._exactly_once_sinks,
+                    allow_rollback=self.settings.allow_checkpoint_rollback,
+                    restores=f"checkpoint {point.checkpoint_id} of {str(self.settings.restore_from.path)!r}",
+                )
             except Exception:
                 self.status = "failed"
                 raise
@@ -120,6 +139,7 @@ class Execution:
             while True:
                 self.attempt += 1
                 self.status = "running"
+                tracker.attempt_started(time.monotonic())
                 try:
                     await self._run_attempt()
                     break
@@ -127,22 +147,23 @@ class Execution:
                     failure = _root_failure(group)
                     self.failures.append(f"{type(failure).__name__}: {failure}")
                     retriable = getattr(failure, "retriable", True)
-                    if not retriable or not tracker.on_failure(time.monotonic()):
+                    delay = tracker.on_failure(time.monotonic()) if retriable else None
+                    if delay is None:
                         self.status = "failed"
                         why = "it cannot be retried" if not retriable else "the restart strategy gave up"
                         raise JobFailedError(
                             f"job {self.settings.job_name!r} failed in attempt {self.attempt} and {why}: "
-                            f"{type(failure).__name__}: {failure}",
+                            f"{type(failure).__name__}: {failure}"
+                            + ("" if not retriable else f" (restart strategy: {self.settings.restart.describe()})"),
                             job=self.settings.job_name,
                             attempt=self.attempt,
                         ) from failure
                     self.status = "restarting"
                     log.warning(
                         "job %r attempt %d failed: %s: %s; restarting in %.2fs from the latest checkpoint",
-                        self.settings.job_name, self.attempt, type(failure).__name__, failure,
-                        self.settings.restart.delay,
+                        self.settings.job_name, self.attempt, type(failure).__name__, failure, delay,
                     )
-                    await asyncio.sleep(self.settings.restart.delay)
+                    await asyncio.sleep(delay)
         except asyncio.CancelledError:
             self.status = "cancelled"
             if (
@@ -169,9 +190,28 @@ class Execution:
     async def _restore(self) -> tuple[dict[str, list[dict[str, Any]]] | None, int]:
         """Decoded snapshots per operator uid (index = old subtask) and the next-id base."""
         start_id = 0 if self.storage is None else await self.storage.highest_checkpoint_id()
-        latest = None if self.storage is None else await self.storage.latest_complete()
+        scan = None if self.storage is None else await self.storage.scan_for_restore()
+        latest = None if scan is None else scan.latest
         point = self.restore_point
-        if point is not None and (latest is None or latest.checkpoint_id <= self._ids_before_run):
+        from_savepoint = point is not None and (latest is None or latest.checkpoint_id <= self._ids_before_run)
+        if scan is not None:
+            if from_savepoint:
+                assert point is not None
+                restores = f"the savepoint {str(point.path)!r} (checkpoint {point.checkpoint_id})"
+            elif latest is not None:
+                restores = f"checkpoint {latest.checkpoint_id}"
+            else:
+                restores = "no checkpoint (the job would start without state, from the start of its input)"
+            check_fallback(
+                scan,
+                job_name=self.settings.job_name,
+                exactly_once_sinks=self._exactly_once_sinks,
+                allow_rollback=self.settings.allow_checkpoint_rollback,
+                restores=restores,
+                ignore_up_to=self._ids_before_run if point is not None else 0,
+            )
+        if from_savepoint:
+            assert point is not None
             # no checkpoint of this run yet: (re)start from the savepoint
             self.stats.restored_from = point.checkpoint_id
             self.stats.restored_path = str(point.path)
@@ -378,6 +418,16 @@ class Execution:
             await asyncio.sleep(interval)
             if self.tasks:
                 log.info("%s", format_line(self))
+
+
+def exactly_once_sinks(plan: PhysicalPlan) -> list[str]:
+    """The uids of the plan's sinks that declare EXACTLY_ONCE output."""
+    return [
+        op.effective_uid
+        for chain in plan.chains
+        for op in chain.operators
+        if op.kind is OperatorKind.SINK and declared_guarantee(op.function) is DeliveryGuarantee.EXACTLY_ONCE
+    ]
 
 
 def _uid_of(chain: ChainSpec, node_id: int) -> str:

@@ -12,6 +12,7 @@ transaction handles, which are small positions and names.
 from __future__ import annotations
 
 import datetime
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from streamflow.savepoint.restore import is_auto_uid
 
 __all__ = ["describe_snapshot", "format_description"]
 
+log = logging.getLogger("streamflow.savepoint")
+
 _SHOWN_ITEMS = 10  # splits / transactions listed per subtask in text output
 
 
@@ -29,6 +32,8 @@ async def describe_snapshot(path: str | Path) -> dict[str, Any]:
     """Verify the snapshot at ``path`` (see :func:`~streamflow.savepoint.location.locate_snapshot`)
     and describe it; every file is checked against its checksum first."""
     located = await locate_snapshot(path)
+    for skipped in located.skipped:
+        log.warning("%s; showing the previous checkpoint", skipped.problem)
     metadata = located.metadata
     operators = []
     for uid, meta in sorted(metadata.operators.items()):

@@ -6,7 +6,9 @@ sense, so all three are accepted:
 - a savepoint directory (``savepoint-<job>-<n>-<hex>/``, any name once moved);
 - one checkpoint directory, ``chk-<n>/`` (a retained checkpoint used like a savepoint);
 - a job's checkpoint directory (the parent of ``chk-<n>/``): its latest complete
-  checkpoint that verifies is used, as a restarted job would.
+  checkpoint that verifies is used, as a restarted job would; the newer ones skipped on
+  the way are reported in :attr:`LocatedSnapshot.skipped` (a job restoring past a
+  damaged completed one applies :mod:`streamflow.checkpoint.rollback`).
 
 The first two have the same layout, ``_metadata`` plus state files side by side, so
 :class:`SnapshotDirectory` reads both: it is a :class:`CheckpointStorage` pinned to one
@@ -23,7 +25,13 @@ from pathlib import Path
 import aiofiles
 
 from streamflow.checkpoint.metadata import CheckpointMetadata, UnsupportedCheckpointVersionError
-from streamflow.checkpoint.storage import METADATA_FILE, CheckpointStorage, CompletedCheckpoint
+from streamflow.checkpoint.storage import (
+    METADATA_FILE,
+    CheckpointStorage,
+    CompletedCheckpoint,
+    RestoreScan,
+    SkippedCheckpoint,
+)
 from streamflow.errors import CheckpointCorruptedError, CheckpointError, ConfigError
 
 __all__ = ["LocatedSnapshot", "SnapshotDirectory", "locate_snapshot"]
@@ -86,10 +94,16 @@ class SnapshotDirectory(CheckpointStorage):
 
 @dataclass(frozen=True, slots=True)
 class LocatedSnapshot:
-    """A verified snapshot and the storage that reads its state files."""
+    """A verified snapshot and the storage that reads its state files; ``skipped``: the
+    newer checkpoints of a job directory that failed verification, newest first."""
 
     completed: CompletedCheckpoint
     storage: CheckpointStorage
+    skipped: tuple[SkippedCheckpoint, ...] = ()
+
+    @property
+    def scan(self) -> RestoreScan:
+        return RestoreScan(latest=self.completed, skipped=self.skipped)
 
     @property
     def metadata(self) -> CheckpointMetadata:
@@ -129,12 +143,13 @@ async def locate_snapshot(path: str | Path) -> LocatedSnapshot:
             "savepoint, nor a checkpoint, nor a job's checkpoint directory",
             path=str(where),
         )
-    latest = await storage.latest_complete()
-    if latest is None:
+    scan = await storage.scan_for_restore()
+    if scan.latest is None:
+        problems = " ".join(f"{skipped.problem}." for skipped in scan.skipped)
         raise CheckpointCorruptedError(
-            f"{str(where)!r} holds no complete, intact checkpoint (see the warnings above); "
+            f"{str(where)!r} holds no complete, intact checkpoint ({problems}); "
             "pass an older chk-<n> directory or a savepoint",
             checkpoint_id=None,
             file=str(where),
         )
-    return LocatedSnapshot(latest, storage)
+    return LocatedSnapshot(scan.latest, storage, scan.skipped)

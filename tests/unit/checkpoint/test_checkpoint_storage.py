@@ -183,6 +183,26 @@ async def test_latest_complete_skips_damaged_newest(
     assert "falling back to the previous checkpoint" in warnings[0]
 
 
+@pytest.mark.parametrize(
+    ("damage", "completed"),
+    [(_corrupt_state, True), (_truncate_metadata, True), (_remove_state, True), (_remove_metadata, False)],
+)
+async def test_scan_for_restore_reports_skipped_checkpoints_and_whether_they_completed(
+    storage: CheckpointStorage, caplog: pytest.LogCaptureFixture, damage: object, completed: bool
+) -> None:
+    await take_checkpoint(storage, 1)
+    await take_checkpoint(storage, 2)
+    await take_checkpoint(storage, 3, complete=False)  # in flight when the process died
+    problem = damage(storage.checkpoint_path(2))  # type: ignore[operator]
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        scan = await storage.scan_for_restore()
+    assert scan.latest is not None and scan.latest.checkpoint_id == 1
+    assert [(s.checkpoint_id, s.completed) for s in scan.skipped] == [(3, False), (2, completed)]
+    assert "checkpoint 3 is incomplete" in scan.skipped[0].problem
+    assert problem in scan.skipped[1].problem
+    assert not caplog.records  # the caller decides how loud a skip is
+
+
 async def test_in_progress_dir_without_metadata_is_skipped(
     storage: CheckpointStorage, caplog: pytest.LogCaptureFixture
 ) -> None:
