@@ -33,13 +33,17 @@ from typing import Any
 import orjson
 
 from streamflow import DataLossError, RestartStrategy, StreamEnvironment
-from streamflow.connectors import CollectionSource, SinkContext, TwoPhaseCommitSinkWriter
+from streamflow.connectors import CollectionSource, DeliveryGuarantee, SinkContext, TwoPhaseCommitSinkWriter
 
 STAGING = ".staging"
 
 
 class JsonLinesSink:
     """Records as JSON lines in ``directory``, one file per subtask and checkpoint, exactly once."""
+
+    # Declared so that the job refuses to roll committed output back past a damaged
+    # completed checkpoint (see the README, "Outages and damaged checkpoints").
+    delivery_guarantee = DeliveryGuarantee.EXACTLY_ONCE
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory).resolve()  # handles must not depend on the cwd
