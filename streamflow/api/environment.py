@@ -19,6 +19,7 @@ from streamflow.partitioning.keygroups import validate_parallelism
 from streamflow.runtime.clock import Clock, SystemClock
 from streamflow.runtime.coordinator import CheckpointCoordinator
 from streamflow.runtime.executor import Execution, ExecutionSettings, JobResult
+from streamflow.savepoint.location import local_path
 from streamflow.savepoint.restore import RestoreSettings, operators_without_uid
 
 log = logging.getLogger("streamflow.job")
@@ -198,7 +199,9 @@ class StreamEnvironment:
         :meth:`execute`."""
         restore = None
         if from_savepoint is not None:
-            restore = RestoreSettings(path=Path(from_savepoint), allow_non_restored_state=allow_non_restored_state)
+            restore = RestoreSettings(
+                path=local_path(from_savepoint, "savepoint path"), allow_non_restored_state=allow_non_restored_state
+            )
         elif allow_non_restored_state:
             raise ConfigError("allow_non_restored_state only applies with from_savepoint=...; pass both or neither")
         execution = Execution(self.plan(), self._settings(job_name, restore))
@@ -216,7 +219,8 @@ class StreamEnvironment:
         Args:
             from_savepoint: start from this savepoint directory, checkpoint directory
                 (``chk-<n>``) or job checkpoint directory (its latest checkpoint) instead
-                of the job's own latest checkpoint. State is matched to operators by uid.
+                of the job's own latest checkpoint; a path or a ``file://`` URI. State
+                is matched to operators by uid.
             allow_non_restored_state: drop, with a WARNING, state of uids this job lacks;
                 by default such state makes the job refuse to start
                 (:class:`~streamflow.savepoint.restore.NonRestoredStateError`).
@@ -312,7 +316,7 @@ class JobClient:
                 "on them before you rely on restoring it",
                 self.job_name, ", ".join(repr(op.effective_uid) for op in without_uid),
             )
-        return Path(target).expanduser()
+        return local_path(target, "savepoint directory")
 
     def _coordinator(self, what: str) -> CheckpointCoordinator:
         execution = self._execution

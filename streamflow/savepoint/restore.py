@@ -33,7 +33,7 @@ from streamflow.checkpoint.storage import CheckpointStorage, CompletedCheckpoint
 from streamflow.errors import ConfigError, StateError
 from streamflow.graph.plan import PhysicalPlan
 from streamflow.graph.spec import OperatorKind, OperatorSpec
-from streamflow.savepoint.location import LocatedSnapshot, locate_snapshot
+from streamflow.savepoint.location import LocatedSnapshot, local_path, locate_snapshot
 
 __all__ = [
     "NonRestoredStateError",
@@ -70,7 +70,8 @@ class RestoreSettings:
 
     Attributes:
         path: a savepoint directory, a checkpoint directory ``chk-<n>``, or a job's
-            checkpoint directory (its latest complete checkpoint).
+            checkpoint directory (its latest complete checkpoint); a ``file://`` URI of
+            one is read as that path.
         allow_non_restored_state: drop (with a WARNING) state whose operator uid is not
             in the new job, instead of refusing to start.
     """
@@ -83,7 +84,7 @@ class RestoreSettings:
             raise ConfigError(
                 f"restore path must be a savepoint or checkpoint directory (str or Path), got {self.path!r}"
             )
-        object.__setattr__(self, "path", Path(self.path).expanduser())
+        object.__setattr__(self, "path", local_path(self.path, "savepoint path"))
         if not isinstance(self.allow_non_restored_state, bool):
             raise ConfigError(
                 f"allow_non_restored_state must be True or False, got {self.allow_non_restored_state!r}"
