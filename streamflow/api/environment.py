@@ -326,6 +326,27 @@ class JobClient:
             )
         return execution.coordinator
 
+    async def started(self) -> None:
+        """Wait until the job passed its start checks and runs its first attempt.
+
+        The checks are those of ``from_savepoint`` (the snapshot exists, verifies and
+        fits the job). Returns at once for a job that started earlier, even if it has
+        ended since.
+
+        Raises:
+            whatever stopped the job before it started (as :meth:`wait` would), e.g.
+            ConfigError for a path that holds no savepoint.
+        """
+        if self._execution.has_started:
+            return
+        started = asyncio.ensure_future(self._execution.wait_started())
+        try:
+            await asyncio.wait({self._task, started}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            started.cancel()
+        if not self._execution.has_started:
+            await self.wait()  # it ended before starting: raise why
+
     async def wait(self) -> JobResult:
         """The result once the job ends.
 
