@@ -22,7 +22,7 @@ from typing import Any, Awaitable, Callable
 
 from streamflow.api.connector import SinkContext
 from streamflow.api.errors_policy import ErrorAction
-from streamflow.api.functions import CheckpointedFunction, CheckpointListener
+from streamflow.api.functions import CheckpointedFunction, checkpoint_hook
 from streamflow.errors import StateError, UserFunctionError
 from streamflow.graph.spec import OperatorKind, OperatorSpec
 from streamflow.partitioning.keygroups import KeyGroupAssigner
@@ -137,6 +137,8 @@ class FunctionOperator(StreamOperator):
             getattr(method, "__call__", None)
         )
         self._on_timer = getattr(fn, "on_timer", None)
+        self._on_complete = checkpoint_hook(fn, "notify_checkpoint_complete")
+        self._on_aborted = checkpoint_hook(fn, "notify_checkpoint_aborted")
         self._key_group_of = KeyGroupAssigner(ctx.max_parallelism)
         self._fast_map = not self.keyed and not self.is_async and spec.kind is OperatorKind.MAP
         self._fast_reduce = self.keyed and not self.is_async and spec.kind is OperatorKind.REDUCE
@@ -192,12 +194,12 @@ class FunctionOperator(StreamOperator):
         return state or None
 
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-        if isinstance(self.fn, CheckpointListener):
-            await maybe_await(self.fn.notify_checkpoint_complete(checkpoint_id))
+        if self._on_complete is not None:
+            await maybe_await(self._on_complete(checkpoint_id))
 
     async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
-        if isinstance(self.fn, CheckpointListener):
-            await maybe_await(self.fn.notify_checkpoint_aborted(checkpoint_id))
+        if self._on_aborted is not None:
+            await maybe_await(self._on_aborted(checkpoint_id))
 
     async def close(self) -> None:
         if hasattr(self.fn, "close"):
