@@ -27,9 +27,12 @@ class PrintSink:
     immediate: lines show up at once also when standard output is a pipe or a file
     (Python buffers those), not only at the next checkpoint. Flushing blocks the
     subtask while the reader of a pipe lags, which is backpressure, as in Flink.
+
+    Keeps no state (``stateful = False``): it needs no ``.uid(...)`` for savepoints.
     """
 
     prefix: str = ""
+    stateful: ClassVar[bool] = False
 
     def create_writer(self, ctx: SinkContext) -> PrintWriter:
         subtask = f"{ctx.subtask_index + 1}> " if ctx.parallelism > 1 else ""
@@ -55,10 +58,12 @@ class CollectSink:
 
     Read them with ``CollectSink.results(name)``; reset with ``CollectSink.clear(name)``.
     Every subtask appends to the same list, so across subtasks the order is the order of
-    writes. Only works when the job runs in the reading process.
+    writes. Only works when the job runs in the reading process. Keeps no state
+    (``stateful = False``).
     """
 
     name: str
+    stateful: ClassVar[bool] = False
     _registry: ClassVar[dict[str, list[Any]]] = {}
 
     def __post_init__(self) -> None:

@@ -145,6 +145,12 @@ class CheckpointListener(abc.ABC):
         return NotImplemented
 
 
+def is_checkpointed_function(fn: Any) -> bool:
+    """Whether ``fn`` keeps operator state: it defines both ``snapshot_state`` and
+    ``initialize_state`` (subclassing :class:`CheckpointedFunction` is optional)."""
+    return callable(getattr(fn, "snapshot_state", None)) and callable(getattr(fn, "initialize_state", None))
+
+
 def checkpoint_hook(fn: Any, name: str) -> Callable[[int], Any] | None:
     """``fn``'s checkpoint notification method ``name`` (``"notify_checkpoint_complete"``
     or ``"notify_checkpoint_aborted"``), or None when it has none: each hook is optional

@@ -22,7 +22,7 @@ from typing import Any, Awaitable, Callable
 
 from streamflow.api.connector import SinkContext
 from streamflow.api.errors_policy import ErrorAction
-from streamflow.api.functions import CheckpointedFunction, checkpoint_hook
+from streamflow.api.functions import checkpoint_hook, is_checkpointed_function
 from streamflow.errors import StateError, UserFunctionError
 from streamflow.graph.spec import OperatorKind, OperatorSpec
 from streamflow.partitioning.keygroups import KeyGroupAssigner
@@ -137,6 +137,7 @@ class FunctionOperator(StreamOperator):
             getattr(method, "__call__", None)
         )
         self._on_timer = getattr(fn, "on_timer", None)
+        self._checkpointed = is_checkpointed_function(fn)
         self._on_complete = checkpoint_hook(fn, "notify_checkpoint_complete")
         self._on_aborted = checkpoint_hook(fn, "notify_checkpoint_aborted")
         self._key_group_of = KeyGroupAssigner(ctx.max_parallelism)
@@ -174,11 +175,11 @@ class FunctionOperator(StreamOperator):
             )
         if hasattr(self.fn, "open"):
             await maybe_await(self.fn.open(self.ctx))
-        if isinstance(self.fn, CheckpointedFunction):
+        if self._checkpointed:
             await maybe_await(self.fn.initialize_state(InitContext(self.operator_state, backend)))
 
     async def snapshot(self, checkpoint_id: int) -> dict[str, Any] | None:
-        if isinstance(self.fn, CheckpointedFunction):
+        if self._checkpointed:
             await maybe_await(self.fn.snapshot_state(SnapshotContext(checkpoint_id)))
         state: dict[str, Any] = {}
         operator = self.operator_state.snapshot()

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streamflow.api.functions import CheckpointedFunction
 from streamflow.checkpoint.metadata import CheckpointMetadata
 from streamflow.checkpoint.serde import decode
 from streamflow.checkpoint.storage import CheckpointStorage, CompletedCheckpoint
@@ -159,14 +158,14 @@ def check_snapshot_against_plan(
         spec = specs.get(uid)
         if spec is None:
             continue
-        if spec.uid is None:
+        if spec.uid is None and spec.holds_state:
             log.warning(
                 "operator %r has no uid of its own and gets the state stored under its auto-generated uid %r; "
                 "that uid changes when operators are added or removed before it: set .uid(%r) to keep it stable",
                 spec.name, uid, uid,
             )
     for uid, spec in sorted(specs.items()):
-        if uid not in metadata.operators and _needs_uid(spec):
+        if uid not in metadata.operators and spec.holds_state:
             log.info("operator %r has no state in the %s %s and starts empty", uid, where, str(path))
     return unmatched
 
@@ -204,7 +203,7 @@ def _unmatched_message(unmatched: list[str], specs: Mapping[str, OperatorSpec], 
     ]
     auto = [u for u in unmatched if is_auto_uid(u)]
     if auto:
-        without = [s for s in specs.values() if s.uid is None and _needs_uid(s)]
+        without = [s for s in specs.values() if s.uid is None and s.holds_state]
         hint = f" (operators without a uid here: {', '.join(repr(s.effective_uid) for s in without)})" if without else ""
         lines.append(
             f" {', '.join(repr(u) for u in auto)} look auto-generated (\"<name>#<position>\"): the old job did not "
@@ -228,13 +227,9 @@ def _specs_by_uid(plan: PhysicalPlan) -> dict[str, OperatorSpec]:
     return {op.effective_uid: op for chain in plan.chains for op in chain.operators}
 
 
-def _needs_uid(spec: OperatorSpec) -> bool:
-    """Whether the operator (may) hold state that a savepoint keeps."""
-    return spec.kind.is_stateful or isinstance(spec.function, CheckpointedFunction) or spec.key_selector is not None
-
-
 def operators_without_uid(plan: PhysicalPlan) -> list[OperatorSpec]:
-    """Operators that may hold state but have only an auto-generated uid.
+    """Operators that hold state (:attr:`OperatorSpec.holds_state`) but have only an
+    auto-generated uid.
 
     Dead-letter sinks are left out: their uid follows the operator that feeds them and
     cannot be set.
@@ -244,7 +239,7 @@ def operators_without_uid(plan: PhysicalPlan) -> list[OperatorSpec]:
         op
         for chain in plan.chains
         for op in chain.operators
-        if op.uid is None and _needs_uid(op) and op.node_id not in dead_letter_sinks
+        if op.uid is None and op.holds_state and op.node_id not in dead_letter_sinks
     ]
 
 
