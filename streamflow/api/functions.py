@@ -13,7 +13,6 @@ on_timer ... -> ``snapshot_state`` at each barrier -> ``notify_checkpoint_comple
 from __future__ import annotations
 
 import abc
-from types import NotImplementedType
 from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -139,10 +138,10 @@ class CheckpointListener(abc.ABC):
         return None
 
     @classmethod
-    def __subclasshook__(cls, other: type) -> bool | NotImplementedType:
-        if cls is CheckpointListener:
-            return _defines(other, "notify_checkpoint_complete") or NotImplemented
-        return NotImplemented
+    def __subclasshook__(cls, other: type) -> bool:
+        if cls is CheckpointListener and _defines(other, "notify_checkpoint_complete"):
+            return True
+        return super().__subclasshook__(other)  # NotImplemented: the usual rules decide
 
 
 def is_checkpointed_function(fn: Any) -> bool:
