@@ -341,6 +341,7 @@ class Task:
         try:
             handles = {}
             for uid, data in blobs.items():
+                faults.state_write(uid, checkpoint_id)
                 handles[uid] = (
                     None
                     if data is None or self.storage is None
