@@ -16,7 +16,8 @@ whose rows and offsets MySQL held when the process started.
 Every run also aborts checkpoints 4, 8, ... after the sink pre-committed them (a failed
 state write); the failure-free runs show that each sink's abort path ran with records in
 the aborted checkpoint's transaction, and the exact output that they were committed
-with a later checkpoint, once.
+with a later checkpoint, once. A crash behind an aborted checkpoint (before the next one
+completed) shows its transaction rolled back on restore instead.
 """
 
 from __future__ import annotations
@@ -69,6 +70,11 @@ RESUMED_FROM_MYSQL = {
 # handles while opening and dies pre-committing its first checkpoint (which never
 # completes), so the third process restores from 3 again and commits them a second time.
 DOUBLE = ("after_completion:3", "after_pre_commit:2")
+# A crash while an aborted checkpoint's transaction is still prepared: checkpoint 4 is
+# aborted (a failed state write), the process dies pre-committing 5, and the next one
+# restores 3: it must roll back the transactions of 4 and 5 and replay their records.
+ABORTED = crash_job.ABORT_EVERY
+BEHIND_ABORT = f"after_pre_commit:{ABORTED + 1}"
 
 
 def _params(scenarios: list[Scenario]) -> list[object]:
@@ -78,6 +84,7 @@ def _params(scenarios: list[Scenario]) -> list[object]:
 REFERENCES = [Scenario(s, p) for s in SINKS for p in PARALLELISMS]
 SINGLE = [Scenario(s, p, (point,)) for s in SINKS for p in PARALLELISMS for point in POINTS]
 TWICE = [Scenario(s, p, DOUBLE) for s in SINKS for p in PARALLELISMS]
+AFTER_ABORT = [Scenario(s, p, (BEHIND_ABORT,)) for s in SINKS for p in PARALLELISMS]
 
 
 # -- comparison ---------------------------------------------------------------------------
@@ -229,3 +236,12 @@ def test_exactly_once_after_two_consecutive_crashes(scenario: Scenario, crash_la
         return
     restored = summary["restored_from"]
     assert restored == 3, f"the last process restored from {restored}, expected 3\n{result.describe()}"
+
+
+@pytest.mark.parametrize("scenario", _params(AFTER_ABORT))
+def test_exactly_once_after_a_crash_behind_an_aborted_checkpoint(scenario: Scenario, crash_lab: CrashLab) -> None:
+    result = check_recovery(crash_lab, scenario)
+    assert f"checkpoint {ABORTED} aborted" in result.runs[0].stderr, result.describe()
+    summary = result.runs[-1].summary
+    key = "resumed_from_mysql" if scenario.sink == "mysql-offsets" else "restored_from"
+    assert summary[key] == ABORTED - 1, f"{key} {summary[key]}, expected {ABORTED - 1}\n{result.describe()}"
