@@ -67,26 +67,25 @@ class OperatorSpec:
 
         The rule, in order:
 
-        1. keyed operators (after ``key_by``: keyed state, timers) and broadcast
-           operators (broadcast state) do;
-        2. a function, source or sink with ``snapshot_state`` and ``initialize_state``
+        1. a function, source or sink with ``snapshot_state`` and ``initialize_state``
            (a CheckpointedFunction: operator state) does;
-        3. a source or sink does unless it declares ``stateful = False`` (a class
+        2. a source or sink does unless it declares ``stateful = False`` (a class
            attribute or property): sources keep split positions and sinks pending
            transactions by default, while :class:`~streamflow.connectors.PrintSink` or
-           :class:`~streamflow.connectors.SocketTextSource` keep nothing;
+           :class:`~streamflow.connectors.SocketTextSource` keep nothing (after
+           ``key_by`` too: a sink has no keyed state);
+        3. keyed operators (after ``key_by``: keyed state, timers) and broadcast
+           operators (broadcast state) do;
         4. anything else (map, filter, flat_map, a non-keyed process) does not.
 
         Only operators that hold state need a ``.uid(...)``; missing ones are warned
         about for these alone.
         """
-        if self.key_selector is not None or self.kind is OperatorKind.BROADCAST_PROCESS:
-            return True
         if is_checkpointed_function(self.function):
             return True
         if self.kind is OperatorKind.SOURCE or self.kind is OperatorKind.SINK:
             return bool(getattr(self.function, "stateful", True))
-        return False
+        return self.key_selector is not None or self.kind is OperatorKind.BROADCAST_PROCESS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

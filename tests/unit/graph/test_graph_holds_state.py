@@ -86,7 +86,7 @@ def test_keyed_broadcast_and_checkpointed_operators_hold_state_plain_functions_d
         .key_by(lambda w: w).process(KeyedPassing()).name("keyed-process")
         .key_by(lambda w: w).reduce(lambda a, b: a).name("reduce")
         .connect(rules).process(_NoopBroadcast()).name("broadcast-process")
-        .sink_to(PrintSink(), name="print"))
+        .key_by(lambda w: w).sink_to(PrintSink(), name="print"))  # a sink has no keyed state
     holds = {name: spec.holds_state for name, spec in specs(env).items()}
     assert holds == {
         "collection": True, "rules": True,  # replayable sources keep their positions
