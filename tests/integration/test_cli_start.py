@@ -18,7 +18,6 @@ from streamflow.connectors.debug import CollectSink
 from streamflow.control import ControlServer, JobEntry, JobRegistry
 from streamflow.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[2]
 
 BUILD = (
     "from streamflow.connectors import CollectionSource, PrintSink\n"
