@@ -18,7 +18,6 @@ from streamflow.connectors.debug import CollectSink
 from streamflow.control import ControlServer, JobEntry, JobRegistry
 from streamflow.errors import ConfigError
 
-
 BUILD = (
     "from streamflow.connectors import CollectionSource, PrintSink\n"
     "def build(env):\n"
