@@ -21,6 +21,8 @@ __all__ = ["DiscardingSink"]
 class DiscardingSink:
     """Drop every record (see the module docstring)."""
 
+    stateful = False  # nothing to keep: no missing-uid warning
+
     def create_writer(self, ctx: SinkContext) -> _DiscardingWriter:
         return _DiscardingWriter()
 

@@ -180,12 +180,16 @@ async def _open_new(path: str) -> IO[bytes]:
     cancelled caller closes what it opened; the pending file itself is removed by the
     transaction's abort, or as lingering on the next start.
     """
-    opening = asyncio.ensure_future(asyncio.to_thread(open, path, "xb"))
+    opening = asyncio.ensure_future(asyncio.to_thread(_open_exclusive, path))
     try:
         return await asyncio.shield(opening)
     except asyncio.CancelledError:
         opening.add_done_callback(_close_opened)
         raise
+
+
+def _open_exclusive(path: str) -> IO[bytes]:
+    return open(path, "xb")
 
 
 def _close_opened(opening: asyncio.Future[IO[bytes]]) -> None:

@@ -9,7 +9,11 @@
 ``function(env)`` may be sync or async; it adds sources, transformations and sinks to
 ``env`` (and may configure it further). A process started again with the same
 checkpoint directory resumes from the latest complete checkpoint; ``--from-savepoint``
-starts from a savepoint (or a ``chk-<n>`` directory) instead.
+starts from a savepoint (or a ``chk-<n>`` directory) instead. Savepoint paths may be
+given as ``file://`` URIs. A job that cannot start (its savepoint is missing or does not
+fit) ends with an error and is never registered.
+
+``python -m streamflow`` is the same command.
 
 While it runs, the job is registered (see :mod:`streamflow.control`) and the other
 commands reach it by job id or name::
@@ -46,6 +50,7 @@ from streamflow.control import ControlServer, JobRegistry, JobUnreachableError, 
 from streamflow.control.views import format_jobs, format_status
 from streamflow.errors import ConfigError, JobCancelledError, StreamflowError
 from streamflow.savepoint.describe import describe_snapshot, format_description
+from streamflow.savepoint.location import local_path
 
 log = logging.getLogger("streamflow.cli")
 
@@ -163,17 +168,22 @@ async def job_status(args: argparse.Namespace) -> int:
 
 
 async def savepoint(args: argparse.Namespace) -> int:
-    directory = None if args.directory is None else str(Path(args.directory).expanduser().resolve())
+    directory = None if args.directory is None else _target(args.directory)
     result = await _send(JobRegistry(), args.job, "savepoint", args.timeout, directory=directory)
     print(result["path"])
     return 0
 
 
 async def stop(args: argparse.Namespace) -> int:
-    directory = None if args.savepoint is None else str(Path(args.savepoint).expanduser().resolve())
+    directory = None if args.savepoint is None else _target(args.savepoint)
     result = await _send(JobRegistry(), args.job, "stop", args.timeout, directory=directory)
     print(result["path"])
     return 0
+
+
+def _target(directory: str) -> str:
+    """A savepoint directory for the job process, which may run in another directory."""
+    return str(local_path(directory, "savepoint directory").resolve())
 
 
 async def cancel(args: argparse.Namespace) -> int:
@@ -207,8 +217,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--job-name", default=None, help="job name (default: the module's last name)")
     run.add_argument("--metrics-interval", type=float, default=10.0, help="seconds between metrics log lines")
     run.add_argument(
-        "--from-savepoint", "-s", type=Path, default=None, metavar="PATH",
-        help="start from a savepoint, a checkpoint chk-<n>, or a job's checkpoint directory (its latest)",
+        "--from-savepoint", "-s", default=None, metavar="PATH",
+        help="start from a savepoint, a checkpoint chk-<n>, or a job's checkpoint directory (its latest); "
+        "a path or a file:// URI",
     )
     run.add_argument(
         "--allow-non-restored-state", "-n", action="store_true",
@@ -249,7 +260,9 @@ def parser() -> argparse.ArgumentParser:
     end.add_argument("job", help="job id, unique id prefix, or job name")
     look = commands.add_parser("inspect", help="show what a savepoint or checkpoint holds")
     look.set_defaults(handler=inspect_snapshot)
-    look.add_argument("path", help="a savepoint directory, a checkpoint chk-<n>, or a job's checkpoint directory")
+    look.add_argument(
+        "path", help="a savepoint directory, a checkpoint chk-<n>, or a job's checkpoint directory (or its file:// URI)"
+    )
     look.add_argument("--json", action="store_true", help="machine-readable output")
     look.add_argument("--log-level", default="WARNING")
     add_dev_commands(commands)

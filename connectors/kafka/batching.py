@@ -158,9 +158,10 @@ class RecordSender:
                         ValueError(f"partitioner returned {partition!r}; {topic!r} has partitions 0..{count - 1}"),
                     )
             elif key is None:
-                partition = sticky.get(topic)
-                if partition is None:
-                    partition = sticky[topic] = self._default.sticky(count)
+                stuck = sticky.get(topic)
+                if stuck is None:
+                    stuck = sticky[topic] = self._default.sticky(count)
+                partition = stuck
             else:
                 partition = self._default(record, key, count)
             slot = (topic, partition)

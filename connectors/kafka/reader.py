@@ -7,8 +7,9 @@ Lifecycle (called from the subtask's own task, one call at a time):
    (starting offsets resolved to numbers at once); in bounded mode fix every split's
    stop offset; ``assign`` and ``seek`` each partition to its NEXT offset.
 2. ``poll``: hand out what the last ``getmany`` returned, one partition (and at most
-   ``max_records``) per batch; when that is used up, look for new partitions if
-   discovery is due, then ``getmany`` again.
+   ``max_records``) per batch, the partitions taking turns (round robin): a partition
+   with a backlog never waits for another one's whole fetch; when that is used up, look
+   for new partitions if discovery is due, then ``getmany`` again.
 3. ``snapshot_splits(n)``: per partition the offset after the last record handed out
    (and, with a group, remember them for step 4).
 4. ``notify_checkpoint_complete(n)``: commit checkpoint n's offsets to the group, for
@@ -85,8 +86,9 @@ class KafkaSourceReader:
         self._admin: Any = None
         self._splits: dict[TopicPartition, KafkaSplit] = {}
         self._reading: set[TopicPartition] = set()  # assigned and not finished
-        # What the last getmany returned and poll has not handed out yet:
-        # [split, records, index of the next record to hand out, partition]
+        # What the last getmany returned and poll has not handed out yet, the partition
+        # whose turn it is first: [split, records, index of the next record to hand
+        # out, partition]
         self._pending: deque[list[Any]] = deque()
         self._commits: dict[int, dict[TopicPartition, int]] = {}
 
@@ -299,15 +301,17 @@ class KafkaSourceReader:
         return self._nothing()
 
     def _hand_out(self, max_records: int) -> SourceBatch:
-        entry = self._pending[0]
+        """One batch of the partition whose turn it is; a partition with records left
+        goes to the back of the line."""
+        entry = self._pending.popleft()
         split, records, start, tp = entry
         end = start + max_records
         if end >= len(records):
             chunk = records if start == 0 else records[start:]
-            self._pending.popleft()
         else:
             chunk = records[start:end]
             entry[2] = end
+            self._pending.append(entry)
         values, offsets, failures = decode_batch(chunk, self._output, self._value_fn, self._key_fn)
         split.offset = chunk[-1].offset + 1
         if split.stop is not None and split.offset >= split.stop:

@@ -178,6 +178,12 @@ class KafkaSink:
         return self.delivery_guarantee
 
     @property
+    def stateful(self) -> bool:
+        """Only EXACTLY_ONCE keeps state (prepared transactions; its transactional ids
+        derive from the uid): the others need no ``.uid(...)`` for savepoints."""
+        return self.delivery_guarantee is DeliveryGuarantee.EXACTLY_ONCE
+
+    @property
     def transaction_timeout_seconds(self) -> float:
         timeout = self.transaction_timeout
         return timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)

@@ -93,6 +93,12 @@ class MySqlSink:
     async def check_table(self, conn: aiomysql.Connection, where: str) -> None:
         await check_table_exists(conn, self.table, self.address, where)
 
+    @property
+    def stateful(self) -> bool:
+        """Only EXACTLY_ONCE keeps state (prepared XA transactions, whose xids carry the
+        uid): AT_LEAST_ONCE needs no ``.uid(...)`` for savepoints."""
+        return self.delivery_guarantee is DeliveryGuarantee.EXACTLY_ONCE
+
     def create_writer(self, ctx: SinkContext) -> SinkWriter:
         # Imported here: the writers import this module.
         from streamflow.connectors.mysql.upsert_writer import MySqlUpsertWriter

@@ -20,6 +20,7 @@ from streamflow.partitioning.keygroups import validate_parallelism
 from streamflow.runtime.clock import Clock, SystemClock
 from streamflow.runtime.coordinator import CheckpointCoordinator
 from streamflow.runtime.executor import Execution, ExecutionSettings, JobResult
+from streamflow.savepoint.location import local_path
 from streamflow.savepoint.restore import RestoreSettings, operators_without_uid
 
 log = logging.getLogger("streamflow.job")
@@ -207,7 +208,9 @@ class StreamEnvironment:
         ``allow_checkpoint_rollback``: see :meth:`execute`."""
         restore = None
         if from_savepoint is not None:
-            restore = RestoreSettings(path=Path(from_savepoint), allow_non_restored_state=allow_non_restored_state)
+            restore = RestoreSettings(
+                path=local_path(from_savepoint, "savepoint path"), allow_non_restored_state=allow_non_restored_state
+            )
         elif allow_non_restored_state:
             raise ConfigError("allow_non_restored_state only applies with from_savepoint=...; pass both or neither")
         if not isinstance(allow_checkpoint_rollback, bool):
@@ -228,7 +231,8 @@ class StreamEnvironment:
         Args:
             from_savepoint: start from this savepoint directory, checkpoint directory
                 (``chk-<n>``) or job checkpoint directory (its latest checkpoint) instead
-                of the job's own latest checkpoint. State is matched to operators by uid.
+                of the job's own latest checkpoint; a path or a ``file://`` URI. State
+                is matched to operators by uid.
             allow_non_restored_state: drop, with a WARNING, state of uids this job lacks;
                 by default such state makes the job refuse to start
                 (:class:`~streamflow.savepoint.restore.NonRestoredStateError`).
@@ -332,7 +336,7 @@ class JobClient:
                 "on them before you rely on restoring it",
                 self.job_name, ", ".join(repr(op.effective_uid) for op in without_uid),
             )
-        return Path(target).expanduser()
+        return local_path(target, "savepoint directory")
 
     def _coordinator(self, what: str) -> CheckpointCoordinator:
         execution = self._execution
@@ -341,6 +345,27 @@ class JobClient:
                 f"cannot {what}: job {self.job_name!r} is {execution.status}; savepoints are taken while it runs"
             )
         return execution.coordinator
+
+    async def started(self) -> None:
+        """Wait until the job passed its start checks and runs its first attempt.
+
+        The checks are those of ``from_savepoint`` (the snapshot exists, verifies and
+        fits the job). Returns at once for a job that started earlier, even if it has
+        ended since.
+
+        Raises:
+            whatever stopped the job before it started (as :meth:`wait` would), e.g.
+            ConfigError for a path that holds no savepoint.
+        """
+        if self._execution.has_started:
+            return
+        started = asyncio.ensure_future(self._execution.wait_started())
+        try:
+            await asyncio.wait({self._task, started}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            started.cancel()
+        if not self._execution.has_started:
+            await self.wait()  # it ended before starting: raise why
 
     async def wait(self) -> JobResult:
         """The result once the job ends.

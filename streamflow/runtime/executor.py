@@ -107,6 +107,7 @@ class Execution:
         self.run_id = uuid.uuid4().hex
         self._ids_before_run = 0  # highest checkpoint id on disk before this run
         self._exactly_once_sinks = exactly_once_sinks(plan)
+        self._started = asyncio.Event()  # set once the start checks passed
         self.storage = (
             CheckpointStorage(settings.checkpoint_dir, retained=settings.checkpoint.retained)
             if settings.checkpoint is not None and settings.checkpoint_dir is not None
@@ -114,6 +115,15 @@ class Execution:
         )
 
     # -- attempts ---------------------------------------------------------------------
+
+    @property
+    def has_started(self) -> bool:
+        """Whether the run passed its start checks (a savepoint to restore from verified
+        and matched to the plan) and began its first attempt."""
+        return self._started.is_set()
+
+    async def wait_started(self) -> None:
+        await self._started.wait()
 
     async def run(self) -> JobResult:
         tracker = RestartTracker(self.settings.restart)
@@ -132,6 +142,7 @@ class Execution:
                 raise
             if self.storage is not None:
                 self._ids_before_run = await self.storage.highest_checkpoint_id()
+        self._started.set()
         reporter = None
         if self.settings.metrics_interval:
             reporter = asyncio.create_task(self._report(self.settings.metrics_interval), name="metrics-reporter")

@@ -14,6 +14,13 @@ Points (``n`` is a checkpoint id, or a record count for ``records``):
 - ``metadata_write``: checkpoint ``n``'s metadata temp file is written, not yet renamed.
 - ``after_completion``: checkpoint ``n`` is complete on disk, sinks not yet notified.
 - ``after_commit``: sinks were notified of ``n`` (committed), before anything else runs.
+
+Aborted checkpoints: :func:`fail_state_writes` makes the state writes of one operator
+fail for every checkpoint whose id is a multiple of ``k``, as a full disk would. The
+task then declines the checkpoint like on any failed write, the coordinator aborts it,
+and every task hears ``notify_checkpoint_aborted``: by then a sink has pre-committed, so
+its abort path runs with records in the transaction of the aborted checkpoint. Unlike
+a crash point it stays armed, and it may be armed alongside one.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ class _Armed:
 
 _armed: _Armed | None = None
 _records_written = 0
+_failing_writes: dict[str, int] = {}  # operator uid -> every k-th checkpoint fails
 
 
 def arm(point: str, at: int, action: str = "exit") -> None:
@@ -55,8 +63,27 @@ def arm(point: str, at: int, action: str = "exit") -> None:
 
 
 def disarm() -> None:
+    """Disarm the crash point and every failing state write."""
     global _armed
     _armed = None
+    _failing_writes.clear()
+
+
+def fail_state_writes(uid: str, every: int) -> None:
+    """Fail the state writes of operator ``uid`` in checkpoints whose id is a multiple of
+    ``every`` (see the module docstring), until :func:`disarm`."""
+    if not isinstance(every, int) or every < 1:
+        raise ValueError(f"fail_state_writes needs every >= 1 (a checkpoint id divisor), got {every!r}")
+    _failing_writes[uid] = every
+
+
+def state_write(uid: str, checkpoint_id: int) -> None:
+    """Raise :class:`InjectedFault` if writing ``uid``'s state of this checkpoint is
+    armed to fail (cheap no-op otherwise)."""
+    if _failing_writes:
+        every = _failing_writes.get(uid)
+        if every is not None and checkpoint_id % every == 0:
+            raise InjectedFault(f"injected failure writing the state of {uid!r} in checkpoint {checkpoint_id}")
 
 
 def _fire(where: str) -> None:

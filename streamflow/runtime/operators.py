@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable
 from streamflow.api.connector import SinkContext
 from streamflow.api.connector_checks import check_writer
 from streamflow.api.errors_policy import ErrorAction
-from streamflow.api.functions import CheckpointedFunction, CheckpointListener
+from streamflow.api.functions import checkpoint_hook, is_checkpointed_function
 from streamflow.errors import StateError, UserFunctionError
 from streamflow.graph.spec import OperatorKind, OperatorSpec
 from streamflow.partitioning.keygroups import KeyGroupAssigner
@@ -138,6 +138,9 @@ class FunctionOperator(StreamOperator):
             getattr(method, "__call__", None)
         )
         self._on_timer = getattr(fn, "on_timer", None)
+        self._checkpointed = is_checkpointed_function(fn)
+        self._on_complete = checkpoint_hook(fn, "notify_checkpoint_complete")
+        self._on_aborted = checkpoint_hook(fn, "notify_checkpoint_aborted")
         self._key_group_of = KeyGroupAssigner(ctx.max_parallelism)
         self._fast_map = not self.keyed and not self.is_async and spec.kind is OperatorKind.MAP
         self._fast_reduce = self.keyed and not self.is_async and spec.kind is OperatorKind.REDUCE
@@ -173,11 +176,11 @@ class FunctionOperator(StreamOperator):
             )
         if hasattr(self.fn, "open"):
             await maybe_await(self.fn.open(self.ctx))
-        if isinstance(self.fn, CheckpointedFunction):
+        if self._checkpointed:
             await maybe_await(self.fn.initialize_state(InitContext(self.operator_state, backend)))
 
     async def snapshot(self, checkpoint_id: int) -> dict[str, Any] | None:
-        if isinstance(self.fn, CheckpointedFunction):
+        if self._checkpointed:
             await maybe_await(self.fn.snapshot_state(SnapshotContext(checkpoint_id)))
         state: dict[str, Any] = {}
         operator = self.operator_state.snapshot()
@@ -193,12 +196,12 @@ class FunctionOperator(StreamOperator):
         return state or None
 
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-        if isinstance(self.fn, CheckpointListener):
-            await maybe_await(self.fn.notify_checkpoint_complete(checkpoint_id))
+        if self._on_complete is not None:
+            await maybe_await(self._on_complete(checkpoint_id))
 
     async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
-        if isinstance(self.fn, CheckpointListener):
-            await maybe_await(self.fn.notify_checkpoint_aborted(checkpoint_id))
+        if self._on_aborted is not None:
+            await maybe_await(self._on_aborted(checkpoint_id))
 
     async def close(self) -> None:
         if hasattr(self.fn, "close"):
@@ -462,7 +465,7 @@ class SinkOperator(StreamOperator):
         )
         self.writer = self.spec.function.create_writer(sink_ctx)
         check_writer(self.writer, self.uid)  # before open: a writer that breaks the contract fails the job at once
-        self._checkpointed = isinstance(self.writer, CheckpointedFunction)
+        self._checkpointed = is_checkpointed_function(self.writer)
         await self.writer.open()
         if self._checkpointed:
             await maybe_await(self.writer.initialize_state(InitContext(self.operator_state, None)))

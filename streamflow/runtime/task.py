@@ -349,6 +349,7 @@ class Task:
         try:
             handles = {}
             for uid, data in blobs.items():
+                faults.state_write(uid, checkpoint_id)
                 handles[uid] = (
                     None
                     if data is None or self.storage is None

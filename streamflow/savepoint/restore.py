@@ -27,14 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streamflow.api.functions import CheckpointedFunction
 from streamflow.checkpoint.metadata import CheckpointMetadata
 from streamflow.checkpoint.serde import decode
 from streamflow.checkpoint.storage import CheckpointStorage, CompletedCheckpoint
 from streamflow.errors import ConfigError, StateError
 from streamflow.graph.plan import PhysicalPlan
 from streamflow.graph.spec import OperatorKind, OperatorSpec
-from streamflow.savepoint.location import LocatedSnapshot, locate_snapshot
+from streamflow.savepoint.location import LocatedSnapshot, local_path, locate_snapshot
 
 __all__ = [
     "NonRestoredStateError",
@@ -71,7 +70,8 @@ class RestoreSettings:
 
     Attributes:
         path: a savepoint directory, a checkpoint directory ``chk-<n>``, or a job's
-            checkpoint directory (its latest complete checkpoint).
+            checkpoint directory (its latest complete checkpoint); a ``file://`` URI of
+            one is read as that path.
         allow_non_restored_state: drop (with a WARNING) state whose operator uid is not
             in the new job, instead of refusing to start.
     """
@@ -84,7 +84,7 @@ class RestoreSettings:
             raise ConfigError(
                 f"restore path must be a savepoint or checkpoint directory (str or Path), got {self.path!r}"
             )
-        object.__setattr__(self, "path", Path(self.path).expanduser())
+        object.__setattr__(self, "path", local_path(self.path, "savepoint path"))
         if not isinstance(self.allow_non_restored_state, bool):
             raise ConfigError(
                 f"allow_non_restored_state must be True or False, got {self.allow_non_restored_state!r}"
@@ -159,14 +159,14 @@ def check_snapshot_against_plan(
         spec = specs.get(uid)
         if spec is None:
             continue
-        if spec.uid is None:
+        if spec.uid is None and spec.holds_state:
             log.warning(
                 "operator %r has no uid of its own and gets the state stored under its auto-generated uid %r; "
                 "that uid changes when operators are added or removed before it: set .uid(%r) to keep it stable",
                 spec.name, uid, uid,
             )
     for uid, spec in sorted(specs.items()):
-        if uid not in metadata.operators and _needs_uid(spec):
+        if uid not in metadata.operators and spec.holds_state:
             log.info("operator %r has no state in the %s %s and starts fresh", uid, where, str(path))
     return unmatched
 
@@ -204,7 +204,7 @@ def _unmatched_message(unmatched: list[str], specs: Mapping[str, OperatorSpec], 
     ]
     auto = [u for u in unmatched if is_auto_uid(u)]
     if auto:
-        without = [s for s in specs.values() if s.uid is None and _needs_uid(s)]
+        without = [s for s in specs.values() if s.uid is None and s.holds_state]
         hint = f" (operators without a uid here: {', '.join(repr(s.effective_uid) for s in without)})" if without else ""
         lines.append(
             f" {', '.join(repr(u) for u in auto)} look auto-generated (\"<name>#<position>\"): the old job did not "
@@ -228,13 +228,9 @@ def _specs_by_uid(plan: PhysicalPlan) -> dict[str, OperatorSpec]:
     return {op.effective_uid: op for chain in plan.chains for op in chain.operators}
 
 
-def _needs_uid(spec: OperatorSpec) -> bool:
-    """Whether the operator (may) hold state that a savepoint keeps."""
-    return spec.kind.is_stateful or isinstance(spec.function, CheckpointedFunction) or spec.key_selector is not None
-
-
 def operators_without_uid(plan: PhysicalPlan) -> list[OperatorSpec]:
-    """Operators that may hold state but have only an auto-generated uid.
+    """Operators that hold state (:attr:`OperatorSpec.holds_state`) but have only an
+    auto-generated uid.
 
     Dead-letter sinks are left out: their uid follows the operator that feeds them and
     cannot be set.
@@ -244,7 +240,7 @@ def operators_without_uid(plan: PhysicalPlan) -> list[OperatorSpec]:
         op
         for chain in plan.chains
         for op in chain.operators
-        if op.uid is None and _needs_uid(op) and op.node_id not in dead_letter_sinks
+        if op.uid is None and op.holds_state and op.node_id not in dead_letter_sinks
     ]
 
 
