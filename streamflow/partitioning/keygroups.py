@@ -19,6 +19,7 @@ from streamflow.errors import ConfigError
 KeyGroup = NewType("KeyGroup", int)
 
 _MIX = 0x9E3779B1  # golden-ratio multiplier: spreads crc32's low bits over the range
+_JSON_INT_MIN, _JSON_INT_MAX = -(1 << 63), (1 << 64) - 1  # what orjson writes
 
 
 def stable_hash(key: Any) -> int:
@@ -36,7 +37,8 @@ def stable_hash(key: Any) -> int:
       floats as their IEEE 754 bytes; str and bytes subclasses as the equal str/bytes.
     - tuples and lists, NamedTuples too, hash as the orjson array of their items, the
       items normalised the same way (``(1, "a")``, ``(1.0, "a")`` and ``(True, "a")``
-      agree; a tuple of str and int keeps its old bytes).
+      agree; a tuple of str and int keeps its old bytes); bytes items and ints beyond 64
+      bits (which orjson cannot write) as a marked str.
     - anything else hashes its orjson encoding with sorted keys (datetimes, UUIDs,
       enums by value, dicts).
 
@@ -72,34 +74,44 @@ def _canonical_bytes(key: Any) -> bytes:
         return str.__str__(key).encode()
     if isinstance(key, bytes):
         return bytes(key)
+    encoded = key
     if isinstance(key, (tuple, list)):
-        if all(type(item) is str or type(item) is int for item in key):
-            key = list(key)  # the common case, already plain: the encoding it always had
-        else:
-            key = _plain(key)
+        # the common case, str and (64-bit) int items, keeps the encoding it always had
+        encoded = list(key) if all(map(_is_json_plain, key)) else _plain(key)
     try:
-        return orjson.dumps(key, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+        return orjson.dumps(encoded, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     except TypeError as exc:
         raise ConfigError(
             f"key {key!r} of type {type(key).__name__} cannot be hashed stably; key_by must return str, bytes, "
-            "int, float, bool, or tuples of them (also datetimes, UUIDs, enums)"
+            "int, float, bool, datetimes, UUIDs, enums, or tuples of them"
         ) from exc
+
+
+def _is_json_plain(item: Any) -> bool:
+    kind = type(item)
+    return kind is str or (kind is int and _JSON_INT_MIN <= item <= _JSON_INT_MAX)
 
 
 def _plain(value: Any) -> Any:
     """``value`` with numbers as the int they equal and subclasses as their base, inside
     tuples and lists too: equal keys then encode alike."""
     kind = type(value)
-    if kind is str or kind is int or value is None:
+    if kind is str or value is None:
         return value
     if isinstance(value, float):
-        return int(value) if value.is_integer() else float(value)
+        if not value.is_integer():
+            return float(value)
+        value = int(value)
     if isinstance(value, int):
-        return int.__index__(value)
+        number = int.__index__(value)
+        # JSON ints end at 64 bits here; a wider one is a str that says what it is
+        return number if _JSON_INT_MIN <= number <= _JSON_INT_MAX else f"\x00int:{number}"
     if isinstance(value, str):
         return str.__str__(value)
     if isinstance(value, (tuple, list)):
         return [_plain(item) for item in value]
+    if isinstance(value, bytes):  # JSON has no bytes; a str that says what they are
+        return "\x00bytes:" + value.hex()
     return value
 
 

@@ -152,6 +152,8 @@ EQUAL_KEYS: list[list[Any]] = [
     [(1, "a"), (1.0, "a"), (True, "a"), Pair("a", 1)[::-1]],
     [("a", 1), Pair("a", 1), ("a", True), ("a", 1.0)],
     [(1, (2, "x")), (1.0, (2.0, "x")), (True, [2, "x"])],
+    [("a", 2**64), ("a", float(2**64))],  # wider than JSON ints: still hashed, still equal
+    [(b"x", 1), (b"x", True)],
 ]
 
 
