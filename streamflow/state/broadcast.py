@@ -20,7 +20,7 @@ a read-only view (put a new value from the broadcast side instead).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, NoReturn, TypeVar
 
 from streamflow.errors import ConfigError, StateError
@@ -108,10 +108,15 @@ class BroadcastState(_BroadcastReads[K, V]):
         return list(self._entries.items())
 
     @classmethod
-    def from_items(cls, name: str, items: Iterable[Sequence[Any]]) -> BroadcastState[Any, Any]:
-        """The inverse of :meth:`snapshot_items`: keys and values are taken as they are."""
+    def from_items(
+        cls, name: str, items: Iterable[Sequence[Any]], key: Callable[[Any], Any] | None = None
+    ) -> BroadcastState[Any, Any]:
+        """The inverse of :meth:`snapshot_items`: keys and values are taken as they are,
+        or each key as ``key(saved key)``."""
         try:
-            return cls(name, ((key, value) for key, value in items))
+            if key is None:
+                return cls(name, ((k, value) for k, value in items))
+            return cls(name, ((key(k), value) for k, value in items))
         except (TypeError, ValueError) as exc:
             raise StateError(
                 f"broadcast state {name!r} in the snapshot is not a list of [key, value] pairs ({exc}); "

@@ -357,14 +357,7 @@ def _dump(name: str, items: list[Any], serializer: StateSerializer, *, broadcast
 def _legacy_pairs(name: str, items: list[Any]) -> list[tuple[Any, Any]]:
     """Format-1 broadcast items: ``[key, value]`` lists from JSON, where a key that is a
     list can only have been a tuple (a list is never a dict key)."""
-    try:
-        return [(tuplify(key), value) for key, value in items]
-    except (TypeError, ValueError) as exc:
-        raise StateError(
-            f"broadcast state {name!r} in the snapshot is not a list of [key, value] pairs ({exc}); "
-            "the snapshot is damaged or was written by another kind of state",
-            state=name,
-        ) from exc
+    return BroadcastState.from_items(name, items, key=tuplify).snapshot_items()
 
 
 def _describe(mode: OperatorStateMode) -> str:
