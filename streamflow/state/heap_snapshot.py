@@ -165,11 +165,14 @@ def register_serializer(state: StoredState, serializer: StateSerializer, *, oper
         raise serializer_mismatch(
             f"keyed state {state.name!r}", state.name, state.recorded, serializer.name, operator=operator
         )
-    if state.encoded:
+    if state.encoded:  # all or nothing: a value that does not load leaves the bytes as they were
         load = partial(state.shape.deserialize_ttl if state.has_ttl else state.shape.deserialize, loads=serializer.loads)
-        for group in state.table.values():
-            for key, raw in group.items():
-                group[key] = _load(load, raw, state, serializer, key, operator)
+        decoded = {
+            key_group: {key: _load(load, raw, state, serializer, key, operator) for key, raw in group.items()}
+            for key_group, group in state.table.items()
+        }
+        state.table.clear()
+        state.table.update(decoded)
         state.encoded = False
     state.serializer = serializer
 

@@ -227,6 +227,8 @@ class OperatorStateStore:
                 return [(key, loads(data)) for key, data in restored.items]
             return [loads(data) for data in restored.items]
         except Exception as exc:  # noqa: BLE001 - a user serializer may raise anything
+            self._restored[name] = restored
+            del self._serializers[name]
             raise StateError(
                 f"operator state {name!r} does not load with serializer {serializer.name!r} "
                 f"({type(exc).__name__}: {exc}); the snapshot is damaged or the serializer cannot read what it wrote",

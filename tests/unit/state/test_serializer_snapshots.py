@@ -273,3 +273,29 @@ def test_operator_state_refusals_and_mismatches() -> None:
     assert restored.get_list_state(ListStateDescriptor("buf", serializer=JSON)).get() == [[1]]  # nothing lost
     with pytest.raises(StateError, match="is registered with serializer 'json', not 'pickle'"):
         restored.get_list_state(ListStateDescriptor("buf"))
+
+
+class Broken(Reversed):
+    """Same name as Reversed, but cannot read: a restore with it fails and keeps the bytes."""
+
+    def loads(self, data: bytes) -> Any:
+        raise ValueError("cannot read")
+
+
+def test_bytes_that_do_not_load_are_an_error_and_stay_as_they_were() -> None:
+    original = backend()
+    fill(original, Reversed())
+    encoded = serde.encode(original.snapshot())
+    restored = backend()
+    restored.restore([serde.decode(encoded)])
+    with pytest.raises(StateError, match=r"operator 'op': the value of key .* in keyed state 'v' does not load with "
+                       r"serializer 'reversed' \(ValueError: cannot read\); the snapshot is damaged"):  # fmt: skip
+        restored.get_state(ValueStateDescriptor("v", serializer=Broken()))
+    check(restored, Reversed())  # nothing was half decoded
+
+    store = OperatorStateStore()
+    store.get_list_state(ListStateDescriptor("buf", serializer=Reversed())).add([1])
+    again = restore_operator_state([through_checkpoint(store.snapshot())], 0, 1)
+    with pytest.raises(StateError, match="operator state 'buf' does not load with serializer 'reversed'"):
+        again.get_list_state(ListStateDescriptor("buf", serializer=Broken()))
+    assert again.get_list_state(ListStateDescriptor("buf", serializer=Reversed())).get() == [[1]]
