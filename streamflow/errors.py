@@ -49,6 +49,27 @@ class StateError(StreamflowError):
     """State was used wrongly (no current key, wrong scope) or cannot be restored."""
 
 
+class StateSerializationError(StateError):
+    """A value in state cannot be written into a snapshot: it does not pickle (a lambda,
+    a socket, a lock), or the state's serializer refused it (JsonSerializer and a tuple).
+
+    Raised while a checkpoint's snapshot is taken; the task declines that checkpoint
+    (nothing is written, the job fails only past ``tolerable_failures``). Fields, as far
+    as known where it is raised: ``operator``, ``subtask``, ``state``, ``value_type``
+    (the offending value's type) and ``path`` (where inside the stored value).
+    """
+
+    def in_operator(self, operator: str, subtask: int) -> StateSerializationError:
+        """This error naming ``operator`` and ``subtask`` (itself if it names one already):
+        operator state does not know its operator, the task that snapshots it does."""
+        if self.fields.get("operator") is not None:
+            return self
+        return type(self)(
+            f"operator {operator!r} (subtask {subtask}): {self.message}",
+            **{**self.fields, "operator": operator, "subtask": subtask},
+        )
+
+
 class CheckpointError(StreamflowError):
     """A checkpoint could not be taken, stored or read."""
 

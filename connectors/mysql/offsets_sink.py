@@ -79,9 +79,8 @@ class MySqlOffsetsSink:
     Args:
         url: ``mysql://user:password@host:port/database``.
         table, statement, row_fn: as :class:`~streamflow.connectors.mysql.MySqlSink`. The
-            rows wait in the checkpoint until it completes: give JSON values (None, int,
-            float, str; a str for DATETIME or DECIMAL columns), or the checkpoint falls
-            back to pickle with a warning.
+            rows wait in the checkpoint until it completes, so their values must pickle
+            (they come back exactly: a datetime or Decimal stays one).
         name: whose offsets these are (like a consumer group); :func:`load_offsets` reads
             them back by this name. Default: the job name.
         source_uid: the uid of the KafkaSource whose offsets to store; default: every

@@ -97,7 +97,8 @@ class SourceReader(Protocol):
         """
 
     def snapshot_splits(self, checkpoint_id: int) -> list[Any]:
-        """Plain (orjson-encodable) split states covering every record polled so far.
+        """Split states covering every record polled so far; any picklable values (they
+        are restored exactly: a tuple stays a tuple).
 
         A stored position is the NEXT record to read, never the last one read: restoring
         from it must not replay the last record.

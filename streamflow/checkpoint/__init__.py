@@ -4,7 +4,7 @@
 - :mod:`~streamflow.checkpoint.scheduler`: when to trigger; when failures fail the job.
 - :mod:`~streamflow.checkpoint.metadata`: the ``_metadata`` record and state handles.
 - :mod:`~streamflow.checkpoint.storage`: ``chk-<n>/`` directories with checksummed files.
-- :mod:`~streamflow.checkpoint.serde`: snapshot bytes (orjson, pickle fallback).
+- :mod:`~streamflow.checkpoint.serde`: snapshot bytes (pickle, exact; old orjson blobs still read).
 """
 
 from __future__ import annotations

@@ -169,8 +169,9 @@ class FunctionOperator(StreamOperator):
                 backend.restore([s["keyed"] for s in restored if s.get("keyed")])
                 for s in restored:
                     timers = s.get("timers") or {}
-                    self.processing_timers.restore(timers.get("processing", []), backend.key_group_range)
-                    self.event_timers.restore(timers.get("event", []), backend.key_group_range)
+                    owned, groups = backend.key_group_range, backend.max_parallelism
+                    self.processing_timers.restore(timers.get("processing", []), owned, groups)
+                    self.event_timers.restore(timers.get("event", []), owned, groups)
             self.operator_state = restore_operator_state(
                 [s.get("operator") or {} for s in restored], self.ctx.subtask_index, self.ctx.parallelism
             )

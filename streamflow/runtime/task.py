@@ -9,7 +9,8 @@ concurrently with itself.
 Checkpoint n in a task, in order:
 1. barrier n aligned (every input delivered it; a source: triggered by the coordinator);
 2. barrier n forwarded to every output channel;
-3. every operator's state copied synchronously (encoded to bytes) - a sink pre-commits;
+3. every operator's state copied synchronously (pickled to bytes) - a sink pre-commits;
+   state that cannot be serialized declines checkpoint n (nothing is written);
 4. the bytes written to checkpoint storage in the background, then acked per operator.
 
 End of input: a source reader that is exhausted sends END_OF_INPUT; a task whose every
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Callable, Coroutine, Protocol
 from streamflow.api.errors_policy import FAIL, ErrorAction, ErrorPolicy
 from streamflow.checkpoint.serde import encode
 from streamflow.config import CheckpointingMode
-from streamflow.errors import DeserializationError
+from streamflow.errors import DeserializationError, StateSerializationError
 from streamflow.runtime import faults, offload
 from streamflow.runtime.alignment import BarrierAligner
 from streamflow.runtime.channel import MAIL, TIMEOUT, InputGate
@@ -338,11 +339,24 @@ class Task:
         for writer in self.all_writers:
             await writer.broadcast_control(barrier)
         blobs: dict[str, bytes | None] = {}
+        failure: StateSerializationError | None = None
         for uid, state in extra.items():
-            blobs[uid] = encode(state)
+            try:
+                blobs[uid] = encode(state, operator=uid, subtask=self.subtask)
+            except StateSerializationError as exc:
+                failure = failure or exc
         for op in self.operators:
-            state = await offload.tracked(op.snapshot(n))
-            blobs[op.uid] = None if state is None else encode(state)
+            # Every operator snapshots even after a failure, so that each sees checkpoint
+            # n taken and then aborted, as when another task declines it.
+            try:
+                state = await offload.tracked(op.snapshot(n))
+                blobs[op.uid] = None if state is None else encode(state, operator=op.uid, subtask=self.subtask)
+            except StateSerializationError as exc:
+                failure = failure or exc.in_operator(op.uid, self.subtask)
+        if failure is not None:
+            log.error("task %s declines checkpoint %d: %s", self.name, n, failure)
+            self._decline(n, str(failure))
+            return
         self._spawn(self._write_and_ack(n, blobs))
 
     async def _write_and_ack(self, checkpoint_id: CheckpointId, blobs: dict[str, bytes | None]) -> None:

@@ -86,7 +86,12 @@ def _describe_state(state: Any) -> dict[str, Any]:
     operator = state.get("operator")
     if isinstance(operator, dict):
         out["operator_states"] = [
-            {"name": name, "mode": data.get("mode"), "items": len(data.get("items") or [])}
+            {
+                "name": name,
+                "mode": data.get("mode"),
+                "serializer": data.get("serializer"),
+                "items": len(data.get("items") or []),
+            }
             for name, data in sorted((operator.get("states") or {}).items())
         ]
     if "source" in state:
@@ -111,6 +116,7 @@ def _describe_keyed(name: str, data: dict[str, Any]) -> dict[str, Any]:
         "name": name,
         "kind": data.get("kind"),
         "ttl": bool(data.get("ttl")),
+        "serializer": data.get("serializer"),  # None: written before serializers were recorded
         "keys": sum(len(entries) for entries in groups.values()),
         "key_groups_with_state": len(numbers),
         "key_group_span": [numbers[0], numbers[-1]] if numbers else None,
@@ -151,6 +157,7 @@ def _format_subtask(sub: dict[str, Any]) -> list[str]:
     lines = [head]
     for state in sub.get("keyed_states", []):
         ttl = ", ttl" if state["ttl"] else ""
+        ttl += _serializer_note(state)
         span = state["key_group_span"]
         where = f" (key groups {span[0]}-{span[1]})" if span else ""
         lines.append(
@@ -161,7 +168,10 @@ def _format_subtask(sub: dict[str, Any]) -> list[str]:
     if timers and (timers["processing"] or timers["event"]):
         lines.append(f"      timers: {timers['processing']} processing-time, {timers['event']} event-time")
     for state in sub.get("operator_states", []):
-        lines.append(f"      operator state {state['name']!r} ({state['mode']}): {state['items']} item(s)")
+        lines.append(
+            f"      operator state {state['name']!r} ({state['mode']}{_serializer_note(state)}): "
+            f"{state['items']} item(s)"
+        )
     if "source_splits" in sub:
         splits = sub["source_splits"]
         lines.append(f"      source splits: {len(splits) or 'none'}")
@@ -178,6 +188,12 @@ def _format_subtask(sub: dict[str, Any]) -> list[str]:
     if sub.get("other"):
         lines.append(f"      other state: {', '.join(sub['other'])}")
     return lines
+
+
+def _serializer_note(state: dict[str, Any]) -> str:
+    """Names a serializer other than the default (pickle), which most states use."""
+    serializer = state.get("serializer")
+    return f", serializer {serializer}" if serializer not in (None, "pickle") else ""
 
 
 def _size(size: int) -> str:

@@ -5,9 +5,13 @@ hands a record to user code it calls ``set_current_key(key, key_group)``; state 
 returned by ``get_state`` read and write under the current key at call time, so a user
 function fetches its handles once in ``open`` and uses them for every record.
 
-Snapshots are plain data (dicts, lists, str keys at the top) that the checkpoint
-storage encodes; ``snapshot`` must return data that later mutation of live state cannot
-change (the runtime encodes it at once, in the same synchronous step).
+Snapshots are dicts the runtime pickles at once, in the same synchronous step as
+``snapshot`` (so a snapshot may share live containers: that pickle is the copy, and keys
+and values keep exactly their types). A state whose descriptor names a serializer other
+than the default stores each value as that serializer's bytes, and every snapshot records
+each state's serializer name; ``restore`` (or the ``get_state`` after it) refuses a
+descriptor whose serializer has another name. ``restore`` takes ownership of the key
+groups it keeps: hand it freshly decoded snapshots.
 """
 
 from __future__ import annotations
@@ -34,14 +38,17 @@ class KeyedStateBackend(Protocol):
     def get_state(self, descriptor: Any) -> Any:
         """The state handle for a descriptor (ValueState for a ValueStateDescriptor, ...).
 
-        Registering the same name twice with a different kind or TTL raises StateError.
+        Registering the same name twice with a different kind, TTL or serializer, or a
+        restored state with another serializer than it was saved with, raises StateError.
         """
 
     def keys(self, state_name: str) -> Iterator[tuple[Any, int]]:
         """(key, key_group) of every key with a value in ``state_name``."""
 
     def snapshot(self) -> dict[str, Any]:
-        """Plain data of all key groups (runs full-snapshot TTL cleanup first)."""
+        """All key groups (full-snapshot TTL cleanup applied), to be pickled at once.
+
+        Raises StateSerializationError when a state's serializer refuses a value."""
 
     def restore(self, snapshots: Iterable[dict[str, Any]]) -> None:
         """Load the key groups of ``key_group_range`` from snapshots of any number of old

@@ -118,8 +118,8 @@ class TwoPhaseCommitSinkWriter(abc.ABC, Generic[Txn]):
     async def pre_commit(self, txn: Txn, checkpoint_id: int) -> Any:
         """Make ``txn`` durable and committable later, possibly by another process.
 
-        Returns a plain (orjson-encodable) handle that :meth:`commit` can finish the
-        transaction from; it is stored in checkpoint ``checkpoint_id``.
+        Returns a picklable handle that :meth:`commit` can finish the transaction from;
+        it is stored in checkpoint ``checkpoint_id`` and restored exactly.
         """
 
     @abc.abstractmethod

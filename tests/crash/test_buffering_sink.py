@@ -23,18 +23,9 @@ from typing import Any
 
 import pytest
 
-from streamflow.checkpoint.serde import decode, encode
-
 pytestmark = pytest.mark.crash
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "buffering_sink.py"
-
-# Whether checkpoints restore a tuple as a tuple. Exact state types come with the state
-# serializers of issue 10 section 1 (another branch); until then tuples come back as
-# lists, and the type half of this test is an expected failure. Once they restore
-# exactly, the type assertions run and must hold.
-EXACT_STATE_TYPES = type(decode(encode([("name", 1)]))[0]) is tuple
-
 
 def as_lists(buffers: dict[int, list[Any]]) -> dict[int, list[list[Any]]]:
     return {subtask: [list(element) for element in buffer] for subtask, buffer in buffers.items()}
@@ -66,8 +57,6 @@ def test_a_killed_buffering_sink_gets_its_buffer_back_equal_and_typed(tmp_path: 
         + [("dave", n) for n in range(1, 7)] + [("erin", n) for n in range(1, 7)]
     )
 
-    if not EXACT_STATE_TYPES:
-        pytest.xfail(f"state restores tuples as lists until exact state serializers land: restored {restored}")
     # and equal in type: tuples stay tuples
     assert restored == saved
     assert all(type(element) is tuple for buffer in restored.values() for element in buffer)

@@ -119,7 +119,7 @@ async def test_keyed_state_moves_by_key_group_1_to_3_to_2(tmp_path: Path) -> Non
         owned = key_group_range(64, 2, subtask)
         for key_group, entries in snapshot["keyed"]["states"]["count"]["key_groups"].items():
             assert int(key_group) in owned
-            for user, count in entries:
+            for user, count in entries.items():
                 assert key_group_for(user, 64) == int(key_group)
                 counts[user] = count
     assert counts == Counter(user for _, user, _ in jobs.ACTIONS)

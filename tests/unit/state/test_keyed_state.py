@@ -330,4 +330,4 @@ def test_close_drops_state() -> None:
     backend = make_backend()
     backend.get_state(ValueStateDescriptor("v"))
     backend.close()
-    assert backend.snapshot() == {"format": 1, "states": {}}
+    assert backend.snapshot() == {"format": 2, "states": {}}
