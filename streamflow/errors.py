@@ -92,7 +92,7 @@ class UserFunctionError(StreamflowError):
     """A user function raised while processing a record.
 
     Fields: ``operator`` (uid), ``subtask``, ``position`` (the record's source position,
-    a :class:`streamflow.runtime.elements.SourcePosition` or ``None``) and ``record``
+    as text, e.g. ``"src[0] orders.txt @ 12"``, or ``None``) and ``record``
     (its ``repr``, shortened).
     """
 

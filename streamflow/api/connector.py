@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from streamflow.runtime.clock import Clock, SystemClock
+from streamflow.core.clock import Clock, SystemClock
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,12 +12,12 @@ from typing import Any, Sequence
 from streamflow.api.connector_checks import check_source
 from streamflow.api.stream import DataStream
 from streamflow.config import CheckpointConfig, CheckpointingMode, RestartStrategy, seconds
+from streamflow.core.clock import Clock, SystemClock
 from streamflow.errors import CheckpointError, ConfigError, JobCancelledError
 from streamflow.graph.builder import GraphBuilder
 from streamflow.graph.plan import PhysicalPlan, build_plan
 from streamflow.graph.spec import JobGraph, OperatorKind
 from streamflow.partitioning.keygroups import validate_parallelism
-from streamflow.runtime.clock import Clock, SystemClock
 from streamflow.runtime.coordinator import CheckpointCoordinator
 from streamflow.runtime.executor import Execution, ExecutionSettings, JobResult
 from streamflow.savepoint.location import local_path

@@ -20,8 +20,8 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from streamflow.checkpoint.metadata import StateHandle
+from streamflow.core.ids import CheckpointId
 from streamflow.errors import CheckpointAbortedError, CheckpointError
-from streamflow.runtime.elements import CheckpointId
 
 __all__ = ["ALLOWED_TRANSITIONS", "CheckpointStatus", "PendingCheckpoint", "TaskKey", "check_transition"]
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any, Callable
 
+from streamflow.core.elements import Batch
 from streamflow.errors import ConfigError, StateError
 from streamflow.runtime.contexts import CallContext, OperatorContext
-from streamflow.runtime.elements import Batch
 from streamflow.runtime.operators import Emit, FunctionOperator, Restored
 from streamflow.state.broadcast import BroadcastState, ReadOnlyBroadcastState
 from streamflow.state.descriptors import MapStateDescriptor, StateDescriptor

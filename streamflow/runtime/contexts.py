@@ -11,9 +11,9 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any, Callable
 
+from streamflow.core.clock import Clock
 from streamflow.errors import StateError
 from streamflow.graph.spec import OperatorSpec
-from streamflow.runtime.clock import Clock
 from streamflow.state.operator import OperatorStateStore
 
 if TYPE_CHECKING:

@@ -41,12 +41,12 @@ from streamflow.checkpoint.metadata import CheckpointMetadata, OperatorStateMeta
 from streamflow.checkpoint.pending import PendingCheckpoint
 from streamflow.checkpoint.scheduler import CheckpointScheduler
 from streamflow.checkpoint.storage import CheckpointStorage
-from streamflow.savepoint.writer import write_savepoint
 from streamflow.config import CheckpointConfig
+from streamflow.core.clock import Clock
+from streamflow.core.elements import Barrier
+from streamflow.core.ids import CheckpointId
 from streamflow.errors import CheckpointAbortedError, CheckpointError, ConfigError, TooManyCheckpointFailuresError
 from streamflow.runtime import faults, offload
-from streamflow.runtime.clock import Clock
-from streamflow.runtime.elements import Barrier, CheckpointId
 from streamflow.runtime.task import (
     FINISH,
     STOP,
@@ -57,6 +57,7 @@ from streamflow.runtime.task import (
     TaskKey,
     TriggerCheckpoint,
 )
+from streamflow.savepoint.writer import write_savepoint
 
 log = logging.getLogger("streamflow.checkpoint")
 

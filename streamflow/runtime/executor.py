@@ -33,14 +33,14 @@ from streamflow.api.delivery import DeliveryGuarantee, declared_guarantee
 from streamflow.checkpoint.rollback import check_fallback
 from streamflow.checkpoint.storage import CheckpointStorage
 from streamflow.config import CheckpointConfig, CheckpointingMode, RestartStrategy, RestartTracker, RetentionOnCancel
+from streamflow.core.clock import Clock
 from streamflow.errors import JobFailedError, StreamflowError
 from streamflow.graph.plan import ChainSpec, PhysicalPlan
 from streamflow.graph.spec import OperatorKind, Partitioning
 from streamflow.partitioning.keygroups import key_group_range
 from streamflow.runtime.channel import Channel, InputGate
-from streamflow.runtime.clock import Clock
-from streamflow.runtime.coordinator import CheckpointCoordinator, CheckpointStats
 from streamflow.runtime.contexts import OperatorContext
+from streamflow.runtime.coordinator import CheckpointCoordinator, CheckpointStats
 from streamflow.runtime.operators import StreamOperator, make_operator
 from streamflow.runtime.partitioners import RecordWriter
 from streamflow.runtime.task import SourceTask, Task

@@ -24,6 +24,7 @@ from streamflow.api.connector import SinkContext
 from streamflow.api.connector_checks import check_writer
 from streamflow.api.errors_policy import ErrorAction
 from streamflow.api.functions import checkpoint_hook, is_checkpointed_function
+from streamflow.core.elements import Batch, Watermark
 from streamflow.errors import StateError, UserFunctionError
 from streamflow.graph.spec import OperatorKind, OperatorSpec
 from streamflow.partitioning.keygroups import KeyGroupAssigner
@@ -36,7 +37,6 @@ from streamflow.runtime.contexts import (
     SnapshotContext,
     maybe_await,
 )
-from streamflow.runtime.elements import Batch, Watermark
 from streamflow.runtime.timers import TimerQueue
 from streamflow.state.descriptors import ValueStateDescriptor
 from streamflow.state.operator import OperatorStateStore, redistribute_split, restore_operator_state

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Iterator, Protocol
 
-from streamflow.runtime.clock import Clock
+from streamflow.core.clock import Clock
 
 
 class KeyedStateBackend(Protocol):

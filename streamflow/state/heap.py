@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any, TypeVar, overload
 
+from streamflow.core.clock import Clock
 from streamflow.errors import ConfigError, StateError
-from streamflow.runtime.clock import Clock
 from streamflow.state.descriptors import (
     AggregatingStateDescriptor,
     ListStateDescriptor,
@@ -22,6 +22,13 @@ from streamflow.state.descriptors import (
     ReducingStateDescriptor,
     StateDescriptor,
     ValueStateDescriptor,
+)
+from streamflow.state.heap_snapshot import (
+    SNAPSHOT_FORMAT,
+    StoredState,
+    read_snapshot,
+    register_serializer,
+    write_state,
 )
 from streamflow.state.keyed import (
     NO_KEY,
@@ -34,13 +41,6 @@ from streamflow.state.keyed import (
     Table,
     ValueState,
     no_current_key,
-)
-from streamflow.state.heap_snapshot import (
-    SNAPSHOT_FORMAT,
-    StoredState,
-    read_snapshot,
-    register_serializer,
-    write_state,
 )
 from streamflow.state.keyed_ttl import TtlAggregatingState, TtlListState, TtlMapState, TtlReducingState, TtlValueState
 from streamflow.state.ttl import StateTtlConfig, TtlPolicy

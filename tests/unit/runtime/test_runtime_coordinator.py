@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from streamflow.core.clock import ManualClock
 from streamflow.runtime.channel import InputGate
-from streamflow.runtime.clock import ManualClock
 from streamflow.runtime.coordinator import CheckpointCoordinator, CheckpointStats
 from streamflow.runtime.task import FINISH
 

@@ -20,9 +20,9 @@ import pytest
 
 from streamflow.checkpoint.storage import CheckpointStorage
 from streamflow.config import CheckpointConfig
+from streamflow.core.clock import ManualClock
 from streamflow.errors import CheckpointAbortedError, CheckpointError, ConfigError
 from streamflow.runtime.channel import TIMEOUT, InputGate
-from streamflow.runtime.clock import ManualClock
 from streamflow.runtime.coordinator import CheckpointCoordinator, CheckpointStats
 from streamflow.runtime.task import STOP, CheckpointAborted, CheckpointCompleted
 from streamflow.savepoint import locate_snapshot

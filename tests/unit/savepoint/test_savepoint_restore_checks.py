@@ -12,9 +12,9 @@ import pytest
 from streamflow import KeyedProcessFunction, StateError, StreamEnvironment
 from streamflow.checkpoint.metadata import CheckpointMetadata, OperatorStateMeta, StateHandle
 from streamflow.connectors import CollectionSource, PrintSink
+from streamflow.core.ids import CheckpointId
 from streamflow.errors import ConfigError
 from streamflow.graph.plan import PhysicalPlan
-from streamflow.runtime.elements import CheckpointId
 from streamflow.savepoint import NonRestoredStateError, RestoreSettings, operators_without_uid
 from streamflow.savepoint.restore import check_snapshot_against_plan, check_state_shapes, is_auto_uid
 

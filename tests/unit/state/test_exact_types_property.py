@@ -27,9 +27,9 @@ from hypothesis import strategies as st
 from streamflow.checkpoint import serde
 from streamflow.checkpoint.metadata import CheckpointMetadata, OperatorStateMeta
 from streamflow.checkpoint.storage import CheckpointStorage
+from streamflow.core.clock import ManualClock
+from streamflow.core.ids import CheckpointId
 from streamflow.partitioning.keygroups import key_group_for
-from streamflow.runtime.clock import ManualClock
-from streamflow.runtime.elements import CheckpointId
 from streamflow.runtime.timers import TimerQueue
 from streamflow.savepoint.location import locate_snapshot
 from streamflow.savepoint.restore import read_snapshot_state
