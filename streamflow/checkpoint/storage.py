@@ -49,9 +49,9 @@ from pathlib import Path
 import aiofiles
 
 from streamflow.checkpoint.metadata import CheckpointMetadata, StateHandle, UnsupportedCheckpointVersionError
+from streamflow.core import faults
 from streamflow.core.ids import CheckpointId
 from streamflow.errors import CheckpointCorruptedError, CheckpointError, ConfigError
-from streamflow.runtime import faults
 
 __all__ = [
     "METADATA_FILE", "CheckpointStorage", "CompletedCheckpoint", "RestoreScan", "SkippedCheckpoint", "state_file_name",

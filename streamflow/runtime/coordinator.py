@@ -35,18 +35,19 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Coroutine, TypeVar
+from typing import Any, Coroutine
 
 from streamflow.checkpoint.metadata import CheckpointMetadata, OperatorStateMeta, StateHandle
 from streamflow.checkpoint.pending import PendingCheckpoint
 from streamflow.checkpoint.scheduler import CheckpointScheduler
 from streamflow.checkpoint.storage import CheckpointStorage
 from streamflow.config import CheckpointConfig
+from streamflow.core import faults, offload
+from streamflow.core.cancellation import finish_even_if_cancelled
 from streamflow.core.clock import Clock
 from streamflow.core.elements import Barrier
 from streamflow.core.ids import CheckpointId
 from streamflow.errors import CheckpointAbortedError, CheckpointError, ConfigError, TooManyCheckpointFailuresError
-from streamflow.runtime import faults, offload
 from streamflow.runtime.task import (
     FINISH,
     STOP,
@@ -60,9 +61,6 @@ from streamflow.runtime.task import (
 from streamflow.savepoint.writer import write_savepoint
 
 log = logging.getLogger("streamflow.checkpoint")
-
-_T = TypeVar("_T")
-
 
 @dataclass(slots=True)
 class CheckpointRecord:
@@ -379,15 +377,16 @@ class CheckpointCoordinator:
         savepoint_path: Path | None = None
         if savepoint is not None:
             try:
-                savepoint_path = await _finish_even_if_cancelled(
-                    write_savepoint(self.storage, n, metadata, savepoint.target)
+                savepoint_path = await finish_even_if_cancelled(
+                    offload.tracked(write_savepoint(self.storage, n, metadata, savepoint.target))
                 )
             except CheckpointError as exc:
                 await self._abort(pending, f"savepoint could not be written: {exc}")
                 return
         # Finished even if the attempt is cancelled meanwhile, as the executor does with
-        # state writes (see _finish_even_if_cancelled).
-        await _finish_even_if_cancelled(self.storage.write_metadata(n, metadata))
+        # state writes: a write cancelled inside aiofiles.open would leak the file, and
+        # one that completes is as good as a crash right after its rename.
+        await finish_even_if_cancelled(offload.tracked(self.storage.write_metadata(n, metadata)))
         self._savepoints.pop(n, None)
         pending.complete()
         del self._pending[n]
@@ -482,14 +481,3 @@ class CheckpointCoordinator:
                 waiter.set_exception(CheckpointAbortedError(f"checkpoint {n} aborted: {reason}", checkpoint_id=n))
         return too_many
 
-
-async def _finish_even_if_cancelled(work: Coroutine[Any, Any, _T]) -> _T:
-    """Run ``work`` to its end even if the caller is cancelled meanwhile (then re-raise):
-    a metadata write cancelled inside ``aiofiles.open`` would leak the file, and a write
-    that completes is as good as a crash right after its rename."""
-    task = asyncio.ensure_future(offload.tracked(work))
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await asyncio.gather(task, return_exceptions=True)
-        raise

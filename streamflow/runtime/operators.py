@@ -24,11 +24,11 @@ from streamflow.api.connector import SinkContext
 from streamflow.api.connector_checks import check_writer
 from streamflow.api.errors_policy import ErrorAction
 from streamflow.api.functions import checkpoint_hook, is_checkpointed_function
+from streamflow.core import faults
 from streamflow.core.elements import Batch, Watermark
 from streamflow.errors import StateError, UserFunctionError
 from streamflow.graph.spec import OperatorKind, OperatorSpec
 from streamflow.partitioning.keygroups import KeyGroupAssigner
-from streamflow.runtime import faults
 from streamflow.runtime.contexts import (
     CallContext,
     InitContext,

@@ -38,11 +38,11 @@ from typing import TYPE_CHECKING, Any, Callable, Coroutine, Protocol
 from streamflow.api.errors_policy import FAIL, ErrorAction, ErrorPolicy
 from streamflow.checkpoint.serde import encode
 from streamflow.config import CheckpointingMode
+from streamflow.core import faults, offload
 from streamflow.core.clock import Clock
 from streamflow.core.elements import END_OF_INPUT, Barrier, Batch, EndOfInput, SourceRef, Watermark
 from streamflow.core.ids import CheckpointId
 from streamflow.errors import DeserializationError, StateSerializationError
-from streamflow.runtime import faults, offload
 from streamflow.runtime.alignment import BarrierAligner
 from streamflow.runtime.channel import MAIL, TIMEOUT, InputGate
 from streamflow.runtime.operators import Emit, OperatorMetrics, StreamOperator, short_repr

@@ -75,7 +75,7 @@ from streamflow.connectors.kafka import DeliveryGuarantee, KafkaSink, KafkaSourc
 from streamflow.connectors.mysql import MySqlOffsetsSink, MySqlSink, load_offsets
 from streamflow.connectors.mysql.offsets_sink import PROGRESS_TABLE
 from streamflow.connectors.sqlite import ExactlyOnceSqliteSink
-from streamflow.runtime import faults
+from streamflow.core import faults
 from streamflow.state import ValueStateDescriptor
 
 INPUT_FILES = 4

@@ -31,7 +31,7 @@ from streamflow import (
     UserFunctionError,
 )
 from streamflow.connectors import CollectionSource, CollectSink, ExactlyOnceFileSink, read_committed_lines
-from streamflow.runtime import faults
+from streamflow.core import faults
 from streamflow.state import ListStateDescriptor, MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
 RULES = MapStateDescriptor[str, int]("rules")

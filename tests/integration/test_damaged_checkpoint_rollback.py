@@ -24,13 +24,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from rollback_jobs import expected_lines, wordcount, write_words
+
 from streamflow import JobFailedError, RestartStrategy, StreamEnvironment
 from streamflow.checkpoint.rollback import CheckpointRollbackError
 from streamflow.connectors import read_committed_lines
-from streamflow.runtime import faults
-from streamflow.runtime.faults import InjectedFault
+from streamflow.core import faults
+from streamflow.core.faults import InjectedFault
 from streamflow.savepoint.describe import describe_snapshot
 
 REPO = Path(__file__).resolve().parents[2]

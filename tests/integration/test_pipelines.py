@@ -24,14 +24,14 @@ from streamflow import (
     RestartStrategy,
     StreamEnvironment,
 )
+from streamflow.api.connector import SinkWriterBase
 from streamflow.checkpoint.serde import decode
 from streamflow.checkpoint.storage import CheckpointStorage
 from streamflow.connectors.collection import CollectionSource
 from streamflow.connectors.debug import CollectSink
-from streamflow.runtime import faults
+from streamflow.core import faults
 from streamflow.runtime.channel import InputGate
 from streamflow.state import ListStateDescriptor, ValueStateDescriptor
-from streamflow.api.connector import SinkWriterBase
 
 CONFIGS = [
     pytest.param((1, True), id="p1"),

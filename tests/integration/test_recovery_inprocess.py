@@ -27,13 +27,13 @@ from streamflow import (
     StreamEnvironment,
     UserFunctionError,
 )
+from streamflow.api.connector import SinkWriterBase
 from streamflow.connectors.collection import CollectionSource
 from streamflow.connectors.debug import CollectSink
+from streamflow.core import faults
+from streamflow.core.faults import InjectedFault
 from streamflow.errors import TooManyCheckpointFailuresError
-from streamflow.runtime import faults
-from streamflow.runtime.faults import InjectedFault
 from streamflow.state import ValueStateDescriptor
-from streamflow.api.connector import SinkWriterBase
 
 KEYS = [f"k{i}" for i in range(5)]
 ITEMS = [(i, KEYS[i % 5]) for i in range(200)]

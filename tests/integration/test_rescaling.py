@@ -26,12 +26,12 @@ from typing import Any
 
 import orjson
 import pytest
-
 import rescale_jobs as jobs
+
 from streamflow import JobFailedError, StateError
 from streamflow.connectors import read_committed_lines
+from streamflow.core import faults
 from streamflow.partitioning.keygroups import key_group_for, key_group_range
-from streamflow.runtime import faults
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = (1, 3, 2)  # the parallelism of the three jobs

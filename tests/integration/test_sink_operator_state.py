@@ -21,7 +21,7 @@ import pytest
 
 from streamflow import JobClient, RestartStrategy, StreamEnvironment
 from streamflow.connectors import GeneratorContext, GeneratorSource, SinkContext, SinkWriterBase
-from streamflow.runtime import faults
+from streamflow.core import faults
 from streamflow.state import ListStateDescriptor
 
 SPLITS = {"0": 13, "1": 12}

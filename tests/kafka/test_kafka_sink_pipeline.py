@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from kafka_sink_kit import new_topic, no_unclosed_connections, values
+
 from streamflow import RestartStrategy, StreamEnvironment
 from streamflow.connectors.collection import CollectionSource
 from streamflow.connectors.kafka import DeliveryGuarantee, KafkaSink
-from streamflow.runtime import faults
+from streamflow.core import faults
 
 N = 1200
 EXPECTED = Counter(f"v{i}" for i in range(N))

@@ -19,15 +19,15 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
+from kafka_source_kit import TagSubtask, fill, job, partition_of, run_until
 
 from streamflow import ConfigError, RestartStrategy, StreamEnvironment
 from streamflow.connectors.debug import CollectSink
 from streamflow.connectors.file_sink import ExactlyOnceFileSink, read_committed_lines
 from streamflow.connectors.kafka import KafkaSource, OffsetReset, StartingOffsets
 from streamflow.connectors.kafka.offsets import owner_of
-from streamflow.runtime import faults
+from streamflow.core import faults
 from streamflow.testing.kafka import create_topic, produce, produce_transactions, unique_topic
-from kafka_source_kit import TagSubtask, fill, job, partition_of, run_until
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from streamflow.checkpoint.metadata import (
     UnsupportedCheckpointVersionError,
 )
 from streamflow.checkpoint.storage import CheckpointStorage, state_file_name
+from streamflow.core import faults
 from streamflow.core.ids import CheckpointId
 from streamflow.errors import CheckpointCorruptedError, CheckpointError, ConfigError
-from streamflow.runtime import faults
 
 LOGGER = "streamflow.checkpoint.storage"
 

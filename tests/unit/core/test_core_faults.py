@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streamflow.runtime import faults
+from streamflow.core import faults
 
 
 @pytest.fixture(autouse=True)
