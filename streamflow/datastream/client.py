@@ -1,7 +1,8 @@
 """JobClient: a running job, seen from the program that started it.
 
 Made by ``StreamEnvironment.execute_async``; every method runs on the job's event loop.
-It reads the job's metrics, triggers checkpoints and savepoints through the attempt's
+It reads the job's metrics (and logs a line of them every ``metrics_interval`` seconds
+while the job runs), triggers checkpoints and savepoints through the attempt's
 coordinator, stops with a savepoint, cancels, and returns the result.
 """
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from streamflow.errors import CheckpointError, ConfigError, JobCancelledError
+from streamflow.metrics.snapshot import format_line, job_metrics
 from streamflow.runtime.coordinator import CheckpointCoordinator
 from streamflow.runtime.executor import Execution, JobResult
 from streamflow.savepoint.location import local_path
@@ -27,10 +29,30 @@ class JobClient:
     """A running job: its metrics, checkpoints and savepoints on demand, stop, cancel, and
     the result. Every method is called on the job's event loop."""
 
-    def __init__(self, execution: Execution) -> None:
+    def __init__(self, execution: Execution, metrics_interval: float | None = None) -> None:
         self._execution = execution
         self._cancel_requested = False
-        self._task = asyncio.get_running_loop().create_task(execution.run(), name=f"job:{execution.settings.job_name}")
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(metrics_interval), name=f"job:{execution.settings.job_name}"
+        )
+
+    async def _run(self, metrics_interval: float | None) -> JobResult:
+        reporter = None
+        if metrics_interval:
+            reporter = asyncio.create_task(self._report(metrics_interval), name="metrics-reporter")
+        try:
+            result = await self._execution.run()
+        finally:
+            if reporter is not None:
+                reporter.cancel()
+        result.metrics = job_metrics(self._execution)
+        return result
+
+    async def _report(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            if self._execution.tasks:
+                log.info("%s", format_line(self._execution))
 
     @property
     def job_name(self) -> str:
@@ -44,7 +66,7 @@ class JobClient:
     def metrics(self) -> dict[str, Any]:
         """Per task busy/idle/backpressured time, per channel fill, per operator counts,
         checkpoint history."""
-        return self._execution.metrics()
+        return job_metrics(self._execution)
 
     @property
     def done(self) -> bool:

@@ -184,7 +184,6 @@ class StreamEnvironment:
             channel_capacity=self._channel_capacity,
             source_batch_size=self._source_batch_size,
             source_poll_wait=self._source_poll_wait,
-            metrics_interval=self._metrics_interval,
             restore_from=restore_from,
             savepoint_dir=self._savepoint_dir,
             allow_checkpoint_rollback=allow_checkpoint_rollback,
@@ -211,7 +210,7 @@ class StreamEnvironment:
         if not isinstance(allow_checkpoint_rollback, bool):
             raise ConfigError(f"allow_checkpoint_rollback must be True or False, got {allow_checkpoint_rollback!r}")
         execution = Execution(self.plan(), self._settings(job_name, restore, allow_checkpoint_rollback))
-        return JobClient(execution)
+        return JobClient(execution, self._metrics_interval)
 
     async def execute(
         self,

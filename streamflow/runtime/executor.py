@@ -68,7 +68,6 @@ class ExecutionSettings:
     channel_capacity: int
     source_batch_size: int
     source_poll_wait: float
-    metrics_interval: float | None
     restore_from: RestoreSettings | None = None  # a savepoint (or checkpoint) to start from
     savepoint_dir: Path | None = None  # default target of savepoints without a directory
     # Restore past a damaged completed checkpoint even with exactly-once sinks (duplicates).
@@ -84,7 +83,7 @@ class JobResult:
     restored_from: int | None
     checkpoints_completed: int
     duration: float
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)  # filled by JobClient: metrics read the runtime
     stopped_with_savepoint: Path | None = None  # the savepoint a stop with savepoint took
 
 
@@ -143,9 +142,6 @@ class Execution:
             if self.storage is not None:
                 self._ids_before_run = await self.storage.highest_checkpoint_id()
         self._started.set()
-        reporter = None
-        if self.settings.metrics_interval:
-            reporter = asyncio.create_task(self._report(self.settings.metrics_interval), name="metrics-reporter")
         try:
             while True:
                 self.attempt += 1
@@ -184,9 +180,6 @@ class Execution:
             ):
                 await self.storage.discard_all()
             raise
-        finally:
-            if reporter is not None:
-                reporter.cancel()
         self.status = "finished"
         return JobResult(
             job_name=self.settings.job_name,
@@ -194,7 +187,6 @@ class Execution:
             restored_from=self.stats.restored_from,
             checkpoints_completed=self.stats.completed,
             duration=time.perf_counter() - self.started,
-            metrics=self.metrics(),
             stopped_with_savepoint=self.coordinator.stopped_with if self.coordinator is not None else None,
         )
 
@@ -414,21 +406,6 @@ class Execution:
             checkpointing=checkpoint is not None,
             checkpoint_interval=checkpoint.interval if checkpoint is not None else None,
         )
-
-    # -- metrics ----------------------------------------------------------------------
-
-    def metrics(self) -> dict[str, Any]:
-        from streamflow.metrics.snapshot import job_metrics
-
-        return job_metrics(self)
-
-    async def _report(self, interval: float) -> None:
-        from streamflow.metrics.snapshot import format_line
-
-        while True:
-            await asyncio.sleep(interval)
-            if self.tasks:
-                log.info("%s", format_line(self))
 
 
 def exactly_once_sinks(plan: PhysicalPlan) -> list[str]:
