@@ -25,9 +25,10 @@ import inspect
 import logging
 import re
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import timedelta
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -36,7 +37,7 @@ from aiokafka.errors import KafkaError
 from streamflow.api.connector import SourceBatch, SourceContext
 from streamflow.config import seconds
 from streamflow.connectors.kafka.clients import start_client, watch_client
-from streamflow.connectors.kafka.deserializers import decode_batch, resolve_deserializer
+from streamflow.connectors.kafka.deserializers import Deserializer, decode_batch, resolve_deserializer
 from streamflow.connectors.kafka.metadata import describe_partitions, missing_topic_error
 from streamflow.connectors.kafka.offsets import (
     KafkaSplit,
@@ -47,13 +48,10 @@ from streamflow.connectors.kafka.offsets import (
 )
 from streamflow.connectors.kafka.progress import BOARD
 from streamflow.connectors.kafka.records import KafkaOutput
-from streamflow.connectors.kafka.watermarks import PartitionWatermarks
+from streamflow.connectors.kafka.watermarks import BoundedOutOfOrderness, PartitionWatermarks
 from streamflow.errors import ConnectorError
 
-if TYPE_CHECKING:
-    from streamflow.connectors.kafka.source import KafkaSource
-
-__all__ = ["KafkaSourceReader"]
+__all__ = ["KafkaSourceReader", "KafkaSourceSettings"]
 
 log = logging.getLogger("streamflow.connectors.kafka")
 
@@ -62,10 +60,44 @@ _COMMITS_KEPT = 64  # offsets of checkpoints not yet completed; older ones are d
 _timestamp_of = attrgetter("timestamp")
 
 
+class KafkaSourceSettings(Protocol):
+    """What the reader reads of its :class:`~streamflow.connectors.kafka.source.KafkaSource`
+    (declared here so that the reader does not import the source that makes it)."""
+
+    @property
+    def bootstrap_servers(self) -> str | Sequence[str]: ...
+    @property
+    def topics(self) -> str | Sequence[str] | None: ...
+    @property
+    def topic_pattern(self) -> str | re.Pattern[str] | None: ...
+    @property
+    def group_id(self) -> str | None: ...
+    @property
+    def starting_offsets(self) -> StartingOffsets: ...
+    @property
+    def bounded(self) -> bool: ...
+    @property
+    def isolation_level(self) -> str: ...
+    @property
+    def value_deserializer(self) -> Deserializer: ...
+    @property
+    def key_deserializer(self) -> Deserializer: ...
+    @property
+    def output(self) -> KafkaOutput | str: ...
+    @property
+    def watermarks(self) -> BoundedOutOfOrderness | None: ...
+    @property
+    def discovery_interval(self) -> float | timedelta | None: ...
+    @property
+    def request_timeout(self) -> float | timedelta: ...
+    @property
+    def consumer_options(self) -> Mapping[str, Any]: ...
+
+
 class KafkaSourceReader:
     """Reads the partitions its subtask owns; see the module docstring for the steps."""
 
-    def __init__(self, source: KafkaSource, ctx: SourceContext) -> None:
+    def __init__(self, source: KafkaSourceSettings, ctx: SourceContext) -> None:
         self._source = source
         self._ctx = ctx
         self._uid = ctx.operator_uid
