@@ -6,3 +6,6 @@ from typing import NewType
 
 CheckpointId = NewType("CheckpointId", int)
 OperatorUid = NewType("OperatorUid", str)
+
+TaskKey = tuple[str, int]
+"""One operator subtask: ``(operator uid, subtask index)``; what acks and declines name."""

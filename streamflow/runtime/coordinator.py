@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Coroutine
@@ -46,16 +47,14 @@ from streamflow.core import faults, offload
 from streamflow.core.cancellation import finish_even_if_cancelled
 from streamflow.core.clock import Clock
 from streamflow.core.elements import Barrier
-from streamflow.core.ids import CheckpointId
+from streamflow.core.ids import CheckpointId, TaskKey
 from streamflow.errors import CheckpointAbortedError, CheckpointError, ConfigError, TooManyCheckpointFailuresError
-from streamflow.runtime.task import (
+from streamflow.runtime.mailbox import (
     FINISH,
     STOP,
     CheckpointAborted,
     CheckpointCompleted,
-    SourceTask,
-    Task,
-    TaskKey,
+    Mailbox,
     TriggerCheckpoint,
 )
 from streamflow.savepoint.writer import write_savepoint
@@ -141,8 +140,8 @@ class CheckpointCoordinator:
         self.config = config
         self.storage = storage
         self.clock = clock
-        self.tasks: list[Task] = []
-        self.sources: list[SourceTask] = []
+        self._mailboxes: list[Mailbox] = []  # every task's
+        self._source_mailboxes: list[Mailbox] = []
         self.parallelism = parallelism
         self.max_parallelism = max_parallelism
         self.stats = stats
@@ -163,10 +162,11 @@ class CheckpointCoordinator:
             CheckpointScheduler(config, start_id, started_at=clock.now()) if config is not None else None
         )
 
-    def attach(self, tasks: list[Task]) -> None:
-        """The tasks of this attempt (built after the coordinator, which they call)."""
-        self.tasks = tasks
-        self.sources = [t for t in tasks if isinstance(t, SourceTask)]
+    def attach(self, mailboxes: Sequence[Mailbox], sources: Sequence[Mailbox]) -> None:
+        """The mailboxes of this attempt's tasks, and among them those of its source
+        tasks (the tasks are built after the coordinator, which they call)."""
+        self._mailboxes = list(mailboxes)
+        self._source_mailboxes = list(sources)
 
     # -- called by tasks (same event loop) ------------------------------------------
 
@@ -255,10 +255,9 @@ class CheckpointCoordinator:
             self._trigger_queued()
             if self._stop_id is not None:
                 pass  # stopping: no periodic or final checkpoint competes with the stop savepoint
-            elif len(self._ended) == len(self.tasks):
+            elif len(self._ended) == len(self._mailboxes):
                 if self.scheduler is None or self._final_done:
-                    for task in self.tasks:
-                        task.gate.post(FINISH)
+                    self._post_all(FINISH)
                     return
                 if self._final_id is None and self.scheduler.can_force_trigger():
                     self._final_id = self._trigger(force=True, final=True)
@@ -350,8 +349,8 @@ class CheckpointCoordinator:
             if stop:
                 self._stop_id = checkpoint_id
         barrier = Barrier(CheckpointId(checkpoint_id), now, is_savepoint=savepoint is not None)
-        for source in self.sources:
-            source.gate.post(TriggerCheckpoint(barrier, stop=stop))
+        for mailbox in self._source_mailboxes:
+            mailbox.post(TriggerCheckpoint(barrier, stop=stop))
         return checkpoint_id
 
     async def _complete(self, pending: PendingCheckpoint) -> None:
@@ -406,20 +405,22 @@ class CheckpointCoordinator:
         faults.hit("after_completion", n)
         for older in [p for p in self._pending.values() if p.checkpoint_id < n]:
             await self._drop(older, "subsumed by checkpoint %d" % n, subsumed=True)
-        for task in self.tasks:
-            task.gate.post(CheckpointCompleted(n))
+        self._post_all(CheckpointCompleted(n))
         if n == self._final_id:
             self._final_done = True
         if n == self._stop_id:
             # After CheckpointCompleted(n) in every mailbox: sinks commit n, then stop.
-            for task in self.tasks:
-                task.gate.post(STOP)
+            self._post_all(STOP)
             self.stopped_with = savepoint_path
             log.info("job %r stops with savepoint %s", self.job_name, savepoint_path)
         for waiter in self._waiters.pop(n, []):
             if not waiter.done():
                 waiter.set_result(n if savepoint_path is None else savepoint_path)
         await self._clean_up(self.storage.enforce_retention(), f"retention after checkpoint {n}")
+
+    def _post_all(self, mail: Any) -> None:
+        for mailbox in self._mailboxes:
+            mailbox.post(mail)
 
     async def _clean_up(self, work: Coroutine[Any, Any, Any], what: str) -> None:
         """Deleting checkpoint directories is best effort: a task may still be writing its
@@ -474,8 +475,7 @@ class CheckpointCoordinator:
         if n == self._final_id:
             self._final_id = None  # retried by the loop
         await self._clean_up(self.storage.discard(n), f"removing aborted checkpoint {n}")
-        for task in self.tasks:
-            task.gate.post(CheckpointAborted(n))
+        self._post_all(CheckpointAborted(n))
         for waiter in self._waiters.pop(n, []):
             if not waiter.done():
                 waiter.set_exception(CheckpointAbortedError(f"checkpoint {n} aborted: {reason}", checkpoint_id=n))

@@ -300,7 +300,9 @@ class Execution:
             for chain in plan.chains
             for subtask in range(chain.parallelism)
         ]
-        coordinator.attach(self.tasks)
+        coordinator.attach(
+            [task.gate for task in self.tasks], [task.gate for task in self.tasks if isinstance(task, SourceTask)]
+        )
         self.coordinator = coordinator
 
     def _task(

@@ -32,8 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Coroutine, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 from streamflow.api.errors_policy import FAIL, ErrorAction, ErrorPolicy
 from streamflow.checkpoint.serde import encode
@@ -45,6 +44,14 @@ from streamflow.core.ids import CheckpointId
 from streamflow.errors import DeserializationError, StateSerializationError
 from streamflow.runtime.alignment import BarrierAligner
 from streamflow.runtime.channel import MAIL, TIMEOUT, InputGate
+from streamflow.runtime.mailbox import (
+    FINISH,
+    STOP,
+    CheckpointAborted,
+    CheckpointCompleted,
+    CoordinatorLink,
+    TriggerCheckpoint,
+)
 from streamflow.runtime.operators import Emit, OperatorMetrics, StreamOperator, short_repr
 from streamflow.runtime.partitioners import RecordWriter
 from streamflow.state.operator import redistribute_split
@@ -54,49 +61,6 @@ if TYPE_CHECKING:
     from streamflow.checkpoint.storage import CheckpointStorage
 
 log = logging.getLogger("streamflow.task")
-
-TaskKey = tuple[str, int]  # (operator uid, subtask)
-
-
-@dataclass(frozen=True, slots=True)
-class TriggerCheckpoint:
-    barrier: Barrier
-    stop: bool = False  # stop with savepoint: the source reads nothing after this barrier
-
-
-@dataclass(frozen=True, slots=True)
-class CheckpointCompleted:
-    checkpoint_id: CheckpointId
-
-
-@dataclass(frozen=True, slots=True)
-class CheckpointAborted:
-    checkpoint_id: CheckpointId
-
-
-class _Finish:
-    __slots__ = ()
-
-
-FINISH = _Finish()
-
-
-class _Stop:
-    __slots__ = ()
-
-
-STOP = _Stop()
-
-
-class CoordinatorLink(Protocol):
-    """What a task calls on the coordinator (implemented by CheckpointCoordinator)."""
-
-    def acknowledge(self, checkpoint_id: int, task: TaskKey, handle: Any) -> None: ...
-
-    def decline(self, checkpoint_id: int, task: TaskKey, reason: str) -> None: ...
-
-    def end_of_input(self, task_name: str) -> None: ...
-
 
 class TaskStats:
     """Busy / idle / backpressured seconds of one task, derived when read."""
