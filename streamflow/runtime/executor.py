@@ -43,7 +43,8 @@ from streamflow.runtime.contexts import OperatorContext
 from streamflow.runtime.coordinator import CheckpointCoordinator, CheckpointStats
 from streamflow.runtime.operators import StreamOperator, make_operator
 from streamflow.runtime.partitioners import RecordWriter
-from streamflow.runtime.task import SourceTask, Task
+from streamflow.runtime.source_task import SourceTask
+from streamflow.runtime.task import Task
 from streamflow.savepoint.restore import (
     RestorePoint,
     RestoreSettings,
