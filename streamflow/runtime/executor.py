@@ -39,9 +39,10 @@ from streamflow.graph.plan import ChainSpec, PhysicalPlan
 from streamflow.graph.spec import OperatorKind, Partitioning
 from streamflow.partitioning.keygroups import key_group_range
 from streamflow.runtime.channel import Channel, InputGate
-from streamflow.runtime.contexts import OperatorContext
 from streamflow.runtime.coordinator import CheckpointCoordinator, CheckpointStats
-from streamflow.runtime.operators import StreamOperator, make_operator
+from streamflow.runtime.operators import make_operator
+from streamflow.runtime.operators.base import StreamOperator
+from streamflow.runtime.operators.contexts import OperatorContext
 from streamflow.runtime.partitioners import RecordWriter
 from streamflow.runtime.source_task import SourceTask
 from streamflow.runtime.task import Task

@@ -19,7 +19,7 @@ from streamflow.core.elements import Batch, SourceRef
 from streamflow.errors import DeserializationError
 from streamflow.runtime.channel import TIMEOUT
 from streamflow.runtime.mailbox import CheckpointAborted, CheckpointCompleted, TriggerCheckpoint
-from streamflow.runtime.operators import OperatorMetrics, short_repr
+from streamflow.runtime.operators.base import OperatorMetrics, short_repr
 from streamflow.runtime.task import Task
 from streamflow.state.operator import redistribute_split
 

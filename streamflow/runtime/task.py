@@ -51,7 +51,7 @@ from streamflow.runtime.mailbox import (
     CheckpointCompleted,
     CoordinatorLink,
 )
-from streamflow.runtime.operators import Emit, StreamOperator
+from streamflow.runtime.operators.base import Emit, StreamOperator
 from streamflow.runtime.partitioners import RecordWriter
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from streamflow.core.ids import CheckpointId
 from streamflow.graph.spec import OperatorKind, OperatorSpec, Partitioning
 from streamflow.runtime.channel import Channel, InputGate
 from streamflow.runtime.mailbox import FINISH, CheckpointAborted
-from streamflow.runtime.operators import StreamOperator
+from streamflow.runtime.operators.base import StreamOperator
 from streamflow.runtime.partitioners import RecordWriter
 from streamflow.runtime.task import Task
 

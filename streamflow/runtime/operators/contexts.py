@@ -9,16 +9,13 @@ their operator's current key at call time, so they cost nothing per record.
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 from streamflow.core.clock import Clock
 from streamflow.errors import StateError
 from streamflow.graph.spec import OperatorSpec
+from streamflow.runtime.timers import TimerQueue
 from streamflow.state.operator import OperatorStateStore
-
-if TYPE_CHECKING:
-    from streamflow.runtime.operators import FunctionOperator
-
 
 class OperatorContext:
     """The RuntimeContext a user function gets in ``open``."""
@@ -87,12 +84,26 @@ class ListCollector:
     collect: Callable[[Any], None]
 
 
+class TimerScope(Protocol):
+    """What a call context and its timer service read of their operator: its context,
+    current key, watermark and timer queues (a
+    :class:`~streamflow.runtime.operators.function.FunctionOperator`)."""
+
+    uid: str
+    ctx: OperatorContext
+    watermark: float
+    current_key: Any
+    current_key_group: int
+    processing_timers: TimerQueue
+    event_timers: TimerQueue
+
+
 class CallContext:
     """Context of a (Keyed)ProcessFunction call; reused for every record."""
 
     __slots__ = ("_op", "timer_service")
 
-    def __init__(self, op: FunctionOperator) -> None:
+    def __init__(self, op: TimerScope) -> None:
         self._op = op
         self.timer_service = OperatorTimerService(op)
 
@@ -112,7 +123,7 @@ class CallContext:
 class OperatorTimerService:
     __slots__ = ("_op",)
 
-    def __init__(self, op: FunctionOperator) -> None:
+    def __init__(self, op: TimerScope) -> None:
         self._op = op
 
     def _key(self) -> tuple[Any, int]:

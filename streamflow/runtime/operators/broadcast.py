@@ -6,7 +6,7 @@ reads both through one input gate and calls :meth:`BroadcastProcessOperator.proc
 :meth:`~BroadcastProcessOperator.process_broadcast` by the channel's input (see
 ``StreamOperator.input_handlers``); barriers align across both inputs like any others.
 
-Lifecycle as for every :class:`~streamflow.runtime.operators.FunctionOperator` (open ->
+Lifecycle as for every :class:`~streamflow.runtime.operators.function.FunctionOperator` (open ->
 process / process_broadcast / on_watermark / timers -> snapshot(n) ->
 notify_checkpoint_complete(n) -> close). The broadcast state is operator state in
 broadcast mode: it is snapshotted by every subtask and restored by the operator state
@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from streamflow.core.elements import Batch
 from streamflow.errors import ConfigError, StateError
-from streamflow.runtime.contexts import CallContext, OperatorContext
-from streamflow.runtime.operators import Emit, FunctionOperator, Restored
+from streamflow.runtime.operators.base import Emit, Restored
+from streamflow.runtime.operators.contexts import CallContext, OperatorContext
+from streamflow.runtime.operators.function import FunctionOperator
 from streamflow.state.broadcast import BroadcastState, ReadOnlyBroadcastState
 from streamflow.state.descriptors import MapStateDescriptor, StateDescriptor
 from streamflow.state.keyed import NO_KEY, NO_KEY_GROUP
