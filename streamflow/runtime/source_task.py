@@ -13,13 +13,14 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Callable
 
-from streamflow.api.errors_policy import FAIL, ErrorAction, ErrorPolicy
+from streamflow.api.errors_policy import FAIL, ErrorPolicy
 from streamflow.core import faults, offload
 from streamflow.core.elements import Batch, SourceRef
 from streamflow.errors import DeserializationError
 from streamflow.runtime.channel import TIMEOUT
 from streamflow.runtime.mailbox import CheckpointAborted, CheckpointCompleted, TriggerCheckpoint
 from streamflow.runtime.operators.base import OperatorMetrics, short_repr
+from streamflow.runtime.record_errors import RecordErrorHandler
 from streamflow.runtime.task import Task
 from streamflow.state.operator import redistribute_split
 
@@ -57,8 +58,10 @@ class SourceTask(Task):
         self.reader: SourceReader | None = None
         self._batch_size = batch_size
         self._poll_wait = poll_wait
-        self._error_policy = error_policy
         self.source_metrics = OperatorMetrics()  # records_skipped / records_dead_lettered
+        self.errors = RecordErrorHandler(
+            error_policy, owner="source", uid=source_uid, subtask=self.subtask, metrics=self.source_metrics, logger=log
+        )
         self.records_out = 0
         self.exhausted = False
         self.suspended_at: int | None = None  # checkpoint id of a stop with savepoint in flight
@@ -123,13 +126,12 @@ class SourceTask(Task):
 
     async def _on_failures(self, batch: SourceBatch) -> None:
         """Apply the source's error policy to the records the reader could not decode."""
-        policy = self._error_policy
+        errors = self.errors
         origin = SourceRef(self.source_uid, self.subtask, batch.split)
-        dead: list[Any] = []
         for failure in batch.failures or ():
             where = origin.at(failure.position)
             error = failure.error
-            if policy.action is ErrorAction.FAIL or not isinstance(error, policy.on):
+            if not errors.takes(error):
                 raise DeserializationError(
                     f"source {self.source_uid!r} (subtask {self.subtask}) could not deserialize the record at "
                     f"{where}: {type(error).__name__}: {error}. The job attempt fails and the restart strategy "
@@ -140,27 +142,8 @@ class SourceTask(Task):
                     position=where,
                     record=short_repr(failure.record),
                 ) from error
-            if policy.action is ErrorAction.SKIP:
-                self.source_metrics.records_skipped += 1
-                skipped = self.source_metrics.records_skipped
-                if skipped <= 10 or skipped % 1000 == 0:
-                    log.warning(
-                        "source %r (subtask %d) skipped the record at %s: %s: %s (%d skipped so far)",
-                        self.source_uid, self.subtask, where, type(error).__name__, error, skipped,
-                    )
-                continue
-            self.source_metrics.records_dead_lettered += 1
-            dead.append(
-                {
-                    "operator": self.source_uid,
-                    "subtask": self.subtask,
-                    "position": where,
-                    "error": f"{type(error).__name__}: {error}",
-                    "record": failure.record,
-                }
-            )
-        if dead and self._dead_letter is not None:
-            await self._dead_letter.emit(Batch(dead))
+            errors.set_aside(error, failure.record, where, f"the record at {where}")
+        await errors.flush(self._dead_letter.emit if self._dead_letter is not None else None)
 
     async def _on_mail(self, mail: Any) -> None:
         if type(mail) is TriggerCheckpoint:

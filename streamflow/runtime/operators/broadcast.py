@@ -125,8 +125,8 @@ class BroadcastProcessOperator(FunctionOperator):
             if out_positions is not None and len(out) > before:
                 out_positions.extend([positions[index]] * (len(out) - before))  # type: ignore[index]
         self.metrics.records_out += len(out)
-        if self._dead:
-            await self._flush_dead_letters()
+        if self.errors.pending:
+            await self.errors.flush(self.dead_letter)
         if out:
             await self.emit(Batch(out, out_positions, batch.origin))
 

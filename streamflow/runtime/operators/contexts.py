@@ -17,6 +17,7 @@ from streamflow.graph.spec import OperatorSpec
 from streamflow.runtime.timers import TimerQueue
 from streamflow.state.operator import OperatorStateStore
 
+
 class OperatorContext:
     """The RuntimeContext a user function gets in ``open``."""
 

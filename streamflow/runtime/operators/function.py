@@ -16,7 +16,6 @@ import inspect
 import logging
 from typing import Any
 
-from streamflow.api.errors_policy import ErrorAction
 from streamflow.api.functions import checkpoint_hook, is_checkpointed_function
 from streamflow.core.elements import Batch, Watermark
 from streamflow.errors import StateError, UserFunctionError
@@ -31,6 +30,7 @@ from streamflow.runtime.operators.contexts import (
     SnapshotContext,
     maybe_await,
 )
+from streamflow.runtime.record_errors import RecordErrorHandler
 from streamflow.runtime.timers import TimerQueue
 from streamflow.state.descriptors import ValueStateDescriptor
 from streamflow.state.operator import OperatorStateStore, restore_operator_state
@@ -75,7 +75,10 @@ class FunctionOperator(StreamOperator):
         self.watermark = float("-inf")
         self.current_key: Any = None
         self.current_key_group = 0
-        self._dead: list[Any] = []
+        self.errors = RecordErrorHandler(
+            spec.error_policy, owner="operator", uid=self.uid, subtask=ctx.subtask_index, metrics=self.metrics,
+            logger=log,
+        )
         method = {
             OperatorKind.PROCESS: getattr(fn, "process_element", None),
         }.get(spec.kind, fn)
@@ -160,11 +163,10 @@ class FunctionOperator(StreamOperator):
 
     def _on_error(self, exc: Exception, batch: Batch, index: int) -> None:
         """Apply the error policy to the record at ``index``; raise to fail the attempt."""
-        policy = self.spec.error_policy
         record = batch.records[index]
         position = batch.describe_position(index)
         where = f"at {position}" if position else "(no source position: produced by an upstream operator's timer)"
-        if policy.action is ErrorAction.FAIL or not isinstance(exc, policy.on):
+        if not self.errors.takes(exc):
             raise UserFunctionError(
                 f"operator {self.uid!r} (subtask {self.ctx.subtask_index}) failed on record {short_repr(record)} "
                 f"{where}: {type(exc).__name__}: {exc}. The job attempt fails and the restart strategy decides; "
@@ -175,30 +177,7 @@ class FunctionOperator(StreamOperator):
                 position=position,
                 record=short_repr(record),
             ) from exc
-        if policy.action is ErrorAction.SKIP:
-            self.metrics.records_skipped += 1
-            skipped = self.metrics.records_skipped
-            if skipped <= 10 or skipped % 1000 == 0:
-                log.warning(
-                    "operator %r (subtask %d) skipped record %s %s: %s: %s (%d skipped so far)",
-                    self.uid, self.ctx.subtask_index, short_repr(record), where, type(exc).__name__, exc, skipped,
-                )
-            return
-        self.metrics.records_dead_lettered += 1
-        self._dead.append(
-            {
-                "operator": self.uid,
-                "subtask": self.ctx.subtask_index,
-                "position": position,
-                "error": f"{type(exc).__name__}: {exc}",
-                "record": record,
-            }
-        )
-
-    async def _flush_dead_letters(self) -> None:
-        if self._dead and self.dead_letter is not None:
-            dead, self._dead = self._dead, []
-            await self.dead_letter(Batch(dead))
+        self.errors.set_aside(exc, record, position, f"record {short_repr(record)} {where}")
 
     # -- keys ---------------------------------------------------------------------
 
@@ -231,8 +210,8 @@ class FunctionOperator(StreamOperator):
         else:
             out, positions = await self._general(batch)
         self.metrics.records_out += len(out)
-        if self._dead:
-            await self._flush_dead_letters()
+        if self.errors.pending:
+            await self.errors.flush(self.dead_letter)
         if out:
             await self.emit(Batch(out, positions, batch.origin))
 
