@@ -47,6 +47,7 @@ from streamflow.runtime.partitioners import RecordWriter
 from streamflow.runtime.source_task import SourceTask
 from streamflow.runtime.task import Task
 from streamflow.savepoint.restore import (
+    Restored,
     RestorePoint,
     RestoreSettings,
     check_max_parallelism,
@@ -192,7 +193,7 @@ class Execution:
             stopped_with_savepoint=self.coordinator.stopped_with if self.coordinator is not None else None,
         )
 
-    async def _restore(self) -> tuple[dict[str, list[dict[str, Any]]] | None, int]:
+    async def _restore(self) -> tuple[Restored | None, int]:
         """Decoded snapshots per operator uid (index = old subtask) and the next-id base."""
         start_id = 0 if self.storage is None else await self.storage.highest_checkpoint_id()
         scan = None if self.storage is None else await self.storage.scan_for_restore()
@@ -259,7 +260,7 @@ class Execution:
 
     def _build(
         self,
-        restored: dict[str, list[dict[str, Any]]] | None,
+        restored: Restored | None,
         start_id: int,
         spawn: Callable[[Coroutine[Any, Any, None]], Any],
     ) -> None:
@@ -313,7 +314,7 @@ class Execution:
         subtask: int,
         channels: dict[tuple[int, int], dict[int, Channel]],
         inputs: dict[tuple[int, int], list[Channel]],
-        restored: dict[str, list[dict[str, Any]]] | None,
+        restored: Restored | None,
         mode: CheckpointingMode,
         coordinator: CheckpointCoordinator,
         spawn: Callable[[Coroutine[Any, Any, None]], Any],

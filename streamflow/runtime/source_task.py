@@ -14,6 +14,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable
 
 from streamflow.api.errors_policy import FAIL, ErrorPolicy
+from streamflow.checkpoint.snapshot import OperatorSnapshot
 from streamflow.core import faults, offload
 from streamflow.core.elements import Batch, SourceRef
 from streamflow.errors import DeserializationError
@@ -70,7 +71,7 @@ class SourceTask(Task):
         restored = self._restored_for(self.source_uid)
         splits = everything = None
         if restored is not None:
-            lists = [s.get("source") or [] for s in restored]
+            lists = [s.source or [] for s in restored]
             splits = redistribute_split(lists, self.parallelism)[self.subtask]
             everything = [split for old in lists for split in old]
         self.reader = self._reader_factory(splits, everything)
@@ -152,7 +153,7 @@ class SourceTask(Task):
             if mail.stop:
                 self.suspended_at = barrier.checkpoint_id
             splits = self.reader.snapshot_splits(barrier.checkpoint_id)
-            await self._checkpoint(barrier, {self.source_uid: {"source": list(splits)}})
+            await self._checkpoint(barrier, {self.source_uid: OperatorSnapshot(source=list(splits))})
             faults.hit("after_barrier", barrier.checkpoint_id)
             return
         if type(mail) is CheckpointCompleted and self.reader is not None:

@@ -36,6 +36,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 from streamflow.checkpoint.serde import encode
+from streamflow.checkpoint.snapshot import OperatorSnapshot
 from streamflow.config import CheckpointingMode
 from streamflow.core import faults, offload
 from streamflow.core.clock import Clock
@@ -51,7 +52,7 @@ from streamflow.runtime.mailbox import (
     CheckpointCompleted,
     CoordinatorLink,
 )
-from streamflow.runtime.operators.base import Emit, StreamOperator
+from streamflow.runtime.operators.base import Emit, Restored, StreamOperator
 from streamflow.runtime.partitioners import RecordWriter
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ class Task:
         storage: CheckpointStorage | None,
         clock: Clock,
         spawn: Callable[[Coroutine[Any, Any, None]], Any],
-        restored: dict[str, list[dict[str, Any]]] | None,
+        restored: dict[str, Restored] | None,
         channel_inputs: list[int] | None = None,
     ) -> None:
         self.name = name
@@ -136,7 +137,7 @@ class Task:
 
         return emit_all
 
-    def _restored_for(self, uid: str) -> list[dict[str, Any]] | None:
+    def _restored_for(self, uid: str) -> Restored | None:
         """The snapshots of ``uid`` per old subtask, or None when it starts fresh.
 
         An operator whose uid the restored checkpoint does not hold (one added to the job
@@ -295,7 +296,7 @@ class Task:
     def _state_owners(self) -> list[str]:
         return [op.uid for op in self.operators]
 
-    async def _checkpoint(self, barrier: Barrier, extra: dict[str, Any]) -> None:
+    async def _checkpoint(self, barrier: Barrier, extra: dict[str, OperatorSnapshot]) -> None:
         """Steps 2-4 of the docstring: forward, copy synchronously, write in background."""
         n = barrier.checkpoint_id
         for writer in self.all_writers:
@@ -304,15 +305,17 @@ class Task:
         failure: StateSerializationError | None = None
         for uid, state in extra.items():
             try:
-                blobs[uid] = encode(state, operator=uid, subtask=self.subtask)
+                blobs[uid] = encode(state.to_stored(), operator=uid, subtask=self.subtask)
             except StateSerializationError as exc:
                 failure = failure or exc
         for op in self.operators:
             # Every operator snapshots even after a failure, so that each sees checkpoint
             # n taken and then aborted, as when another task declines it.
             try:
-                state = await offload.tracked(op.snapshot(n))
-                blobs[op.uid] = None if state is None else encode(state, operator=op.uid, subtask=self.subtask)
+                snapshot = await offload.tracked(op.snapshot(n))
+                blobs[op.uid] = (
+                    None if snapshot is None else encode(snapshot.to_stored(), operator=op.uid, subtask=self.subtask)
+                )
             except StateSerializationError as exc:
                 failure = failure or exc.in_operator(op.uid, self.subtask)
         if failure is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
 
+from streamflow.checkpoint.snapshot import OperatorSnapshot
 from streamflow.core.elements import Batch, Watermark
 from streamflow.graph.spec import OperatorSpec
 from streamflow.runtime.operators.contexts import OperatorContext
@@ -24,7 +25,7 @@ from streamflow.runtime.operators.contexts import OperatorContext
 __all__ = ["Emit", "OperatorMetrics", "Restored", "StreamOperator", "short_repr"]
 
 Emit = Callable[[Batch], Awaitable[None]]
-Restored = list[dict[str, Any]]  # one decoded snapshot per old subtask, possibly empty
+Restored = list[OperatorSnapshot]  # one per old subtask (with no parts if it had no state)
 
 
 class OperatorMetrics:
@@ -71,7 +72,7 @@ class StreamOperator:
     async def on_processing_time(self, now: float) -> None:
         return None
 
-    async def snapshot(self, checkpoint_id: int) -> dict[str, Any] | None:
+    async def snapshot(self, checkpoint_id: int) -> OperatorSnapshot | None:
         return None
 
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:

@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 from streamflow.api.functions import checkpoint_hook, is_checkpointed_function
+from streamflow.checkpoint.snapshot import OperatorSnapshot, TimerSnapshot
 from streamflow.core.elements import Batch, Watermark
 from streamflow.errors import StateError, UserFunctionError
 from streamflow.graph.spec import OperatorKind, OperatorSpec
@@ -115,35 +116,33 @@ class FunctionOperator(StreamOperator):
         backend = self.ctx.keyed_backend
         if restored is not None:
             if backend is not None:
-                backend.restore([s["keyed"] for s in restored if s.get("keyed")])
+                backend.restore([s.keyed for s in restored if s.keyed])
+                owned, groups = backend.key_group_range, backend.max_parallelism
                 for s in restored:
-                    timers = s.get("timers") or {}
-                    owned, groups = backend.key_group_range, backend.max_parallelism
-                    self.processing_timers.restore(timers.get("processing", []), owned, groups)
-                    self.event_timers.restore(timers.get("event", []), owned, groups)
+                    if s.timers is not None:
+                        self.processing_timers.restore(s.timers.processing, owned, groups)
+                        self.event_timers.restore(s.timers.event, owned, groups)
             self.operator_state = restore_operator_state(
-                [s.get("operator") or {} for s in restored], self.ctx.subtask_index, self.ctx.parallelism
+                [s.operator or {} for s in restored], self.ctx.subtask_index, self.ctx.parallelism
             )
         if hasattr(self.fn, "open"):
             await maybe_await(self.fn.open(self.ctx))
         if self._checkpointed:
             await maybe_await(self.fn.initialize_state(InitContext(self.operator_state, backend)))
 
-    async def snapshot(self, checkpoint_id: int) -> dict[str, Any] | None:
+    async def snapshot(self, checkpoint_id: int) -> OperatorSnapshot | None:
         if self._checkpointed:
             await maybe_await(self.fn.snapshot_state(SnapshotContext(checkpoint_id)))
-        state: dict[str, Any] = {}
         operator = self.operator_state.snapshot()
-        if operator.get("states"):
-            state["operator"] = operator
+        operator_part = operator if operator.get("states") else None
         backend = self.ctx.keyed_backend
-        if backend is not None:
-            state["keyed"] = backend.snapshot()
-            state["timers"] = {
-                "processing": self.processing_timers.snapshot(),
-                "event": self.event_timers.snapshot(),
-            }
-        return state or None
+        if backend is None:
+            return None if operator_part is None else OperatorSnapshot(operator=operator_part)
+        return OperatorSnapshot(
+            operator=operator_part,
+            keyed=backend.snapshot(),
+            timers=TimerSnapshot(processing=self.processing_timers.snapshot(), event=self.event_timers.snapshot()),
+        )
 
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         if self._on_complete is not None:

@@ -7,6 +7,7 @@ from typing import Any
 from streamflow.api.connector import SinkContext
 from streamflow.api.connector_checks import check_writer
 from streamflow.api.functions import is_checkpointed_function
+from streamflow.checkpoint.snapshot import OperatorSnapshot
 from streamflow.core import faults
 from streamflow.core.elements import Batch
 from streamflow.graph.spec import OperatorSpec
@@ -23,7 +24,7 @@ class SinkOperator(StreamOperator):
     A writer that is a CheckpointedFunction keeps operator state as a function does
     (Flink's BufferingSink): ``initialize_state`` after ``open``, ``snapshot_state`` at
     each barrier after ``snapshot``, so a writer that flushes in ``snapshot`` stores what
-    is left after the flush. The snapshot holds both: ``{"sink": [...], "operator": ...}``.
+    is left after the flush. The snapshot holds both (its ``sink`` and ``operator`` parts).
     """
 
     def __init__(self, spec: OperatorSpec, ctx: OperatorContext) -> None:
@@ -35,10 +36,10 @@ class SinkOperator(StreamOperator):
     async def open(self, restored: Restored | None) -> None:
         restored_state = None
         if restored is not None:
-            lists = [s.get("sink") or [] for s in restored]
+            lists = [s.sink or [] for s in restored]
             restored_state = redistribute_split(lists, self.ctx.parallelism)[self.ctx.subtask_index]
             self.operator_state = restore_operator_state(
-                [s.get("operator") or {} for s in restored], self.ctx.subtask_index, self.ctx.parallelism
+                [s.operator or {} for s in restored], self.ctx.subtask_index, self.ctx.parallelism
             )
         sink_ctx = SinkContext(
             job_name=self.ctx.job_name,
@@ -64,16 +65,13 @@ class SinkOperator(StreamOperator):
         await self.writer.write(batch.records)
         faults.records_written(count)
 
-    async def snapshot(self, checkpoint_id: int) -> dict[str, Any] | None:
+    async def snapshot(self, checkpoint_id: int) -> OperatorSnapshot | None:
         state = await self.writer.snapshot(checkpoint_id)
         if self._checkpointed:
             await maybe_await(self.writer.snapshot_state(SnapshotContext(checkpoint_id)))
         faults.hit("after_pre_commit", checkpoint_id)
-        snapshot: dict[str, Any] = {"sink": list(state)}
         operator = self.operator_state.snapshot()
-        if operator.get("states"):
-            snapshot["operator"] = operator
-        return snapshot
+        return OperatorSnapshot(sink=list(state), operator=operator if operator.get("states") else None)
 
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         await self.writer.notify_checkpoint_complete(checkpoint_id)
