@@ -18,7 +18,8 @@ from streamflow.graph.builder import GraphBuilder
 from streamflow.graph.plan import PhysicalPlan, build_plan
 from streamflow.graph.spec import JobGraph, OperatorKind
 from streamflow.partitioning.keygroups import validate_parallelism
-from streamflow.runtime.executor import Execution, ExecutionSettings, JobResult
+from streamflow.runtime.executor import Execution, JobResult
+from streamflow.runtime.settings import ExecutionSettings
 from streamflow.savepoint.location import local_path
 from streamflow.savepoint.restore import RestoreSettings
 

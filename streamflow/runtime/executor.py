@@ -1,8 +1,9 @@
 """Runs a physical plan: one attempt at a time, restarted by the restart strategy.
 
-An attempt restores every operator from the latest complete checkpoint (if any), builds
-channels and tasks, and runs them and the coordinator in one ``asyncio.TaskGroup``: the
-first task that fails cancels the others and fails the attempt.
+An attempt restores every operator from the latest complete checkpoint (if any), has
+its channels, tasks and coordinator wired (:mod:`streamflow.runtime.wiring`), and runs
+them in one ``asyncio.TaskGroup``: the first task that fails cancels the others and
+fails the attempt.
 
 Started from a savepoint (``ExecutionSettings.restore_from``), the run first verifies it
 and checks it against the plan (before any attempt: a mismatch is not retried); every
@@ -13,8 +14,7 @@ Before an attempt restores, the checkpoints skipped as damaged pass
 :func:`~streamflow.checkpoint.rollback.check_fallback`: skipping a completed one would
 repeat what exactly-once sinks committed, and is refused unless allowed. The restart
 strategy's :class:`~streamflow.config.RestartTracker` says how long to wait between
-attempts. (Over 400 lines: one concept, the attempt loop with its restore and build
-steps, which share the execution's state.)
+attempts.
 """
 
 from __future__ import annotations
@@ -25,56 +25,29 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Coroutine
+from typing import Any, Coroutine
 
-from streamflow.api.connector import SourceContext
-from streamflow.api.connector_checks import check_reader
 from streamflow.api.delivery import DeliveryGuarantee, declared_guarantee
 from streamflow.checkpoint.rollback import check_fallback
 from streamflow.checkpoint.storage import CheckpointStorage
-from streamflow.config import CheckpointConfig, CheckpointingMode, RestartStrategy, RestartTracker, RetentionOnCancel
-from streamflow.core.clock import Clock
-from streamflow.errors import JobFailedError, StreamflowError
-from streamflow.graph.plan import ChainSpec, PhysicalPlan
-from streamflow.graph.spec import OperatorKind, Partitioning
-from streamflow.partitioning.keygroups import key_group_range
-from streamflow.runtime.channel import Channel, InputGate
+from streamflow.config import RestartTracker, RetentionOnCancel
+from streamflow.errors import JobFailedError
+from streamflow.graph.plan import PhysicalPlan
+from streamflow.graph.spec import OperatorKind
+from streamflow.runtime.channel import Channel
 from streamflow.runtime.coordinator import CheckpointCoordinator, CheckpointStats
-from streamflow.runtime.operators import make_operator
-from streamflow.runtime.operators.base import StreamOperator
-from streamflow.runtime.operators.contexts import OperatorContext
-from streamflow.runtime.partitioners import RecordWriter
-from streamflow.runtime.source_task import SourceTask
+from streamflow.runtime.settings import ExecutionSettings
 from streamflow.runtime.task import Task
+from streamflow.runtime.wiring import wire_attempt
 from streamflow.savepoint.restore import (
     Restored,
     RestorePoint,
-    RestoreSettings,
     check_max_parallelism,
     prepare_restore,
     read_snapshot_state,
 )
 
 log = logging.getLogger("streamflow.job")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ExecutionSettings:
-    """Everything an execution needs besides the plan; filled by StreamEnvironment."""
-
-    job_name: str
-    checkpoint: CheckpointConfig | None
-    checkpoint_dir: Path | None
-    restart: RestartStrategy
-    state_backend: Any
-    clock: Clock
-    channel_capacity: int
-    source_batch_size: int
-    source_poll_wait: float
-    restore_from: RestoreSettings | None = None  # a savepoint (or checkpoint) to start from
-    savepoint_dir: Path | None = None  # default target of savepoints without a directory
-    # Restore past a damaged completed checkpoint even with exactly-once sinks (duplicates).
-    allow_checkpoint_rollback: bool = False
 
 
 @dataclass(slots=True)
@@ -247,170 +220,17 @@ class Execution:
 
         try:
             async with asyncio.TaskGroup() as group:
-                self._build(restored, start_id, spawn_write)
-                assert self.coordinator is not None
-                for task in self.tasks:
+                attempt = wire_attempt(
+                    self.plan, self.settings, run_id=self.run_id, storage=self.storage, stats=self.stats,
+                    restored=restored, start_id=start_id, spawn=spawn_write,
+                )
+                self.tasks, self.channels, self.coordinator = attempt.tasks, attempt.channels, attempt.coordinator
+                for task in attempt.tasks:
                     group.create_task(task.run(), name=task.name)
-                group.create_task(self.coordinator.run(), name=f"{self.settings.job_name}.coordinator")
+                group.create_task(attempt.coordinator.run(), name=f"{self.settings.job_name}.coordinator")
         finally:
             if writes:
                 await asyncio.gather(*writes, return_exceptions=True)
-
-    # -- building -----------------------------------------------------------------------
-
-    def _build(
-        self,
-        restored: Restored | None,
-        start_id: int,
-        spawn: Callable[[Coroutine[Any, Any, None]], Any],
-    ) -> None:
-        plan, settings = self.plan, self.settings
-        capacity = settings.channel_capacity
-        # channels[(edge index, upstream subtask)] -> list indexed by downstream subtask
-        channels: dict[tuple[int, int], dict[int, Channel]] = {}
-        inputs: dict[tuple[int, int], list[Channel]] = {}  # (chain id, subtask) -> gate channels
-        sides: dict[tuple[int, int], list[int]] = {}  # the same keys -> each channel's input index
-        self.channels = []
-        for index, edge in enumerate(plan.edges):
-            p_up = plan.parallelism[edge.upstream]
-            p_down = plan.parallelism[edge.downstream]
-            up_chain, down_chain = plan.chain_of(edge.upstream), plan.chain_of(edge.downstream)
-            for i in range(p_up):
-                targets = [i] if edge.partitioning is Partitioning.FORWARD else range(p_down)
-                for j in targets:
-                    channel = Channel(f"{up_chain.tail.name}[{i}] -> {down_chain.head.name}[{j}]", capacity)
-                    if edge.dead_letter:
-                        channel.name = f"{plan.chain_of(edge.upstream).name}[{i}] -dead letters-> sink[{j}]"
-                    channels.setdefault((index, i), {})[j] = channel
-                    inputs.setdefault((down_chain.chain_id, j), []).append(channel)
-                    sides.setdefault((down_chain.chain_id, j), []).append(edge.input_index)
-                    self.channels.append(channel)
-        checkpoint = settings.checkpoint
-        mode = checkpoint.mode if checkpoint is not None else CheckpointingMode.EXACTLY_ONCE
-        parallelism = {op.effective_uid: chain.parallelism for chain in plan.chains for op in chain.operators}
-        coordinator = CheckpointCoordinator(
-            job_name=settings.job_name,
-            config=checkpoint,
-            storage=self.storage,
-            clock=settings.clock,
-            start_id=start_id,
-            parallelism=parallelism,
-            max_parallelism=plan.max_parallelism,
-            stats=self.stats,
-        )
-        self.tasks = [
-            self._task(chain, subtask, channels, inputs, restored, mode, coordinator, spawn, sides)
-            for chain in plan.chains
-            for subtask in range(chain.parallelism)
-        ]
-        coordinator.attach(
-            [task.gate for task in self.tasks], [task.gate for task in self.tasks if isinstance(task, SourceTask)]
-        )
-        self.coordinator = coordinator
-
-    def _task(
-        self,
-        chain: ChainSpec,
-        subtask: int,
-        channels: dict[tuple[int, int], dict[int, Channel]],
-        inputs: dict[tuple[int, int], list[Channel]],
-        restored: Restored | None,
-        mode: CheckpointingMode,
-        coordinator: CheckpointCoordinator,
-        spawn: Callable[[Coroutine[Any, Any, None]], Any],
-        sides: dict[tuple[int, int], list[int]],
-    ) -> Task:
-        plan, settings = self.plan, self.settings
-        members = {op.node_id for op in chain.operators}
-        outputs: list[RecordWriter] = []
-        side_outputs: dict[str, RecordWriter] = {}
-        for index, edge in enumerate(plan.edges):
-            if edge.upstream not in members:
-                continue
-            targets = channels[(index, subtask)]
-            writer = RecordWriter(
-                [targets[j] for j in sorted(targets)], edge.partitioning, edge.key_selector, plan.max_parallelism
-            )
-            if edge.dead_letter:
-                side_outputs[_uid_of(chain, edge.upstream)] = writer
-            else:
-                outputs.append(writer)
-        operators: list[StreamOperator] = [
-            make_operator(spec, self._context(spec, chain, subtask))
-            for spec in chain.operators
-            if spec.kind is not OperatorKind.SOURCE
-        ]
-        common: dict[str, Any] = dict(
-            name=f"{chain.head.effective_uid}[{subtask}]",
-            subtask=subtask,
-            operators=operators,
-            gate=InputGate(inputs.get((chain.chain_id, subtask), [])),
-            outputs=outputs,
-            side_outputs=side_outputs,
-            mode=mode,
-            coordinator=coordinator,
-            storage=self.storage,
-            clock=settings.clock,
-            spawn=spawn,
-            restored=restored,
-            channel_inputs=sides.get((chain.chain_id, subtask)),
-        )
-        head = chain.head
-        if head.kind is not OperatorKind.SOURCE:
-            return Task(**common)
-        source = head.function
-        uid = head.effective_uid
-
-        def reader_factory(splits: list[Any] | None, all_splits: list[Any] | None) -> Any:
-            reader = source.create_reader(
-                SourceContext(
-                    job_name=settings.job_name,
-                    run_id=self.run_id,
-                    operator_uid=uid,
-                    subtask_index=subtask,
-                    parallelism=chain.parallelism,
-                    restored_splits=splits,
-                    all_restored_splits=all_splits,
-                    clock=settings.clock,
-                )
-            )
-            check_reader(reader, uid)  # before open: a reader that breaks the contract fails the job at once
-            return reader
-
-        return SourceTask(
-            source_uid=uid,
-            reader_factory=reader_factory,
-            parallelism=chain.parallelism,
-            batch_size=settings.source_batch_size,
-            poll_wait=settings.source_poll_wait,
-            error_policy=head.error_policy,
-            **common,
-        )
-
-    def _context(self, spec: Any, chain: ChainSpec, subtask: int) -> OperatorContext:
-        settings = self.settings
-        backend = None
-        if spec.key_selector is not None:
-            backend = settings.state_backend.create_keyed_backend(
-                operator_uid=spec.effective_uid,
-                subtask_index=subtask,
-                max_parallelism=self.plan.max_parallelism,
-                key_group_range=key_group_range(self.plan.max_parallelism, chain.parallelism, subtask),
-                clock=settings.clock,
-            )
-        checkpoint = settings.checkpoint
-        return OperatorContext(
-            job_name=settings.job_name,
-            run_id=self.run_id,
-            spec=spec,
-            subtask_index=subtask,
-            parallelism=chain.parallelism,
-            max_parallelism=self.plan.max_parallelism,
-            clock=settings.clock,
-            keyed_backend=backend,
-            checkpointing=checkpoint is not None,
-            checkpoint_interval=checkpoint.interval if checkpoint is not None else None,
-        )
 
 
 def exactly_once_sinks(plan: PhysicalPlan) -> list[str]:
@@ -423,13 +243,6 @@ def exactly_once_sinks(plan: PhysicalPlan) -> list[str]:
     ]
 
 
-def _uid_of(chain: ChainSpec, node_id: int) -> str:
-    for op in chain.operators:
-        if op.node_id == node_id:
-            return op.effective_uid
-    raise KeyError(node_id)
-
-
 def _root_failure(error: BaseException) -> BaseException:
     """The first real failure inside (nested) exception groups, ignoring cancellations."""
     if isinstance(error, BaseExceptionGroup):
@@ -439,4 +252,4 @@ def _root_failure(error: BaseException) -> BaseException:
     return error
 
 
-__all__ = ["Execution", "ExecutionSettings", "JobResult", "StreamflowError"]
+__all__ = ["Execution", "JobResult"]
