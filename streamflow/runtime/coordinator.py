@@ -21,11 +21,16 @@ Savepoints take the same path, triggered by the user: between the last ack and s
 the checkpoint's files are published as a self-contained savepoint directory
 (:func:`~streamflow.savepoint.writer.write_savepoint`); if that fails, the checkpoint is
 aborted without counting against ``tolerable_failures``. A savepoint waits while
-``max_concurrent`` checkpoints are in flight instead of failing. Stop with savepoint: the
+``max_concurrent`` checkpoints are in flight instead of failing (the queue and the
+savepoints in flight are kept by :class:`~streamflow.runtime.savepoints.SavepointQueue`). Stop with savepoint: the
 sources stop reading at its barrier; once it completed and every task was notified (sinks
 commit), every task gets STOP (ends without ``finish``: nothing after the barrier is
 made visible) and the coordinator returns. If that savepoint is aborted, the sources read
 on and the job keeps running.
+
+(Over 400 lines: one loop and the steps it drives - trigger, complete, abort - which
+share the pending checkpoints and their records; the decisions are in the pure classes
+it feeds, the savepoint bookkeeping in :mod:`~streamflow.runtime.savepoints`.)
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Coroutine
 
@@ -49,6 +54,7 @@ from streamflow.core.clock import Clock
 from streamflow.core.elements import Barrier
 from streamflow.core.ids import CheckpointId, TaskKey
 from streamflow.errors import CheckpointAbortedError, CheckpointError, ConfigError, TooManyCheckpointFailuresError
+from streamflow.runtime.checkpoint_stats import CheckpointRecord, CheckpointStats
 from streamflow.runtime.mailbox import (
     FINISH,
     STOP,
@@ -57,36 +63,10 @@ from streamflow.runtime.mailbox import (
     Mailbox,
     TriggerCheckpoint,
 )
+from streamflow.runtime.savepoints import SavepointQueue, SavepointRequest
 from streamflow.savepoint.writer import write_savepoint
 
 log = logging.getLogger("streamflow.checkpoint")
-
-@dataclass(slots=True)
-class CheckpointRecord:
-    """One line of the checkpoint history shown by metrics."""
-
-    checkpoint_id: int
-    status: str
-    triggered_at: float
-    duration: float | None = None
-    size: int = 0
-    reason: str | None = None
-    is_final: bool = False
-    savepoint: str | None = None  # the savepoint directory, once written
-
-
-@dataclass(slots=True)
-class CheckpointStats:
-    completed: int = 0
-    failed: int = 0
-    restored_from: int | None = None
-    restored_path: str | None = None  # the savepoint or chk-<n> directory restored from
-    history: list[CheckpointRecord] = field(default_factory=list)
-
-    def add(self, record: CheckpointRecord) -> None:
-        self.history.append(record)
-        del self.history[:-20]
-
 
 @dataclass(frozen=True, slots=True)
 class _Ack:
@@ -105,14 +85,6 @@ class _Decline:
 @dataclass(frozen=True, slots=True)
 class _EndOfInput:
     task_name: str
-
-
-@dataclass(frozen=True, slots=True)
-class SavepointRequest:
-    """A user's savepoint: written under ``target``; ``stop`` ends the job after it."""
-
-    target: Path
-    stop: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +125,7 @@ class CheckpointCoordinator:
         self._ended: set[str] = set()
         self._final_id: int | None = None
         self._final_done = False
-        self._savepoints: dict[int, SavepointRequest] = {}
-        self._queued: list[_UserTrigger] = []  # savepoints waiting for max_concurrent
-        self._stop_id: int | None = None  # the stop-with-savepoint checkpoint in flight
+        self._savepoints = SavepointQueue(job_name)
         self._closed = False
         self.stopped_with: Path | None = None  # set once a stop with savepoint completed
         self.scheduler = (
@@ -225,9 +195,8 @@ class CheckpointCoordinator:
 
     def _fail_waiters(self) -> None:
         """Nobody may wait forever for a checkpoint of an attempt that is over."""
-        waiting = [w for ws in self._waiters.values() for w in ws] + [t.done for t in self._queued]
+        waiting = [w for ws in self._waiters.values() for w in ws] + self._savepoints.drain_waiting()
         self._waiters.clear()
-        self._queued.clear()
         for waiter in waiting:
             if not waiter.done():
                 waiter.set_exception(
@@ -253,7 +222,7 @@ class CheckpointCoordinator:
                         "raise CheckpointConfig.timeout or relieve the backpressure",
                     )
             self._trigger_queued()
-            if self._stop_id is not None:
+            if self._savepoints.stop_id is not None:
                 pass  # stopping: no periodic or final checkpoint competes with the stop savepoint
             elif len(self._ended) == len(self._mailboxes):
                 if self.scheduler is None or self._final_done:
@@ -305,7 +274,7 @@ class CheckpointCoordinator:
             self._ended.add(event.task_name)
         elif kind is _UserTrigger:
             if event.savepoint is not None:
-                self._queued.append(event)
+                self._savepoints.add(event.savepoint, event.done)
                 self._trigger_queued()
                 return
             if self.scheduler is None or not self.scheduler.can_force_trigger():
@@ -318,19 +287,12 @@ class CheckpointCoordinator:
 
     def _trigger_queued(self) -> None:
         """Start the queued savepoints that ``max_concurrent`` lets through, oldest first."""
-        while self._queued and self.scheduler is not None and self.scheduler.can_force_trigger():
-            event = self._queued.pop(0)
-            request = event.savepoint
-            assert request is not None  # only savepoints are queued
-            if event.done.done():
-                continue  # the caller gave up waiting
-            if request.stop and self._stop_id is not None:
-                event.done.set_exception(
-                    CheckpointError(f"job {self.job_name!r} is already stopping with checkpoint {self._stop_id}")
-                )
-                continue
+        scheduler = self.scheduler
+        if scheduler is None:
+            return
+        for request, done in self._savepoints.ready(scheduler.can_force_trigger):
             checkpoint_id = self._trigger(force=True, savepoint=request)
-            self._waiters.setdefault(checkpoint_id, []).append(event.done)
+            self._waiters.setdefault(checkpoint_id, []).append(done)
 
     # -- steps ------------------------------------------------------------------------
 
@@ -345,9 +307,7 @@ class CheckpointCoordinator:
         self._records[checkpoint_id] = CheckpointRecord(checkpoint_id, "in_progress", now, is_final=final)
         stop = savepoint is not None and savepoint.stop
         if savepoint is not None:
-            self._savepoints[checkpoint_id] = savepoint
-            if stop:
-                self._stop_id = checkpoint_id
+            self._savepoints.started(checkpoint_id, savepoint)
         barrier = Barrier(CheckpointId(checkpoint_id), now, is_savepoint=savepoint is not None)
         for mailbox in self._source_mailboxes:
             mailbox.post(TriggerCheckpoint(barrier, stop=stop))
@@ -372,7 +332,7 @@ class CheckpointCoordinator:
             },
         )
         started = time.perf_counter()
-        savepoint = self._savepoints.get(n)
+        savepoint = self._savepoints.in_flight(n)
         savepoint_path: Path | None = None
         if savepoint is not None:
             try:
@@ -386,7 +346,7 @@ class CheckpointCoordinator:
         # state writes: a write cancelled inside aiofiles.open would leak the file, and
         # one that completes is as good as a crash right after its rename.
         await finish_even_if_cancelled(offload.tracked(self.storage.write_metadata(n, metadata)))
-        self._savepoints.pop(n, None)
+        self._savepoints.ended(n, completed=True)
         pending.complete()
         del self._pending[n]
         now = self.clock.now()
@@ -408,7 +368,7 @@ class CheckpointCoordinator:
         self._post_all(CheckpointCompleted(n))
         if n == self._final_id:
             self._final_done = True
-        if n == self._stop_id:
+        if n == self._savepoints.stop_id:
             # After CheckpointCompleted(n) in every mailbox: sinks commit n, then stop.
             self._post_all(STOP)
             self.stopped_with = savepoint_path
@@ -451,9 +411,9 @@ class CheckpointCoordinator:
         del self._pending[n]
         now = self.clock.now()
         too_many = False
-        savepoint = self._savepoints.pop(n, None)
-        if n == self._stop_id:
-            self._stop_id = None  # the sources read on (CheckpointAborted below)
+        stopping = n == self._savepoints.stop_id
+        savepoint = self._savepoints.ended(n, completed=False)  # the sources read on (CheckpointAborted below)
+        if stopping:
             log.warning("stop with savepoint failed, job %r keeps running", self.job_name)
         if subsumed:
             self.scheduler.on_subsumed(n)

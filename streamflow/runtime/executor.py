@@ -35,7 +35,8 @@ from streamflow.errors import JobFailedError
 from streamflow.graph.plan import PhysicalPlan
 from streamflow.graph.spec import OperatorKind
 from streamflow.runtime.channel import Channel
-from streamflow.runtime.coordinator import CheckpointCoordinator, CheckpointStats
+from streamflow.runtime.checkpoint_stats import CheckpointStats
+from streamflow.runtime.coordinator import CheckpointCoordinator
 from streamflow.runtime.settings import ExecutionSettings
 from streamflow.runtime.task import Task
 from streamflow.runtime.wiring import wire_attempt

@@ -28,7 +28,8 @@ from streamflow.graph.plan import ChainSpec, PhysicalPlan
 from streamflow.graph.spec import OperatorKind, OperatorSpec, Partitioning
 from streamflow.partitioning.keygroups import key_group_range
 from streamflow.runtime.channel import Channel, InputGate
-from streamflow.runtime.coordinator import CheckpointCoordinator, CheckpointStats
+from streamflow.runtime.checkpoint_stats import CheckpointStats
+from streamflow.runtime.coordinator import CheckpointCoordinator
 from streamflow.runtime.operators import make_operator
 from streamflow.runtime.operators.contexts import OperatorContext
 from streamflow.runtime.partitioners import RecordWriter

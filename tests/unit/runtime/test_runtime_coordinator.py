@@ -9,7 +9,8 @@ import pytest
 
 from streamflow.core.clock import ManualClock
 from streamflow.runtime.channel import InputGate
-from streamflow.runtime.coordinator import CheckpointCoordinator, CheckpointStats
+from streamflow.runtime.checkpoint_stats import CheckpointStats
+from streamflow.runtime.coordinator import CheckpointCoordinator
 from streamflow.runtime.mailbox import FINISH
 
 

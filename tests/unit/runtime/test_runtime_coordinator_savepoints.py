@@ -23,7 +23,8 @@ from streamflow.config import CheckpointConfig
 from streamflow.core.clock import ManualClock
 from streamflow.errors import CheckpointAbortedError, CheckpointError, ConfigError
 from streamflow.runtime.channel import TIMEOUT, InputGate
-from streamflow.runtime.coordinator import CheckpointCoordinator, CheckpointStats
+from streamflow.runtime.checkpoint_stats import CheckpointStats
+from streamflow.runtime.coordinator import CheckpointCoordinator
 from streamflow.runtime.mailbox import STOP, CheckpointAborted, CheckpointCompleted
 from streamflow.savepoint import locate_snapshot
 
