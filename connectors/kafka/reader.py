@@ -15,6 +15,9 @@ Lifecycle (called from the subtask's own task, one call at a time):
 4. ``notify_checkpoint_complete(n)``: commit checkpoint n's offsets to the group, for
    lag monitoring only.
 5. ``close``: stop the consumer and the admin client.
+
+(Over 400 lines: one consumer's lifecycle, whose steps share its splits and clients;
+offsets, metadata, watermarks and deserializing are in modules of their own.)
 """
 
 from __future__ import annotations
@@ -25,10 +28,9 @@ import inspect
 import logging
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import timedelta
+from collections.abc import AsyncIterator
 from operator import attrgetter
-from typing import Any, Protocol
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -37,7 +39,7 @@ from aiokafka.errors import KafkaError
 from streamflow.api.connector import SourceBatch, SourceContext
 from streamflow.config import seconds
 from streamflow.connectors.kafka.clients import start_client, watch_client
-from streamflow.connectors.kafka.deserializers import Deserializer, decode_batch, resolve_deserializer
+from streamflow.connectors.kafka.deserializers import decode_batch, resolve_deserializer
 from streamflow.connectors.kafka.metadata import describe_partitions, missing_topic_error
 from streamflow.connectors.kafka.offsets import (
     KafkaSplit,
@@ -48,50 +50,17 @@ from streamflow.connectors.kafka.offsets import (
 )
 from streamflow.connectors.kafka.progress import BOARD
 from streamflow.connectors.kafka.records import KafkaOutput
-from streamflow.connectors.kafka.watermarks import BoundedOutOfOrderness, PartitionWatermarks
+from streamflow.connectors.kafka.source_settings import KafkaSourceSettings
+from streamflow.connectors.kafka.watermarks import PartitionWatermarks
 from streamflow.errors import ConnectorError
 
-__all__ = ["KafkaSourceReader", "KafkaSourceSettings"]
+__all__ = ["KafkaSourceReader"]
 
 log = logging.getLogger("streamflow.connectors.kafka")
 
 _ADMIN_OPTIONS = frozenset(inspect.signature(AIOKafkaAdminClient).parameters) - {"loop", "bootstrap_servers"}
 _COMMITS_KEPT = 64  # offsets of checkpoints not yet completed; older ones are dropped
 _timestamp_of = attrgetter("timestamp")
-
-
-class KafkaSourceSettings(Protocol):
-    """What the reader reads of its :class:`~streamflow.connectors.kafka.source.KafkaSource`
-    (declared here so that the reader does not import the source that makes it)."""
-
-    @property
-    def bootstrap_servers(self) -> str | Sequence[str]: ...
-    @property
-    def topics(self) -> str | Sequence[str] | None: ...
-    @property
-    def topic_pattern(self) -> str | re.Pattern[str] | None: ...
-    @property
-    def group_id(self) -> str | None: ...
-    @property
-    def starting_offsets(self) -> StartingOffsets: ...
-    @property
-    def bounded(self) -> bool: ...
-    @property
-    def isolation_level(self) -> str: ...
-    @property
-    def value_deserializer(self) -> Deserializer: ...
-    @property
-    def key_deserializer(self) -> Deserializer: ...
-    @property
-    def output(self) -> KafkaOutput | str: ...
-    @property
-    def watermarks(self) -> BoundedOutOfOrderness | None: ...
-    @property
-    def discovery_interval(self) -> float | timedelta | None: ...
-    @property
-    def request_timeout(self) -> float | timedelta: ...
-    @property
-    def consumer_options(self) -> Mapping[str, Any]: ...
 
 
 class KafkaSourceReader:
