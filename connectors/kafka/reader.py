@@ -48,7 +48,7 @@ from streamflow.connectors.kafka.offsets import (
     StartingOffsets,
     owner_of,
 )
-from streamflow.connectors.kafka.progress import BOARD
+from streamflow.connectors.kafka.progress import OffsetsBoard
 from streamflow.connectors.kafka.records import KafkaOutput
 from streamflow.connectors.kafka.source_settings import KafkaSourceSettings
 from streamflow.connectors.kafka.watermarks import PartitionWatermarks
@@ -378,8 +378,10 @@ class KafkaSourceReader:
             while len(commits) > _COMMITS_KEPT:
                 del commits[min(commits)]
         ctx = self._ctx
-        BOARD.publish(ctx.run_id, ctx.operator_uid, ctx.subtask_index, ctx.parallelism, checkpoint_id,
-                      {(tp.topic, tp.partition): split.offset for tp, split in self._splits.items()})
+        ctx.services.shared(OffsetsBoard).publish(
+            ctx.operator_uid, ctx.subtask_index, ctx.parallelism, checkpoint_id,
+            {(tp.topic, tp.partition): split.offset for tp, split in self._splits.items()},
+        )
         return [split.state() for split in self._splits.values()]
 
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:

@@ -11,6 +11,7 @@ from streamflow.api.collection import CollectionSource
 from streamflow.api.connector_checks import check_source
 from streamflow.config import CheckpointConfig, CheckpointingMode, RestartStrategy, seconds
 from streamflow.core.clock import Clock, SystemClock
+from streamflow.core.faults import FaultInjector
 from streamflow.datastream.client import JobClient
 from streamflow.datastream.stream import DataStream
 from streamflow.errors import ConfigError
@@ -51,6 +52,7 @@ class StreamEnvironment:
         self._metrics_interval: float | None = None
         self._chaining = True
         self._savepoint_dir: Path | None = None
+        self._faults: FaultInjector | None = None
 
     # -- configuration ----------------------------------------------------------------
 
@@ -108,6 +110,15 @@ class StreamEnvironment:
     def set_clock(self, clock: Clock) -> StreamEnvironment:
         """Processing time source for TTL, timers and checkpoint timing (tests)."""
         self._clock = clock
+        return self
+
+    def set_fault_injector(self, faults: FaultInjector) -> StreamEnvironment:
+        """Crash points and failing state writes armed for this job's runs, to test
+        recovery (see :mod:`streamflow.core.faults`). Without one, a run is armed as the
+        ``STREAMFLOW_CRASH`` environment variable says (and not at all without it)."""
+        if not isinstance(faults, FaultInjector):
+            raise ConfigError(f"set_fault_injector needs a FaultInjector, got {faults!r}")
+        self._faults = faults
         return self
 
     def set_channel_capacity(self, batches: int) -> StreamEnvironment:
@@ -188,6 +199,7 @@ class StreamEnvironment:
             restore_from=restore_from,
             savepoint_dir=self._savepoint_dir,
             allow_checkpoint_rollback=allow_checkpoint_rollback,
+            faults=self._faults,
         )
 
     def execute_async(

@@ -48,11 +48,11 @@ from streamflow.checkpoint.pending import PendingCheckpoint
 from streamflow.checkpoint.scheduler import CheckpointScheduler
 from streamflow.checkpoint.storage import CheckpointStorage
 from streamflow.config import CheckpointConfig
-from streamflow.core import faults, offload
 from streamflow.core.cancellation import finish_even_if_cancelled
 from streamflow.core.clock import Clock
 from streamflow.core.elements import Barrier
 from streamflow.core.ids import CheckpointId, TaskKey
+from streamflow.core.services import JobServices
 from streamflow.errors import CheckpointAbortedError, CheckpointError, ConfigError, TooManyCheckpointFailuresError
 from streamflow.runtime.checkpoint_stats import CheckpointRecord, CheckpointStats
 from streamflow.runtime.mailbox import (
@@ -107,8 +107,10 @@ class CheckpointCoordinator:
         parallelism: dict[str, int],
         max_parallelism: int,
         stats: CheckpointStats,
+        services: JobServices | None = None,
     ) -> None:
         self.job_name = job_name
+        self.services = services if services is not None else JobServices()  # the job run's
         self.config = config
         self.storage = storage
         self.clock = clock
@@ -337,7 +339,7 @@ class CheckpointCoordinator:
         if savepoint is not None:
             try:
                 savepoint_path = await finish_even_if_cancelled(
-                    offload.tracked(write_savepoint(self.storage, n, metadata, savepoint.target))
+                    self.services.offload.tracked(write_savepoint(self.storage, n, metadata, savepoint.target))
                 )
             except CheckpointError as exc:
                 await self._abort(pending, f"savepoint could not be written: {exc}")
@@ -345,7 +347,7 @@ class CheckpointCoordinator:
         # Finished even if the attempt is cancelled meanwhile, as the executor does with
         # state writes: a write cancelled inside aiofiles.open would leak the file, and
         # one that completes is as good as a crash right after its rename.
-        await finish_even_if_cancelled(offload.tracked(self.storage.write_metadata(n, metadata)))
+        await finish_even_if_cancelled(self.services.offload.tracked(self.storage.write_metadata(n, metadata)))
         self._savepoints.ended(n, completed=True)
         pending.complete()
         del self._pending[n]
@@ -362,7 +364,7 @@ class CheckpointCoordinator:
             n, record.duration, record.size, (time.perf_counter() - started) * 1000,
             "" if savepoint_path is None else f"; savepoint {savepoint_path}",
         )
-        faults.hit("after_completion", n)
+        self.services.faults.hit("after_completion", n)
         for older in [p for p in self._pending.values() if p.checkpoint_id < n]:
             await self._drop(older, "subsumed by checkpoint %d" % n, subsumed=True)
         self._post_all(CheckpointCompleted(n))
@@ -387,7 +389,7 @@ class CheckpointCoordinator:
         state of an aborted checkpoint into one (rmtree then fails with "directory not
         empty"). Whatever is left over, the next retention pass removes."""
         try:
-            await offload.tracked(work)
+            await self.services.offload.tracked(work)
         except OSError as exc:
             log.warning("checkpoint clean-up (%s) failed, retried at the next retention: %r", what, exc)
 

@@ -31,6 +31,7 @@ from streamflow.api.delivery import DeliveryGuarantee, declared_guarantee
 from streamflow.checkpoint.rollback import check_fallback
 from streamflow.checkpoint.storage import CheckpointStorage
 from streamflow.config import RestartTracker, RetentionOnCancel
+from streamflow.core.services import JobServices
 from streamflow.errors import JobFailedError
 from streamflow.graph.plan import PhysicalPlan
 from streamflow.graph.spec import OperatorKind
@@ -81,11 +82,14 @@ class Execution:
         self.restore_point: RestorePoint | None = None
         # Tells this run's operators apart from another run's in the same process.
         self.run_id = uuid.uuid4().hex
+        self.services = JobServices(settings.faults)  # this run's faults, offloading, shared objects
         self._ids_before_run = 0  # highest checkpoint id on disk before this run
         self._exactly_once_sinks = exactly_once_sinks(plan)
         self._started = asyncio.Event()  # set once the start checks passed
         self.storage = (
-            CheckpointStorage(settings.checkpoint_dir, retained=settings.checkpoint.retained)
+            CheckpointStorage(
+                settings.checkpoint_dir, retained=settings.checkpoint.retained, faults=self.services.faults
+            )
             if settings.checkpoint is not None and settings.checkpoint_dir is not None
             else None
         )
@@ -222,8 +226,8 @@ class Execution:
         try:
             async with asyncio.TaskGroup() as group:
                 attempt = wire_attempt(
-                    self.plan, self.settings, run_id=self.run_id, storage=self.storage, stats=self.stats,
-                    restored=restored, start_id=start_id, spawn=spawn_write,
+                    self.plan, self.settings, run_id=self.run_id, services=self.services, storage=self.storage,
+                    stats=self.stats, restored=restored, start_id=start_id, spawn=spawn_write,
                 )
                 self.tasks, self.channels, self.coordinator = attempt.tasks, attempt.channels, attempt.coordinator
                 for task in attempt.tasks:

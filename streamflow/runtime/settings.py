@@ -8,6 +8,7 @@ from typing import Any
 
 from streamflow.config import CheckpointConfig, RestartStrategy
 from streamflow.core.clock import Clock
+from streamflow.core.faults import FaultInjector
 from streamflow.savepoint.restore import RestoreSettings
 
 __all__ = ["ExecutionSettings"]
@@ -30,3 +31,5 @@ class ExecutionSettings:
     savepoint_dir: Path | None = None  # default target of savepoints without a directory
     # Restore past a damaged completed checkpoint even with exactly-once sinks (duplicates).
     allow_checkpoint_rollback: bool = False
+    # The faults armed for this run (tests); None: as STREAMFLOW_CRASH says.
+    faults: FaultInjector | None = None

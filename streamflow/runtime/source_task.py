@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from streamflow.api.errors_policy import FAIL, ErrorPolicy
 from streamflow.checkpoint.snapshot import OperatorSnapshot
-from streamflow.core import faults, offload
 from streamflow.core.elements import Batch, SourceRef
 from streamflow.errors import DeserializationError
 from streamflow.runtime.channel import TIMEOUT
@@ -91,6 +90,7 @@ class SourceTask(Task):
         reader = self.reader
         assert reader is not None
         emit = self._emit
+        offload = self.offload
         origin_cache: dict[str, SourceRef] = {}
         while not self._finished:
             reading = not self.exhausted and self.suspended_at is None
@@ -154,7 +154,7 @@ class SourceTask(Task):
                 self.suspended_at = barrier.checkpoint_id
             splits = self.reader.snapshot_splits(barrier.checkpoint_id)
             await self._checkpoint(barrier, {self.source_uid: OperatorSnapshot(source=list(splits))})
-            faults.hit("after_barrier", barrier.checkpoint_id)
+            self.services.faults.hit("after_barrier", barrier.checkpoint_id)
             return
         if type(mail) is CheckpointCompleted and self.reader is not None:
             await self.reader.notify_checkpoint_complete(mail.checkpoint_id)

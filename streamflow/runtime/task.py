@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING, Any, Callable, Coroutine
 from streamflow.checkpoint.serde import encode
 from streamflow.checkpoint.snapshot import OperatorSnapshot
 from streamflow.config import CheckpointingMode
-from streamflow.core import faults, offload
 from streamflow.core.clock import Clock
 from streamflow.core.elements import END_OF_INPUT, Barrier, Batch, EndOfInput, Watermark
 from streamflow.core.ids import CheckpointId
+from streamflow.core.services import JobServices
 from streamflow.errors import StateSerializationError
 from streamflow.runtime.alignment import BarrierAligner
 from streamflow.runtime.channel import MAIL, TIMEOUT, InputGate
@@ -88,6 +88,7 @@ class Task:
         clock: Clock,
         spawn: Callable[[Coroutine[Any, Any, None]], Any],
         restored: dict[str, Restored] | None,
+        services: JobServices | None = None,
         channel_inputs: list[int] | None = None,
     ) -> None:
         self.name = name
@@ -101,6 +102,8 @@ class Task:
         self.clock = clock
         self._spawn = spawn
         self._restored = restored
+        self.services = services if services is not None else JobServices()  # the job run's
+        self.offload = self.services.offload
         self.aligner = BarrierAligner(len(gate.channels), mode)
         self.stats = TaskStats()
         self._finished = False
@@ -214,6 +217,7 @@ class Task:
 
     async def _loop(self) -> None:
         gate = self.gate
+        offload = self.offload
         handlers = self._input_handlers()  # per channel: one list index per batch
         while not self._finished:
             index, element = await gate.next(self._timer_timeout())
@@ -274,7 +278,7 @@ class Task:
         kind = type(mail)
         if kind is CheckpointCompleted:
             for op in self.operators:
-                await offload.tracked(op.notify_checkpoint_complete(mail.checkpoint_id))
+                await self.offload.tracked(op.notify_checkpoint_complete(mail.checkpoint_id))
         elif kind is CheckpointAborted:
             if self.aligner.abort(mail.checkpoint_id):
                 self.gate.release_all()
@@ -312,7 +316,7 @@ class Task:
             # Every operator snapshots even after a failure, so that each sees checkpoint
             # n taken and then aborted, as when another task declines it.
             try:
-                snapshot = await offload.tracked(op.snapshot(n))
+                snapshot = await self.offload.tracked(op.snapshot(n))
                 blobs[op.uid] = (
                     None if snapshot is None else encode(snapshot.to_stored(), operator=op.uid, subtask=self.subtask)
                 )
@@ -328,11 +332,13 @@ class Task:
         try:
             handles = {}
             for uid, data in blobs.items():
-                faults.state_write(uid, checkpoint_id)
+                self.services.faults.state_write(uid, checkpoint_id)
                 handles[uid] = (
                     None
                     if data is None or self.storage is None
-                    else await offload.tracked(self.storage.write_state(checkpoint_id, f"{uid}-{self.subtask}", data))
+                    else await self.offload.tracked(
+                        self.storage.write_state(checkpoint_id, f"{uid}-{self.subtask}", data)
+                    )
                 )
         except Exception as exc:  # a failed write fails the checkpoint, not the job
             log.warning("task %s could not write state of checkpoint %d: %r", self.name, checkpoint_id, exc)

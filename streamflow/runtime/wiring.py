@@ -24,6 +24,7 @@ from streamflow.api.connector import SourceContext, SourceReader
 from streamflow.api.connector_checks import check_reader
 from streamflow.checkpoint.storage import CheckpointStorage
 from streamflow.config import CheckpointingMode
+from streamflow.core.services import JobServices
 from streamflow.graph.plan import ChainSpec, PhysicalPlan
 from streamflow.graph.spec import OperatorKind, OperatorSpec, Partitioning
 from streamflow.partitioning.keygroups import key_group_range
@@ -57,6 +58,7 @@ def wire_attempt(
     settings: ExecutionSettings,
     *,
     run_id: str,
+    services: JobServices,
     storage: CheckpointStorage | None,
     stats: CheckpointStats,
     restored: Restored | None,
@@ -67,13 +69,14 @@ def wire_attempt(
 
     Args:
         run_id: the job run's id (the same for all its attempts).
+        services: the job run's own objects, handed to every part of it.
         storage: where checkpoints go (None without checkpointing).
         stats: the run's checkpoint statistics, kept across attempts.
         restored: the restored snapshots per operator uid (None on a fresh start).
         start_id: the highest checkpoint id so far; the next checkpoint is one more.
         spawn: starts a task's background state write (the executor waits for them).
     """
-    wiring = _Wiring(plan, settings, run_id, storage, restored, spawn)
+    wiring = _Wiring(plan, settings, run_id, services, storage, restored, spawn)
     checkpoint = settings.checkpoint
     coordinator = CheckpointCoordinator(
         job_name=settings.job_name,
@@ -84,6 +87,7 @@ def wire_attempt(
         parallelism={op.effective_uid: chain.parallelism for chain in plan.chains for op in chain.operators},
         max_parallelism=plan.max_parallelism,
         stats=stats,
+        services=services,
     )
     tasks = [wiring.task(chain, subtask, coordinator) for chain in plan.chains for subtask in range(chain.parallelism)]
     coordinator.attach([task.gate for task in tasks], [task.gate for task in tasks if isinstance(task, SourceTask)])
@@ -98,6 +102,7 @@ class _Wiring:
         plan: PhysicalPlan,
         settings: ExecutionSettings,
         run_id: str,
+        services: JobServices,
         storage: CheckpointStorage | None,
         restored: Restored | None,
         spawn: Spawn,
@@ -105,6 +110,7 @@ class _Wiring:
         self.plan = plan
         self.settings = settings
         self.run_id = run_id
+        self.services = services
         self.storage = storage
         self.restored = restored
         self.spawn = spawn
@@ -169,6 +175,7 @@ class _Wiring:
             clock=settings.clock,
             spawn=self.spawn,
             restored=self.restored,
+            services=self.services,
             channel_inputs=self._input_of.get((chain.chain_id, subtask)),
         )
         head = chain.head
@@ -200,6 +207,7 @@ class _Wiring:
                     restored_splits=splits,
                     all_restored_splits=all_splits,
                     clock=settings.clock,
+                    services=self.services,
                 )
             )
             check_reader(reader, uid)  # before open: a reader that breaks the contract fails the job at once
@@ -230,4 +238,5 @@ class _Wiring:
             keyed_backend=backend,
             checkpointing=checkpoint is not None,
             checkpoint_interval=checkpoint.interval if checkpoint is not None else None,
+            services=self.services,
         )

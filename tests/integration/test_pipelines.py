@@ -29,9 +29,11 @@ from streamflow.checkpoint.serde import decode
 from streamflow.checkpoint.storage import CheckpointStorage
 from streamflow.connectors.collection import CollectionSource
 from streamflow.connectors.debug import CollectSink
-from streamflow.core import faults
+from streamflow.core.faults import FaultInjector
 from streamflow.runtime.channel import InputGate
 from streamflow.state import ListStateDescriptor, ValueStateDescriptor
+
+faults = FaultInjector()  # the faults these tests arm; every job built here gets it
 
 CONFIGS = [
     pytest.param((1, True), id="p1"),
@@ -47,7 +49,7 @@ class Setup:
     chaining: bool
 
     def __call__(self) -> StreamEnvironment:
-        env = StreamEnvironment(parallelism=self.parallelism)
+        env = StreamEnvironment(parallelism=self.parallelism).set_fault_injector(faults)
         env.set_restart_strategy(RestartStrategy.none())
         if not self.chaining:
             env.disable_operator_chaining()

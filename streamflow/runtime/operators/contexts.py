@@ -12,6 +12,7 @@ import inspect
 from typing import Any, Callable, Protocol
 
 from streamflow.core.clock import Clock
+from streamflow.core.services import JobServices
 from streamflow.errors import StateError
 from streamflow.graph.spec import OperatorSpec
 from streamflow.runtime.timers import TimerQueue
@@ -34,6 +35,7 @@ class OperatorContext:
         keyed_backend: Any,
         checkpointing: bool,
         checkpoint_interval: float | None,
+        services: JobServices | None = None,
     ) -> None:
         self.job_name = job_name
         self.run_id = run_id
@@ -46,6 +48,7 @@ class OperatorContext:
         self.keyed_backend = keyed_backend
         self.checkpointing = checkpointing
         self.checkpoint_interval = checkpoint_interval
+        self.services = services if services is not None else JobServices()  # the job run's own objects
 
     def get_state(self, descriptor: Any) -> Any:
         if self.keyed_backend is None:

@@ -8,7 +8,6 @@ from streamflow.api.connector import SinkContext
 from streamflow.api.connector_checks import check_writer
 from streamflow.api.functions import is_checkpointed_function
 from streamflow.checkpoint.snapshot import OperatorSnapshot
-from streamflow.core import faults
 from streamflow.core.elements import Batch
 from streamflow.graph.spec import OperatorSpec
 from streamflow.runtime.operators.base import Restored, StreamOperator
@@ -51,6 +50,7 @@ class SinkOperator(StreamOperator):
             checkpoint_interval=self.ctx.checkpoint_interval,
             restored_state=restored_state,
             clock=self.ctx.clock,
+            services=self.ctx.services,
         )
         self.writer = self.spec.function.create_writer(sink_ctx)
         check_writer(self.writer, self.uid)  # before open: a writer that breaks the contract fails the job at once
@@ -63,19 +63,19 @@ class SinkOperator(StreamOperator):
         count = len(batch.records)
         self.metrics.records_in += count
         await self.writer.write(batch.records)
-        faults.records_written(count)
+        self.ctx.services.faults.records_written(count)
 
     async def snapshot(self, checkpoint_id: int) -> OperatorSnapshot | None:
         state = await self.writer.snapshot(checkpoint_id)
         if self._checkpointed:
             await maybe_await(self.writer.snapshot_state(SnapshotContext(checkpoint_id)))
-        faults.hit("after_pre_commit", checkpoint_id)
+        self.ctx.services.faults.hit("after_pre_commit", checkpoint_id)
         operator = self.operator_state.snapshot()
         return OperatorSnapshot(sink=list(state), operator=operator if operator.get("states") else None)
 
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         await self.writer.notify_checkpoint_complete(checkpoint_id)
-        faults.hit("after_commit", checkpoint_id)
+        self.ctx.services.faults.hit("after_commit", checkpoint_id)
 
     async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
         await self.writer.notify_checkpoint_aborted(checkpoint_id)
