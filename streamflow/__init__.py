@@ -33,7 +33,7 @@ from streamflow.errors import (
     StreamflowError,
     UserFunctionError,
 )
-from streamflow.runtime.executor import JobResult
+from streamflow.runtime.executor import JobResult, JobStatus
 
 __all__ = [
     "BroadcastConnectedStream",
@@ -54,6 +54,7 @@ __all__ = [
     "JobClient",
     "JobFailedError",
     "JobResult",
+    "JobStatus",
     "KeyedBroadcastProcessFunction",
     "KeyedProcessFunction",
     "KeyedStream",

@@ -16,7 +16,7 @@ from typing import Any
 from streamflow.errors import CheckpointError, ConfigError, JobCancelledError
 from streamflow.metrics.snapshot import format_line, job_metrics
 from streamflow.runtime.coordinator import CheckpointCoordinator
-from streamflow.runtime.executor import Execution, JobResult
+from streamflow.runtime.executor import Execution, JobResult, JobStatus
 from streamflow.savepoint.location import local_path
 from streamflow.savepoint.restore import operators_without_uid
 
@@ -59,8 +59,8 @@ class JobClient:
         return self._execution.settings.job_name
 
     @property
-    def status(self) -> str:
-        """created, running, restarting, finished, failed or cancelled."""
+    def status(self) -> JobStatus:
+        """created, running, restarting, finished, failed or cancelled (a str enum)."""
         return self._execution.status
 
     def metrics(self) -> dict[str, Any]:
@@ -73,7 +73,7 @@ class JobClient:
         """True once the job has ended: finished, stopped, failed or cancelled."""
         return self._task.done()
 
-    async def ended(self) -> str:
+    async def ended(self) -> JobStatus:
         """Wait until the job has ended, however it ended; returns its final status."""
         await asyncio.wait({self._task})
         return self.status
@@ -134,7 +134,7 @@ class JobClient:
 
     def _coordinator(self, what: str) -> CheckpointCoordinator:
         execution = self._execution
-        if execution.status != "running" or execution.coordinator is None:
+        if execution.status is not JobStatus.RUNNING or execution.coordinator is None:
             raise CheckpointError(
                 f"cannot {what}: job {self.job_name!r} is {execution.status}; savepoints are taken while it runs"
             )

@@ -20,6 +20,7 @@ attempts.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 import uuid
@@ -52,6 +53,17 @@ from streamflow.savepoint.restore import (
 log = logging.getLogger("streamflow.job")
 
 
+class JobStatus(enum.StrEnum):
+    """Where a job run is. A str: it compares, prints and serializes as its value."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    RESTARTING = "restarting"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
 @dataclass(slots=True)
 class JobResult:
     """How a finished job went."""
@@ -76,7 +88,7 @@ class Execution:
         self.coordinator: CheckpointCoordinator | None = None
         self.stats = CheckpointStats()
         self.attempt = 0
-        self.status = "created"
+        self.status: JobStatus = JobStatus.CREATED
         self.failures: list[str] = []
         self.started = time.perf_counter()
         self.restore_point: RestorePoint | None = None
@@ -118,7 +130,7 @@ class Execution:
                     restores=f"checkpoint {point.checkpoint_id} of {str(self.settings.restore_from.path)!r}",
                 )
             except Exception:
-                self.status = "failed"
+                self.status = JobStatus.FAILED
                 raise
             if self.storage is not None:
                 self._ids_before_run = await self.storage.highest_checkpoint_id()
@@ -126,7 +138,7 @@ class Execution:
         try:
             while True:
                 self.attempt += 1
-                self.status = "running"
+                self.status = JobStatus.RUNNING
                 tracker.attempt_started(time.monotonic())
                 try:
                     await self._run_attempt()
@@ -137,7 +149,7 @@ class Execution:
                     retriable = getattr(failure, "retriable", True)
                     delay = tracker.on_failure(time.monotonic()) if retriable else None
                     if delay is None:
-                        self.status = "failed"
+                        self.status = JobStatus.FAILED
                         why = "it cannot be retried" if not retriable else "the restart strategy gave up"
                         raise JobFailedError(
                             f"job {self.settings.job_name!r} failed in attempt {self.attempt} and {why}: "
@@ -146,14 +158,14 @@ class Execution:
                             job=self.settings.job_name,
                             attempt=self.attempt,
                         ) from failure
-                    self.status = "restarting"
+                    self.status = JobStatus.RESTARTING
                     log.warning(
                         "job %r attempt %d failed: %s: %s; restarting in %.2fs from the latest checkpoint",
                         self.settings.job_name, self.attempt, type(failure).__name__, failure, delay,
                     )
                     await asyncio.sleep(delay)
         except asyncio.CancelledError:
-            self.status = "cancelled"
+            self.status = JobStatus.CANCELLED
             if (
                 self.storage is not None
                 and self.settings.checkpoint is not None
@@ -161,7 +173,7 @@ class Execution:
             ):
                 await self.storage.discard_all()
             raise
-        self.status = "finished"
+        self.status = JobStatus.FINISHED
         return JobResult(
             job_name=self.settings.job_name,
             attempts=self.attempt,
@@ -257,4 +269,4 @@ def _root_failure(error: BaseException) -> BaseException:
     return error
 
 
-__all__ = ["Execution", "JobResult"]
+__all__ = ["Execution", "JobResult", "JobStatus"]

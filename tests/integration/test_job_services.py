@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from streamflow import JobFailedError, RestartStrategy, StreamEnvironment
+from streamflow import JobFailedError, JobStatus, RestartStrategy, StreamEnvironment
 from streamflow.connectors.collection import CollectionSource
 from streamflow.connectors.debug import CollectSink
 from streamflow.core.faults import FaultInjector, InjectedFault
@@ -67,6 +67,8 @@ async def test_an_armed_fault_fires_in_its_own_job_only() -> None:
     assert isinstance(failed.value.__cause__, InjectedFault)
     result = await plain.wait()  # wrote far more than 100 records meanwhile, never hit the fault
     assert result.attempts == 1
+    assert armed.status is JobStatus.FAILED and plain.status is JobStatus.FINISHED
+    assert f"{armed.status}/{plain.status}" == "failed/finished" and plain.status == "finished"  # still a str
     assert sorted(CollectSink.results("services::plain")) == list(range(N))
     assert SEEN["armed"][0] is not SEEN["plain"][0]
 
