@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, TypeVar
 
 from streamflow.api.collection import CollectionSource
+from streamflow.api.connector import Source
 from streamflow.api.connector_checks import check_source
 from streamflow.config import CheckpointConfig, CheckpointingMode, RestartStrategy, seconds
 from streamflow.core.clock import Clock, SystemClock
@@ -23,6 +24,9 @@ from streamflow.runtime.executor import Execution, JobResult
 from streamflow.runtime.settings import ExecutionSettings
 from streamflow.savepoint.location import local_path
 from streamflow.savepoint.restore import RestoreSettings
+from streamflow.state.backend import StateBackend
+
+T = TypeVar("T")
 
 
 class StreamEnvironment:
@@ -44,7 +48,7 @@ class StreamEnvironment:
         self._checkpoint: CheckpointConfig | None = None
         self._checkpoint_dir: Path | None = None
         self._restart = RestartStrategy.exponential_delay()
-        self._state_backend: Any = None
+        self._state_backend: StateBackend | None = None
         self._clock: Clock = SystemClock()
         self._channel_capacity = 8
         self._source_batch_size = 1000
@@ -101,8 +105,10 @@ class StreamEnvironment:
         self._restart = strategy
         return self
 
-    def set_state_backend(self, backend: Any) -> StreamEnvironment:
-        if not hasattr(backend, "create_keyed_backend"):
+    def set_state_backend(self, backend: StateBackend) -> StreamEnvironment:
+        """The state backend every keyed operator of the job keeps its state in
+        (default: the in-memory ``HashMapStateBackend``)."""
+        if not callable(getattr(backend, "create_keyed_backend", None)):
             raise ConfigError(f"set_state_backend needs a StateBackend, got {backend!r}")
         self._state_backend = backend
         return self
@@ -150,7 +156,7 @@ class StreamEnvironment:
 
     # -- sources ----------------------------------------------------------------------
 
-    def from_source(self, source: Any, name: str | None = None) -> DataStream:
+    def from_source(self, source: Source, name: str | None = None) -> DataStream[Any]:
         """A stream read from ``source``: a Source, whose ``create_reader(ctx)`` makes one
         SourceReader per subtask (see :mod:`streamflow.api.connector`); anything else is
         refused with a ConfigError saying what the contract is."""
@@ -158,7 +164,7 @@ class StreamEnvironment:
         node_id = self._graph.add(OperatorKind.SOURCE, name or type(source).__name__, source)
         return DataStream(self._graph, (node_id,))
 
-    def from_collection(self, items: Sequence[Any], name: str = "collection") -> DataStream:
+    def from_collection(self, items: Sequence[T], name: str = "collection") -> DataStream[T]:
         """A bounded stream of ``items`` (replayable: its position is checkpointed)."""
         return self.from_source(CollectionSource(list(items)), name=name)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from streamflow.config import CheckpointConfig, RestartStrategy
 from streamflow.core.clock import Clock
 from streamflow.core.faults import FaultInjector
 from streamflow.savepoint.restore import RestoreSettings
+from streamflow.state.backend import StateBackend
 
 __all__ = ["ExecutionSettings"]
 
@@ -22,7 +22,7 @@ class ExecutionSettings:
     checkpoint: CheckpointConfig | None
     checkpoint_dir: Path | None
     restart: RestartStrategy
-    state_backend: Any
+    state_backend: StateBackend
     clock: Clock
     channel_capacity: int
     source_batch_size: int

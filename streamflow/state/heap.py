@@ -130,6 +130,8 @@ class HeapKeyedStateBackend:
     def get_state(
         self, descriptor: AggregatingStateDescriptor[IN, ACC, OUT]
     ) -> AggregatingState[IN, ACC, OUT]: ...
+    @overload
+    def get_state(self, descriptor: StateDescriptor) -> KeyedState: ...
     def get_state(self, descriptor: Any) -> Any:
         """The handle for ``descriptor``; the same handle for an equal descriptor.
 

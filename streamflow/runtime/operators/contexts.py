@@ -16,6 +16,7 @@ from streamflow.core.services import JobServices
 from streamflow.errors import StateError
 from streamflow.graph.spec import OperatorSpec
 from streamflow.runtime.timers import TimerQueue
+from streamflow.state.backend import KeyedStateBackend
 from streamflow.state.operator import OperatorStateStore
 
 
@@ -32,7 +33,7 @@ class OperatorContext:
         parallelism: int,
         max_parallelism: int,
         clock: Clock,
-        keyed_backend: Any,
+        keyed_backend: KeyedStateBackend | None,
         checkpointing: bool,
         checkpoint_interval: float | None,
         services: JobServices | None = None,
@@ -70,7 +71,10 @@ async def maybe_await(value: Any) -> Any:
 
 
 class InitContext:
-    def __init__(self, store: OperatorStateStore, keyed_backend: Any) -> None:
+    """What ``initialize_state`` gets: the operator state store, and the keyed one (None
+    when the input is not keyed)."""
+
+    def __init__(self, store: OperatorStateStore, keyed_backend: KeyedStateBackend | None) -> None:
         self.is_restored = store.is_restored
         self.operator_state_store = store
         self.keyed_state_store = keyed_backend

@@ -193,6 +193,7 @@ class FunctionOperator(StreamOperator):
         self.current_key = key
         self.current_key_group = key_group
         backend = self.ctx.keyed_backend
+        assert backend is not None  # only called on keyed operators
         backend.set_current_key(key, key_group)
         backend.on_record()
 
@@ -222,7 +223,9 @@ class FunctionOperator(StreamOperator):
         """
         fn = self.call
         keys, key_groups = self._keys_of(batch)
-        set_current_key = self.ctx.keyed_backend.set_current_key
+        backend = self.ctx.keyed_backend
+        assert backend is not None  # the reduce path is keyed
+        set_current_key = backend.set_current_key
         state = self._reduce_state
         read, write = state.value, state.update
         out: list[Any] = []
