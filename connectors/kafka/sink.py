@@ -7,7 +7,7 @@ exactly-once.
   record written before it; a restore replays records after the checkpoint, which may
   write some twice.
 * ``EXACTLY_ONCE``: Kafka transactions committed when the checkpoint completes (two-phase
-  commit, DESIGN.md section 6; see :mod:`.sink_exactly_once`). Consumers must read with
+  commit, docs/architecture.md; see :mod:`.sink_exactly_once`). Consumers must read with
   ``isolation_level="read_committed"``; records become visible one checkpoint interval
   later than with the other guarantees.
 

@@ -1,6 +1,7 @@
 """The exactly-once MySQL sink writer: one XA transaction per subtask and checkpoint epoch.
 
-The commit path, on the two-phase-commit base (DESIGN.md section 6):
+The commit path, on the two-phase-commit base (docs/architecture.md, "Two-phase-commit
+sinks"):
 
 1. The first record of an epoch takes a connection and runs ``XA START`` with a new
    xid (:mod:`.xids`). Rows go in by ``executemany`` every ``batch_size`` records.

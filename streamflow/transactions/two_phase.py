@@ -2,7 +2,8 @@
 
 A subclass says how to begin, write, pre-commit, commit and abort one transaction of its
 external system; :class:`TwoPhaseCommitSinkWriter` drives them through the
-:class:`~streamflow.api.connector.SinkWriter` lifecycle (DESIGN.md section 6).
+:class:`~streamflow.api.connector.SinkWriter` lifecycle (docs/architecture.md,
+"Two-phase-commit sinks").
 
 The commit path, in order:
 
