@@ -68,6 +68,7 @@ from streamflow.savepoint.writer import write_savepoint
 
 log = logging.getLogger("streamflow.checkpoint")
 
+
 @dataclass(frozen=True, slots=True)
 class _Ack:
     checkpoint_id: int

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("streamflow.task")
 
+
 class TaskStats:
     """Busy / idle / backpressured seconds of one task, derived when read."""
 

@@ -60,7 +60,7 @@ class StreamOperator:
 
     def input_handlers(self) -> tuple[Emit, ...]:
         """What the task calls with a batch from input 0, 1, ... (only a chain head has
-        more than one input; see :mod:`streamflow.runtime.broadcast`)."""
+        more than one input; see :mod:`streamflow.runtime.operators.broadcast`)."""
         return (self.process,)
 
     async def on_watermark(self, watermark: Watermark) -> None:
@@ -92,5 +92,6 @@ class StreamOperator:
 
 
 def short_repr(record: Any, limit: int = 200) -> str:
+    """``repr(record)`` cut to ``limit`` characters, for error messages and logs."""
     text = repr(record)
     return text if len(text) <= limit else text[: limit - 3] + "..."
