@@ -145,46 +145,35 @@ def map_scenario(s: Any, use: Callable[[Any], None]) -> list[Any]:
     return seen
 
 
-def reducing_scenario(s: Any, use: Callable[[Any], None]) -> list[Any]:
-    seen = []
-    use("a")
-    seen.append(s.get())
-    s.add((1, 10))
-    s.add((2, 20))
-    seen.append(s.get())
-    use("b")
-    s.add((5, 50))
-    use("a")
-    s.clear()
-    seen.append(s.get())
-    use("b")
-    seen.append(s.get())
-    return seen
+def folding_scenario(first: Any, second: Any, other: Any) -> Callable[[Any, Callable[[Any], None]], list[Any]]:
+    """The scenario of a reducing or aggregating state: fold two values into key a, one
+    into key b, clear a."""
 
+    def scenario(s: Any, use: Callable[[Any], None]) -> list[Any]:
+        seen = []
+        use("a")
+        seen.append(s.get())
+        s.add(first)
+        s.add(second)
+        seen.append(s.get())
+        use("b")
+        s.add(other)
+        use("a")
+        s.clear()
+        seen.append(s.get())
+        use("b")
+        seen.append(s.get())
+        return seen
 
-def aggregating_scenario(s: Any, use: Callable[[Any], None]) -> list[Any]:
-    seen = []
-    use("a")
-    seen.append(s.get())
-    s.add(3)
-    s.add(4)
-    seen.append(s.get())
-    use("b")
-    s.add(10)
-    use("a")
-    s.clear()
-    seen.append(s.get())
-    use("b")
-    seen.append(s.get())
-    return seen
+    return scenario
 
 
 SCENARIOS: dict[str, Callable[[Any, Callable[[Any], None]], list[Any]]] = {
     "value": value_scenario,
     "list": list_scenario,
     "map": map_scenario,
-    "reducing": reducing_scenario,
-    "aggregating": aggregating_scenario,
+    "reducing": folding_scenario((1, 10), (2, 20), (5, 50)),
+    "aggregating": folding_scenario(3, 4, 10),
 }
 
 EXPECTED: dict[str, list[Any]] = {
