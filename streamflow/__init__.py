@@ -21,7 +21,8 @@ from streamflow.config import (
 )
 from streamflow.datastream.client import JobClient
 from streamflow.datastream.environment import StreamEnvironment
-from streamflow.datastream.stream import BroadcastConnectedStream, BroadcastStream, DataStream, KeyedStream
+from streamflow.datastream.broadcast import BroadcastConnectedStream, BroadcastStream
+from streamflow.datastream.stream import DataStream, KeyedStream
 from streamflow.errors import (
     CheckpointError,
     ConfigError,

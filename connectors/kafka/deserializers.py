@@ -66,24 +66,27 @@ def decode_batch(
     output: KafkaOutput,
     value_fn: Callable[[Any], Any] | None | _Builtin,
     key_fn: Callable[[Any], Any] | None | _Builtin,
-) -> tuple[list[Any], list[int], list[RecordFailure] | None]:
-    """Pipeline records, their offsets, and the records that failed to decode.
+) -> tuple[list[Any], list[int], list[float | None], list[RecordFailure] | None]:
+    """Pipeline records, their offsets, their timestamps (the Kafka timestamps in float
+    seconds), and the records that failed to decode.
 
     ``records`` are aiokafka ``ConsumerRecord`` of one partition, in offset order.
     """
+    timestamps: list[float | None] = [r.timestamp / 1000.0 for r in records]
     if output is KafkaOutput.VALUE:
         fn, builtin = _unwrap(value_fn)
         if fn is None:
-            return [r.value for r in records], [r.offset for r in records], None
+            return [r.value for r in records], [r.offset for r in records], timestamps, None
         out, failed = _decode_values(records, fn, builtin)
     else:
         out, failed = _decode_records(records, value_fn, key_fn)
     offsets = [r.offset for r in records]
     if not failed:
-        return out, offsets, None
+        return out, offsets, timestamps, None
     gone = {index for index, _ in failed}
     failures = [RecordFailure(records[i].offset, raw_record(records[i]), exc) for i, exc in failed]
-    return out, [o for i, o in enumerate(offsets) if i not in gone], failures
+    kept = [i for i in range(len(records)) if i not in gone]
+    return out, [offsets[i] for i in kept], [timestamps[i] for i in kept], failures
 
 
 def _unwrap(fn: Callable[[Any], Any] | None | _Builtin) -> tuple[Callable[[Any], Any] | None, bool]:

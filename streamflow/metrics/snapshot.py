@@ -35,11 +35,22 @@ def task_times(task: Any) -> dict[str, float]:
     }
 
 
+def watermark_value(watermark: float) -> float | None:
+    """A watermark for the metrics: None before the first one (minus infinity), +inf once
+    event time has ended (end of input), else float seconds since the epoch."""
+    return None if watermark == float("-inf") else watermark
+
+
 def job_metrics(execution: Execution) -> dict[str, Any]:
     tasks: dict[str, Any] = {}
     operators: dict[str, Any] = {}
     for task in execution.tasks:
-        entry = task_times(task)
+        entry: dict[str, Any] = dict(task_times(task))
+        # Flink's currentInputWatermark / currentOutputWatermark: what the task's first
+        # operator got last, what its last operator forwarded last; idle: its input is.
+        entry["current_input_watermark"] = watermark_value(task.input_watermark)
+        entry["current_output_watermark"] = watermark_value(task.output_watermark)
+        entry["input_idle"] = task.input_status.value == "idle"
         if hasattr(task, "records_out") and hasattr(task, "source_uid"):
             entry["source_records_out"] = task.records_out
         tasks[task.name] = entry
@@ -53,6 +64,7 @@ def job_metrics(execution: Execution) -> dict[str, Any]:
                 "records_out": m.records_out,
                 "records_skipped": m.records_skipped,
                 "records_dead_lettered": m.records_dead_lettered,
+                "records_late_dropped": m.records_late_dropped,  # Flink's numLateRecordsDropped
             }
     channels = {
         c.name: {
@@ -111,4 +123,7 @@ def format_line(execution: Execution) -> str:
     dead = sum(o["records_dead_lettered"] for o in metrics["operators"].values())
     if skipped or dead:
         parts.append(f"bad records: {skipped} skipped, {dead} dead-lettered")
+    late = sum(o["records_late_dropped"] for o in metrics["operators"].values())
+    if late:
+        parts.append(f"{late} late records dropped")
     return "; ".join(parts)
