@@ -37,6 +37,7 @@ from streamflow.errors import (
     StreamflowError,
     UserFunctionError,
 )
+from streamflow.eventloop import run
 from streamflow.runtime.executor import JobResult
 
 __all__ = [
@@ -69,4 +70,5 @@ __all__ = [
     "StreamEnvironment",
     "StreamflowError",
     "UserFunctionError",
+    "run",
 ]
