@@ -9,7 +9,9 @@ Lifecycle (called from the subtask's own task, one call at a time):
 2. ``poll``: hand out what the last ``getmany`` returned, one partition (and at most
    ``max_records``) per batch, the partitions taking turns (round robin): a partition
    with a backlog never waits for another one's whole fetch; when that is used up, look
-   for new partitions if discovery is due, then ``getmany`` again.
+   for new partitions if discovery is due, then ``getmany`` again. The consumer hands
+   out whole record batches (:mod:`.fetch`; ConsumerRecords only if aiokafka's internals
+   differ from the ones it knows).
 3. ``snapshot_splits(n)``: per partition the offset after the last record handed out
    (and, with a group, remember them for step 4).
 4. ``notify_checkpoint_complete(n)``: commit checkpoint n's offsets to the group, for
