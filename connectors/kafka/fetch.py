@@ -23,7 +23,10 @@ yields a whole record batch at a time and applies the same rules in the same ord
 4. records below the fetch position are left out (Kafka returns whole batches, so a fetch
    from the middle of a batch starts with records read before);
 5. after each batch the fetch position moves to the batch's next offset, so the consumer's
-   position and the next fetch are exactly where aiokafka would put them.
+   position and the next fetch are exactly where aiokafka would put them;
+6. a batch that cannot be decoded (a compression codec not installed, a damaged record)
+   raises, ends the response, and leaves the position before it: the next fetch meets it
+   again, and no record is skipped.
 
 Those are aiokafka internals. Everything the swap needs is checked before it is made; when
 aiokafka differs (another version), the fetch is left as aiokafka made it, ``getmany``
@@ -95,6 +98,18 @@ class RecordBatches:
         return self
 
     def __next__(self) -> list[Any]:
+        try:
+            return self._next_records()
+        except StopIteration:
+            raise
+        except BaseException:
+            # Like a generator that raised: nothing more comes out, and the fetch position
+            # stays before the batch that failed, so the next fetch meets it again (it is
+            # never skipped).
+            self._batches = _NO_BATCHES
+            raise
+
+    def _next_records(self) -> list[Any]:
         batches = self._batches
         while batches.has_next():
             batch = batches.next_batch()
@@ -113,8 +128,8 @@ class RecordBatches:
                 self.next_fetch_offset = batch.next_offset
                 continue
             floor = self.next_fetch_offset
+            records = list(batch)  # decodes (and decompresses): may raise
             self.next_fetch_offset = batch.next_offset
-            records = list(batch)
             if records and records[0].offset < floor:
                 records = [record for record in records if record.offset >= floor]
             if records:
@@ -125,6 +140,16 @@ class RecordBatches:
         aborted = self._aborted
         while aborted and aborted[0][1] <= offset:
             self._aborting.add(aborted.popleft()[0])
+
+
+class _NoBatches:
+    """The batches left of a response whose reading failed: none."""
+
+    def has_next(self) -> bool:
+        return False
+
+
+_NO_BATCHES = _NoBatches()
 
 
 def _is_abort_marker(batch: Any) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from aiokafka.consumer.fetcher import READ_COMMITTED, READ_UNCOMMITTED, FetchError, FetchResult, PartitionRecords
-from aiokafka.errors import CorruptRecordException
+from aiokafka.errors import CorruptRecordException, UnsupportedCodecError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.record.util import calc_crc32c
@@ -132,6 +132,22 @@ def test_a_damaged_batch_raises_as_aiokafka_does() -> None:
         read_by_aiokafka(bytes(damaged), [], 0, READ_COMMITTED)
     with pytest.raises(CorruptRecordException, match="Invalid CRC"):
         read_by_batch(bytes(damaged), [], 0, READ_COMMITTED)
+
+
+def test_a_batch_that_cannot_be_decoded_raises_and_is_not_skipped() -> None:
+    """A codec this client cannot read (here one that does not exist): the error comes out,
+    nothing more is handed out of that response, and the fetch position stays before the
+    batch, so the next fetch meets it again instead of skipping its records."""
+    raw = bytearray(batch(5, entries(5, 3)))
+    struct.pack_into(">h", raw, _ATTRIBUTES_AT, struct.unpack_from(">h", raw, _ATTRIBUTES_AT)[0] | 0x06)
+    struct.pack_into(">I", raw, _CRC_AT, calc_crc32c(bytes(raw[_ATTRIBUTES_AT:])))
+    response = batch(0, entries(0, 5)) + bytes(raw) + batch(8, entries(8, 4))
+    batches = RecordBatches(TP, MemoryRecords(response), [], 0, check_crcs=True, read_committed=True)
+    assert [r.offset for r in next(batches)] == [0, 1, 2, 3, 4]
+    with pytest.raises(UnsupportedCodecError, match="Unknown compression codec"):
+        next(batches)
+    assert list(batches) == []
+    assert batches.next_fetch_offset == 5
 
 
 def test_records_of_flattens_batches_and_passes_consumer_records_through() -> None:
