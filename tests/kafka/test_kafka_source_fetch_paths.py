@@ -2,8 +2,8 @@
 without aiokafka's ConsumerRecords (the normal path, ``connectors/kafka/fetch.py``) and
 aiokafka's public ``getmany`` (the fallback when aiokafka's internals differ). Each test
 runs on both and must see the same records: transactions of two producers interleaved
-and aborted (read_committed and read_uncommitted), a start inside a record batch, and
-every field of a KafkaRecord."""
+and aborted (read_committed and read_uncommitted), a start inside a record batch (plain
+and gzip-compressed), and every field of a KafkaRecord."""
 
 from __future__ import annotations
 
@@ -91,14 +91,15 @@ async def test_interleaved_transactions_are_read_as_their_isolation_level_says(
     assert CollectSink.results(out) == expected
 
 
+@pytest.mark.parametrize("compression", [None, "gzip"])
 async def test_a_start_inside_a_record_batch_reads_from_that_offset_on(
-    kafka_bootstrap: str, out: str, path: str
+    kafka_bootstrap: str, out: str, path: str, compression: str | None
 ) -> None:
     """Kafka answers a fetch with whole record batches: the records of the batch before
-    the start offset come back too and must not be handed out."""
+    the start offset come back too and must not be handed out (a compressed batch too)."""
     topic = unique_topic("paths-inside")
     await create_topic(kafka_bootstrap, topic, 1)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, compression_type=compression)
     await producer.start()
     try:
         one_batch = producer.create_batch()
