@@ -45,13 +45,13 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from streamflow import eventloop
 from streamflow.api.environment import StreamEnvironment
 from streamflow.config import CheckpointingMode
 from streamflow.devtools.commands import add_dev_commands, run_dev
 from streamflow.control import ControlServer, JobRegistry, JobUnreachableError, send_command
 from streamflow.control.views import format_jobs, format_status
 from streamflow.errors import ConfigError, JobCancelledError, StreamflowError
+from streamflow.eventloop import LOOP_VARIABLE, LOOPS, run as run_on_loop
 from streamflow.savepoint.describe import describe_snapshot, format_description
 from streamflow.savepoint.location import local_path
 
@@ -237,9 +237,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--no-control", action="store_true", help="do not register the job or open its control socket")
     run.add_argument("--log-level", default="INFO")
     run.add_argument(
-        "--loop", choices=eventloop.LOOPS, default=None,
-        help=f"event loop: asyncio or uvloop (pip install 'streamflow[uvloop]'); default "
-             f"${eventloop.LOOP_VARIABLE}, else asyncio",
+        "--loop", choices=LOOPS, default=None,
+        help=f"event loop: asyncio or uvloop (pip install 'streamflow[uvloop]'); default ${LOOP_VARIABLE}, "
+             "else asyncio",
     )
 
     def control(name: str, help: str, timeout: float = 10.0) -> argparse.ArgumentParser:
@@ -285,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # The job runs on the event loop it was given; the other commands on asyncio's.
         loop = args.loop if args.command == "run" else "asyncio"
-        return int(eventloop.run(args.handler(args), loop=loop))
+        return int(run_on_loop(args.handler(args), loop=loop))
     except StreamflowError as exc:
         print(f"streamflow: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
