@@ -37,7 +37,7 @@ from streamflow.errors import (
     StreamflowError,
     UserFunctionError,
 )
-from streamflow.eventloop import run
+from streamflow.runtime.eventloop import run
 from streamflow.runtime.executor import JobResult
 
 __all__ = [

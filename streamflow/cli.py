@@ -15,7 +15,7 @@ fit) ends with an error and is never registered.
 
 ``python -m streamflow`` is the same command. ``--loop uvloop`` (or
 ``STREAMFLOW_LOOP=uvloop``) runs the job on uvloop instead of asyncio's event loop (see
-:mod:`streamflow.eventloop`).
+:mod:`streamflow.runtime.eventloop`).
 
 While it runs, the job is registered (see :mod:`streamflow.control`) and the other
 commands reach it by job id or name::
@@ -51,7 +51,7 @@ from streamflow.devtools.commands import add_dev_commands, run_dev
 from streamflow.control import ControlServer, JobRegistry, JobUnreachableError, send_command
 from streamflow.control.views import format_jobs, format_status
 from streamflow.errors import ConfigError, JobCancelledError, StreamflowError
-from streamflow.eventloop import LOOP_VARIABLE, LOOPS, run as run_on_loop
+from streamflow.runtime.eventloop import LOOP_VARIABLE, LOOPS, run as run_on_loop
 from streamflow.savepoint.describe import describe_snapshot, format_description
 from streamflow.savepoint.location import local_path
 

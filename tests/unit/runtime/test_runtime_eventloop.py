@@ -1,6 +1,6 @@
-"""The choice of event loop (``streamflow.eventloop``): asyncio's or uvloop, from an
-argument, ``--loop`` or ``$STREAMFLOW_LOOP``, and clear errors for a bad choice. Jobs run
-here on uvloop from Python and from the command line."""
+"""The choice of event loop (``streamflow.runtime.eventloop``): asyncio's or uvloop, from
+an argument, ``--loop`` or ``$STREAMFLOW_LOOP``, and clear errors for a bad choice. Jobs
+run here on uvloop from Python and from the command line."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from streamflow import StreamEnvironment
 from streamflow.connectors import CollectionSource
 from streamflow.connectors.debug import CollectSink
 from streamflow.errors import ConfigError
-from streamflow.eventloop import LOOP_VARIABLE, loop_factory
+from streamflow.runtime.eventloop import LOOP_VARIABLE, loop_factory
 
 if sys.platform == "win32":  # pragma: no cover - uvloop has no Windows build
     pytest.skip("uvloop does not run on Windows", allow_module_level=True)
