@@ -34,6 +34,7 @@ from streamflow.errors import (
     StreamflowError,
     UserFunctionError,
 )
+from streamflow.runtime.eventloop import run
 from streamflow.runtime.executor import JobResult, JobStatus
 
 __all__ = [
@@ -67,4 +68,5 @@ __all__ = [
     "StreamEnvironment",
     "StreamflowError",
     "UserFunctionError",
+    "run",
 ]
