@@ -255,6 +255,36 @@ async def test_a_partition_without_records_holds_the_watermark_until_it_is_idle(
             await writer
 
 
+async def test_a_source_subtask_without_partitions_is_idle_and_holds_no_event_time_back(
+    kafka_bootstrap: str, out: str
+) -> None:
+    topic = unique_topic("no-partitions")
+    await create_topic(kafka_bootstrap, topic, 1)  # two source subtasks, one partition: subtask 1 has none
+    base = 1_700_000_000_000
+    env = job(2)
+    env.from_source(
+        KafkaSource(kafka_bootstrap, topics=topic, output=KafkaOutput.RECORD),
+        watermark_strategy=WatermarkStrategy.for_monotonous_timestamps(),  # no idle timeout
+    ).uid("src").key_by(lambda r: r.partition).process(FireAtRecordTime()).uid("timers").sink_to(CollectSink(out))
+    client = env.execute_async("no-partitions")
+    writer = asyncio.create_task(keep_writing(kafka_bootstrap, topic, base))
+    try:
+        deadline = time.monotonic() + 10
+        while len(CollectSink.results(out)) < 4:
+            assert time.monotonic() < deadline, CollectSink.results(out)
+            await asyncio.sleep(0.02)
+        fired = CollectSink.results(out)
+        assert fired == pytest.approx([base / 1000 + i for i in range(len(fired))])
+        tasks = client.metrics()["tasks"]
+        idle = [name for name, task in tasks.items() if name.startswith("src[") and task["current_output_watermark"] is None]
+        assert len(idle) == 1  # the subtask without a partition sent no watermark, only IDLE
+    finally:
+        writer.cancel()
+        await client.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await writer
+
+
 # -- errors ----------------------------------------------------------------------------
 
 
