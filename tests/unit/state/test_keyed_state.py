@@ -28,6 +28,8 @@ from streamflow.state import (
     ValueStateDescriptor,
 )
 
+pytestmark = pytest.mark.usefixtures("each_state_backend")  # every test once per state backend
+
 MAX_PARALLELISM = 8
 
 
@@ -122,13 +124,13 @@ def test_map_state_operations() -> None:
     assert state.get(1) == "uno"
     assert state.get((2, "b")) == "two"
     assert state.contains(3) and not state.contains(4)
-    assert state.keys() == [1, (2, "b"), 3]
-    assert state.values() == ["uno", "two", "three"]
-    assert state.items() == [(1, "uno"), ((2, "b"), "two"), (3, "three")]
+    # the order of a map is the backend's (test_map_order.py); keys, values and items agree on it
+    assert sorted(state.items(), key=repr) == sorted([(1, "uno"), ((2, "b"), "two"), (3, "three")], key=repr)
+    assert list(zip(state.keys(), state.values())) == state.items()
     assert not state.is_empty()
     state.remove(3)
     state.remove(404)  # absent: no error
-    assert state.keys() == [1, (2, "b")]
+    assert sorted(state.keys(), key=repr) == [(2, "b"), 1]
     state.remove(1)
     state.remove((2, "b"))
     assert state.is_empty()

@@ -6,6 +6,8 @@ import operator
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from streamflow.partitioning.keygroups import key_group_for
 from streamflow.runtime.clock import ManualClock
 from streamflow.state import (
@@ -20,6 +22,8 @@ from streamflow.state import (
     TtlVisibility,
     ValueStateDescriptor,
 )
+
+pytestmark = pytest.mark.usefixtures("each_state_backend")  # every test once per state backend
 
 MAX_PARALLELISM = 8
 NEVER = TtlVisibility.NEVER_RETURN_EXPIRED

@@ -1,0 +1,158 @@
+"""Opening RocksDB databases: the memory budget, working directories, checkpoints.
+
+One :class:`MemoryBudget` per :class:`~streamflow.state.rocksdb.EmbeddedRocksDBStateBackend`
+(so per job) holds one LRU block cache and one write buffer manager charged to that
+cache, shared by the database of every keyed subtask: what RocksDB keeps in memory
+(memtables, data, index and filter blocks) stays within ``memory_budget`` bytes in
+total, plus a fixed overhead (table readers, iterators, the Python side), as Flink's
+managed memory does for its RocksDB instances.
+
+Databases run without a write-ahead log: a subtask's state is durable through
+checkpoints, never through the local directory (a restart restores a checkpoint into a
+fresh directory), so the log would only cost writes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rocksdict import (
+    AccessType,
+    BlockBasedOptions,
+    Cache,
+    Checkpoint,
+    Options,
+    Rdict,
+    WriteBufferManager,
+    WriteOptions,
+)
+
+from streamflow.errors import ConfigError, StateError
+
+__all__ = ["MemoryBudget", "create_checkpoint", "make_working_directory", "open_database", "open_read_only"]
+
+_MIB = 1 << 20
+MIN_BUDGET = 4 * _MIB
+
+
+@dataclass(slots=True)
+class MemoryBudget:
+    """The block cache and write buffer manager every database of a job shares.
+
+    ``write_buffer_ratio`` of the budget may hold memtables (they are charged to the
+    cache, so the total stays within ``total`` bytes); the rest caches blocks.
+    """
+
+    total: int
+    write_buffer_ratio: float = 0.5
+    cache: Cache = field(init=False)
+    write_buffers: WriteBufferManager = field(init=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.total, bool) or not isinstance(self.total, int) or self.total < MIN_BUDGET:
+            raise ConfigError(
+                f"memory_budget must be an int of at least {MIN_BUDGET} bytes (4 MiB), got {self.total!r}; "
+                "it bounds the block cache and write buffers of all RocksDB state of the job"
+            )
+        if not 0.1 <= self.write_buffer_ratio <= 0.9:
+            raise ConfigError(f"write_buffer_ratio must be within 0.1..0.9, got {self.write_buffer_ratio!r}")
+        self.cache = Cache(self.total)
+        self.write_buffers = WriteBufferManager.new_write_buffer_manager_with_cache(
+            int(self.total * self.write_buffer_ratio), True, self.cache
+        )
+
+    def write_buffer_size(self) -> int:
+        """One memtable's size: small enough that a few fit in the write buffer share."""
+        return max(_MIB, min(64 * _MIB, int(self.total * self.write_buffer_ratio) // 4))
+
+
+def _options(budget: MemoryBudget) -> Options:
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    table = BlockBasedOptions()
+    table.set_block_cache(budget.cache)
+    table.set_cache_index_and_filter_blocks(True)  # charged to the budget, not beside it
+    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+    table.set_bloom_filter(10, False)
+    options.set_block_based_table_factory(table)
+    options.set_write_buffer_manager(budget.write_buffers)
+    options.set_write_buffer_size(budget.write_buffer_size())
+    options.set_max_write_buffer_number(2)
+    options.set_max_open_files(256)
+    options.set_keep_log_file_num(2)
+    return options
+
+
+def open_database(path: Path, budget: MemoryBudget) -> Rdict:
+    """Open (or create) the read-write database of one subtask at ``path``."""
+    db = Rdict(str(path), _options(budget))
+    write = WriteOptions()
+    setattr(write, "disable_wal", True)  # a property in rocksdict 0.3.29, though its stub says a method
+    db.set_write_options(write)
+    return db
+
+
+def open_read_only(path: Path, budget: MemoryBudget) -> Rdict:
+    """Open a database read-only (an old subtask's files, read by key-group range)."""
+    return Rdict(str(path), _options(budget), access_type=AccessType.read_only(False))
+
+
+def create_checkpoint(db: Rdict, path: Path) -> None:
+    """Flush the memtables and hard-link the database's live files into ``path`` (which
+    must not exist): RocksDB's checkpoint. SST files are immutable, so the links are a
+    consistent snapshot at no copying cost."""
+    db.flush(True)
+    Checkpoint(db).create_checkpoint(str(path))
+
+
+def make_working_directory(root: Path, name: str) -> Path:
+    """A fresh directory for one subtask's database under ``root``.
+
+    Raises:
+        ConfigError: ``root`` cannot be created or written.
+    """
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=root))
+    except OSError as exc:
+        raise ConfigError(
+            f"the RocksDB working directory {str(root)!r} is not writable ({exc.strerror or exc}); pass "
+            "EmbeddedRocksDBStateBackend(directory=...) a directory this process can create and write "
+            "(on a local disk with room for the job's state)",
+            path=str(root),
+        ) from exc
+
+
+def check_root(root: Path) -> None:
+    """Refuse, at build time, a working directory root that exists and is not writable."""
+    probe = root
+    while not probe.exists():
+        if probe.parent == probe:
+            return
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"the RocksDB working directory {str(root)!r} is not writable ({str(probe)!r} is not a writable "
+            "directory); pass EmbeddedRocksDBStateBackend(directory=...) a directory this process can write",
+            path=str(root),
+        )
+
+
+def remove_directory(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def default_root() -> Path:
+    return Path(tempfile.gettempdir()) / "streamflow-rocksdb"
+
+
+def database_error(exc: Exception, what: str, operator: str, subtask: int) -> StateError:
+    return StateError(
+        f"operator {operator!r} (subtask {subtask}): RocksDB failed to {what}: {exc}",
+        operator=operator,
+        subtask=subtask,
+    )

@@ -1,0 +1,524 @@
+"""Keyed state handles of the RocksDB backend.
+
+Each class subclasses the heap handle of its kind, so ``isinstance(h, ValueState)``
+holds whatever the backend, and overrides every public method (a test checks that no
+heap method is left reachable; the heap table they would touch raises if one were).
+One class serves a state with and without TTL: next to a RocksDB read or write, the
+branch on ``ttl`` costs nothing measurable, and TTL stays a codec of the stored bytes.
+
+Every call reads the current key at call time from the :class:`RocksKeyContext` the
+backend shares with its handles; the canonical encoding of the key is computed once
+per key (lazily, on the first state access after ``set_current_key``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, NoReturn, TypeVar
+
+from rocksdict import Rdict, WriteBatch
+
+from streamflow.errors import StateError
+from streamflow.state.descriptors import (
+    AggregatingStateDescriptor,
+    ListStateDescriptor,
+    MapStateDescriptor,
+    ReducingStateDescriptor,
+    StateDescriptor,
+    ValueStateDescriptor,
+)
+from streamflow.state.keyed import (
+    NO_KEY,
+    AggregatingState,
+    KeyContext,
+    ListState,
+    MapState,
+    ReducingState,
+    ValueState,
+    no_current_key,
+)
+from streamflow.state.rocksdb.keys import decode_key, encode_key, key_part, successor
+from streamflow.state.rocksdb.ttl import RocksTtl, scan
+from streamflow.state.rocksdb.values import (
+    ABSENT,
+    PLAIN,
+    TS,
+    body_offset,
+    header,
+    key_form,
+    original_keys,
+    pack_elements,
+    pack_stamped,
+    unpack_elements,
+)
+from streamflow.state.serializers import StateSerializer, serializer_failure
+
+__all__ = [
+    "HANDLES",
+    "RocksAggregatingState",
+    "RocksKeyContext",
+    "RocksListState",
+    "RocksMapState",
+    "RocksReducingState",
+    "RocksValueState",
+    "StateAccess",
+]
+
+T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
+IN = TypeVar("IN")
+ACC = TypeVar("ACC")
+OUT = TypeVar("OUT")
+
+_MISSING: Any = object()
+
+
+class RocksKeyContext(KeyContext):
+    """The current key and key group, plus their encoding once a handle asked for it:
+    ``parts`` is ``(key group bytes, state-key part, header)`` or None."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: tuple[bytes, bytes, bytes] | None = None
+
+
+def _parts(ctx: RocksKeyContext, name: str) -> tuple[bytes, bytes, bytes]:
+    key = ctx.key
+    if key is NO_KEY:
+        raise no_current_key(name)
+    encoded, exact = encode_key(key)
+    parts = (ctx.key_group.to_bytes(2, "big"), key_part(encoded), PLAIN if exact else header(key_form(key)))
+    ctx.parts = parts
+    return parts
+
+
+class _NotHeap(dict[Any, Any]):
+    """The table given to the heap base classes: any use of it is a bug."""
+
+    def _fail(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise StateError("internal error: a heap state method ran on a RocksDB state handle")
+
+    get = __getitem__ = __setitem__ = __contains__ = __iter__ = pop = setdefault = items = keys = values = _fail
+
+
+_NOT_HEAP = _NotHeap()
+
+
+class StateAccess:
+    """What the handles of one state share: the database, the state's id, its
+    serializer and TTL. The backend swaps ``db`` when a restore replaces the database."""
+
+    __slots__ = ("name", "operator", "sid", "db", "serializer", "dumps", "loads", "ttl")
+
+    def __init__(
+        self, name: str, operator: str, state_id: int, db: Rdict, serializer: StateSerializer, ttl: RocksTtl | None
+    ) -> None:
+        self.name = name
+        self.operator = operator
+        self.sid = state_id.to_bytes(2, "big")
+        self.db = db
+        self.serializer = serializer
+        self.dumps = serializer.dumps
+        self.loads = serializer.loads
+        self.ttl = ttl
+
+    def dump(self, value: Any, ctx: KeyContext, where: str = "") -> bytes:
+        try:
+            return self.dumps(value)
+        except Exception as exc:  # noqa: BLE001 - a serializer may raise anything
+            raise serializer_failure(
+                exc, serializer=self.serializer, value=value,
+                where=f"keyed state {self.name!r} (key {ctx.key!r}{where})", state=self.name, operator=self.operator,
+            ) from exc  # fmt: skip
+
+
+def _entry(handle: Any) -> tuple[bytes, bytes]:
+    """``(RocksDB key, header)`` of the current key's entry of ``handle``'s state."""
+    ctx = handle._ctx
+    parts = ctx.parts
+    if parts is None:
+        parts = _parts(ctx, handle.name)
+    return parts[0] + handle._st.sid + parts[1], parts[2]
+
+
+def _read_single(st: StateAccess, key: bytes) -> bytes | None:
+    """The visible payload of a single-valued entry, applying TTL read rules."""
+    raw = st.db.get(key)
+    if raw is None:
+        return None
+    offset = 1 if raw[0] == 0 else body_offset(raw)
+    ttl = st.ttl
+    if ttl is None:
+        return raw[offset:]  # type: ignore[no-any-return]
+    stamp = TS.unpack_from(raw, offset)[0]
+    payload: bytes = raw[offset + 8 :]
+    now = ttl.clock.now()
+    if stamp + ttl.ttl > now:
+        if ttl.refresh_on_read:
+            st.db.put(key, raw[:offset] + TS.pack(now) + payload)
+        return payload
+    if ttl.cleanup_on_read:
+        st.db.delete(key)
+    return payload if ttl.return_expired else None
+
+
+def _write_single(st: StateAccess, key: bytes, head: bytes, payload: bytes) -> None:
+    ttl = st.ttl
+    st.db.put(key, head + payload if ttl is None else head + TS.pack(ttl.clock.now()) + payload)
+
+
+def _live_single(st: StateAccess, key: bytes) -> bytes | None:
+    """The payload of a single-valued entry that has not expired (no read rules: for
+    reducing and aggregating ``add``, which never fold an expired value)."""
+    raw = st.db.get(key)
+    if raw is None:
+        return None
+    offset = 1 if raw[0] == 0 else body_offset(raw)
+    ttl = st.ttl
+    if ttl is None:
+        return raw[offset:]  # type: ignore[no-any-return]
+    if TS.unpack_from(raw, offset)[0] + ttl.ttl > ttl.clock.now():
+        return raw[offset + 8 :]  # type: ignore[no-any-return]
+    return None
+
+
+class RocksValueState(ValueState[T]):
+    """ValueState on RocksDB: one entry per key."""
+
+    __slots__ = ("_st",)
+
+    def __init__(self, descriptor: ValueStateDescriptor[T], ctx: RocksKeyContext, access: StateAccess) -> None:
+        super().__init__(descriptor, ctx, _NOT_HEAP)
+        self._st = access
+
+    def value(self) -> T | None:
+        st = self._st
+        if st.ttl is not None:
+            st.ttl.on_access()
+        key, _ = _entry(self)
+        payload = _read_single(st, key)
+        return self._default if payload is None else st.loads(payload)
+
+    def update(self, value: T) -> None:
+        st = self._st
+        if st.ttl is not None:
+            st.ttl.on_access()
+        key, head = _entry(self)
+        _write_single(st, key, head, st.dump(value, self._ctx))
+
+    def clear(self) -> None:
+        st = self._st
+        if st.ttl is not None:
+            st.ttl.on_access()
+        st.db.delete(_entry(self)[0])
+
+
+class RocksReducingState(ReducingState[T]):
+    """ReducingState on RocksDB: the reduced value is read, combined and written back."""
+
+    __slots__ = ("_st",)
+
+    def __init__(self, descriptor: ReducingStateDescriptor[T], ctx: RocksKeyContext, access: StateAccess) -> None:
+        super().__init__(descriptor, ctx, _NOT_HEAP)
+        self._st = access
+
+    def get(self) -> T | None:
+        st = self._st
+        if st.ttl is not None:
+            st.ttl.on_access()
+        payload = _read_single(st, _entry(self)[0])
+        return None if payload is None else st.loads(payload)
+
+    def add(self, value: T) -> None:
+        st = self._st
+        if st.ttl is not None:
+            st.ttl.on_access()
+        key, head = _entry(self)
+        payload = _live_single(st, key)
+        if payload is not None:
+            value = self._reduce(st.loads(payload), value)
+        _write_single(st, key, head, st.dump(value, self._ctx))
+
+    def clear(self) -> None:
+        st = self._st
+        if st.ttl is not None:
+            st.ttl.on_access()
+        st.db.delete(_entry(self)[0])
+
+
+class RocksAggregatingState(AggregatingState[IN, ACC, OUT]):
+    """AggregatingState on RocksDB: the accumulator is read, folded and written back."""
+
+    __slots__ = ("_st",)
+
+    def __init__(
+        self, descriptor: AggregatingStateDescriptor[IN, ACC, OUT], ctx: RocksKeyContext, access: StateAccess
+    ) -> None:
+        super().__init__(descriptor, ctx, _NOT_HEAP)
+        self._st = access
+
+    def get(self) -> OUT | None:
+        st = self._st
+        if st.ttl is not None:
+            st.ttl.on_access()
+        payload = _read_single(st, _entry(self)[0])
+        return None if payload is None else self._fn.get_result(st.loads(payload))
+
+    def add(self, value: IN) -> None:
+        st = self._st
+        if st.ttl is not None:
+            st.ttl.on_access()
+        key, head = _entry(self)
+        payload = _live_single(st, key)
+        accumulator = self._fn.create_accumulator() if payload is None else st.loads(payload)
+        _write_single(st, key, head, st.dump(self._fn.add(value, accumulator), self._ctx))
+
+    def clear(self) -> None:
+        st = self._st
+        if st.ttl is not None:
+            st.ttl.on_access()
+        st.db.delete(_entry(self)[0])
+
+
+class RocksListState(ListState[T]):
+    """ListState on RocksDB: the list is one entry; ``add`` appends bytes without
+    decoding the elements already there (rocksdict offers no merge operator, so it is a
+    read and a write)."""
+
+    __slots__ = ("_st",)
+
+    def __init__(self, descriptor: ListStateDescriptor[T], ctx: RocksKeyContext, access: StateAccess) -> None:
+        super().__init__(descriptor, ctx, _NOT_HEAP)
+        self._st = access
+
+    def get(self) -> list[T]:
+        st = self._st
+        ttl = st.ttl
+        if ttl is not None:
+            ttl.on_access()
+        key, _ = _entry(self)
+        raw = st.db.get(key)
+        if raw is None:
+            return []
+        offset = body_offset(raw)
+        loads = st.loads
+        if ttl is None:
+            return [loads(payload) for payload, _ in unpack_elements(raw, offset, False)]
+        now = ttl.clock.now()
+        span = ttl.ttl
+        result: list[T] = []
+        kept: list[tuple[bytes, float]] = []
+        dropped = False
+        for payload, stamp in unpack_elements(raw, offset, True):
+            if stamp + span > now:
+                result.append(loads(payload))
+                kept.append((payload, now if ttl.refresh_on_read else stamp))
+            else:
+                if ttl.return_expired:
+                    result.append(loads(payload))
+                if ttl.cleanup_on_read:
+                    dropped = True
+                else:
+                    kept.append((payload, stamp))
+        if dropped or ttl.refresh_on_read:
+            if kept:
+                st.db.put(key, raw[:offset] + b"".join(pack_stamped(p, s) for p, s in kept))
+            else:
+                st.db.delete(key)
+        return result
+
+    def _append(self, values: Iterable[T]) -> None:
+        st = self._st
+        if st.ttl is not None:
+            st.ttl.on_access()
+        key, head = _entry(self)
+        payloads = [st.dump(value, self._ctx, f", element {i}") for i, value in enumerate(values)]
+        if not payloads:
+            return
+        body = pack_elements(payloads, None if st.ttl is None else st.ttl.clock.now())
+        raw = st.db.get(key)
+        st.db.put(key, head + body if raw is None else head + raw[body_offset(raw) :] + body)
+
+    def add(self, value: T) -> None:
+        self._append((value,))
+
+    def add_all(self, values: Iterable[T]) -> None:
+        self._append(values)
+
+    def update(self, values: Iterable[T]) -> None:
+        st = self._st
+        if st.ttl is not None:
+            st.ttl.on_access()
+        key, head = _entry(self)
+        payloads = [st.dump(value, self._ctx, f", element {i}") for i, value in enumerate(values)]
+        if payloads:
+            st.db.put(key, head + pack_elements(payloads, None if st.ttl is None else st.ttl.clock.now()))
+        else:
+            st.db.delete(key)
+
+    def clear(self) -> None:
+        st = self._st
+        if st.ttl is not None:
+            st.ttl.on_access()
+        st.db.delete(_entry(self)[0])
+
+
+class RocksMapState(MapState[K, V]):
+    """MapState on RocksDB: one entry per user key, so ``get`` and ``put`` are point
+    operations and iteration is a prefix scan. Iteration order is the order of the
+    canonical map-key bytes (deterministic), not insertion order as in the heap backend."""
+
+    __slots__ = ("_st",)
+
+    def __init__(self, descriptor: MapStateDescriptor[K, V], ctx: RocksKeyContext, access: StateAccess) -> None:
+        super().__init__(descriptor, ctx, _NOT_HEAP)
+        self._st = access
+
+    def _map_entry(self, map_key: Any) -> tuple[bytes, bytes]:
+        prefix, head = _entry(self)
+        encoded, exact = encode_key(map_key)
+        if exact:
+            return prefix + encoded, head
+        key_original, _ = original_keys(head)
+        return prefix + encoded, header(None if key_original is ABSENT else key_form(key_original), key_form(map_key))
+
+    def _entries(self) -> Iterator[tuple[bytes, Any, bytes, int]]:
+        """``(entry key, map key, raw, body offset)`` of the current key's entries."""
+        prefix, _ = _entry(self)
+        size = len(prefix)
+        for entry, raw in scan(self._st.db, prefix, successor(prefix)):
+            offset = body_offset(raw)
+            map_key = decode_key(entry[size:]) if raw[0] == 0 else _original_map_key(entry[size:], raw)
+            yield entry, map_key, raw, offset
+
+    def _visible(self) -> list[tuple[Any, bytes]]:
+        """``(map key, payload)`` of every visible entry, applying TTL read rules."""
+        st = self._st
+        ttl = st.ttl
+        if ttl is None:
+            return [(map_key, raw[offset:]) for _, map_key, raw, offset in self._entries()]
+        now = ttl.clock.now()
+        result = []
+        for entry, map_key, raw, offset in list(self._entries()):
+            payload = _ttl_read(st, entry, raw, offset, now)
+            if payload is not None:
+                result.append((map_key, payload))
+        return result
+
+    def get(self, map_key: K, default: V | None = None) -> V | None:
+        st = self._st
+        if st.ttl is not None:
+            st.ttl.on_access()
+        entry, _ = self._map_entry(map_key)
+        payload = _read_single(st, entry)
+        return default if payload is None else st.loads(payload)
+
+    def put(self, map_key: K, value: V) -> None:
+        st = self._st
+        if st.ttl is not None:
+            st.ttl.on_access()
+        entry, head = self._map_entry(map_key)
+        _write_single(st, entry, head, st.dump(value, self._ctx, f", map key {map_key!r}"))
+
+    def put_all(self, mapping: Mapping[K, V]) -> None:
+        st = self._st
+        ttl = st.ttl
+        if ttl is not None:
+            ttl.on_access()
+        _entry(self)  # no current key: fail before anything is written
+        stamp = b"" if ttl is None else TS.pack(ttl.clock.now())
+        batch = WriteBatch(raw_mode=True)
+        for map_key, value in mapping.items():
+            entry, head = self._map_entry(map_key)
+            batch.put(entry, head + stamp + st.dump(value, self._ctx, f", map key {map_key!r}"))
+        if len(batch):
+            st.db.write(batch)
+
+    def remove(self, map_key: K) -> None:
+        st = self._st
+        if st.ttl is not None:
+            st.ttl.on_access()
+        st.db.delete(self._map_entry(map_key)[0])
+
+    def contains(self, map_key: K) -> bool:
+        st = self._st
+        if st.ttl is not None:
+            st.ttl.on_access()
+        return _read_single(st, self._map_entry(map_key)[0]) is not None
+
+    def keys(self) -> list[K]:
+        if self._st.ttl is not None:
+            self._st.ttl.on_access()
+        return [map_key for map_key, _ in self._visible()]
+
+    def values(self) -> list[V]:
+        st = self._st
+        if st.ttl is not None:
+            st.ttl.on_access()
+        return [st.loads(payload) for _, payload in self._visible()]
+
+    def items(self) -> list[tuple[K, V]]:
+        st = self._st
+        if st.ttl is not None:
+            st.ttl.on_access()
+        return [(map_key, st.loads(payload)) for map_key, payload in self._visible()]
+
+    def is_empty(self) -> bool:
+        """Whether no entry is visible; does not refresh or remove anything."""
+        st = self._st
+        ttl = st.ttl
+        if ttl is not None:
+            ttl.on_access()
+        now = 0.0 if ttl is None else ttl.clock.now()
+        for _, _, raw, offset in self._entries():
+            if ttl is None or ttl.return_expired or TS.unpack_from(raw, offset)[0] + ttl.ttl > now:
+                return False
+        return True
+
+    def clear(self) -> None:
+        st = self._st
+        if st.ttl is not None:
+            st.ttl.on_access()
+        prefix, _ = _entry(self)
+        batch = WriteBatch(raw_mode=True)
+        for entry, _ in scan(st.db, prefix, successor(prefix)):
+            batch.delete(entry)
+        if len(batch):
+            st.db.write(batch)
+
+
+def _original_map_key(encoded: bytes, raw: bytes) -> Any:
+    _, original = original_keys(raw)
+    return decode_key(encoded) if original is ABSENT else original
+
+
+def _ttl_read(st: StateAccess, entry: bytes, raw: bytes, offset: int, now: float) -> bytes | None:
+    """TTL read rules for one map entry already read: refresh, clean up, hide."""
+    ttl = st.ttl
+    assert ttl is not None
+    stamp = TS.unpack_from(raw, offset)[0]
+    payload = raw[offset + 8 :]
+    if stamp + ttl.ttl > now:
+        if ttl.refresh_on_read:
+            st.db.put(entry, raw[:offset] + TS.pack(now) + payload)
+        return payload
+    if ttl.cleanup_on_read:
+        st.db.delete(entry)
+    return payload if ttl.return_expired else None
+
+
+HANDLES: dict[str, type[Any]] = {
+    "value": RocksValueState,
+    "list": RocksListState,
+    "map": RocksMapState,
+    "reducing": RocksReducingState,
+    "aggregating": RocksAggregatingState,
+}
+
+
+def make_handle(descriptor: StateDescriptor, ctx: RocksKeyContext, access: StateAccess) -> Any:
+    return HANDLES[descriptor.kind](descriptor, ctx, access)
+
