@@ -49,6 +49,7 @@ from streamflow.state.rocksdb.canonical import (
 )
 from streamflow.state.rocksdb.handles import HANDLES, RocksKeyContext, StateAccess, make_handle
 from streamflow.state.rocksdb.keys import MAX_STATES
+from streamflow.state.rocksdb.native import NativeSnapshot, take_native_snapshot
 from streamflow.state.rocksdb.ttl import ExpirySweeper, RocksTtl, purge_entry, purge_list
 from streamflow.state.rocksdb.values import TS, body_offset
 from streamflow.state.serializers import PickleSerializer, StateSerializer, serializer_mismatch
@@ -340,6 +341,75 @@ class RocksDBKeyedStateBackend:
                 f"{info.kind} state; keep the kind of a state, or rename the new one",
                 state=name,
             )
+
+    # -- native snapshots (see streamflow.state.rocksdb.native) ---------------------
+
+    def snapshot_native(self, directory: Path) -> NativeSnapshot:
+        """Flush and hard-link the database into ``directory`` (which must not exist):
+        the synchronous part of an incremental checkpoint. Upload it with
+        :func:`~streamflow.state.rocksdb.native.upload_native`, then remove it."""
+        self._check_open()
+        return take_native_snapshot(self, directory)
+
+    @property
+    def database(self) -> Rdict:
+        return self._db
+
+    @property
+    def budget(self) -> rdb.MemoryBudget:
+        return self._budget
+
+    def state_infos(self) -> list[StateInfo]:
+        return sorted(self._states.values(), key=lambda info: info.state_id)
+
+    def has_states(self) -> bool:
+        return bool(self._states)
+
+    def adopt_database(self, directory: Path, states: Iterable[StateInfo]) -> None:
+        """Make the database files in ``directory`` this backend's database (a restore
+        reusing an old subtask's files), dropping the key groups outside this subtask's
+        range. Only before any state exists here."""
+        if self._states:
+            raise StateError(f"{self!r} already holds states; a native restore by reuse needs an empty backend")
+        self._db.close()
+        rdb.remove_directory(self.directory / "db")
+        directory.rename(self.directory / "db")
+        self._db = rdb.open_database(self.directory / "db", self._budget)
+        own = self.key_group_range
+        if own.start > 0:
+            self._db.delete_range(b"", own.start.to_bytes(2, "big"))
+        if own.stop < self.max_parallelism:
+            self._db.delete_range(own.stop.to_bytes(2, "big"), b"\xff\xff\xff")
+        for info in states:
+            self._states[info.name] = info
+
+    def state_for_restore(self, saved: StateInfo) -> StateInfo:
+        """The state that receives an old subtask's entries of ``saved`` (the old
+        subtask's id may differ): added if new, else checked to hold the same kind of data.
+
+        Raises:
+            StateError: the kind, TTL or serializer differs from what is here already.
+        """
+        self._check_restored_kind(saved.name, saved.kind)
+        info = self._states.get(saved.name)
+        if info is None:
+            info = self._new_state(saved.name, saved.kind, saved.has_ttl, saved.written_with)
+            info.recorded = saved.recorded
+            return info
+        if info.serializer is not None and info.serializer.name != saved.written_with:
+            raise serializer_mismatch(
+                f"keyed state {info.name!r}", info.name, saved.written_with, info.serializer.name,
+                operator=self.operator_uid,
+            )  # fmt: skip
+        if info.has_ttl != saved.has_ttl or info.written_with != saved.written_with:
+            raise StateError(
+                f"operator {self.operator_uid!r}: a native snapshot holds state {info.name!r} with ttl={saved.has_ttl}"
+                f" and serializer {saved.written_with!r}, but here it has ttl={info.has_ttl} and serializer "
+                f"{info.written_with!r}; restore native snapshots before get_state registers the state differently",
+                operator=self.operator_uid,
+                state=info.name,
+            )
+        return info
 
     # -- lifecycle ------------------------------------------------------------------
 

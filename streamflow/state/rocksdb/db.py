@@ -105,6 +105,7 @@ def create_checkpoint(db: Rdict, path: Path) -> None:
     """Flush the memtables and hard-link the database's live files into ``path`` (which
     must not exist): RocksDB's checkpoint. SST files are immutable, so the links are a
     consistent snapshot at no copying cost."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     db.flush(True)
     Checkpoint(db).create_checkpoint(str(path))
 
