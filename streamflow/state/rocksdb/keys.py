@@ -47,6 +47,9 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+from streamflow.errors import StateError
+from streamflow.state.serializers import type_name
+
 __all__ = [
     "decode_key",
     "encode_key",
@@ -124,28 +127,30 @@ def _tuple(items: tuple[Any, ...], exact: bool) -> tuple[bytes, bool]:
     return b"".join(parts), exact
 
 
-def _number(value: Any, exact: bool) -> tuple[bytes, bool]:
-    """A rational number (float, Decimal, Fraction) by value: as the int or float it equals."""
+def _number(value: Any) -> tuple[bytes, bool]:
+    """A rational number (float, Decimal, Fraction) by value: as the int or float it
+    equals if any; exact when that gives back the value's own type."""
+    kind = type(value)
     if isinstance(value, float) and not math.isfinite(value):
-        return b"F" + _DOUBLE.pack(value), exact
+        return b"F" + _DOUBLE.pack(value), kind is float
     if isinstance(value, Decimal) and not value.is_finite():
         if value.is_nan():
             return b"P" + pickle.dumps(value, protocol=5), True  # NaN Decimals equal nothing
         return b"F" + _DOUBLE.pack(float(value)), False
     if value == int(value):
-        return _int(int(value)), exact
+        return _int(int(value)), False
     as_float = float(value)
     if as_float == value:
-        return b"F" + _DOUBLE.pack(as_float), exact
+        return b"F" + _DOUBLE.pack(as_float), kind is float
     ratio = Fraction(value)
     num, den = _int(ratio.numerator), _int(ratio.denominator)
-    return b"Q" + varint(len(num)) + num + den, exact and type(value) is Fraction
+    return b"Q" + varint(len(num)) + num + den, kind is Fraction
 
 
 def _other(key: Any) -> tuple[bytes, bool]:
     kind = type(key)
     if kind is float:
-        return _number(key, key.is_integer() is False)
+        return _number(key)
     if isinstance(key, int):  # bool, IntEnum and other int subclasses: as the equal int
         return _int(int.__index__(key)), False
     if isinstance(key, str):
@@ -155,7 +160,7 @@ def _other(key: Any) -> tuple[bytes, bool]:
     if isinstance(key, tuple):
         return _tuple(key, False)
     if isinstance(key, (float, Decimal, Fraction)):
-        return _number(key, False)
+        return _number(key)
     if isinstance(key, complex):
         if key.imag == 0:
             data, _ = _other(key.real)
@@ -171,7 +176,14 @@ def _other(key: Any) -> tuple[bytes, bool]:
         return b"E" + key.isoformat().encode(), kind is datetime.date
     if isinstance(key, uuid.UUID):
         return b"U" + key.bytes, kind is uuid.UUID
-    return b"P" + pickle.dumps(key, protocol=5), True
+    try:
+        return b"P" + pickle.dumps(key, protocol=5), True
+    except Exception as exc:  # noqa: BLE001 - pickle raises TypeError, AttributeError, PicklingError...
+        raise StateError(
+            f"key {key!r} of type {type_name(key)} cannot be stored in RocksDB state: it is not one of the types "
+            f"encoded by value (str, bytes, numbers, None, tuples, frozensets, datetimes, UUIDs) and it does not "
+            f"pickle ({type(exc).__name__}: {exc}); key by a plain value, or make the type picklable"
+        ) from exc
 
 
 def _datetime(key: datetime.datetime) -> tuple[bytes, bool]:
