@@ -256,7 +256,9 @@ class RocksDBKeyedStateBackend:
             )
             if ttl.per_record:
                 self._per_record.append(ttl)
-        info.access = StateAccess(info.name, self.operator_uid, info.state_id, self._db, serializer, ttl)
+        info.access = StateAccess(
+            info.name, self.operator_uid, self.subtask_index, info.state_id, self._db, serializer, ttl, self._ctx
+        )
 
     def _rewrite(self, info: StateInfo, serializer: StateSerializer, want_ttl: bool) -> None:
         """Rewrite every entry of a restored state: payloads into ``serializer``'s bytes

@@ -111,28 +111,46 @@ class StateAccess:
     """What the handles of one state share: the database, the state's id, its
     serializer and TTL. The backend swaps ``db`` when a restore replaces the database."""
 
-    __slots__ = ("name", "operator", "sid", "db", "serializer", "dumps", "loads", "ttl")
+    __slots__ = ("name", "operator", "subtask", "sid", "db", "serializer", "dumps", "loads", "ttl", "ctx")
 
     def __init__(
-        self, name: str, operator: str, state_id: int, db: Rdict, serializer: StateSerializer, ttl: RocksTtl | None
-    ) -> None:
+        self, name: str, operator: str, subtask: int, state_id: int, db: Rdict, serializer: StateSerializer,
+        ttl: RocksTtl | None, ctx: KeyContext,
+    ) -> None:  # fmt: skip
         self.name = name
         self.operator = operator
+        self.subtask = subtask
         self.sid = state_id.to_bytes(2, "big")
         self.db = db
         self.serializer = serializer
         self.dumps = serializer.dumps
-        self.loads = serializer.loads
+        self.loads = self._load
         self.ttl = ttl
+        self.ctx = ctx
 
-    def dump(self, value: Any, ctx: KeyContext, where: str = "") -> bytes:
+    def dump(self, value: Any, where: str = "") -> bytes:
+        """``serializer.dumps(value)``; its refusal as a StateSerializationError naming
+        the operator, state and key (raised by the write that stored the value)."""
         try:
             return self.dumps(value)
         except Exception as exc:  # noqa: BLE001 - a serializer may raise anything
             raise serializer_failure(
                 exc, serializer=self.serializer, value=value,
-                where=f"keyed state {self.name!r} (key {ctx.key!r}{where})", state=self.name, operator=self.operator,
+                where=f"keyed state {self.name!r} (key {self.ctx.key!r}{where})", state=self.name, operator=self.operator,
+                subtask=self.subtask,
             ) from exc  # fmt: skip
+
+    def _load(self, data: bytes) -> Any:
+        try:
+            return self.serializer.loads(data)
+        except Exception as exc:  # noqa: BLE001 - a serializer may raise anything
+            raise StateError(
+                f"operator {self.operator!r}: the value of key {self.ctx.key!r} in keyed state {self.name!r} does "
+                f"not load with serializer {self.serializer.name!r} ({type(exc).__name__}: {exc}); the stored "
+                "bytes are damaged or the serializer cannot read what it wrote",
+                operator=self.operator,
+                state=self.name,
+            ) from exc
 
 
 def _entry(handle: Any) -> tuple[bytes, bytes]:
@@ -207,7 +225,7 @@ class RocksValueState(ValueState[T]):
         if st.ttl is not None:
             st.ttl.on_access()
         key, head = _entry(self)
-        _write_single(st, key, head, st.dump(value, self._ctx))
+        _write_single(st, key, head, st.dump(value))
 
     def clear(self) -> None:
         st = self._st
@@ -240,7 +258,7 @@ class RocksReducingState(ReducingState[T]):
         payload = _live_single(st, key)
         if payload is not None:
             value = self._reduce(st.loads(payload), value)
-        _write_single(st, key, head, st.dump(value, self._ctx))
+        _write_single(st, key, head, st.dump(value))
 
     def clear(self) -> None:
         st = self._st
@@ -274,7 +292,7 @@ class RocksAggregatingState(AggregatingState[IN, ACC, OUT]):
         key, head = _entry(self)
         payload = _live_single(st, key)
         accumulator = self._fn.create_accumulator() if payload is None else st.loads(payload)
-        _write_single(st, key, head, st.dump(self._fn.add(value, accumulator), self._ctx))
+        _write_single(st, key, head, st.dump(self._fn.add(value, accumulator)))
 
     def clear(self) -> None:
         st = self._st
@@ -335,7 +353,7 @@ class RocksListState(ListState[T]):
         if st.ttl is not None:
             st.ttl.on_access()
         key, head = _entry(self)
-        payloads = [st.dump(value, self._ctx, f", element {i}") for i, value in enumerate(values)]
+        payloads = [st.dump(value, f", element {i}") for i, value in enumerate(values)]
         if not payloads:
             return
         body = pack_elements(payloads, None if st.ttl is None else st.ttl.clock.now())
@@ -353,7 +371,7 @@ class RocksListState(ListState[T]):
         if st.ttl is not None:
             st.ttl.on_access()
         key, head = _entry(self)
-        payloads = [st.dump(value, self._ctx, f", element {i}") for i, value in enumerate(values)]
+        payloads = [st.dump(value, f", element {i}") for i, value in enumerate(values)]
         if payloads:
             st.db.put(key, head + pack_elements(payloads, None if st.ttl is None else st.ttl.clock.now()))
         else:
@@ -421,7 +439,7 @@ class RocksMapState(MapState[K, V]):
         if st.ttl is not None:
             st.ttl.on_access()
         entry, head = self._map_entry(map_key)
-        _write_single(st, entry, head, st.dump(value, self._ctx, f", map key {map_key!r}"))
+        _write_single(st, entry, head, st.dump(value, f", map key {map_key!r}"))
 
     def put_all(self, mapping: Mapping[K, V]) -> None:
         st = self._st
@@ -433,7 +451,7 @@ class RocksMapState(MapState[K, V]):
         batch = WriteBatch(raw_mode=True)
         for map_key, value in mapping.items():
             entry, head = self._map_entry(map_key)
-            batch.put(entry, head + stamp + st.dump(value, self._ctx, f", map key {map_key!r}"))
+            batch.put(entry, head + stamp + st.dump(value, f", map key {map_key!r}"))
         if len(batch):
             st.db.write(batch)
 

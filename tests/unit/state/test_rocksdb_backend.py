@@ -16,7 +16,7 @@ import pytest
 from streamflow.checkpoint import serde
 from streamflow.checkpoint.metadata import CheckpointMetadata, OperatorStateMeta
 from streamflow.checkpoint.storage import CheckpointStorage
-from streamflow.errors import ConfigError, StateSerializationError
+from streamflow.errors import ConfigError, StateError, StateSerializationError
 from streamflow.partitioning.keygroups import key_group_for, key_group_range
 from streamflow.runtime.clock import ManualClock
 from streamflow.runtime.elements import CheckpointId
@@ -252,3 +252,28 @@ def test_a_savepoint_moves_state_between_backends_and_parallelisms(
     finally:
         for backend in before + after:
             backend.close()
+
+
+class Reversed:
+    name = "reversed"
+
+    def dumps(self, value: Any) -> bytes:
+        return repr(value).encode()[::-1]
+
+    def loads(self, data: bytes) -> Any:
+        raise ValueError("cannot read")
+
+
+def test_bytes_that_do_not_load_are_an_error_naming_state_key_and_serializer(tmp_path: Path) -> None:
+    """The RocksDB backend decodes a value when it is read (the heap backend decodes a
+    restored state's values when get_state registers it)."""
+    backend = rocks(tmp_path)
+    try:
+        state = backend.get_state(ValueStateDescriptor[Any]("v", serializer=Reversed()))
+        use(backend, "alice")
+        state.update({"a": 1})
+        with pytest.raises(StateError, match=r"operator 'count': the value of key 'alice' in keyed state 'v' does not "
+                           r"load with serializer 'reversed' \(ValueError: cannot read\)"):  # fmt: skip
+            state.value()
+    finally:
+        backend.close()
