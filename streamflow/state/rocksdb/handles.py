@@ -203,7 +203,32 @@ def _live_single(st: StateAccess, key: bytes) -> bytes | None:
     return None
 
 
-class RocksValueState(ValueState[T]):
+def _touch(handle: Any) -> StateAccess:
+    """Every handle method starts here: one incremental TTL cleanup step, if configured."""
+    st: StateAccess = handle._st
+    if st.ttl is not None:
+        st.ttl.on_access()
+    return st
+
+
+def _begin(handle: Any) -> tuple[StateAccess, bytes, bytes]:
+    """:func:`_touch`, then ``(access, RocksDB key, header)`` of the current key's entry."""
+    st = _touch(handle)
+    key, head = _entry(handle)
+    return st, key, head
+
+
+class _OneEntry:
+    """``clear`` of the states that keep one entry per key (all but map state)."""
+
+    __slots__ = ()
+
+    def clear(self) -> None:
+        st, key, _ = _begin(self)
+        st.db.delete(key)
+
+
+class RocksValueState(_OneEntry, ValueState[T]):
     """ValueState on RocksDB: one entry per key."""
 
     __slots__ = ("_st",)
@@ -213,28 +238,16 @@ class RocksValueState(ValueState[T]):
         self._st = access
 
     def value(self) -> T | None:
-        st = self._st
-        if st.ttl is not None:
-            st.ttl.on_access()
-        key, _ = _entry(self)
+        st, key, _ = _begin(self)
         payload = _read_single(st, key)
         return self._default if payload is None else st.loads(payload)
 
     def update(self, value: T) -> None:
-        st = self._st
-        if st.ttl is not None:
-            st.ttl.on_access()
-        key, head = _entry(self)
+        st, key, head = _begin(self)
         _write_single(st, key, head, st.dump(value))
 
-    def clear(self) -> None:
-        st = self._st
-        if st.ttl is not None:
-            st.ttl.on_access()
-        st.db.delete(_entry(self)[0])
 
-
-class RocksReducingState(ReducingState[T]):
+class RocksReducingState(_OneEntry, ReducingState[T]):
     """ReducingState on RocksDB: the reduced value is read, combined and written back."""
 
     __slots__ = ("_st",)
@@ -244,30 +257,19 @@ class RocksReducingState(ReducingState[T]):
         self._st = access
 
     def get(self) -> T | None:
-        st = self._st
-        if st.ttl is not None:
-            st.ttl.on_access()
-        payload = _read_single(st, _entry(self)[0])
+        st, key, _ = _begin(self)
+        payload = _read_single(st, key)
         return None if payload is None else st.loads(payload)
 
     def add(self, value: T) -> None:
-        st = self._st
-        if st.ttl is not None:
-            st.ttl.on_access()
-        key, head = _entry(self)
+        st, key, head = _begin(self)
         payload = _live_single(st, key)
         if payload is not None:
             value = self._reduce(st.loads(payload), value)
         _write_single(st, key, head, st.dump(value))
 
-    def clear(self) -> None:
-        st = self._st
-        if st.ttl is not None:
-            st.ttl.on_access()
-        st.db.delete(_entry(self)[0])
 
-
-class RocksAggregatingState(AggregatingState[IN, ACC, OUT]):
+class RocksAggregatingState(_OneEntry, AggregatingState[IN, ACC, OUT]):
     """AggregatingState on RocksDB: the accumulator is read, folded and written back."""
 
     __slots__ = ("_st",)
@@ -279,29 +281,18 @@ class RocksAggregatingState(AggregatingState[IN, ACC, OUT]):
         self._st = access
 
     def get(self) -> OUT | None:
-        st = self._st
-        if st.ttl is not None:
-            st.ttl.on_access()
-        payload = _read_single(st, _entry(self)[0])
+        st, key, _ = _begin(self)
+        payload = _read_single(st, key)
         return None if payload is None else self._fn.get_result(st.loads(payload))
 
     def add(self, value: IN) -> None:
-        st = self._st
-        if st.ttl is not None:
-            st.ttl.on_access()
-        key, head = _entry(self)
+        st, key, head = _begin(self)
         payload = _live_single(st, key)
         accumulator = self._fn.create_accumulator() if payload is None else st.loads(payload)
         _write_single(st, key, head, st.dump(self._fn.add(value, accumulator)))
 
-    def clear(self) -> None:
-        st = self._st
-        if st.ttl is not None:
-            st.ttl.on_access()
-        st.db.delete(_entry(self)[0])
 
-
-class RocksListState(ListState[T]):
+class RocksListState(_OneEntry, ListState[T]):
     """ListState on RocksDB: the list is one entry; ``add`` appends bytes without
     decoding the elements already there (rocksdict offers no merge operator, so it is a
     read and a write)."""
@@ -313,11 +304,8 @@ class RocksListState(ListState[T]):
         self._st = access
 
     def get(self) -> list[T]:
-        st = self._st
+        st, key, _ = _begin(self)
         ttl = st.ttl
-        if ttl is not None:
-            ttl.on_access()
-        key, _ = _entry(self)
         raw = st.db.get(key)
         if raw is None:
             return []
@@ -349,10 +337,7 @@ class RocksListState(ListState[T]):
         return result
 
     def _append(self, values: Iterable[T]) -> None:
-        st = self._st
-        if st.ttl is not None:
-            st.ttl.on_access()
-        key, head = _entry(self)
+        st, key, head = _begin(self)
         payloads = [st.dump(value, f", element {i}") for i, value in enumerate(values)]
         if not payloads:
             return
@@ -367,21 +352,12 @@ class RocksListState(ListState[T]):
         self._append(values)
 
     def update(self, values: Iterable[T]) -> None:
-        st = self._st
-        if st.ttl is not None:
-            st.ttl.on_access()
-        key, head = _entry(self)
+        st, key, head = _begin(self)
         payloads = [st.dump(value, f", element {i}") for i, value in enumerate(values)]
         if payloads:
             st.db.put(key, head + pack_elements(payloads, None if st.ttl is None else st.ttl.clock.now()))
         else:
             st.db.delete(key)
-
-    def clear(self) -> None:
-        st = self._st
-        if st.ttl is not None:
-            st.ttl.on_access()
-        st.db.delete(_entry(self)[0])
 
 
 class RocksMapState(MapState[K, V]):
@@ -427,25 +403,19 @@ class RocksMapState(MapState[K, V]):
         return result
 
     def get(self, map_key: K, default: V | None = None) -> V | None:
-        st = self._st
-        if st.ttl is not None:
-            st.ttl.on_access()
+        st = _touch(self)
         entry, _ = self._map_entry(map_key)
         payload = _read_single(st, entry)
         return default if payload is None else st.loads(payload)
 
     def put(self, map_key: K, value: V) -> None:
-        st = self._st
-        if st.ttl is not None:
-            st.ttl.on_access()
+        st = _touch(self)
         entry, head = self._map_entry(map_key)
         _write_single(st, entry, head, st.dump(value, f", map key {map_key!r}"))
 
     def put_all(self, mapping: Mapping[K, V]) -> None:
-        st = self._st
+        st = _touch(self)
         ttl = st.ttl
-        if ttl is not None:
-            ttl.on_access()
         _entry(self)  # no current key: fail before anything is written
         stamp = b"" if ttl is None else TS.pack(ttl.clock.now())
         batch = WriteBatch(raw_mode=True)
@@ -456,40 +426,29 @@ class RocksMapState(MapState[K, V]):
             st.db.write(batch)
 
     def remove(self, map_key: K) -> None:
-        st = self._st
-        if st.ttl is not None:
-            st.ttl.on_access()
+        st = _touch(self)
         st.db.delete(self._map_entry(map_key)[0])
 
     def contains(self, map_key: K) -> bool:
-        st = self._st
-        if st.ttl is not None:
-            st.ttl.on_access()
+        st = _touch(self)
         return _read_single(st, self._map_entry(map_key)[0]) is not None
 
     def keys(self) -> list[K]:
-        if self._st.ttl is not None:
-            self._st.ttl.on_access()
+        _touch(self)
         return [map_key for map_key, _ in self._visible()]
 
     def values(self) -> list[V]:
-        st = self._st
-        if st.ttl is not None:
-            st.ttl.on_access()
+        st = _touch(self)
         return [st.loads(payload) for _, payload in self._visible()]
 
     def items(self) -> list[tuple[K, V]]:
-        st = self._st
-        if st.ttl is not None:
-            st.ttl.on_access()
+        st = _touch(self)
         return [(map_key, st.loads(payload)) for map_key, payload in self._visible()]
 
     def is_empty(self) -> bool:
         """Whether no entry is visible; does not refresh or remove anything."""
-        st = self._st
+        st = _touch(self)
         ttl = st.ttl
-        if ttl is not None:
-            ttl.on_access()
         now = 0.0 if ttl is None else ttl.clock.now()
         for _, _, raw, offset in self._entries():
             if ttl is None or ttl.return_expired or TS.unpack_from(raw, offset)[0] + ttl.ttl > now:
@@ -497,9 +456,7 @@ class RocksMapState(MapState[K, V]):
         return True
 
     def clear(self) -> None:
-        st = self._st
-        if st.ttl is not None:
-            st.ttl.on_access()
+        st = _touch(self)
         prefix, _ = _entry(self)
         batch = WriteBatch(raw_mode=True)
         for entry, _ in scan(st.db, prefix, successor(prefix)):
