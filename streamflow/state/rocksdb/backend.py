@@ -1,7 +1,8 @@
 """The embedded RocksDB state backend: keyed state larger than memory.
 
-:class:`EmbeddedRocksDBStateBackend` is chosen per job (``env.set_state_backend``) and
-makes a :class:`RocksDBKeyedStateBackend` per keyed subtask, with the same contract as
+:class:`~streamflow.state.rocksdb.state_backend.EmbeddedRocksDBStateBackend` is chosen
+per job (``env.set_state_backend``) and makes a :class:`RocksDBKeyedStateBackend` per
+keyed subtask, with the same contract as
 the heap backend (:class:`~streamflow.state.backend.KeyedStateBackend`): the same
 handles (they subclass the heap ones), the same errors, the same canonical snapshot.
 What differs:
@@ -47,14 +48,22 @@ from streamflow.state.rocksdb.canonical import (
     state_keys,
     write_canonical,
 )
-from streamflow.state.rocksdb.handles import HANDLES, RocksKeyContext, StateAccess, make_handle
+from streamflow.state.rocksdb.handles import (
+    RocksAggregatingState,
+    RocksKeyContext,
+    RocksListState,
+    RocksReducingState,
+    RocksValueState,
+    StateAccess,
+)
 from streamflow.state.rocksdb.keys import MAX_STATES
+from streamflow.state.rocksdb.map_handle import RocksMapState
 from streamflow.state.rocksdb.native import NativeSnapshot, take_native_snapshot
 from streamflow.state.rocksdb.ttl import ExpirySweeper, RocksTtl, purge_entry, purge_list
 from streamflow.state.rocksdb.values import TS, body_offset
 from streamflow.state.serializers import PickleSerializer, StateSerializer, serializer_mismatch
 
-__all__ = ["EmbeddedRocksDBStateBackend", "RocksDBKeyedStateBackend"]
+__all__ = ["RocksDBKeyedStateBackend"]
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -64,6 +73,14 @@ ACC = TypeVar("ACC")
 OUT = TypeVar("OUT")
 
 _PICKLE = PickleSerializer()
+
+HANDLES: dict[str, type[Any]] = {
+    "value": RocksValueState,
+    "list": RocksListState,
+    "map": RocksMapState,
+    "reducing": RocksReducingState,
+    "aggregating": RocksAggregatingState,
+}
 
 
 class RocksDBKeyedStateBackend:
@@ -210,7 +227,7 @@ class RocksDBKeyedStateBackend:
             )
         elif info.handle is not None and info.descriptor == descriptor:
             return info.handle
-        handle = make_handle(descriptor, self._ctx, info.access)
+        handle = HANDLES[descriptor.kind](descriptor, self._ctx, info.access)
         info.descriptor = descriptor
         info.handle = handle
         return handle
@@ -442,70 +459,3 @@ def _any_alive(is_list: bool, ttl: float, now: float, raw: bytes, offset: int) -
     if not is_list:
         return bool(TS.unpack_from(raw, offset)[0] + ttl > now)
     return any(ts + ttl > now for _, ts in decode_body("list", True, raw, offset))
-
-
-class EmbeddedRocksDBStateBackend:
-    """A :class:`~streamflow.state.backend.StateBackend` keeping keyed state in RocksDB.
-
-    Args:
-        directory: root of the subtasks' working directories (default: a
-            ``streamflow-rocksdb`` folder in the system's temp directory); each subtask's
-            directory is removed when it closes. Use a local disk.
-        incremental: checkpoints write only the RocksDB files not already in checkpoint
-            storage (native snapshots); False writes the full canonical snapshot every
-            time. Savepoints are always canonical.
-        memory_budget: bytes of memory all RocksDB state of the job may use for block
-            cache and write buffers together (default 256 MiB).
-        ttl_sweep_every: every so many records a subtask sweeps its TTL states ...
-        ttl_sweep_entries: ... checking this many entries, removing expired ones.
-
-    Raises:
-        ConfigError: a setting is out of range, or ``directory`` is not writable.
-    """
-
-    def __init__(
-        self,
-        directory: str | Path | None = None,
-        *,
-        incremental: bool = True,
-        memory_budget: int = 256 << 20,
-        ttl_sweep_every: int = 10_000,
-        ttl_sweep_entries: int = 1_000,
-    ) -> None:
-        if not isinstance(incremental, bool):
-            raise ConfigError(f"incremental must be True or False, got {incremental!r}")
-        for name, value in (("ttl_sweep_every", ttl_sweep_every), ("ttl_sweep_entries", ttl_sweep_entries)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"EmbeddedRocksDBStateBackend {name} must be an int >= 1, got {value!r}")
-        self.root = rdb.default_root() if directory is None else Path(directory)
-        rdb.check_root(self.root)
-        self.incremental = incremental
-        self.budget = rdb.MemoryBudget(memory_budget)
-        self.ttl_sweep_every = ttl_sweep_every
-        self.ttl_sweep_entries = ttl_sweep_entries
-
-    def create_keyed_backend(
-        self, *, operator_uid: str, subtask_index: int, max_parallelism: int, key_group_range: range, clock: Clock
-    ) -> RocksDBKeyedStateBackend:
-        """A fresh, empty backend for one keyed subtask, in a new working directory.
-
-        Raises:
-            ConfigError: the working directory cannot be created or written.
-        """
-        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in operator_uid)[:60]
-        directory = rdb.make_working_directory(self.root, f"{name}-{subtask_index}")
-        try:
-            return RocksDBKeyedStateBackend(
-                operator_uid=operator_uid, subtask_index=subtask_index, max_parallelism=max_parallelism,
-                key_group_range=key_group_range, clock=clock, directory=directory, budget=self.budget,
-                ttl_sweep_every=self.ttl_sweep_every, ttl_sweep_entries=self.ttl_sweep_entries,
-            )  # fmt: skip
-        except BaseException:
-            rdb.remove_directory(directory)
-            raise
-
-    def __repr__(self) -> str:
-        return (
-            f"EmbeddedRocksDBStateBackend({str(self.root)!r}, incremental={self.incremental}, "
-            f"memory_budget={self.budget.total})"
-        )

@@ -54,14 +54,16 @@ from streamflow.state.rocksdb.values import (
 from streamflow.state.serializers import StateSerializer, serializer_failure
 
 __all__ = [
-    "HANDLES",
     "RocksAggregatingState",
     "RocksKeyContext",
     "RocksListState",
-    "RocksMapState",
     "RocksReducingState",
     "RocksValueState",
     "StateAccess",
+    "entry_of",
+    "read_single",
+    "touch",
+    "write_single",
 ]
 
 T = TypeVar("T")
@@ -104,7 +106,7 @@ class _NotHeap(dict[Any, Any]):
     get = __getitem__ = __setitem__ = __contains__ = __iter__ = pop = setdefault = items = keys = values = _fail
 
 
-_NOT_HEAP = _NotHeap()
+NOT_HEAP = _NotHeap()
 
 
 class StateAccess:
@@ -153,7 +155,7 @@ class StateAccess:
             ) from exc
 
 
-def _entry(handle: Any) -> tuple[bytes, bytes]:
+def entry_of(handle: Any) -> tuple[bytes, bytes]:
     """``(RocksDB key, header)`` of the current key's entry of ``handle``'s state."""
     ctx = handle._ctx
     parts = ctx.parts
@@ -162,7 +164,7 @@ def _entry(handle: Any) -> tuple[bytes, bytes]:
     return parts[0] + handle._st.sid + parts[1], parts[2]
 
 
-def _read_single(st: StateAccess, key: bytes) -> bytes | None:
+def read_single(st: StateAccess, key: bytes) -> bytes | None:
     """The visible payload of a single-valued entry, applying TTL read rules."""
     raw = st.db.get(key)
     if raw is None:
@@ -183,12 +185,12 @@ def _read_single(st: StateAccess, key: bytes) -> bytes | None:
     return payload if ttl.return_expired else None
 
 
-def _write_single(st: StateAccess, key: bytes, head: bytes, payload: bytes) -> None:
+def write_single(st: StateAccess, key: bytes, head: bytes, payload: bytes) -> None:
     ttl = st.ttl
     st.db.put(key, head + payload if ttl is None else head + TS.pack(ttl.clock.now()) + payload)
 
 
-def _live_single(st: StateAccess, key: bytes) -> bytes | None:
+def live_single(st: StateAccess, key: bytes) -> bytes | None:
     """The payload of a single-valued entry that has not expired (no read rules: for
     reducing and aggregating ``add``, which never fold an expired value)."""
     raw = st.db.get(key)
@@ -203,7 +205,7 @@ def _live_single(st: StateAccess, key: bytes) -> bytes | None:
     return None
 
 
-def _touch(handle: Any) -> StateAccess:
+def touch(handle: Any) -> StateAccess:
     """Every handle method starts here: one incremental TTL cleanup step, if configured."""
     st: StateAccess = handle._st
     if st.ttl is not None:
@@ -213,8 +215,8 @@ def _touch(handle: Any) -> StateAccess:
 
 def _begin(handle: Any) -> tuple[StateAccess, bytes, bytes]:
     """:func:`_touch`, then ``(access, RocksDB key, header)`` of the current key's entry."""
-    st = _touch(handle)
-    key, head = _entry(handle)
+    st = touch(handle)
+    key, head = entry_of(handle)
     return st, key, head
 
 
@@ -234,17 +236,17 @@ class RocksValueState(_OneEntry, ValueState[T]):
     __slots__ = ("_st",)
 
     def __init__(self, descriptor: ValueStateDescriptor[T], ctx: RocksKeyContext, access: StateAccess) -> None:
-        super().__init__(descriptor, ctx, _NOT_HEAP)
+        super().__init__(descriptor, ctx, NOT_HEAP)
         self._st = access
 
     def value(self) -> T | None:
         st, key, _ = _begin(self)
-        payload = _read_single(st, key)
+        payload = read_single(st, key)
         return self._default if payload is None else st.loads(payload)
 
     def update(self, value: T) -> None:
         st, key, head = _begin(self)
-        _write_single(st, key, head, st.dump(value))
+        write_single(st, key, head, st.dump(value))
 
 
 class RocksReducingState(_OneEntry, ReducingState[T]):
@@ -253,20 +255,20 @@ class RocksReducingState(_OneEntry, ReducingState[T]):
     __slots__ = ("_st",)
 
     def __init__(self, descriptor: ReducingStateDescriptor[T], ctx: RocksKeyContext, access: StateAccess) -> None:
-        super().__init__(descriptor, ctx, _NOT_HEAP)
+        super().__init__(descriptor, ctx, NOT_HEAP)
         self._st = access
 
     def get(self) -> T | None:
         st, key, _ = _begin(self)
-        payload = _read_single(st, key)
+        payload = read_single(st, key)
         return None if payload is None else st.loads(payload)
 
     def add(self, value: T) -> None:
         st, key, head = _begin(self)
-        payload = _live_single(st, key)
+        payload = live_single(st, key)
         if payload is not None:
             value = self._reduce(st.loads(payload), value)
-        _write_single(st, key, head, st.dump(value))
+        write_single(st, key, head, st.dump(value))
 
 
 class RocksAggregatingState(_OneEntry, AggregatingState[IN, ACC, OUT]):
@@ -277,19 +279,19 @@ class RocksAggregatingState(_OneEntry, AggregatingState[IN, ACC, OUT]):
     def __init__(
         self, descriptor: AggregatingStateDescriptor[IN, ACC, OUT], ctx: RocksKeyContext, access: StateAccess
     ) -> None:
-        super().__init__(descriptor, ctx, _NOT_HEAP)
+        super().__init__(descriptor, ctx, NOT_HEAP)
         self._st = access
 
     def get(self) -> OUT | None:
         st, key, _ = _begin(self)
-        payload = _read_single(st, key)
+        payload = read_single(st, key)
         return None if payload is None else self._fn.get_result(st.loads(payload))
 
     def add(self, value: IN) -> None:
         st, key, head = _begin(self)
-        payload = _live_single(st, key)
+        payload = live_single(st, key)
         accumulator = self._fn.create_accumulator() if payload is None else st.loads(payload)
-        _write_single(st, key, head, st.dump(self._fn.add(value, accumulator)))
+        write_single(st, key, head, st.dump(self._fn.add(value, accumulator)))
 
 
 class RocksListState(_OneEntry, ListState[T]):
@@ -300,7 +302,7 @@ class RocksListState(_OneEntry, ListState[T]):
     __slots__ = ("_st",)
 
     def __init__(self, descriptor: ListStateDescriptor[T], ctx: RocksKeyContext, access: StateAccess) -> None:
-        super().__init__(descriptor, ctx, _NOT_HEAP)
+        super().__init__(descriptor, ctx, NOT_HEAP)
         self._st = access
 
     def get(self) -> list[T]:
@@ -358,142 +360,3 @@ class RocksListState(_OneEntry, ListState[T]):
             st.db.put(key, head + pack_elements(payloads, None if st.ttl is None else st.ttl.clock.now()))
         else:
             st.db.delete(key)
-
-
-class RocksMapState(MapState[K, V]):
-    """MapState on RocksDB: one entry per user key, so ``get`` and ``put`` are point
-    operations and iteration is a prefix scan. Iteration order is the order of the
-    canonical map-key bytes (deterministic), not insertion order as in the heap backend."""
-
-    __slots__ = ("_st",)
-
-    def __init__(self, descriptor: MapStateDescriptor[K, V], ctx: RocksKeyContext, access: StateAccess) -> None:
-        super().__init__(descriptor, ctx, _NOT_HEAP)
-        self._st = access
-
-    def _map_entry(self, map_key: Any) -> tuple[bytes, bytes]:
-        prefix, head = _entry(self)
-        encoded, exact = encode_key(map_key)
-        if exact:
-            return prefix + encoded, head
-        key_original, _ = original_keys(head)
-        return prefix + encoded, header(None if key_original is ABSENT else key_form(key_original), key_form(map_key))
-
-    def _entries(self) -> Iterator[tuple[bytes, Any, bytes, int]]:
-        """``(entry key, map key, raw, body offset)`` of the current key's entries."""
-        prefix, _ = _entry(self)
-        size = len(prefix)
-        for entry, raw in scan(self._st.db, prefix, successor(prefix)):
-            offset = body_offset(raw)
-            map_key = decode_key(entry[size:]) if raw[0] == 0 else _original_map_key(entry[size:], raw)
-            yield entry, map_key, raw, offset
-
-    def _visible(self) -> list[tuple[Any, bytes]]:
-        """``(map key, payload)`` of every visible entry, applying TTL read rules."""
-        st = self._st
-        ttl = st.ttl
-        if ttl is None:
-            return [(map_key, raw[offset:]) for _, map_key, raw, offset in self._entries()]
-        now = ttl.clock.now()
-        result = []
-        for entry, map_key, raw, offset in list(self._entries()):
-            payload = _ttl_read(st, entry, raw, offset, now)
-            if payload is not None:
-                result.append((map_key, payload))
-        return result
-
-    def get(self, map_key: K, default: V | None = None) -> V | None:
-        st = _touch(self)
-        entry, _ = self._map_entry(map_key)
-        payload = _read_single(st, entry)
-        return default if payload is None else st.loads(payload)
-
-    def put(self, map_key: K, value: V) -> None:
-        st = _touch(self)
-        entry, head = self._map_entry(map_key)
-        _write_single(st, entry, head, st.dump(value, f", map key {map_key!r}"))
-
-    def put_all(self, mapping: Mapping[K, V]) -> None:
-        st = _touch(self)
-        ttl = st.ttl
-        _entry(self)  # no current key: fail before anything is written
-        stamp = b"" if ttl is None else TS.pack(ttl.clock.now())
-        batch = WriteBatch(raw_mode=True)
-        for map_key, value in mapping.items():
-            entry, head = self._map_entry(map_key)
-            batch.put(entry, head + stamp + st.dump(value, f", map key {map_key!r}"))
-        if len(batch):
-            st.db.write(batch)
-
-    def remove(self, map_key: K) -> None:
-        st = _touch(self)
-        st.db.delete(self._map_entry(map_key)[0])
-
-    def contains(self, map_key: K) -> bool:
-        st = _touch(self)
-        return _read_single(st, self._map_entry(map_key)[0]) is not None
-
-    def keys(self) -> list[K]:
-        _touch(self)
-        return [map_key for map_key, _ in self._visible()]
-
-    def values(self) -> list[V]:
-        st = _touch(self)
-        return [st.loads(payload) for _, payload in self._visible()]
-
-    def items(self) -> list[tuple[K, V]]:
-        st = _touch(self)
-        return [(map_key, st.loads(payload)) for map_key, payload in self._visible()]
-
-    def is_empty(self) -> bool:
-        """Whether no entry is visible; does not refresh or remove anything."""
-        st = _touch(self)
-        ttl = st.ttl
-        now = 0.0 if ttl is None else ttl.clock.now()
-        for _, _, raw, offset in self._entries():
-            if ttl is None or ttl.return_expired or TS.unpack_from(raw, offset)[0] + ttl.ttl > now:
-                return False
-        return True
-
-    def clear(self) -> None:
-        st = _touch(self)
-        prefix, _ = _entry(self)
-        batch = WriteBatch(raw_mode=True)
-        for entry, _ in scan(st.db, prefix, successor(prefix)):
-            batch.delete(entry)
-        if len(batch):
-            st.db.write(batch)
-
-
-def _original_map_key(encoded: bytes, raw: bytes) -> Any:
-    _, original = original_keys(raw)
-    return decode_key(encoded) if original is ABSENT else original
-
-
-def _ttl_read(st: StateAccess, entry: bytes, raw: bytes, offset: int, now: float) -> bytes | None:
-    """TTL read rules for one map entry already read: refresh, clean up, hide."""
-    ttl = st.ttl
-    assert ttl is not None
-    stamp = TS.unpack_from(raw, offset)[0]
-    payload = raw[offset + 8 :]
-    if stamp + ttl.ttl > now:
-        if ttl.refresh_on_read:
-            st.db.put(entry, raw[:offset] + TS.pack(now) + payload)
-        return payload
-    if ttl.cleanup_on_read:
-        st.db.delete(entry)
-    return payload if ttl.return_expired else None
-
-
-HANDLES: dict[str, type[Any]] = {
-    "value": RocksValueState,
-    "list": RocksListState,
-    "map": RocksMapState,
-    "reducing": RocksReducingState,
-    "aggregating": RocksAggregatingState,
-}
-
-
-def make_handle(descriptor: StateDescriptor, ctx: RocksKeyContext, access: StateAccess) -> Any:
-    return HANDLES[descriptor.kind](descriptor, ctx, access)
-

@@ -38,7 +38,7 @@ from streamflow.state import (
     ValueStateDescriptor,
 )
 from streamflow.state.rocksdb import EmbeddedRocksDBStateBackend
-from streamflow.state.rocksdb.handles import HANDLES
+from streamflow.state.rocksdb.backend import HANDLES
 
 MAX_PARALLELISM = 24
 
