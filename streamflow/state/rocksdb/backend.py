@@ -15,6 +15,9 @@ What differs:
 - besides the canonical :meth:`~RocksDBKeyedStateBackend.snapshot`, a native, incremental
   one (:mod:`streamflow.state.rocksdb.native`): a RocksDB checkpoint whose immutable SST
   files later checkpoints share.
+
+(A little over 400 lines: the state registry, its registration rules and the restore
+hooks that change it belong together.)
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ fresh directory), so the log would only cost writes.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -33,7 +34,10 @@ from rocksdict import (
 
 from streamflow.errors import ConfigError, StateError
 
-__all__ = ["MemoryBudget", "create_checkpoint", "make_working_directory", "open_database", "open_read_only"]
+__all__ = [
+    "MemoryBudget", "create_checkpoint", "make_working_directory", "open_database", "open_read_only",
+    "remove_stale_directories",
+]
 
 _MIB = 1 << 20
 MIN_BUDGET = 4 * _MIB
@@ -110,15 +114,19 @@ def create_checkpoint(db: Rdict, path: Path) -> None:
     Checkpoint(db).create_checkpoint(str(path))
 
 
+_OWNER = re.compile(r".+-p([0-9]+)-[^-]+")
+
+
 def make_working_directory(root: Path, name: str) -> Path:
-    """A fresh directory for one subtask's database under ``root``.
+    """A fresh directory for one subtask's database under ``root``, named with this
+    process's id (so :func:`remove_stale_directories` can tell whose it is).
 
     Raises:
         ConfigError: ``root`` cannot be created or written.
     """
     try:
         root.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=root))
+        return Path(tempfile.mkdtemp(prefix=f"{name}-p{os.getpid()}-", dir=root))
     except OSError as exc:
         raise ConfigError(
             f"the RocksDB working directory {str(root)!r} is not writable ({exc.strerror or exc}); pass "
@@ -126,6 +134,35 @@ def make_working_directory(root: Path, name: str) -> Path:
             "(on a local disk with room for the job's state)",
             path=str(root),
         ) from exc
+
+
+def remove_stale_directories(root: Path) -> list[Path]:
+    """Remove the working directories under ``root`` of processes that no longer run
+    (killed jobs never close their databases); returns what was removed."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _OWNER.fullmatch(entry.name)
+        if match is None or not entry.is_dir(follow_symlinks=False) or _alive(int(match.group(1))):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(Path(entry.path))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive, and not ours to judge
+        return True
+    return True
 
 
 def check_root(root: Path) -> None:

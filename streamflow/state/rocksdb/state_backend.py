@@ -21,7 +21,8 @@ class EmbeddedRocksDBStateBackend:
     Args:
         directory: root of the subtasks' working directories (default: a
             ``streamflow-rocksdb`` folder in the system's temp directory); each subtask's
-            directory is removed when it closes. Use a local disk.
+            directory is removed when it closes, and those of processes that died
+            (killed jobs) when the next job here starts. Use a local disk.
         incremental: checkpoints write only the RocksDB files not already in checkpoint
             storage (native snapshots); False writes the full canonical snapshot every
             time. Savepoints are always canonical.
@@ -54,6 +55,7 @@ class EmbeddedRocksDBStateBackend:
         self.budget = rdb.MemoryBudget(memory_budget)
         self.ttl_sweep_every = ttl_sweep_every
         self.ttl_sweep_entries = ttl_sweep_entries
+        self._swept = False
 
     def create_keyed_backend(
         self, *, operator_uid: str, subtask_index: int, max_parallelism: int, key_group_range: range, clock: Clock
@@ -63,6 +65,9 @@ class EmbeddedRocksDBStateBackend:
         Raises:
             ConfigError: the working directory cannot be created or written.
         """
+        if not self._swept:  # once per job: directories of killed processes go
+            self._swept = True
+            rdb.remove_stale_directories(self.root)
         name = "".join(c if c.isalnum() or c in "-_." else "_" for c in operator_uid)[:60]
         directory = rdb.make_working_directory(self.root, f"{name}-{subtask_index}")
         try:

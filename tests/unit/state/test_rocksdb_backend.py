@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -276,5 +278,22 @@ def test_bytes_that_do_not_load_are_an_error_naming_state_key_and_serializer(tmp
         with pytest.raises(StateError, match=r"operator 'count': the value of key 'alice' in keyed state 'v' does not "
                            r"load with serializer 'reversed' \(ValueError: cannot read\)"):  # fmt: skip
             state.value()
+    finally:
+        backend.close()
+
+
+def test_working_directories_of_dead_processes_are_removed_when_a_job_starts(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    root = tmp_path / "work"
+    stale = root / f"count-0-p{int(dead.stdout)}-abc123"
+    (stale / "db").mkdir(parents=True)
+    mine = root / f"count-1-p{os.getpid()}-def456"
+    mine.mkdir()
+    unrelated = root / "notes"
+    unrelated.mkdir()
+    backend = rocks(tmp_path)
+    try:
+        assert not stale.exists() and mine.exists() and unrelated.exists()
+        assert f"-p{os.getpid()}-" in backend.directory.name
     finally:
         backend.close()
