@@ -13,7 +13,9 @@ per key (lazily, on the first state access after ``set_current_key``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import pickle
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import partial
 from typing import Any, NoReturn, TypeVar
 
 from rocksdict import Rdict, WriteBatch
@@ -51,7 +53,7 @@ from streamflow.state.rocksdb.values import (
     pack_stamped,
     unpack_elements,
 )
-from streamflow.state.serializers import StateSerializer, serializer_failure
+from streamflow.state.serializers import PickleSerializer, StateSerializer, serializer_failure
 
 __all__ = [
     "RocksAggregatingState",
@@ -111,7 +113,12 @@ NOT_HEAP = _NotHeap()
 
 class StateAccess:
     """What the handles of one state share: the database, the state's id, its
-    serializer and TTL. The backend swaps ``db`` when a restore replaces the database."""
+    serializer and TTL.
+
+    ``dumps`` / ``loads`` are the serializer's own (pickle's C functions for the
+    default one) for the hot paths, which wrap their failures with :meth:`dump_failure`
+    / :meth:`load_failure`; :meth:`dump` and :meth:`load` do both in one call.
+    """
 
     __slots__ = ("name", "operator", "subtask", "sid", "db", "serializer", "dumps", "loads", "ttl", "ctx")
 
@@ -125,34 +132,42 @@ class StateAccess:
         self.sid = state_id.to_bytes(2, "big")
         self.db = db
         self.serializer = serializer
-        self.dumps = serializer.dumps
-        self.loads = self._load
+        fast = type(serializer) is PickleSerializer
+        self.dumps: Callable[[Any], bytes] = partial(pickle.dumps, protocol=5) if fast else serializer.dumps
+        self.loads: Callable[[bytes], Any] = pickle.loads if fast else serializer.loads
         self.ttl = ttl
         self.ctx = ctx
 
     def dump(self, value: Any, where: str = "") -> bytes:
-        """``serializer.dumps(value)``; its refusal as a StateSerializationError naming
-        the operator, state and key (raised by the write that stored the value)."""
+        """``serializer.dumps(value)``, a refusal raised as :meth:`dump_failure`."""
         try:
             return self.dumps(value)
         except Exception as exc:  # noqa: BLE001 - a serializer may raise anything
-            raise serializer_failure(
-                exc, serializer=self.serializer, value=value,
-                where=f"keyed state {self.name!r} (key {self.ctx.key!r}{where})", state=self.name, operator=self.operator,
-                subtask=self.subtask,
-            ) from exc  # fmt: skip
+            raise self.dump_failure(exc, value, where) from exc
 
-    def _load(self, data: bytes) -> Any:
+    def load(self, data: bytes) -> Any:
+        """``serializer.loads(data)``, a failure raised as :meth:`load_failure`."""
         try:
-            return self.serializer.loads(data)
+            return self.loads(data)
         except Exception as exc:  # noqa: BLE001 - a serializer may raise anything
-            raise StateError(
-                f"operator {self.operator!r}: the value of key {self.ctx.key!r} in keyed state {self.name!r} does "
-                f"not load with serializer {self.serializer.name!r} ({type(exc).__name__}: {exc}); the stored "
-                "bytes are damaged or the serializer cannot read what it wrote",
-                operator=self.operator,
-                state=self.name,
-            ) from exc
+            raise self.load_failure(exc) from exc
+
+    def dump_failure(self, exc: Exception, value: Any, where: str = "") -> StateError:
+        """A StateSerializationError naming operator, subtask, state and key (raised by
+        the write that stored the value: RocksDB state serializes at once)."""
+        return serializer_failure(
+            exc, serializer=self.serializer, value=value, where=f"keyed state {self.name!r} (key {self.ctx.key!r}{where})",
+            state=self.name, operator=self.operator, subtask=self.subtask,
+        )  # fmt: skip
+
+    def load_failure(self, exc: Exception) -> StateError:
+        return StateError(
+            f"operator {self.operator!r}: the value of key {self.ctx.key!r} in keyed state {self.name!r} does "
+            f"not load with serializer {self.serializer.name!r} ({type(exc).__name__}: {exc}); the stored "
+            "bytes are damaged or the serializer cannot read what it wrote",
+            operator=self.operator,
+            state=self.name,
+        )
 
 
 def entry_of(handle: Any) -> tuple[bytes, bytes]:
@@ -240,13 +255,38 @@ class RocksValueState(_OneEntry, ValueState[T]):
         self._st = access
 
     def value(self) -> T | None:
-        st, key, _ = _begin(self)
-        payload = read_single(st, key)
-        return self._default if payload is None else st.loads(payload)
+        st = self._st
+        if st.ttl is not None:
+            st.ttl.on_access()
+            payload = read_single(st, entry_of(self)[0])
+        else:  # the hot path, inline
+            ctx = self._ctx
+            parts = ctx.parts or _parts(ctx, self.name)  # type: ignore[attr-defined, arg-type]
+            raw = st.db.get(parts[0] + st.sid + parts[1])
+            if raw is None:
+                return self._default
+            payload = raw[1:] if raw[0] == 0 else raw[body_offset(raw) :]
+        if payload is None:
+            return self._default
+        try:
+            return st.loads(payload)  # type: ignore[no-any-return]
+        except Exception as exc:  # noqa: BLE001 - a serializer may raise anything
+            raise st.load_failure(exc) from exc
 
     def update(self, value: T) -> None:
-        st, key, head = _begin(self)
-        write_single(st, key, head, st.dump(value))
+        st = self._st
+        try:
+            payload = st.dumps(value)
+        except Exception as exc:  # noqa: BLE001 - a serializer may raise anything
+            raise st.dump_failure(exc, value) from exc
+        if st.ttl is not None:
+            st.ttl.on_access()
+            key, head = entry_of(self)
+            write_single(st, key, head, payload)
+            return
+        ctx = self._ctx
+        parts = ctx.parts or _parts(ctx, self.name)  # type: ignore[attr-defined, arg-type]
+        st.db.put(parts[0] + st.sid + parts[1], parts[2] + payload)
 
 
 class RocksReducingState(_OneEntry, ReducingState[T]):
@@ -261,13 +301,13 @@ class RocksReducingState(_OneEntry, ReducingState[T]):
     def get(self) -> T | None:
         st, key, _ = _begin(self)
         payload = read_single(st, key)
-        return None if payload is None else st.loads(payload)
+        return None if payload is None else st.load(payload)
 
     def add(self, value: T) -> None:
         st, key, head = _begin(self)
         payload = live_single(st, key)
         if payload is not None:
-            value = self._reduce(st.loads(payload), value)
+            value = self._reduce(st.load(payload), value)
         write_single(st, key, head, st.dump(value))
 
 
@@ -285,12 +325,12 @@ class RocksAggregatingState(_OneEntry, AggregatingState[IN, ACC, OUT]):
     def get(self) -> OUT | None:
         st, key, _ = _begin(self)
         payload = read_single(st, key)
-        return None if payload is None else self._fn.get_result(st.loads(payload))
+        return None if payload is None else self._fn.get_result(st.load(payload))
 
     def add(self, value: IN) -> None:
         st, key, head = _begin(self)
         payload = live_single(st, key)
-        accumulator = self._fn.create_accumulator() if payload is None else st.loads(payload)
+        accumulator = self._fn.create_accumulator() if payload is None else st.load(payload)
         write_single(st, key, head, st.dump(self._fn.add(value, accumulator)))
 
 
@@ -312,7 +352,7 @@ class RocksListState(_OneEntry, ListState[T]):
         if raw is None:
             return []
         offset = body_offset(raw)
-        loads = st.loads
+        loads = st.load
         if ttl is None:
             return [loads(payload) for payload, _ in unpack_elements(raw, offset, False)]
         now = ttl.clock.now()

@@ -77,7 +77,7 @@ class RocksMapState(MapState[K, V]):
         st = touch(self)
         entry, _ = self._map_entry(map_key)
         payload = read_single(st, entry)
-        return default if payload is None else st.loads(payload)
+        return default if payload is None else st.load(payload)
 
     def put(self, map_key: K, value: V) -> None:
         st = touch(self)
@@ -110,11 +110,11 @@ class RocksMapState(MapState[K, V]):
 
     def values(self) -> list[V]:
         st = touch(self)
-        return [st.loads(payload) for _, payload in self._visible()]
+        return [st.load(payload) for _, payload in self._visible()]
 
     def items(self) -> list[tuple[K, V]]:
         st = touch(self)
-        return [(map_key, st.loads(payload)) for map_key, payload in self._visible()]
+        return [(map_key, st.load(payload)) for map_key, payload in self._visible()]
 
     def is_empty(self) -> bool:
         """Whether no entry is visible; does not refresh or remove anything."""
