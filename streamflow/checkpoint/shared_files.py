@@ -143,8 +143,8 @@ class ReuseTracker:
             del self._pending[older]
 
     def abort(self, checkpoint_id: int) -> None:
-        """Checkpoint ``checkpoint_id`` was aborted; if it was declined because a reused
-        file was gone, nothing confirmed is trusted any more (the next upload is full)."""
+        """Checkpoint ``checkpoint_id`` was aborted: its list is forgotten. (When it was
+        declined because a file it reused was gone, call :meth:`reset` instead.)"""
         self._pending.pop(checkpoint_id, None)
 
     def reset(self) -> None:

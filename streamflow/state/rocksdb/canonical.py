@@ -20,8 +20,8 @@ from typing import Any
 from rocksdict import Rdict, WriteBatch
 
 from streamflow.state.heap_snapshot import SNAPSHOT_FORMAT, StoredState, read_snapshot
+from streamflow.state.rocksdb.db import scan
 from streamflow.state.rocksdb.keys import decode_key, encode_key, group_prefix, key_part, split_entry_key, successor
-from streamflow.state.rocksdb.ttl import scan
 from streamflow.state.rocksdb.values import (
     ABSENT,
     PLAIN,

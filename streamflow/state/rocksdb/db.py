@@ -18,8 +18,10 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from rocksdict import (
     AccessType,
@@ -28,6 +30,7 @@ from rocksdict import (
     Checkpoint,
     Options,
     Rdict,
+    ReadOptions,
     WriteBufferManager,
     WriteOptions,
 )
@@ -36,10 +39,11 @@ from streamflow.errors import ConfigError, StateError
 
 __all__ = [
     "MemoryBudget", "create_checkpoint", "make_working_directory", "open_database", "open_read_only",
-    "remove_stale_directories",
+    "remove_stale_directories", "scan",
 ]
 
 _MIB = 1 << 20
+_CHUNK = 256
 MIN_BUDGET = 4 * _MIB
 
 
@@ -103,6 +107,23 @@ def open_database(path: Path, budget: MemoryBudget) -> Rdict:
 def open_read_only(path: Path, budget: MemoryBudget) -> Rdict:
     """Open a database read-only (an old subtask's files, read by key-group range)."""
     return Rdict(str(path), _options(budget), access_type=AccessType.read_only(False))
+
+
+def scan(db: Rdict, lower: bytes, upper: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """Every ``(key, value)`` in ``[lower, upper)``, read in chunks with a fresh iterator
+    each: safe to write to the database between items."""
+    while True:
+        options = ReadOptions()
+        options.set_iterate_upper_bound(upper)
+        chunk: list[tuple[bytes, bytes]] = []
+        for key, value in db.items(from_key=lower, read_opt=options):
+            chunk.append((cast(bytes, key), value))
+            if len(chunk) == _CHUNK:
+                break
+        yield from chunk
+        if len(chunk) < _CHUNK:
+            return
+        lower = chunk[-1][0] + b"\x00"
 
 
 def create_checkpoint(db: Rdict, path: Path) -> None:

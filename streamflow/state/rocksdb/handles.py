@@ -40,7 +40,7 @@ from streamflow.state.keyed import (
     no_current_key,
 )
 from streamflow.state.rocksdb.keys import decode_key, encode_key, key_part, successor
-from streamflow.state.rocksdb.ttl import RocksTtl, scan
+from streamflow.state.rocksdb.ttl import RocksTtl
 from streamflow.state.rocksdb.values import (
     ABSENT,
     PLAIN,

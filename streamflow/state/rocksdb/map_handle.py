@@ -21,8 +21,8 @@ from streamflow.state.rocksdb.handles import (
     touch,
     write_single,
 )
+from streamflow.state.rocksdb.db import scan
 from streamflow.state.rocksdb.keys import decode_key, encode_key, successor
-from streamflow.state.rocksdb.ttl import scan
 from streamflow.state.rocksdb.values import ABSENT, TS, body_offset, header, key_form, original_keys
 
 __all__ = ["RocksMapState"]

@@ -36,7 +36,6 @@ from streamflow.errors import StateError
 from streamflow.state.rocksdb import db as rdb
 from streamflow.state.rocksdb.canonical import StateInfo
 from streamflow.state.rocksdb.keys import group_prefix, successor
-from streamflow.state.rocksdb.ttl import scan
 
 if TYPE_CHECKING:
     from streamflow.state.rocksdb.backend import RocksDBKeyedStateBackend
@@ -166,7 +165,7 @@ async def _materialize(handle: Mapping[str, Any], directory: Path, store: Shared
 
 def _info(meta: Mapping[str, Any]) -> StateInfo:
     info = StateInfo(meta["name"], meta["kind"], meta["id"], meta["ttl"], meta["serializer"])
-    info.recorded = meta.get("recorded")
+    info.recorded = meta["serializer"]  # what the bytes are: a descriptor naming another serializer is refused
     return info
 
 
@@ -181,7 +180,7 @@ def _copy_ranges(db: Rdict, budget: rdb.MemoryBudget, directory: Path, ids: Mapp
             batch = WriteBatch(raw_mode=True)
             for key_group in groups:
                 prefix = group_prefix(key_group, old_id)
-                for entry, raw in scan(old, prefix, successor(prefix)):
+                for entry, raw in rdb.scan(old, prefix, successor(prefix)):
                     batch.put(entry[:2] + new_id_bytes + entry[4:], raw)
                     if len(batch) >= _BATCH:
                         db.write(batch)

@@ -17,19 +17,16 @@ pins memtables and files, and would see stale data).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import cast
 
-from rocksdict import Rdict, ReadOptions
+from rocksdict import Rdict
 
 from streamflow.runtime.clock import Clock
+from streamflow.state.rocksdb.db import scan
 from streamflow.state.rocksdb.keys import group_prefix, successor
 from streamflow.state.rocksdb.values import TS, body_offset, pack_stamped, unpack_elements
 from streamflow.state.ttl import StateTtlConfig, TtlUpdateType, TtlVisibility
 
-__all__ = ["ExpirySweeper", "RocksTtl", "purge_entry", "scan"]
-
-_CHUNK = 256
-
+__all__ = ["ExpirySweeper", "RocksTtl", "purge_entry", "purge_list"]
 
 class RocksTtl:
     """The TTL settings of one registered state, and its incremental cleanup cursor."""
@@ -55,23 +52,6 @@ class RocksTtl:
         """Called by every handle method: one incremental cleanup step, if configured."""
         if self.incremental:
             self.sweeper.step(self.incremental)
-
-
-def scan(db: Rdict, lower: bytes, upper: bytes) -> Iterator[tuple[bytes, bytes]]:
-    """Every ``(key, value)`` in ``[lower, upper)``, read in chunks with a fresh iterator
-    each: safe to write to the database between items."""
-    while True:
-        options = ReadOptions()
-        options.set_iterate_upper_bound(upper)
-        chunk: list[tuple[bytes, bytes]] = []
-        for key, value in db.items(from_key=lower, read_opt=options):
-            chunk.append((cast(bytes, key), value))
-            if len(chunk) == _CHUNK:
-                break
-        yield from chunk
-        if len(chunk) < _CHUNK:
-            return
-        lower = chunk[-1][0] + b"\x00"
 
 
 # purge(raw, now) -> None to delete the entry, raw to keep it as it is, or new bytes

@@ -202,3 +202,18 @@ async def test_fifty_checkpoints_with_three_retained_leave_only_referenced_files
     restored = factory()
     await restore_native(restored, [handles[50]], store=store, checkpoint_id=50)
     assert by_key([restored.snapshot()]) == by_key([backend.snapshot()])
+
+
+async def test_a_native_restore_keeps_the_serializer_check(factory: Any, tmp_path: Path) -> None:
+    from streamflow.errors import StateError
+    from streamflow.state import JsonSerializer
+
+    store = SharedFileStore(tmp_path / "chk")
+    backend = factory()
+    fill(backend, KEYS)
+    handle = await checkpoint(backend, 1, store, ReuseTracker(), tmp_path / "staging")
+    restored = factory()
+    await restore_native(restored, [handle], store=store)
+    with pytest.raises(StateError, match="keyed state 'value' was saved with serializer 'pickle', but its descriptor "
+                       "now uses 'json'"):  # fmt: skip
+        restored.get_state(ValueStateDescriptor("value", default=0, serializer=JsonSerializer()))
