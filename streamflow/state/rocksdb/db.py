@@ -35,7 +35,7 @@ from rocksdict import (
     WriteOptions,
 )
 
-from streamflow.errors import ConfigError, StateError
+from streamflow.errors import ConfigError
 
 __all__ = [
     "MemoryBudget", "create_checkpoint", "make_working_directory", "open_database", "open_read_only",
@@ -92,6 +92,7 @@ def _options(budget: MemoryBudget) -> Options:
     options.set_max_write_buffer_number(2)
     options.set_max_open_files(256)
     options.set_keep_log_file_num(2)
+    options.set_max_manifest_file_size(4 * _MIB)  # a native snapshot carries the MANIFEST inline: keep it small
     return options
 
 
@@ -207,11 +208,3 @@ def remove_directory(path: Path) -> None:
 
 def default_root() -> Path:
     return Path(tempfile.gettempdir()) / "streamflow-rocksdb"
-
-
-def database_error(exc: Exception, what: str, operator: str, subtask: int) -> StateError:
-    return StateError(
-        f"operator {operator!r} (subtask {subtask}): RocksDB failed to {what}: {exc}",
-        operator=operator,
-        subtask=subtask,
-    )

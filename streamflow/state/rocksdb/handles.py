@@ -113,7 +113,8 @@ NOT_HEAP = _NotHeap()
 
 class StateAccess:
     """What the handles of one state share: the database, the state's id, its
-    serializer and TTL.
+    serializer and TTL (the database is never swapped under it: a restore that reuses
+    an old subtask's files runs only while no state exists).
 
     ``dumps`` / ``loads`` are the serializer's own (pickle's C functions for the
     default one) for the hot paths, which wrap their failures with :meth:`dump_failure`

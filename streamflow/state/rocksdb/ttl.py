@@ -28,6 +28,7 @@ from streamflow.state.ttl import StateTtlConfig, TtlUpdateType, TtlVisibility
 
 __all__ = ["ExpirySweeper", "RocksTtl", "purge_entry", "purge_list"]
 
+
 class RocksTtl:
     """The TTL settings of one registered state, and its incremental cleanup cursor."""
 
@@ -95,11 +96,6 @@ class ExpirySweeper:
         self._ttl = ttl
         self._clock = clock
         self._cursor: Iterator[bytes] | None = None
-
-    def rebind(self, db: Rdict) -> None:
-        """Use another database (after a restore replaced it); the walk starts over."""
-        self._db = db
-        self._cursor = None
 
     def step(self, budget: int) -> int:
         """Check up to ``budget`` entries; returns how many were removed or shortened."""
