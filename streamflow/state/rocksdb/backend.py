@@ -22,25 +22,19 @@ hooks that change it belong together.)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import Any
 
 from rocksdict import Rdict, WriteBatch
 
 from streamflow.errors import ConfigError, StateError
-from streamflow.runtime.clock import Clock
-from streamflow.state.descriptors import (
-    AggregatingStateDescriptor,
-    ListStateDescriptor,
-    MapStateDescriptor,
-    ReducingStateDescriptor,
-    StateDescriptor,
-    ValueStateDescriptor,
-)
+from streamflow.core.clock import Clock
+from streamflow.state.backend import KeyedStateBackend, NativeSnapshot, RestoredNative
+from streamflow.state.descriptors import StateDescriptor
 from streamflow.state.heap_snapshot import SNAPSHOT_FORMAT
-from streamflow.state.keyed import NO_KEY, AggregatingState, ListState, MapState, ReducingState, ValueState, no_current_key
+from streamflow.state.keyed import NO_KEY, no_current_key
 from streamflow.state.rocksdb import db as rdb
 from streamflow.state.rocksdb.canonical import (
     StateInfo,
@@ -61,19 +55,12 @@ from streamflow.state.rocksdb.handles import (
 )
 from streamflow.state.rocksdb.keys import MAX_STATES
 from streamflow.state.rocksdb.map_handle import RocksMapState
-from streamflow.state.rocksdb.native import NativeSnapshot, take_native_snapshot
+from streamflow.state.rocksdb.native import canonical_from_native, restore_native, take_native_snapshot
 from streamflow.state.rocksdb.ttl import ExpirySweeper, RocksTtl, purge_entry, purge_list
 from streamflow.state.rocksdb.values import TS, body_offset
 from streamflow.state.serializers import PickleSerializer, StateSerializer, serializer_mismatch
 
 __all__ = ["RocksDBKeyedStateBackend"]
-
-T = TypeVar("T")
-K = TypeVar("K")
-V = TypeVar("V")
-IN = TypeVar("IN")
-ACC = TypeVar("ACC")
-OUT = TypeVar("OUT")
 
 _PICKLE = PickleSerializer()
 
@@ -86,15 +73,18 @@ HANDLES: dict[str, type[Any]] = {
 }
 
 
-class RocksDBKeyedStateBackend:
-    """Keyed state of one operator subtask in an embedded RocksDB database.
+class RocksDBKeyedStateBackend(KeyedStateBackend):
+    """Keyed state of one operator subtask in an embedded RocksDB database; a
+    :class:`~streamflow.state.backend.NativeSnapshotBackend`.
 
-    Lifecycle as the heap backend's: created by the runtime, :meth:`restore` (or
-    :meth:`restore_native`) when resuming, :meth:`get_state` in ``open``, per record
-    :meth:`set_current_key` (and :meth:`on_record`), :meth:`snapshot` (or
-    :meth:`snapshot_native`) at each barrier, :meth:`close` at the end. Not thread-safe:
-    everything runs on the task's event loop, except the upload of a native snapshot's
-    files, which reads only the hard-linked checkpoint directory.
+    ``get_state`` is typed by the overloads of
+    :class:`~streamflow.state.backend.KeyedStateStore`. Lifecycle as the heap backend's:
+    created by the runtime, :meth:`restore` (or :meth:`restore_native`) when resuming,
+    :meth:`get_state` in ``open``, per record :meth:`set_current_key` (and
+    :meth:`on_record`), :meth:`snapshot` (or :meth:`snapshot_native`) at each barrier,
+    :meth:`close` at the end. Not thread-safe: everything runs on the task's event
+    loop, except what reads only a native snapshot's files
+    (:meth:`canonical_from_native`, the upload into checkpoint storage).
     """
 
     def __init__(
@@ -109,6 +99,7 @@ class RocksDBKeyedStateBackend:
         budget: rdb.MemoryBudget,
         ttl_sweep_every: int,
         ttl_sweep_entries: int,
+        incremental: bool = True,
     ) -> None:
         if not 1 <= max_parallelism <= 32768:
             raise ConfigError(f"max_parallelism must be in 1..32768 for RocksDB state, got {max_parallelism!r}")
@@ -134,6 +125,8 @@ class RocksDBKeyedStateBackend:
         self._sweep_entries = ttl_sweep_entries
         self._records = 0
         self._closed = False
+        self.incremental = incremental
+        self.reused_files = False  # whether a native restore took over one old subtask's files as they are
 
     # -- per record -----------------------------------------------------------------
 
@@ -174,18 +167,6 @@ class RocksDBKeyedStateBackend:
 
     # -- registration ---------------------------------------------------------------
 
-    @overload
-    def get_state(self, descriptor: ValueStateDescriptor[T]) -> ValueState[T]: ...
-    @overload
-    def get_state(self, descriptor: ListStateDescriptor[T]) -> ListState[T]: ...
-    @overload
-    def get_state(self, descriptor: MapStateDescriptor[K, V]) -> MapState[K, V]: ...
-    @overload
-    def get_state(self, descriptor: ReducingStateDescriptor[T]) -> ReducingState[T]: ...
-    @overload
-    def get_state(
-        self, descriptor: AggregatingStateDescriptor[IN, ACC, OUT]
-    ) -> AggregatingState[IN, ACC, OUT]: ...
     def get_state(self, descriptor: Any) -> Any:
         """The handle for ``descriptor``; the same handle for an equal descriptor.
 
@@ -366,12 +347,29 @@ class RocksDBKeyedStateBackend:
 
     # -- native snapshots (see streamflow.state.rocksdb.native) ---------------------
 
+    @property
+    def working_directory(self) -> Path:
+        return self.directory
+
     def snapshot_native(self, directory: Path) -> NativeSnapshot:
         """Flush and hard-link the database into ``directory`` (which must not exist):
-        the synchronous part of an incremental checkpoint. Upload it with
-        :func:`~streamflow.state.rocksdb.native.upload_native`, then remove it."""
+        the part of an incremental checkpoint taken at the barrier."""
         self._check_open()
-        return take_native_snapshot(self, directory)
+        return take_native_snapshot(self, directory, now=self._clock.now(), cut=self._full_snapshot_ttl)
+
+    def canonical_from_native(self, snapshot: NativeSnapshot) -> dict[str, Any]:
+        """The canonical snapshot of ``snapshot`` (reads only its files: thread-safe)."""
+        return canonical_from_native(snapshot, self._budget)
+
+    async def restore_native(self, parts: Sequence[RestoredNative]) -> None:
+        """Load this subtask's key groups from old subtasks' native files.
+
+        Raises:
+            StateError: a part is of another format or max parallelism, or its states
+                conflict with states registered already.
+        """
+        self._check_open()
+        self.reused_files = await restore_native(self, parts)
 
     @property
     def database(self) -> Rdict:

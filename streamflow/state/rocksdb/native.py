@@ -1,76 +1,86 @@
-"""Native, incremental snapshots of the RocksDB backend, and their restore.
+"""Native snapshots of the RocksDB backend: its own files, and their restore.
 
 At a barrier, :func:`take_native_snapshot` flushes the memtables and takes a RocksDB
-checkpoint: hard links of the database's files in a staging directory, a consistent
-copy at the cost of a flush (the short synchronous part). :func:`upload_native` then,
-asynchronously, writes into checkpoint storage's ``shared/`` the SST files no
-completed checkpoint holds yet (see :mod:`streamflow.checkpoint.shared_files`), keeps
-the few small other files (MANIFEST, CURRENT, OPTIONS) inline, and returns the handle
-that goes into the subtask's state file::
+checkpoint: hard links of the database's SST files (immutable) and copies of the few
+small others (MANIFEST, CURRENT, OPTIONS) in a staging directory, a consistent copy at
+the cost of a flush. The checkpoint layer then puts the files into shared storage
+(:mod:`streamflow.checkpoint.incremental`), and the snapshot's ``meta`` goes into the
+subtask's state file::
 
-    {"format": "rocksdb-native-1", "max_parallelism": 128, "key_groups": [0, 64],
-     "states": [{"name", "id", "kind", "ttl", "serializer", "recorded"}, ...],
-     "shared": {"000042.sst": {"name": "12-count-0-000042.sst", "size": .., "sha256": ..}},
-     "private": {"MANIFEST-000005": b"...", "CURRENT": b"...", ...}}
+    {"format": "rocksdb-native-1", "operator": "count", "max_parallelism": 128,
+     "key_groups": [0, 64], "taken_at": 1.7e9,
+     "states": [{"name", "id", "kind", "ttl", "serializer", "recorded", "cut"}, ...]}
 
-:func:`restore_native` restores handles of any number of old subtasks: when one old
-subtask's key groups cover all of this subtask's (the same parallelism, or a scale-up),
-its files become this subtask's database as they are (hard links) and the key groups
-outside this subtask's range are deleted; otherwise each old subtask's files are opened
-read-only and the key-group ranges this subtask owns are copied over.
+(``cut``: the TTL after which a full snapshot leaves a value out, or None.)
+
+:func:`restore_native` restores the files of any number of old subtasks, put back into
+local directories: when one old subtask's key groups cover all of this subtask's (the
+same parallelism, or a scale-up), its files become this subtask's database as they are
+and the key groups outside this subtask's range are deleted; otherwise each old
+subtask's files are opened read-only and the key-group ranges this subtask owns are
+copied over. :func:`canonical_from_native` and :func:`canonical_from_parts` read native
+files into the canonical snapshot (a savepoint of a RocksDB job; a restore of a native
+checkpoint into the heap backend).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from rocksdict import Rdict, WriteBatch
 
-from streamflow.checkpoint.shared_files import ReuseTracker, SharedFile, SharedFileStore
 from streamflow.errors import StateError
+from streamflow.state.backend import NativeSnapshot, RestoredNative
 from streamflow.state.rocksdb import db as rdb
-from streamflow.state.rocksdb.canonical import StateInfo
+from streamflow.state.rocksdb.canonical import StateInfo, write_canonical
 from streamflow.state.rocksdb.keys import group_prefix, successor
 
-if TYPE_CHECKING:
-    from streamflow.state.rocksdb.backend import RocksDBKeyedStateBackend
-
-__all__ = ["NATIVE_FORMAT", "NativeSnapshot", "is_native", "restore_native", "take_native_snapshot", "upload_native"]
+__all__ = [
+    "NATIVE_FORMAT", "NativeSource", "canonical_from_native", "canonical_from_parts", "is_native", "restore_native",
+    "take_native_snapshot",
+]
 
 NATIVE_FORMAT = "rocksdb-native-1"
 _BATCH = 4096
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NativeSnapshot:
-    """A RocksDB checkpoint in ``directory`` (hard links, consistent), the size of each
-    of its files, and what a restore needs to read it (``meta``)."""
+class NativeSource(Protocol):
+    """What native snapshots and restores use of a
+    :class:`~streamflow.state.rocksdb.backend.RocksDBKeyedStateBackend`."""
 
-    directory: Path
-    files: Mapping[str, int]
-    meta: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def sst_files(self) -> dict[str, int]:
-        return {name: size for name, size in self.files.items() if name.endswith(".sst")}
+    operator_uid: str
+    max_parallelism: int
+    key_group_range: range
 
     @property
-    def size(self) -> int:
-        return sum(self.files.values())
+    def database(self) -> Rdict: ...
+
+    @property
+    def budget(self) -> rdb.MemoryBudget: ...
+
+    def state_infos(self) -> list[StateInfo]: ...
+
+    def has_states(self) -> bool: ...
+
+    def adopt_database(self, directory: Path, states: Iterable[StateInfo]) -> None: ...
+
+    def state_for_restore(self, saved: StateInfo) -> StateInfo: ...
 
 
 def is_native(snapshot: Any) -> bool:
-    """Whether a keyed snapshot is a native handle rather than a canonical format."""
-    return isinstance(snapshot, dict) and snapshot.get("format") == NATIVE_FORMAT
+    """Whether a keyed snapshot is a native RocksDB one rather than a canonical one."""
+    return isinstance(snapshot, Mapping) and snapshot.get("format") == NATIVE_FORMAT
 
 
-def take_native_snapshot(backend: RocksDBKeyedStateBackend, directory: Path) -> NativeSnapshot:
-    """Flush and hard-link the backend's database into ``directory`` (must not exist)."""
+def take_native_snapshot(
+    backend: NativeSource, directory: Path, *, now: float, cut: Callable[[StateInfo], float | None]
+) -> NativeSnapshot:
+    """Flush and hard-link the backend's database into ``directory`` (must not exist);
+    ``cut(info)`` is the TTL a full snapshot applies to a state (None: keep all)."""
     rdb.create_checkpoint(backend.database, directory)
     files = {entry.name: entry.stat().st_size for entry in os.scandir(directory) if entry.is_file()}
     meta = {
@@ -78,89 +88,94 @@ def take_native_snapshot(backend: RocksDBKeyedStateBackend, directory: Path) -> 
         "operator": backend.operator_uid,
         "max_parallelism": backend.max_parallelism,
         "key_groups": [backend.key_group_range.start, backend.key_group_range.stop],
-        "states": [info.meta() for info in backend.state_infos()],
+        "taken_at": now,
+        "states": [{**info.meta(), "cut": cut(info)} for info in backend.state_infos()],
     }
-    return NativeSnapshot(directory=directory, files=files, meta=meta)
+    immutable = frozenset(name for name in files if name.endswith(".sst"))
+    return NativeSnapshot(directory=directory, files=files, immutable=immutable, meta=meta)
 
 
-async def upload_native(
-    snapshot: NativeSnapshot, *, checkpoint_id: int, owner: str, store: SharedFileStore, tracker: ReuseTracker
-) -> dict[str, Any]:
-    """Write the snapshot's new SST files to shared storage and return its handle.
-
-    Files the tracker knows from a completed checkpoint are referenced, not written;
-    the tracker records this checkpoint's files (:meth:`ReuseTracker.confirm` makes
-    them reusable once the checkpoint completes). Reads only the staging directory.
-    """
-    ssts = snapshot.sst_files
-    shared: dict[str, SharedFile] = tracker.reusable(ssts)
-    for local in sorted(set(ssts) - set(shared)):
-        shared[local] = await store.upload(checkpoint_id, owner, snapshot.directory / local)
-    private = {
-        name: await asyncio.to_thread((snapshot.directory / name).read_bytes)
-        for name in sorted(snapshot.files)
-        if name not in ssts
-    }
-    tracker.record(checkpoint_id, shared)
-    return {**snapshot.meta, "shared": {local: ref.to_dict() for local, ref in sorted(shared.items())},
-            "private": private}  # fmt: skip
+def canonical_from_native(snapshot: NativeSnapshot, budget: rdb.MemoryBudget) -> dict[str, Any]:
+    """The canonical snapshot of a native one (its files opened read-only), with the
+    full-snapshot TTL cleanup it recorded. Touches no live backend: runs in a thread."""
+    meta = snapshot.meta
+    start, stop = meta["key_groups"]
+    cuts = {state["name"]: state.get("cut") for state in meta["states"]}
+    db = rdb.open_read_only(snapshot.directory, budget)
+    try:
+        infos = [_info(state) for state in meta["states"]]
+        return write_canonical(db, infos, range(start, stop), float(meta["taken_at"]), lambda info: cuts[info.name])
+    finally:
+        db.close()
 
 
-def shared_files_of(handle: Mapping[str, Any]) -> dict[str, SharedFile]:
-    """Local name -> shared file of a native handle."""
-    return {local: SharedFile.from_dict(ref) for local, ref in handle["shared"].items()}
+def canonical_from_parts(parts: Sequence[RestoredNative], key_groups: range) -> list[dict[str, Any]]:
+    """Canonical snapshots of the key groups of ``key_groups`` held by native parts (a
+    native checkpoint restored into another backend). Runs in a thread."""
+    budget = rdb.MemoryBudget(rdb.MIN_BUDGET)
+    out = []
+    for part in parts:
+        start, stop = part.meta["key_groups"]
+        groups = range(max(start, key_groups.start), min(stop, key_groups.stop))
+        if not groups:
+            continue
+        db = rdb.open_read_only(part.directory, budget)
+        try:
+            infos = [_info(state) for state in part.meta["states"]]
+            out.append(write_canonical(db, infos, groups, 0.0, lambda _info: None))
+        finally:
+            db.close()
+    return out
 
 
-async def restore_native(
-    backend: RocksDBKeyedStateBackend,
-    handles: Iterable[Mapping[str, Any]],
-    *,
-    store: SharedFileStore,
-    tracker: ReuseTracker | None = None,
-    checkpoint_id: int | None = None,
-) -> None:
-    """Load this subtask's key groups from native handles of old subtasks.
+def check_parts(parts: Sequence[RestoredNative], max_parallelism: int, operator: str) -> None:
+    """Refuse parts of another format or max parallelism.
 
     Raises:
-        CheckpointCorruptedError: a shared file is missing or damaged.
-        StateError: a handle is of another format or max parallelism, or its states
+        StateError: naming the operator and what differs.
+    """
+    for part in parts:
+        if not is_native(part.meta):
+            raise StateError(
+                f"operator {operator!r}: not a native RocksDB snapshot (format {part.meta.get('format')!r})",
+                operator=operator,
+            )
+        if part.meta["max_parallelism"] != max_parallelism:
+            raise StateError(
+                f"a native snapshot of {part.meta.get('operator')!r} has max_parallelism "
+                f"{part.meta['max_parallelism']}, this backend {max_parallelism}; restore with the "
+                "max_parallelism it was taken with",
+                operator=operator,
+            )
+
+
+async def restore_native(backend: NativeSource, parts: Sequence[RestoredNative]) -> bool:
+    """Load this subtask's key groups from old subtasks' native files (see the module
+    docstring); returns True when the files of one old subtask with exactly this
+    subtask's key groups became its database (its files are then shared as they are).
+
+    Raises:
+        StateError: a part is of another format or max parallelism, or its states
             conflict with states registered already.
     """
     own = backend.key_group_range
-    relevant = []
-    for handle in handles:
-        if not is_native(handle):
-            raise StateError(f"not a native RocksDB snapshot handle: format {handle.get('format')!r}")
-        if handle["max_parallelism"] != backend.max_parallelism:
-            raise StateError(
-                f"a native snapshot of {handle.get('operator')!r} has max_parallelism {handle['max_parallelism']}, "
-                f"this backend {backend.max_parallelism}; restore with the max_parallelism it was taken with",
-                operator=backend.operator_uid,
-            )
-        start, stop = handle["key_groups"]
-        if start < own.stop and own.start < stop:
-            relevant.append(handle)
-    scratch = backend.directory / "restore"
-    for index, handle in enumerate(relevant):
-        start, stop = handle["key_groups"]
-        directory = scratch / str(index)
-        await _materialize(handle, directory, store, checkpoint_id)
+    check_parts(parts, backend.max_parallelism, backend.operator_uid)
+    relevant = [part for part in parts if _overlaps(part.meta["key_groups"], own)]
+    for part in relevant:
+        start, stop = part.meta["key_groups"]
         if len(relevant) == 1 and start <= own.start and own.stop <= stop and not backend.has_states():
-            backend.adopt_database(directory, [_info(meta) for meta in handle["states"]])
-            if tracker is not None and (start, stop) == (own.start, own.stop):
-                tracker.seed(shared_files_of(handle))  # the same files: reusable as they are
-            return
-        ids = {meta["id"]: backend.state_for_restore(_info(meta)).state_id for meta in handle["states"]}
+            backend.adopt_database(part.directory, [_info(state) for state in part.meta["states"]])
+            return (start, stop) == (own.start, own.stop)
+        ids = {state["id"]: backend.state_for_restore(_info(state)).state_id for state in part.meta["states"]}
         groups = range(max(start, own.start), min(stop, own.stop))
-        await asyncio.to_thread(_copy_ranges, backend.database, backend.budget, directory, ids, groups)
-        await asyncio.to_thread(rdb.remove_directory, directory)
+        await asyncio.to_thread(_copy_ranges, backend.database, backend.budget, part.directory, ids, groups)
+        await asyncio.to_thread(rdb.remove_directory, part.directory)
+    return False
 
 
-async def _materialize(handle: Mapping[str, Any], directory: Path, store: SharedFileStore,
-                       checkpoint_id: int | None) -> None:  # fmt: skip
-    await store.materialize(shared_files_of(handle), directory, checkpoint_id=checkpoint_id)
-    for name, data in handle["private"].items():
-        await asyncio.to_thread((directory / name).write_bytes, data)
+def _overlaps(key_groups: Sequence[int], own: range) -> bool:
+    start, stop = key_groups
+    return start < own.stop and own.start < stop
 
 
 def _info(meta: Mapping[str, Any]) -> StateInfo:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from streamflow.errors import ConfigError
-from streamflow.runtime.clock import Clock
+from streamflow.core.clock import Clock
 from streamflow.state.rocksdb import db as rdb
 from streamflow.state.rocksdb.backend import RocksDBKeyedStateBackend
 
@@ -75,6 +75,7 @@ class EmbeddedRocksDBStateBackend:
                 operator_uid=operator_uid, subtask_index=subtask_index, max_parallelism=max_parallelism,
                 key_group_range=key_group_range, clock=clock, directory=directory, budget=self.budget,
                 ttl_sweep_every=self.ttl_sweep_every, ttl_sweep_entries=self.ttl_sweep_entries,
+                incremental=self.incremental,
             )  # fmt: skip
         except BaseException:
             rdb.remove_directory(directory)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 
 from rocksdict import Rdict
 
-from streamflow.runtime.clock import Clock
+from streamflow.core.clock import Clock
 from streamflow.state.rocksdb.db import scan
 from streamflow.state.rocksdb.keys import group_prefix, successor
 from streamflow.state.rocksdb.values import TS, body_offset, pack_stamped, unpack_elements

@@ -6,7 +6,8 @@ bool / None / tuple keys, sets, frozensets, bytes, Decimals, dates and datetimes
 enums and big ints. Each example puts one value into every keyed state kind (value, list
 elements, map key and value, reducing, aggregating accumulator; with and without TTL),
 operator list, union and broadcast state, a timer key, a source split and a sink handle,
-then writes the snapshots as checkpoint files and as a savepoint and restores both.
+then writes the snapshots as checkpoint files and as a savepoint and restores both, once
+per state backend of ``STATE_BACKENDS``.
 """
 
 from __future__ import annotations
@@ -21,34 +22,33 @@ import uuid
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import pytest
+from contract.state_backends import BackendFactory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamflow.checkpoint import serde
 from streamflow.checkpoint.metadata import CheckpointMetadata, OperatorStateMeta
+from streamflow.checkpoint.snapshot import OperatorSnapshot, TimerSnapshot
 from streamflow.checkpoint.storage import CheckpointStorage
+from streamflow.core.clock import ManualClock
+from streamflow.core.ids import CheckpointId
 from streamflow.partitioning.keygroups import key_group_for
-from streamflow.runtime.clock import ManualClock
-from streamflow.runtime.elements import CheckpointId
 from streamflow.runtime.timers import TimerQueue
 from streamflow.savepoint.location import locate_snapshot
 from streamflow.savepoint.restore import read_snapshot_state
 from streamflow.savepoint.writer import write_savepoint
 from streamflow.state import (
     AggregatingStateDescriptor,
-    HashMapStateBackend,
-    HeapKeyedStateBackend,
+    KeyedStateBackend,
     ListStateDescriptor,
     MapStateDescriptor,
     OperatorStateStore,
     ReducingStateDescriptor,
+    StateBackend,
     StateTtlConfig,
     ValueStateDescriptor,
     restore_operator_state,
 )
-
-pytestmark = pytest.mark.usefixtures("each_state_backend")  # every test once per state backend
 
 MAX_PARALLELISM = 32
 
@@ -177,18 +177,18 @@ BROADCAST = MapStateDescriptor[Any, Any]("broadcast")
 TTL = StateTtlConfig(ttl=1000.0)
 
 
-def new_backend() -> HeapKeyedStateBackend:
-    return HashMapStateBackend().create_keyed_backend(
+def new_backend(state_backend: StateBackend) -> KeyedStateBackend:
+    return state_backend.create_keyed_backend(
         operator_uid="op", subtask_index=0, max_parallelism=MAX_PARALLELISM,
         key_group_range=range(MAX_PARALLELISM), clock=ManualClock(5.0),
     )  # fmt: skip
 
 
 def snapshots(
-    key: Any, map_key: Any, value: Any, other: Any, ttl: StateTtlConfig | None
+    state_backend: StateBackend, key: Any, map_key: Any, value: Any, other: Any, ttl: StateTtlConfig | None
 ) -> dict[str, dict[str, Any]]:
     """Per operator uid, what a task would snapshot with ``value`` in every kind of state."""
-    backend = new_backend()
+    backend = new_backend(state_backend)
     v, items, index, reducing, aggregating = (backend.get_state(d) for d in keyed_descriptors(ttl))
     backend.set_current_key(key, key_group_for(key, MAX_PARALLELISM))
     v.update(value)
@@ -204,20 +204,24 @@ def snapshots(
     store.get_list_state(LIST).add_all([value, other])
     store.get_union_list_state(UNION).add(value)
     store.get_broadcast_state(BROADCAST).put(map_key, value)
+    keyed = backend.snapshot()
+    backend.close()
     return {
-        "op": {"keyed": backend.snapshot(), "timers": {"processing": timers.snapshot(), "event": []},
-               "operator": store.snapshot()},
-        "source": {"source": [value]},
-        "sink": {"sink": [{"handle": value}]},
+        "op": OperatorSnapshot(keyed=keyed, timers=TimerSnapshot(processing=timers.snapshot(), event=[]),
+                               operator=store.snapshot()),
+        "source": OperatorSnapshot(source=[value]),
+        "sink": OperatorSnapshot(sink=[{"handle": value}]),
     }  # fmt: skip
 
 
-async def write_and_read_back(taken: dict[str, dict[str, Any]], directory: Path) -> list[dict[str, list[Any]]]:
+async def write_and_read_back(
+    taken: dict[str, OperatorSnapshot], directory: Path
+) -> list[dict[str, list[OperatorSnapshot]]]:
     """The snapshots as restored from checkpoint files, and from a savepoint of them."""
     storage = CheckpointStorage(directory / "chk")
     operators = {}
     for uid, state in taken.items():
-        handle = await storage.write_state(1, f"{uid}-0", serde.encode(state, operator=uid, subtask=0))
+        handle = await storage.write_state(1, f"{uid}-0", serde.encode(state.to_stored(), operator=uid, subtask=0))
         operators[uid] = OperatorStateMeta(parallelism=1, max_parallelism=MAX_PARALLELISM, subtasks={0: handle})
     metadata = CheckpointMetadata(job_name="prop", checkpoint_id=CheckpointId(1), timestamp=0.0, operators=operators)
     savepoint = await write_savepoint(storage, 1, metadata, directory / "savepoints")
@@ -232,11 +236,12 @@ async def write_and_read_back(taken: dict[str, dict[str, Any]], directory: Path)
 
 
 def check_restored(
-    restored: dict[str, list[Any]], key: Any, map_key: Any, value: Any, other: Any, ttl: Any
+    state_backend: StateBackend,
+    restored: dict[str, list[OperatorSnapshot]], key: Any, map_key: Any, value: Any, other: Any, ttl: Any,
 ) -> None:
     op = restored["op"]
-    backend = new_backend()
-    backend.restore([s["keyed"] for s in op])
+    backend = new_backend(state_backend)
+    backend.restore([s.keyed for s in op if s.keyed is not None])
     v, items, index, reducing, aggregating = (backend.get_state(d) for d in keyed_descriptors(ttl))
     [(restored_key, key_group)] = list(backend.keys("value"))
     assert_exact(restored_key, key, "state key")
@@ -249,27 +254,32 @@ def check_restored(
     assert_exact(reducing.get(), value)
     assert_exact(aggregating.get(), value)
     timers = TimerQueue()
-    timers.restore(op[0]["timers"]["processing"], range(MAX_PARALLELISM), MAX_PARALLELISM)
+    assert op[0].timers is not None
+    timers.restore(op[0].timers.processing, range(MAX_PARALLELISM), MAX_PARALLELISM)
     [(_, _, timer_key)] = timers.pop_due(10.0)
     assert_exact(timer_key, key, "timer key")
-    store = restore_operator_state([s["operator"] for s in op], 0, 1)
+    store = restore_operator_state([s.operator or {} for s in op], 0, 1)
     assert_exact(store.get_list_state(LIST).get(), [value, other])
     assert_exact(store.get_union_list_state(UNION).get(), [value])
     assert_exact(store.get_broadcast_state(BROADCAST).items(), [(map_key, value)])
-    assert_exact(restored["source"][0]["source"], [value], "source split")
-    assert_exact(restored["sink"][0]["sink"], [{"handle": value}], "sink handle")
+    assert_exact(restored["source"][0].source, [value], "source split")
+    assert_exact(restored["sink"][0].sink, [{"handle": value}], "sink handle")
+    backend.close()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# the fixture makes fresh backends on each call: sharing it across examples is safe
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(key=state_keys, map_key=hashables, value=values, other=values, with_ttl=st.booleans())
 def test_state_restores_exactly_through_checkpoints_and_savepoints(
-    key: Any, map_key: Any, value: Any, other: Any, with_ttl: bool
+    backend_factory: BackendFactory, key: Any, map_key: Any, value: Any, other: Any, with_ttl: bool
 ) -> None:
     ttl = TTL if with_ttl else None
-    taken = snapshots(key, map_key, value, other, ttl)
+    taken = snapshots(backend_factory(), key, map_key, value, other, ttl)
     with tempfile.TemporaryDirectory() as scratch:
         for restored in asyncio.run(write_and_read_back(taken, Path(scratch))):
-            check_restored(restored, key, map_key, value, other, ttl)
+            check_restored(backend_factory(), restored, key, map_key, value, other, ttl)
 
 
 def test_the_strategies_reach_every_type_named_in_the_contract() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from streamflow.runtime.clock import ManualClock
+from streamflow.core.clock import ManualClock
 from streamflow.state import HashMapStateBackend, MapStateDescriptor
 from streamflow.state.rocksdb import EmbeddedRocksDBStateBackend
 from streamflow.state.rocksdb.keys import encode_key

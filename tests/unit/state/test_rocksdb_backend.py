@@ -20,8 +20,8 @@ from streamflow.checkpoint.metadata import CheckpointMetadata, OperatorStateMeta
 from streamflow.checkpoint.storage import CheckpointStorage
 from streamflow.errors import ConfigError, StateError, StateSerializationError
 from streamflow.partitioning.keygroups import key_group_for, key_group_range
-from streamflow.runtime.clock import ManualClock
-from streamflow.runtime.elements import CheckpointId
+from streamflow.core.clock import ManualClock
+from streamflow.core.ids import CheckpointId
 from streamflow.savepoint.location import locate_snapshot
 from streamflow.savepoint.restore import read_snapshot_state
 from streamflow.savepoint.writer import write_savepoint
@@ -228,7 +228,7 @@ async def through_savepoint(backends: list[Any], directory: Path) -> list[dict[s
     savepoint = await write_savepoint(storage, 1, metadata, directory / "savepoints")
     located = await locate_snapshot(savepoint)
     restored = await read_snapshot_state(located.storage, located.completed)
-    return [snapshot["keyed"] for snapshot in restored["count"]]
+    return [snapshot.keyed or {} for snapshot in restored["count"]]
 
 
 @pytest.mark.parametrize(("source", "target", "old", "new"), [("heap", "rocksdb", 2, 3), ("rocksdb", "heap", 3, 2),
