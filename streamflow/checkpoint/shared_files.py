@@ -1,48 +1,54 @@
 """Files shared by several checkpoints: the incremental part of checkpoint storage.
 
-An incremental checkpoint of a RocksDB backend consists of immutable SST files; most of
-them were already written for an earlier checkpoint. They live once in the job's
-``<checkpoint dir>/shared/`` folder and each checkpoint lists the ones it needs (the
-list travels in the subtask's state file, which stays the one checksummed file per
-subtask in ``chk-<n>/``)::
+An incremental checkpoint of a RocksDB backend consists of immutable SST files (and a
+few small others); most SST files were already written for an earlier checkpoint. They
+live once in the job's ``<checkpoint dir>/shared/`` folder. Each subtask's state file
+names the shared files it needs, and its handle in ``_metadata`` lists them with size
+and sha256 (:class:`SharedFile`), so ``_metadata`` alone says which files a checkpoint
+needs and how to check them::
 
     <checkpoint dir>/
-      chk-12/count-0            state file: lists shared files by name, size, sha256
+      chk-12/count-0            state file: local name -> shared name and size
+      chk-12/_metadata          handle of count-0: its shared files, sizes, sha256s
       shared/12-count-0-000042.sst
       shared/15-count-0-000057.sst
 
 Rules, in order of the protocol:
 
-1. **Upload** (a subtask, asynchronously after the barrier): a local file is *reused*
-   (not written again) only if an earlier checkpoint whose completion this subtask was
-   notified of (or the checkpoint it restored) holds a file of the same local name and
-   size: SST files never change, so name and size identify them within a database.
-   Every other file is written anew as ``<checkpoint id>-<owner>-<local name>``, fsynced,
-   its sha256 computed on the way. Names are unique per checkpoint and owner, so two
-   checkpoints in flight never share a file neither of them completed.
-2. **Reference counting** (the coordinator, :class:`SharedFileRegistry`): a shared file
-   lives while a retained complete checkpoint, or one in flight that acknowledged it,
-   references it. Retention releases a checkpoint; the files no one references any
-   more are deleted. Savepoints hold no shared references: they are always written in
-   the canonical, self-contained format.
+1. **Upload** (a subtask, asynchronously after the barrier): an immutable file is
+   *reused* (not written again) only if an earlier checkpoint whose completion this
+   subtask was notified of (or the checkpoint it restored) holds a file of the same
+   local name and size: SST files never change, so name and size identify them within
+   a database. Every other file is written anew as ``<checkpoint id>-<owner>-<local
+   name>``, fsynced, its sha256 computed on the way. Names are unique per checkpoint
+   and owner, so two checkpoints in flight never share a file neither of them completed.
+2. **Reference counting** (:class:`SharedFileRegistry`, kept by the store, fed by the
+   coordinator): a shared file lives while a retained complete checkpoint, or one in
+   flight that acknowledged it, references it. Aborting a checkpoint or dropping it by
+   retention releases it; the files no one references any more are deleted. Retention
+   keeps the newest checkpoint that references shared files until a newer one does
+   (a savepoint in between holds none), so subtasks can go on reusing its files.
+   Savepoints hold no shared references: they are always canonical and self-contained.
 3. **Completion check**: before checkpoint n completes, every file it reuses must
    still be registered (:meth:`SharedFileRegistry.missing`); otherwise n is declined,
-   never completed with a hole (the subtask then forgets its reuse list on the abort).
+   never completed with a hole, and its subtasks forget what they could reuse.
 4. **Orphans**: a file named for checkpoint m <= the newest complete checkpoint that no
    checkpoint references was uploaded for an attempt that never completed (aborted, or
    the process died): :func:`orphans` lists them for deletion. Files of checkpoints
    newer than the newest complete one may be in flight and are left alone.
-5. **Verification**: a file is checked against its recorded size and sha256 when it is
-   verified or materialized for a restore; a missing or damaged file raises
-   :class:`~streamflow.errors.CheckpointCorruptedError` naming it.
+5. **Verification**: a checkpoint is verified (before a restore, or by ``inspect``) with
+   every shared file its handles list, against size and sha256; a missing or damaged
+   file raises :class:`~streamflow.errors.CheckpointCorruptedError` naming it, and a
+   restore falls back to the previous checkpoint as for any damaged file.
 
 Shared files hold the raw bytes of the database file (no header: a restore hard-links
-them into a RocksDB directory), so their checksums live only in the state files.
+them into a RocksDB directory), so their checksums live in ``_metadata``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import re
@@ -158,12 +164,12 @@ class ReuseTracker:
 
 
 class SharedFileRegistry:
-    """The coordinator's reference counts of shared files (pure: no I/O).
+    """Reference counts of shared files (pure: no I/O).
 
-    A checkpoint's references are added when it is acknowledged or completes
-    (:meth:`add`) and released when it is aborted or retention drops it
-    (:meth:`release`), which returns the files nothing references any more: those are
-    safe to delete. Rebuilt on start from the retained checkpoints' state files.
+    A checkpoint's references are added when a subtask acknowledges it (:meth:`add`),
+    and released when it is aborted or retention drops it (:meth:`release`), which
+    returns the files nothing references any more: those are safe to delete. Rebuilt
+    when a job attempt starts, from the ``_metadata`` of the complete checkpoints.
     """
 
     __slots__ = ("_by_checkpoint", "_counts")
@@ -202,6 +208,10 @@ class SharedFileRegistry:
     def referenced(self) -> frozenset[str]:
         return frozenset(self._counts)
 
+    def holds(self, checkpoint_id: int) -> bool:
+        """Whether ``checkpoint_id`` references any shared file."""
+        return bool(self._by_checkpoint.get(checkpoint_id))
+
     def checkpoints(self) -> list[int]:
         return sorted(self._by_checkpoint)
 
@@ -217,24 +227,25 @@ def orphans(present: Iterable[str], referenced: frozenset[str], newest_complete:
 
 
 class SharedFileStore:
-    """Writes, verifies, materializes and deletes files of one job's ``shared/`` folder.
+    """One job's ``shared/`` folder: writes, verifies, materializes and deletes its
+    files, and keeps their reference counts (:attr:`references`).
 
     All file work runs in threads (:func:`asyncio.to_thread`), one hop per file.
     """
 
     def __init__(self, checkpoint_directory: str | Path) -> None:
         self.directory = Path(checkpoint_directory) / SHARED_DIRECTORY
+        self.references = SharedFileRegistry()
 
     def path(self, shared: SharedFile) -> Path:
         return self.directory / shared.name
 
-    async def upload(self, checkpoint_id: int, owner: str, local: Path) -> SharedFile:
-        """Write the local file ``local`` into ``shared/`` for ``checkpoint_id``: a hard
-        link when the file system allows (the file is immutable), else a copy; fsynced,
+    async def upload(self, checkpoint_id: int, name: str, local: Path, *, link: bool) -> SharedFile:
+        """Write the local file ``local`` into ``shared/`` as ``name``: a hard link when
+        ``link`` (an immutable file) and the file system allows, else a copy; fsynced,
         its sha256 computed. Raises CheckpointError when it cannot be written."""
-        name = shared_file_name(checkpoint_id, owner, local.name)
         try:
-            size, digest = await asyncio.to_thread(_place, local, self.directory / name)
+            size, digest = await asyncio.to_thread(_place, local, self.directory / name, link)
         except OSError as exc:
             raise CheckpointError(
                 f"checkpoint {checkpoint_id}: the shared file {name!r} could not be written to "
@@ -253,17 +264,19 @@ class SharedFileStore:
         for shared in files:
             await asyncio.to_thread(_check, self.path(shared), shared, checkpoint_id)
 
-    async def materialize(self, files: Mapping[str, SharedFile], target: Path, *, checkpoint_id: int | None = None
+    async def materialize(self, files: Mapping[str, tuple[str, int]], target: Path, *, immutable: frozenset[str]
                           ) -> None:  # fmt: skip
-        """Put each shared file into ``target`` under its local name (a hard link where
-        possible, else a copy), checking its size and sha256 on the way.
+        """Put each shared file (local name -> (name in ``shared/``, size)) into
+        ``target`` under its local name: immutable files as hard links where possible,
+        the others as copies (a database may write to them). Sizes are checked; the
+        checksums were, when the checkpoint was verified before its restore.
 
         Raises:
-            CheckpointCorruptedError: a file is missing or damaged.
+            CheckpointCorruptedError: a file is missing or of another size.
         """
         await asyncio.to_thread(target.mkdir, parents=True, exist_ok=True)
-        for local, shared in files.items():
-            await asyncio.to_thread(_materialize, self.path(shared), target / local, shared, checkpoint_id)
+        for local, (name, size) in files.items():
+            await asyncio.to_thread(_materialize, self.directory / name, target / local, size, local in immutable)
 
     async def delete(self, names: Iterable[str]) -> None:
         """Delete shared files by name; a missing one is fine."""
@@ -274,17 +287,35 @@ class SharedFileStore:
         """The names of every file in ``shared/`` (none if it does not exist), sorted."""
         return await asyncio.to_thread(_list, self.directory)
 
+    async def release(self, checkpoint_id: int) -> list[str]:
+        """Drop ``checkpoint_id``'s references and delete the files nobody references
+        any more (rule 2); returns their names."""
+        freed = self.references.release(checkpoint_id)
+        await self.delete(freed)
+        return freed
 
-def _place(local: Path, destination: Path) -> tuple[int, str]:
+    async def sweep(self, newest_complete: int) -> list[str]:
+        """Delete the orphans (rule 4); returns their names."""
+        doomed = orphans(await self.names(), self.references.referenced(), newest_complete)
+        await self.delete(doomed)
+        return doomed
+
+    async def remove_all(self) -> None:
+        """Delete the whole ``shared/`` folder (the job's checkpoints are all gone)."""
+        await asyncio.to_thread(shutil.rmtree, self.directory, True)
+        self.references = SharedFileRegistry()
+
+
+def _place(local: Path, destination: Path, link: bool) -> tuple[int, str]:
     destination.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(local, destination)
-        linked = True
-    except FileExistsError:
-        raise
-    except OSError:
-        linked = False
-    if linked:
+    if link:
+        try:
+            os.link(local, destination)
+        except FileExistsError:
+            raise
+        except OSError:
+            link = False
+    if link:
         size, digest = _hash(destination)
     else:
         sha = hashlib.sha256()
@@ -297,6 +328,9 @@ def _place(local: Path, destination: Path) -> tuple[int, str]:
                 out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
+        if os.path.exists(destination):
+            os.unlink(tmp)
+            raise FileExistsError(errno.EEXIST, "shared file exists", str(destination))
         os.replace(tmp, destination)
         digest = sha.hexdigest()
     _fsync_directory(destination.parent)
@@ -331,12 +365,20 @@ def _check(path: Path, shared: SharedFile, checkpoint_id: int | None) -> None:
         raise _damaged(path, "does not match its sha256 checksum", checkpoint_id)
 
 
-def _materialize(source: Path, destination: Path, shared: SharedFile, checkpoint_id: int | None) -> None:
-    _check(source, shared, checkpoint_id)
+def _materialize(source: Path, destination: Path, size: int, link: bool) -> None:
     try:
-        os.link(source, destination)
-    except OSError:
-        shutil.copyfile(source, destination)
+        found = os.stat(source).st_size
+    except FileNotFoundError:
+        raise _damaged(source, "is missing", None) from None
+    if found != size:
+        raise _damaged(source, f"holds {found} bytes, the checkpoint says {size}", None)
+    if link:
+        try:
+            os.link(source, destination)
+            return
+        except OSError:
+            pass
+    shutil.copyfile(source, destination)
 
 
 def _unlink(path: Path) -> None:

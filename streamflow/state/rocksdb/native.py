@@ -1,8 +1,8 @@
 """Native snapshots of the RocksDB backend: its own files, and their restore.
 
 At a barrier, :func:`take_native_snapshot` flushes the memtables and takes a RocksDB
-checkpoint: hard links of the database's SST files (immutable) and copies of the few
-small others (MANIFEST, CURRENT, OPTIONS) in a staging directory, a consistent copy at
+checkpoint: hard links of the database's SST files (immutable, as are its OPTIONS
+files) and copies of the small others (MANIFEST, CURRENT) in a staging directory, a consistent copy at
 the cost of a flush. The checkpoint layer then puts the files into shared storage
 (:mod:`streamflow.checkpoint.incremental`), and the snapshot's ``meta`` goes into the
 subtask's state file::
@@ -91,7 +91,9 @@ def take_native_snapshot(
         "taken_at": now,
         "states": [{**info.meta(), "cut": cut(info)} for info in backend.state_infos()],
     }
-    immutable = frozenset(name for name in files if name.endswith(".sst"))
+    # SST files never change; RocksDB writes options to a new OPTIONS-<n> file each time
+    # (MANIFEST and CURRENT do change: they are stored anew with every snapshot)
+    immutable = frozenset(name for name in files if name.endswith(".sst") or name.startswith("OPTIONS-"))
     return NativeSnapshot(directory=directory, files=files, immutable=immutable, meta=meta)
 
 
