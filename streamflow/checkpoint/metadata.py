@@ -153,7 +153,7 @@ class CheckpointMetadata:
     timestamp: float
     is_savepoint: bool = False
     operators: Mapping[str, OperatorStateMeta] = field(default_factory=dict)
-    format_version: int = 1
+    format_version: int = field(default=1, compare=False)  # as read; what is written follows the handles
 
     def handles(self) -> Iterator[tuple[str, int, StateHandle]]:
         """Every ``(operator uid, subtask, handle)``, in a stable order."""

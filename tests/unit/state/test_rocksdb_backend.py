@@ -297,3 +297,30 @@ def test_working_directories_of_dead_processes_are_removed_when_a_job_starts(tmp
         assert f"-p{os.getpid()}-" in backend.directory.name
     finally:
         backend.close()
+
+
+def test_window_state_keyed_by_windows_finds_equal_windows_and_restores_their_type(tmp_path: Path) -> None:
+    """Window contents are keyed state whose namespace is a window (a window state store
+    over keyed handles keeps ``(namespace, name)`` map keys): a window built again from
+    the same instants must find its entry, and come back a TimeWindow after a restore."""
+    from streamflow.windowing.windows import GLOBAL_WINDOW, TimeWindow
+
+    backend = rocks(tmp_path)
+    store = backend.get_state(MapStateDescriptor[Any, Any]("window-state"))
+    use(backend, "user-1")
+    store.put((TimeWindow(0, 60), "contents"), [1, 2])
+    store.put((TimeWindow(60.0, 120.0), "contents"), [3])
+    store.put((None, "merging-windows"), [[0.0, 60.0, 0.0, 60.0]])
+    store.put((GLOBAL_WINDOW, "trigger:0"), 2)
+    assert store.get((TimeWindow(0.0, 60.0), "contents")) == [1, 2]  # an equal window, built anew
+    assert store.get((TimeWindow.of_micros(60_000_000, 120_000_000), "contents")) == [3]
+    store.remove((TimeWindow(60, 120), "contents"))
+    restored = rocks(tmp_path)
+    restored.restore([serde.decode(serde.encode(backend.snapshot()))])
+    use(restored, "user-1")
+    items = dict(restored.get_state(MapStateDescriptor[Any, Any]("window-state")).items())
+    assert items == {(TimeWindow(0.0, 60.0), "contents"): [1, 2], (None, "merging-windows"): [[0.0, 60.0, 0.0, 60.0]],
+                     (GLOBAL_WINDOW, "trigger:0"): 2}  # fmt: skip
+    assert {type(key[0]) for key in items} == {TimeWindow, type(None), type(GLOBAL_WINDOW)}
+    backend.close()
+    restored.close()
