@@ -27,7 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from rocksdict import Rdict, WriteBatch
+from rocksdict import WriteBatch
 
 from streamflow.errors import ConfigError, StateError
 from streamflow.core.clock import Clock
@@ -115,7 +115,7 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
         self._clock = clock
         self._budget = budget
         self.directory = directory
-        self._db: Rdict = rdb.open_database(directory / "db", budget)
+        self._db = rdb.open_database(directory / "db", budget)
         self._ctx = RocksKeyContext()
         self._states: dict[str, StateInfo] = {}
         self._ttls: dict[str, RocksTtl] = {}
@@ -372,7 +372,7 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
         self.reused_files = await restore_native(self, parts)
 
     @property
-    def database(self) -> Rdict:
+    def database(self) -> rdb.CachedDatabase:
         return self._db
 
     @property

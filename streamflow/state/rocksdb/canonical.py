@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from rocksdict import Rdict, WriteBatch
+from rocksdict import WriteBatch
 
 from streamflow.state.heap_snapshot import SNAPSHOT_FORMAT, StoredState, read_snapshot
-from streamflow.state.rocksdb.db import scan
+from streamflow.state.rocksdb.db import CachedDatabase, Database, scan
 from streamflow.state.rocksdb.keys import decode_key, encode_key, group_prefix, key_part, split_entry_key, successor
 from streamflow.state.rocksdb.values import (
     ABSENT,
@@ -100,7 +100,7 @@ def encode_body(kind: str, ttl: bool, values: list[tuple[bytes, float]]) -> byte
     return TS.pack(ts) + payload if ttl else payload
 
 
-def read_entries(db: Rdict, key_group: int, state_id: int) -> Iterator[tuple[bytes, bytes]]:
+def read_entries(db: Database, key_group: int, state_id: int) -> Iterator[tuple[bytes, bytes]]:
     prefix = group_prefix(key_group, state_id)
     return scan(db, prefix, successor(prefix))
 
@@ -115,7 +115,7 @@ def _keys_of(entry: bytes, raw: bytes) -> tuple[int, Any, Any]:
     return key_group, key, decode_key(map_bytes) if map_original is ABSENT else map_original
 
 
-def state_keys(db: Rdict, info: StateInfo, key_groups: range, visible: Callable[[bytes, int], bool] | None
+def state_keys(db: Database, info: StateInfo, key_groups: range, visible: Callable[[bytes, int], bool] | None
                ) -> Iterator[tuple[Any, int]]:  # fmt: skip
     """``(key, key group)`` of each key with an entry in the state (map keys once), those
     with no ``visible`` entry left out. Each key group is read before its keys are yielded."""
@@ -137,7 +137,7 @@ def state_keys(db: Rdict, info: StateInfo, key_groups: range, visible: Callable[
 # -- database -> format 2 ---------------------------------------------------------------
 
 
-def write_canonical(db: Rdict, states: Iterable[StateInfo], key_groups: range, now: float,
+def write_canonical(db: Database, states: Iterable[StateInfo], key_groups: range, now: float,
                     full_snapshot_ttl: Callable[[StateInfo], float | None]) -> dict[str, Any]:  # fmt: skip
     """The format-2 snapshot of every state (see the module docstring)."""
     return {
@@ -146,7 +146,7 @@ def write_canonical(db: Rdict, states: Iterable[StateInfo], key_groups: range, n
     }
 
 
-def _write_state(db: Rdict, info: StateInfo, key_groups: range, now: float, cut: float | None) -> dict[str, Any]:
+def _write_state(db: Database, info: StateInfo, key_groups: range, now: float, cut: float | None) -> dict[str, Any]:
     kind, ttl = info.kind, info.has_ttl
     load: Callable[[bytes], Any] | None = _PICKLER.loads if info.written_with == _PICKLE else None
     live = SHAPES[kind].live
@@ -174,7 +174,7 @@ def _write_state(db: Rdict, info: StateInfo, key_groups: range, now: float, cut:
 
 
 def load_canonical(
-    db: Rdict,
+    db: CachedDatabase,
     snapshots: Iterable[dict[str, Any]],
     *,
     states: dict[str, StateInfo],
@@ -219,7 +219,7 @@ def load_canonical(
             stored.table.clear()
 
 
-def _store(db: Rdict, info: StateInfo, stored: StoredState) -> None:
+def _store(db: CachedDatabase, info: StateInfo, stored: StoredState) -> None:
     """Write one scratch table into the database and record its serializer."""
     if info.serializer is not None:  # registered: the reader decoded every value
         dumps = info.serializer.dumps

@@ -10,6 +10,11 @@ managed memory does for its RocksDB instances.
 Databases run without a write-ahead log: a subtask's state is durable through
 checkpoints, never through the local directory (a restart restores a checkpoint into a
 fresh directory), so the log would only cost writes.
+
+Each subtask's database sits behind a :class:`CachedDatabase`, a bounded cache of its
+recent entries (see there): through rocksdict a RocksDB point read costs about 2.5 µs
+and a write about 6 µs, several times the rest of a keyed record's work, and most
+records touch a key that was touched a moment before.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import cast
 
 from rocksdict import (
     AccessType,
+    WriteBatch,
     BlockBasedOptions,
     Cache,
     Checkpoint,
@@ -38,8 +44,8 @@ from rocksdict import (
 from streamflow.errors import ConfigError
 
 __all__ = [
-    "MemoryBudget", "create_checkpoint", "make_working_directory", "open_database", "open_read_only",
-    "remove_stale_directories", "scan",
+    "CachedDatabase", "Database", "MemoryBudget", "create_checkpoint", "make_working_directory", "open_database",
+    "open_read_only", "remove_stale_directories", "scan",
 ]
 
 _MIB = 1 << 20
@@ -77,6 +83,117 @@ class MemoryBudget:
         """One memtable's size: small enough that a few fit in the write buffer share."""
         return max(_MIB, min(64 * _MIB, int(self.total * self.write_buffer_ratio) // 4))
 
+    def cache_bytes(self) -> int:
+        """What each subtask's :class:`CachedDatabase` may hold: 1/16 of the budget."""
+        return max(256 << 10, self.total // 16)
+
+
+_MISSING = object()
+_ENTRY_OVERHEAD = 100  # bytes of a cached entry beside its key and value (two bytes objects, a dict slot)
+
+
+class CachedDatabase:
+    """One subtask's read-write database with a bounded cache of recent entries in front.
+
+    Point operations, the per-record work of every state handle, go through the cache:
+    :meth:`get` reads RocksDB once per entry (absent ones too), later reads hit the
+    cache; :meth:`put` and :meth:`delete` change the cache only and mark the entry dirty.
+    :meth:`write_back` writes every dirty entry to RocksDB in one batch. Everything else
+    writes back first: a scan (:meth:`items`), a memtable :meth:`flush` (a native
+    snapshot), and :meth:`write` and :meth:`delete_range`, which also drop the cache
+    (they may change any entry). Past ``capacity`` bytes (keys, values and an estimate of
+    Python's overhead) the cache is written back and emptied. Not thread-safe: used by one task at a time (a restore's copy runs in a
+    thread while the task waits for it).
+
+    Values are the encoded bytes of the database, never live objects: a value read is a
+    fresh copy, as without the cache.
+    """
+
+    __slots__ = ("raw", "_cache", "_dirty", "_capacity", "_bytes")
+
+    def __init__(self, raw: Rdict, capacity: int) -> None:
+        self.raw = raw
+        self._cache: dict[bytes, bytes | None] = {}
+        self._dirty: set[bytes] = set()
+        self._capacity = capacity
+        self._bytes = 0
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._cache.get(key, _MISSING)
+        if value is _MISSING:
+            value = cast("bytes | None", self.raw.get(key))
+            size = len(key) + (0 if value is None else len(value)) + _ENTRY_OVERHEAD
+            if self._bytes + size > self._capacity:
+                self._evict()
+            self._bytes += size
+            self._cache[key] = value
+        return value  # type: ignore[return-value]
+
+    def put(self, key: bytes, value: bytes | None) -> None:
+        cache = self._cache
+        old = cache.get(key, _MISSING)
+        if old is _MISSING:
+            self._bytes += len(key) + _ENTRY_OVERHEAD
+        elif old is not None:
+            self._bytes -= len(old)  # type: ignore[arg-type]
+        if value is not None:
+            self._bytes += len(value)
+        cache[key] = value
+        self._dirty.add(key)
+        if self._bytes > self._capacity:
+            self._evict()
+
+    def delete(self, key: bytes) -> None:
+        self.put(key, None)
+
+    def write_back(self) -> None:
+        """Write every dirty entry to RocksDB, in one batch."""
+        if not self._dirty:
+            return
+        batch = WriteBatch(raw_mode=True)
+        cache = self._cache
+        for key in self._dirty:
+            value = cache[key]
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        self.raw.write(batch)
+        self._dirty.clear()
+
+    def _evict(self) -> None:
+        self.write_back()
+        self._cache.clear()
+        self._bytes = 0
+
+    def items(self, *, from_key: bytes, read_opt: ReadOptions) -> Iterator[tuple[bytes, bytes]]:
+        self.write_back()
+        return cast(Iterator[tuple[bytes, bytes]], self.raw.items(from_key=from_key, read_opt=read_opt))
+
+    def write(self, batch: WriteBatch) -> None:
+        self._evict()
+        self.raw.write(batch)
+
+    def delete_range(self, begin: bytes, end: bytes) -> None:
+        self._evict()
+        self.raw.delete_range(begin, end)
+
+    def flush(self, wait: bool = True) -> None:
+        """Write back, then flush RocksDB's memtables into SST files."""
+        self.write_back()
+        self.raw.flush(wait)
+
+    def close(self) -> None:
+        """Close without writing back: the state of a closed subtask is dropped."""
+        self._cache.clear()
+        self._dirty.clear()
+        self._bytes = 0
+        self.raw.close()
+
+
+Database = Rdict | CachedDatabase
+"""What scans read: a subtask's cached database, or a database opened read-only."""
+
 
 def _options(budget: MemoryBudget) -> Options:
     options = Options(raw_mode=True)
@@ -96,13 +213,13 @@ def _options(budget: MemoryBudget) -> Options:
     return options
 
 
-def open_database(path: Path, budget: MemoryBudget) -> Rdict:
+def open_database(path: Path, budget: MemoryBudget) -> CachedDatabase:
     """Open (or create) the read-write database of one subtask at ``path``."""
     db = Rdict(str(path), _options(budget))
     write = WriteOptions()
     setattr(write, "disable_wal", True)  # a property in rocksdict 0.3.29, though its stub says a method
     db.set_write_options(write)
-    return db
+    return CachedDatabase(db, budget.cache_bytes())
 
 
 def open_read_only(path: Path, budget: MemoryBudget) -> Rdict:
@@ -110,7 +227,7 @@ def open_read_only(path: Path, budget: MemoryBudget) -> Rdict:
     return Rdict(str(path), _options(budget), access_type=AccessType.read_only(False))
 
 
-def scan(db: Rdict, lower: bytes, upper: bytes) -> Iterator[tuple[bytes, bytes]]:
+def scan(db: Database, lower: bytes, upper: bytes) -> Iterator[tuple[bytes, bytes]]:
     """Every ``(key, value)`` in ``[lower, upper)``, read in chunks with a fresh iterator
     each: safe to write to the database between items."""
     while True:
@@ -127,13 +244,13 @@ def scan(db: Rdict, lower: bytes, upper: bytes) -> Iterator[tuple[bytes, bytes]]
         lower = chunk[-1][0] + b"\x00"
 
 
-def create_checkpoint(db: Rdict, path: Path) -> None:
-    """Flush the memtables and hard-link the database's live files into ``path`` (which
-    must not exist): RocksDB's checkpoint. SST files are immutable, so the links are a
-    consistent snapshot at no copying cost."""
+def create_checkpoint(db: CachedDatabase, path: Path) -> None:
+    """Write back the cache, flush the memtables and hard-link the database's live files
+    into ``path`` (which must not exist): RocksDB's checkpoint. SST files are immutable,
+    so the links are a consistent snapshot at no copying cost."""
     path.parent.mkdir(parents=True, exist_ok=True)
     db.flush(True)
-    Checkpoint(db).create_checkpoint(str(path))
+    Checkpoint(db.raw).create_checkpoint(str(path))
 
 
 _OWNER = re.compile(r".+-p([0-9]+)-[^-]+")

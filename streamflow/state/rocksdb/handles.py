@@ -18,8 +18,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
 from typing import Any, NoReturn, TypeVar
 
-from rocksdict import Rdict, WriteBatch
-
 from streamflow.errors import StateError
 from streamflow.state.descriptors import (
     AggregatingStateDescriptor,
@@ -39,6 +37,7 @@ from streamflow.state.keyed import (
     ValueState,
     no_current_key,
 )
+from streamflow.state.rocksdb.db import CachedDatabase
 from streamflow.state.rocksdb.keys import decode_key, encode_key, key_part, successor
 from streamflow.state.rocksdb.ttl import RocksTtl
 from streamflow.state.rocksdb.values import (
@@ -78,23 +77,40 @@ OUT = TypeVar("OUT")
 _MISSING: Any = object()
 
 
+_MEMO_LIMIT = 1 << 16
+
+
 class RocksKeyContext(KeyContext):
     """The current key and key group, plus their encoding once a handle asked for it:
-    ``parts`` is ``(key group bytes, state-key part, header)`` or None."""
+    ``parts`` is ``(key group bytes, state-key part, header)`` or None. ``memo`` keeps
+    the parts of recent str, int and bytes keys (for those, equal keys have equal parts;
+    a key comes back record after record)."""
 
-    __slots__ = ("parts",)
+    __slots__ = ("parts", "memo")
 
     def __init__(self) -> None:
         super().__init__()
         self.parts: tuple[bytes, bytes, bytes] | None = None
+        self.memo: dict[Any, tuple[bytes, bytes, bytes]] = {}
 
 
 def _parts(ctx: RocksKeyContext, name: str) -> tuple[bytes, bytes, bytes]:
     key = ctx.key
-    if key is NO_KEY:
+    kind = type(key)
+    if kind is str or kind is int or kind is bytes:
+        parts = ctx.memo.get(key)
+        if parts is None:
+            encoded = encode_key(key)[0]
+            parts = (ctx.key_group.to_bytes(2, "big"), key_part(encoded), PLAIN)
+            memo = ctx.memo
+            if len(memo) >= _MEMO_LIMIT:
+                memo.clear()
+            memo[key] = parts
+    elif key is NO_KEY:
         raise no_current_key(name)
-    encoded, exact = encode_key(key)
-    parts = (ctx.key_group.to_bytes(2, "big"), key_part(encoded), PLAIN if exact else header(key_form(key)))
+    else:
+        encoded, exact = encode_key(key)
+        parts = (ctx.key_group.to_bytes(2, "big"), key_part(encoded), PLAIN if exact else header(key_form(key)))
     ctx.parts = parts
     return parts
 
@@ -124,7 +140,7 @@ class StateAccess:
     __slots__ = ("name", "operator", "subtask", "sid", "db", "serializer", "dumps", "loads", "ttl", "ctx")
 
     def __init__(
-        self, name: str, operator: str, subtask: int, state_id: int, db: Rdict, serializer: StateSerializer,
+        self, name: str, operator: str, subtask: int, state_id: int, db: CachedDatabase, serializer: StateSerializer,
         ttl: RocksTtl | None, ctx: KeyContext,
     ) -> None:  # fmt: skip
         self.name = name
@@ -188,7 +204,7 @@ def read_single(st: StateAccess, key: bytes) -> bytes | None:
     offset = 1 if raw[0] == 0 else body_offset(raw)
     ttl = st.ttl
     if ttl is None:
-        return raw[offset:]  # type: ignore[no-any-return]
+        return raw[offset:]
     stamp = TS.unpack_from(raw, offset)[0]
     payload: bytes = raw[offset + 8 :]
     now = ttl.clock.now()
@@ -215,9 +231,9 @@ def live_single(st: StateAccess, key: bytes) -> bytes | None:
     offset = 1 if raw[0] == 0 else body_offset(raw)
     ttl = st.ttl
     if ttl is None:
-        return raw[offset:]  # type: ignore[no-any-return]
+        return raw[offset:]
     if TS.unpack_from(raw, offset)[0] + ttl.ttl > ttl.clock.now():
-        return raw[offset + 8 :]  # type: ignore[no-any-return]
+        return raw[offset + 8 :]
     return None
 
 

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from rocksdict import Rdict, WriteBatch
+from rocksdict import WriteBatch
 
 from streamflow.errors import StateError
 from streamflow.state.backend import NativeSnapshot, RestoredNative
@@ -57,7 +57,7 @@ class NativeSource(Protocol):
     key_group_range: range
 
     @property
-    def database(self) -> Rdict: ...
+    def database(self) -> rdb.CachedDatabase: ...
 
     @property
     def budget(self) -> rdb.MemoryBudget: ...
@@ -186,7 +186,7 @@ def _info(meta: Mapping[str, Any]) -> StateInfo:
     return info
 
 
-def _copy_ranges(db: Rdict, budget: rdb.MemoryBudget, directory: Path, ids: Mapping[int, int], groups: range) -> None:
+def _copy_ranges(db: rdb.CachedDatabase, budget: rdb.MemoryBudget, directory: Path, ids: Mapping[int, int], groups: range) -> None:
     """Copy the entries of ``groups`` from an old subtask's database into ``db``, its
     state ids mapped by ``ids`` (old id -> id here). Runs in a thread: reads the old
     files, writes batches, touches no Python state of the backend."""

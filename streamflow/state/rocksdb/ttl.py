@@ -18,10 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from rocksdict import Rdict
 
 from streamflow.core.clock import Clock
-from streamflow.state.rocksdb.db import scan
+from streamflow.state.rocksdb.db import CachedDatabase, scan
 from streamflow.state.rocksdb.keys import group_prefix, successor
 from streamflow.state.rocksdb.values import TS, body_offset, pack_stamped, unpack_elements
 from streamflow.state.ttl import StateTtlConfig, TtlUpdateType, TtlVisibility
@@ -87,7 +86,7 @@ class ExpirySweeper:
     __slots__ = ("_db", "_state_id", "_key_groups", "_purge", "_ttl", "_clock", "_cursor")
 
     def __init__(
-        self, db: Rdict, state_id: int, key_groups: range, purge: Purge, ttl: float, clock: Clock
+        self, db: CachedDatabase, state_id: int, key_groups: range, purge: Purge, ttl: float, clock: Clock
     ) -> None:
         self._db = db
         self._state_id = state_id
