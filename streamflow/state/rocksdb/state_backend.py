@@ -27,7 +27,8 @@ class EmbeddedRocksDBStateBackend:
             storage (native snapshots); False writes the full canonical snapshot every
             time. Savepoints are always canonical.
         memory_budget: bytes of memory all RocksDB state of the job may use for block
-            cache and write buffers together (default 256 MiB).
+            cache and write buffers together (default 256 MiB); each subtask also caches
+            its recently used entries, up to 1/16 of it.
         ttl_sweep_every: every so many records a subtask sweeps its TTL states ...
         ttl_sweep_entries: ... checking this many entries, removing expired ones.
 
