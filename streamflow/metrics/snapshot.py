@@ -43,16 +43,17 @@ def job_metrics(execution: Execution) -> dict[str, Any]:
         if hasattr(task, "records_out") and hasattr(task, "source_uid"):
             entry["source_records_out"] = task.records_out
         tasks[task.name] = entry
-        counted = [(op.uid, op.metrics) for op in task.operators]
+        counted = [(op.uid, op.metrics, op.extra_metrics()) for op in task.operators]
         source_metrics = getattr(task, "source_metrics", None)  # a source task: bad records it read
         if source_metrics is not None:
-            counted.insert(0, (getattr(task, "source_uid"), source_metrics))
-        for uid, m in counted:
+            counted.insert(0, (getattr(task, "source_uid"), source_metrics, {}))
+        for uid, m, extra in counted:
             operators[f"{uid}[{task.subtask}]"] = {
                 "records_in": m.records_in,
                 "records_out": m.records_out,
                 "records_skipped": m.records_skipped,
                 "records_dead_lettered": m.records_dead_lettered,
+                **extra,  # by kind: "async" (calls in flight, calls/s, timeouts, retries, latency) for map_async
             }
     channels = {
         c.name: {

@@ -36,7 +36,7 @@ from streamflow.runtime.timers import TimerQueue
 from streamflow.state.descriptors import ValueStateDescriptor
 from streamflow.state.operator import OperatorStateStore, restore_operator_state
 
-__all__ = ["FunctionOperator", "RecordPath"]
+__all__ = ["FunctionOperator", "RecordPath", "own_copy"]
 
 log = logging.getLogger("streamflow.operator")
 
@@ -66,7 +66,7 @@ class FunctionOperator(StreamOperator):
 
     def __init__(self, spec: OperatorSpec, ctx: OperatorContext) -> None:
         super().__init__(spec, ctx)
-        fn = _own_copy(spec.function, self.uid)
+        fn = own_copy(spec.function, self.uid)
         self.fn = fn
         self.keyed = spec.key_selector is not None
         self.key_selector = spec.key_selector
@@ -358,7 +358,7 @@ class FunctionOperator(StreamOperator):
             await self.emit(Batch(out))
 
 
-def _own_copy(fn: Any, uid: str) -> Any:
+def own_copy(fn: Any, uid: str) -> Any:
     """This subtask's own instance of the user function (plain functions are returned as is).
 
     Like Flink, which gives every subtask a deserialized copy, each subtask of each attempt
