@@ -163,6 +163,11 @@ class AsyncOperator(StreamOperator):
             )
         await self._emit_ready()
 
+    async def process_watermark(self, watermark: Watermark) -> None:
+        """Passed on at once when nothing is held, else once the records before it are out."""
+        if not self.queue.add_watermark(watermark):
+            await self.emit_watermark(watermark)
+
     def _keys_of(self, batch: Batch) -> list[Any]:
         if batch.keys is not None:
             return batch.keys
