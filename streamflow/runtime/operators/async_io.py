@@ -36,6 +36,7 @@ import logging
 import time
 from typing import Any, NoReturn
 
+from streamflow.api.functions import checkpoint_hook
 from streamflow.checkpoint.snapshot import OperatorSnapshot
 from streamflow.core.elements import Batch, Watermark
 from streamflow.errors import ConfigError, StateError, UserFunctionError
@@ -94,6 +95,8 @@ class AsyncOperator(StreamOperator):
         self._wakeup_posted = False
         self._failed: AsyncEntry | None = None  # a record the error policy does not take: fail the attempt
         self._task_name = f"{self.uid}[{ctx.subtask_index}] call #"
+        self._on_complete = checkpoint_hook(self.fn, "notify_checkpoint_complete")
+        self._on_aborted = checkpoint_hook(self.fn, "notify_checkpoint_aborted")
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -123,6 +126,14 @@ class AsyncOperator(StreamOperator):
             for e in self.queue.held_entries()
         ]
         return OperatorSnapshot(async_inputs=held)
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        if self._on_complete is not None:
+            await maybe_await(self._on_complete(checkpoint_id))
+
+    async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
+        if self._on_aborted is not None:
+            await maybe_await(self._on_aborted(checkpoint_id))
 
     async def end_input(self) -> None:
         """Every call ends and every result (and held watermark) goes out."""
