@@ -93,6 +93,7 @@ class AsyncOperator(StreamOperator):
         self._seq = 0
         self._progress: asyncio.Future[None] | None = None  # process / end_input waiting for a call to end
         self._wakeup_posted = False
+        self._completions = 0  # calls ended so far: a wait checks none ended since its last emit
         self._failed: AsyncEntry | None = None  # a record the error policy does not take: fail the attempt
         self._task_name = f"{self.uid}[{ctx.subtask_index}] call #"
         self._on_complete = checkpoint_hook(self.fn, "notify_checkpoint_complete")
@@ -138,8 +139,9 @@ class AsyncOperator(StreamOperator):
     async def end_input(self) -> None:
         """Every call ends and every result (and held watermark) goes out."""
         while not self.queue.empty:
+            seen = self._completions
             await self._emit_ready()
-            if not self.queue.empty:
+            if not self.queue.empty and self._completions == seen:
                 await self._wait_for_a_call()
 
     async def close(self) -> None:
@@ -208,6 +210,7 @@ class AsyncOperator(StreamOperator):
                 self._failed = entry
         finally:
             self.calls.in_flight -= 1
+        self._completions += 1
         for following in self.queue.complete(entry):
             self._start(following)
         self._wake()
@@ -229,10 +232,12 @@ class AsyncOperator(StreamOperator):
         started = time.perf_counter()
         try:
             while True:
+                seen = self._completions
                 await self._emit_ready()
                 if not self.queue.full:
                     return
-                await self._wait_for_a_call()
+                if self._completions == seen:  # else a call ended while emitting (its wake-up was mail)
+                    await self._wait_for_a_call()
         finally:
             self.calls.capacity_wait_seconds += time.perf_counter() - started
 

@@ -453,3 +453,20 @@ async def test_a_result_the_retry_rejects_is_called_again_and_the_last_one_is_fi
     await h.operator.end_input()
     assert h.records == ["ready", None]  # 2: retries used up, its last result goes out (Flink's rule)
     assert h.operator.extra_metrics()["async"]["retries"] == 2
+
+
+async def test_a_call_that_ends_while_results_are_being_emitted_is_not_missed() -> None:
+    h = AsyncHarness(Gated())
+    fn = h.fn
+    await h.open()
+    await h.process([1, 2])
+
+    async def slow_emit(batch: Any) -> None:  # a downstream that takes its time
+        h.out.extend(Out(r, None, None) for r in batch.records)
+        fn.release(2)  # the last call ends meanwhile: its wake-up goes to the mailbox
+        await settle()
+
+    h.operator.emit = slow_emit
+    fn.release(1)
+    await asyncio.wait_for(h.operator.end_input(), 2)
+    assert h.records == ["r1", "r2"]
