@@ -1,0 +1,56 @@
+"""Crash and recovery of a Kafka -> map_async -> exactly-once Kafka job, with calls in
+flight whenever it is killed.
+
+``crash_job.py --sink kafka-async`` is the Kafka crash job with an async enrichment in
+place of its paced map (up to 32 calls in flight per subtask, a few ms each, every
+61st line failing its first attempt and retried), in input order; ``kafka-async-per-key``
+puts a second ``key_by`` in front of it and keeps order per key. A real process is
+killed at every named point (test_crash_recovery.py lists them), a new one restores, and
+the committed output must equal a failure-free run record by record: no loss, no
+duplicate (no result emitted twice), per key the counts 1..n in commit order (so the
+order promised was kept across the restore). The restored process must have called
+again the inputs that were in flight at its checkpoint (``async_restored_inputs``).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from crash_harness import CrashLab, Scenario
+from test_crash_recovery import DOUBLE, POINTS, RESTORED_FROM, check_recovery
+
+pytestmark = pytest.mark.crash
+
+ORDERED = [Scenario("kafka-async", p, (point,)) for p in (1, 2) for point in POINTS]
+PER_KEY = [Scenario("kafka-async-per-key", 2, (point,)) for point in POINTS]
+TWICE = [Scenario(sink, 2, DOUBLE) for sink in ("kafka-async", "kafka-async-per-key")]
+
+
+def _params(scenarios: list[Scenario]) -> list[object]:
+    return [pytest.param(s, id=s.id) for s in scenarios]
+
+
+@pytest.mark.parametrize("scenario", _params([ORDERED[0].reference, ORDERED[-1].reference, PER_KEY[0].reference]))
+def test_the_failure_free_async_run_retried_the_flaky_calls_and_spans_checkpoints(
+    scenario: Scenario, crash_lab: CrashLab
+) -> None:
+    summary = crash_lab.result(scenario).runs[-1].summary
+    assert summary["async_retries"] >= 1 and summary["async_restored_inputs"] == 0, summary
+    assert summary["checkpoints_completed"] >= 3, summary
+
+
+@pytest.mark.parametrize("scenario", _params(ORDERED + PER_KEY))
+def test_exactly_once_through_map_async_after_a_crash(scenario: Scenario, crash_lab: CrashLab) -> None:
+    result = check_recovery(crash_lab, scenario)
+    summary = result.runs[-1].summary
+    low, high = RESTORED_FROM[scenario.crashes[0].partition(":")[0]]
+    restored = summary["restored_from"]
+    assert restored is not None and restored >= low and (high is None or restored <= high), result.describe()
+    assert summary["async_restored_inputs"] > 0, f"no call in flight at checkpoint {restored}?\n{result.describe()}"
+
+
+@pytest.mark.parametrize("scenario", _params(TWICE))
+def test_exactly_once_through_map_async_after_two_crashes(scenario: Scenario, crash_lab: CrashLab) -> None:
+    result = check_recovery(crash_lab, scenario)
+    summary = result.runs[-1].summary
+    assert summary["restored_from"] == 3 and summary["async_restored_inputs"] > 0, result.describe()
