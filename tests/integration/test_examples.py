@@ -118,3 +118,15 @@ def test_custom_2pc_sink_example_publishes_a_completed_checkpoint_after_a_crash_
     assert "CHECK OK: 3000 orders published exactly once, nothing left in .staging/" in done.stdout
     ids = [json.loads(line)["id"] for p in (tmp_path / "orders").glob("*.jsonl") for line in p.read_text().splitlines()]
     assert sorted(ids) == list(range(3000))
+
+
+def test_async_enrichment_example_crashes_recovers_and_matches_a_failure_free_run(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    example = [sys.executable, str(REPO / "examples" / "async_enrichment.py"), "--out", str(tmp_path)]
+    done = run(example, REPO, extra_env={"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "crash on purpose" in done.stderr
+    assert "finished after 2 attempts, restored from checkpoint" in done.stdout
+    assert "restored from checkpoint None" not in done.stdout
+    assert "CHECK OK: read_committed sees the failure-free run's 10000 enriched events" in done.stdout, done.stdout
