@@ -18,7 +18,7 @@ import pytest
 
 from crash_harness import CrashLab, Scenario
 import crash_job
-from test_crash_recovery import DOUBLE, check_recovery
+from test_crash_recovery import DOUBLE, _params, check_recovery
 
 pytestmark = pytest.mark.crash
 
@@ -45,10 +45,6 @@ RESTORED_FROM = {  # (min, max) of the checkpoint the process after the crash re
 ORDERED = [Scenario("kafka-async", p, (point,)) for p in (1, 2) for point in POINTS]
 PER_KEY = [Scenario("kafka-async-per-key", 2, (point,)) for point in POINTS]
 TWICE = [Scenario(sink, 2, DOUBLE) for sink in ("kafka-async", "kafka-async-per-key")]
-
-
-def _params(scenarios: list[Scenario]) -> list[object]:
-    return [pytest.param(s, id=s.id) for s in scenarios]
 
 
 @pytest.mark.parametrize("scenario", _params([ORDERED[0].reference, ORDERED[-1].reference, PER_KEY[0].reference]))

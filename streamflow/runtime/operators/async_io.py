@@ -36,7 +36,6 @@ import logging
 import time
 from typing import Any, NoReturn
 
-from streamflow.api.functions import checkpoint_hook
 from streamflow.checkpoint.snapshot import OperatorSnapshot
 from streamflow.core.elements import Batch, Watermark
 from streamflow.errors import ConfigError, StateError, UserFunctionError
@@ -45,7 +44,7 @@ from streamflow.partitioning.keygroups import KeyGroupAssigner, key_group_range
 from streamflow.runtime.operators.async_calls import AsyncCallMetrics, call_with_retries
 from streamflow.runtime.operators.async_queue import AsyncEntry, AsyncQueue
 from streamflow.runtime.operators.base import Restored, StreamOperator, short_repr
-from streamflow.runtime.operators.contexts import OperatorContext, maybe_await
+from streamflow.runtime.operators.contexts import CheckpointHooks, OperatorContext, maybe_await
 from streamflow.runtime.operators.function import own_copy
 from streamflow.runtime.record_errors import RecordErrorHandler
 from streamflow.state.operator import redistribute_split
@@ -96,8 +95,7 @@ class AsyncOperator(StreamOperator):
         self._completions = 0  # calls ended so far: a wait checks none ended since its last emit
         self._failed: AsyncEntry | None = None  # a record the error policy does not take: fail the attempt
         self._task_name = f"{self.uid}[{ctx.subtask_index}] call #"
-        self._on_complete = checkpoint_hook(self.fn, "notify_checkpoint_complete")
-        self._on_aborted = checkpoint_hook(self.fn, "notify_checkpoint_aborted")
+        self._hooks = CheckpointHooks(self.fn)
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -129,12 +127,10 @@ class AsyncOperator(StreamOperator):
         return OperatorSnapshot(async_inputs=held)
 
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-        if self._on_complete is not None:
-            await maybe_await(self._on_complete(checkpoint_id))
+        await self._hooks.complete(checkpoint_id)
 
     async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
-        if self._on_aborted is not None:
-            await maybe_await(self._on_aborted(checkpoint_id))
+        await self._hooks.aborted(checkpoint_id)
 
     async def end_input(self) -> None:
         """Every call ends and every result (and held watermark) goes out."""
