@@ -34,6 +34,7 @@ from streamflow.errors import (
     StreamflowError,
     UserFunctionError,
 )
+from streamflow.runtime.eventloop import run
 from streamflow.runtime.executor import JobResult, JobStatus
 
 __all__ = [
@@ -69,4 +70,5 @@ __all__ = [
     "StreamEnvironment",
     "StreamflowError",
     "UserFunctionError",
+    "run",
 ]
