@@ -200,16 +200,26 @@ class AsyncOperator(StreamOperator):
         try:
             entry.results = await call_with_retries(self.fn, entry, self.config, self.calls)
         except Exception as exc:  # handed to the error policy by the task, never raised here
-            entry.error = exc
-            self.calls.failures += 1
-            if self._failed is None and not self.errors.takes(exc):
-                self._failed = entry
+            self._failed_call(entry, exc)
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # close() cancelled it
+            # raised by the function (or a library under it) without a cancel: a failure,
+            # or the record would be held for ever
+            self._failed_call(entry, RuntimeError(f"the call raised {exc!r} without being cancelled"))
         finally:
             self.calls.in_flight -= 1
         self._completions += 1
         for following in self.queue.complete(entry):
             self._start(following)
         self._wake()
+
+    def _failed_call(self, entry: AsyncEntry, error: Exception) -> None:
+        entry.error = error
+        self.calls.failures += 1
+        if self._failed is None and not self.errors.takes(error):
+            self._failed = entry
 
     def _wake(self) -> None:
         progress = self._progress

@@ -470,3 +470,14 @@ async def test_a_call_that_ends_while_results_are_being_emitted_is_not_missed() 
     fn.release(1)
     await asyncio.wait_for(h.operator.end_input(), 2)
     assert h.records == ["r1", "r2"]
+
+
+async def test_a_cancellation_the_function_raises_by_itself_is_a_failure_not_a_hang() -> None:
+    async def gives_up(x: int) -> int:
+        raise asyncio.CancelledError  # as some client libraries do on a dropped connection
+
+    h = AsyncHarness(gives_up, policy=ErrorPolicy.skip())
+    await h.open()
+    await h.process([1])
+    await asyncio.wait_for(h.operator.end_input(), 2)
+    assert h.records == [] and h.operator.metrics.records_skipped == 1
