@@ -1,8 +1,8 @@
 """The operator contract: what a task calls on each operator of its chain, in order.
 
 Lifecycle, driven by the owning task, one call at a time:
-``open(restored)`` -> ``process(batch)`` / ``on_watermark`` / ``on_processing_time``
--> ``snapshot(n)`` at barrier n -> ``notify_checkpoint_complete(n)`` /
+``open(restored)`` -> ``process(batch)`` / ``process_watermark`` (which calls
+``on_watermark``) / ``on_processing_time`` / ``on_wakeup`` -> ``snapshot(n)`` at barrier n -> ``notify_checkpoint_complete(n)`` /
 ``notify_checkpoint_aborted(n)`` -> ... -> ``end_input()`` when all input ended ->
 ``finish()`` after the final checkpoint -> ``close()``. ``close`` is not guaranteed
 after a crash.
