@@ -8,8 +8,9 @@ puts a second ``key_by`` in front of it and keeps order per key. A real process 
 killed at every named point (test_crash_recovery.py lists them), a new one restores, and
 the committed output must equal a failure-free run record by record: no loss, no
 duplicate (no result emitted twice), per key the counts 1..n in commit order (so the
-order promised was kept across the restore). The restored process must have called
-again the inputs that were in flight at its checkpoint (``async_restored_inputs``).
+order promised was kept across the restore). After a crash at a checkpoint-named point
+the restored process must have called again the inputs that were in flight at its
+checkpoint (``async_restored_inputs``).
 """
 
 from __future__ import annotations
@@ -60,10 +61,14 @@ def test_the_failure_free_async_run_retried_the_flaky_calls_and_spans_checkpoint
 def test_exactly_once_through_map_async_after_a_crash(scenario: Scenario, crash_lab: CrashLab) -> None:
     result = check_recovery(crash_lab, scenario)
     summary = result.runs[-1].summary
-    low, high = RESTORED_FROM[scenario.crashes[0].partition(":")[0]]
+    point = scenario.crashes[0].partition(":")[0]
+    low, high = RESTORED_FROM[point]
     restored = summary["restored_from"]
     assert restored is not None and restored >= low and (high is None or restored <= high), result.describe()
-    assert summary["async_restored_inputs"] > 0, f"no call in flight at checkpoint {restored}?\n{result.describe()}"
+    if point != "records":  # records:N restores whatever checkpoint was last, perhaps one taken while
+        # the source was starved and nothing was in flight; the checkpoint-named points restore
+        # mid-run checkpoints (3 or 5), taken with calls in flight
+        assert summary["async_restored_inputs"] > 0, f"no call in flight at checkpoint {restored}?\n{result.describe()}"
 
 
 @pytest.mark.parametrize("scenario", _params(TWICE))
