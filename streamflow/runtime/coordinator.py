@@ -45,6 +45,7 @@ from streamflow.savepoint.writer import write_savepoint
 from streamflow.config import CheckpointConfig
 from streamflow.errors import CheckpointAbortedError, CheckpointError, ConfigError, TooManyCheckpointFailuresError
 from streamflow.runtime import faults, offload
+from streamflow.runtime.checkpoint_timing import SubtaskCheckpointTiming, subtask_timings
 from streamflow.runtime.clock import Clock
 from streamflow.runtime.elements import Barrier, CheckpointId
 from streamflow.runtime.task import (
@@ -75,6 +76,8 @@ class CheckpointRecord:
     reason: str | None = None
     is_final: bool = False
     savepoint: str | None = None  # the savepoint directory, once written
+    # per task name, its phases of this checkpoint (filled when it completes or aborts)
+    subtasks: dict[str, SubtaskCheckpointTiming] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -168,6 +171,16 @@ class CheckpointCoordinator:
         """The tasks of this attempt (built after the coordinator, which they call)."""
         self.tasks = tasks
         self.sources = [t for t in tasks if isinstance(t, SourceTask)]
+
+    def in_progress(self) -> list[tuple[CheckpointRecord, int, int]]:
+        """Checkpoints triggered and not yet completed or aborted, oldest first, each with
+        how many of its (operator uid, subtask) acks arrived and how many it expects
+        (read by the metrics)."""
+        return [
+            (self._records[n], len(p.expected) - len(p.not_yet_acknowledged), len(p.expected))
+            for n, p in sorted(self._pending.items())
+            if n in self._records
+        ]
 
     # -- called by tasks (same event loop) ------------------------------------------
 
@@ -396,6 +409,7 @@ class CheckpointCoordinator:
         record.status = "completed"
         record.duration = now - pending.trigger_time
         record.savepoint = None if savepoint_path is None else str(savepoint_path)
+        record.subtasks = subtask_timings(self.tasks, n)
         self.stats.completed += 1
         self.stats.add(record)
         log.info(
@@ -470,6 +484,7 @@ class CheckpointCoordinator:
         record.status = "subsumed" if subsumed else "aborted"
         record.reason = reason
         record.duration = now - pending.trigger_time
+        record.subtasks = subtask_timings(self.tasks, n)
         self.stats.add(record)
         if n == self._final_id:
             self._final_id = None  # retried by the loop
