@@ -14,6 +14,8 @@ Lifecycle (called from the subtask's own task, one call at a time):
 4. ``notify_checkpoint_complete(n)``: commit checkpoint n's offsets to the group, for
    lag monitoring only.
 5. ``close``: stop the consumer and the admin client.
+
+``metrics()`` gives the job's metrics this subtask's consumer lag (``pendingRecords``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from aiokafka.errors import KafkaError
 from streamflow.api.connector import SourceBatch, SourceContext
 from streamflow.config import seconds
 from streamflow.connectors.kafka.deserializers import decode_batch, resolve_deserializer
+from streamflow.connectors.kafka.lag import ConsumerLag
 from streamflow.connectors.kafka.metadata import describe_partitions, missing_topic_error
 from streamflow.connectors.kafka.offsets import (
     KafkaSplit,
@@ -88,6 +91,7 @@ class KafkaSourceReader:
         # [split, records, index of the next record to hand out, partition]
         self._pending: deque[list[Any]] = deque()
         self._commits: dict[int, dict[TopicPartition, int]] = {}
+        self._lag = ConsumerLag(read_committed=source.isolation_level == "read_committed", timeout=self._timeout)
 
     # -- open -------------------------------------------------------------------------
 
@@ -393,7 +397,14 @@ class KafkaSourceReader:
                 self._where, checkpoint_id, self._source.group_id, exc,
             )
 
+    def metrics(self) -> dict[str, float]:
+        """``pendingRecords``: records in this subtask's partitions not handed out yet
+        (absent until an end offset is known)."""
+        pending = self._lag.pending_records(self._consumer, self._splits)
+        return {} if pending is None else {"pendingRecords": pending}
+
     async def close(self) -> None:
+        await self._lag.close()
         cancelled = False
         for client, stop in ((self._consumer, "stop"), (self._admin, "close")):
             if client is None:
