@@ -144,10 +144,17 @@ def _channels(execution: Execution) -> dict[str, Any]:
                 ends.setdefault(id(channel), ["", ""])[0] = task.name
         for channel in task.gate.channels:
             ends.setdefault(id(channel), ["", ""])[1] = task.name
-    channels = {}
+    channels: dict[str, dict[str, Any]] = {}
     for c in execution.channels:
         upstream, downstream = ends.get(id(c), ["", ""])
-        channels[c.name] = {
+        # Keyed by the tasks it joins (uids: unique), not by its name (operator names,
+        # which two operators may share); a second channel between the same two tasks
+        # (two edges) is numbered.
+        key = f"{upstream} -> {downstream}"
+        if key in channels:
+            key = f"{key} #{len([k for k in channels if k.startswith(key)])}"
+        channels[key] = {
+            "name": c.name,
             "fill": c.fill,
             "queued": len(c),
             "capacity": c.capacity,
