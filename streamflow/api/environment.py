@@ -7,7 +7,7 @@ import logging
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from streamflow.api.stream import DataStream
 from streamflow.config import CheckpointConfig, CheckpointingMode, RestartStrategy, seconds
@@ -20,6 +20,11 @@ from streamflow.runtime.clock import Clock, SystemClock
 from streamflow.runtime.coordinator import CheckpointCoordinator
 from streamflow.runtime.executor import Execution, ExecutionSettings, JobResult
 from streamflow.savepoint.restore import RestoreSettings, operators_without_uid
+from streamflow.web.endpoint import HttpEndpoint
+
+if TYPE_CHECKING:
+    from streamflow.metrics.registry import MetricsRegistry
+    from streamflow.web.service import JobWebService
 
 log = logging.getLogger("streamflow.job")
 
@@ -51,6 +56,8 @@ class StreamEnvironment:
         self._metrics_interval: float | None = None
         self._chaining = True
         self._savepoint_dir: Path | None = None
+        self._metrics_endpoint: HttpEndpoint | None = None
+        self._web_endpoint: HttpEndpoint | None = None
 
     # -- configuration ----------------------------------------------------------------
 
@@ -123,6 +130,21 @@ class StreamEnvironment:
     def set_metrics_interval(self, interval: float | timedelta | None) -> StreamEnvironment:
         """Log a metrics line (throughput, backpressure, checkpoints) every ``interval`` s."""
         self._metrics_interval = None if interval is None else seconds(interval, "metrics interval")
+        return self
+
+    def set_metrics_port(self, port: int, host: str = "127.0.0.1") -> StreamEnvironment:
+        """Serve the job's metrics to Prometheus at ``http://host:port/metrics`` while it
+        runs (``port`` 0: a free one; ``JobClient.metrics_url`` tells which). Metrics are
+        read when scraped; nothing is sampled between scrapes."""
+        self._metrics_endpoint = HttpEndpoint(port, host)
+        return self
+
+    def set_web_ui(self, port: int, host: str = "127.0.0.1") -> StreamEnvironment:
+        """Serve the job's dashboard at ``http://host:port/`` while it runs (``port`` 0: a
+        free one; ``JobClient.web_url`` tells which): the job graph coloured by busy and
+        backpressured time, checkpoints per subtask, live charts. It also serves
+        ``/metrics``. The metrics are sampled every second for its charts."""
+        self._web_endpoint = HttpEndpoint(port, host)
         return self
 
     def disable_operator_chaining(self) -> StreamEnvironment:
@@ -202,7 +224,13 @@ class StreamEnvironment:
         elif allow_non_restored_state:
             raise ConfigError("allow_non_restored_state only applies with from_savepoint=...; pass both or neither")
         execution = Execution(self.plan(), self._settings(job_name, restore))
-        return JobClient(execution)
+        service = None
+        if self._metrics_endpoint is not None or self._web_endpoint is not None:
+            from streamflow.web.service import JobWebService  # aiohttp: only for jobs that serve
+
+            service = JobWebService(execution, metrics=self._metrics_endpoint, web=self._web_endpoint)
+            service.bind()  # a port in use fails here, before the job starts
+        return JobClient(execution, service)
 
     async def execute(
         self,
@@ -231,10 +259,18 @@ class JobClient:
     """A running job: its metrics, checkpoints and savepoints on demand, stop, cancel, and
     the result. Every method is called on the job's event loop."""
 
-    def __init__(self, execution: Execution) -> None:
+    def __init__(self, execution: Execution, web_service: JobWebService | None = None) -> None:
         self._execution = execution
+        self._web_service = web_service
+        self._registry: MetricsRegistry | None = None if web_service is None else web_service.registry
         self._cancel_requested = False
-        self._task = asyncio.get_running_loop().create_task(execution.run(), name=f"job:{execution.settings.job_name}")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"job:{execution.settings.job_name}")
+
+    async def _run(self) -> JobResult:
+        if self._web_service is None:
+            return await self._execution.run()
+        async with self._web_service:  # served while the job runs, stopped however it ends
+            return await self._execution.run()
 
     @property
     def job_name(self) -> str:
@@ -249,6 +285,27 @@ class JobClient:
         """Per task busy/idle/backpressured time, per channel fill, per operator counts,
         checkpoint history."""
         return self._execution.metrics()
+
+    @property
+    def metrics_registry(self) -> MetricsRegistry:
+        """The job's metrics under Flink's names, with per-second rates: what the
+        Prometheus endpoint and the dashboard read (``sample()`` reads them now)."""
+        if self._registry is None:
+            from streamflow.metrics.registry import MetricsRegistry
+
+            self._registry = MetricsRegistry(self._execution)
+        return self._registry
+
+    @property
+    def web_url(self) -> str | None:
+        """The dashboard's address (``env.set_web_ui``), or None."""
+        return None if self._web_service is None else self._web_service.web_url
+
+    @property
+    def metrics_url(self) -> str | None:
+        """The Prometheus endpoint's address (``env.set_metrics_port``, or the
+        dashboard's ``/metrics``), or None."""
+        return None if self._web_service is None else self._web_service.metrics_url
 
     @property
     def done(self) -> bool:
