@@ -93,3 +93,11 @@ def test_user_path_rules_example_rescales_broadcast_and_keyed_state_and_checks_i
     alerts = [json.loads(line) for line in read_committed_lines(tmp_path / "alerts")]
     assert len(alerts) == len({(a["user"], a["channel"]) for a in alerts}) == 27
     assert {a["channel"] for a in alerts} == {"web", "app", "email", "store"}  # no rule for sms
+
+
+def test_backpressure_dashboard_example_serves_its_dashboard_and_ends(tmp_path: Path) -> None:
+    done = run([sys.executable, str(REPO / "examples" / "backpressure_dashboard.py"), "--seconds", "2",
+                "--parallelism", "2"], tmp_path, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    first = done.stdout.splitlines()[0]
+    assert first.startswith("dashboard: http://127.0.0.1:") and "Prometheus: http://127.0.0.1:" in first
