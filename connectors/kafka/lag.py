@@ -40,23 +40,22 @@ class ConsumerLag:
         self._closed = False
 
     def pending_records(self, consumer: Any, splits: Mapping[TopicPartition, KafkaSplit]) -> int | None:
-        """Records not yet handed out, summed over ``splits``; None while no end offset
-        is known (before the first fetch or look-up answered)."""
+        """Records not yet handed out, summed over ``splits``; None while the end offset
+        of some partition is unknown (before the first fetch or look-up answered): a sum
+        over some partitions would understate the lag."""
         if consumer is None or not splits:
             return None
         self._maybe_look_up(consumer, list(splits))
         assigned = consumer.assignment()
         total = 0
-        known = False
         for tp, split in splits.items():
             end = self._end_offset(consumer, tp) if tp in assigned else self._looked_up.get(tp)
             if split.stop is not None:
                 end = split.stop if end is None else min(end, split.stop)
             if end is None:
-                continue
-            known = True
+                return None
             total += max(0, end - split.offset)
-        return total if known else None
+        return total
 
     def _end_offset(self, consumer: Any, tp: TopicPartition) -> int | None:
         fetched = consumer.last_stable_offset(tp) if self._read_committed else consumer.highwater(tp)
