@@ -15,28 +15,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamflow import RestartStrategy, StreamEnvironment
-from streamflow.api.connector import SinkContext, SinkWriterBase
 from streamflow.connectors.collection import CollectionSource
 from streamflow.connectors.file_sink import ExactlyOnceFileSink
 from streamflow.errors import ConfigError
+from streamflow.testing.slow_sink import SlowSink
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-class SlowSink:
-    """Waits ``delay`` seconds per batch: a slow database."""
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-
-    def create_writer(self, ctx: SinkContext) -> SinkWriterBase:
-        delay = self.delay
-
-        class Writer(SinkWriterBase):
-            async def write(self, records: list[Any]) -> None:
-                await asyncio.sleep(delay)
-
-        return Writer()
 
 
 def slow_job(tmp_path: Path) -> StreamEnvironment:
@@ -52,7 +36,7 @@ def slow_job(tmp_path: Path) -> StreamEnvironment:
         .map(lambda x: x * 2).uid("double")
         .key_by(lambda x: x % 10).reduce(lambda a, b: a + b).uid("total")
     )
-    totals.sink_to(SlowSink(0.004)).uid("slow")
+    totals.sink_to(SlowSink(per_batch=0.004)).uid("slow")
     totals.sink_to(ExactlyOnceFileSink(tmp_path / "out")).uid("files")
     return env
 

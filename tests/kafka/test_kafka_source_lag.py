@@ -5,52 +5,32 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
-from streamflow.api.connector import SinkContext, SinkWriterBase
 from streamflow.connectors.kafka import KafkaSource
 from streamflow.metrics.definitions import Scope
 from streamflow.testing.kafka import unique_topic
+from streamflow.testing.slow_sink import SlowSink
 from kafka_source_kit import fill, job
-
-
-class SlowCount:
-    """Counts records, waiting ``delay`` seconds per batch."""
-
-    written = 0
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-
-    def create_writer(self, ctx: SinkContext) -> SinkWriterBase:
-        delay = self.delay
-
-        class Writer(SinkWriterBase):
-            async def write(self, records: list[Any]) -> None:
-                await asyncio.sleep(delay)
-                SlowCount.written += len(records)
-
-        return Writer()
 
 
 async def test_pending_records_follow_the_backlog_down_to_zero(kafka_bootstrap: str) -> None:
     topic = unique_topic("lag")
     await fill(kafka_bootstrap, topic, partitions=2, per_partition=1000)
-    SlowCount.written = 0
+    sink = SlowSink(per_batch=0.02)
     env = job(1).set_source_batch_size(50).set_channel_capacity(2)
     (
         env.from_source(KafkaSource(kafka_bootstrap, topics=topic, value_deserializer="str"), name="orders").uid("src")
-        .sink_to(SlowCount(0.02)).uid("slow")
+        .sink_to(sink).uid("slow")
     )
     client = env.execute_async("lag")
     seen: list[tuple[int, float]] = []  # (records written so far, pendingRecords)
     deadline = time.monotonic() + 30
     try:
-        while not (seen and seen[-1][1] == 0 and SlowCount.written == 2000):
-            assert time.monotonic() < deadline, f"lag readings {seen[-5:]}, {SlowCount.written} written"
+        while not (seen and seen[-1][1] == 0 and sink.written == 2000):
+            assert time.monotonic() < deadline, f"lag readings {seen[-5:]}, {sink.written} written"
             pending = client.metrics()["operators"].get("src[0]", {}).get("connector", {}).get("pendingRecords")
             if pending is not None:
-                seen.append((SlowCount.written, pending))
+                seen.append((sink.written, pending))
             await asyncio.sleep(0.02)
         reading = client.metrics_registry.sample()
     finally:
