@@ -30,12 +30,12 @@ log = logging.getLogger("streamflow.metrics")
 def task_times(task: Any) -> dict[str, float]:
     """Seconds busy / idle / backpressured since the task started, and their ratios.
 
-    Idle: waiting for input. Backpressured: blocked writing to a full output channel.
-    Busy: the rest (processing).
+    Idle: waiting for input (a source: polls that returned no record). Backpressured:
+    blocked writing to a full output channel. Busy: the rest (processing).
     """
     # Waits in progress count up to the moment they are read; the end of the wall-clock
     # window is read last, so idle + blocked never exceeds it.
-    idle = task.gate.current_idle_seconds()
+    idle = task.gate.current_idle_seconds() + task.stats.empty_poll_seconds
     blocked = task.output_blocked_seconds()
     end = task.stats.ended or time.perf_counter()
     wall = max(1e-9, end - task.stats.started)

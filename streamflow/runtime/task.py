@@ -100,11 +100,13 @@ class CoordinatorLink(Protocol):
 class TaskStats:
     """Busy / idle / backpressured seconds of one task, derived when read."""
 
-    __slots__ = ("started", "ended")
+    __slots__ = ("started", "ended", "empty_poll_seconds")
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
         self.ended: float | None = None
+        # a source's polls that returned no record: it waited for input, so it was idle
+        self.empty_poll_seconds = 0.0
 
 
 class Task:
@@ -438,7 +440,10 @@ class SourceTask(Task):
             await self._fire_timers()
             if not reading:
                 continue
+            polled = time.perf_counter()
             batch = await reader.poll(self._batch_size, self._poll_wait)
+            if batch is not None and not batch.records:
+                self.stats.empty_poll_seconds += time.perf_counter() - polled
             if batch is None:
                 self.exhausted = True
                 # As in Flink, bounded input ends with the final watermark: every pending

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamflow import RestartStrategy, StreamEnvironment
+from streamflow.api.connector import SourceBatch
 from streamflow.connectors.collection import CollectionSource
 from streamflow.connectors.file_sink import ExactlyOnceFileSink
 from streamflow.errors import ConfigError
@@ -183,3 +185,43 @@ async def test_ports_are_checked_when_the_job_starts_and_when_configured(tmp_pat
         StreamEnvironment().set_metrics_port(70000)
     with pytest.raises(ConfigError, match="host"):
         StreamEnvironment().set_web_ui(0, host="")
+
+
+class QuietSource:
+    """Nothing to read for ``seconds`` (each poll waits its ``max_wait`` and returns an
+    empty batch), then the end of input."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def create_reader(self, ctx: Any) -> Any:
+        seconds = self.seconds
+
+        class Reader:
+            async def open(self) -> None:
+                self.until = time.monotonic() + seconds
+
+            async def poll(self, max_records: int, max_wait: float) -> SourceBatch | None:
+                if time.monotonic() >= self.until:
+                    return None
+                await asyncio.sleep(max_wait)
+                return SourceBatch([], [], "quiet")
+
+            def snapshot_splits(self, checkpoint_id: int) -> list[Any]:
+                return []
+
+            async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+                return None
+
+            async def close(self) -> None:
+                return None
+
+        return Reader()
+
+
+async def test_a_source_waiting_for_input_is_idle_not_busy() -> None:
+    env = StreamEnvironment()
+    env.from_source(QuietSource(0.6), name="quiet").uid("quiet").sink_to(SlowSink()).uid("out")
+    result = await env.execute("quiet")
+    source = result.metrics["tasks"]["quiet[0]"]
+    assert source["idle_ratio"] > 0.8 and source["busy_ratio"] < 0.2, source
