@@ -1,15 +1,17 @@
 """A job that backs up behind a slow sink, to watch in the dashboard and in Prometheus.
 
-Events (user, amount, event time) are generated at a steady rate per source subtask,
-with a watermark 2 s behind the newest event time. They are parsed, refunds are dropped,
-a running total per user is kept (keyed state), and the totals go to a sink that spends
-a fixed time per record, like a slow database. Users are skewed: a few users make most
+Events (user, amount, event time) are due at a steady rate per source subtask, each with
+the event time it is due at, and a watermark 2 s behind the newest. They are parsed,
+refunds are dropped, a running total per user is kept (keyed state), and the totals go
+to a sink that, like a database, is fast at first and spends 0.8 ms per record once it
+"slows down" after 15 s. Users are skewed: one user makes a quarter of the
 events, so one subtask of the keyed stage and its sink get most of the work. Chaining is
 off, so every hop is a channel the dashboard can show.
 
-What the dashboard shows (``streamflow run`` prints its address): the sinks are busy
-(red), the hottest one most; the stages before them are backpressured (hatched), the
-channels into the hot sink are full; the watermark lag grows when the backlog does.
+What the dashboard shows (``streamflow run`` prints its address): for 15 s an idle, blue
+job; then the hot sink subtask turns red (busy), every stage before it is hatched
+(backpressured), the channels fill, throughput drops to what that one subtask can take,
+and since the source falls behind its schedule, the watermark lag climbs.
 
 From the command line (Ctrl-C or ``streamflow cancel backpressure`` ends it)::
 
@@ -17,8 +19,9 @@ From the command line (Ctrl-C or ``streamflow cancel backpressure`` ends it)::
         --web-port 8081 --metrics-port 9249 --checkpoint-interval 2 --checkpoint-dir /tmp/bp-chk
 
 or ``python examples/backpressure_dashboard.py --seconds 60`` (dashboard on a free port,
-printed). ``BACKPRESSURE_RATE`` (events per second per source subtask, default 1500) and
-``BACKPRESSURE_SINK_MS`` (milliseconds per record in the sink, default 0.8) tune it.
+printed). ``BACKPRESSURE_RATE`` (events per second per source subtask, default 1000),
+``BACKPRESSURE_SINK_MS`` (milliseconds per record in the slow sink, default 0.8) and
+``BACKPRESSURE_SLOW_AFTER`` (seconds until the sink slows down, default 15) tune it.
 """
 
 from __future__ import annotations
@@ -36,18 +39,19 @@ from streamflow.api.connector import SinkContext, SinkWriterBase, SourceBatch, S
 USERS = 200
 
 
-def event_at(index: int, subtask: int, now: float) -> dict[str, Any]:
-    """Event ``index`` of a source subtask: a skewed user (a few users make most events),
-    an amount, an event time up to 1 s behind ``now``, every 25th a refund."""
+def event_at(index: int, subtask: int, due: float) -> dict[str, Any]:
+    """Event ``index`` of a source subtask: a skewed user (user 0 makes a quarter of the
+    events), an amount, an event time up to 0.5 s before ``due``, every 25th a refund."""
     rng = random.Random(index * 7919 + subtask)
-    user = int(USERS * rng.random() ** 4)  # user 0 is the hottest
+    user = int(USERS * rng.random() ** 4)
     kind = "refund" if index % 25 == 0 else "purchase"
-    return {"user": f"u{user:03d}", "kind": kind, "cents": rng.randint(100, 9_999), "ts": now - rng.random()}
+    return {"user": f"u{user:03d}", "kind": kind, "cents": rng.randint(100, 9_999), "ts": due - rng.random() / 2}
 
 
 class SteadyEvents:
-    """An unbounded source of ``rate`` events per second per subtask; its split state is
-    the number of events emitted (the NEXT index)."""
+    """An unbounded source of ``rate`` events per second per subtask, on a schedule from
+    when it opened: a reader held back falls behind it (event time lags). Its split state
+    is the number of events emitted (the NEXT index)."""
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
@@ -62,7 +66,7 @@ class SteadyReader:
         self._rate = rate
         self._subtask = subtask
         self._next = start
-        self._started = time.monotonic()
+        self._started = time.time()
         self._emitted_since_start = 0
         self._watermark: float | None = None
 
@@ -70,13 +74,15 @@ class SteadyReader:
         return None
 
     async def poll(self, max_records: int, max_wait: float) -> SourceBatch | None:
-        due = int((time.monotonic() - self._started) * self._rate) - self._emitted_since_start
+        due = int((time.time() - self._started) * self._rate) - self._emitted_since_start
         if due <= 0:
             await asyncio.sleep(min(max_wait, 1.0 / self._rate))
             return SourceBatch([], [], f"events[{self._subtask}]", watermark=self._watermark)
         count = min(due, max_records)
-        now = time.time()
-        records = [event_at(self._next + k, self._subtask, now) for k in range(count)]
+        first = self._emitted_since_start
+        records = [
+            event_at(self._next + k, self._subtask, self._started + (first + k) / self._rate) for k in range(count)
+        ]
         positions = list(range(self._next, self._next + count))
         self._next += count
         self._emitted_since_start += count
@@ -93,23 +99,27 @@ class SteadyReader:
         return None
 
 
-class SlowSink:
-    """Spends ``seconds_per_record`` per record written (awaited: the task is busy, the
-    event loop is free), and keeps nothing."""
+class SlowingSink:
+    """Spends ``fast`` seconds per record written, and ``slow`` once ``slow_after``
+    seconds have passed since its writer opened (awaited: the task is busy, the event loop
+    is free); keeps nothing."""
 
-    def __init__(self, seconds_per_record: float) -> None:
-        self.seconds_per_record = seconds_per_record
+    def __init__(self, fast: float, slow: float, slow_after: float) -> None:
+        self.fast, self.slow, self.slow_after = fast, slow, slow_after
 
-    def create_writer(self, ctx: SinkContext) -> SlowWriter:
-        return SlowWriter(self.seconds_per_record)
+    def create_writer(self, ctx: SinkContext) -> SlowingWriter:
+        return SlowingWriter(self)
 
 
-class SlowWriter(SinkWriterBase):
-    def __init__(self, seconds_per_record: float) -> None:
-        self.seconds_per_record = seconds_per_record
+class SlowingWriter(SinkWriterBase):
+    def __init__(self, sink: SlowingSink) -> None:
+        self.sink = sink
+        self.slow_from = time.monotonic() + sink.slow_after
 
     async def write(self, records: list[Any]) -> None:
-        await asyncio.sleep(len(records) * self.seconds_per_record)
+        per_record = self.sink.slow if time.monotonic() >= self.slow_from else self.sink.fast
+        if per_record:
+            await asyncio.sleep(len(records) * per_record)
 
 
 def add_cents(total: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
@@ -118,8 +128,9 @@ def add_cents(total: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
 
 def build(env: StreamEnvironment) -> None:
     """Declare the pipeline on ``env`` (the ``streamflow run`` entry point)."""
-    rate = float(os.environ.get("BACKPRESSURE_RATE", "1500"))
+    rate = float(os.environ.get("BACKPRESSURE_RATE", "1000"))
     sink_ms = float(os.environ.get("BACKPRESSURE_SINK_MS", "0.8"))
+    slow_after = float(os.environ.get("BACKPRESSURE_SLOW_AFTER", "15"))
     env.disable_operator_chaining()  # every hop a channel: the picture shows where it backs up
     env.set_source_batch_size(100)
     (
@@ -127,7 +138,7 @@ def build(env: StreamEnvironment) -> None:
         .map(lambda e: {**e, "cents": int(e["cents"])}).name("parse").uid("parse")
         .filter(lambda e: e["kind"] != "refund").name("drop-refunds").uid("drop-refunds")
         .key_by(lambda e: e["user"]).reduce(add_cents).name("total-per-user").uid("total-per-user")
-        .sink_to(SlowSink(sink_ms / 1000)).name("slow-db").uid("slow-db")
+        .sink_to(SlowingSink(0.0, sink_ms / 1000, slow_after)).name("slow-db").uid("slow-db")
     )
 
 

@@ -195,7 +195,7 @@
       var name = el("text", { x: 12, y: 19, class: "vertex-name" }, g);
       name.textContent = clip(v.name, 27);
       var sub = el("text", { x: 12, y: 34, class: "vertex-sub" }, g);
-      sub.textContent = clip(v.id, 19) + " · parallelism " + v.parallelism;
+      sub.textContent = (v.id === v.name ? "" : clip(v.id, 19) + " · ") + "parallelism " + v.parallelism;
       var cells = {};
       v.tasks.forEach(function (task, k) {
         var cx = 12 + (k % PER_ROW) * (CELL + GAP), cy = 43 + Math.floor(k / PER_ROW) * (CELL + GAP);
