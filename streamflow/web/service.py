@@ -134,7 +134,10 @@ class JobWebService:
             await asyncio.wait({sampler})
         runners, self._runners = self._runners, []
         for runner in runners:
-            await runner.cleanup()
+            try:
+                await runner.cleanup()
+            except Exception as exc:  # noqa: BLE001 - the job's own outcome must not be hidden
+                log.warning("stopping an HTTP endpoint of job %r raised %r", self.registry.job_name, exc)
         self._close_sockets()
 
     def _close_sockets(self) -> None:
