@@ -399,7 +399,7 @@ class KafkaSourceReader:
 
     def metrics(self) -> dict[str, float]:
         """``pendingRecords``: records in this subtask's partitions not handed out yet
-        (absent until an end offset is known)."""
+        (absent until every partition's end offset is known)."""
         pending = self._lag.pending_records(self._consumer, self._splits)
         return {} if pending is None else {"pendingRecords": pending}
 

@@ -5,8 +5,8 @@ A task notes the moments of checkpoint n as they happen, in order:
 1. the first barrier n arrives (a source: its trigger is served) - the start delay is
    measured from the coordinator's trigger time, on the job's clock;
 2. the last barrier n arrives: alignment is over (0 for one input or a source); the
-   task forwards the barrier (which waits while an output channel is full) and then
-   copies every operator's state: the synchronous part;
+   task forwards the barrier (waiting while an output channel is full: counted in no
+   phase) and then copies every operator's state: the synchronous part;
 3. the copy is done; the state is written in the background;
 4. the writes are done: the asynchronous part is over and the bytes written are known.
 
