@@ -149,7 +149,7 @@
   }
 
   function renderGraph(graph) {
-    var box = layout(graph);
+    var box = layout(graph), fits = [];
     var svg = el("svg", { width: "100%", viewBox: "0 0 " + box.width + " " + box.height,
                          role: "img", "aria-label": "job graph" });
     svg.style.maxWidth = box.width + "px";
@@ -192,10 +192,9 @@
       var hatch = el("rect", { width: p.w, height: band, fill: "url(#hatch)", opacity: 0 }, clipped);
       el("rect", { x: 0, y: band, width: 5, height: p.h - band, fill: state.colours[v.id] }, clipped);
       el("rect", { width: p.w, height: p.h, rx: 8, fill: "none", stroke: "#c3cbd7" }, g);
-      var name = el("text", { x: 12, y: 19, class: "vertex-name" }, g);
-      name.textContent = clip(v.name, 27);
-      var sub = el("text", { x: 12, y: 34, class: "vertex-sub" }, g);
-      sub.textContent = (v.id === v.name ? "" : clip(v.id, 19) + " · ") + "parallelism " + v.parallelism;
+      fits.push([el("text", { x: 12, y: 19, class: "vertex-name" }, g), v.name, p.w - 22]);
+      fits.push([el("text", { x: 12, y: 34, class: "vertex-sub" }, g),
+                 (v.id === v.name ? "" : v.id + " · ") + "parallelism " + v.parallelism, p.w - 22]);
       var cells = {};
       v.tasks.forEach(function (task, k) {
         var cx = 12 + (k % PER_ROW) * (CELL + GAP), cy = 43 + Math.floor(k / PER_ROW) * (CELL + GAP);
@@ -217,6 +216,19 @@
     var container = $("graph");
     container.textContent = "";
     container.appendChild(svg);
+    fits.forEach(function (f) { fitText(f[0], f[1], f[2]); });  // measured once laid out
+  }
+
+  function fitText(node, text, width) {   // the longest prefix of text (and "…") that fits
+    node.textContent = text;
+    if (node.getComputedTextLength() <= width) return;
+    var lo = 0, hi = text.length;
+    while (lo < hi) {
+      var mid = (lo + hi + 1) >> 1;
+      node.textContent = text.slice(0, mid) + "…";
+      if (node.getComputedTextLength() <= width) lo = mid; else hi = mid - 1;
+    }
+    node.textContent = text.slice(0, lo) + "…";
   }
 
   function setLine(text, parts) {   // parts: [text, class] spans of one line
@@ -226,8 +238,6 @@
       span.textContent = part[0];
     });
   }
-
-  function clip(text, n) { return text.length > n ? text.slice(0, n - 1) + "…" : text; }
 
   function vertexStats(v, metrics) {
     var s = { busy: 0, bp: 0, idle: 1000, in: 0, out: 0, wm: null, wmMissing: false, running: 0 };
