@@ -6,8 +6,9 @@ offset is the newest of two readings: what the consumer's last fetch response sa
 (free: the high watermark, or the last stable offset under ``read_committed``), and a
 ListOffsets look-up. A backpressured reader stops fetching, so the first reading goes
 stale exactly when the lag grows; the look-up fixes that. It runs in the background, at
-most once per ``refresh`` seconds and only while someone reads the metric (a scrape or
-the dashboard), so a job nobody watches sends no extra requests.
+most once per ``refresh`` seconds and only while the job's metrics are read (a scrape,
+the dashboard, ``JobClient.metrics()``, the periodic metrics log line), never from the
+record path.
 """
 
 from __future__ import annotations
