@@ -1,6 +1,9 @@
 /* streamflow dashboard: polls the job's JSON endpoints every second and draws the job
  * graph (SVG), three charts (canvas), the checkpoint history and the hot spots.
- * Plain JavaScript, no dependencies: the job serves this file itself. */
+ * Plain JavaScript, no dependencies: the job serves this file itself. One file (~600
+ * lines) on purpose: the page loads it without a build step or module loader. Sections,
+ * in order: formatting, colours, the job graph, charts, checkpoints, hot spots and
+ * failures, polling. */
 (function () {
   "use strict";
 
