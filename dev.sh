@@ -22,6 +22,11 @@ need_python() {
   fi
 }
 
+# Python packages go into $VENV quietly: pip's and setuptools' output (notices, the
+# editable-install warning banner) goes to $VENV/setup.log and is shown only if the
+# install fails. The install is skipped while pyproject.toml and setup.py are unchanged
+# since the last one that succeeded (the editable install follows source changes by
+# itself).
 setup() {
   need_python
   if [ ! -x "$VENV/bin/python" ]; then
@@ -31,8 +36,21 @@ setup() {
       rm -rf "$VENV" && "$PYTHON" -m venv "$VENV"
     fi
   fi
-  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$VENV/bin/python" -m pip install -q -e '.[test]'
+  local stamp="$VENV/.streamflow-installed" log="$VENV/setup.log" wanted
+  wanted="$(cat pyproject.toml setup.py | cksum) $(pwd)"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
+    return
+  fi
+  rm -f "$stamp"
+  if ! {
+    "$VENV/bin/python" -m pip install --disable-pip-version-check --upgrade pip &&
+      "$VENV/bin/python" -m pip install --disable-pip-version-check -e '.[test]'
+  } >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "dev.sh: installing streamflow and its Python packages into $VENV failed (pip's output above, also in $log)" >&2
+    exit 1
+  fi
+  echo "$wanted" >"$stamp"
 }
 
 # The Kafka broker of the tests is the real JVM one, fetched from Maven Central by Maven

@@ -12,9 +12,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from streamflow.api.connector import SinkContext
+from streamflow.api.connector import SinkContext, SinkWriterBase
 from streamflow.errors import ConfigError
-from streamflow.api.connector import SinkWriterBase
 
 __all__ = ["CollectSink", "CollectWriter", "PrintSink", "PrintWriter"]
 
@@ -24,10 +23,16 @@ class PrintSink:
     """Print each record as ``f"{prefix}{record}"`` to standard output.
 
     With parallelism > 1, lines start with the 1-based subtask number, ``"2> "``, as in
-    Flink. Output is flushed at each checkpoint and at the end, not per record.
+    Flink. Each batch is written and flushed as it arrives, as Flink's ``print()`` is
+    immediate: lines show up at once also when standard output is a pipe or a file
+    (Python buffers those), not only at the next checkpoint. Flushing blocks the
+    subtask while the reader of a pipe lags, which is backpressure, as in Flink.
+
+    Keeps no state (``stateful = False``): it needs no ``.uid(...)`` for savepoints.
     """
 
     prefix: str = ""
+    stateful: ClassVar[bool] = False
 
     def create_writer(self, ctx: SinkContext) -> PrintWriter:
         subtask = f"{ctx.subtask_index + 1}> " if ctx.parallelism > 1 else ""
@@ -40,19 +45,11 @@ class PrintWriter(SinkWriterBase):
 
     async def write(self, records: list[Any]) -> None:
         prefix = self._prefix
-        # Resolve sys.stdout per call: tests and tools swap it. A small buffered write;
-        # the flush (which may block on a slow pipe) happens only at snapshot and finish.
-        sys.stdout.write("".join(f"{prefix}{r}\n" for r in records))
-
-    async def snapshot(self, checkpoint_id: int) -> list[Any]:
-        sys.stdout.flush()
-        return []
-
-    async def finish(self) -> None:
-        sys.stdout.flush()
-
-    async def close(self) -> None:
-        sys.stdout.flush()
+        # Resolve sys.stdout per call: tests and tools swap it. One write and one flush
+        # per batch, never per record.
+        out = sys.stdout
+        out.write("".join(f"{prefix}{r}\n" for r in records))
+        out.flush()
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +58,12 @@ class CollectSink:
 
     Read them with ``CollectSink.results(name)``; reset with ``CollectSink.clear(name)``.
     Every subtask appends to the same list, so across subtasks the order is the order of
-    writes. Only works when the job runs in the reading process.
+    writes. Only works when the job runs in the reading process. Keeps no state
+    (``stateful = False``).
     """
 
     name: str
+    stateful: ClassVar[bool] = False
     _registry: ClassVar[dict[str, list[Any]]] = {}
 
     def __post_init__(self) -> None:
@@ -93,5 +92,3 @@ class CollectWriter(SinkWriterBase):
     async def write(self, records: list[Any]) -> None:
         # Looked up per write, so a clear() between runs never strands a writer's list.
         self._registry.setdefault(self._name, []).extend(records)
-
-

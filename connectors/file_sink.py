@@ -1,7 +1,7 @@
 """An exactly-once sink of text lines into part files, published by atomic rename.
 
-Delivery guarantee: EXACTLY-ONCE with checkpointing (two-phase commit, DESIGN.md
-section 6); without checkpointing the files are published at end of input.
+Delivery guarantee: EXACTLY-ONCE with checkpointing (two-phase commit, see
+docs/architecture.md); without checkpointing the files are published at end of input.
 
 Each subtask writes each transaction to ``<directory>/.pending/<name>.inprogress``; at
 barrier n the file is flushed and fsync'ed (pre-commit); when checkpoint n completes it
@@ -19,11 +19,12 @@ import os
 import re
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 import orjson
 
 from streamflow.api.connector import SinkContext
+from streamflow.api.delivery import DeliveryGuarantee
 from streamflow.errors import ConfigError, ConnectorError, DataLossError
 from streamflow.transactions.two_phase import TwoPhaseCommitSinkWriter
 
@@ -39,6 +40,10 @@ class ExactlyOnceFileSink:
 
     A str record must not contain a newline (it would read back as two lines).
     """
+
+    # Declared for the job: restoring past a damaged completed checkpoint would duplicate
+    # this sink's committed output, so it is refused unless allowed.
+    delivery_guarantee: ClassVar[DeliveryGuarantee] = DeliveryGuarantee.EXACTLY_ONCE
 
     directory: str | Path
     _: KW_ONLY
@@ -175,12 +180,16 @@ async def _open_new(path: str) -> IO[bytes]:
     cancelled caller closes what it opened; the pending file itself is removed by the
     transaction's abort, or as lingering on the next start.
     """
-    opening = asyncio.ensure_future(asyncio.to_thread(open, path, "xb"))
+    opening = asyncio.ensure_future(asyncio.to_thread(_open_exclusive, path))
     try:
         return await asyncio.shield(opening)
     except asyncio.CancelledError:
         opening.add_done_callback(_close_opened)
         raise
+
+
+def _open_exclusive(path: str) -> IO[bytes]:
+    return open(path, "xb")
 
 
 def _close_opened(opening: asyncio.Future[IO[bytes]]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import KW_ONLY, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from streamflow.api.connector import SourceBatch, SourceContext
 from streamflow.errors import ConfigError, ConnectorError
@@ -29,9 +29,11 @@ class SocketTextSource:
     Run a server with ``nc -lk 9999`` and type lines into it. Parallelism must be 1 (one
     connection). Bytes that are not valid ``encoding`` become U+FFFD rather than failing
     the job, since a failed line could not be replayed anyway. Split state: none.
-    Positions are 1-based line numbers within the connection.
+    Positions are 1-based line numbers within the connection. Keeps no state
+    (``stateful = False``): it needs no ``.uid(...)`` for savepoints.
     """
 
+    stateful: ClassVar[bool] = False
     host: str = "127.0.0.1"
     port: int = 9999
     _: KW_ONLY

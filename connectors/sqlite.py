@@ -1,8 +1,8 @@
 """An exactly-once SQLite sink: checkpoint n's rows are applied together with a marker
 for n in one SQLite transaction, so a replay can never apply them twice.
 
-Delivery guarantee: EXACTLY-ONCE with checkpointing (two-phase commit, DESIGN.md
-section 6); without checkpointing the rows are applied at end of input.
+Delivery guarantee: EXACTLY-ONCE with checkpointing (two-phase commit, see
+docs/architecture.md); without checkpointing the rows are applied at end of input.
 
 The commit path, per subtask i and checkpoint n:
 
@@ -32,12 +32,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiosqlite
 import orjson
 
 from streamflow.api.connector import SinkContext
+from streamflow.api.delivery import DeliveryGuarantee
 from streamflow.errors import ConfigError, ConnectorError, DataLossError, UserFunctionError
 from streamflow.transactions.two_phase import TwoPhaseCommitSinkWriter
 
@@ -86,6 +87,10 @@ class ExactlyOnceSqliteSink:
     make it idempotent with IF NOT EXISTS). Rows of an epoch are buffered in memory until
     its checkpoint.
     """
+
+    # Declared for the job: restoring past a damaged completed checkpoint would duplicate
+    # this sink's committed output, so it is refused unless allowed.
+    delivery_guarantee: ClassVar[DeliveryGuarantee] = DeliveryGuarantee.EXACTLY_ONCE
 
     db_path: str | Path
     _: KW_ONLY

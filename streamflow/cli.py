@@ -9,7 +9,11 @@
 ``function(env)`` may be sync or async; it adds sources, transformations and sinks to
 ``env`` (and may configure it further). A process started again with the same
 checkpoint directory resumes from the latest complete checkpoint; ``--from-savepoint``
-starts from a savepoint (or a ``chk-<n>`` directory) instead.
+starts from a savepoint (or a ``chk-<n>`` directory) instead. Savepoint paths may be
+given as ``file://`` URIs. A job that cannot start (its savepoint is missing or does not
+fit) ends with an error and is never registered.
+
+``python -m streamflow`` is the same command.
 
 While it runs, the job is registered (see :mod:`streamflow.control`) and the other
 commands reach it by job id or name::
@@ -40,13 +44,14 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from streamflow.api.environment import StreamEnvironment
 from streamflow.config import CheckpointingMode
-from streamflow.devtools.commands import add_dev_commands, run_dev
 from streamflow.control import ControlServer, JobRegistry, JobUnreachableError, send_command
 from streamflow.control.views import format_jobs, format_status
+from streamflow.datastream.environment import StreamEnvironment
+from streamflow.devtools.commands import add_dev_commands, run_dev
 from streamflow.errors import ConfigError, JobCancelledError, StreamflowError
 from streamflow.savepoint.describe import describe_snapshot, format_description
+from streamflow.savepoint.location import local_path
 
 log = logging.getLogger("streamflow.cli")
 
@@ -92,7 +97,8 @@ async def run_job(args: argparse.Namespace) -> int:
         await result
     job_name = args.job_name or args.target.partition(":")[0].rsplit(".", 1)[-1]
     client = env.execute_async(
-        job_name, from_savepoint=args.from_savepoint, allow_non_restored_state=args.allow_non_restored_state
+        job_name, from_savepoint=args.from_savepoint, allow_non_restored_state=args.allow_non_restored_state,
+        allow_checkpoint_rollback=args.allow_rollback,
     )
     server = None
     if not args.no_control:
@@ -177,17 +183,22 @@ async def job_status(args: argparse.Namespace) -> int:
 
 
 async def savepoint(args: argparse.Namespace) -> int:
-    directory = None if args.directory is None else str(Path(args.directory).expanduser().resolve())
+    directory = None if args.directory is None else _target(args.directory)
     result = await _send(JobRegistry(), args.job, "savepoint", args.timeout, directory=directory)
     print(result["path"])
     return 0
 
 
 async def stop(args: argparse.Namespace) -> int:
-    directory = None if args.savepoint is None else str(Path(args.savepoint).expanduser().resolve())
+    directory = None if args.savepoint is None else _target(args.savepoint)
     result = await _send(JobRegistry(), args.job, "stop", args.timeout, directory=directory)
     print(result["path"])
     return 0
+
+
+def _target(directory: str) -> str:
+    """A savepoint directory for the job process, which may run in another directory."""
+    return str(local_path(directory, "savepoint directory").resolve())
 
 
 async def cancel(args: argparse.Namespace) -> int:
@@ -231,12 +242,18 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--web-host", default="127.0.0.1", metavar="HOST", help="address of --web-port")
     run.add_argument(
-        "--from-savepoint", "-s", type=Path, default=None, metavar="PATH",
-        help="start from a savepoint, a checkpoint chk-<n>, or a job's checkpoint directory (its latest)",
+        "--from-savepoint", "-s", default=None, metavar="PATH",
+        help="start from a savepoint, a checkpoint chk-<n>, or a job's checkpoint directory (its latest); "
+        "a path or a file:// URI",
     )
     run.add_argument(
         "--allow-non-restored-state", "-n", action="store_true",
         help="drop state of operator uids this job does not have, instead of refusing to start",
+    )
+    run.add_argument(
+        "--allow-rollback", action="store_true",
+        help="if the latest completed checkpoint is damaged, restore the previous one even with exactly-once "
+             "sinks (what they committed since is written again)",
     )
     run.add_argument("--savepoint-dir", type=Path, default=None, help="default directory of savepoints")
     run.add_argument("--no-control", action="store_true", help="do not register the job or open its control socket")
@@ -269,7 +286,9 @@ def parser() -> argparse.ArgumentParser:
     end.add_argument("job", help="job id, unique id prefix, or job name")
     look = commands.add_parser("inspect", help="show what a savepoint or checkpoint holds")
     look.set_defaults(handler=inspect_snapshot)
-    look.add_argument("path", help="a savepoint directory, a checkpoint chk-<n>, or a job's checkpoint directory")
+    look.add_argument(
+        "path", help="a savepoint directory, a checkpoint chk-<n>, or a job's checkpoint directory (or its file:// URI)"
+    )
     look.add_argument("--json", action="store_true", help="machine-readable output")
     look.add_argument("--log-level", default="WARNING")
     add_dev_commands(commands)

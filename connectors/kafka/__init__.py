@@ -1,5 +1,5 @@
 """Kafka: a source that keeps its offsets in operator state, and a sink with delivery
-guarantees none, at-least-once and exactly-once (transactions, DESIGN.md section 6)."""
+guarantees none, at-least-once and exactly-once (transactions; docs/architecture.md)."""
 
 from streamflow.connectors.kafka.offsets import OffsetReset, StartingOffsets
 from streamflow.connectors.kafka.records import KafkaOutput, KafkaRecord

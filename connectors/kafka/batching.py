@@ -70,8 +70,8 @@ class Deliveries:
         for future in self._pending:
             if not future.done():
                 still.append(future)
-            elif failed is None and not future.cancelled():
-                failed = future.exception()
+            elif not future.cancelled():
+                failed = failed or future.exception()  # every one retrieved: no asyncio error log
         self._pending = still
         if failed is not None:
             raise self._error(failed)
@@ -82,18 +82,21 @@ class Deliveries:
         if not pending:
             return
         await asyncio.wait(pending)
-        for future in pending:
-            if future.cancelled():
-                raise ConnectorError(f"{self._where}: a batch send was cancelled; its records may be lost")
-            exc = future.exception()
-            if exc is not None:
-                raise self._error(exc)
+        if any(future.cancelled() for future in pending):
+            _retrieve_all(pending)
+            raise ConnectorError(f"{self._where}: a batch send was cancelled; its records may be lost")
+        failed = _retrieve_all(pending)
+        if failed is not None:
+            raise self._error(failed)
 
     def discard(self) -> None:
-        """Forget pending futures (their transaction is being aborted)."""
+        """Forget pending futures (their transaction is being aborted). Those still in
+        flight fail when the producer stops: their errors are retrieved then, unlogged."""
         for future in self._pending:
-            if future.done() and not future.cancelled():
-                future.exception()  # retrieved: no "exception never retrieved" noise
+            if future.done():
+                _retrieve(future)
+            else:
+                future.add_done_callback(_retrieve)
         self._pending = []
 
     def _error(self, exc: BaseException) -> ConnectorError:
@@ -155,9 +158,10 @@ class RecordSender:
                         ValueError(f"partitioner returned {partition!r}; {topic!r} has partitions 0..{count - 1}"),
                     )
             elif key is None:
-                partition = sticky.get(topic)
-                if partition is None:
-                    partition = sticky[topic] = self._default.sticky(count)
+                stuck = sticky.get(topic)
+                if stuck is None:
+                    stuck = sticky[topic] = self._default.sticky(count)
+                partition = stuck
             else:
                 partition = self._default(record, key, count)
             slot = (topic, partition)
@@ -228,3 +232,19 @@ class RecordSender:
             position=None,
             record=repr(record)[:200],
         )
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark ``future``'s outcome as seen: asyncio logs "exception was never retrieved" at
+    ERROR for a failed future nobody asked, one line per batch of an aborted transaction."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _retrieve_all(futures: list[asyncio.Future[Any]]) -> BaseException | None:
+    """Retrieve every done future's outcome; the first error, if any."""
+    first: BaseException | None = None
+    for future in futures:
+        if future.done() and not future.cancelled():
+            first = first or future.exception()
+    return first

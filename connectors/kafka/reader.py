@@ -7,8 +7,9 @@ Lifecycle (called from the subtask's own task, one call at a time):
    (starting offsets resolved to numbers at once); in bounded mode fix every split's
    stop offset; ``assign`` and ``seek`` each partition to its NEXT offset.
 2. ``poll``: hand out what the last ``getmany`` returned, one partition (and at most
-   ``max_records``) per batch; when that is used up, look for new partitions if
-   discovery is due, then ``getmany`` again.
+   ``max_records``) per batch, the partitions taking turns (round robin): a partition
+   with a backlog never waits for another one's whole fetch; when that is used up, look
+   for new partitions if discovery is due, then ``getmany`` again.
 3. ``snapshot_splits(n)``: per partition the offset after the last record handed out
    (and, with a group, remember them for step 4).
 4. ``notify_checkpoint_complete(n)``: commit checkpoint n's offsets to the group, for
@@ -16,6 +17,9 @@ Lifecycle (called from the subtask's own task, one call at a time):
 5. ``close``: stop the consumer and the admin client.
 
 ``metrics()`` gives the job's metrics this subtask's consumer lag (``pendingRecords``).
+
+(Over 400 lines: one consumer's lifecycle, whose steps share its splits and clients;
+offsets, metadata, watermarks, deserializing and consumer lag are in modules of their own.)
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import re
 from collections import deque
 from collections.abc import AsyncIterator
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -36,6 +40,7 @@ from aiokafka.errors import KafkaError
 
 from streamflow.api.connector import SourceBatch, SourceContext
 from streamflow.config import seconds
+from streamflow.connectors.kafka.clients import start_client, watch_client
 from streamflow.connectors.kafka.deserializers import decode_batch, resolve_deserializer
 from streamflow.connectors.kafka.lag import ConsumerLag
 from streamflow.connectors.kafka.metadata import describe_partitions, missing_topic_error
@@ -46,13 +51,11 @@ from streamflow.connectors.kafka.offsets import (
     StartingOffsets,
     owner_of,
 )
-from streamflow.connectors.kafka.progress import BOARD
+from streamflow.connectors.kafka.progress import OffsetsBoard
 from streamflow.connectors.kafka.records import KafkaOutput
+from streamflow.connectors.kafka.source_settings import KafkaSourceSettings
 from streamflow.connectors.kafka.watermarks import PartitionWatermarks
 from streamflow.errors import ConnectorError
-
-if TYPE_CHECKING:
-    from streamflow.connectors.kafka.source import KafkaSource
 
 __all__ = ["KafkaSourceReader"]
 
@@ -66,7 +69,7 @@ _timestamp_of = attrgetter("timestamp")
 class KafkaSourceReader:
     """Reads the partitions its subtask owns; see the module docstring for the steps."""
 
-    def __init__(self, source: KafkaSource, ctx: SourceContext) -> None:
+    def __init__(self, source: KafkaSourceSettings, ctx: SourceContext) -> None:
         self._source = source
         self._ctx = ctx
         self._uid = ctx.operator_uid
@@ -87,8 +90,9 @@ class KafkaSourceReader:
         self._admin: Any = None
         self._splits: dict[TopicPartition, KafkaSplit] = {}
         self._reading: set[TopicPartition] = set()  # assigned and not finished
-        # What the last getmany returned and poll has not handed out yet:
-        # [split, records, index of the next record to hand out, partition]
+        # What the last getmany returned and poll has not handed out yet, the partition
+        # whose turn it is first: [split, records, index of the next record to hand
+        # out, partition]
         self._pending: deque[list[Any]] = deque()
         self._commits: dict[int, dict[TopicPartition, int]] = {}
         self._lag = ConsumerLag(read_committed=source.isolation_level == "read_committed", timeout=self._timeout)
@@ -99,6 +103,8 @@ class KafkaSourceReader:
         source, ctx = self._source, self._ctx
         self._consumer = AIOKafkaConsumer(**self._consumer_args())
         self._admin = AIOKafkaAdminClient(**self._admin_args())
+        watch_client(self._consumer._client, self._where)
+        watch_client(self._admin._client, f"{self._where} (metadata)")
         await self._connect()
         found, missing = await self._describe(led_only=False)
         if missing:
@@ -124,8 +130,11 @@ class KafkaSourceReader:
             if (topic, p) not in covered and owner_of(topic, p, ctx.parallelism) == ctx.subtask_index
         ]
         # Partitions no checkpoint covers after a restore appeared since the job started:
-        # all their records are new, so they start at the earliest offset.
-        starting = source.starting_offsets if not restored else StartingOffsets.earliest()
+        # all their records are new, so they start at the earliest offset. That holds
+        # when the restored source owned no partition at all, too; only a source without
+        # restored state (a first run, or a source added since) uses starting_offsets.
+        fresh = ctx.restored_splits is None and ctx.all_restored_splits is None
+        starting = source.starting_offsets if fresh else StartingOffsets.earliest()
         mine += await self._new_splits(new, starting)
         if self._bounded:
             await self._fix_stops(mine)
@@ -166,8 +175,8 @@ class KafkaSourceReader:
     async def _connect(self) -> None:
         try:
             async with asyncio.timeout(self._timeout):
-                await self._admin.start()
-                await self._consumer.start()
+                await start_client(self._admin.start(), self._where)
+                await start_client(self._consumer.start(), self._where)
         except (KafkaError, OSError, TimeoutError) as exc:
             why = f"no answer within request_timeout={self._timeout:g}s" if isinstance(exc, TimeoutError) else str(exc)
             raise ConnectorError(
@@ -297,15 +306,17 @@ class KafkaSourceReader:
         return self._nothing()
 
     def _hand_out(self, max_records: int) -> SourceBatch:
-        entry = self._pending[0]
+        """One batch of the partition whose turn it is; a partition with records left
+        goes to the back of the line."""
+        entry = self._pending.popleft()
         split, records, start, tp = entry
         end = start + max_records
         if end >= len(records):
             chunk = records if start == 0 else records[start:]
-            self._pending.popleft()
         else:
             chunk = records[start:end]
             entry[2] = end
+            self._pending.append(entry)
         values, offsets, failures = decode_batch(chunk, self._output, self._value_fn, self._key_fn)
         split.offset = chunk[-1].offset + 1
         if split.stop is not None and split.offset >= split.stop:
@@ -371,8 +382,10 @@ class KafkaSourceReader:
             while len(commits) > _COMMITS_KEPT:
                 del commits[min(commits)]
         ctx = self._ctx
-        BOARD.publish(ctx.run_id, ctx.operator_uid, ctx.subtask_index, ctx.parallelism, checkpoint_id,
-                      {(tp.topic, tp.partition): split.offset for tp, split in self._splits.items()})
+        ctx.services.shared(OffsetsBoard).publish(
+            ctx.operator_uid, ctx.subtask_index, ctx.parallelism, checkpoint_id,
+            {(tp.topic, tp.partition): split.offset for tp, split in self._splits.items()},
+        )
         return [split.state() for split in self._splits.values()]
 
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:

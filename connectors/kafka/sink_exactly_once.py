@@ -20,9 +20,12 @@ the subtask's bounded id pool (:mod:`.txn_ids`). The commit path, in order:
    the job with DataLossError.
 5. ``open`` after a restore: commit every restored handle (idempotent), hold their ids,
    then abort what is lingering: every pooled id of this subtask not held (InitProducerId
-   aborts its open transaction), and after a rescale the ids of the old subtasks whose
-   handles this subtask received (the base defers this until the first checkpoint of the
-   new attempt completes: then every restored handle has been committed).
+   aborts its open transaction), after a rescale the ids of the old subtasks whose
+   handles this subtask received, and on subtask 0 every id of another layout that the
+   brokers list as open (ListTransactions, :mod:`.txn_listing`: runs at another
+   parallelism that no restored checkpoint names). After a rescale the base defers this
+   until the first checkpoint of the new attempt completes: then every restored handle
+   has been committed.
 
 Transactional ids are ``{prefix}-{uid}-{subtask}of{parallelism}-{k}`` (see
 :func:`.txn_ids.transactional_id` for why the parallelism is in there).
@@ -34,7 +37,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import InvalidTxnState, KafkaError, ProducerFenced
@@ -42,8 +45,8 @@ from aiokafka.producer.transaction_manager import TransactionState
 
 from streamflow.api.connector import SinkContext
 from streamflow.connectors.kafka.batching import Deliveries, RecordSender
-from streamflow.connectors.kafka.sink_plain import start_producer, stop_producer
-from streamflow.connectors.kafka.txn_ids import IdState, TransactionalIdPool, transactional_id
+from streamflow.connectors.kafka.sink_plain import ProducerSinkSettings, start_producer, stop_producer
+from streamflow.connectors.kafka.txn_ids import IdState, TransactionalIdPool, id_layout, transactional_id
 from streamflow.connectors.kafka.txn_resume import (
     INVALID_PRODUCER_EPOCH,
     INVALID_PRODUCER_ID_MAPPING,
@@ -56,10 +59,7 @@ from streamflow.connectors.kafka.txn_resume import (
 from streamflow.errors import ConnectorError, StateError
 from streamflow.transactions.two_phase import TwoPhaseCommitSinkWriter
 
-if TYPE_CHECKING:
-    from streamflow.connectors.kafka.sink import KafkaSink
-
-__all__ = ["KafkaTransactionalWriter"]
+__all__ = ["KafkaTransactionalWriter", "TransactionalSinkSettings"]
 
 _log = logging.getLogger(__name__)
 _ABORT_CONCURRENCY = 8
@@ -76,10 +76,21 @@ class KafkaTxn:
     started_at: float = 0.0
 
 
+class TransactionalSinkSettings(ProducerSinkSettings, Protocol):
+    """What the EXACTLY_ONCE writer reads of its KafkaSink besides the producer settings."""
+
+    @property
+    def transactional_id_prefix(self) -> str | None: ...
+    @property
+    def transactional_id_pool_size(self) -> int: ...
+    @property
+    def transaction_timeout_seconds(self) -> float: ...
+
+
 class KafkaTransactionalWriter(TwoPhaseCommitSinkWriter[KafkaTxn]):
     """One subtask's EXACTLY_ONCE writer; see the module docstring for the commit path."""
 
-    def __init__(self, ctx: SinkContext, sink: KafkaSink) -> None:
+    def __init__(self, ctx: SinkContext, sink: TransactionalSinkSettings) -> None:
         super().__init__(ctx)
         self._sink = sink
         self._timeout = sink.transaction_timeout_seconds
@@ -204,12 +215,15 @@ class KafkaTransactionalWriter(TwoPhaseCommitSinkWriter[KafkaTxn]):
 
     async def abort_lingering(self) -> None:
         """Abort open transactions of this sink's ids that no live transaction uses: the
-        pooled ids of this subtask this writer has not initialised itself, and after a
-        rescale every id of the old subtasks whose handles this subtask restored."""
+        pooled ids of this subtask this writer has not initialised itself, after a
+        rescale every id of the old subtasks whose handles this subtask restored, and (on
+        subtask 0) every id of another layout the brokers list as open."""
         ids = [t for t in self._pool.ids_in(IdState.FREE) if t not in self._producers]
         for parallelism, subtask in self._old_layouts:
             ids.extend(self._ids_of(subtask, parallelism))
         self._old_layouts = []
+        if self.ctx.subtask_index == 0:
+            ids.extend(t for t in await self._open_in_other_layouts() if t not in ids)
         if not ids:
             return
         assert self._coordinator is not None
@@ -220,6 +234,23 @@ class KafkaTransactionalWriter(TwoPhaseCommitSinkWriter[KafkaTxn]):
                 await coordinator.abort(tid, self._timeout)
 
         await asyncio.gather(*(abort_one(t) for t in ids))
+
+    async def _open_in_other_layouts(self) -> list[str]:
+        """This sink's ids with a transaction open that no subtask of the current layout
+        owns: left by a run at another parallelism (or with a larger id pool) that no
+        checkpoint being restored names, e.g. a run that crashed before its first
+        checkpoint. Until aborted they hold read_committed readers back."""
+        assert self._coordinator is not None
+        prefix, uid, parallelism = str(self._sink.transactional_id_prefix), self.ctx.operator_uid, self.ctx.parallelism
+        listed = await self._coordinator.open_transactions(f"{prefix}-{uid}-")
+        if not listed:
+            return []
+        current = {tid for subtask in range(parallelism) for tid in self._ids_of(subtask, parallelism)}
+        found = [t for t in listed if t not in current and id_layout(t, prefix, uid) is not None]
+        if found:
+            _log.info("%s: aborting %d open transactions left by earlier runs at another parallelism: %s",
+                      self._where, len(found), ", ".join(found))
+        return found
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -293,13 +324,20 @@ class KafkaTransactionalWriter(TwoPhaseCommitSinkWriter[KafkaTxn]):
         """Stop every producer (prepared transactions stay open on the broker for a restore
         to commit) and the coordinator client. A cancel arriving meanwhile (the attempt is
         being torn down) is held until every client is closed: one skipped client would
-        leak its sockets."""
+        leak its sockets. The producers stop together: with the broker away each may take
+        its whole stop timeout, and one after the other they held a restart back for a
+        minute."""
         cancelled = False
-        for tid in list(self._producers):
+        drops = [asyncio.ensure_future(self._drop_producer(tid)) for tid in list(self._producers)]
+        while drops:
             try:
-                await self._drop_producer(tid)
+                await asyncio.wait(drops)
+                break
             except asyncio.CancelledError:
                 cancelled = True
+        for drop in drops:
+            if not drop.cancelled():
+                drop.exception()  # stop_producer raises nothing; retrieved all the same
         coordinator, self._coordinator = self._coordinator, None
         if coordinator is not None:
             try:

@@ -59,11 +59,12 @@ class KafkaSource:
         group_id: consumer group to commit offsets to after each completed checkpoint,
             for lag monitoring (and ``StartingOffsets.committed()``). Optional.
         starting_offsets: where partitions start when the job starts without a
-            checkpoint (default earliest). Partitions that appear later, found while
-            running or at a restore that does not cover them (including topics added
-            to ``topics`` since the checkpoint), start at their earliest offset: their
-            records were written after the job started, and none is lost between the
-            partition's creation and its discovery.
+            checkpoint, or from one that holds no state of this source's uid (a
+            source added to the job since; default earliest). Partitions that appear
+            later, found while running or at a restore that does not cover them
+            (including topics added to ``topics`` since the checkpoint), start at their
+            earliest offset: their records were written after the job started, and none
+            is lost between the partition's creation and its discovery.
         bounded: stop at the end offsets seen at start (batch runs, tests); a subtask
             without partitions ends at once. Partition discovery is off.
         isolation_level: ``"read_committed"`` (default: aborted transactions and open

@@ -26,11 +26,14 @@ States and moves::
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable, Sequence
 
 from streamflow.errors import ConnectorError
 
-__all__ = ["IdState", "TransactionalIdPool", "TransactionalIdPoolExhaustedError", "transactional_id"]
+__all__ = [
+    "IdState", "TransactionalIdPool", "TransactionalIdPoolExhaustedError", "id_layout", "transactional_id",
+]
 
 
 def transactional_id(prefix: str, operator_uid: str, subtask: int, parallelism: int, k: int) -> str:
@@ -42,6 +45,13 @@ def transactional_id(prefix: str, operator_uid: str, subtask: int, parallelism: 
     committed yet (restored state is dealt round-robin over the new subtasks).
     """
     return f"{prefix}-{operator_uid}-{subtask}of{parallelism}-{k}"
+
+
+def id_layout(tid: str, prefix: str, operator_uid: str) -> tuple[int, int, int] | None:
+    """``(subtask, parallelism, k)`` if ``tid`` is a pooled id of this sink (prefix and
+    uid), made by :func:`transactional_id` at any parallelism; else None."""
+    match = re.fullmatch(rf"{re.escape(prefix)}-{re.escape(operator_uid)}-(\d+)of(\d+)-(\d+)", tid)
+    return None if match is None else (int(match[1]), int(match[2]), int(match[3]))
 
 
 class IdState(enum.Enum):

@@ -33,6 +33,8 @@ from aiokafka.client import AIOKafkaClient, ConnectionGroup, CoordinationType
 from aiokafka.errors import KafkaError, for_code
 from aiokafka.protocol.transaction import EndTxnRequest, InitProducerIdRequest
 
+from streamflow.connectors.kafka.clients import start_client, watch_client
+from streamflow.connectors.kafka.txn_listing import list_open_transactions
 from streamflow.errors import ConfigError, ConnectorError, DataLossError
 
 __all__ = ["CLIENT_SETTINGS", "PreparedTxn", "TransactionCoordinator"]
@@ -137,10 +139,11 @@ class TransactionCoordinator:
         self._where = where
         self._deadline = deadline
         self._started = False
+        watch_client(self._client, f"{where} (transaction coordinator)")
 
     async def start(self) -> None:
         try:
-            await self._client.bootstrap()
+            await start_client(self._client.bootstrap(), self._where)
         except BaseException as exc:  # cancelled too: a half-bootstrapped client holds sockets
             await self._client.close()
             if isinstance(exc, KafkaError):
@@ -162,6 +165,11 @@ class TransactionCoordinator:
         if code == 0:
             return
         raise lost_error(self._where, txn, code, transaction_timeout=transaction_timeout)
+
+    async def open_transactions(self, prefix: str) -> list[str] | None:
+        """Transactional ids starting with ``prefix`` that have a transaction open on the
+        brokers, or None if the brokers cannot tell (see :mod:`.txn_listing`)."""
+        return await list_open_transactions(self._client, prefix, self._where)
 
     async def abort(self, tid: str, transaction_timeout: float) -> None:
         """Abort whatever transaction ``tid`` has open (InitProducerId fences its producer)."""

@@ -33,13 +33,14 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
 import aiomysql
 import pymysql
 
 from streamflow.api.connector import SinkContext
-from streamflow.connectors.kafka.progress import BOARD
+from streamflow.api.delivery import DeliveryGuarantee
+from streamflow.connectors.kafka.progress import OffsetsBoard
 from streamflow.connectors.mysql.connection import (
     MySqlAddress,
     check_connect_args,
@@ -78,9 +79,8 @@ class MySqlOffsetsSink:
     Args:
         url: ``mysql://user:password@host:port/database``.
         table, statement, row_fn: as :class:`~streamflow.connectors.mysql.MySqlSink`. The
-            rows wait in the checkpoint until it completes: give JSON values (None, int,
-            float, str; a str for DATETIME or DECIMAL columns), or the checkpoint falls
-            back to pickle with a warning.
+            rows wait in the checkpoint until it completes, so their values must pickle
+            (they come back exactly: a datetime or Decimal stays one).
         name: whose offsets these are (like a consumer group); :func:`load_offsets` reads
             them back by this name. Default: the job name.
         source_uid: the uid of the KafkaSource whose offsets to store; default: every
@@ -88,6 +88,10 @@ class MySqlOffsetsSink:
         batch_size: rows per executemany at commit.
         connect_args: further ``aiomysql.connect`` arguments.
     """
+
+    # Declared for the job: restoring past a damaged completed checkpoint would duplicate
+    # this sink's committed output, so it is refused unless allowed.
+    delivery_guarantee: ClassVar[DeliveryGuarantee] = DeliveryGuarantee.EXACTLY_ONCE
 
     url: str
     _: KW_ONLY
@@ -165,7 +169,7 @@ class MySqlOffsetsWriter(TwoPhaseCommitSinkWriter[RowBatch]):
         self._runner.add(txn, records)
 
     async def pre_commit(self, txn: RowBatch, checkpoint_id: int) -> Any:
-        offsets = BOARD.offsets_at(self.ctx.run_id, checkpoint_id, self._sink.source_uid)
+        offsets = self.ctx.services.shared(OffsetsBoard).offsets_at(checkpoint_id, self._sink.source_uid)
         rows, _ = txn.take()
         return {"run": self._run, "checkpoint_id": checkpoint_id, "rows": rows,
                 "offsets": sorted([t, p, o] for (t, p), o in offsets.items())}

@@ -11,7 +11,15 @@ splits; with another parallelism the splits of all old subtasks are redistribute
 
 Writer lifecycle: open -> write* -> snapshot(n) on barrier n (a two-phase-commit writer
 pre-commits here) -> notify_checkpoint_complete(n) (commit) / notify_checkpoint_aborted(n)
--> ... -> finish (end of input) -> close. ``close`` is not called after a crash.
+-> ... -> finish (end of input) -> close. ``close`` is not called after a crash. A writer
+that also has ``initialize_state(ctx)`` and ``snapshot_state(ctx)`` (a
+CheckpointedFunction) keeps operator state: ``initialize_state`` right after ``open``,
+``snapshot_state`` right after ``snapshot(n)``.
+
+These are public API, exported from ``streamflow.connectors``; the README sections
+"Write your own source" and "Write your own exactly-once sink" walk through them.
+What is given where a source or sink is expected is checked by
+:mod:`streamflow.api.connector_checks`.
 """
 
 from __future__ import annotations
@@ -19,15 +27,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from streamflow.runtime.clock import Clock, SystemClock
+from streamflow.core.clock import Clock, SystemClock
+from streamflow.core.services import JobServices
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SourceContext:
     """What a reader knows about its place in the job.
 
-    ``restored_splits`` is ``None`` on a fresh start, else the split states this subtask
-    got from the checkpoint (possibly an empty list). ``all_restored_splits`` is then
+    ``restored_splits`` is ``None`` on a fresh start, and also when the checkpoint
+    restored from holds no state of this source's uid (a source added to the job since
+    starts as on a first run); else the split states this subtask got from the
+    checkpoint (possibly an empty list). ``all_restored_splits`` is then
     the split states of every old subtask, in old-subtask order: a source that assigns
     splits by its own rule (Kafka partitions by a stable hash, so that partitions found
     while running have an owner too) picks its own from there, and tells a split no one
@@ -43,6 +54,8 @@ class SourceContext:
     clock: Clock = field(default_factory=SystemClock)
     run_id: str = ""
     """Unique per job run (``env.execute``), the same for all its attempts and operators."""
+    services: JobServices = field(default_factory=JobServices)
+    """The job run's own objects (see :class:`~streamflow.core.services.JobServices`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +100,8 @@ class SourceReader(Protocol):
         """
 
     def snapshot_splits(self, checkpoint_id: int) -> list[Any]:
-        """Plain (orjson-encodable) split states covering every record polled so far.
+        """Split states covering every record polled so far; any picklable values (they
+        are restored exactly: a tuple stays a tuple).
 
         A stored position is the NEXT record to read, never the last one read: restoring
         from it must not replay the last record.
@@ -96,6 +110,21 @@ class SourceReader(Protocol):
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class SourceReaderBase:
+    """Defaults for a reader: ``open``, ``notify_checkpoint_complete`` and ``close`` do
+    nothing. Subclasses implement ``poll`` and ``snapshot_splits`` (the runtime refuses a
+    reader that leaves either out) and override whichever other step they need."""
+
+    async def open(self) -> None:
+        return None
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
 
 
 class Source(Protocol):
@@ -108,9 +137,11 @@ class Source(Protocol):
 class SinkContext:
     """What a writer knows about its place in the job.
 
-    ``restored_state`` is ``None`` on a fresh start, else this subtask's share of the
-    state lists the sink's subtasks returned from ``snapshot`` in the restored checkpoint
-    (redistributed evenly if the parallelism changed). ``checkpointing`` says whether
+    ``restored_state`` is ``None`` on a fresh start, and also when the checkpoint
+    restored from holds no state of this sink's uid (a sink added to the job since);
+    else this subtask's share of the state lists the sink's subtasks returned from
+    ``snapshot`` in the restored checkpoint (redistributed evenly if the parallelism
+    changed; possibly an empty list). ``checkpointing`` says whether
     checkpoints run: without them a two-phase-commit writer commits in ``finish``.
     """
 
@@ -124,6 +155,8 @@ class SinkContext:
     clock: Clock = field(default_factory=SystemClock)
     run_id: str = ""
     """Unique per job run (``env.execute``), the same for all its attempts and operators."""
+    services: JobServices = field(default_factory=JobServices)
+    """The job run's own objects (see :class:`~streamflow.core.services.JobServices`)."""
 
 
 class SinkWriter(Protocol):

@@ -8,7 +8,7 @@ from typing import Any
 
 from streamflow.errors import ConfigError
 
-__all__ = ["DeliveryGuarantee", "parse_guarantee"]
+__all__ = ["DeliveryGuarantee", "declared_guarantee", "parse_guarantee"]
 
 
 class DeliveryGuarantee(enum.Enum):
@@ -37,3 +37,18 @@ def parse_guarantee(value: Any, sink: str, allowed: Collection[DeliveryGuarantee
             value=repr(value),
         )
     return guarantee
+
+
+def declared_guarantee(sink: Any) -> DeliveryGuarantee | None:
+    """The guarantee ``sink`` declares through its ``delivery_guarantee`` attribute (a
+    :class:`DeliveryGuarantee`), or None if it declares none.
+
+    The job reads it when it must restore past a damaged completed checkpoint: with a
+    sink that declares EXACTLY_ONCE that rollback would duplicate committed output and is
+    refused unless allowed. A sink of your own that commits with checkpoints (a
+    two-phase-commit writer) should declare it, e.g. as a class attribute
+    ``delivery_guarantee = DeliveryGuarantee.EXACTLY_ONCE``; an undeclared sink counts as
+    at-least-once.
+    """
+    guarantee = getattr(sink, "delivery_guarantee", None)
+    return guarantee if isinstance(guarantee, DeliveryGuarantee) else None

@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from streamflow.api.connector_checks import check_sink
 from streamflow.errors import ConfigError
 
 
@@ -42,8 +43,7 @@ class ErrorPolicy:
 
     @classmethod
     def dead_letter(cls, sink: Any, on: tuple[type[BaseException], ...] = (Exception,)) -> ErrorPolicy:
-        if sink is None or not hasattr(sink, "create_writer"):
-            raise ConfigError(f"ErrorPolicy.dead_letter needs a Sink (with create_writer), got {sink!r}")
+        check_sink(sink, "ErrorPolicy.dead_letter")
         return cls(action=ErrorAction.DEAD_LETTER, on=on, sink=sink)
 
     def __post_init__(self) -> None:

@@ -12,23 +12,26 @@ on_timer ... -> ``snapshot_state`` at each barrier -> ``notify_checkpoint_comple
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+import abc
+from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+
+from streamflow.state.backend import KeyedStateStore
 
 if TYPE_CHECKING:
     from streamflow.state.operator import OperatorStateStore
 
 
-class RuntimeContext(Protocol):
-    """Where a function runs, and its keyed state (``get_state``) when after key_by."""
+class RuntimeContext(KeyedStateStore, Protocol):
+    """Where a function runs, and its keyed state when after key_by: ``get_state``
+    returns the handle for a descriptor (a ``ValueState[T]`` for a
+    ``ValueStateDescriptor[T]``, ...), which follows the current key; StateError when
+    the input is not keyed."""
 
     job_name: str
     operator_uid: str
     subtask_index: int
     parallelism: int
     max_parallelism: int
-
-    def get_state(self, descriptor: Any) -> Any:
-        """The keyed state handle for ``descriptor``; it follows the current key."""
 
     def current_processing_time(self) -> float: ...
 
@@ -116,8 +119,46 @@ class CheckpointedFunction(Protocol):
     def initialize_state(self, ctx: FunctionInitializationContext) -> Any: ...
 
 
-@runtime_checkable
-class CheckpointListener(Protocol):
-    def notify_checkpoint_complete(self, checkpoint_id: int) -> Any: ...
+class CheckpointListener(abc.ABC):
+    """Told when a checkpoint completed or was aborted, as Flink's CheckpointListener.
 
-    def notify_checkpoint_aborted(self, checkpoint_id: int) -> Any: ...
+    ``notify_checkpoint_complete(n)`` runs once checkpoint ``n`` is durable (what a
+    function did up to its barrier is safe); ``notify_checkpoint_aborted(n)`` when ``n``
+    timed out or was declined, and does nothing unless overridden. Both may be async.
+
+    Subclassing is optional: the runtime calls each hook a function defines, by name, so
+    a class that only defines ``notify_checkpoint_complete`` is called too (and
+    ``isinstance(fn, CheckpointListener)`` is True for it).
+    """
+
+    @abc.abstractmethod
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> Any:
+        """Checkpoint ``checkpoint_id`` is complete."""
+
+    def notify_checkpoint_aborted(self, checkpoint_id: int) -> Any:
+        """Checkpoint ``checkpoint_id`` was aborted; the next one covers its work."""
+        return None
+
+    @classmethod
+    def __subclasshook__(cls, other: type) -> bool:
+        if cls is CheckpointListener and _defines(other, "notify_checkpoint_complete"):
+            return True
+        return super().__subclasshook__(other)  # NotImplemented: the usual rules decide
+
+
+def is_checkpointed_function(fn: Any) -> bool:
+    """Whether ``fn`` keeps operator state: it defines both ``snapshot_state`` and
+    ``initialize_state`` (subclassing :class:`CheckpointedFunction` is optional)."""
+    return callable(getattr(fn, "snapshot_state", None)) and callable(getattr(fn, "initialize_state", None))
+
+
+def checkpoint_hook(fn: Any, name: str) -> Callable[[int], Any] | None:
+    """``fn``'s checkpoint notification method ``name`` (``"notify_checkpoint_complete"``
+    or ``"notify_checkpoint_aborted"``), or None when it has none: each hook is optional
+    on its own, whatever ``fn`` subclasses."""
+    hook = getattr(fn, name, None)
+    return hook if callable(hook) else None
+
+
+def _defines(cls: type, name: str) -> bool:
+    return any(callable(vars(base).get(name)) for base in cls.__mro__)

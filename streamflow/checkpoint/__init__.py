@@ -4,7 +4,7 @@
 - :mod:`~streamflow.checkpoint.scheduler`: when to trigger; when failures fail the job.
 - :mod:`~streamflow.checkpoint.metadata`: the ``_metadata`` record and state handles.
 - :mod:`~streamflow.checkpoint.storage`: ``chk-<n>/`` directories with checksummed files.
-- :mod:`~streamflow.checkpoint.serde`: snapshot bytes (orjson, pickle fallback).
+- :mod:`~streamflow.checkpoint.serde`: snapshot bytes (pickle, exact; old orjson blobs still read).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from streamflow.checkpoint.pending import (
     ALLOWED_TRANSITIONS,
     CheckpointStatus,
     PendingCheckpoint,
-    TaskKey,
     check_transition,
 )
 from streamflow.checkpoint.scheduler import CheckpointScheduler
@@ -44,7 +43,6 @@ __all__ = [
     "OperatorStateMeta",
     "PendingCheckpoint",
     "StateHandle",
-    "TaskKey",
     "UnsupportedCheckpointVersionError",
     "check_transition",
     "decode",

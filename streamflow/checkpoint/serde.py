@@ -1,148 +1,65 @@
-"""Encoding of state snapshots into checkpoint bytes: orjson first, pickle as fallback.
+"""Encoding of a task's per-operator snapshot into checkpoint bytes.
 
-Every encoded value starts with a one-byte format tag so :func:`decode` needs no side
-information:
+Every encoded snapshot starts with a one-byte format tag, so :func:`decode` needs no
+side information:
 
-- ``b"J"``: orjson (``OPT_NON_STR_KEYS``). Fast, portable, readable by any language.
-- ``b"P"``: pickle protocol 5 of the whole object. Used only when orjson cannot represent
-  the value faithfully (sets, bytes, arbitrary objects, dataclasses, datetimes, str
-  subclasses, ints beyond 64 bits, NaN and infinities). Such checkpoints are only
-  readable by Python with the same classes importable; the first time a type forces
-  the fallback the process logs a WARNING naming it.
+- ``b"P"``: pickle protocol 5 of the whole snapshot, what :func:`encode` writes. Exact:
+  tuples stay tuples, dict keys keep their types, sets, bytes, datetimes, Decimals,
+  UUIDs, enums, dataclasses and user classes come back as themselves, in keyed state,
+  operator state, timers, source splits and sink handles alike. One ``pickle.dumps`` per
+  snapshot; it runs in the task's synchronous snapshot step, so it is also the copy that
+  later changes to live state cannot reach.
+- ``b"J"``: orjson, written before exact state types. Still decoded, so checkpoints and
+  savepoints of earlier versions restore (their state is in format 1, which the state
+  stores read; tuples came back from it as lists).
 
-JSON is not a round trip for every value orjson accepts; state restore code must expect:
+A value that cannot be pickled (a lambda, a socket, a lock) makes :func:`encode` raise
+:class:`~streamflow.errors.StateSerializationError` naming the operator, the subtask,
+the state and the value's type and place; the search for it runs on that error path
+only.
 
-- tuples come back as lists (also tuples nested in values);
-- non-str dict keys (int, float, bool, None) come back as str (``{1: x}`` -> ``{"1": x}``);
-  tuple keys are not JSON-encodable and force the pickle fallback;
-- enum members come back as their value, UUIDs as str.
-
-Dataclasses, datetimes and str/int/dict/list subclasses are deliberately *not* left to
-orjson (which would turn them into plain dicts/strings without a word) but pickled.
-NaN and infinities, which orjson silently writes as ``null``, are detected and pickled.
-
-Checkpoint directories are trusted input: decoding a ``P`` value runs pickle, so never
-point a job at checkpoints from an untrusted source.
+Checkpoint directories are trusted input: decoding runs pickle, so never point a job at
+checkpoints or savepoints from an untrusted source.
 """
 
 from __future__ import annotations
 
-import logging
-import math
 import pickle
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
-from streamflow.errors import CheckpointCorruptedError, CheckpointError
+from streamflow.errors import CheckpointCorruptedError, CheckpointError, StateSerializationError
+from streamflow.state.serializers import type_name
 
 __all__ = ["JSON_TAG", "PICKLE_TAG", "decode", "encode"]
-
-log = logging.getLogger(__name__)
 
 JSON_TAG = b"J"
 PICKLE_TAG = b"P"
 
-_ORJSON_OPTIONS = (
-    orjson.OPT_NON_STR_KEYS
-    | orjson.OPT_PASSTHROUGH_DATACLASS
-    | orjson.OPT_PASSTHROUGH_DATETIME
-    | orjson.OPT_PASSTHROUGH_SUBCLASS
-)
 
-# Type names that already produced the fallback warning in this process: one WARNING
-# per type, not one per checkpoint.
-_warned: set[str] = set()
+def encode(snapshot: Any, *, operator: str | None = None, subtask: int | None = None) -> bytes:
+    """The checkpoint bytes of ``snapshot``, the state of subtask ``subtask`` of ``operator``
+    (both only name them in an error).
 
-
-class _Unencodable(TypeError):
-    """Raised from orjson's ``default`` hook to carry the offending type out."""
-
-    def __init__(self, type_name: str) -> None:
-        super().__init__(type_name)
-        self.type_name = type_name
-
-
-def _refuse(value: Any) -> Any:
-    raise _Unencodable(_type_name(value))
-
-
-def _type_name(value: Any) -> str:
-    cls = type(value)
-    if cls.__module__ == "builtins":
-        return cls.__qualname__
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _has_non_finite(value: Any) -> bool:
-    """True when a float NaN or infinity hides in ``value`` (orjson would write ``null``)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-    return False
-
-
-def encode(obj: Any) -> bytes:
-    """Encode a state snapshot; orjson when faithful, otherwise pickle (see module doc)."""
+    Raises:
+        StateSerializationError: something in it cannot be pickled.
+    """
     try:
-        data = orjson.dumps(obj, default=_refuse, option=_ORJSON_OPTIONS)
-    except TypeError as exc:  # orjson.JSONEncodeError, chained to _Unencodable from _refuse
-        return _pickle(obj, _describe_orjson_error(exc))
-    # orjson writes NaN/inf as null; only then is the (slower) scan worth doing.
-    if b"null" in data and _has_non_finite(obj):
-        return _pickle(obj, "float (NaN or infinity)")
-    return JSON_TAG + data
-
-
-def _describe_orjson_error(exc: TypeError) -> str:
-    for cause in (exc, exc.__cause__):
-        if isinstance(cause, _Unencodable):
-            return cause.type_name
-    text = str(exc)
-    if "64-bit" in text:
-        return "int (beyond 64 bits)"
-    if "Dict key" in text:
-        return "dict key (e.g. tuple)"
-    return f"value orjson refused ({text})"
-
-
-def _pickle(obj: Any, type_name: str) -> bytes:
-    if type_name not in _warned:
-        _warned.add(type_name)
-        log.warning(
-            "state of type %s is not JSON-encodable; stored with pickle: such checkpoints "
-            "are only readable by Python with the same classes importable",
-            type_name,
-        )
-    return PICKLE_TAG + pickle.dumps(obj, protocol=5)
+        return PICKLE_TAG + pickle.dumps(snapshot, protocol=5)
+    except Exception as exc:  # noqa: BLE001 - pickle raises TypeError, AttributeError, PicklingError...
+        raise _unpicklable(snapshot, exc, operator, subtask) from exc
 
 
 def decode(data: bytes) -> Any:
-    """Decode bytes written by :func:`encode`.
+    """Decode bytes written by :func:`encode` (or, before exact state types, by orjson).
 
     Raises:
         CheckpointCorruptedError: the tag is unknown or the payload does not parse.
         CheckpointError: a pickled value names a class that cannot be imported here.
     """
     tag, payload = data[:1], data[1:]
-    if tag == JSON_TAG:
-        try:
-            return orjson.loads(payload)
-        except orjson.JSONDecodeError as exc:
-            raise CheckpointCorruptedError(
-                f"state bytes tagged JSON do not parse ({exc}); the checkpoint is damaged, "
-                "restore from an earlier checkpoint or savepoint",
-                checkpoint_id=None,
-                file=None,
-            ) from exc
     if tag == PICKLE_TAG:
         try:
             return pickle.loads(payload)
@@ -158,9 +75,121 @@ def decode(data: bytes) -> Any:
                 checkpoint_id=None,
                 file=None,
             ) from exc
+    if tag == JSON_TAG:
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise CheckpointCorruptedError(
+                f"state bytes tagged JSON do not parse ({exc}); the checkpoint is damaged, "
+                "restore from an earlier checkpoint or savepoint",
+                checkpoint_id=None,
+                file=None,
+            ) from exc
     raise CheckpointCorruptedError(
-        f"state bytes start with unknown format tag {tag!r} (expected {JSON_TAG!r} or "
-        f"{PICKLE_TAG!r}); the checkpoint is damaged or was not written by streamflow",
+        f"state bytes start with unknown format tag {tag!r} (expected {PICKLE_TAG!r} or "
+        f"{JSON_TAG!r}); the checkpoint is damaged or was not written by streamflow",
         checkpoint_id=None,
         file=None,
     )
+
+
+# -- the error path: which value did not pickle ----------------------------------------
+
+Step = tuple[str, Any]  # ("item", index or key) | ("key", dict key) | ("attr", name) | ("member", None)
+
+
+def _unpicklable(
+    snapshot: Any, exc: Exception, operator: str | None, subtask: int | None
+) -> StateSerializationError:
+    path, culprit = _find_culprit(snapshot)
+    where, state, inner = _describe(path)
+    value_type = type_name(culprit)
+    prefix = "" if operator is None else f"operator {operator!r} (subtask {subtask}): "
+    return StateSerializationError(
+        f"{prefix}{where} holds a value of type {value_type} that cannot be "
+        f"pickled{f' (at {inner})' if inner else ''}: {type(exc).__name__}: {exc}. State must be picklable to "
+        "be checkpointed: keep such objects out of state (create them in open()) and store the plain data "
+        "that rebuilds them, or give the class __getstate__/__setstate__",
+        operator=operator,
+        subtask=subtask,
+        state=state,
+        value_type=value_type,
+        path=inner or None,
+    )
+
+
+def _pickles(value: Any) -> bool:
+    try:
+        pickle.dumps(value, protocol=5)
+    except Exception:  # noqa: BLE001 - any failure marks the culprit's branch
+        return False
+    return True
+
+
+def _find_culprit(root: Any) -> tuple[list[Step], Any]:
+    """The path to the innermost value that does not pickle while its parts do."""
+    path: list[Step] = []
+    current = root
+    while True:
+        for step, child in _parts(current):
+            if not _pickles(child):
+                path.append(step)
+                current = child
+                break
+        else:
+            return path, current
+
+
+def _parts(value: Any) -> Iterator[tuple[Step, Any]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield ("key", key), key
+            yield ("item", key), item
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield ("item", index), item
+    elif isinstance(value, (set, frozenset)):
+        for item in value:
+            yield ("member", None), item
+    elif not isinstance(value, type) and isinstance(getattr(value, "__dict__", None), dict):
+        for name, item in vars(value).items():
+            yield ("attr", name), item
+
+
+def _describe(path: list[Step]) -> tuple[str, str | None, str]:
+    """``(where, state name, path inside the value)`` for a path from the snapshot root.
+
+    Knows the parts of an operator's snapshot: ``keyed`` (heap keyed state),
+    ``operator`` (operator list and broadcast state), ``timers``, ``source``, ``sink``.
+    """
+    names = [value for _, value in path]
+    head = names[:1]
+    if head == ["keyed"] and len(path) >= 6 and names[1] == "states" and names[3] == "key_groups":
+        state = names[2]
+        kind, key = path[5]
+        if kind == "key":
+            return f"keyed state {state!r} (a key)", state, ""
+        return f"keyed state {state!r} (key {key!r})", state, _render("value", path[6:])
+    if head == ["operator"] and len(path) >= 5 and names[1] == "states" and names[3] == "items":
+        state = names[2]
+        return f"operator state {state!r} (item {names[4]!r})", state, _render("item", path[5:])
+    if head == ["timers"] and len(path) >= 3:
+        return f"a {names[1]}-time timer", None, _render("timer", path[3:])
+    if head in (["source"], ["sink"]) and len(path) >= 2:
+        what = "source split" if head == ["source"] else "sink transaction handle"
+        return f"{what} {names[1]!r}", None, _render(what.split()[-1], path[2:])
+    return "its snapshot", None, _render("snapshot", path)
+
+
+def _render(root: str, path: list[Step]) -> str:
+    text = root
+    for kind, value in path:
+        if kind == "item":
+            text += f"[{value!r}]"
+        elif kind == "attr":
+            text += f".{value}"
+        elif kind == "key":
+            text += f" (dict key {value!r})"
+        else:
+            text += " (set member)"
+    return text if path else ""

@@ -20,14 +20,19 @@ alone (``head -1`` shows it, ``tail -n +2`` is the payload)::
     SFMD1 <64 hex digits: sha256 of the payload>\\n<JSON>        _metadata
 
 Reading and verifying never trusts a file: a missing file, a bad header, a wrong size or
-a checksum mismatch raises :class:`CheckpointCorruptedError`; :meth:`latest_complete`
-skips such a checkpoint with a WARNING and falls back to the previous complete one.
+a checksum mismatch raises :class:`CheckpointCorruptedError`; :meth:`scan_for_restore`
+skips such a checkpoint and reports it, with whether it had completed, so a job can tell
+a harmless fallback (past a checkpoint that never completed) from a rollback of output
+its exactly-once sinks committed (see :mod:`streamflow.checkpoint.rollback`).
 
 All disk work is off the event loop. A write is one :func:`asyncio.to_thread` call that
 creates, writes, fsyncs and closes the file: one thread hop instead of one per aiofiles
 operation (each hop must win the GIL from a busy loop), and a cancelled caller cannot
 leak a half-open file. Reads stream through aiofiles; rename, listdir and rmtree go
 through :func:`asyncio.to_thread`.
+
+(Over 400 lines: one concept, the on-disk checkpoint format, written, verified, scanned
+and deleted in one place so the format has one owner.)
 """
 
 from __future__ import annotations
@@ -44,11 +49,13 @@ from pathlib import Path
 import aiofiles
 
 from streamflow.checkpoint.metadata import CheckpointMetadata, StateHandle, UnsupportedCheckpointVersionError
+from streamflow.core.faults import FaultInjector
+from streamflow.core.ids import CheckpointId
 from streamflow.errors import CheckpointCorruptedError, CheckpointError, ConfigError
-from streamflow.runtime import faults
-from streamflow.runtime.elements import CheckpointId
 
-__all__ = ["METADATA_FILE", "CheckpointStorage", "CompletedCheckpoint", "state_file_name"]
+__all__ = [
+    "METADATA_FILE", "CheckpointStorage", "CompletedCheckpoint", "RestoreScan", "SkippedCheckpoint", "state_file_name",
+]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +77,29 @@ class CompletedCheckpoint:
     checkpoint_id: CheckpointId
     path: Path
     metadata: CheckpointMetadata
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SkippedCheckpoint:
+    """A checkpoint newer than the one to restore that failed verification.
+
+    ``completed``: it has ``_metadata``, so it completed and sinks may have committed
+    its output; otherwise it was in flight (aborted, or the process died taking it) and
+    nothing of it was ever committed. ``problem`` says what is wrong, naming the file.
+    """
+
+    checkpoint_id: CheckpointId
+    completed: bool
+    problem: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestoreScan:
+    """What :meth:`CheckpointStorage.scan_for_restore` found: the newest intact checkpoint
+    (None if there is none) and the newer ones skipped, newest first."""
+
+    latest: CompletedCheckpoint | None
+    skipped: tuple[SkippedCheckpoint, ...]
 
 
 def state_file_name(name: str) -> str:
@@ -94,7 +124,7 @@ class CheckpointStorage:
     Who calls what, in order, for checkpoint n: every stateful task ``write_state`` (once
     per operator subtask) and acks the returned handle; the coordinator, once all acks are
     in, ``write_metadata`` (now n is complete) and then ``enforce_retention``; on abort it
-    calls ``discard``. On (re)start it asks ``latest_complete`` what to restore and
+    calls ``discard``. On (re)start it asks ``scan_for_restore`` what to restore and
     ``highest_checkpoint_id`` where to continue numbering.
 
     With ``max_concurrent > 1`` the coordinator must abort (subsume) in-flight checkpoints
@@ -102,7 +132,7 @@ class CheckpointStorage:
     incomplete directories older than the newest complete checkpoint.
     """
 
-    def __init__(self, directory: str | Path, *, retained: int = 2) -> None:
+    def __init__(self, directory: str | Path, *, retained: int = 2, faults: FaultInjector | None = None) -> None:
         if isinstance(retained, bool) or not isinstance(retained, int) or retained < 1:
             raise ConfigError(
                 f"CheckpointStorage retained must be an int >= 1 (the latest checkpoint is "
@@ -110,6 +140,7 @@ class CheckpointStorage:
             )
         self._directory = Path(directory)
         self._retained = retained
+        self._faults = faults if faults is not None else FaultInjector()  # the job run's, to crash tests
 
     @property
     def directory(self) -> Path:
@@ -150,7 +181,7 @@ class CheckpointStorage:
         """Complete checkpoint n: write ``_metadata`` atomically.
 
         Steps, in order: write ``_metadata.tmp``; fsync it; crash point
-        ``faults.hit("metadata_write", n)``; rename to ``_metadata``; fsync the checkpoint
+        ``metadata_write`` (see :mod:`streamflow.core.faults`); rename to ``_metadata``; fsync the checkpoint
         directory (this also makes the state files' directory entries durable) and its
         parent. A crash before the rename leaves no ``_metadata``: n never completed.
         """
@@ -165,7 +196,7 @@ class CheckpointStorage:
         tmp = chk / _METADATA_TMP
         header = _header(_METADATA_MAGIC, await _sha256_hex(payload))
         await asyncio.to_thread(_write_durably, tmp, header, payload, "wb")
-        faults.hit("metadata_write", checkpoint_id)
+        self._faults.hit("metadata_write", checkpoint_id)
         await asyncio.to_thread(_publish, tmp, chk / METADATA_FILE, self._directory)
 
     # -- reading and verifying ------------------------------------------------------
@@ -227,28 +258,42 @@ class CheckpointStorage:
             _check(checkpoint_id, path, header_digest, actual, handle, size)
         return CompletedCheckpoint(checkpoint_id=CheckpointId(checkpoint_id), path=chk, metadata=metadata)
 
+    async def scan_for_restore(self) -> RestoreScan:
+        """The newest checkpoint that passes :meth:`verify`, and every newer one that was
+        skipped, with what is wrong with it and whether it had completed. Logs nothing:
+        whether skipping a completed checkpoint is acceptable is the caller's decision
+        (it rolls back output that exactly-once sinks committed with it). An unknown
+        metadata format version is raised, not skipped.
+        """
+        skipped: list[SkippedCheckpoint] = []
+        for checkpoint_id, completed in reversed(await self._scan()):
+            try:
+                return RestoreScan(latest=await self.verify(checkpoint_id), skipped=tuple(skipped))
+            except CheckpointCorruptedError as exc:
+                skipped.append(SkippedCheckpoint(
+                    checkpoint_id=CheckpointId(checkpoint_id), completed=completed, problem=str(exc)
+                ))
+        return RestoreScan(latest=None, skipped=tuple(skipped))
+
     async def latest_complete(self) -> CompletedCheckpoint | None:
         """The newest checkpoint that passes :meth:`verify`, or None.
 
         Newer damaged or incomplete checkpoints are skipped with a WARNING that names them,
         says what is wrong and that the previous one is tried. An unknown metadata format
         version is not skipped but raised: falling back past it would silently restore
-        older state.
+        older state. (A job restoring its own checkpoints uses :meth:`scan_for_restore`
+        and refuses to skip a completed one when that would duplicate exactly-once output.)
         """
-        skipped = 0
-        for checkpoint_id, _complete in reversed(await self._scan()):
-            try:
-                return await self.verify(checkpoint_id)
-            except CheckpointCorruptedError as exc:
-                skipped += 1
-                log.warning("%s; falling back to the previous checkpoint", exc)
-        if skipped:
+        scan = await self.scan_for_restore()
+        for skipped in scan.skipped:
+            log.warning("%s; falling back to the previous checkpoint", skipped.problem)
+        if scan.latest is None and scan.skipped:
             log.warning(
                 "no usable checkpoint in %s (%d skipped); the job starts without state",
                 str(self._directory),
-                skipped,
+                len(scan.skipped),
             )
-        return None
+        return scan.latest
 
     async def highest_checkpoint_id(self) -> int:
         """The largest n of any ``chk-<n>`` directory, complete or not (0 if none).

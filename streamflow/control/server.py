@@ -25,7 +25,7 @@ from streamflow.control.registry import JobEntry, JobRegistry
 from streamflow.errors import ConfigError
 
 if TYPE_CHECKING:
-    from streamflow.api.environment import JobClient
+    from streamflow.datastream.client import JobClient
 
 __all__ = ["ControlServer"]
 
@@ -37,7 +37,8 @@ _READ_TIMEOUT = 10.0  # seconds a connection may take to send its request line
 class ControlServer:
     """Serves ``client``'s job on a Unix socket and registers it while it runs.
 
-    Lifecycle: :meth:`start` (listen, then register), requests served concurrently,
+    Lifecycle: :meth:`start` (wait until the job passed its start checks, listen, then
+    register: a job that fails to start is never listed), requests served concurrently,
     :meth:`close` (unregister, stop listening, let requests in progress - such as a
     ``stop`` waiting for the job to end - send their reply). Also an async context
     manager. Runs on the job's event loop.
@@ -51,7 +52,15 @@ class ControlServer:
         self.entry: JobEntry | None = None
 
     async def start(self) -> JobEntry:
-        """Listen on a fresh socket and register the job; returns its registry entry."""
+        """Once the job has started, listen on a fresh socket and register the job;
+        returns its registry entry.
+
+        Raises:
+            whatever kept the job from starting (see ``JobClient.started``); nothing is
+            registered then.
+            OSError: the socket could not be made.
+        """
+        await self._client.started()
         entry = dataclasses.replace(
             self._registry.new_entry(self._client.job_name),
             web_url=self._client.web_url,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from streamflow.api.errors_policy import FAIL, ErrorPolicy
+from streamflow.api.functions import is_checkpointed_function
 from streamflow.state.descriptors import MapStateDescriptor
 
 
@@ -32,16 +33,6 @@ class OperatorKind(enum.Enum):
     BROADCAST_PROCESS = "broadcast_process"  # two inputs: records (0) and broadcast elements (1)
     REDUCE = "reduce"
     SINK = "sink"
-
-    @property
-    def is_stateful(self) -> bool:
-        return self in (
-            OperatorKind.SOURCE,
-            OperatorKind.REDUCE,
-            OperatorKind.PROCESS,
-            OperatorKind.BROADCAST_PROCESS,
-            OperatorKind.SINK,
-        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,6 +60,32 @@ class OperatorSpec:
     def effective_uid(self) -> str:
         """The uid state is matched by: the user's, else derived from name and node id."""
         return self.uid if self.uid is not None else f"{self.name}#{self.node_id}"
+
+    @property
+    def holds_state(self) -> bool:
+        """Whether this operator keeps state that a savepoint must match to it by uid.
+
+        The rule, in order:
+
+        1. a function, source or sink with ``snapshot_state`` and ``initialize_state``
+           (a CheckpointedFunction: operator state) does;
+        2. a source or sink does unless it declares ``stateful = False`` (a class
+           attribute or property): sources keep split positions and sinks pending
+           transactions by default, while :class:`~streamflow.connectors.PrintSink` or
+           :class:`~streamflow.connectors.SocketTextSource` keep nothing (after
+           ``key_by`` too: a sink has no keyed state);
+        3. keyed operators (after ``key_by``: keyed state, timers) and broadcast
+           operators (broadcast state) do;
+        4. anything else (map, filter, flat_map, a non-keyed process) does not.
+
+        Only operators that hold state need a ``.uid(...)``; missing ones are warned
+        about for these alone.
+        """
+        if is_checkpointed_function(self.function):
+            return True
+        if self.kind is OperatorKind.SOURCE or self.kind is OperatorKind.SINK:
+            return bool(getattr(self.function, "stateful", True))
+        return self.key_selector is not None or self.kind is OperatorKind.BROADCAST_PROCESS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

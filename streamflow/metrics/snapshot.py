@@ -16,13 +16,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from streamflow.runtime.task import SourceTask, Task
-
-if TYPE_CHECKING:
-    from streamflow.runtime.checkpoint_timing import SubtaskCheckpointTiming
-    from streamflow.runtime.executor import Execution
+from streamflow.runtime.checkpoint_timing import SubtaskCheckpointTiming
+from streamflow.runtime.executor import Execution
+from streamflow.runtime.source_task import SourceTask
+from streamflow.runtime.task import Task
 
 log = logging.getLogger("streamflow.metrics")
 

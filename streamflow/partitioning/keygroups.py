@@ -19,34 +19,100 @@ from streamflow.errors import ConfigError
 KeyGroup = NewType("KeyGroup", int)
 
 _MIX = 0x9E3779B1  # golden-ratio multiplier: spreads crc32's low bits over the range
+_JSON_INT_MIN, _JSON_INT_MAX = -(1 << 63), (1 << 64) - 1  # what orjson writes
 
 
 def stable_hash(key: Any) -> int:
-    """A 32-bit hash of ``key`` that is identical across processes and runs.
+    """A 32-bit hash of ``key`` that is identical across processes and runs, and equal for
+    keys that are equal as dict keys.
 
-    str, bytes, int, float and bool hash their canonical bytes; anything else hashes its
-    orjson encoding (tuples and lists of the same items hash alike).
+    ``1``, ``1.0`` and ``True`` are one dict key (equal, with equal ``hash()``), so they
+    must land in one key group, or a keyed state could hold the same key in two places
+    and a record would miss the state of an equal key. Hence the canonical bytes:
+
+    - str: its UTF-8 bytes; int: 16 bytes little-endian (digits beyond 128 bits); bytes:
+      as they are. These are the common keys and keep the bytes they always had, so
+      checkpoints and savepoints written before keep every such key in its key group.
+    - bool, int subclasses (IntEnum) and integral floats hash as the equal int; other
+      floats as their IEEE 754 bytes; str and bytes subclasses as the equal str/bytes.
+    - tuples and lists, NamedTuples too, hash as the orjson array of their items, the
+      items normalised the same way (``(1, "a")``, ``(1.0, "a")`` and ``(True, "a")``
+      agree; a tuple of str and int keeps its old bytes); bytes items and ints beyond 64
+      bits (which orjson cannot write) as a marked str.
+    - anything else hashes its orjson encoding with sorted keys (datetimes, UUIDs,
+      enums by value, dicts).
+
+    The normalisation changed the key group of bools, integral floats, str/int
+    subclasses and tuples holding them; snapshots written before exact state types are
+    restored with their key groups recomputed (``streamflow.state.heap_snapshot``).
     """
     kind = type(key)
     if kind is str:
         data = key.encode()
+    elif kind is int:
+        data = _int_bytes(key)
     elif kind is bytes:
         data = key
-    elif kind is int:
-        data = key.to_bytes(16, "little", signed=True) if -(1 << 127) <= key < (1 << 127) else str(key).encode()
-    elif kind is float:
-        data = struct.pack("<d", key)
-    elif kind is bool:
-        data = b"\x01" if key else b"\x00"
     else:
-        try:
-            data = orjson.dumps(key, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
-        except TypeError as exc:
-            raise ConfigError(
-                f"key {key!r} of type {kind.__name__} cannot be hashed stably; "
-                "key_by must return str, bytes, int, float, bool, or tuples/lists/dicts of them"
-            ) from exc
+        data = _canonical_bytes(key)
     return (zlib.crc32(data) * _MIX) & 0xFFFFFFFF
+
+
+def _int_bytes(value: int) -> bytes:
+    if -(1 << 127) <= value < (1 << 127):
+        return value.to_bytes(16, "little", signed=True)
+    return str(value).encode()
+
+
+def _canonical_bytes(key: Any) -> bytes:
+    """The bytes of a key that is not exactly str, int or bytes (see :func:`stable_hash`)."""
+    if isinstance(key, float):
+        return _int_bytes(int(key)) if key.is_integer() else struct.pack("<d", key)
+    if isinstance(key, int):  # bool, IntEnum and other subclasses: as the equal int
+        return _int_bytes(int.__index__(key))
+    if isinstance(key, str):
+        return str.__str__(key).encode()
+    if isinstance(key, bytes):
+        return bytes(key)
+    encoded = key
+    if isinstance(key, (tuple, list)):
+        # the common case, str and (64-bit) int items, keeps the encoding it always had
+        encoded = list(key) if all(map(_is_json_plain, key)) else _plain(key)
+    try:
+        return orjson.dumps(encoded, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:
+        raise ConfigError(
+            f"key {key!r} of type {type(key).__name__} cannot be hashed stably; key_by must return str, bytes, "
+            "int, float, bool, datetimes, UUIDs, enums, or tuples of them"
+        ) from exc
+
+
+def _is_json_plain(item: Any) -> bool:
+    kind = type(item)
+    return kind is str or (kind is int and _JSON_INT_MIN <= item <= _JSON_INT_MAX)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with numbers as the int they equal and subclasses as their base, inside
+    tuples and lists too: equal keys then encode alike."""
+    kind = type(value)
+    if kind is str or value is None:
+        return value
+    if isinstance(value, float):
+        if not value.is_integer():
+            return float(value)
+        value = int(value)
+    if isinstance(value, int):
+        number = int.__index__(value)
+        # JSON ints end at 64 bits here; a wider one is a str that says what it is
+        return number if _JSON_INT_MIN <= number <= _JSON_INT_MAX else f"\x00int:{number}"
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, (tuple, list)):
+        return [_plain(item) for item in value]
+    if isinstance(value, bytes):  # JSON has no bytes; a str that says what they are
+        return "\x00bytes:" + value.hex()
+    return value
 
 
 def key_group_for(key: Any, max_parallelism: int) -> KeyGroup:
@@ -54,23 +120,34 @@ def key_group_for(key: Any, max_parallelism: int) -> KeyGroup:
     return KeyGroup(stable_hash(key) % max_parallelism)
 
 
+# Key types whose key group is cached: stable_hash agrees with equality for them, so a
+# cache keyed by the key itself (where 1, 1.0 and True are one entry) is exact.
+_CACHED_TYPES = frozenset({int, tuple, float, bool, bytes})
+
+
 class KeyGroupAssigner:
-    """``key_group_for`` with a bounded cache for str keys, the common case on the hot
-    path (the same users, words, ids recur). Only str keys are cached: ``1``, ``1.0`` and
-    ``True`` are equal dict keys but hash to different key groups."""
+    """``key_group_for`` with a bounded cache, for the hot path (the same users, words,
+    ids recur). str keys and the types in ``_CACHED_TYPES`` are cached; equal keys share
+    an entry, which is right since they share a key group. (A tuple holding a value
+    ``stable_hash`` refuses, such as a Decimal, is accepted when an equal tuple was seen
+    first: it is the same dict key, so it shares that key's state anyway.)"""
 
     __slots__ = ("max_parallelism", "_cache", "_limit")
 
     def __init__(self, max_parallelism: int, limit: int = 1 << 16) -> None:
         self.max_parallelism = max_parallelism
-        self._cache: dict[str, int] = {}
+        self._cache: dict[Any, int] = {}
         self._limit = limit
 
     def __call__(self, key: Any) -> int:
-        if type(key) is not str:
+        kind = type(key)
+        if kind is not str and kind not in _CACHED_TYPES:
             return stable_hash(key) % self.max_parallelism
         cache = self._cache
-        group = cache.get(key)
+        try:
+            group = cache.get(key)
+        except TypeError:  # a tuple holding a list: not a dict key, never cached
+            return stable_hash(key) % self.max_parallelism
         if group is None:
             group = stable_hash(key) % self.max_parallelism
             if len(cache) >= self._limit:

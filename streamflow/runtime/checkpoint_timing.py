@@ -20,9 +20,9 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Iterable, Protocol
 
-__all__ = ["CheckpointTimings", "SubtaskCheckpointTiming", "subtask_timings"]
+__all__ = ["CheckpointTimings", "NotesCheckpointTimings", "SubtaskCheckpointTiming", "subtask_timings"]
 
 _KEPT = 8  # checkpoints remembered per task: more than can be in flight at once
 
@@ -100,13 +100,23 @@ class CheckpointTimings:
         return self._by_id.get(checkpoint_id)
 
 
-def subtask_timings(tasks: Iterable[Any], checkpoint_id: int) -> dict[str, SubtaskCheckpointTiming]:
-    """Per task name, what each task noted of ``checkpoint_id``. Tasks the barrier never
-    reached, and task stand-ins without timings (unit tests), are left out."""
+class NotesCheckpointTimings(Protocol):
+    """A task as the coordinator reads it for the history: its name and its timings
+    (declared here so that the coordinator does not import the task module)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def checkpoint_timings(self) -> CheckpointTimings: ...
+
+
+def subtask_timings(tasks: Iterable[NotesCheckpointTimings], checkpoint_id: int) -> dict[str, SubtaskCheckpointTiming]:
+    """Per task name, what each task noted of ``checkpoint_id``; tasks the barrier never
+    reached are left out."""
     found: dict[str, SubtaskCheckpointTiming] = {}
     for task in tasks:
-        timings = getattr(task, "checkpoint_timings", None)
-        timing = timings.get(checkpoint_id) if timings is not None else None
+        timing = task.checkpoint_timings.get(checkpoint_id)
         if timing is not None:
             found[task.name] = timing
     return found

@@ -2,20 +2,21 @@
 
 A timer is (timestamp, key); registering the same one twice keeps one. Deletion is
 lazy: the heap entry stays and is skipped when popped. Timers are snapshotted with the
-keyed state, by key group, so they move with their keys on rescale.
+keyed state, as ``(timestamp, key_group, key)`` tuples, so they move with their keys on
+rescale; the snapshot is pickled, so keys keep their types.
+
+Snapshots written before exact state types (JSON) hold ``[timestamp, key_group, key]``
+lists whose tuple keys came back as lists; those are turned back into tuples, and their
+key group is recomputed as the keyed state's is (see ``streamflow.state.heap_snapshot``).
 """
 
 from __future__ import annotations
 
 import heapq
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
-
-def tuplify(value: Any) -> Any:
-    """JSON turned tuples into lists; keys are hashable, so lists here were tuples."""
-    if isinstance(value, list):
-        return tuple(tuplify(v) for v in value)
-    return value
+from streamflow.partitioning.keygroups import key_group_for
+from streamflow.state.shapes import tuplify
 
 
 class TimerQueue:
@@ -53,10 +54,16 @@ class TimerQueue:
                 due.append((timestamp, key_group, key))
         return due
 
-    def snapshot(self) -> list[list[Any]]:
-        return [[t, kg, k] for t, kg, k in self._heap if (t, k) in self._live]
+    def snapshot(self) -> list[tuple[float, int, Any]]:
+        return [entry for entry in self._heap if (entry[0], entry[2]) in self._live]
 
-    def restore(self, entries: Iterable[list[Any]], key_groups: range) -> None:
-        for timestamp, key_group, key in entries:
+    def restore(self, entries: Iterable[Sequence[Any]], key_groups: range, max_parallelism: int) -> None:
+        """Register the snapshot's timers whose key group is in ``key_groups``."""
+        for entry in entries:
+            timestamp, key_group, key = entry
+            if type(entry) is list:  # written before exact state types
+                key = tuplify(key)
+                if type(key) is not str and type(key) is not int:
+                    key_group = key_group_for(key, max_parallelism)
             if key_group in key_groups:
-                self.register(timestamp, tuplify(key), key_group)
+                self.register(timestamp, key, key_group)

@@ -12,15 +12,19 @@ transaction handles, which are small positions and names.
 from __future__ import annotations
 
 import datetime
+import logging
 from pathlib import Path
 from typing import Any
 
 from streamflow.checkpoint.serde import decode
+from streamflow.checkpoint.snapshot import STORED_PARTS, OperatorSnapshot
 from streamflow.partitioning.keygroups import key_group_range
 from streamflow.savepoint.location import locate_snapshot
 from streamflow.savepoint.restore import is_auto_uid
 
 __all__ = ["describe_snapshot", "format_description"]
+
+log = logging.getLogger("streamflow.savepoint")
 
 _SHOWN_ITEMS = 10  # splits / transactions listed per subtask in text output
 
@@ -29,6 +33,8 @@ async def describe_snapshot(path: str | Path) -> dict[str, Any]:
     """Verify the snapshot at ``path`` (see :func:`~streamflow.savepoint.location.locate_snapshot`)
     and describe it; every file is checked against its checksum first."""
     located = await locate_snapshot(path)
+    for skipped in located.skipped:
+        log.warning("%s; showing the previous checkpoint", skipped.problem)
     metadata = located.metadata
     operators = []
     for uid, meta in sorted(metadata.operators.items()):
@@ -66,34 +72,37 @@ async def describe_snapshot(path: str | Path) -> dict[str, Any]:
 
 
 def _describe_state(state: Any) -> dict[str, Any]:
-    """The parts of one subtask's decoded snapshot, by what the runtime stores there."""
+    """The parts of one subtask's stored snapshot (see :mod:`streamflow.checkpoint.snapshot`)."""
     if not isinstance(state, dict):
         return {"other": [type(state).__name__]}
+    snapshot = OperatorSnapshot.from_stored(state)
     out: dict[str, Any] = {}
-    keyed = state.get("keyed")
-    if isinstance(keyed, dict):
+    if isinstance(snapshot.keyed, dict):
         out["keyed_states"] = [
-            _describe_keyed(name, data) for name, data in sorted((keyed.get("states") or {}).items())
+            _describe_keyed(name, data) for name, data in sorted((snapshot.keyed.get("states") or {}).items())
         ]
-    timers = state.get("timers")
-    if isinstance(timers, dict):
-        out["timers"] = {kind: len(timers.get(kind) or []) for kind in ("processing", "event")}
-    operator = state.get("operator")
-    if isinstance(operator, dict):
+    if snapshot.timers is not None:
+        out["timers"] = {"processing": len(snapshot.timers.processing), "event": len(snapshot.timers.event)}
+    if isinstance(snapshot.operator, dict):
         out["operator_states"] = [
-            {"name": name, "mode": data.get("mode"), "items": len(data.get("items") or [])}
-            for name, data in sorted((operator.get("states") or {}).items())
+            {
+                "name": name,
+                "mode": data.get("mode"),
+                "serializer": data.get("serializer"),
+                "items": len(data.get("items") or []),
+            }
+            for name, data in sorted((snapshot.operator.get("states") or {}).items())
         ]
-    if "source" in state:
-        out["source_splits"] = list(state.get("source") or [])
-    if "sink" in state:
+    if snapshot.source is not None:
+        out["source_splits"] = list(snapshot.source)
+    if snapshot.sink is not None:
         out["sink_transactions"] = [
             {"checkpoint_id": t.get("checkpoint_id"), "subtask": t.get("subtask"), "handle": t.get("handle")}
             if isinstance(t, dict)
             else {"checkpoint_id": None, "subtask": None, "handle": t}
-            for t in state.get("sink") or []
+            for t in snapshot.sink
         ]
-    other = sorted(set(state) - {"keyed", "timers", "operator", "source", "sink"})
+    other = sorted(set(state) - STORED_PARTS)
     if other:
         out["other"] = other
     return out
@@ -106,6 +115,7 @@ def _describe_keyed(name: str, data: dict[str, Any]) -> dict[str, Any]:
         "name": name,
         "kind": data.get("kind"),
         "ttl": bool(data.get("ttl")),
+        "serializer": data.get("serializer"),  # None: written before serializers were recorded
         "keys": sum(len(entries) for entries in groups.values()),
         "key_groups_with_state": len(numbers),
         "key_group_span": [numbers[0], numbers[-1]] if numbers else None,
@@ -146,6 +156,7 @@ def _format_subtask(sub: dict[str, Any]) -> list[str]:
     lines = [head]
     for state in sub.get("keyed_states", []):
         ttl = ", ttl" if state["ttl"] else ""
+        ttl += _serializer_note(state)
         span = state["key_group_span"]
         where = f" (key groups {span[0]}-{span[1]})" if span else ""
         lines.append(
@@ -156,7 +167,10 @@ def _format_subtask(sub: dict[str, Any]) -> list[str]:
     if timers and (timers["processing"] or timers["event"]):
         lines.append(f"      timers: {timers['processing']} processing-time, {timers['event']} event-time")
     for state in sub.get("operator_states", []):
-        lines.append(f"      operator state {state['name']!r} ({state['mode']}): {state['items']} item(s)")
+        lines.append(
+            f"      operator state {state['name']!r} ({state['mode']}{_serializer_note(state)}): "
+            f"{state['items']} item(s)"
+        )
     if "source_splits" in sub:
         splits = sub["source_splits"]
         lines.append(f"      source splits: {len(splits) or 'none'}")
@@ -173,6 +187,12 @@ def _format_subtask(sub: dict[str, Any]) -> list[str]:
     if sub.get("other"):
         lines.append(f"      other state: {', '.join(sub['other'])}")
     return lines
+
+
+def _serializer_note(state: dict[str, Any]) -> str:
+    """Names a serializer other than the default (pickle), which most states use."""
+    serializer = state.get("serializer")
+    return f", serializer {serializer}" if serializer not in (None, "pickle") else ""
 
 
 def _size(size: int) -> str:

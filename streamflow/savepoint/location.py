@@ -6,27 +6,80 @@ sense, so all three are accepted:
 - a savepoint directory (``savepoint-<job>-<n>-<hex>/``, any name once moved);
 - one checkpoint directory, ``chk-<n>/`` (a retained checkpoint used like a savepoint);
 - a job's checkpoint directory (the parent of ``chk-<n>/``): its latest complete
-  checkpoint that verifies is used, as a restarted job would.
+  checkpoint that verifies is used, as a restarted job would; the newer ones skipped on
+  the way are reported in :attr:`LocatedSnapshot.skipped` (a job restoring past a
+  damaged completed one applies :mod:`streamflow.checkpoint.rollback`).
 
 The first two have the same layout, ``_metadata`` plus state files side by side, so
 :class:`SnapshotDirectory` reads both: it is a :class:`CheckpointStorage` pinned to one
 directory, whatever that directory is called. Every file is verified against its
 checksum before anything is restored from it.
+
+Any of them may be given as a ``file://`` URI too (:func:`local_path`), the habit of
+``flink run -s file:///...``; other schemes are refused by name, since every snapshot
+lives on a local (or locally mounted) file system.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import aiofiles
 
 from streamflow.checkpoint.metadata import CheckpointMetadata, UnsupportedCheckpointVersionError
-from streamflow.checkpoint.storage import METADATA_FILE, CheckpointStorage, CompletedCheckpoint
+from streamflow.checkpoint.storage import (
+    METADATA_FILE,
+    CheckpointStorage,
+    CompletedCheckpoint,
+    RestoreScan,
+    SkippedCheckpoint,
+)
 from streamflow.errors import CheckpointCorruptedError, CheckpointError, ConfigError
 
-__all__ = ["LocatedSnapshot", "SnapshotDirectory", "locate_snapshot"]
+__all__ = ["LocatedSnapshot", "SnapshotDirectory", "local_path", "locate_snapshot"]
+
+_URI_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+_LOCAL_HOSTS = ("", "localhost")
+
+
+def local_path(location: str | Path, what: str = "path") -> Path:
+    """The local path a user means by ``location``: a path, or a ``file:`` URI.
+
+    ``file:///tmp/my%20savepoint``, ``file:/tmp/x`` and ``file://localhost/tmp/x`` are
+    local paths with percent-escapes decoded (a ``Path`` made from a URI, which folds
+    ``///`` into ``/``, is read the same way); ``~`` is expanded. A URI of another scheme
+    (``s3://``, ``hdfs://``) or of another host is refused rather than read as a
+    relative directory named ``s3:``.
+
+    Raises:
+        ConfigError: naming ``what``, the value and what is accepted.
+    """
+    text = str(location)
+    scheme = _URI_SCHEME.match(text)
+    if scheme is None:
+        return Path(text).expanduser()
+    if scheme.group(1).lower() != "file":
+        if not text[scheme.end():].startswith("//"):
+            return Path(text).expanduser()  # "name:with-colon" is a relative path, not a URI
+        raise ConfigError(
+            f"{what} {text!r} is a {scheme.group(1)!r} URI; streamflow keeps savepoints and checkpoints on "
+            "local paths: pass a path or a file:// URI (mount remote storage first)",
+            path=text,
+        )
+    parts = urlsplit(text)
+    if parts.netloc.lower() not in _LOCAL_HOSTS:
+        raise ConfigError(
+            f"{what} {text!r} names host {parts.netloc!r}; a file URI must be local: file:///absolute/path "
+            "(or file://localhost/absolute/path)",
+            path=text,
+        )
+    if not parts.path.startswith("/"):
+        raise ConfigError(f"{what} {text!r} is not an absolute file URI; write file:///absolute/path", path=text)
+    return Path(unquote(parts.path))
 
 
 class SnapshotDirectory(CheckpointStorage):
@@ -86,10 +139,16 @@ class SnapshotDirectory(CheckpointStorage):
 
 @dataclass(frozen=True, slots=True)
 class LocatedSnapshot:
-    """A verified snapshot and the storage that reads its state files."""
+    """A verified snapshot and the storage that reads its state files; ``skipped``: the
+    newer checkpoints of a job directory that failed verification, newest first."""
 
     completed: CompletedCheckpoint
     storage: CheckpointStorage
+    skipped: tuple[SkippedCheckpoint, ...] = ()
+
+    @property
+    def scan(self) -> RestoreScan:
+        return RestoreScan(latest=self.completed, skipped=self.skipped)
 
     @property
     def metadata(self) -> CheckpointMetadata:
@@ -108,11 +167,12 @@ async def locate_snapshot(path: str | Path) -> LocatedSnapshot:
     """Verify the savepoint or checkpoint at ``path`` (see the module docstring).
 
     Raises:
-        ConfigError: ``path`` does not exist or holds no snapshot at all.
+        ConfigError: ``path`` does not exist, holds no snapshot at all, or is a URI
+            that is not a local ``file:`` one.
         CheckpointCorruptedError: the snapshot is incomplete or a file fails its checksum.
         UnsupportedCheckpointVersionError: it was written in an unknown format version.
     """
-    where = Path(path).expanduser()
+    where = local_path(path, "savepoint or checkpoint")
     if not await asyncio.to_thread(where.is_dir):
         raise ConfigError(
             f"no savepoint or checkpoint at {str(where)!r}: it is not a directory; pass a savepoint "
@@ -129,12 +189,13 @@ async def locate_snapshot(path: str | Path) -> LocatedSnapshot:
             "savepoint, nor a checkpoint, nor a job's checkpoint directory",
             path=str(where),
         )
-    latest = await storage.latest_complete()
-    if latest is None:
+    scan = await storage.scan_for_restore()
+    if scan.latest is None:
+        problems = " ".join(f"{skipped.problem}." for skipped in scan.skipped)
         raise CheckpointCorruptedError(
-            f"{str(where)!r} holds no complete, intact checkpoint (see the warnings above); "
+            f"{str(where)!r} holds no complete, intact checkpoint ({problems}); "
             "pass an older chk-<n> directory or a savepoint",
             checkpoint_id=None,
             file=str(where),
         )
-    return LocatedSnapshot(latest, storage)
+    return LocatedSnapshot(scan.latest, storage, scan.skipped)

@@ -5,7 +5,8 @@ State is matched to operators by uid, and nothing is dropped silently:
 - state in the snapshot whose uid no operator of the new job has is refused with
   :class:`NonRestoredStateError`, listing the uids, unless the restore allows
   non-restored state, in which case that state is dropped with a WARNING;
-- an operator of the new job with no state in the snapshot starts empty (INFO);
+- an operator of the new job with no state in the snapshot starts fresh, as on a first
+  run (INFO): a source reads from its start, ``is_restored`` is False;
 - keyed state is split by key group, so a keyed operator must keep the snapshot's
   ``max_parallelism`` (the parallelism itself may change: key groups move whole);
 - state written by a source cannot be restored into a non-source and vice versa, and
@@ -24,16 +25,15 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from streamflow.api.functions import CheckpointedFunction
 from streamflow.checkpoint.metadata import CheckpointMetadata
 from streamflow.checkpoint.serde import decode
+from streamflow.checkpoint.snapshot import OperatorSnapshot
 from streamflow.checkpoint.storage import CheckpointStorage, CompletedCheckpoint
 from streamflow.errors import ConfigError, StateError
 from streamflow.graph.plan import PhysicalPlan
 from streamflow.graph.spec import OperatorKind, OperatorSpec
-from streamflow.savepoint.location import LocatedSnapshot, locate_snapshot
+from streamflow.savepoint.location import LocatedSnapshot, local_path, locate_snapshot
 
 __all__ = [
     "NonRestoredStateError",
@@ -50,7 +50,7 @@ __all__ = [
 
 log = logging.getLogger("streamflow.savepoint")
 
-Restored = dict[str, list[dict[str, Any]]]  # uid -> decoded snapshot per old subtask
+Restored = dict[str, list[OperatorSnapshot]]  # uid -> snapshot per old subtask
 
 
 class NonRestoredStateError(StateError):
@@ -70,7 +70,8 @@ class RestoreSettings:
 
     Attributes:
         path: a savepoint directory, a checkpoint directory ``chk-<n>``, or a job's
-            checkpoint directory (its latest complete checkpoint).
+            checkpoint directory (its latest complete checkpoint); a ``file://`` URI of
+            one is read as that path.
         allow_non_restored_state: drop (with a WARNING) state whose operator uid is not
             in the new job, instead of refusing to start.
     """
@@ -83,7 +84,7 @@ class RestoreSettings:
             raise ConfigError(
                 f"restore path must be a savepoint or checkpoint directory (str or Path), got {self.path!r}"
             )
-        object.__setattr__(self, "path", Path(self.path).expanduser())
+        object.__setattr__(self, "path", local_path(self.path, "savepoint path"))
         if not isinstance(self.allow_non_restored_state, bool):
             raise ConfigError(
                 f"allow_non_restored_state must be True or False, got {self.allow_non_restored_state!r}"
@@ -158,15 +159,15 @@ def check_snapshot_against_plan(
         spec = specs.get(uid)
         if spec is None:
             continue
-        if spec.uid is None:
+        if spec.uid is None and spec.holds_state:
             log.warning(
                 "operator %r has no uid of its own and gets the state stored under its auto-generated uid %r; "
                 "that uid changes when operators are added or removed before it: set .uid(%r) to keep it stable",
                 spec.name, uid, uid,
             )
     for uid, spec in sorted(specs.items()):
-        if uid not in metadata.operators and _needs_uid(spec):
-            log.info("operator %r has no state in the %s %s and starts empty", uid, where, str(path))
+        if uid not in metadata.operators and spec.holds_state:
+            log.info("operator %r has no state in the %s %s and starts fresh", uid, where, str(path))
     return unmatched
 
 
@@ -203,7 +204,7 @@ def _unmatched_message(unmatched: list[str], specs: Mapping[str, OperatorSpec], 
     ]
     auto = [u for u in unmatched if is_auto_uid(u)]
     if auto:
-        without = [s for s in specs.values() if s.uid is None and _needs_uid(s)]
+        without = [s for s in specs.values() if s.uid is None and s.holds_state]
         hint = f" (operators without a uid here: {', '.join(repr(s.effective_uid) for s in without)})" if without else ""
         lines.append(
             f" {', '.join(repr(u) for u in auto)} look auto-generated (\"<name>#<position>\"): the old job did not "
@@ -227,13 +228,9 @@ def _specs_by_uid(plan: PhysicalPlan) -> dict[str, OperatorSpec]:
     return {op.effective_uid: op for chain in plan.chains for op in chain.operators}
 
 
-def _needs_uid(spec: OperatorSpec) -> bool:
-    """Whether the operator (may) hold state that a savepoint keeps."""
-    return spec.kind.is_stateful or isinstance(spec.function, CheckpointedFunction) or spec.key_selector is not None
-
-
 def operators_without_uid(plan: PhysicalPlan) -> list[OperatorSpec]:
-    """Operators that may hold state but have only an auto-generated uid.
+    """Operators that hold state (:attr:`OperatorSpec.holds_state`) but have only an
+    auto-generated uid.
 
     Dead-letter sinks are left out: their uid follows the operator that feeds them and
     cannot be set.
@@ -243,23 +240,24 @@ def operators_without_uid(plan: PhysicalPlan) -> list[OperatorSpec]:
         op
         for chain in plan.chains
         for op in chain.operators
-        if op.uid is None and _needs_uid(op) and op.node_id not in dead_letter_sinks
+        if op.uid is None and op.holds_state and op.node_id not in dead_letter_sinks
     ]
 
 
 async def read_snapshot_state(
     storage: CheckpointStorage, completed: CompletedCheckpoint, *, skip: Iterable[str] = ()
 ) -> Restored:
-    """Decoded snapshots per operator uid, indexed by old subtask (``{}`` for an old
+    """Snapshots per operator uid, indexed by old subtask (one without parts for an old
     subtask without state); the uids in ``skip`` are left out."""
     skipped = set(skip)
     restored: Restored = {}
     for uid, meta in completed.metadata.operators.items():
         if uid in skipped:
             continue
-        snapshots: list[dict[str, Any]] = [{} for _ in range(meta.parallelism)]
+        snapshots = [OperatorSnapshot() for _ in range(meta.parallelism)]
         for subtask, handle in meta.subtasks.items():
-            snapshots[subtask] = decode(await storage.read_state(completed.checkpoint_id, handle))
+            stored = decode(await storage.read_state(completed.checkpoint_id, handle))
+            snapshots[subtask] = OperatorSnapshot.from_stored(stored, operator=uid)
         restored[uid] = snapshots
     return restored
 
@@ -276,9 +274,10 @@ def check_state_shapes(restored: Restored, plan: PhysicalPlan, *, path: Path) ->
         spec = specs.get(uid)
         if spec is None:
             continue
+        some_state = any(s != OperatorSnapshot() for s in snapshots)
         for what, kind in (("source", OperatorKind.SOURCE), ("sink", OperatorKind.SINK)):
-            wrote = any(what in s for s in snapshots)
-            if wrote != (spec.kind is kind) and any(snapshots):
+            wrote = any((s.source if kind is OperatorKind.SOURCE else s.sink) is not None for s in snapshots)
+            if wrote != (spec.kind is kind) and some_state:
                 writer = f"a {what}" if wrote else f"an operator that is not a {what}"
                 raise StateError(
                     f"the state of operator uid {uid!r} in {str(path)!r} was written by {writer}, but {uid!r} is now "

@@ -1,9 +1,12 @@
-"""State: descriptors, keyed and operator state, TTL, and the state backends.
+"""State: descriptors, keyed and operator state, TTL, serializers and the state backends.
 
 User functions build descriptors (``ValueStateDescriptor("count", default=0)``) and ask
 the runtime's context for handles; the runtime owns the backend
 (:class:`HashMapStateBackend` by default) and the :class:`OperatorStateStore` (operator
-list state and broadcast state).
+list state and broadcast state). A descriptor's ``serializer=`` says how its values go
+into snapshots: :class:`PickleSerializer` (the default, exact for every picklable
+value), :class:`JsonSerializer` (portable, refuses what JSON cannot round-trip) or any
+:class:`StateSerializer` of your own.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from streamflow.state.operator import (
     redistribute_split,
     restore_operator_state,
 )
+from streamflow.state.serializers import JsonSerializer, PickleSerializer, StateSerializer
 from streamflow.state.ttl import StateTtlConfig, TtlUpdateType, TtlVisibility
 
 __all__ = [
@@ -37,6 +41,7 @@ __all__ = [
     "BroadcastState",
     "HashMapStateBackend",
     "HeapKeyedStateBackend",
+    "JsonSerializer",
     "KeyedState",
     "KeyedStateBackend",
     "ListState",
@@ -46,11 +51,13 @@ __all__ = [
     "OperatorListState",
     "OperatorStateMode",
     "OperatorStateStore",
+    "PickleSerializer",
     "ReadOnlyBroadcastState",
     "ReducingState",
     "ReducingStateDescriptor",
     "StateBackend",
     "StateDescriptor",
+    "StateSerializer",
     "StateTtlConfig",
     "TtlUpdateType",
     "TtlVisibility",

@@ -5,19 +5,64 @@ hands a record to user code it calls ``set_current_key(key, key_group)``; state 
 returned by ``get_state`` read and write under the current key at call time, so a user
 function fetches its handles once in ``open`` and uses them for every record.
 
-Snapshots are plain data (dicts, lists, str keys at the top) that the checkpoint
-storage encodes; ``snapshot`` must return data that later mutation of live state cannot
-change (the runtime encodes it at once, in the same synchronous step).
+Snapshots are dicts the runtime pickles at once, in the same synchronous step as
+``snapshot`` (so a snapshot may share live containers: that pickle is the copy, and keys
+and values keep exactly their types). A state whose descriptor names a serializer other
+than the default stores each value as that serializer's bytes, and every snapshot records
+each state's serializer name; ``restore`` (or the ``get_state`` after it) refuses a
+descriptor whose serializer has another name. ``restore`` takes ownership of the key
+groups it keeps: hand it freshly decoded snapshots.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Iterable, Iterator, Protocol, TypeVar, overload
 
-from streamflow.runtime.clock import Clock
+from streamflow.core.clock import Clock
+from streamflow.state.descriptors import (
+    AggregatingStateDescriptor,
+    ListStateDescriptor,
+    MapStateDescriptor,
+    ReducingStateDescriptor,
+    StateDescriptor,
+    ValueStateDescriptor,
+)
+from streamflow.state.keyed import AggregatingState, KeyedState, ListState, MapState, ReducingState, ValueState
+
+__all__ = ["KeyedStateBackend", "KeyedStateStore", "StateBackend"]
+
+T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
+IN = TypeVar("IN")
+ACC = TypeVar("ACC")
+OUT = TypeVar("OUT")
 
 
-class KeyedStateBackend(Protocol):
+class KeyedStateStore(Protocol):
+    """Where keyed state handles come from (Flink's KeyedStateStore): the handle's type
+    follows the descriptor's, so ``get_state(ValueStateDescriptor[int](...))`` is a
+    ``ValueState[int]`` to a type checker.
+
+    Registering the same name twice with a different kind, TTL or serializer, or a
+    restored state with another serializer than it was saved with, raises StateError.
+    """
+
+    @overload
+    def get_state(self, descriptor: ValueStateDescriptor[T]) -> ValueState[T]: ...
+    @overload
+    def get_state(self, descriptor: ListStateDescriptor[T]) -> ListState[T]: ...
+    @overload
+    def get_state(self, descriptor: MapStateDescriptor[K, V]) -> MapState[K, V]: ...
+    @overload
+    def get_state(self, descriptor: ReducingStateDescriptor[T]) -> ReducingState[T]: ...
+    @overload
+    def get_state(self, descriptor: AggregatingStateDescriptor[IN, ACC, OUT]) -> AggregatingState[IN, ACC, OUT]: ...
+    @overload
+    def get_state(self, descriptor: StateDescriptor) -> KeyedState: ...
+
+
+class KeyedStateBackend(KeyedStateStore, Protocol):
     """Keyed state of one operator subtask, for the key groups in ``key_group_range``."""
 
     max_parallelism: int
@@ -31,17 +76,13 @@ class KeyedStateBackend(Protocol):
         """Called once per keyed record (and timer) processed: runs incremental TTL
         cleanup for states configured with ``incremental_per_record``; else a no-op."""
 
-    def get_state(self, descriptor: Any) -> Any:
-        """The state handle for a descriptor (ValueState for a ValueStateDescriptor, ...).
-
-        Registering the same name twice with a different kind or TTL raises StateError.
-        """
-
     def keys(self, state_name: str) -> Iterator[tuple[Any, int]]:
         """(key, key_group) of every key with a value in ``state_name``."""
 
     def snapshot(self) -> dict[str, Any]:
-        """Plain data of all key groups (runs full-snapshot TTL cleanup first)."""
+        """All key groups (full-snapshot TTL cleanup applied), to be pickled at once.
+
+        Raises StateSerializationError when a state's serializer refuses a value."""
 
     def restore(self, snapshots: Iterable[dict[str, Any]]) -> None:
         """Load the key groups of ``key_group_range`` from snapshots of any number of old

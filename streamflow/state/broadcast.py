@@ -10,8 +10,8 @@ arbitrary. It raises :class:`~streamflow.errors.StateError` instead.
 
 Broadcast state is operator state (it belongs to a subtask, not to a key); the
 :class:`~streamflow.state.operator.OperatorStateStore` holds it under the mode
-``"broadcast"``, as a list of ``[map_key, value]`` pairs (JSON has no non-str keys).
-On restore, :func:`redistribute_broadcast` gives each new subtask the copy of one old
+``"broadcast"``, as a list of ``(map_key, value)`` pairs, keys and values exactly as
+they were (the snapshot is pickled). On restore, :func:`redistribute_broadcast` gives each new subtask the copy of one old
 subtask: copied on scale-up, the surplus dropped on scale-down.
 
 Values are handed out by reference, not copied: do not mutate a value obtained from
@@ -20,11 +20,10 @@ a read-only view (put a new value from the broadcast side instead).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, NoReturn, TypeVar
 
 from streamflow.errors import ConfigError, StateError
-from streamflow.state.shapes import tuplify
 
 __all__ = ["BroadcastState", "ReadOnlyBroadcastState", "redistribute_broadcast"]
 
@@ -104,16 +103,20 @@ class BroadcastState(_BroadcastReads[K, V]):
         """A view of this map that refuses writes (it sees later writes made here)."""
         return ReadOnlyBroadcastState(self)
 
-    def snapshot_items(self) -> list[list[Any]]:
-        """The entries as ``[map_key, value]`` pairs: the persisted form."""
-        return [[key, value] for key, value in self._entries.items()]
+    def snapshot_items(self) -> list[tuple[Any, Any]]:
+        """The entries as ``(map_key, value)`` pairs: the persisted form."""
+        return list(self._entries.items())
 
     @classmethod
-    def from_items(cls, name: str, items: Iterable[Sequence[Any]]) -> BroadcastState[Any, Any]:
-        """The inverse of :meth:`snapshot_items`, after a JSON round trip (list keys were
-        tuples: a list can never be a dict key)."""
+    def from_items(
+        cls, name: str, items: Iterable[Sequence[Any]], key: Callable[[Any], Any] | None = None
+    ) -> BroadcastState[Any, Any]:
+        """The inverse of :meth:`snapshot_items`: keys and values are taken as they are,
+        or each key as ``key(saved key)``."""
         try:
-            return cls(name, ((tuplify(key), value) for key, value in items))
+            if key is None:
+                return cls(name, ((k, value) for k, value in items))
+            return cls(name, ((key(k), value) for k, value in items))
         except (TypeError, ValueError) as exc:
             raise StateError(
                 f"broadcast state {name!r} in the snapshot is not a list of [key, value] pairs ({exc}); "

@@ -1,10 +1,12 @@
 """State descriptors: what a user function asks the backend for.
 
 A descriptor names a piece of state, says its kind (value, list, map, reducing,
-aggregating) and optionally its time to live. It is an inert, frozen value: building one
-touches no backend, so descriptors can be module constants. The same name must always be
-registered with the same kind and TTL; the backend refuses anything else because the
-stored data would be read the wrong way.
+aggregating) and optionally its time to live and its serializer (see
+:mod:`streamflow.state.serializers`; the default is exact for every picklable value). It
+is an inert, frozen value: building one touches no backend, so descriptors can be module
+constants. The same name must always be registered with the same kind, TTL and
+serializer; the backend refuses anything else because the stored data would be read the
+wrong way.
 
 Descriptors are frozen but deliberately not slotted: on Python 3.11 a frozen, slotted,
 generic dataclass cannot be built through a subscripted alias (``ListStateDescriptor[int]
@@ -20,6 +22,7 @@ from dataclasses import KW_ONLY, dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from streamflow.errors import ConfigError
+from streamflow.state.serializers import DEFAULT_SERIALIZER, StateSerializer, check_serializer
 from streamflow.state.ttl import StateTtlConfig
 
 __all__ = [
@@ -47,8 +50,8 @@ class AggregateFunction(Protocol[IN_contra, ACC, OUT_co]):
 
     Used by :class:`AggregatingStateDescriptor`. Unlike a reduce function, the
     accumulator may have a different type than the values (a ``(sum, count)`` pair for an
-    average, say). The accumulator is stored in state and snapshotted, so it must be
-    plain data (numbers, strings, lists, dicts) that survives a JSON round trip.
+    average, say). The accumulator is stored in state and snapshotted: with the default
+    serializer any picklable value (a tuple, a dataclass) comes back exactly as it was.
     """
 
     def create_accumulator(self) -> ACC:
@@ -79,16 +82,20 @@ def _check_common(descriptor: StateDescriptor) -> None:
             f"{kind} {name!r}: ttl must be a StateTtlConfig or None, got {ttl!r}; "
             "wrap the duration: ttl=StateTtlConfig(ttl=60.0)"
         )
+    check_serializer(descriptor.serializer, f"{kind} {name!r}")
 
 
 @dataclass(frozen=True)
 class StateDescriptor:
-    """Common part of every descriptor: a name and an optional time to live.
+    """Common part of every descriptor: a name, an optional time to live and serializer.
 
     Attributes:
         name: identifies the state within its operator; snapshots are keyed by it, so
             renaming a state loses its data on restore.
         ttl: time to live of the state's values, or None to keep them until cleared.
+        serializer: how the state's values are written into snapshots; None for the
+            default :class:`~streamflow.state.serializers.PickleSerializer`. Recorded in
+            every snapshot: restoring with another serializer is refused.
     """
 
     kind: ClassVar[str] = ""
@@ -96,9 +103,15 @@ class StateDescriptor:
     name: str
     _: KW_ONLY
     ttl: StateTtlConfig | None = None
+    serializer: StateSerializer | None = None
 
     def __post_init__(self) -> None:
         _check_common(self)
+
+    @property
+    def effective_serializer(self) -> StateSerializer:
+        """``serializer``, or the default PickleSerializer when it is None."""
+        return DEFAULT_SERIALIZER if self.serializer is None else self.serializer
 
 
 @dataclass(frozen=True)
@@ -125,8 +138,9 @@ class ListStateDescriptor(StateDescriptor, Generic[T]):
 
 @dataclass(frozen=True)
 class MapStateDescriptor(StateDescriptor, Generic[K, V]):
-    """A map per key. Map keys must be hashable and survive a JSON round trip (tuples come
-    back as tuples; other non-str keys such as ints are kept as they are)."""
+    """A map per key (or, as broadcast state, per operator). Map keys must be hashable;
+    they are stored exactly as they are (a tuple or int key stays one), whatever the
+    serializer, which applies to the map's values."""
 
     kind: ClassVar[str] = "map"
 

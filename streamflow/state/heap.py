@@ -1,37 +1,30 @@
 """The in-memory (hash map) state backend, the default.
 
 All keyed state of a subtask lives in Python dicts: per state name a table
-``table[key_group][key] -> stored value`` (see :mod:`streamflow.state.keyed`). Snapshots
-are plain data the checkpoint storage encodes with orjson::
-
-    {"format": 1, "states": {name: {"kind": "value" | "list" | "map" | "reducing" |
-                                            "aggregating",
-                                    "ttl": bool,
-                                    "key_groups": {"<key group>": [[key, stored], ...]}}}}
-
-``stored`` is the value (value, reducing, aggregating), the list of elements (list) or
-the ``[[map_key, value], ...]`` pairs (map; map keys need not be str). With TTL every
-value, list element and map value is a ``[value, last_update_timestamp]`` pair.
-
-JSON turns tuples into lists. A list can never be a dict key, so restore turns list-typed
-keys (state keys and map keys) back into tuples, recursively: the exact inverse.
+``table[key_group][key] -> stored value`` (see :mod:`streamflow.state.keyed`). Its
+snapshot is described in :mod:`streamflow.state.heap_snapshot`: the tables themselves,
+for states with the default serializer, which the task pickles at once, so every key and
+value comes back with exactly its type.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
-from typing import Any, TypeVar, overload
+from typing import Any
 
+from streamflow.core.clock import Clock
 from streamflow.errors import ConfigError, StateError
-from streamflow.runtime.clock import Clock
+from streamflow.state.backend import KeyedStateBackend
 from streamflow.state.descriptors import (
-    AggregatingStateDescriptor,
-    ListStateDescriptor,
-    MapStateDescriptor,
-    ReducingStateDescriptor,
     StateDescriptor,
-    ValueStateDescriptor,
+)
+from streamflow.state.heap_snapshot import (
+    SNAPSHOT_FORMAT,
+    StoredState,
+    read_snapshot,
+    register_serializer,
+    write_state,
 )
 from streamflow.state.keyed import (
     NO_KEY,
@@ -46,19 +39,10 @@ from streamflow.state.keyed import (
     no_current_key,
 )
 from streamflow.state.keyed_ttl import TtlAggregatingState, TtlListState, TtlMapState, TtlReducingState, TtlValueState
-from streamflow.state.shapes import SHAPES, Shape, tuplify
 from streamflow.state.ttl import StateTtlConfig, TtlPolicy
 
 __all__ = ["SNAPSHOT_FORMAT", "HashMapStateBackend", "HeapKeyedStateBackend"]
 
-SNAPSHOT_FORMAT = 1
-
-T = TypeVar("T")
-K = TypeVar("K")
-V = TypeVar("V")
-IN = TypeVar("IN")
-ACC = TypeVar("ACC")
-OUT = TypeVar("OUT")
 
 _HANDLES: dict[str, tuple[type[KeyedState], type[KeyedState]]] = {
     "value": (ValueState, TtlValueState),
@@ -69,28 +53,12 @@ _HANDLES: dict[str, tuple[type[KeyedState], type[KeyedState]]] = {
 }
 
 
-class _RegisteredState:
-    """One state name's table and, once ``get_state`` registered it, its descriptor.
-
-    A restored state that no ``get_state`` asked for yet has ``descriptor`` None; its
-    table is already decoded, so it snapshots and iterates like any other.
-    """
-
-    __slots__ = ("name", "kind", "shape", "has_ttl", "table", "descriptor", "policy", "handle")
-
-    def __init__(self, name: str, kind: str, has_ttl: bool) -> None:
-        self.name = name
-        self.kind = kind
-        self.shape: type[Shape] = SHAPES[kind]
-        self.has_ttl = has_ttl
-        self.table: Table = {}
-        self.descriptor: StateDescriptor | None = None
-        self.policy: TtlPolicy | None = None
-        self.handle: KeyedState | None = None
-
-
-class HeapKeyedStateBackend:
+class HeapKeyedStateBackend(KeyedStateBackend):
     """Keyed state of one operator subtask, held in dicts.
+
+    ``get_state`` is typed by the overloads of
+    :class:`~streamflow.state.backend.KeyedStateStore`: a ``ValueStateDescriptor[T]``
+    gives a ``ValueState[T]``, and so on.
 
     Lifecycle: the runtime creates it, calls :meth:`restore` (when resuming), lets user
     functions call :meth:`get_state` in ``open``, then per record calls
@@ -115,7 +83,7 @@ class HeapKeyedStateBackend:
         self.key_group_range = key_group_range
         self._clock = clock
         self._ctx = KeyContext()
-        self._states: dict[str, _RegisteredState] = {}
+        self._states: dict[str, StoredState] = {}
         self._per_record: list[TtlPolicy] = []
 
     # -- per record -----------------------------------------------------------------
@@ -144,18 +112,6 @@ class HeapKeyedStateBackend:
 
     # -- registration ---------------------------------------------------------------
 
-    @overload
-    def get_state(self, descriptor: ValueStateDescriptor[T]) -> ValueState[T]: ...
-    @overload
-    def get_state(self, descriptor: ListStateDescriptor[T]) -> ListState[T]: ...
-    @overload
-    def get_state(self, descriptor: MapStateDescriptor[K, V]) -> MapState[K, V]: ...
-    @overload
-    def get_state(self, descriptor: ReducingStateDescriptor[T]) -> ReducingState[T]: ...
-    @overload
-    def get_state(
-        self, descriptor: AggregatingStateDescriptor[IN, ACC, OUT]
-    ) -> AggregatingState[IN, ACC, OUT]: ...
     def get_state(self, descriptor: Any) -> Any:
         """The handle for ``descriptor``; the same handle for an equal descriptor.
 
@@ -171,7 +127,7 @@ class HeapKeyedStateBackend:
         name = descriptor.name
         state = self._states.get(name)
         if state is None:
-            state = self._states[name] = _RegisteredState(name, descriptor.kind, descriptor.ttl is not None)
+            state = self._states[name] = StoredState(name, descriptor.kind, descriptor.ttl is not None)
         if state.kind != descriptor.kind:
             if state.descriptor is None:  # restored, not yet registered: the kind changed across a restore
                 raise StateError(
@@ -188,6 +144,7 @@ class HeapKeyedStateBackend:
                 operator=self.operator_uid,
                 state=name,
             )
+        register_serializer(state, descriptor.effective_serializer, operator=self.operator_uid)
         if state.descriptor is None:
             self._adopt(state, descriptor.ttl)
         elif state.descriptor.ttl != descriptor.ttl:
@@ -207,7 +164,7 @@ class HeapKeyedStateBackend:
         state.handle = handle
         return handle
 
-    def _adopt(self, state: _RegisteredState, ttl: StateTtlConfig | None) -> None:
+    def _adopt(self, state: StoredState, ttl: StateTtlConfig | None) -> None:
         """First registration of ``state`` (new or restored): set up TTL, convert stored data.
 
         Restored data written with TTL is unwrapped if the state is now registered without
@@ -239,7 +196,7 @@ class HeapKeyedStateBackend:
             )
         return self._keys(state)
 
-    def _keys(self, state: _RegisteredState) -> Iterator[tuple[Any, int]]:
+    def _keys(self, state: StoredState) -> Iterator[tuple[Any, int]]:
         policy = state.policy
         hide_after = policy.ttl if policy is not None and not policy.return_expired else None
         now = self._clock.now()
@@ -255,32 +212,21 @@ class HeapKeyedStateBackend:
     # -- snapshot and restore -------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """Plain data of every key group this subtask holds (format in the module docstring).
+        """Every key group this subtask holds (format 2, see :mod:`~streamflow.state.heap_snapshot`).
 
-        States with ``cleanup_full_snapshot`` leave expired values out (live state keeps
-        them). Containers are copied, but user values are referenced, not deep-copied:
-        the runtime encodes the result immediately, in the same synchronous step, so no
-        later mutation can reach it.
+        The result shares the live dicts of states with the default serializer: encode
+        it before any state changes (the runtime pickles it at once, in the same
+        synchronous step; that pickle is the copy). States with ``cleanup_full_snapshot``
+        leave expired values out (live state keeps them).
+
+        Raises:
+            StateSerializationError: a state's serializer refused one of its values.
         """
         now = self._clock.now()
-        states: dict[str, Any] = {}
-        for name, state in self._states.items():
-            shape = state.shape
-            encode = shape.encode_ttl if state.has_ttl else shape.encode
-            policy = state.policy
-            ttl = policy.ttl if policy is not None and policy.config.cleanup_full_snapshot else None
-            key_groups: dict[str, list[list[Any]]] = {}
-            for key_group, group in state.table.items():
-                entries: list[list[Any]] = []
-                for key, stored in group.items():
-                    if ttl is not None:
-                        stored = shape.live(stored, now, ttl)
-                        if stored is None:
-                            continue
-                    entries.append([key, encode(stored)])
-                if entries:
-                    key_groups[str(key_group)] = entries
-            states[name] = {"kind": state.kind, "ttl": state.has_ttl, "key_groups": key_groups}
+        states = {
+            name: write_state(state, now, operator=self.operator_uid, subtask=self.subtask_index)
+            for name, state in self._states.items()
+        }
         return {"format": SNAPSHOT_FORMAT, "states": states}
 
     def restore(self, snapshots: Iterable[dict[str, Any]]) -> None:
@@ -289,52 +235,34 @@ class HeapKeyedStateBackend:
         An empty dict stands for an old subtask without keyed state.
         Key groups outside ``key_group_range`` are skipped, which is all rescaling needs:
         each key group was owned by exactly one old subtask. States are restored whether
-        or not ``get_state`` registered them yet; a later ``get_state`` sees the data.
+        or not ``get_state`` registered them yet; a later ``get_state`` sees the data and
+        checks that its serializer is the one the data was saved with. The key groups
+        kept become live state as they are: pass freshly decoded snapshots.
 
         Raises:
-            StateError: a snapshot has an unknown format, or a state's kind differs from
-                the kind registered under the same name.
+            StateError: a snapshot has an unknown format, a state's kind differs from
+                the kind registered under the same name, or its serializer from the one
+                registered.
         """
-        key_groups = self.key_group_range
+        now = self._clock.now()
         for snapshot in snapshots:
             if snapshot == {}:
                 continue  # an old subtask that held no keyed state
-            version = snapshot.get("format") if isinstance(snapshot, dict) else None
-            if version != SNAPSHOT_FORMAT:
-                raise StateError(
-                    f"keyed state snapshot of {self.operator_uid!r} has format {version!r}; this version of "
-                    f"streamflow reads format {SNAPSHOT_FORMAT} only",
-                )
-            for name, data in snapshot["states"].items():
-                had_ttl = bool(data["ttl"])
-                state = self._restore_target(name, data["kind"], had_ttl)
-                shape = state.shape
-                decode = shape.decode_ttl if had_ttl else shape.decode
-                fix: Callable[[Any], Any] | None
-                if had_ttl == state.has_ttl:
-                    fix = None
-                elif had_ttl:
-                    fix = shape.strip
-                else:
-                    now = self._clock.now()
-                    fix = partial(shape.stamp, now=now)
-                for key_group_str, entries in data["key_groups"].items():
-                    key_group = int(key_group_str)
-                    if key_group not in key_groups:
-                        continue
-                    group = state.table.get(key_group)
-                    if group is None:
-                        group = state.table[key_group] = {}
-                    for key, raw in entries:
-                        stored = decode(raw)
-                        group[tuplify(key)] = stored if fix is None else fix(stored)
+            read_snapshot(
+                snapshot,
+                target=self._restore_target,
+                key_groups=self.key_group_range,
+                max_parallelism=self.max_parallelism,
+                now=now,
+                operator=self.operator_uid,
+            )
 
-    def _restore_target(self, name: str, kind: Any, has_ttl: bool) -> _RegisteredState:
+    def _restore_target(self, name: str, kind: Any, has_ttl: bool) -> StoredState:
         if kind not in _HANDLES:
             raise StateError(f"snapshot state {name!r} has unknown kind {kind!r}", state=name)
         state = self._states.get(name)
         if state is None:
-            state = self._states[name] = _RegisteredState(name, kind, has_ttl)
+            state = self._states[name] = StoredState(name, kind, has_ttl)
         elif state.kind != kind:
             raise StateError(
                 f"snapshot holds state {name!r} as a {kind} state, but {self.operator_uid!r} registered it as a "

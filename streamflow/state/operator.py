@@ -14,9 +14,16 @@ decides what each subtask gets:
   of; each new subtask gets the copy of one old subtask (copied on scale-up, dropped on
   scale-down), see :func:`~streamflow.state.broadcast.redistribute_broadcast`.
 
-Snapshot format (broadcast items are ``[map_key, value]`` pairs)::
+Snapshot format 2 (broadcast items are ``(map_key, value)`` pairs)::
 
-    {"format": 1, "states": {name: {"mode": "split" | "union" | "broadcast", "items": [...]}}}
+    {"format": 2, "states": {name: {"mode": "split" | "union" | "broadcast",
+                                    "serializer": "<serializer name>", "items": [...]}}}
+
+The task pickles the snapshot, so items (and map keys) come back with exactly their
+types. A state whose descriptor names a serializer other than the default stores each
+item (each map value) as that serializer's bytes, and a restore checks that the
+descriptor registering it names the same serializer. Format 1 (before exact types; no
+serializer, broadcast keys that were tuples came back as lists) is still read.
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ from typing import Any, Generic, TypeVar
 
 from streamflow.errors import ConfigError, StateError
 from streamflow.state.broadcast import BroadcastState, redistribute_broadcast
-from streamflow.state.descriptors import ListStateDescriptor, MapStateDescriptor
+from streamflow.state.descriptors import ListStateDescriptor, MapStateDescriptor, StateDescriptor
+from streamflow.state.serializers import StateSerializer, serializer_failure, serializer_mismatch, stores_in_place
+from streamflow.state.shapes import tuplify
 
 __all__ = [
     "OperatorListState",
@@ -37,7 +46,9 @@ __all__ = [
     "restore_operator_state",
 ]
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
+LEGACY_FORMAT = 1
+_IN_PLACE = "pickle"
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -89,6 +100,22 @@ class OperatorListState(Generic[T]):
         return f"OperatorListState({self.name!r}, {self.mode.value})"
 
 
+class _Restored:
+    """A state restored and not registered yet: its share of items as saved."""
+
+    __slots__ = ("mode", "items", "serializer")
+
+    def __init__(self, mode: OperatorStateMode, items: list[Any], serializer: str | None) -> None:
+        self.mode = mode
+        self.items = items
+        self.serializer = serializer  # None: format 1, values already decoded
+
+    @property
+    def encoded(self) -> bool:
+        """Whether the items are serializer bytes rather than values."""
+        return self.serializer is not None and self.serializer != _IN_PLACE
+
+
 class OperatorStateStore:
     """The operator state of one subtask, handed to ``CheckpointedFunction`` hooks.
 
@@ -102,7 +129,8 @@ class OperatorStateStore:
         self.is_restored = False
         self._states: dict[str, OperatorListState[Any]] = {}
         self._broadcast: dict[str, BroadcastState[Any, Any]] = {}
-        self._restored: dict[str, tuple[OperatorStateMode, list[Any]]] = {}
+        self._serializers: dict[str, StateSerializer] = {}
+        self._restored: dict[str, _Restored] = {}
 
     def get_list_state(self, descriptor: ListStateDescriptor[T]) -> OperatorListState[T]:
         """A split-mode list: on rescale its items are dealt evenly over the subtasks."""
@@ -126,9 +154,10 @@ class OperatorStateStore:
         _refuse_ttl(descriptor.ttl, name)
         state = self._broadcast.get(name)
         if state is not None:
+            self._check_serializer(descriptor)
             return state
         self._check_free(name, OperatorStateMode.BROADCAST)
-        _, items = self._restored.pop(name, (OperatorStateMode.BROADCAST, []))
+        items = self._adopt(descriptor, broadcast=True)
         state = BroadcastState.from_items(name, items)
         self._broadcast[name] = state
         return state
@@ -140,7 +169,7 @@ class OperatorStateStore:
         elif name in self._states:
             other = self._states[name].mode
         elif name in self._restored:
-            other = self._restored[name][0]
+            other = self._restored[name].mode
         else:
             return
         if other is not mode:
@@ -158,14 +187,17 @@ class OperatorStateStore:
             )
         name = descriptor.name
         _refuse_ttl(descriptor.ttl, name)
-        restored_mode = self._restored.get(name, (mode,))[0]
+        restored = self._restored.get(name)
+        restored_mode = mode if restored is None else restored.mode
         if name in self._broadcast or restored_mode is OperatorStateMode.BROADCAST:
             self._check_free(name, mode)
         state = self._states.get(name)
         if state is None:
-            restored_mode, items = self._restored.pop(name, (mode, []))
+            items = self._adopt(descriptor, broadcast=False)
             state = OperatorListState(name, restored_mode, items)
             self._states[name] = state
+        else:
+            self._check_serializer(descriptor)
         if state.mode is not mode:
             raise StateError(
                 f"operator state {name!r} is a {state.mode.value} list state, cannot use it as a {mode.value} "
@@ -174,15 +206,65 @@ class OperatorStateStore:
             )
         return state
 
+    def _adopt(self, descriptor: StateDescriptor, *, broadcast: bool) -> list[Any]:
+        """The restored items of ``descriptor``'s state (none if not restored), read with
+        its serializer, which must be the one they were saved with."""
+        name = descriptor.name
+        serializer = descriptor.effective_serializer
+        restored = self._restored.pop(name, None)
+        self._serializers[name] = serializer
+        if restored is None:
+            return []
+        if restored.serializer is not None and restored.serializer != serializer.name:
+            self._restored[name] = restored  # still there for a corrected registration
+            del self._serializers[name]
+            raise serializer_mismatch(f"operator state {name!r}", name, restored.serializer, serializer.name)
+        if not restored.encoded:
+            return restored.items
+        loads = serializer.loads
+        try:
+            if broadcast:
+                return [(key, loads(data)) for key, data in restored.items]
+            return [loads(data) for data in restored.items]
+        except Exception as exc:  # noqa: BLE001 - a user serializer may raise anything
+            self._restored[name] = restored
+            del self._serializers[name]
+            raise StateError(
+                f"operator state {name!r} does not load with serializer {serializer.name!r} "
+                f"({type(exc).__name__}: {exc}); the snapshot is damaged or the serializer cannot read what it wrote",
+                state=name,
+            ) from exc
+
+    def _check_serializer(self, descriptor: StateDescriptor) -> None:
+        registered = self._serializers[descriptor.name]
+        if registered.name != descriptor.effective_serializer.name:
+            raise StateError(
+                f"operator state {descriptor.name!r} is registered with serializer {registered.name!r}, not "
+                f"{descriptor.effective_serializer.name!r}; use one serializer per state name",
+                state=descriptor.name,
+            )
+
     def snapshot(self) -> dict[str, Any]:
-        """Plain data of every list (format in the module docstring); lists are copied."""
+        """Every state's items (format in the module docstring); lists are copied.
+
+        Raises:
+            StateSerializationError: a state's serializer refused an item; it names the
+                state but not the operator (the caller adds it).
+        """
         states: dict[str, Any] = {
-            name: {"mode": mode.value, "items": list(items)} for name, (mode, items) in self._restored.items()
+            name: {"mode": old.mode.value, "serializer": old.serializer or _IN_PLACE, "items": list(old.items)}
+            for name, old in self._restored.items()
         }
         for name, state in self._states.items():
-            states[name] = {"mode": state.mode.value, "items": state.get()}
+            serializer = self._serializers[name]
+            items = state.get() if stores_in_place(serializer) else _dump(name, state.get(), serializer, broadcast=False)
+            states[name] = {"mode": state.mode.value, "serializer": serializer.name, "items": items}
         for name, broadcast in self._broadcast.items():
-            states[name] = {"mode": OperatorStateMode.BROADCAST.value, "items": broadcast.snapshot_items()}
+            serializer = self._serializers[name]
+            pairs = broadcast.snapshot_items()
+            if not stores_in_place(serializer):
+                pairs = _dump(name, pairs, serializer, broadcast=True)
+            states[name] = {"mode": OperatorStateMode.BROADCAST.value, "serializer": serializer.name, "items": pairs}
         return {"format": SNAPSHOT_FORMAT, "states": states}
 
     @classmethod
@@ -192,30 +274,30 @@ class OperatorStateStore:
         """The store of subtask ``subtask_index`` of ``parallelism``, from all old snapshots.
 
         Args:
-            snapshots_by_old_subtask: ``snapshot()`` of every old subtask, in subtask order;
-                an old subtask without operator state may give ``{}``.
+            snapshots_by_old_subtask: ``snapshot()`` of every old subtask, in subtask order
+                (format 1 or 2); an old subtask without operator state may give ``{}``.
             subtask_index: the new subtask being restored.
             parallelism: the new parallelism.
 
         Raises:
             ConfigError: ``subtask_index`` is not within ``range(parallelism)``.
             StateError: a snapshot has an unknown format, or old subtasks disagree on a
-                list's mode.
+                list's mode or serializer.
         """
         if parallelism < 1 or not 0 <= subtask_index < parallelism:
             raise ConfigError(
                 f"cannot restore operator state for subtask {subtask_index!r} of parallelism {parallelism!r}; "
                 "subtask_index must be in range(parallelism)"
             )
-        modes: dict[str, OperatorStateMode] = {}
+        kinds: dict[str, tuple[OperatorStateMode, str | None]] = {}
         for snapshot in snapshots_by_old_subtask:
             if snapshot == {}:
                 continue  # an old subtask that had no operator state
             version = snapshot.get("format") if isinstance(snapshot, dict) else None
-            if version != SNAPSHOT_FORMAT:
+            if version not in (SNAPSHOT_FORMAT, LEGACY_FORMAT):
                 raise StateError(
-                    f"operator state snapshot has format {version!r}; this version of streamflow reads format "
-                    f"{SNAPSHOT_FORMAT} only"
+                    f"operator state snapshot has format {version!r}; this version of streamflow reads formats "
+                    f"{LEGACY_FORMAT} and {SNAPSHOT_FORMAT}"
                 )
             for name, data in snapshot["states"].items():
                 try:
@@ -226,15 +308,18 @@ class OperatorStateStore:
                         "or 'broadcast'",
                         state=name,
                     ) from None
-                if modes.setdefault(name, mode) is not mode:
+                kind = (mode, data.get("serializer"))
+                seen = kinds.setdefault(name, kind)
+                if seen != kind:
                     raise StateError(
-                        f"old subtasks disagree on the mode of operator state {name!r} "
-                        f"({modes[name].value} and {mode.value}); the snapshots are inconsistent",
+                        f"old subtasks disagree on operator state {name!r}: mode {seen[0].value} with serializer "
+                        f"{seen[1]!r} and mode {mode.value} with serializer {kind[1]!r}; the snapshots are "
+                        "inconsistent",
                         state=name,
                     )
         store = cls()
         store.is_restored = True
-        for name, mode in modes.items():
+        for name, (mode, serializer) in kinds.items():
             lists = [
                 list(snapshot.get("states", {}).get(name, {}).get("items", ())) for snapshot in snapshots_by_old_subtask
             ]
@@ -246,10 +331,35 @@ class OperatorStateStore:
                     for snapshot in snapshots_by_old_subtask
                 ]
                 items = redistribute_broadcast(copies, subtask_index)
+                if serializer is None:  # format 1
+                    items = _legacy_pairs(name, items)
             else:
                 items = redistribute_split(lists, parallelism)[subtask_index]
-            store._restored[name] = (mode, items)
+            store._restored[name] = _Restored(mode, items, serializer)
         return store
+
+
+def _dump(name: str, items: list[Any], serializer: StateSerializer, *, broadcast: bool) -> list[Any]:
+    """Each item (each map value of broadcast ``(key, value)`` pairs) as serializer bytes."""
+    dumps = serializer.dumps
+    out: list[Any] = []
+    for index, item in enumerate(items):
+        value = item[1] if broadcast else item
+        try:
+            data = dumps(value)
+        except Exception as exc:  # noqa: BLE001 - a user serializer may raise anything
+            where = f"broadcast state {name!r} (map key {item[0]!r})" if broadcast else (
+                f"operator state {name!r} (element {index})"
+            )
+            raise serializer_failure(exc, serializer=serializer, value=value, where=where, state=name) from exc
+        out.append((item[0], data) if broadcast else data)
+    return out
+
+
+def _legacy_pairs(name: str, items: list[Any]) -> list[tuple[Any, Any]]:
+    """Format-1 broadcast items: ``[key, value]`` lists from JSON, where a key that is a
+    list can only have been a tuple (a list is never a dict key)."""
+    return BroadcastState.from_items(name, items, key=tuplify).snapshot_items()
 
 
 def _describe(mode: OperatorStateMode) -> str:

@@ -1,21 +1,31 @@
-"""How the heap backend stores each kind of state, and how that is snapshotted.
+"""How the heap backend stores each kind of state, and how that goes into a snapshot.
 
 Value, reducing and aggregating states store one value per key, list state a list, map
-state a dict. A shape knows how its stored form is encoded for a snapshot, decoded on
-restore, filtered and purged by TTL, and converted when TTL is switched on or off between
-runs. With TTL, each value, list element and map value is stored as ``(value, ts)`` and
-encoded as ``[value, ts]``.
+state a dict. With TTL, each value, list element and map value is stored as
+``(value, last_update_timestamp)``. A shape knows how its stored form is filtered and
+purged by TTL, converted when TTL is switched on or off between runs, and serialized
+value by value for a state whose serializer is not the default (the TTL timestamp stays
+beside the bytes: ``(bytes, ts)``). States with the default serializer need none of
+that: their stored form goes into the snapshot as it is.
+
+``legacy`` and ``legacy_ttl`` read the format-1 snapshots written before exact state
+types (orjson): tuples came back as lists there, and a map was a list of pairs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = ["SHAPES", "ListShape", "MapShape", "Shape", "tuplify"]
 
+Dumps = Callable[[Any], bytes]
+Loads = Callable[[bytes], Any]
+
 
 def tuplify(value: Any) -> Any:
-    """Turn lists back into tuples, recursively (JSON made them lists)."""
+    """Turn lists back into tuples, recursively: in a format-1 (JSON) snapshot a list where
+    a hashable key belongs can only have been a tuple."""
     if type(value) is list:
         return tuple(tuplify(item) for item in value)
     return value
@@ -28,19 +38,33 @@ class Shape:
     """
 
     @staticmethod
-    def encode(stored: Any) -> Any:
-        return stored
+    def serialize(stored: Any, dumps: Dumps) -> Any:
+        return dumps(stored)
 
     @staticmethod
-    def encode_ttl(stored: Any) -> Any:
-        return [stored[0], stored[1]]
+    def serialize_ttl(stored: Any, dumps: Dumps) -> Any:
+        return (dumps(stored[0]), stored[1])
 
     @staticmethod
-    def decode(raw: Any) -> Any:
+    def deserialize(raw: Any, loads: Loads) -> Any:
+        return loads(raw)
+
+    @staticmethod
+    def deserialize_ttl(raw: Any, loads: Loads) -> Any:
+        return (loads(raw[0]), raw[1])
+
+    @staticmethod
+    def user_values(stored: Any, ttl: bool) -> Iterator[tuple[str, Any]]:
+        """``(where, value)`` of each user value in ``stored``: finds the one a serializer
+        refused, on the error path."""
+        yield "", stored[0] if ttl else stored
+
+    @staticmethod
+    def legacy(raw: Any) -> Any:
         return raw
 
     @staticmethod
-    def decode_ttl(raw: Any) -> Any:
+    def legacy_ttl(raw: Any) -> Any:
         return (raw[0], raw[1])
 
     @staticmethod
@@ -67,19 +91,32 @@ class ListShape(Shape):
     """A list of values; with TTL a list of ``(value, ts)`` elements."""
 
     @staticmethod
-    def encode(stored: Any) -> Any:
-        return list(stored)  # a copy: ListState.add appends to the live list in place
+    def serialize(stored: Any, dumps: Dumps) -> Any:
+        return [dumps(value) for value in stored]
 
     @staticmethod
-    def encode_ttl(stored: Any) -> Any:
-        return [[value, ts] for value, ts in stored]
+    def serialize_ttl(stored: Any, dumps: Dumps) -> Any:
+        return [(dumps(value), ts) for value, ts in stored]
 
     @staticmethod
-    def decode(raw: Any) -> Any:
+    def deserialize(raw: Any, loads: Loads) -> Any:
+        return [loads(data) for data in raw]
+
+    @staticmethod
+    def deserialize_ttl(raw: Any, loads: Loads) -> Any:
+        return [(loads(data), ts) for data, ts in raw]
+
+    @staticmethod
+    def user_values(stored: Any, ttl: bool) -> Iterator[tuple[str, Any]]:
+        for index, entry in enumerate(stored):
+            yield f"element {index}", entry[0] if ttl else entry
+
+    @staticmethod
+    def legacy(raw: Any) -> Any:
         return list(raw)
 
     @staticmethod
-    def decode_ttl(raw: Any) -> Any:
+    def legacy_ttl(raw: Any) -> Any:
         return [(value, ts) for value, ts in raw]
 
     @staticmethod
@@ -106,22 +143,38 @@ class ListShape(Shape):
 
 
 class MapShape(Shape):
-    """A dict; encoded as ``[[map_key, value], ...]`` because map keys need not be str."""
+    """A dict; map keys stay keys, only map values are serialized.
+
+    Format 1 stored ``[[map_key, value], ...]`` pairs (JSON has no non-str keys).
+    """
 
     @staticmethod
-    def encode(stored: Any) -> Any:
-        return [[map_key, value] for map_key, value in stored.items()]
+    def serialize(stored: Any, dumps: Dumps) -> Any:
+        return {map_key: dumps(value) for map_key, value in stored.items()}
 
     @staticmethod
-    def encode_ttl(stored: Any) -> Any:
-        return [[map_key, [value, ts]] for map_key, (value, ts) in stored.items()]
+    def serialize_ttl(stored: Any, dumps: Dumps) -> Any:
+        return {map_key: (dumps(value), ts) for map_key, (value, ts) in stored.items()}
 
     @staticmethod
-    def decode(raw: Any) -> Any:
+    def deserialize(raw: Any, loads: Loads) -> Any:
+        return {map_key: loads(data) for map_key, data in raw.items()}
+
+    @staticmethod
+    def deserialize_ttl(raw: Any, loads: Loads) -> Any:
+        return {map_key: (loads(data), ts) for map_key, (data, ts) in raw.items()}
+
+    @staticmethod
+    def user_values(stored: Any, ttl: bool) -> Iterator[tuple[str, Any]]:
+        for map_key, entry in stored.items():
+            yield f"map key {map_key!r}", entry[0] if ttl else entry
+
+    @staticmethod
+    def legacy(raw: Any) -> Any:
         return {tuplify(map_key): value for map_key, value in raw}
 
     @staticmethod
-    def decode_ttl(raw: Any) -> Any:
+    def legacy_ttl(raw: Any) -> Any:
         return {tuplify(map_key): (entry[0], entry[1]) for map_key, entry in raw}
 
     @staticmethod

@@ -7,7 +7,7 @@ from typing import Any
 
 from streamflow.api.connector import SinkContext, SinkWriterBase
 
-__all__ = ["SlowSink"]
+__all__ = ["SlowSink", "SlowWriter"]
 
 
 class SlowSink:
@@ -20,14 +20,18 @@ class SlowSink:
         self.per_record = per_record
         self.written = 0
 
-    def create_writer(self, ctx: SinkContext) -> SinkWriterBase:
-        return _SlowWriter(self)
+    def create_writer(self, ctx: SinkContext) -> SlowWriter:
+        return SlowWriter(self)
 
 
-class _SlowWriter(SinkWriterBase):
+class SlowWriter(SinkWriterBase):
+    """One subtask's writer of a :class:`SlowSink` (declared as create_writer's return
+    type, which ``sink_to`` checks against the writer contract)."""
+
     def __init__(self, sink: SlowSink) -> None:
         self._sink = sink
 
     async def write(self, records: list[Any]) -> None:
         await asyncio.sleep(self._sink.per_batch + len(records) * self._sink.per_record)
         self._sink.written += len(records)
+

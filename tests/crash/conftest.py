@@ -43,9 +43,9 @@ def crash_lab(
 ) -> Iterator[CrashLab]:
     selected = request.config.stash.get(_SELECTED, [])
     kafka = mysql_server = None
-    if any(s.sink == "mysql" for s in selected):  # the servers start only if needed
+    if any(s.sink in ("mysql", "mysql-offsets") for s in selected):  # the servers start only if needed
         mysql_server = request.getfixturevalue("mysql_server_url")
-    if any(s.sink in ("kafka", "mysql") for s in selected):
+    if any(s.sink in crash_job.KAFKA_INPUT for s in selected):
         bootstrap = request.getfixturevalue("kafka_bootstrap")
         kafka = KafkaInput(bootstrap, unique_topic("crash-input"))
         asyncio.run(crash_job.fill_input_topic(crash_inputs, bootstrap, kafka.topic))

@@ -142,6 +142,25 @@ def inspect_mysql(url: str) -> Inspection:
     return Inspection(subtasks, int(count), leftovers)
 
 
+def inspect_mysql_offsets(url: str, kafka: KafkaInput) -> Inspection:
+    """The one sink subtask committed if there are rows; its offsets short of the input
+    topic's ends are leftovers once the job finished (it stores the ends last)."""
+    from streamflow.connectors.mysql.offsets_sink import OFFSETS_TABLE
+    from streamflow.testing.mysql import query, table_exists
+
+    if not table_exists(url, crash_job.TABLE):
+        return Inspection(set(), 0, [])
+    (count,), = query(url, f"SELECT count(*) FROM {crash_job.TABLE}")
+    stored: dict[int, int] = {}
+    if table_exists(url, OFFSETS_TABLE):
+        rows = query(url, f"SELECT `partition`, next_offset FROM {OFFSETS_TABLE} WHERE name = %s AND topic = %s",
+                     (crash_job.OFFSETS_NAME, kafka.topic))
+        stored = {int(p): int(o) for p, o in rows}
+    short = [f"partition {p}: offset {stored.get(p)} stored in MySQL, the end is {crash_job.LINES_PER_FILE}"
+             for p in range(crash_job.INPUT_FILES) if stored.get(p) != crash_job.LINES_PER_FILE]
+    return Inspection({0} if count else set(), int(count), short)
+
+
 def inspect_sink(sink: str, out: Path) -> Inspection:
     if sink == "file":
         names = re.compile(r"^part-file-sink-(\d+)-\d+\.txt$")
@@ -214,7 +233,7 @@ def run_scenario(scenario: Scenario, inputs: Path, base: Path, kafka: KafkaInput
     base.mkdir(parents=True, exist_ok=False)
     result = ScenarioResult(scenario, base / "out", base / "checkpoints")
     target = None
-    if scenario.sink == "mysql":
+    if scenario.sink in ("mysql", "mysql-offsets"):
         from streamflow.testing.mysql import create_database
 
         if kafka is None or mysql_server is None:
@@ -230,11 +249,13 @@ def run_scenario(scenario: Scenario, inputs: Path, base: Path, kafka: KafkaInput
         target = (kafka.bootstrap, result.output_topic)
     for crash in (*scenario.crashes, None):
         run = run_job(scenario, inputs, result.out, result.checkpoints, crash,
-                      kafka if scenario.sink in ("kafka", "mysql") else None, result.output_topic, result.mysql_url)
+                      kafka if scenario.sink in crash_job.KAFKA_INPUT else None, result.output_topic, result.mysql_url)
         result.runs.append(run)
         committed = crash_job.read_committed(scenario.sink, result.out, target, result.mysql_url)
         result.committed.append(committed)
-        if result.mysql_url is not None:
+        if result.mysql_url is not None and kafka is not None and scenario.sink == "mysql-offsets":
+            result.inspections.append(inspect_mysql_offsets(result.mysql_url, kafka))
+        elif result.mysql_url is not None:
             result.inspections.append(inspect_mysql(result.mysql_url))
         elif kafka is not None and result.output_topic is not None:
             result.inspections.append(inspect_kafka(kafka, result.output_topic, len(committed), run))

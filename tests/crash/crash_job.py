@@ -4,7 +4,7 @@
         --checkpoints DIR --parallelism P
     python tests/crash/crash_job.py --sink kafka --bootstrap HOST:PORT \
         --input-topic T --output-topic U --out DIR --checkpoints DIR --parallelism P
-    python tests/crash/crash_job.py --sink mysql --bootstrap HOST:PORT --input-topic T \
+    python tests/crash/crash_job.py --sink mysql|mysql-offsets --bootstrap HOST:PORT --input-topic T \
         --mysql-url mysql://root@127.0.0.1:PORT/DB --out DIR --checkpoints DIR --parallelism P
 
 Pipeline: FileSource over the input files -> map(parse) -> key_by(key) -> a
@@ -21,6 +21,15 @@ With ``--sink mysql`` the input is the same Kafka topic and the output the rows 
 ``results`` in ``--mysql-url``, written by an exactly-once (XA) MySqlSink; ``seq`` (auto
 increment) keeps the insertion order, and UNIQUE (key, count) makes a duplicate fail.
 
+With ``--sink mysql-offsets`` the output goes through a MySqlOffsetsSink, which stores
+the Kafka offsets with the rows in one local transaction per completed checkpoint, and
+every process resumes from MySQL alone, as its users do: a checkpoint directory of its
+own (nothing is restored) and ``StartingOffsets.offsets(load_offsets(...))``. That is
+exact only when MySQL holds all the state, so this pipeline keeps none: no keyed count,
+rows ``(key, line id)`` with UNIQUE (line id), in ``seq`` order. The count of a row is
+its place among its key's rows, derived when reading (a lost or repeated row shifts
+every count after it, and a duplicate line id fails the insert).
+
 Every key lives in exactly one input file, so its records reach the counter in the order
 of that file whatever the parallelism and timing: the output is deterministic and each
 record is unique, and a multiset comparison with a failure-free run is exact.
@@ -29,7 +38,15 @@ Checkpoints every 0.2 s (exactly-once) into ``--checkpoints``; a process started
 same directory restores from the latest complete checkpoint. No restarts inside the
 process (RestartStrategy.none()): a failure ends the process with exit code 1 at once, a crash
 point armed through ``STREAMFLOW_CRASH=<point>:<n>`` with exit code 137, and a finished
-job with 0 after printing one JSON line (attempts, restored_from, checkpoints_completed).
+job with 0 after printing one JSON line (attempts, restored_from, checkpoints_completed,
+and what the sink saw: see :class:`AbortWitness`).
+
+Every checkpoint whose id is a multiple of ``ABORT_EVERY`` is aborted: the sink's state
+write fails (``FaultInjector.fail_state_writes``) after it pre-committed, the coordinator
+aborts the checkpoint and the sink hears ``notify_checkpoint_aborted`` with the
+records of that epoch in its prepared transaction; the next completed checkpoint must
+commit them, exactly once. Source batches are small (``SOURCE_BATCH``, which bounds the
+records per batch of both sources), so barriers fall between records.
 """
 
 from __future__ import annotations
@@ -43,18 +60,22 @@ import sqlite3
 import sys
 import threading
 import traceback
+import uuid
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
 from streamflow import KeyedProcessFunction, RestartStrategy, StreamEnvironment
+from streamflow.api.connector import SinkContext
 from streamflow.connectors.file_sink import ExactlyOnceFileSink, read_committed_lines
 from streamflow.connectors.files import FileSource
-from streamflow.connectors.kafka import DeliveryGuarantee, KafkaSink, KafkaSource
-from streamflow.connectors.mysql import MySqlSink
+from streamflow.connectors.kafka import DeliveryGuarantee, KafkaSink, KafkaSource, StartingOffsets
+from streamflow.connectors.mysql import MySqlOffsetsSink, MySqlSink, load_offsets
+from streamflow.connectors.mysql.offsets_sink import PROGRESS_TABLE
 from streamflow.connectors.sqlite import ExactlyOnceSqliteSink
+from streamflow.core.faults import FaultInjector
 from streamflow.state import ValueStateDescriptor
 
 INPUT_FILES = 4
@@ -66,6 +87,11 @@ CHECKPOINT_INTERVAL = 0.2
 PACE_EVERY = 200  # records per pause of the paced map (per subtask)
 RUN_SECONDS = 2.0  # roughly how long the pauses of a whole run add up to
 SOURCE_BATCH = 50  # small batches: barriers interleave finely with records
+ABORT_EVERY = 4  # checkpoints 4, 8, ... are aborted after the sink pre-committed them
+
+SINKS = ("file", "sqlite", "kafka", "mysql", "mysql-offsets")
+KAFKA_INPUT = ("kafka", "mysql", "mysql-offsets")  # the sinks whose jobs read the input topic
+OFFSETS_NAME = "crash-job"  # whose offsets MySqlOffsetsSink stores
 
 DB_NAME = "results.db"
 TABLE = "results"
@@ -82,6 +108,12 @@ MYSQL_DDL = (
     " count INT NOT NULL, lineid INT NOT NULL, UNIQUE KEY key_count (`key`, count)) ENGINE=InnoDB"
 )
 MYSQL_INSERT = f"INSERT INTO {TABLE} (`key`, count, lineid) VALUES (%s, %s, %s)"
+OFFSETS_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+    " seq BIGINT AUTO_INCREMENT PRIMARY KEY, `key` VARCHAR(16) NOT NULL,"
+    " lineid INT NOT NULL, UNIQUE KEY lineid (lineid)) ENGINE=InnoDB"
+)
+OFFSETS_INSERT = f"INSERT INTO {TABLE} (`key`, lineid) VALUES (%s, %s)"
 
 Result = tuple[str, int, int]  # (key, count, line id)
 
@@ -176,41 +208,102 @@ def to_row(record: Result) -> tuple[str, int, int]:
     return record
 
 
+def to_offsets_row(record: tuple[str, int]) -> tuple[str, int]:
+    return record
+
+
 def to_kafka_value(record: Result) -> bytes:
     return to_line(record).encode()
 
 
-def build(env: StreamEnvironment, sink: str, inputs: list[Path], out: Path, args: argparse.Namespace) -> None:
+class AbortWitness:
+    """The job's sink, wrapped to see what reaches it: the largest batch, and the
+    aborted checkpoints whose epoch had records (the abort path with data at stake).
+    Every subtask of the process adds to the class-level counters."""
+
+    max_batch: ClassVar[int] = 0
+    aborts_with_records: ClassVar[int] = 0
+
+    def __init__(self, sink: Any) -> None:
+        self.sink = sink
+        self.stateful = getattr(sink, "stateful", True)
+
+    def create_writer(self, ctx: SinkContext) -> WitnessWriter:
+        return WitnessWriter(self.sink.create_writer(ctx))
+
+
+class WitnessWriter:
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+        self.epoch_records = 0  # written since the last barrier
+        self.records_of: dict[int, int] = {}  # checkpoint id -> records of its epoch
+
+    async def open(self) -> None:
+        await self.writer.open()
+
+    async def write(self, records: list[Any]) -> None:
+        AbortWitness.max_batch = max(AbortWitness.max_batch, len(records))
+        self.epoch_records += len(records)
+        await self.writer.write(records)
+
+    async def snapshot(self, checkpoint_id: int) -> list[Any]:
+        self.records_of[checkpoint_id], self.epoch_records = self.epoch_records, 0
+        return list(await self.writer.snapshot(checkpoint_id))
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        await self.writer.notify_checkpoint_complete(checkpoint_id)
+
+    async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
+        if self.records_of.get(checkpoint_id):
+            AbortWitness.aborts_with_records += 1
+        await self.writer.notify_checkpoint_aborted(checkpoint_id)
+
+    async def finish(self) -> None:
+        await self.writer.finish()
+
+    async def close(self) -> None:
+        await self.writer.close()
+
+
+def build(env: StreamEnvironment, sink: str, inputs: list[Path], out: Path, args: argparse.Namespace,
+          starting: StartingOffsets | None = None) -> None:
     pause = RUN_SECONDS * PACE_EVERY * env.parallelism / TOTAL_RECORDS
-    if sink in ("kafka", "mysql"):
+    if sink in KAFKA_INPUT:
         source: Any = KafkaSource(
-            args.bootstrap, topics=args.input_topic, bounded=True, value_deserializer="str"
+            args.bootstrap, topics=args.input_topic, bounded=True, value_deserializer="str",
+            starting_offsets=starting or StartingOffsets.earliest(),
         )
     else:
         source = FileSource([str(p) for p in inputs], batch_size=SOURCE_BATCH)
+    parsed = env.from_source(source, name="input").uid("input").map(parse).uid("parse")
+    if sink == "mysql-offsets":  # no state but MySQL's (see the module docstring)
+        (parsed.map(Pace(PACE_EVERY, pause)).uid("pace")
+            .sink_to(AbortWitness(MySqlOffsetsSink(
+                args.mysql_url, table=TABLE, statement=OFFSETS_INSERT, row_fn=to_offsets_row, name=OFFSETS_NAME,
+                batch_size=100,
+            )), name="mysql-offsets-sink").uid("mysql-offsets-sink").set_parallelism(1))
+        return
     stream = (
-        env.from_source(source, name="input")
-        .uid("input")
-        .map(parse)
-        .uid("parse")
-        .key_by(lambda r: r[0])
+        parsed.key_by(lambda r: r[0])
         .process(CountPerKey())
         .uid("count-per-key")
         .map(Pace(PACE_EVERY, pause))
         .uid("pace")
     )
     if sink == "file":
-        stream.map(to_line).uid("to-line").sink_to(ExactlyOnceFileSink(out), name="file-sink").uid("file-sink")
+        stream.map(to_line).uid("to-line").sink_to(
+            AbortWitness(ExactlyOnceFileSink(out)), name="file-sink"
+        ).uid("file-sink")
     elif sink == "sqlite":
         stream.sink_to(
-            ExactlyOnceSqliteSink(
+            AbortWitness(ExactlyOnceSqliteSink(
                 out / DB_NAME, table=TABLE, statement=INSERT, row_fn=to_row, create_sql=TABLE_DDL
-            ),
+            )),
             name="sqlite-sink",
         ).uid("sqlite-sink")
     elif sink == "kafka":
         stream.sink_to(
-            KafkaSink(
+            AbortWitness(KafkaSink(
                 args.bootstrap,
                 args.output_topic,
                 delivery_guarantee=DeliveryGuarantee.EXACTLY_ONCE,
@@ -218,13 +311,13 @@ def build(env: StreamEnvironment, sink: str, inputs: list[Path], out: Path, args
                 key=lambda r: r[0],
                 key_serializer="str",
                 value_serializer=to_kafka_value,
-            ),
+            )),
             name="kafka-sink",
         ).uid("kafka-sink")
     elif sink == "mysql":
         stream.sink_to(
-            MySqlSink(args.mysql_url, table=TABLE, statement=MYSQL_INSERT, row_fn=to_row,
-                      delivery_guarantee=DeliveryGuarantee.EXACTLY_ONCE, batch_size=100),
+            AbortWitness(MySqlSink(args.mysql_url, table=TABLE, statement=MYSQL_INSERT, row_fn=to_row,
+                                   delivery_guarantee=DeliveryGuarantee.EXACTLY_ONCE, batch_size=100)),
             name="mysql-sink",
         ).uid("mysql-sink")
     else:
@@ -233,25 +326,49 @@ def build(env: StreamEnvironment, sink: str, inputs: list[Path], out: Path, args
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     env = StreamEnvironment(parallelism=args.parallelism)
-    env.enable_checkpointing(CHECKPOINT_INTERVAL, directory=args.checkpoints)
+    checkpoints = args.checkpoints
+    starting = resumed_from = None
+    if args.sink == "mysql-offsets":  # resume from MySQL alone, never from a checkpoint
+        checkpoints = args.checkpoints / f"process-{uuid.uuid4().hex}"
+        starting = StartingOffsets.offsets(await load_offsets(args.mysql_url, OFFSETS_NAME))
+        resumed_from = applied_checkpoint(args.mysql_url)
+    env.enable_checkpointing(CHECKPOINT_INTERVAL, directory=checkpoints, tolerable_failures=1)
     env.set_restart_strategy(RestartStrategy.none())
     env.set_source_batch_size(SOURCE_BATCH)
+    faults = FaultInjector.from_environment()  # the crash point of STREAMFLOW_CRASH, if any
+    faults.fail_state_writes(f"{args.sink}-sink", ABORT_EVERY)
+    env.set_fault_injector(faults)
     args.out.mkdir(parents=True, exist_ok=True)
     inputs = input_paths(args.input) if args.input is not None else []
-    build(env, args.sink, inputs, args.out, args)
+    build(env, args.sink, inputs, args.out, args, starting)
     result = await env.execute("crash-job")
     sink_counts = {
         name: counts["records_in"]
         for name, counts in result.metrics.get("operators", {}).items()
         if name.startswith(f"{args.sink}-sink[")
     }
+    history = result.metrics.get("checkpoints", {}).get("history", [])
     return {
         "attempts": result.attempts,
         "restored_from": result.restored_from,
+        "resumed_from_mysql": resumed_from,
         "checkpoints_completed": result.checkpoints_completed,
+        "checkpoints_aborted": sum(1 for h in history if h["status"] == "aborted"),
+        "aborts_with_records": AbortWitness.aborts_with_records,
+        "max_sink_batch": AbortWitness.max_batch,
         "duration": round(result.duration, 3),
         "sink_subtasks_written": sorted(int(n[n.index("[") + 1 : -1]) for n, c in sink_counts.items() if c),
     }
+
+
+def applied_checkpoint(mysql_url: str) -> int | None:
+    """The checkpoint whose rows and offsets MySQL holds last (None: nothing yet)."""
+    from streamflow.testing.mysql import query, table_exists
+
+    if not table_exists(mysql_url, PROGRESS_TABLE):
+        return None
+    rows = query(mysql_url, f"SELECT checkpoint_id FROM {PROGRESS_TABLE} WHERE name = %s", (OFFSETS_NAME,))
+    return int(rows[0][0]) if rows else None
 
 
 # -- reading the committed output (used by the tests) -----------------------------------
@@ -260,16 +377,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def read_committed(sink: str, out: Path, kafka: tuple[str, str] | None = None,
                    mysql_url: str | None = None) -> list[Result]:
     """The committed output in commit order per subtask (file), insertion order (SQLite,
-    MySQL) or offset order per partition (Kafka, ``kafka=(bootstrap, output topic)``, as
+    MySQL; counts derived from it for mysql-offsets) or offset order per partition (Kafka, ``kafka=(bootstrap, output topic)``, as
     a read_committed consumer sees it)."""
-    if sink == "mysql":
+    if sink in ("mysql", "mysql-offsets"):
         from streamflow.testing.mysql import query, table_exists
 
         assert mysql_url is not None
         if not table_exists(mysql_url, TABLE):
             return []
-        rows = query(mysql_url, f"SELECT `key`, count, lineid FROM {TABLE} ORDER BY seq")
-        return [(k, int(c), int(i)) for k, c, i in rows]
+        if sink == "mysql":
+            rows = query(mysql_url, f"SELECT `key`, count, lineid FROM {TABLE} ORDER BY seq")
+            return [(k, int(c), int(i)) for k, c, i in rows]
+        counts: dict[str, int] = {}
+        results = []
+        for key, lineid in query(mysql_url, f"SELECT `key`, lineid FROM {TABLE} ORDER BY seq"):
+            counts[key] = counts.get(key, 0) + 1
+            results.append((key, counts[key], int(lineid)))
+        return results
     if sink == "kafka":
         from streamflow.testing.kafka import read_committed as read_kafka
 
@@ -300,20 +424,20 @@ def read_committed(sink: str, out: Path, kafka: tuple[str, str] | None = None,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sink", choices=("file", "sqlite", "kafka", "mysql"), required=True)
+    parser.add_argument("--sink", choices=SINKS, required=True)
     parser.add_argument("--input", type=Path, help="directory of the generated input files")
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers (--sink kafka)")
     parser.add_argument("--input-topic", help="the input topic (--sink kafka)")
     parser.add_argument("--output-topic", help="the output topic (--sink kafka)")
-    parser.add_argument("--mysql-url", help="the database of the results table (--sink mysql)")
+    parser.add_argument("--mysql-url", help="the database of the results table (--sink mysql, mysql-offsets)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--checkpoints", type=Path, required=True)
     parser.add_argument("--parallelism", type=int, default=1)
     args = parser.parse_args(argv)
-    if args.sink == "mysql":  # the table is the user's to create, as with any MySqlSink
+    if args.sink in ("mysql", "mysql-offsets"):  # the table is the user's to create, as with any MySqlSink
         from streamflow.testing.mysql import execute
 
-        execute(args.mysql_url, MYSQL_DDL)
+        execute(args.mysql_url, MYSQL_DDL if args.sink == "mysql" else OFFSETS_DDL)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in ("streamflow.job", "streamflow.checkpoint"):
         logging.getLogger(name).setLevel(logging.INFO)

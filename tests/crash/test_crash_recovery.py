@@ -1,5 +1,5 @@
-"""Crash and recovery of the exactly-once file, SQLite, Kafka and MySQL (XA) sinks (DESIGN.md
-section 7).
+"""Crash and recovery of the exactly-once file, SQLite, Kafka, MySQL (XA) and MySQL
+offsets sinks (docs/architecture.md, "Recovery and restarts").
 
 A real job process (``crash_job.py``) is killed at a named point (``STREAMFLOW_CRASH``,
 ``os._exit(137)``), a NEW process is started on the same checkpoint and output
@@ -8,6 +8,16 @@ job, record by record: the same multiset, no duplicate, no loss, and per key the
 1..n in commit order (the counts come from keyed ValueState, so they also prove the
 restored state was right). After every crash the committed output so far must be a
 duplicate-free per-key prefix of the reference: nothing uncommitted is ever visible.
+
+The MySQL offsets sink's processes resume from MySQL alone, not from a checkpoint (see
+crash_job.py): where the others check the checkpoint restored, it checks the checkpoint
+whose rows and offsets MySQL held when the process started.
+
+Every run also aborts checkpoints 4, 8, ... after the sink pre-committed them (a failed
+state write); the failure-free runs show that each sink's abort path ran with records in
+the aborted checkpoint's transaction, and the exact output that they were committed
+with a later checkpoint, once. A crash behind an aborted checkpoint (before the next one
+completed) shows its transaction rolled back on restore instead.
 """
 
 from __future__ import annotations
@@ -23,8 +33,9 @@ from crash_harness import CRASH_EXIT_CODE, CrashLab, Scenario, ScenarioResult
 
 pytestmark = pytest.mark.crash
 
-# kafka: KafkaSource -> ... -> exactly-once KafkaSink; mysql: KafkaSource -> ... -> XA MySqlSink
-SINKS = ("file", "sqlite", "kafka", "mysql")
+# kafka: KafkaSource -> ... -> exactly-once KafkaSink; mysql: KafkaSource -> ... -> XA MySqlSink;
+# mysql-offsets: KafkaSource -> ... -> MySqlOffsetsSink, resumed from the offsets in MySQL
+SINKS = crash_job.SINKS
 PARALLELISMS = (1, 2)
 # Checkpoint ids >= n fire, so n=2 is surely reached (a run takes ~10 checkpoints).
 POINTS = (
@@ -45,10 +56,25 @@ RESTORED_FROM = {
     "after_completion": (2, 2),
     "after_commit": (2, None),
 }
+# The checkpoint MySQL holds when the process after a crash starts (mysql-offsets): the
+# last one the sink applied, which a completed checkpoint is not yet (after_completion).
+RESUMED_FROM_MYSQL = {
+    "records": (1, None),
+    "after_barrier": (1, 1),
+    "after_pre_commit": (1, 1),
+    "metadata_write": (1, 1),
+    "after_completion": (1, 1),
+    "after_commit": (2, 2),
+}
 # Two crashes: checkpoint 3 complete but never committed; the next process commits its
 # handles while opening and dies pre-committing its first checkpoint (which never
 # completes), so the third process restores from 3 again and commits them a second time.
 DOUBLE = ("after_completion:3", "after_pre_commit:2")
+# A crash while an aborted checkpoint's transaction is still prepared: checkpoint 4 is
+# aborted (a failed state write), the process dies pre-committing 5, and the next one
+# restores 3: it must roll back the transactions of 4 and 5 and replay their records.
+ABORTED = crash_job.ABORT_EVERY
+BEHIND_ABORT = f"after_pre_commit:{ABORTED + 1}"
 
 
 def _params(scenarios: list[Scenario]) -> list[object]:
@@ -58,6 +84,7 @@ def _params(scenarios: list[Scenario]) -> list[object]:
 REFERENCES = [Scenario(s, p) for s in SINKS for p in PARALLELISMS]
 SINGLE = [Scenario(s, p, (point,)) for s in SINKS for p in PARALLELISMS for point in POINTS]
 TWICE = [Scenario(s, p, DOUBLE) for s in SINKS for p in PARALLELISMS]
+AFTER_ABORT = [Scenario(s, 2, (BEHIND_ABORT,)) for s in SINKS]  # p=2 only: the suite's time
 
 
 # -- comparison ---------------------------------------------------------------------------
@@ -166,17 +193,35 @@ def test_failure_free_run_is_a_valid_reference(scenario: Scenario, crash_lab: Cr
     if problems:
         _fail("the failure-free run differs from what the input implies", problems, reference)
     assert reference.inspections[-1].committed_count == crash_job.TOTAL_RECORDS
-    assert reference.inspections[-1].subtasks_with_output == set(range(scenario.parallelism))
+    sink_parallelism = 1 if scenario.sink == "mysql-offsets" else scenario.parallelism
+    assert reference.inspections[-1].subtasks_with_output == set(range(sink_parallelism))
     assert not reference.inspections[-1].leftovers
+
+
+@pytest.mark.parametrize("scenario", _params(REFERENCES))
+def test_the_sink_heard_aborted_checkpoints_with_records_and_got_small_batches(
+    scenario: Scenario, crash_lab: CrashLab
+) -> None:
+    """The abort path ran with data at stake (the exact output above shows those records
+    were committed later, once), and barriers fell between small batches."""
+    summary = _reference(crash_lab, scenario).runs[-1].summary
+    assert summary["checkpoints_aborted"] >= 1, summary
+    assert summary["aborts_with_records"] >= 1, summary
+    assert 0 < summary["max_sink_batch"] <= crash_job.SOURCE_BATCH, summary
 
 
 @pytest.mark.parametrize("scenario", _params(SINGLE))
 def test_exactly_once_after_a_crash(scenario: Scenario, crash_lab: CrashLab) -> None:
     result = check_recovery(crash_lab, scenario)
-    low, high = RESTORED_FROM[scenario.crashes[0].partition(":")[0]]
-    restored = result.runs[-1].summary["restored_from"]
+    point = scenario.crashes[0].partition(":")[0]
+    summary = result.runs[-1].summary
+    if scenario.sink == "mysql-offsets":
+        (low, high), restored, what = RESUMED_FROM_MYSQL[point], summary["resumed_from_mysql"], "resumed from MySQL at"
+        assert summary["restored_from"] is None
+    else:
+        (low, high), restored, what = RESTORED_FROM[point], summary["restored_from"], "restored from"
     assert restored is not None and restored >= low and (high is None or restored <= high), (
-        f"after a crash at {scenario.crashes[0]} the job restored from checkpoint {restored}, "
+        f"after a crash at {scenario.crashes[0]} the job {what} checkpoint {restored}, "
         f"expected {low}..{high or 'any'}\n{result.describe()}"
     )
 
@@ -184,5 +229,19 @@ def test_exactly_once_after_a_crash(scenario: Scenario, crash_lab: CrashLab) -> 
 @pytest.mark.parametrize("scenario", _params(TWICE))
 def test_exactly_once_after_two_consecutive_crashes(scenario: Scenario, crash_lab: CrashLab) -> None:
     result = check_recovery(crash_lab, scenario)
-    restored = result.runs[-1].summary["restored_from"]
+    summary = result.runs[-1].summary
+    if scenario.sink == "mysql-offsets":  # the second process applied its own checkpoint 1 before it died
+        restored = summary["resumed_from_mysql"]
+        assert restored is not None and restored >= 1, f"resumed from MySQL at {restored}\n{result.describe()}"
+        return
+    restored = summary["restored_from"]
     assert restored == 3, f"the last process restored from {restored}, expected 3\n{result.describe()}"
+
+
+@pytest.mark.parametrize("scenario", _params(AFTER_ABORT))
+def test_exactly_once_after_a_crash_behind_an_aborted_checkpoint(scenario: Scenario, crash_lab: CrashLab) -> None:
+    result = check_recovery(crash_lab, scenario)
+    assert f"checkpoint {ABORTED} aborted" in result.runs[0].stderr, result.describe()
+    summary = result.runs[-1].summary
+    key = "resumed_from_mysql" if scenario.sink == "mysql-offsets" else "restored_from"
+    assert summary[key] == ABORTED - 1, f"{key} {summary[key]}, expected {ABORTED - 1}\n{result.describe()}"

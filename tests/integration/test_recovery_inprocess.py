@@ -1,8 +1,9 @@
 """Failures inside one process: restart strategies, error policies, checkpoint aborts,
-and restoring past a damaged checkpoint.
+and restoring past a damaged checkpoint (without an exactly-once sink: see
+test_damaged_checkpoint_rollback for the refusal with one).
 
-Failures are injected with ``faults.arm(point, n, action="raise")``: the armed point
-raises once, the attempt fails, and the restart strategy decides. CollectSink is
+Failures are injected with ``faults.arm(point, n, action="raise")`` on the injector
+every job of this module gets (``env.set_fault_injector``): the armed point raises once, the attempt fails, and the restart strategy decides. CollectSink is
 at-least-once, so after a restore the records since the restored checkpoint are written
 again: the checks compare the set of outputs and the final value per key (a keyed
 running count, whose last value per key is the total), never the raw multiset.
@@ -26,13 +27,14 @@ from streamflow import (
     StreamEnvironment,
     UserFunctionError,
 )
+from streamflow.api.connector import SinkWriterBase
 from streamflow.connectors.collection import CollectionSource
 from streamflow.connectors.debug import CollectSink
+from streamflow.core.faults import FaultInjector, InjectedFault
 from streamflow.errors import TooManyCheckpointFailuresError
-from streamflow.runtime import faults
-from streamflow.runtime.faults import InjectedFault
 from streamflow.state import ValueStateDescriptor
-from streamflow.api.connector import SinkWriterBase
+
+faults = FaultInjector()  # the faults these tests arm; every job built here gets it
 
 KEYS = [f"k{i}" for i in range(5)]
 ITEMS = [(i, KEYS[i % 5]) for i in range(200)]
@@ -77,7 +79,7 @@ async def paced(record: tuple[int, str]) -> tuple[int, str]:
 def counting_job(
     directory: Path, out: str, *, parallelism: int = 1, restart: RestartStrategy, **checkpoint: Any
 ) -> StreamEnvironment:
-    env = StreamEnvironment(parallelism=parallelism)
+    env = StreamEnvironment(parallelism=parallelism).set_fault_injector(faults)
     env.enable_checkpointing(checkpoint.pop("interval", 0.01), directory=directory, **checkpoint)
     env.set_restart_strategy(restart)
     env.set_source_batch_size(4)
@@ -166,7 +168,7 @@ async def _two_sources_job(directory: Path, out: str, restart: RestartStrategy) 
         await asyncio.sleep(0.002)
         return record
 
-    env = StreamEnvironment(parallelism=2)
+    env = StreamEnvironment(parallelism=2).set_fault_injector(faults)
     env.enable_checkpointing(0.01, directory=directory)
     env.set_restart_strategy(restart)
     env.set_channel_capacity(2)
@@ -225,6 +227,21 @@ async def test_fixed_delay_gives_up_after_its_attempts(out: str) -> None:
     with pytest.raises(JobFailedError, match=r"failed in attempt 3 and the restart strategy gave up") as info:
         await env.execute("fixed-delay")
     assert isinstance(info.value.__cause__, UserFunctionError)
+
+
+async def test_exponential_delay_waits_longer_after_each_failure_then_gives_up(
+    out: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    strategy = RestartStrategy.exponential_delay(0.05, multiplier=2.0, jitter=0.0, attempts=3)
+    env = _always_failing_job(out, strategy)
+    with caplog.at_level(logging.WARNING, logger="streamflow.job"):
+        with pytest.raises(JobFailedError, match=r"failed in attempt 4 and the restart strategy gave up") as info:
+            await env.execute("exponential")
+    assert isinstance(info.value.__cause__, UserFunctionError)
+    assert "(restart strategy: exponential delay 0.05s x2 up to 60s" in str(info.value)
+    waits = [r.getMessage().rsplit("restarting in ", 1)[1].split("s ", 1)[0]
+             for r in caplog.records if "restarting in" in r.getMessage()]
+    assert waits == ["0.05", "0.10", "0.20"]
 
 
 async def test_failure_rate_restarts_within_its_budget(out: str, tmp_path: Path) -> None:
@@ -412,14 +429,16 @@ async def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(
     state_file.write_bytes(bytes(data))
 
     CollectSink.clear(out)
-    with caplog.at_level(logging.WARNING, logger="streamflow.checkpoint.storage"):
+    with caplog.at_level(logging.WARNING, logger="streamflow.checkpoint.rollback"):
         result = await counting_job(tmp_path, out, restart=RestartStrategy.none(), retained=3).execute("damaged")
 
     assert result.restored_from == previous
-    assert any(
-        f"checkpoint {newest} is damaged" in r.getMessage() and "falling back" in r.getMessage()
-        for r in caplog.records
-    )
+    # CollectSink is at-least-once: the rollback needs no permission, only a WARNING
+    [said] = [r for r in caplog.records if r.name == "streamflow.checkpoint.rollback"]
+    assert said.levelno == logging.WARNING
+    assert f"falling back to checkpoint {previous} past damaged completed checkpoint(s) {newest}" in said.getMessage()
+    assert f"checkpoint {newest} is damaged" in said.getMessage()
+    assert "the job has no exactly-once sink" in said.getMessage()
     second_run = CollectSink.results(out)
     assert final_per_key(second_run) == TOTALS
     assert set(second_run) <= EXPECTED

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import logging
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 from streamflow.api.connector import SinkContext, SinkWriter
@@ -58,3 +63,31 @@ async def values(bootstrap: str, topic: str, timeout: float = 30.0) -> list[str]
 
 def handles(state: list[Any]) -> list[dict[str, Any]]:
     return [entry["handle"] for entry in state]
+
+
+class _Unclosed(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "Unclosed" in record.getMessage():
+            self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def no_unclosed_connections() -> Iterator[None]:
+    """Fail if an aiokafka connection (or any socket) opened inside is dropped unclosed:
+    garbage is collected at the end, and its ResourceWarning or the asyncio error log
+    "Unclosed AIOKafkaConnection" is an assertion error naming it."""
+    handler = _Unclosed()
+    logging.getLogger("asyncio").addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            yield
+            gc.collect()
+    finally:
+        logging.getLogger("asyncio").removeHandler(handler)
+    unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] + handler.messages
+    assert not unclosed, f"{len(unclosed)} connections left unclosed: {unclosed[:3]}"

@@ -15,7 +15,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from kafka_sink_kit import crash, ctx, eo_sink, handles, new_topic, opened, values
 from streamflow.errors import DataLossError
 from streamflow.state.operator import redistribute_split
-from streamflow.testing.kafka import produce
+from streamflow.testing.kafka import produce, undecided_partitions
 
 
 async def test_a_prepared_transaction_of_a_dead_writer_is_committed_once_on_restore(kafka_bootstrap: str) -> None:
@@ -139,6 +139,36 @@ async def test_upscale_hands_old_handles_to_other_subtasks_without_aborting_them
         await first.close()
         await second.close()
     assert sorted(await values(kafka_bootstrap, topic)) == ["new-0", "one", "two"]
+
+
+async def test_a_fresh_start_aborts_what_a_run_at_another_parallelism_left_open(kafka_bootstrap: str) -> None:
+    # A run at parallelism 3 died before any checkpoint: no state names its transactions.
+    topic = await new_topic(kafka_bootstrap, partitions=2)
+    sink = eo_sink(kafka_bootstrap, topic, transactional_id_pool_size=4)
+    for subtask in (1, 2):
+        dead = await opened(sink, ctx(subtask=subtask, parallelism=3))
+        await dead.write([f"lost-{subtask}"])
+        await dead.snapshot(1)  # prepared, never completed
+        await dead.write([f"open-{subtask}"])
+        await crash(dead)
+    # ... and one of this layout that used an id beyond the current pool size.
+    bigger = await opened(eo_sink(kafka_bootstrap, topic, transactional_id_pool_size=5), ctx())
+    for checkpoint in (1, 2, 3, 4):
+        await bigger.write([f"k{checkpoint}"])
+        await bigger.snapshot(checkpoint)
+    await bigger.write(["open-on-id-4"])
+    await crash(bigger)
+    assert await undecided_partitions(kafka_bootstrap, topic)
+
+    fresh = await opened(sink, ctx(subtask=0, parallelism=1))  # subtask 0 lists and aborts
+    try:
+        assert await undecided_partitions(kafka_bootstrap, topic) == {}
+        await fresh.write(["new"])
+        await fresh.snapshot(1)
+        await fresh.notify_checkpoint_complete(1)
+    finally:
+        await fresh.close()
+    assert await values(kafka_bootstrap, topic) == ["new"]
 
 
 async def _abort_check_interval(bootstrap: str) -> float:

@@ -19,15 +19,17 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
+from kafka_source_kit import TagSubtask, fill, job, partition_of, run_until
 
-from streamflow import RestartStrategy, StreamEnvironment
+from streamflow import ConfigError, RestartStrategy, StreamEnvironment
 from streamflow.connectors.debug import CollectSink
 from streamflow.connectors.file_sink import ExactlyOnceFileSink, read_committed_lines
 from streamflow.connectors.kafka import KafkaSource, OffsetReset, StartingOffsets
 from streamflow.connectors.kafka.offsets import owner_of
-from streamflow.runtime import faults
+from streamflow.core.faults import FaultInjector
 from streamflow.testing.kafka import create_topic, produce, produce_transactions, unique_topic
-from kafka_source_kit import TagSubtask, fill, job, partition_of, run_until
+
+faults = FaultInjector()  # the faults these tests arm; every job built here gets it
 
 
 @pytest.fixture
@@ -167,6 +169,73 @@ async def test_a_bounded_restore_reads_no_record_twice(kafka_bootstrap: str, out
     env.from_source(source(kafka_bootstrap, topic, bounded=True)).uid("src").sink_to(CollectSink(out))
     await env.execute("bounded-restore")  # restored stops: the first run's end
     assert CollectSink.results(out) == []
+
+
+async def test_a_source_added_since_a_savepoint_reads_its_topic_from_its_starting_offsets(
+    kafka_bootstrap: str, out: str, tmp_path: Path
+) -> None:
+    """A KafkaSource whose uid the savepoint lacks starts as on a first run, next to the
+    restored one, which goes on after its savepoint offsets."""
+    old_topic, new_topic = unique_topic("added-old"), unique_topic("added-new")
+    first = await fill(kafka_bootstrap, old_topic, partitions=2, per_partition=5)
+    added = await fill(kafka_bootstrap, new_topic, partitions=2, per_partition=5)
+    env = job(2, tmp_path / "chk")
+    env.from_source(source(kafka_bootstrap, old_topic)).uid("old").sink_to(CollectSink(out)).uid("out")
+    client = await run_until(env, "added", out, len(first))
+    savepoint = await client.stop_with_savepoint(tmp_path / "savepoints")
+    await client.wait()
+    assert sorted(CollectSink.results(out)) == sorted(first)
+    CollectSink.clear(out)
+
+    more = await fill(kafka_bootstrap, old_topic, partitions=2, per_partition=3, start=5)
+    env = job(2, tmp_path / "chk-2")
+    starting = StartingOffsets.offsets({(new_topic, 0): 2})  # partition 1: the default, earliest
+    old = env.from_source(source(kafka_bootstrap, old_topic)).uid("old")
+    new = env.from_source(source(kafka_bootstrap, new_topic, starting_offsets=starting)).uid("new")
+    old.union(new).sink_to(CollectSink(out)).uid("out")
+    client = env.execute_async("added", from_savepoint=savepoint)
+    expected = more + [v for v in added if v not in ("0:0", "0:1")]
+    try:
+        await run_until_more(out, len(expected))
+    finally:
+        await client.cancel()
+    assert Counter(CollectSink.results(out)) == Counter(expected)
+
+
+async def test_a_restored_source_that_owned_no_partition_reads_new_ones_from_earliest(
+    kafka_bootstrap: str, out: str, tmp_path: Path
+) -> None:
+    """Restored is not fresh: partitions a restored source finds have appeared since the
+    job started, so they start at earliest, not at ``starting_offsets`` (latest here)."""
+    prefix = unique_topic("owned-none")
+
+    def build() -> StreamEnvironment:
+        env = job(1, tmp_path)
+        env.from_source(
+            KafkaSource(kafka_bootstrap, topic_pattern=f"{prefix}-.*", value_deserializer="str",
+                        starting_offsets=StartingOffsets.latest())
+        ).uid("src").sink_to(CollectSink(out))
+        return env
+
+    client = build().execute_async("owned-none")
+    deadline = time.monotonic() + 20
+    while True:  # a checkpoint in which the source owns no partition
+        try:
+            await client.trigger_checkpoint()
+            break
+        except ConfigError:  # not started yet
+            assert time.monotonic() < deadline, "the job did not start"
+            await asyncio.sleep(0.05)
+    await client.cancel()
+
+    written = await fill(kafka_bootstrap, f"{prefix}-a", partitions=2, per_partition=3)
+    client = build().execute_async("owned-none")
+    try:
+        await run_until_more(out, len(written))
+    finally:
+        await client.cancel()
+    assert client.metrics()["checkpoints"]["restored_from"] is not None
+    assert sorted(CollectSink.results(out)) == sorted(written)
 
 
 # -- starting offsets ------------------------------------------------------------------
@@ -413,7 +482,7 @@ async def test_a_failed_attempt_restarts_from_the_checkpoint_and_the_output_is_e
 ) -> None:
     topic = unique_topic("restart")
     written = await fill(kafka_bootstrap, topic, partitions=4, per_partition=100)
-    env = StreamEnvironment(parallelism=2)
+    env = StreamEnvironment(parallelism=2).set_fault_injector(faults)
     env.enable_checkpointing(0.05, directory=tmp_path / "checkpoints")
     env.set_restart_strategy(RestartStrategy.fixed_delay(attempts=2, delay=0.0))
     env.set_source_batch_size(10)

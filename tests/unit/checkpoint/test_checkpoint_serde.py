@@ -1,20 +1,23 @@
+"""The snapshot envelope: pickle, exact; old orjson blobs still decode; unpicklable state
+named by operator, subtask, state and type."""
+
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import logging
+import decimal
 import math
 import pickle
+import socket
+import threading
+import uuid
+from typing import Any
 
+import orjson
 import pytest
 
 from streamflow.checkpoint import serde
-from streamflow.errors import CheckpointCorruptedError, CheckpointError
-
-
-@pytest.fixture(autouse=True)
-def _fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(serde, "_warned", set())
+from streamflow.errors import CheckpointCorruptedError, CheckpointError, StateSerializationError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,67 +26,44 @@ class Point:
     y: int
 
 
-def test_json_round_trip_uses_json_tag() -> None:
-    value = {"count": 3, "names": ["a", "b"], "nested": {"f": 1.5, "none": None, "ok": True}}
-    data = serde.encode(value)
-    assert data[:1] == serde.JSON_TAG
-    assert serde.decode(data) == value
-
-
-def test_json_turns_tuples_into_lists_and_int_keys_into_str() -> None:
-    assert serde.decode(serde.encode({"t": (1, 2)})) == {"t": [1, 2]}
-    assert serde.decode(serde.encode({1: "a"})) == {"1": "a"}
+class Holder:
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
 
 
 @pytest.mark.parametrize(
     "value",
     [
+        {"t": (1, (2, "x"))},
+        {1: "int key", 2.5: "float key", None: "none key", True: "bool key", (1, "a"): "tuple key"},
         {1, 2, 3},
         {"s": frozenset({"a"})},
         2**70,
-        {"big": [-(2**80)]},
-        {(1, 2): "tuple key"},
         b"raw bytes",
         Point(1, 2),
-        {"when": datetime.datetime(2024, 1, 2, 3, 4, 5)},
+        {"when": datetime.datetime(2024, 1, 2, 3, 4, 5), "day": datetime.date(2024, 1, 2)},
+        [decimal.Decimal("1.10"), uuid.UUID(int=7)],
+        [math.inf, -0.0],
     ],
-    ids=["set", "nested-frozenset", "bigint", "nested-bigint", "tuple-key", "bytes", "dataclass", "datetime"],
+    ids=["tuples", "key-types", "set", "frozenset", "bigint", "bytes", "dataclass", "datetimes", "decimal-uuid",
+         "floats"],  # fmt: skip
 )
-def test_fallback_to_pickle_round_trips(value: object) -> None:
+def test_encode_is_pickle_and_exact(value: Any) -> None:
     data = serde.encode(value)
     assert data[:1] == serde.PICKLE_TAG
-    assert pickle.loads(data[1:]) == value
-    assert serde.decode(data) == value
+    restored = serde.decode(data)
+    assert restored == value
+    assert repr(restored) == repr(value)  # types too: a tuple would print as (..), a list as [..]
 
 
-@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
-def test_non_finite_floats_are_pickled_not_nulled(bad: float) -> None:
-    data = serde.encode({"max": bad, "other": None})
-    assert data[:1] == serde.PICKLE_TAG
-    restored = serde.decode(data)["max"]
-    assert restored == bad or (math.isnan(bad) and math.isnan(restored))
+def test_nan_survives() -> None:
+    assert math.isnan(serde.decode(serde.encode({"v": math.nan}))["v"])
 
 
-def test_plain_none_stays_json() -> None:
-    assert serde.encode({"v": None})[:1] == serde.JSON_TAG
-
-
-def test_fallback_warns_once_per_type(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger=serde.__name__):
-        serde.encode({1, 2})
-        serde.encode({3})
-        serde.encode(Point(0, 0))
-    messages = [r.getMessage() for r in caplog.records]
-    assert len(messages) == 2
-    assert "state of type set is not JSON-encodable; stored with pickle" in messages[0]
-    assert "same classes importable" in messages[0]
-    assert "Point" in messages[1]
-
-
-def test_no_warning_for_json(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING):
-        serde.encode({"a": [1, 2]})
-    assert not caplog.records
+def test_old_json_blobs_still_decode() -> None:
+    """What the encoder before exact state types wrote for plain state: tag J + orjson."""
+    old = serde.JSON_TAG + orjson.dumps({"keyed": {"format": 1, "states": {}}, "t": [1, 2]})
+    assert serde.decode(old) == {"keyed": {"format": 1, "states": {}}, "t": [1, 2]}
 
 
 @pytest.mark.parametrize("data", [b"", b"X{}", b"J{not json", b"Pnot a pickle"])
@@ -96,3 +76,50 @@ def test_decode_names_missing_class() -> None:
     data = serde.PICKLE_TAG + pickle.dumps(Point(1, 2), protocol=5).replace(b"Point", b"Gone_")
     with pytest.raises(CheckpointError, match="cannot be imported"):
         serde.decode(data)
+
+
+def keyed_snapshot(value: Any) -> dict[str, Any]:
+    return {
+        "keyed": {
+            "format": 2,
+            "states": {
+                "fine": {"kind": "value", "ttl": False, "serializer": "pickle", "key_groups": {1: {"a": 1}}},
+                "acc": {"kind": "value", "ttl": False, "serializer": "pickle", "key_groups": {3: {"ok": 1, "bob": value}}},
+            },
+        },
+        "timers": {"processing": [], "event": []},
+    }
+
+
+def test_a_lambda_in_keyed_state_names_operator_subtask_state_key_and_type() -> None:
+    with pytest.raises(StateSerializationError) as caught:
+        serde.encode(keyed_snapshot({"rule": [1, lambda x: x]}), operator="count", subtask=2)
+    error = caught.value
+    assert (error.operator, error.subtask, error.state, error.value_type) == ("count", 2, "acc", "function")
+    assert error.path == "value['rule'][1]"
+    assert str(error).startswith(
+        "operator 'count' (subtask 2): keyed state 'acc' (key 'bob') holds a value of type function that cannot be "
+        "pickled (at value['rule'][1])"
+    )
+    assert "create them in open()" in str(error)
+
+
+def test_an_object_attribute_is_followed_to_the_culprit() -> None:
+    with pytest.raises(StateSerializationError, match=r"type _thread\.lock .* \(at value\.inner\[0\]\)"):
+        serde.encode(keyed_snapshot(Holder([threading.Lock()])), operator="op", subtask=0)
+
+
+def test_unpicklable_operator_state_source_split_and_timer_key() -> None:
+    with socket.socket() as sock:
+        operator_state = {"operator": {"format": 2, "states": {"buffer": {"mode": "split", "serializer": "pickle",
+                                                                          "items": ["a", ("b", sock)]}}}}  # fmt: skip
+        with pytest.raises(StateSerializationError) as caught:
+            serde.encode(operator_state, operator="buffering", subtask=0)
+        assert caught.value.state == "buffer"
+        assert "operator state 'buffer' (item 1) holds a value of type socket.socket" in str(caught.value)
+        assert caught.value.path == "item[1]"
+    with pytest.raises(StateSerializationError, match="source split 0 holds a value of type generator"):
+        serde.encode({"source": [(x for x in ())]}, operator="src", subtask=1)
+    lock = threading.Lock()
+    with pytest.raises(StateSerializationError, match="a processing-time timer holds a value of type _thread.lock"):
+        serde.encode({"timers": {"processing": [(1.0, 3, lock)], "event": []}}, operator="op", subtask=0)

@@ -15,9 +15,11 @@ from streamflow.checkpoint.metadata import (
     UnsupportedCheckpointVersionError,
 )
 from streamflow.checkpoint.storage import CheckpointStorage, state_file_name
+from streamflow.core.faults import FaultInjector, InjectedFault
+from streamflow.core.ids import CheckpointId
 from streamflow.errors import CheckpointCorruptedError, CheckpointError, ConfigError
-from streamflow.runtime import faults
-from streamflow.runtime.elements import CheckpointId
+
+faults = FaultInjector()  # the faults these tests arm; the storages made here get it
 
 LOGGER = "streamflow.checkpoint.storage"
 
@@ -54,7 +56,7 @@ def dirs(root: Path) -> list[str]:
 
 @pytest.fixture
 def storage(tmp_path: Path) -> CheckpointStorage:
-    return CheckpointStorage(tmp_path / "job", retained=2)
+    return CheckpointStorage(tmp_path / "job", retained=2, faults=faults)
 
 
 @pytest.fixture
@@ -183,6 +185,26 @@ async def test_latest_complete_skips_damaged_newest(
     assert "falling back to the previous checkpoint" in warnings[0]
 
 
+@pytest.mark.parametrize(
+    ("damage", "completed"),
+    [(_corrupt_state, True), (_truncate_metadata, True), (_remove_state, True), (_remove_metadata, False)],
+)
+async def test_scan_for_restore_reports_skipped_checkpoints_and_whether_they_completed(
+    storage: CheckpointStorage, caplog: pytest.LogCaptureFixture, damage: object, completed: bool
+) -> None:
+    await take_checkpoint(storage, 1)
+    await take_checkpoint(storage, 2)
+    await take_checkpoint(storage, 3, complete=False)  # in flight when the process died
+    problem = damage(storage.checkpoint_path(2))  # type: ignore[operator]
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        scan = await storage.scan_for_restore()
+    assert scan.latest is not None and scan.latest.checkpoint_id == 1
+    assert [(s.checkpoint_id, s.completed) for s in scan.skipped] == [(3, False), (2, completed)]
+    assert "checkpoint 3 is incomplete" in scan.skipped[0].problem
+    assert problem in scan.skipped[1].problem
+    assert not caplog.records  # the caller decides how loud a skip is
+
+
 async def test_in_progress_dir_without_metadata_is_skipped(
     storage: CheckpointStorage, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -228,7 +250,7 @@ async def test_unknown_metadata_version_is_raised_not_skipped(storage: Checkpoin
 
 async def test_metadata_write_is_atomic(storage: CheckpointStorage, armed_metadata_fault: None) -> None:
     await take_checkpoint(storage, 2)
-    with pytest.raises(faults.InjectedFault):
+    with pytest.raises(InjectedFault):
         await take_checkpoint(storage, 3)
     chk = storage.checkpoint_path(3)
     assert not (chk / "_metadata").exists()

@@ -101,3 +101,12 @@ def test_a_steady_job_cycles_through_three_ids() -> None:
         p.retire(prepared)
         p.checkpoint_completed(n)
     assert len(used) == 3
+
+
+def test_id_layout_reads_back_the_pooled_ids_of_this_sink_only() -> None:
+    from streamflow.connectors.kafka.txn_ids import id_layout
+
+    assert id_layout(transactional_id("job.x", "out", 2, 3, 7), "job.x", "out") == (2, 3, 7)
+    assert id_layout("job.x-out-2of3-7", "job_x", "out") is None  # the prefix is matched literally
+    assert id_layout("job.x-out-2-0of1-0", "job.x", "out") is None  # sink uid "out-2", not "out"
+    assert id_layout("job.x-out-2of3-7-extra", "job.x", "out") is None

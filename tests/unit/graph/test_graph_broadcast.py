@@ -35,7 +35,7 @@ def test_connect_adds_one_node_with_its_records_on_input_0_and_the_broadcast_on_
     )
     plan = env.plan()
     match = next(op for chain in plan.chains for op in chain.operators if op.effective_uid == "match")
-    assert match.kind is OperatorKind.BROADCAST_PROCESS and match.kind.is_stateful
+    assert match.kind is OperatorKind.BROADCAST_PROCESS and match.holds_state
     assert match.broadcast_states == (RULES, LIMITS) and match.key_selector is not None
     inputs = sorted((e.input_index, e.partitioning, e.key_selector is not None) for e in plan.edges
                     if e.downstream == match.node_id)

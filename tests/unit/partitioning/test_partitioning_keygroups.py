@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import subprocess
 import sys
+from typing import Any, NamedTuple
 
 import pytest
 
 from streamflow.errors import ConfigError
 from streamflow.partitioning.keygroups import (
+    KeyGroupAssigner,
     key_group_for,
     key_group_range,
     stable_hash,
@@ -20,7 +23,9 @@ from streamflow.partitioning.keygroups import (
 )
 
 # Computed once and pinned: a change here moves every key to another key group, which
-# breaks restoring keyed state from existing checkpoints and savepoints.
+# breaks restoring keyed state from existing checkpoints and savepoints. (True once had
+# its own bytes; it is the int 1 as a dict key, so it hashes as 1 now, and restoring an
+# old snapshot recomputes the key group of such keys.)
 PINNED = [
     ("", 0),
     ("hello", 3137501350),
@@ -32,7 +37,8 @@ PINNED = [
     (("a", 1), 3694158441),
     (b"hello", 3137501350),
     (1.5, 1162722705),
-    (True, 2018509995),
+    (True, 1325196676),
+    (1.0, 1325196676),
 ]
 
 
@@ -121,3 +127,56 @@ def test_key_groups_are_identical_across_processes_with_different_hash_seeds() -
     # and the same as in this process
     keys = [f"user-{i}" for i in range(500)] + list(range(250)) + [("t", i) for i in range(250)]
     assert results[0] == [key_group_for(k, 128) for k in keys]
+
+
+class Pair(NamedTuple):
+    name: str
+    n: int
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+
+
+class Colour(enum.StrEnum):
+    RED = "red"
+
+
+# Each group holds keys that are one and the same dict key in Python.
+EQUAL_KEYS: list[list[Any]] = [
+    [1, 1.0, True, Level.LOW],
+    [0, 0.0, -0.0, False],
+    [-7, -7.0],
+    [2**70, float(2**70)],
+    ["red", Colour.RED],
+    [(1, "a"), (1.0, "a"), (True, "a"), Pair("a", 1)[::-1]],
+    [("a", 1), Pair("a", 1), ("a", True), ("a", 1.0)],
+    [(1, (2, "x")), (1.0, (2.0, "x")), (True, [2, "x"])],
+    [("a", 2**64), ("a", float(2**64))],  # wider than JSON ints: still hashed, still equal
+    [(b"x", 1), (b"x", True)],
+]
+
+
+@pytest.mark.parametrize("keys", EQUAL_KEYS, ids=[repr(keys[0]) for keys in EQUAL_KEYS])
+def test_keys_that_are_equal_dict_keys_share_a_key_group(keys: list[Any]) -> None:
+    assert len({stable_hash(key) for key in keys}) == 1, [stable_hash(key) for key in keys]
+    # and the cached assigner agrees with the plain function, in any order of first sight
+    for ordering in (keys, keys[::-1]):
+        assign = KeyGroupAssigner(128)
+        assert [assign(key) for key in ordering] == [key_group_for(key, 128) for key in ordering]
+
+
+def test_unequal_numbers_keep_apart() -> None:
+    assert stable_hash(1.5) == 1162722705  # a non-integral float keeps its IEEE 754 bytes
+    assert len({stable_hash(k) for k in (1, 1.5, 2, "1")}) == 4  # ("1" and b"1" share bytes, as ever)
+    assert stable_hash(("a", 1.5)) != stable_hash(("a", 1))
+
+
+def test_the_assigner_caches_every_common_key_type_and_copes_with_unhashable_ones() -> None:
+    assign = KeyGroupAssigner(128, limit=4)
+    for key in ("s", 7, 2.5, True, b"b", ("t", 1)):
+        assert assign(key) == key_group_for(key, 128)
+        assert assign(key) == key_group_for(key, 128)  # from the cache
+    assert len(assign._cache) <= 4  # bounded
+    assert assign(("t", [1, 2])) == key_group_for(("t", [1, 2]), 128)  # not a dict key: not cached
+    assert assign([1, 2]) == key_group_for([1, 2], 128)

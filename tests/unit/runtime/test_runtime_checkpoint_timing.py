@@ -50,13 +50,12 @@ def test_last_is_the_newest_finished_checkpoint_and_old_ones_are_forgotten() -> 
     assert timings.get(1) is None and timings.get(4) is not None
 
 
-def test_subtask_timings_collects_by_task_name_and_skips_tasks_without_them() -> None:
+def test_subtask_timings_collects_by_task_name_and_skips_tasks_the_barrier_never_reached() -> None:
     noted = CheckpointTimings()
     noted.aligned(5, triggered_at=0.0, now=0.0)
     tasks = [
         SimpleNamespace(name="a[0]", checkpoint_timings=noted),
         SimpleNamespace(name="b[0]", checkpoint_timings=CheckpointTimings()),  # barrier not there yet
-        SimpleNamespace(name="stand-in"),
     ]
     found = subtask_timings(tasks, 5)
     assert list(found) == ["a[0]"] and found["a[0]"].checkpoint_id == 5

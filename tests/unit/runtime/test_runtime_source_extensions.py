@@ -185,3 +185,29 @@ async def test_restored_reader_gets_its_share_and_the_splits_of_every_old_subtas
     by_subtask = {c.subtask_index: c for c in ScriptedSource.contexts}
     assert [by_subtask[i].all_restored_splits for i in range(3)] == [old, old, old]
     assert [by_subtask[i].restored_splits for i in range(3)] == [[old[0]], [old[1]], []]
+
+
+async def test_a_source_added_since_the_checkpoint_starts_fresh_and_an_old_one_stays_restored(
+    out: str, tmp_path: Path
+) -> None:
+    """A uid the checkpoint lacks reads as on a first run (restored_splits None), while a
+    restored source that owns nothing now still gets empty lists, not None."""
+
+    def job(sources: list[str]) -> StreamEnvironment:
+        env = StreamEnvironment(parallelism=2)
+        env.set_restart_strategy(RestartStrategy.none())
+        env.enable_checkpointing(3600.0, directory=tmp_path)
+        streams = [
+            env.from_source(ScriptedSource([SourceBatch([uid], [0], "s")])).uid(uid).set_parallelism(1)
+            for uid in sources
+        ]
+        streams[0].union(*streams[1:]).sink_to(CollectSink(out))
+        return env
+
+    await job(["old"]).execute("added")
+    ScriptedSource.contexts.clear()
+    await job(["old", "new"]).execute("added")
+    contexts = {c.operator_uid: (c.restored_splits, c.all_restored_splits) for c in ScriptedSource.contexts}
+    old = [{"subtask": 0, "polled": 1}]
+    assert contexts == {"old": (old, old), "new": (None, None)}
+    assert sorted(CollectSink.results(out)) == ["new", "old", "old"]  # the scripted reader replays its script

@@ -125,7 +125,7 @@ def test_restore_skips_an_old_subtask_that_had_no_operator_state() -> None:
 
 def test_restored_broadcast_state_nobody_registers_is_kept_in_snapshots() -> None:
     store = restore_operator_state(_copies({"a": 1}), 0, 2)
-    assert store.snapshot()["states"]["rules"] == {"mode": "broadcast", "items": [["a", 1]]}
+    assert store.snapshot()["states"]["rules"] == {"mode": "broadcast", "serializer": "pickle", "items": [("a", 1)]}
 
 
 def test_a_name_is_either_list_state_or_broadcast_state() -> None:
@@ -152,7 +152,10 @@ def test_broadcast_state_refuses_ttl_and_other_descriptors() -> None:
 
 
 def test_damaged_items_are_a_state_error() -> None:
-    snapshot = {"format": 1, "states": {"rules": {"mode": "broadcast", "items": [["only-a-key"]]}}}
-    store = restore_operator_state([snapshot], 0, 1)
+    legacy = {"format": 1, "states": {"rules": {"mode": "broadcast", "items": [["only-a-key"]]}}}
+    with pytest.raises(StateError, match="not a list of \\[key, value\\] pairs"):
+        restore_operator_state([legacy], 0, 1)
+    damaged = {"format": 2, "states": {"rules": {"mode": "broadcast", "serializer": "pickle", "items": [("k",)]}}}
+    store = restore_operator_state([damaged], 0, 1)
     with pytest.raises(StateError, match="not a list of \\[key, value\\] pairs"):
         store.get_broadcast_state(RULES)

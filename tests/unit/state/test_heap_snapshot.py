@@ -1,16 +1,16 @@
-"""Heap backend snapshots: format, orjson round trip, restore by key-group range."""
+"""Heap backend snapshots: format 2, the checkpoint round trip, restore by key-group range."""
 
 from __future__ import annotations
 
 import operator
 from typing import Any
 
-import orjson
 import pytest
 
+from streamflow.checkpoint import serde
+from streamflow.core.clock import ManualClock
 from streamflow.errors import StateError
 from streamflow.partitioning.keygroups import key_group_for, key_group_range
-from streamflow.runtime.clock import ManualClock
 from streamflow.state import (
     AggregatingStateDescriptor,
     HashMapStateBackend,
@@ -60,8 +60,9 @@ def use(backend: HeapKeyedStateBackend, key: Any) -> None:
     backend.set_current_key(key, key_group_for(key, MAX_PARALLELISM))
 
 
-def through_json(snapshot: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = orjson.loads(orjson.dumps(snapshot))
+def through_checkpoint(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """What a restore gets: the snapshot encoded as the task does, then decoded."""
+    result: dict[str, Any] = serde.decode(serde.encode(snapshot))
     return result
 
 
@@ -72,12 +73,12 @@ def test_snapshot_format() -> None:
     use(backend, "a")
     value.update(7)
     index.put(1, "one")
-    kg = str(key_group_for("a", MAX_PARALLELISM))
+    kg = key_group_for("a", MAX_PARALLELISM)
     assert backend.snapshot() == {
-        "format": 1,
+        "format": 2,
         "states": {
-            "value": {"kind": "value", "ttl": False, "key_groups": {kg: [["a", 7]]}},
-            "map": {"kind": "map", "ttl": False, "key_groups": {kg: [["a", [[1, "one"]]]]}},
+            "value": {"kind": "value", "ttl": False, "serializer": "pickle", "key_groups": {kg: {"a": 7}}},
+            "map": {"kind": "map", "ttl": False, "serializer": "pickle", "key_groups": {kg: {"a": {1: "one"}}}},
         },
     }
 
@@ -120,16 +121,16 @@ def check(backend: HeapKeyedStateBackend, keys: list[Any]) -> None:
 KEYS: list[Any] = ["alice", 42, ("user", 7), ("nested", ("t", 1)), 3.5]
 
 
-def test_round_trip_through_orjson_into_a_new_backend() -> None:
+def test_round_trip_through_a_checkpoint_into_a_new_backend() -> None:
     original = make_backend()
     fill(original, KEYS)
-    snapshot = through_json(original.snapshot())
+    snapshot = through_checkpoint(original.snapshot())
 
     restored = make_backend()
     restored.restore([snapshot])
     check(restored, KEYS)
     assert sorted(map(repr, (key for key, _ in restored.keys("value")))) == sorted(map(repr, KEYS))
-    assert through_json(restored.snapshot()) == snapshot
+    assert through_checkpoint(restored.snapshot()) == snapshot
 
 
 def test_restore_after_get_state_sees_the_data() -> None:
@@ -137,7 +138,7 @@ def test_restore_after_get_state_sees_the_data() -> None:
     fill(original, KEYS)
     restored = make_backend()
     value = restored.get_state(VALUE)
-    restored.restore([through_json(original.snapshot())])
+    restored.restore([through_checkpoint(original.snapshot())])
     use(restored, ("user", 7))
     assert value.value() == 2
     check(restored, KEYS)
@@ -146,27 +147,31 @@ def test_restore_after_get_state_sees_the_data() -> None:
 def test_restored_state_is_snapshotted_without_get_state() -> None:
     original = make_backend()
     fill(original, KEYS)
-    snapshot = through_json(original.snapshot())
+    snapshot = through_checkpoint(original.snapshot())
     restored = make_backend()
     restored.restore([snapshot])
-    again = through_json(restored.snapshot())
+    again = through_checkpoint(restored.snapshot())
     assert again == snapshot
     assert sorted(again["states"]) == ["aggregating", "list", "map", "reducing", "value"]
 
 
-def test_snapshot_is_not_changed_by_later_mutation() -> None:
+def test_the_encoded_snapshot_is_not_changed_by_later_mutation() -> None:
+    """snapshot() shares the live dicts; encoding it at once (as the task does) is the copy."""
     backend = make_backend()
     items = backend.get_state(LIST)
     index = backend.get_state(MAP)
     use(backend, "a")
     items.add("x")
     index.put("k", 1)
-    snapshot = backend.snapshot()
-    before = orjson.dumps(snapshot)
+    encoded = serde.encode(backend.snapshot())
     items.add("y")
     index.put("k2", 2)
     index.remove("k")
-    assert orjson.dumps(snapshot) == before
+    restored = make_backend()
+    restored.restore([serde.decode(encoded)])
+    use(restored, "a")
+    assert restored.get_state(LIST).get() == ["x"]
+    assert restored.get_state(MAP).items() == [("k", 1)]
 
 
 def test_ttl_state_round_trip_keeps_timestamps() -> None:
@@ -179,7 +184,7 @@ def test_ttl_state_round_trip_keeps_timestamps() -> None:
     value.update("x")
     items.add("e")
     index.put(5, "five")
-    snapshot = through_json(original.snapshot())
+    snapshot = through_checkpoint(original.snapshot())
     assert snapshot["states"]["m"]["ttl"] is True
 
     clock.set(1050.0)
@@ -201,16 +206,16 @@ def test_ttl_can_be_switched_on_and_off_between_runs() -> None:
     use(plain, "a")
     state.update("x")
     with_ttl = make_backend(clock=clock)
-    with_ttl.restore([through_json(plain.snapshot())])
+    with_ttl.restore([through_checkpoint(plain.snapshot())])
     ttl_state = with_ttl.get_state(ValueStateDescriptor[str]("v", ttl=TTL))
     use(with_ttl, "a")
     assert ttl_state.value() == "x"
-    assert with_ttl.snapshot()["states"]["v"]["key_groups"][str(key_group_for("a", MAX_PARALLELISM))] == [
-        ["a", ["x", 50.0]]
-    ]  # stamped with the restore time
+    assert with_ttl.snapshot()["states"]["v"]["key_groups"][key_group_for("a", MAX_PARALLELISM)] == {
+        "a": ("x", 50.0)
+    }  # stamped with the restore time
 
     without = make_backend(clock=clock)
-    without.restore([through_json(with_ttl.snapshot())])
+    without.restore([through_checkpoint(with_ttl.snapshot())])
     plain_again = without.get_state(ValueStateDescriptor[str]("v"))
     use(without, "a")
     assert plain_again.value() == "x"
@@ -227,7 +232,7 @@ def test_rescale_from_two_subtasks_to_three_keeps_only_own_key_groups() -> None:
             if kg in backend.key_group_range:
                 backend.set_current_key(key, kg)
                 state.update(repr(key))
-    snapshots = [through_json(backend.snapshot()) for backend in old]
+    snapshots = [through_checkpoint(backend.snapshot()) for backend in old]
 
     seen: list[Any] = []
     for subtask in range(3):
@@ -242,7 +247,7 @@ def test_rescale_from_two_subtasks_to_three_keeps_only_own_key_groups() -> None:
         for key, key_group in restored:
             backend.set_current_key(key, key_group)
             assert state.value() == repr(key)
-        assert {int(group) for group in backend.snapshot()["states"]["v"]["key_groups"]} <= set(own)
+        assert set(backend.snapshot()["states"]["v"]["key_groups"]) <= set(own)
         seen.extend(key for key, _ in restored)
     assert sorted(seen, key=repr) == sorted(keys, key=repr)
 
@@ -251,13 +256,13 @@ def test_restore_skips_an_empty_snapshot() -> None:
     original = make_backend()
     fill(original, KEYS)
     restored = make_backend()
-    restored.restore([{}, through_json(original.snapshot())])
+    restored.restore([{}, through_checkpoint(original.snapshot())])
     check(restored, KEYS)
 
 
 def test_restore_refuses_an_unknown_format() -> None:
-    with pytest.raises(StateError, match="has format 2; this version of streamflow reads format 1 only"):
-        make_backend().restore([{"format": 2, "states": {}}])
+    with pytest.raises(StateError, match="has format 3; this version of streamflow reads formats 1 and 2"):
+        make_backend().restore([{"format": 3, "states": {}}])
 
 
 def test_restore_refuses_a_kind_that_conflicts_with_the_registered_state() -> None:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from streamflow.core.clock import ManualClock
 from streamflow.errors import StateError
 from streamflow.partitioning.keygroups import key_group_for
-from streamflow.runtime.clock import ManualClock
 from streamflow.state import (
     AggregatingState,
     AggregatingStateDescriptor,
@@ -330,4 +330,4 @@ def test_close_drops_state() -> None:
     backend = make_backend()
     backend.get_state(ValueStateDescriptor("v"))
     backend.close()
-    assert backend.snapshot() == {"format": 1, "states": {}}
+    assert backend.snapshot() == {"format": 2, "states": {}}

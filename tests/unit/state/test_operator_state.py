@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 import pytest
 
+from streamflow.checkpoint import serde
 from streamflow.errors import ConfigError, StateError
 from streamflow.state import (
     ListStateDescriptor,
@@ -26,13 +26,13 @@ PENDING = ListStateDescriptor[str]("pending")
 def old_snapshots(
     per_subtask: list[list[str]], descriptor: ListStateDescriptor[str] = SPLITS, union: bool = False
 ) -> list[dict[str, Any]]:
-    """What ``len(per_subtask)`` old subtasks snapshotted, after an orjson round trip."""
+    """What ``len(per_subtask)`` old subtasks snapshotted, through checkpoint bytes."""
     snapshots = []
     for items in per_subtask:
         store = OperatorStateStore()
         state = store.get_union_list_state(descriptor) if union else store.get_list_state(descriptor)
         state.add_all(items)
-        snapshots.append(orjson.loads(orjson.dumps(store.snapshot())))
+        snapshots.append(serde.decode(serde.encode(store.snapshot())))
     return snapshots
 
 
@@ -51,10 +51,10 @@ def test_fresh_store_list_operations_and_snapshot() -> None:
     union = store.get_union_list_state(PENDING)
     union.update(["t1"])
     assert store.snapshot() == {
-        "format": 1,
+        "format": 2,
         "states": {
-            "splits": {"mode": "split", "items": ["a", "b", "c"]},
-            "pending": {"mode": "union", "items": ["t1"]},
+            "splits": {"mode": "split", "serializer": "pickle", "items": ["a", "b", "c"]},
+            "pending": {"mode": "union", "serializer": "pickle", "items": ["t1"]},
         },
     }
     state.update(["x"])
@@ -104,7 +104,10 @@ def test_union_list_state_gives_every_subtask_everything() -> None:
 def test_restored_lists_that_are_not_registered_are_kept() -> None:
     snapshots = old_snapshots([["a0"], ["b0"]])
     store = restore_operator_state(snapshots, 0, 1)
-    assert store.snapshot() == {"format": 1, "states": {"splits": {"mode": "split", "items": ["a0", "b0"]}}}
+    assert store.snapshot() == {
+        "format": 2,
+        "states": {"splits": {"mode": "split", "serializer": "pickle", "items": ["a0", "b0"]}},
+    }
 
 
 def test_a_subtask_without_the_state_counts_as_empty() -> None:
@@ -141,7 +144,7 @@ def test_restore_refuses_bad_input() -> None:
         restore_operator_state([{"states": {}}], 0, 1)
     split = old_snapshots([["a"]])[0]
     union = old_snapshots([["b"]], union=True)[0]
-    with pytest.raises(StateError, match="old subtasks disagree on the mode of operator state 'splits'"):
+    with pytest.raises(StateError, match="old subtasks disagree on operator state 'splits': mode split with serializer 'pickle' and mode union"):
         restore_operator_state([split, union], 0, 1)
     with pytest.raises(StateError, match="unknown mode 'sideways'"):
         restore_operator_state([{"format": 1, "states": {"x": {"mode": "sideways", "items": []}}}], 0, 1)

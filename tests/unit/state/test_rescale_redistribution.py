@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from streamflow.checkpoint.serde import decode, encode
+from streamflow.core.clock import ManualClock
 from streamflow.partitioning.keygroups import key_group_for, key_group_range
-from streamflow.runtime.clock import ManualClock
 from streamflow.runtime.timers import TimerQueue
 from streamflow.state import (
     HeapKeyedStateBackend,
@@ -145,7 +145,7 @@ def test_timers_follow_their_key_groups_1_to_3_to_2() -> None:
         queues = [TimerQueue() for _ in range(parallelism)]
         for index, queue in enumerate(queues):
             for old in snapshots:
-                queue.restore(old, key_group_range(MAX_PARALLELISM, parallelism, index))
+                queue.restore(old, key_group_range(MAX_PARALLELISM, parallelism, index), MAX_PARALLELISM)
         return queues
 
     three = restored([entries], 3)

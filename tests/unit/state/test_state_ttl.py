@@ -6,8 +6,8 @@ import operator
 from datetime import timedelta
 from typing import Any
 
+from streamflow.core.clock import ManualClock
 from streamflow.partitioning.keygroups import key_group_for
-from streamflow.runtime.clock import ManualClock
 from streamflow.state import (
     AggregatingStateDescriptor,
     HashMapStateBackend,
@@ -54,7 +54,7 @@ def use(backend: HeapKeyedStateBackend, key: Any) -> None:
 def stored(backend: HeapKeyedStateBackend, name: str) -> dict[Any, Any]:
     """What live state holds for ``name`` (expired or not), read through a snapshot."""
     data = backend.snapshot()["states"][name]["key_groups"]
-    return {key: value for entries in data.values() for key, value in entries}
+    return {key: value for entries in data.values() for key, value in entries.items()}
 
 
 def ttl(**kwargs: Any) -> StateTtlConfig:
@@ -127,7 +127,7 @@ def test_never_return_expired_hides_values_that_are_still_stored() -> None:
     state.update("x")
     clock.advance(20)
     assert state.value() is None
-    assert stored(backend, "v") == {"a": ["x", 0.0]}  # hidden, not removed
+    assert stored(backend, "v") == {"a": ("x", 0.0)}  # hidden, not removed
     assert list(backend.keys("v")) == []  # keys() hides it too
 
 
@@ -165,7 +165,7 @@ def test_cleanup_on_read_removes_the_expired_value() -> None:
     state.update("y")
     clock.advance(20)
     assert state.value() is None
-    assert stored(backend, "v") == {"a": ["x", 0.0]}  # only the key that was read is gone
+    assert stored(backend, "v") == {"a": ("x", 0.0)}  # only the key that was read is gone
 
 
 # -- full snapshot ------------------------------------------------------------------
@@ -187,8 +187,8 @@ def test_full_snapshot_cleanup_leaves_expired_values_out_of_the_snapshot_only() 
     use(backend, "old")
     items.add("o2")
     clock.set(12)
-    assert stored(backend, "v") == {"new": ["n", 5.0]}
-    assert stored(backend, "l") == {"old": [["o2", 5.0]], "new": [["n1", 5.0]]}
+    assert stored(backend, "v") == {"new": ("n", 5.0)}
+    assert stored(backend, "l") == {"old": [("o2", 5.0)], "new": [("n1", 5.0)]}
     assert state.value() == "o"  # live state still has it (visible until cleaned up)
 
 
@@ -199,7 +199,7 @@ def test_without_full_snapshot_cleanup_expired_values_are_snapshotted() -> None:
     use(backend, "a")
     state.update("x")
     clock.set(50)
-    assert stored(backend, "v") == {"a": ["x", 0.0]}
+    assert stored(backend, "v") == {"a": ("x", 0.0)}
 
 
 # -- incremental cleanup ------------------------------------------------------------
@@ -240,7 +240,7 @@ def test_incremental_cleanup_keeps_live_entries_and_wraps_around() -> None:
     use(backend, "nobody")
     for _ in range(4):
         state.value()
-    assert stored(backend, "v") == {"live1": ["live1", 15.0], "live2": ["live2", 19.0]}
+    assert stored(backend, "v") == {"live1": ("live1", 15.0), "live2": ("live2", 19.0)}
     clock.set(30)  # now the other two expire; the cursor starts over
     for _ in range(2):
         state.value()
@@ -283,8 +283,8 @@ def test_incremental_cleanup_of_list_and_map_removes_expired_elements() -> None:
     use(backend, "nobody")
     items.get()
     index.get("x")
-    assert stored(backend, "l") == {"a": [["new", 8.0]]}
-    assert stored(backend, "m") == {"a": [["new", [2, 8.0]]]}
+    assert stored(backend, "l") == {"a": [("new", 8.0)]}
+    assert stored(backend, "m") == {"a": {"new": (2, 8.0)}}
 
 
 # -- list, map, reducing and aggregating --------------------------------------------
@@ -302,11 +302,11 @@ def test_list_state_ttl_is_per_element() -> None:
     assert state.get() == ["first", "second", "third"]
     clock.set(12)
     assert state.get() == ["second", "third"]
-    assert stored(backend, "l") == {"a": [["second", 5.0], ["third", 5.0]]}  # cleaned on read
+    assert stored(backend, "l") == {"a": [("second", 5.0), ("third", 5.0)]}  # cleaned on read
     clock.set(15)
     assert state.get() == []
     state.update(["x"])
-    assert stored(backend, "l") == {"a": [["x", 15.0]]}
+    assert stored(backend, "l") == {"a": [("x", 15.0)]}
 
 
 def test_list_state_ttl_refresh_on_read_and_return_expired() -> None:
@@ -442,7 +442,7 @@ async def test_runtime_runs_per_record_incremental_cleanup_for_keyed_operators()
     expired entries of keys that are never read again."""
     from streamflow import KeyedProcessFunction, RestartStrategy, StreamEnvironment
     from streamflow.connectors.debug import CollectSink
-    from streamflow.runtime.clock import ManualClock
+    from streamflow.core.clock import ManualClock
     from streamflow.state import StateTtlConfig, TtlVisibility, ValueStateDescriptor
 
     clock = ManualClock(1000.0)

@@ -1,0 +1,159 @@
+"""The contexts the runtime hands to user functions.
+
+``OperatorContext`` is the RuntimeContext given to ``open`` (subtask, parallelism, keyed
+state). A process function gets a ``CallContext`` (current key, timers, time) and a
+``ListCollector`` as ``out`` for each record; both are reused across records and read
+their operator's current key at call time, so they cost nothing per record.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Protocol
+
+from streamflow.core.clock import Clock
+from streamflow.core.services import JobServices
+from streamflow.errors import StateError
+from streamflow.graph.spec import OperatorSpec
+from streamflow.runtime.timers import TimerQueue
+from streamflow.state.backend import KeyedStateBackend
+from streamflow.state.operator import OperatorStateStore
+
+
+class OperatorContext:
+    """The RuntimeContext a user function gets in ``open``."""
+
+    def __init__(
+        self,
+        *,
+        job_name: str,
+        run_id: str = "",
+        spec: OperatorSpec,
+        subtask_index: int,
+        parallelism: int,
+        max_parallelism: int,
+        clock: Clock,
+        keyed_backend: KeyedStateBackend | None,
+        checkpointing: bool,
+        checkpoint_interval: float | None,
+        services: JobServices | None = None,
+    ) -> None:
+        self.job_name = job_name
+        self.run_id = run_id
+        self.operator_uid = spec.effective_uid
+        self.operator_name = spec.name
+        self.subtask_index = subtask_index
+        self.parallelism = parallelism
+        self.max_parallelism = max_parallelism
+        self.clock = clock
+        self.keyed_backend = keyed_backend
+        self.checkpointing = checkpointing
+        self.checkpoint_interval = checkpoint_interval
+        self.services = services if services is not None else JobServices()  # the job run's own objects
+
+    def get_state(self, descriptor: Any) -> Any:
+        if self.keyed_backend is None:
+            raise StateError(
+                f"operator {self.operator_uid!r} asked for keyed state {descriptor.name!r} but its input "
+                "is not keyed; call .key_by(...) before this operator",
+                operator=self.operator_uid,
+            )
+        return self.keyed_backend.get_state(descriptor)
+
+    def current_processing_time(self) -> float:
+        return self.clock.now()
+
+
+async def maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+class InitContext:
+    """What ``initialize_state`` gets: the operator state store, and the keyed one (None
+    when the input is not keyed)."""
+
+    def __init__(self, store: OperatorStateStore, keyed_backend: KeyedStateBackend | None) -> None:
+        self.is_restored = store.is_restored
+        self.operator_state_store = store
+        self.keyed_state_store = keyed_backend
+
+
+class SnapshotContext:
+    def __init__(self, checkpoint_id: int) -> None:
+        self.checkpoint_id = checkpoint_id
+
+
+class ListCollector:
+    """``out`` of a process function: ``collect`` is rebound to the output list's append."""
+
+    __slots__ = ("collect",)
+    collect: Callable[[Any], None]
+
+
+class TimerScope(Protocol):
+    """What a call context and its timer service read of their operator: its context,
+    current key, watermark and timer queues (a
+    :class:`~streamflow.runtime.operators.function.FunctionOperator`)."""
+
+    uid: str
+    ctx: OperatorContext
+    watermark: float
+    current_key: Any
+    current_key_group: int
+    processing_timers: TimerQueue
+    event_timers: TimerQueue
+
+
+class CallContext:
+    """Context of a (Keyed)ProcessFunction call; reused for every record."""
+
+    __slots__ = ("_op", "timer_service")
+
+    def __init__(self, op: TimerScope) -> None:
+        self._op = op
+        self.timer_service = OperatorTimerService(op)
+
+    def get_current_key(self) -> Any:
+        backend = self._op.ctx.keyed_backend
+        if backend is None:
+            raise StateError(f"operator {self._op.uid!r} has no current key: its input is not keyed")
+        return backend.get_current_key()
+
+    def current_processing_time(self) -> float:
+        return self._op.ctx.clock.now()
+
+    def current_watermark(self) -> float:
+        return self._op.watermark
+
+
+class OperatorTimerService:
+    __slots__ = ("_op",)
+
+    def __init__(self, op: TimerScope) -> None:
+        self._op = op
+
+    def _key(self) -> tuple[Any, int]:
+        op = self._op
+        if op.ctx.keyed_backend is None:
+            raise StateError(f"timers need a keyed input; call .key_by(...) before operator {op.uid!r}")
+        return op.current_key, op.current_key_group
+
+    def current_processing_time(self) -> float:
+        return self._op.ctx.clock.now()
+
+    def current_watermark(self) -> float:
+        return self._op.watermark
+
+    def register_processing_time_timer(self, timestamp: float) -> None:
+        self._op.processing_timers.register(timestamp, *self._key())
+
+    def delete_processing_time_timer(self, timestamp: float) -> None:
+        self._op.processing_timers.delete(timestamp, self._key()[0])
+
+    def register_event_time_timer(self, timestamp: float) -> None:
+        self._op.event_timers.register(timestamp, *self._key())
+
+    def delete_event_time_timer(self, timestamp: float) -> None:
+        self._op.event_timers.delete(timestamp, self._key()[0])
