@@ -1,10 +1,11 @@
 """JobClient: a running job, seen from the program that started it.
 
 Made by ``StreamEnvironment.execute_async``; every method runs on the job's event loop.
-It reads the job's metrics (and logs a line of them every ``metrics_interval`` seconds
-while the job runs; serves them to Prometheus and the dashboard while it runs when the
-job has a web service, see :mod:`streamflow.web.service`), triggers checkpoints and savepoints through the attempt's
-coordinator, stops with a savepoint, cancels, and returns the result.
+It reads the job's metrics (logs a line of them every ``metrics_interval`` seconds while
+the job runs, and serves them to Prometheus and the dashboard while it runs when given a
+:class:`~streamflow.web.service.JobWebService`), triggers checkpoints and savepoints
+through the attempt's coordinator, stops with a savepoint, cancels, and returns the
+result.
 """
 
 from __future__ import annotations
