@@ -35,6 +35,9 @@ def format_status(status: dict[str, Any], now: float | None = None) -> str:
         f"job {status['job_id']} ({status['name']}), pid {status['pid']}{uptime}",
         f"  status {metrics['status']}, attempt {metrics['attempt']}",
     ]
+    for label, key in (("dashboard", "web_url"), ("Prometheus metrics", "metrics_url")):
+        if status.get(key):
+            lines.append(f"  {label} {status[key]}")
     for failure in metrics.get("failures", [])[-3:]:
         lines.append(f"  earlier failure: {failure}")
     checkpoints = metrics["checkpoints"]

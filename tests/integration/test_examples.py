@@ -121,6 +121,14 @@ def test_custom_2pc_sink_example_publishes_a_completed_checkpoint_after_a_crash_
     assert sorted(ids) == list(range(3000))
 
 
+def test_backpressure_dashboard_example_serves_its_dashboard_and_ends(tmp_path: Path) -> None:
+    done = run([sys.executable, str(REPO / "examples" / "backpressure_dashboard.py"), "--seconds", "2",
+                "--parallelism", "2"], tmp_path, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    first = done.stdout.splitlines()[0]
+    assert first.startswith("dashboard: http://127.0.0.1:") and "Prometheus: http://127.0.0.1:" in first
+
+
 def test_async_enrichment_example_crashes_recovers_and_matches_a_failure_free_run(
     tmp_path: Path, kafka_bootstrap: str
 ) -> None:
