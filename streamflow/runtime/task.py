@@ -4,8 +4,8 @@ A :class:`Task` reads its input gate, pushes batches through its chain of operat
 writes the output to its record writers. A
 :class:`~streamflow.runtime.source_task.SourceTask` polls a source reader instead of a
 gate. Both serve their mailbox (checkpoint triggers and notifications from
-the coordinator) between batches and nowhere else, so no operator is ever called
-concurrently with itself.
+the coordinator, wake-ups from their own operators' background work) between batches
+and nowhere else, so no operator is ever called concurrently with itself.
 
 Checkpoint n in a task, in order:
 1. barrier n aligned (every input delivered it; a source: triggered by the coordinator);
@@ -31,6 +31,7 @@ it). If it is aborted, the source reads on.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable, Coroutine
@@ -52,6 +53,7 @@ from streamflow.runtime.mailbox import (
     CheckpointAborted,
     CheckpointCompleted,
     CoordinatorLink,
+    OperatorWakeup,
 )
 from streamflow.runtime.operators.base import Emit, Restored, StreamOperator
 from streamflow.runtime.partitioners import RecordWriter
@@ -127,12 +129,15 @@ class Task:
         ops = self.operators
         for op, following in zip(ops, ops[1:]):
             op.emit = following.process
+            op.emit_watermark = following.process_watermark
         if ops:
             ops[-1].emit = self._network_emit()
+            ops[-1].emit_watermark = self._broadcast_watermark
         for op in ops:
             writer = self.side_outputs.get(op.uid)
             if writer is not None:
                 op.dead_letter = writer.emit
+            op.request_wakeup = functools.partial(self.gate.post, OperatorWakeup(op))
 
     def _network_emit(self) -> Callable[[Batch], Coroutine[Any, Any, None]]:
         outputs = self.outputs
@@ -274,14 +279,20 @@ class Task:
         await self._advance_watermark(min(self._watermarks))
 
     async def _advance_watermark(self, low: float) -> None:
-        """Event time moved to ``low``: fire event-time timers, then forward it."""
+        """Event time moved to ``low``: through the chain (each operator fires its
+        event-time timers and passes it on, an async one once the records before it are
+        out), then to every output."""
         if low > self._watermark:
             self._watermark = low
             current = Watermark(low)
-            for op in self.operators:
-                await op.on_watermark(current)
-            for writer in self.all_writers:
-                await writer.broadcast_control(current)
+            if self.operators:
+                await self.operators[0].process_watermark(current)
+            else:
+                await self._broadcast_watermark(current)
+
+    async def _broadcast_watermark(self, watermark: Watermark) -> None:
+        for writer in self.all_writers:
+            await writer.broadcast_control(watermark)
 
     async def _end_of_input(self) -> None:
         for op in self.operators:
@@ -300,6 +311,8 @@ class Task:
                 self.gate.release_all()
             for op in self.operators:
                 await op.notify_checkpoint_aborted(mail.checkpoint_id)
+        elif kind is OperatorWakeup:
+            await mail.operator.on_wakeup()
         elif mail is FINISH:
             self._finished = True
         elif mail is STOP:

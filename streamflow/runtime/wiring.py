@@ -220,7 +220,7 @@ class _Wiring:
     def _context(self, spec: OperatorSpec, chain: ChainSpec, subtask: int) -> OperatorContext:
         settings, max_parallelism = self.settings, self.plan.max_parallelism
         backend = None
-        if spec.key_selector is not None:
+        if spec.has_keyed_state:
             backend = settings.state_backend.create_keyed_backend(
                 operator_uid=spec.effective_uid,
                 subtask_index=subtask,
