@@ -24,6 +24,7 @@ commands reach it by job id or name::
 
     streamflow list                          running jobs
     streamflow status JOB                    state, checkpoints, backpressure per task
+    streamflow status JOB --web              the address of its dashboard (--web-port)
     streamflow savepoint JOB [DIR]           take a savepoint, print its directory
     streamflow stop JOB [--savepoint DIR]    final savepoint, sinks commit, job ends
     streamflow cancel JOB                    end now; nothing beyond the last checkpoint
@@ -94,6 +95,10 @@ async def run_job(args: argparse.Namespace) -> int:
     if args.savepoint_dir is not None:
         env.set_savepoint_dir(args.savepoint_dir)
     env.set_metrics_interval(args.metrics_interval)
+    if args.metrics_port is not None:
+        env.set_metrics_port(args.metrics_port, args.metrics_host)
+    if args.web_port is not None:
+        env.set_web_ui(args.web_port, args.web_host)
     env.set_state_backend(state_backend(args))
     result = load_builder(args.target)(env)
     if inspect.isawaitable(result):
@@ -205,6 +210,16 @@ async def list_jobs(args: argparse.Namespace) -> int:
 
 
 async def job_status(args: argparse.Namespace) -> int:
+    if args.web:
+        entry = JobRegistry().resolve(args.job)
+        if entry.web_url is None:
+            raise ConfigError(
+                f"job {entry.job_id} serves no dashboard; start it with `streamflow run ... --web-port PORT` "
+                "(0 picks a free port)",
+                job=entry.job_id,
+            )
+        print(entry.web_url)
+        return 0
     status = await _send(JobRegistry(), args.job, "status", args.timeout)
     print(json.dumps(status, indent=2) if args.json else format_status(status))
     return 0
@@ -260,6 +275,16 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--job-name", default=None, help="job name (default: the module's last name)")
     run.add_argument("--metrics-interval", type=float, default=10.0, help="seconds between metrics log lines")
     run.add_argument(
+        "--metrics-port", type=int, default=None, metavar="PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (0: a free port, logged)",
+    )
+    run.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST", help="address of --metrics-port")
+    run.add_argument(
+        "--web-port", type=int, default=None, metavar="PORT",
+        help="serve the dashboard at http://HOST:PORT/ (0: a free port; `streamflow status JOB --web` shows it)",
+    )
+    run.add_argument("--web-host", default="127.0.0.1", metavar="HOST", help="address of --web-port")
+    run.add_argument(
         "--from-savepoint", "-s", default=None, metavar="PATH",
         help="start from a savepoint, a checkpoint chk-<n>, or a job's checkpoint directory (its latest); "
         "a path or a file:// URI",
@@ -308,6 +333,7 @@ def parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=job_status)
     status.add_argument("job", help="job id, unique id prefix, or job name")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--web", action="store_true", help="print the address of the job's dashboard only")
     take = control("savepoint", "take a savepoint of a running job and print its directory", timeout=300.0)
     take.set_defaults(handler=savepoint)
     take.add_argument("job", help="job id, unique id prefix, or job name")

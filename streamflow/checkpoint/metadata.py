@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from streamflow.checkpoint.shared_files import SharedFile
+from streamflow.checkpoint.shared_files import SharedFile, uploaded_for
 from streamflow.core.ids import CheckpointId
 from streamflow.errors import CheckpointError
 
@@ -83,6 +83,11 @@ class StateHandle:
     def total_size(self) -> int:
         """The state file and its shared files (some shared with other checkpoints)."""
         return self.size + sum(shared.size for shared in self.shared)
+
+    def written_for(self, checkpoint_id: int) -> int:
+        """The bytes written for checkpoint ``checkpoint_id``: the state file and the
+        shared files uploaded for it (not those reused from earlier checkpoints)."""
+        return self.size + sum(shared.size for shared in self.shared if uploaded_for(shared.name) == checkpoint_id)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"file": self.file, "size": self.size, "sha256": self.sha256}

@@ -11,10 +11,12 @@ checkpoints and savepoints have always had: ``"source"`` (the reader's split sta
 ``"sink"`` (the writer's state list: a two-phase-commit writer's prepared handles),
 ``"keyed"`` (the keyed state backend's snapshot), ``"operator"`` (the operator state
 store's snapshot) and ``"timers"`` (``{"processing": [...], "event": [...]}``). Every
-checkpoint written so far reads back unchanged. Two parts are reserved for what comes
-next and written by nothing yet: ``"channel_state"`` (records in flight in channels,
-for unaligned checkpoints) and ``"async_inputs"`` (inputs of async calls still in
-flight at the barrier).
+checkpoint written so far reads back unchanged. ``"async_inputs"`` is an async
+operator's (map_async): one dict ``{"record", "position", "origin", "key"}`` per record
+it held at the barrier (call running, waiting, or done and not yet emitted), in arrival
+order; ``origin`` is the record's :class:`~streamflow.core.elements.SourceRef` (or None)
+and ``key`` its key after ``key_by`` (else None). ``"channel_state"`` (records in flight
+in channels, for unaligned checkpoints) is reserved and written by nothing yet.
 
 Which parts a subtask wrote tells what it was: a source has a ``source`` part and a sink
 a ``sink`` part, even when empty (a restore checks that a uid is not handed to an
@@ -100,7 +102,7 @@ class OperatorSnapshot:
     channel_state: list[Any] | None = None
     """Reserved: records in flight in the input channels (unaligned checkpoints)."""
     async_inputs: list[Any] | None = None
-    """Reserved: inputs of async calls in flight at the barrier (async I/O)."""
+    """An async operator's held records at the barrier (see the module docstring)."""
     pending: PendingKeyedState | None = None
     """The keyed part's background work (not stored; see the module docstring)."""
 

@@ -4,8 +4,8 @@ A :class:`Task` reads its input gate, pushes batches through its chain of operat
 writes the output to its record writers. A
 :class:`~streamflow.runtime.source_task.SourceTask` polls a source reader instead of a
 gate. Both serve their mailbox (checkpoint triggers and notifications from
-the coordinator) between batches and nowhere else, so no operator is ever called
-concurrently with itself.
+the coordinator, wake-ups from their own operators' background work) between batches
+and nowhere else, so no operator is ever called concurrently with itself.
 
 Checkpoint n in a task, in order:
 1. barrier n aligned (every input delivered it; a source: triggered by the coordinator);
@@ -34,6 +34,7 @@ it). If it is aborted, the source reads on.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable, Coroutine
@@ -47,6 +48,7 @@ from streamflow.core.ids import CheckpointId
 from streamflow.core.services import JobServices
 from streamflow.errors import CheckpointError, StateSerializationError
 from streamflow.runtime.alignment import BarrierAligner
+from streamflow.runtime.checkpoint_timing import CheckpointTimings
 from streamflow.runtime.channel import MAIL, TIMEOUT, InputGate
 from streamflow.runtime.mailbox import (
     FINISH,
@@ -54,6 +56,7 @@ from streamflow.runtime.mailbox import (
     CheckpointAborted,
     CheckpointCompleted,
     CoordinatorLink,
+    OperatorWakeup,
 )
 from streamflow.runtime.operators.base import Emit, Restored, StreamOperator
 from streamflow.runtime.partitioners import RecordWriter
@@ -69,11 +72,13 @@ log = logging.getLogger("streamflow.task")
 class TaskStats:
     """Busy / idle / backpressured seconds of one task, derived when read."""
 
-    __slots__ = ("started", "ended")
+    __slots__ = ("started", "ended", "empty_poll_seconds")
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
         self.ended: float | None = None
+        # a source's polls that returned no record: it waited for input, so it was idle
+        self.empty_poll_seconds = 0.0
 
 
 class Task:
@@ -112,6 +117,7 @@ class Task:
         self.offload = self.services.offload
         self.aligner = BarrierAligner(len(gate.channels), mode)
         self.stats = TaskStats()
+        self.checkpoint_timings = CheckpointTimings()  # phases of recent checkpoints (metrics)
         self._finished = False
         self._stopped = False
         self._ended_inputs: set[int] = set()
@@ -128,12 +134,15 @@ class Task:
         ops = self.operators
         for op, following in zip(ops, ops[1:]):
             op.emit = following.process
+            op.emit_watermark = following.process_watermark
         if ops:
             ops[-1].emit = self._network_emit()
+            ops[-1].emit_watermark = self._broadcast_watermark
         for op in ops:
             writer = self.side_outputs.get(op.uid)
             if writer is not None:
                 op.dead_letter = writer.emit
+            op.request_wakeup = functools.partial(self.gate.post, OperatorWakeup(op))
 
     def _network_emit(self) -> Callable[[Batch], Coroutine[Any, Any, None]]:
         outputs = self.outputs
@@ -169,6 +178,16 @@ class Task:
 
     def output_blocked_seconds(self) -> float:
         return sum(c.current_blocked_seconds() for w in self.all_writers for c in w.channels)
+
+    @property
+    def input_watermark(self) -> float:
+        """The lowest watermark over this task's inputs (a source: its own), -inf before any."""
+        return min(self._watermarks) if self._watermarks else self._watermark
+
+    @property
+    def output_watermark(self) -> float:
+        """The last watermark this task forwarded, -inf before any."""
+        return self._watermark
 
     # -- main loop --------------------------------------------------------------------
 
@@ -248,6 +267,7 @@ class Task:
                     await self._end_of_input()
 
     async def _on_barrier(self, channel: int, barrier: Barrier) -> None:
+        self.checkpoint_timings.barrier_arrived(barrier.checkpoint_id, barrier.timestamp, self.clock.now())
         step = self.aligner.on_barrier(channel, barrier)
         if step.abandoned is not None:
             self._decline(step.abandoned, "a newer barrier overtook its alignment")
@@ -264,14 +284,20 @@ class Task:
         await self._advance_watermark(min(self._watermarks))
 
     async def _advance_watermark(self, low: float) -> None:
-        """Event time moved to ``low``: fire event-time timers, then forward it."""
+        """Event time moved to ``low``: through the chain (each operator fires its
+        event-time timers and passes it on, an async one once the records before it are
+        out), then to every output."""
         if low > self._watermark:
             self._watermark = low
             current = Watermark(low)
-            for op in self.operators:
-                await op.on_watermark(current)
-            for writer in self.all_writers:
-                await writer.broadcast_control(current)
+            if self.operators:
+                await self.operators[0].process_watermark(current)
+            else:
+                await self._broadcast_watermark(current)
+
+    async def _broadcast_watermark(self, watermark: Watermark) -> None:
+        for writer in self.all_writers:
+            await writer.broadcast_control(watermark)
 
     async def _end_of_input(self) -> None:
         for op in self.operators:
@@ -292,6 +318,8 @@ class Task:
                 if mail.shared_files_lost:
                     op.notify_shared_files_lost()
                 await op.notify_checkpoint_aborted(mail.checkpoint_id)
+        elif kind is OperatorWakeup:
+            await mail.operator.on_wakeup()
         elif mail is FINISH:
             self._finished = True
         elif mail is STOP:
@@ -312,8 +340,10 @@ class Task:
         """Steps 2-4 of the docstring: forward, copy synchronously, write in background."""
         n = barrier.checkpoint_id
         snapshot_type = SnapshotType.SAVEPOINT if barrier.is_savepoint else SnapshotType.CHECKPOINT
+        self.checkpoint_timings.aligned(n, barrier.timestamp, self.clock.now())
         for writer in self.all_writers:
             await writer.broadcast_control(barrier)
+        copy_started = time.perf_counter()
         blobs: dict[str, bytes | None] = {}
         pending: dict[str, PendingKeyedState] = {}
         failure: StateSerializationError | CheckpointError | None = None
@@ -342,6 +372,7 @@ class Task:
             for work in pending.values():
                 self._spawn(work.discard())
             return
+        self.checkpoint_timings.synced(n, copy_started)
         self._spawn(self._write_and_ack(n, blobs, pending))
 
     async def _write_and_ack(
@@ -372,5 +403,7 @@ class Task:
         finally:
             for work in pending.values():
                 await work.discard()
+        written = sum(h.written_for(checkpoint_id) for h in handles.values() if h is not None)
+        self.checkpoint_timings.written(checkpoint_id, written)
         for uid, handle in handles.items():
             self.coordinator.acknowledge(checkpoint_id, (uid, self.subtask), handle)

@@ -243,7 +243,7 @@ def run_scenario(scenario: Scenario, inputs: Path, base: Path, kafka: KafkaInput
         if kafka is None or mysql_server is None:
             raise ValueError("a MySQL scenario needs the broker, the input topic and the MySQL server")
         result.mysql_url = create_database(mysql_server, prefix="crash")
-    if scenario.sink == "kafka":
+    if scenario.sink in crash_job.KAFKA_OUTPUT:
         from streamflow.testing.kafka import create_topic, unique_topic
 
         if kafka is None:

@@ -16,7 +16,7 @@ import inspect
 import logging
 from typing import Any
 
-from streamflow.api.functions import checkpoint_hook, is_checkpointed_function
+from streamflow.api.functions import is_checkpointed_function
 from streamflow.checkpoint.incremental import KeyedCheckpoints
 from streamflow.checkpoint.snapshot import OperatorSnapshot, SnapshotType, TimerSnapshot
 from streamflow.core.elements import Batch, Watermark
@@ -26,6 +26,7 @@ from streamflow.partitioning.keygroups import KeyGroupAssigner
 from streamflow.runtime.operators.base import Restored, StreamOperator, short_repr
 from streamflow.runtime.operators.contexts import (
     CallContext,
+    CheckpointHooks,
     InitContext,
     ListCollector,
     OperatorContext,
@@ -37,7 +38,7 @@ from streamflow.runtime.timers import TimerQueue
 from streamflow.state.descriptors import ValueStateDescriptor
 from streamflow.state.operator import OperatorStateStore, restore_operator_state
 
-__all__ = ["FunctionOperator", "RecordPath"]
+__all__ = ["FunctionOperator", "RecordPath", "own_copy"]
 
 log = logging.getLogger("streamflow.operator")
 
@@ -67,7 +68,7 @@ class FunctionOperator(StreamOperator):
 
     def __init__(self, spec: OperatorSpec, ctx: OperatorContext) -> None:
         super().__init__(spec, ctx)
-        fn = _own_copy(spec.function, self.uid)
+        fn = own_copy(spec.function, self.uid)
         self.fn = fn
         self.keyed = spec.key_selector is not None
         self.key_selector = spec.key_selector
@@ -90,8 +91,7 @@ class FunctionOperator(StreamOperator):
         )
         self._on_timer = getattr(fn, "on_timer", None)
         self._checkpointed = is_checkpointed_function(fn)
-        self._on_complete = checkpoint_hook(fn, "notify_checkpoint_complete")
-        self._on_aborted = checkpoint_hook(fn, "notify_checkpoint_aborted")
+        self._hooks = CheckpointHooks(fn)
         self._key_group_of = KeyGroupAssigner(ctx.max_parallelism)
         # GENERAL serves every operator; the contract tests set it to compare the paths.
         self.path = RecordPath.for_operator(spec.kind, self.keyed, self.is_async)
@@ -153,14 +153,12 @@ class FunctionOperator(StreamOperator):
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         if self.keyed_checkpoints is not None:
             self.keyed_checkpoints.completed(checkpoint_id)
-        if self._on_complete is not None:
-            await maybe_await(self._on_complete(checkpoint_id))
+        await self._hooks.complete(checkpoint_id)
 
     async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
         if self.keyed_checkpoints is not None:
             self.keyed_checkpoints.aborted(checkpoint_id)
-        if self._on_aborted is not None:
-            await maybe_await(self._on_aborted(checkpoint_id))
+        await self._hooks.aborted(checkpoint_id)
 
     def notify_shared_files_lost(self) -> None:
         if self.keyed_checkpoints is not None:
@@ -372,7 +370,7 @@ class FunctionOperator(StreamOperator):
             await self.emit(Batch(out))
 
 
-def _own_copy(fn: Any, uid: str) -> Any:
+def own_copy(fn: Any, uid: str) -> Any:
     """This subtask's own instance of the user function (plain functions are returned as is).
 
     Like Flink, which gives every subtask a deserialized copy, each subtask of each attempt
