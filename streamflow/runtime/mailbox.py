@@ -46,9 +46,14 @@ class CheckpointCompleted:
 
 @dataclass(frozen=True, slots=True)
 class CheckpointAborted:
-    """To every task: the checkpoint was given up (timed out, declined, subsumed)."""
+    """To every task: the checkpoint was given up (timed out, declined, subsumed).
+
+    ``shared_files_lost``: it was declined because shared files it reused had been
+    deleted meanwhile; keyed operators then reuse none (the next checkpoint writes every
+    file anew)."""
 
     checkpoint_id: CheckpointId
+    shared_files_lost: bool = False
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -241,4 +241,5 @@ class _Wiring:
             checkpointing=checkpoint is not None,
             checkpoint_interval=checkpoint.interval if checkpoint is not None else None,
             services=self.services,
+            checkpoint_directory=self.storage.directory if self.storage is not None else None,
         )

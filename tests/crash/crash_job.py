@@ -38,7 +38,9 @@ of that file whatever the parallelism and timing: the output is deterministic an
 record is unique, and a multiset comparison with a failure-free run is exact.
 
 Checkpoints every 0.2 s (exactly-once) into ``--checkpoints``; a process started on the
-same directory restores from the latest complete checkpoint. No restarts inside the
+same directory restores from the latest complete checkpoint. ``--state-backend rocksdb``
+keeps the counts in RocksDB (databases under ``--out``'s parent) with incremental
+checkpoints, so a restore reads the files the checkpoints share. No restarts inside the
 process (RestartStrategy.none()): a failure ends the process with exit code 1 at once, a crash
 point armed through ``STREAMFLOW_CRASH=<point>:<n>`` with exit code 137, and a finished
 job with 0 after printing one JSON line (attempts, restored_from, checkpoints_completed,
@@ -79,7 +81,7 @@ from streamflow.connectors.mysql import MySqlOffsetsSink, MySqlSink, load_offset
 from streamflow.connectors.mysql.offsets_sink import PROGRESS_TABLE
 from streamflow.connectors.sqlite import ExactlyOnceSqliteSink
 from streamflow.core.faults import FaultInjector
-from streamflow.state import ValueStateDescriptor
+from streamflow.state import EmbeddedRocksDBStateBackend, ValueStateDescriptor
 
 INPUT_FILES = 4
 LINES_PER_FILE = 3_000
@@ -368,6 +370,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         starting = StartingOffsets.offsets(await load_offsets(args.mysql_url, OFFSETS_NAME))
         resumed_from = applied_checkpoint(args.mysql_url)
     env.enable_checkpointing(CHECKPOINT_INTERVAL, directory=checkpoints, tolerable_failures=1)
+    if args.state_backend == "rocksdb":
+        env.set_state_backend(EmbeddedRocksDBStateBackend(args.out.parent / "rocksdb", memory_budget=32 << 20))
     env.set_restart_strategy(RestartStrategy.none())
     env.set_source_batch_size(SOURCE_BATCH)
     faults = FaultInjector.from_environment()  # the crash point of STREAMFLOW_CRASH, if any
@@ -471,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--checkpoints", type=Path, required=True)
     parser.add_argument("--parallelism", type=int, default=1)
+    parser.add_argument("--state-backend", choices=("heap", "rocksdb"), default="heap")
     args = parser.parse_args(argv)
     if args.sink in ("mysql", "mysql-offsets"):  # the table is the user's to create, as with any MySqlSink
         from streamflow.testing.mysql import execute

@@ -36,7 +36,7 @@ import logging
 import time
 from typing import Any, NoReturn
 
-from streamflow.checkpoint.snapshot import OperatorSnapshot
+from streamflow.checkpoint.snapshot import OperatorSnapshot, SnapshotType
 from streamflow.core.elements import Batch, Watermark
 from streamflow.errors import ConfigError, StateError, UserFunctionError
 from streamflow.graph.spec import OperatorSpec
@@ -119,7 +119,7 @@ class AsyncOperator(StreamOperator):
         group_of = self._key_group_of
         return [stored for old in lists for stored in old if group_of(stored["key"]) in owned]
 
-    async def snapshot(self, checkpoint_id: int) -> OperatorSnapshot:
+    async def snapshot(self, checkpoint_id: int, snapshot_type: SnapshotType) -> OperatorSnapshot:
         held = [
             {"record": e.record, "position": e.position, "origin": e.origin, "key": e.key}
             for e in self.queue.held_entries()

@@ -2,8 +2,10 @@
 
 Lifecycle, driven by the owning task, one call at a time:
 ``open(restored)`` -> ``process(batch)`` / ``process_watermark`` (which calls
-``on_watermark``) / ``on_processing_time`` / ``on_wakeup`` -> ``snapshot(n)`` at barrier n -> ``notify_checkpoint_complete(n)`` /
-``notify_checkpoint_aborted(n)`` -> ... -> ``end_input()`` when all input ended ->
+``on_watermark``) / ``on_processing_time`` / ``on_wakeup`` -> ``snapshot(n, type)`` at
+barrier n -> ``notify_checkpoint_complete(n)`` / ``notify_checkpoint_aborted(n)`` (after
+``notify_shared_files_lost()`` when the coordinator says so) -> ... -> ``end_input()``
+when all input ended ->
 ``finish()`` after the final checkpoint -> ``close()``. ``close`` is not guaranteed
 after a crash.
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
 
-from streamflow.checkpoint.snapshot import OperatorSnapshot
+from streamflow.checkpoint.snapshot import OperatorSnapshot, SnapshotType
 from streamflow.core.elements import Batch, Watermark
 from streamflow.graph.spec import OperatorSpec
 from streamflow.runtime.operators.contexts import OperatorContext
@@ -99,13 +101,18 @@ class StreamOperator:
     async def on_processing_time(self, now: float) -> None:
         return None
 
-    async def snapshot(self, checkpoint_id: int) -> OperatorSnapshot | None:
+    async def snapshot(self, checkpoint_id: int, snapshot_type: SnapshotType) -> OperatorSnapshot | None:
+        """The state at barrier ``checkpoint_id``; a savepoint needs it self-contained."""
         return None
 
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         return None
 
     async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
+        return None
+
+    def notify_shared_files_lost(self) -> None:
+        """Shared files of earlier checkpoints may be gone: write every file anew."""
         return None
 
     async def end_input(self) -> None:

@@ -9,6 +9,7 @@ their operator's current key at call time, so they cost nothing per record.
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from streamflow.api.functions import checkpoint_hook
@@ -38,6 +39,7 @@ class OperatorContext:
         checkpointing: bool,
         checkpoint_interval: float | None,
         services: JobServices | None = None,
+        checkpoint_directory: Path | None = None,
     ) -> None:
         self.job_name = job_name
         self.run_id = run_id
@@ -50,6 +52,7 @@ class OperatorContext:
         self.keyed_backend = keyed_backend
         self.checkpointing = checkpointing
         self.checkpoint_interval = checkpoint_interval
+        self.checkpoint_directory = checkpoint_directory  # the job's (None without checkpointing)
         self.services = services if services is not None else JobServices()  # the job run's own objects
 
     def get_state(self, descriptor: Any) -> Any:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from streamflow.api.async_io import AsyncIOConfig, AsyncOrdering, AsyncRetry
 from streamflow.api.errors_policy import FAIL, ErrorPolicy
-from streamflow.checkpoint.snapshot import OperatorSnapshot
+from streamflow.checkpoint.snapshot import OperatorSnapshot, SnapshotType
 from streamflow.core.clock import ManualClock
 from streamflow.core.elements import Batch, SourceRef, Watermark
 from streamflow.graph.spec import OperatorKind, OperatorSpec
@@ -120,7 +120,7 @@ class AsyncHarness:
                 await self.operator.on_wakeup()
 
     async def snapshot(self) -> OperatorSnapshot:
-        return await self.operator.snapshot(1)
+        return await self.operator.snapshot(1, SnapshotType.CHECKPOINT)
 
     async def close(self) -> None:
         await self.operator.close()
