@@ -39,7 +39,7 @@ import orjson
 from streamflow import KeyedProcessFunction, RestartStrategy, StreamEnvironment
 from streamflow.connectors.kafka import DeliveryGuarantee, KafkaSink, KafkaSource
 from streamflow.connectors.mysql import MySqlSink
-from streamflow.state import ValueStateDescriptor
+from streamflow.state import EmbeddedRocksDBStateBackend, ValueStateDescriptor
 
 from soak_data import Result, format_result, parse_input
 
@@ -125,6 +125,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     env = StreamEnvironment(parallelism=args.parallelism)
     env.enable_checkpointing(args.checkpoint_interval, directory=args.checkpoints)
     env.set_restart_strategy(RESTARTS)
+    if args.state_backend == "rocksdb":
+        env.set_state_backend(EmbeddedRocksDBStateBackend(args.state_dir, memory_budget=64 << 20))
     env.set_source_batch_size(SOURCE_BATCH)
     build(env, args)
     result = await env.execute(JOB_NAME)
@@ -151,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallelism", type=int, default=2)
     parser.add_argument("--checkpoint-interval", type=float, default=0.5)
     parser.add_argument("--rate", type=float, default=0.0, help="records per second, whole job (0: as fast as it goes)")
+    parser.add_argument("--state-backend", choices=("heap", "rocksdb"), default="heap")
+    parser.add_argument("--state-dir", help="--state-backend rocksdb: where the databases go")
     parser.add_argument("--at-least-once", action="store_true",
                         help="the sink at least once (a plain INSERT for MySQL): the soak's negative control")
     args = parser.parse_args(argv)

@@ -9,7 +9,9 @@
 ``function(env)`` may be sync or async; it adds sources, transformations and sinks to
 ``env`` (and may configure it further). A process started again with the same
 checkpoint directory resumes from the latest complete checkpoint; ``--from-savepoint``
-starts from a savepoint (or a ``chk-<n>`` directory) instead. Savepoint paths may be
+starts from a savepoint (or a ``chk-<n>`` directory) instead. ``--state-backend rocksdb``
+keeps keyed state in RocksDB (``--state-dir``, ``--rocksdb-memory``) with incremental
+checkpoints, for state larger than memory. Savepoint paths may be
 given as ``file://`` URIs. A job that cannot start (its savepoint is missing or does not
 fit) ends with an error and is never registered.
 
@@ -22,6 +24,7 @@ commands reach it by job id or name::
 
     streamflow list                          running jobs
     streamflow status JOB                    state, checkpoints, backpressure per task
+    streamflow status JOB --web              the address of its dashboard (--web-port)
     streamflow savepoint JOB [DIR]           take a savepoint, print its directory
     streamflow stop JOB [--savepoint DIR]    final savepoint, sinks commit, job ends
     streamflow cancel JOB                    end now; nothing beyond the last checkpoint
@@ -40,6 +43,7 @@ import importlib
 import inspect
 import json
 import logging
+import re
 import signal
 import sys
 from pathlib import Path
@@ -54,6 +58,7 @@ from streamflow.errors import ConfigError, JobCancelledError, StreamflowError
 from streamflow.runtime.eventloop import LOOP_VARIABLE, LOOPS, run as run_on_loop
 from streamflow.savepoint.describe import describe_snapshot, format_description
 from streamflow.savepoint.location import local_path
+from streamflow.state import EmbeddedRocksDBStateBackend, HashMapStateBackend, StateBackend
 
 log = logging.getLogger("streamflow.cli")
 
@@ -90,6 +95,11 @@ async def run_job(args: argparse.Namespace) -> int:
     if args.savepoint_dir is not None:
         env.set_savepoint_dir(args.savepoint_dir)
     env.set_metrics_interval(args.metrics_interval)
+    if args.metrics_port is not None:
+        env.set_metrics_port(args.metrics_port, args.metrics_host)
+    if args.web_port is not None:
+        env.set_web_ui(args.web_port, args.web_host)
+    env.set_state_backend(state_backend(args))
     result = load_builder(args.target)(env)
     if inspect.isawaitable(result):
         await result
@@ -140,6 +150,41 @@ async def run_job(args: argparse.Namespace) -> int:
     return 0
 
 
+def state_backend(args: argparse.Namespace) -> StateBackend:
+    """The backend ``--state-backend`` names, with ``--state-dir`` and
+    ``--rocksdb-memory`` (refused for the heap backend, which has neither).
+
+    Raises:
+        ConfigError: a setting that does not fit the backend, or a size that does not parse.
+    """
+    if args.state_backend == "heap":
+        given = [flag for flag, value in (("--state-dir", args.state_dir), ("--rocksdb-memory", args.rocksdb_memory))
+                 if value is not None]  # fmt: skip
+        if given:
+            raise ConfigError(
+                f"{' and '.join(given)} configure the RocksDB state backend; add --state-backend rocksdb, "
+                "or leave them out to keep state in memory"
+            )
+        return HashMapStateBackend()
+    budget = 256 << 20 if args.rocksdb_memory is None else parse_size(args.rocksdb_memory, "--rocksdb-memory")
+    return EmbeddedRocksDBStateBackend(args.state_dir, memory_budget=budget)
+
+
+_SIZE = re.compile(r"\s*([0-9]+)\s*([kmg]?)(i?b)?\s*", re.IGNORECASE)
+
+
+def parse_size(text: str, what: str) -> int:
+    """``"512M"``, ``"1GiB"``, ``"268435456"``: a number of bytes (units are binary).
+
+    Raises:
+        ConfigError: naming ``what`` and the value.
+    """
+    match = _SIZE.fullmatch(text)
+    if match is None:
+        raise ConfigError(f"{what} must be a size such as 512M or 1G (bytes, binary units), got {text!r}")
+    return int(match.group(1)) << {"": 0, "k": 10, "m": 20, "g": 30}[match.group(2).lower()]
+
+
 # -- commands that talk to a running job ---------------------------------------------------
 
 
@@ -165,6 +210,16 @@ async def list_jobs(args: argparse.Namespace) -> int:
 
 
 async def job_status(args: argparse.Namespace) -> int:
+    if args.web:
+        entry = JobRegistry().resolve(args.job)
+        if entry.web_url is None:
+            raise ConfigError(
+                f"job {entry.job_id} serves no dashboard; start it with `streamflow run ... --web-port PORT` "
+                "(0 picks a free port)",
+                job=entry.job_id,
+            )
+        print(entry.web_url)
+        return 0
     status = await _send(JobRegistry(), args.job, "status", args.timeout)
     print(json.dumps(status, indent=2) if args.json else format_status(status))
     return 0
@@ -220,6 +275,16 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--job-name", default=None, help="job name (default: the module's last name)")
     run.add_argument("--metrics-interval", type=float, default=10.0, help="seconds between metrics log lines")
     run.add_argument(
+        "--metrics-port", type=int, default=None, metavar="PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (0: a free port, logged)",
+    )
+    run.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST", help="address of --metrics-port")
+    run.add_argument(
+        "--web-port", type=int, default=None, metavar="PORT",
+        help="serve the dashboard at http://HOST:PORT/ (0: a free port; `streamflow status JOB --web` shows it)",
+    )
+    run.add_argument("--web-host", default="127.0.0.1", metavar="HOST", help="address of --web-port")
+    run.add_argument(
         "--from-savepoint", "-s", default=None, metavar="PATH",
         help="start from a savepoint, a checkpoint chk-<n>, or a job's checkpoint directory (its latest); "
         "a path or a file:// URI",
@@ -234,6 +299,19 @@ def parser() -> argparse.ArgumentParser:
              "sinks (what they committed since is written again)",
     )
     run.add_argument("--savepoint-dir", type=Path, default=None, help="default directory of savepoints")
+    run.add_argument(
+        "--state-backend", choices=("heap", "rocksdb"), default="heap",
+        help="where keyed state lives: in memory (heap), or in embedded RocksDB databases with incremental "
+        "checkpoints, for state larger than memory",
+    )
+    run.add_argument(
+        "--state-dir", type=Path, default=None,
+        help="RocksDB: the local directory of the databases (default: a folder in the system's temp directory)",
+    )
+    run.add_argument(
+        "--rocksdb-memory", default=None, metavar="SIZE",
+        help="RocksDB: memory for the block cache and write buffers of all keyed state of the job (default 256M)",
+    )
     run.add_argument("--no-control", action="store_true", help="do not register the job or open its control socket")
     run.add_argument("--log-level", default="INFO")
     run.add_argument(
@@ -255,6 +333,7 @@ def parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=job_status)
     status.add_argument("job", help="job id, unique id prefix, or job name")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--web", action="store_true", help="print the address of the job's dashboard only")
     take = control("savepoint", "take a savepoint of a running job and print its directory", timeout=300.0)
     take.set_defaults(handler=savepoint)
     take.add_argument("job", help="job id, unique id prefix, or job name")

@@ -15,6 +15,7 @@ The wire format is in :mod:`streamflow.control.protocol`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from typing import TYPE_CHECKING, Any
@@ -60,7 +61,11 @@ class ControlServer:
             OSError: the socket could not be made.
         """
         await self._client.started()
-        entry = self._registry.new_entry(self._client.job_name)
+        entry = dataclasses.replace(
+            self._registry.new_entry(self._client.job_name),
+            web_url=self._client.web_url,
+            metrics_url=self._client.metrics_url,
+        )
         self._server = await asyncio.start_unix_server(self._serve, path=entry.socket, limit=MAX_LINE)
         os.chmod(entry.socket, 0o600)
         self._registry.register(entry)
@@ -129,7 +134,8 @@ class ControlServer:
         if command == "ping":
             return {**identity, "status": client.status}
         if command == "status":
-            return {**identity, "metrics": client.metrics()}
+            urls = {"web_url": client.web_url, "metrics_url": client.metrics_url}
+            return {**identity, **urls, "metrics": client.metrics()}
         directory = request.get("directory")
         if directory is not None and not isinstance(directory, str):
             raise ConfigError(f"savepoint directory must be a path string, got {directory!r}")

@@ -26,8 +26,8 @@ def format_jobs(jobs: list[dict[str, Any]], now: float | None = None) -> str:
 
 def format_status(status: dict[str, Any], now: float | None = None) -> str:
     """The job, its checkpoints (with savepoints), per task busy / idle / backpressured
-    shares and input / output watermarks, late records dropped per operator, and per
-    channel fill, from a ``status`` result."""
+    shares and input / output watermarks, late records dropped per operator, per async
+    operator its calls, and per channel fill, from a ``status`` result."""
     now = time.time() if now is None else now
     metrics = status["metrics"]
     started = status.get("started_at")
@@ -36,6 +36,9 @@ def format_status(status: dict[str, Any], now: float | None = None) -> str:
         f"job {status['job_id']} ({status['name']}), pid {status['pid']}{uptime}",
         f"  status {metrics['status']}, attempt {metrics['attempt']}",
     ]
+    for label, key in (("dashboard", "web_url"), ("Prometheus metrics", "metrics_url")):
+        if status.get(key):
+            lines.append(f"  {label} {status[key]}")
     for failure in metrics.get("failures", [])[-3:]:
         lines.append(f"  earlier failure: {failure}")
     checkpoints = metrics["checkpoints"]
@@ -73,8 +76,8 @@ def format_status(status: dict[str, Any], now: float | None = None) -> str:
                     _pct(t["busy_ratio"]),
                     _pct(t["idle_ratio"]),
                     _pct(t["backpressured_ratio"]),
-                    _watermark(t.get("current_input_watermark")) + (" (idle)" if t.get("input_idle") else ""),
-                    _watermark(t.get("current_output_watermark")),
+                    _watermark(t.get("input_watermark")) + (" (idle)" if t.get("input_idle") else ""),
+                    _watermark(t.get("output_watermark")),
                 )
             )
         lines.append(_table(task_rows))
@@ -85,6 +88,27 @@ def format_status(status: dict[str, Any], now: float | None = None) -> str:
         for name, count in sorted(late.items()):
             late_rows.append((f"  {name}", str(count)))
         lines.append(_table(late_rows))
+    calls = {name: o["async"] for name, o in metrics.get("operators", {}).items() if "async" in o}
+    if calls:
+        lines.append("")
+        call_rows: list[tuple[str, ...]] = [
+            ("async operator", "IN FLIGHT", "CALLS/S", "TIMEOUTS", "RETRIES", "FAILED", "P50", "P99", "WAITED")
+        ]
+        for name, c in sorted(calls.items()):
+            call_rows.append(
+                (
+                    f"  {name}",
+                    f"{c['in_flight']}/{c['capacity']}",
+                    f"{c['calls_per_second']:.0f}",
+                    str(c["timeouts"]),
+                    str(c["retries"]),
+                    str(c["failures"]),
+                    _millis(c["latency_p50"]),
+                    _millis(c["latency_p99"]),
+                    f"{c['capacity_wait_seconds']:.2f}s",
+                )
+            )
+        lines.append(_table(call_rows))
     channels = metrics.get("channels", {})
     if channels:
         lines.append("")
@@ -100,13 +124,17 @@ def _table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
+def _millis(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f}ms"
+
+
 def _pct(ratio: float) -> str:
     return f"{ratio:.0%}"
 
 
 def _watermark(value: Any) -> str:
     """An event time as UTC (``-`` before the first watermark, ``end`` after the last)."""
-    if value is None:
+    if value is None or value == float("-inf"):
         return "-"
     if value == float("inf"):
         return "end"

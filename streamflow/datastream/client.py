@@ -1,9 +1,11 @@
 """JobClient: a running job, seen from the program that started it.
 
 Made by ``StreamEnvironment.execute_async``; every method runs on the job's event loop.
-It reads the job's metrics (and logs a line of them every ``metrics_interval`` seconds
-while the job runs), triggers checkpoints and savepoints through the attempt's
-coordinator, stops with a savepoint, cancels, and returns the result.
+It reads the job's metrics (logs a line of them every ``metrics_interval`` seconds while
+the job runs, and serves them to Prometheus and the dashboard while it runs when given a
+:class:`~streamflow.web.service.JobWebService`), triggers checkpoints and savepoints
+through the attempt's coordinator, stops with a savepoint, cancels, and returns the
+result.
 """
 
 from __future__ import annotations
@@ -11,14 +13,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamflow.errors import CheckpointError, ConfigError, JobCancelledError
+from streamflow.metrics.registry import MetricsRegistry
 from streamflow.metrics.snapshot import format_line, job_metrics
 from streamflow.runtime.coordinator import CheckpointCoordinator
 from streamflow.runtime.executor import Execution, JobResult, JobStatus
 from streamflow.savepoint.location import local_path
 from streamflow.savepoint.restore import operators_without_uid
+
+if TYPE_CHECKING:
+    from streamflow.web.service import JobWebService
 
 __all__ = ["JobClient"]
 
@@ -29,8 +35,15 @@ class JobClient:
     """A running job: its metrics, checkpoints and savepoints on demand, stop, cancel, and
     the result. Every method is called on the job's event loop."""
 
-    def __init__(self, execution: Execution, metrics_interval: float | None = None) -> None:
+    def __init__(
+        self,
+        execution: Execution,
+        metrics_interval: float | None = None,
+        web_service: JobWebService | None = None,
+    ) -> None:
         self._execution = execution
+        self._web_service = web_service
+        self._registry: MetricsRegistry | None = None if web_service is None else web_service.registry
         self._cancel_requested = False
         self._task = asyncio.get_running_loop().create_task(
             self._run(metrics_interval), name=f"job:{execution.settings.job_name}"
@@ -41,7 +54,11 @@ class JobClient:
         if metrics_interval:
             reporter = asyncio.create_task(self._report(metrics_interval), name="metrics-reporter")
         try:
-            result = await self._execution.run()
+            if self._web_service is None:
+                result = await self._execution.run()
+            else:
+                async with self._web_service:  # served while the job runs, stopped however it ends
+                    result = await self._execution.run()
         finally:
             if reporter is not None:
                 reporter.cancel()
@@ -67,6 +84,25 @@ class JobClient:
         """Per task busy/idle/backpressured time, per channel fill, per operator counts,
         checkpoint history."""
         return job_metrics(self._execution)
+
+    @property
+    def metrics_registry(self) -> MetricsRegistry:
+        """The job's metrics under Flink's names, with per-second rates: what the
+        Prometheus endpoint and the dashboard read (``sample()`` reads them now)."""
+        if self._registry is None:
+            self._registry = MetricsRegistry(self._execution)
+        return self._registry
+
+    @property
+    def web_url(self) -> str | None:
+        """The dashboard's address (``env.set_web_ui``), or None."""
+        return None if self._web_service is None else self._web_service.web_url
+
+    @property
+    def metrics_url(self) -> str | None:
+        """The Prometheus endpoint's address (``env.set_metrics_port``, or the
+        dashboard's ``/metrics``), or None."""
+        return None if self._web_service is None else self._web_service.metrics_url
 
     @property
     def done(self) -> bool:

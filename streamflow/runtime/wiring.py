@@ -91,7 +91,9 @@ def wire_attempt(
         services=services,
     )
     tasks = [wiring.task(chain, subtask, coordinator) for chain in plan.chains for subtask in range(chain.parallelism)]
-    coordinator.attach([task.gate for task in tasks], [task.gate for task in tasks if isinstance(task, SourceTask)])
+    coordinator.attach(
+        [task.gate for task in tasks], [task.gate for task in tasks if isinstance(task, SourceTask)], timed=tasks
+    )
     return Attempt(tasks, wiring.channels, coordinator)
 
 
@@ -235,7 +237,7 @@ class _Wiring:
     def _context(self, spec: OperatorSpec, chain: ChainSpec, subtask: int) -> OperatorContext:
         settings, max_parallelism = self.settings, self.plan.max_parallelism
         backend = None
-        if spec.key_selector is not None:
+        if spec.has_keyed_state:
             backend = settings.state_backend.create_keyed_backend(
                 operator_uid=spec.effective_uid,
                 subtask_index=subtask,
@@ -256,4 +258,5 @@ class _Wiring:
             checkpointing=checkpoint is not None,
             checkpoint_interval=checkpoint.interval if checkpoint is not None else None,
             services=self.services,
+            checkpoint_directory=self.storage.directory if self.storage is not None else None,
         )

@@ -14,6 +14,7 @@ harness's. Finally no window state and no timer may be left: every window was cl
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from collections import Counter
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import pytest
 
 from state_backends import STATE_BACKENDS, BackendFactory
 from streamflow.api.side_outputs import OutputTag
+from streamflow.checkpoint.snapshot import OperatorSnapshot, SnapshotType
 from streamflow.core.clock import ManualClock
 from streamflow.core.elements import Batch, Watermark
 from streamflow.graph.spec import OperatorKind, OperatorSpec
@@ -30,6 +32,7 @@ from streamflow.partitioning.keygroups import KeyGroupAssigner, key_group_range
 from streamflow.runtime.operators import make_operator
 from streamflow.runtime.operators.contexts import OperatorContext
 from streamflow.runtime.operators.window import WindowOperator
+from streamflow.state import HashMapStateBackend
 from streamflow.state.descriptors import ValueStateDescriptor
 from streamflow.testing.windows import WindowHarness
 from streamflow.windowing import (
@@ -166,6 +169,17 @@ class Subtask:
         await self.operator.process_watermark(Watermark(time))
 
 
+async def canonical_snapshot(operator: WindowOperator, checkpoint_id: int) -> OperatorSnapshot:
+    """The operator's savepoint snapshot, its keyed part finished (RocksDB reads the
+    canonical form from its native snapshot in the background)."""
+    snapshot = await operator.snapshot(checkpoint_id, SnapshotType.SAVEPOINT)
+    assert snapshot is not None
+    if snapshot.pending is None:
+        return snapshot
+    finished = await snapshot.pending.finish(None)  # type: ignore[arg-type]  # a canonical snapshot stores no file
+    return dataclasses.replace(snapshot, keyed=finished.keyed, pending=None)
+
+
 def harness_run(config: WindowConfig) -> tuple[Counter[Any], Counter[Any]]:
     harness = WindowHarness(config)
     emitted: list[WindowEmission] = []
@@ -196,9 +210,7 @@ async def operator_run(config: Callable[[], WindowConfig], backend: BackendFacto
         newest = max(newest, element[2])
         if step % 4 == 3:
             await first.watermark(newest - 15.0)
-    snapshot = pickle.loads(pickle.dumps((await first.operator.snapshot(1)).to_stored()))  # type: ignore[union-attr]
-    from streamflow.checkpoint.snapshot import OperatorSnapshot
-
+    snapshot = pickle.loads(pickle.dumps((await canonical_snapshot(first.operator, 1)).to_stored()))
     restored = [OperatorSnapshot.from_stored(snapshot)]
     second = [Subtask(config(), backend, index, 2, general) for index in range(2)]
     for subtask in second:
@@ -230,12 +242,15 @@ async def test_the_window_operator_on_keyed_state_gives_what_the_pure_logic_give
     want_main, want_late = harness_run(case.config())
     assert want_main and sum(want_main.values()) > 10
     got_main, got_late, last = await operator_run(case.config, backend, general=path == "general")
-    assert all((s.operator.fast is not None) == (path == "fast") for s in last)
+    # the fast path works on the heap backend's live table; on RocksDB the operator
+    # declines it and runs the general path, with the same results
+    fast = path == "fast" and backend is HashMapStateBackend
+    assert all((s.operator.fast is not None) == fast for s in last)
     assert got_main == want_main
     assert got_late == want_late
     for subtask in last:  # after the final watermark: every window of every key cleaned up
-        snapshot = await subtask.operator.snapshot(2)
-        assert snapshot is not None and snapshot.timers is not None
+        snapshot = await canonical_snapshot(subtask.operator, 2)
+        assert snapshot.timers is not None
         if case.name != "count-sliding":  # global windows never end: their state stays, as in Flink
             assert snapshot.timers.event == [] and snapshot.timers.processing == []
             states = (snapshot.keyed or {}).get("states", {})

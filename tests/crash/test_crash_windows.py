@@ -10,6 +10,9 @@ committed before the crash must not fire again. So the committed output must equ
 expected windows exactly (no window twice, none lost, none with a record too many or too
 few), and after every crash it must be a duplicate-free prefix, per key, of the key's
 windows in the order they end.
+
+The session job also runs on RocksDB with incremental checkpoints, at two points: the
+window state and timers restored from native snapshot files.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import pytest
 
 import crash_job
 from crash_harness import CRASH_EXIT_CODE, CrashLab, Scenario, ScenarioResult
+from streamflow.checkpoint.metadata import CheckpointMetadata
+from streamflow.checkpoint.shared_files import uploaded_for
 
 pytestmark = pytest.mark.crash
 
@@ -36,6 +41,10 @@ POINTS = (
 SCENARIOS = [Scenario(sink, p, (point,)) for sink in crash_job.WINDOW_SINKS for p in PARALLELISMS for point in POINTS]
 REFERENCES = [Scenario(sink, p) for sink in crash_job.WINDOW_SINKS for p in PARALLELISMS]
 TWICE = [Scenario(sink, 2, ("after_completion:3", "after_pre_commit:2")) for sink in crash_job.WINDOW_SINKS]
+ROCKSDB_POINTS = ("after_pre_commit:2", "after_completion:2")
+ROCKSDB_SCENARIOS = [Scenario("kafka-session", 2, (point,), state_backend="rocksdb") for point in ROCKSDB_POINTS]
+REFERENCES += [s.reference for s in ROCKSDB_SCENARIOS[:1]]
+SCENARIOS += ROCKSDB_SCENARIOS
 
 
 def _params(scenarios: list[Scenario]) -> list[object]:
@@ -113,6 +122,12 @@ def test_a_failure_free_window_job_emits_the_hand_computed_windows(scenario: Sce
     assert len({w[0] for w in want}) == crash_job.INPUT_FILES * crash_job.KEYS_PER_FILE
     assert len(want) > 2 * crash_job.INPUT_FILES * crash_job.KEYS_PER_FILE  # several windows per key
     assert sum(w[3] for w in want) == crash_job.TOTAL_RECORDS
+    if scenario.state_backend == "rocksdb":  # the windows' state went through shared files, reused
+        files = result.checkpoints.glob("chk-*/_metadata")
+        metadata = [CheckpointMetadata.from_json(path.read_bytes().partition(b"\n")[2]) for path in files]
+        newest = max(metadata, key=lambda m: m.checkpoint_id)
+        shared = [f for uid, _, handle in newest.handles() if uid == "windows" for f in handle.shared]
+        assert shared and any((uploaded_for(f.name) or 0) < newest.checkpoint_id for f in shared), shared
 
 
 @pytest.mark.parametrize("scenario", _params(SCENARIOS))

@@ -1,5 +1,6 @@
 """What the event-time, window and join tests share: a scripted source, a punctuated
-watermark generator, environments and the CollectSink names of a test.
+watermark generator, environments, the CollectSink names of a test and a counting
+AggregateFunction.
 
 ``ScriptedSource`` gives each source subtask a script of ``(record, timestamp)`` pairs
 (or none: a subtask without splits) and says what happens after it: a bounded script
@@ -22,6 +23,7 @@ from streamflow.api.connector import SourceBatch, SourceContext
 from streamflow.connectors.debug import CollectSink
 from streamflow.eventtime import WatermarkGenerator, WatermarkOutput, WatermarkStrategy
 from streamflow.eventtime.resolution import RESOLUTION
+from streamflow.windowing import AggregateFunction
 
 Script = Sequence[tuple[Any, float]]
 
@@ -119,3 +121,19 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 10.0, what: s
 
 def collected(name: str) -> list[Any]:
     return CollectSink.results(name)
+
+
+class Count(AggregateFunction[Any, int, int]):
+    """Counts the elements of a window."""
+
+    def create_accumulator(self) -> int:
+        return 0
+
+    def add(self, value: Any, accumulator: int) -> int:
+        return accumulator + 1
+
+    def get_result(self, accumulator: int) -> int:
+        return accumulator
+
+    def merge(self, a: int, b: int) -> int:
+        return a + b

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from event_time_kit import ScriptedSource, collected, environment, every_record, wait_for
+from event_time_kit import Count, ScriptedSource, collected, environment, every_record, wait_for
 
 from streamflow import ErrorPolicy, JobFailedError, KeyedProcessFunction, ProcessFunction
 from streamflow.connectors.collection import CollectionSource
@@ -211,20 +211,6 @@ def minute_counts(env: Any, source: Any, out: str, strategy: WatermarkStrategy) 
     )
 
 
-class Count:
-    def create_accumulator(self) -> int:
-        return 0
-
-    def add(self, value: Any, accumulator: int) -> int:
-        return accumulator + 1
-
-    def get_result(self, accumulator: int) -> int:
-        return accumulator
-
-    def merge(self, a: int, b: int) -> int:
-        return a + b
-
-
 class LabelMinute:
     def process(self, key: Any, context: Any, elements: Any, out: Any) -> None:
         for count in elements:
@@ -238,7 +224,7 @@ SCRIPT = [(("k", i), float(i)) for i in range(130)]  # minutes 0 and 1 close onc
 
 
 def source_watermark(client: Any) -> float:
-    watermark = client.metrics()["tasks"].get("src[0]", {}).get("current_output_watermark")
+    watermark = client.metrics()["tasks"].get("src[0]", {}).get("output_watermark")
     return float("-inf") if watermark is None else float(watermark)
 
 
@@ -263,7 +249,7 @@ async def test_an_idle_source_subtask_stops_holding_back_event_time_across_a_shu
             await wait_for(lambda: len(collected(out)) == 2, what="both minutes")
             assert sorted(collected(out)) == [("k", 0.0, 60), ("k", 60.0, 60)]
             metrics = client.metrics()["tasks"]
-            assert metrics["src[1]"]["current_output_watermark"] is None
+            assert metrics["src[1]"]["output_watermark"] == float("-inf")
     finally:
         await client.cancel()
 
@@ -399,10 +385,10 @@ async def test_tasks_report_input_and_output_watermarks(out: str) -> None:
     try:
         await wait_for(lambda: len(collected(out)) == len(SCRIPT), what="every record")
         want = 129.0 - 10.0 - 1e-6
-        await wait_for(lambda: client.metrics()["tasks"]["same[0]"]["current_output_watermark"] == pytest.approx(want))
+        await wait_for(lambda: client.metrics()["tasks"]["same[0]"]["output_watermark"] == pytest.approx(want))
         tasks = client.metrics()["tasks"]
-        assert tasks["src[0]"]["current_input_watermark"] == pytest.approx(want)  # its own, from the split
-        assert tasks["same[0]"]["current_input_watermark"] == pytest.approx(want)
+        assert tasks["src[0]"]["input_watermark"] == pytest.approx(want)  # its own, from the split
+        assert tasks["same[0]"]["input_watermark"] == pytest.approx(want)
         assert tasks["same[0]"]["input_idle"] is False
     finally:
         await client.cancel()

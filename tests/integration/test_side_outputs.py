@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from event_time_kit import collected, environment
+from event_time_kit import Count, collected, environment
 
 from streamflow import ErrorPolicy, GraphError, ProcessFunction
 from streamflow.api.side_outputs import OutputTag
@@ -21,7 +21,7 @@ from streamflow.connectors.collection import CollectionSource
 from streamflow.connectors.debug import CollectSink
 from streamflow.errors import ConfigError
 from streamflow.eventtime import WatermarkStrategy
-from streamflow.windowing import AggregateFunction, TumblingEventTimeWindows
+from streamflow.windowing import TumblingEventTimeWindows
 
 ODD = OutputTag("odd")
 BIG = OutputTag("big")
@@ -97,17 +97,6 @@ async def test_a_side_output_leaves_an_operator_inside_a_chain_with_its_record_p
     assert [(d["record"], d["position"], d["error"]) for d in collected(f"{out}-dead")] == [
         (-v, f"src[0] collection[0:10] @ {v}", f"ValueError: refused at {float(v)}") for v in (1, 3, 5, 7, 9)
     ]
-
-
-class Count(AggregateFunction[Any, int, int]):
-    def create_accumulator(self) -> int:
-        return 0
-
-    def add(self, value: Any, accumulator: int) -> int:
-        return accumulator + 1
-
-    def get_result(self, accumulator: int) -> int:
-        return accumulator
 
 
 async def test_event_time_flows_on_a_side_output_so_a_window_after_it_fires(out: str) -> None:

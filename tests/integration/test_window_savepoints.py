@@ -2,7 +2,8 @@
 windows are open and their timers pending, a job at parallelism 3 resumes from it and
 stops with another, a job at parallelism 2 finishes. The committed output (exactly-once
 file sink) must equal the hand computation: every window fired once, with all its
-records, whichever job fired it; the window contents and timers moved by key group.
+records, whichever job fired it; the window contents and timers moved by key group. Run
+on the heap and on RocksDB (incremental checkpoints; savepoints canonical).
 
 And a window that fired before a savepoint does not fire again in the job that resumes
 from it, for a record that was late before (the operator keeps the event time it reached).
@@ -19,7 +20,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from event_time_kit import wait_for
+import pytest
+from event_time_kit import Count, wait_for
 
 from streamflow import RestartStrategy, StreamEnvironment
 from streamflow.checkpoint.serde import decode
@@ -28,35 +30,31 @@ from streamflow.connectors.generator import GeneratorSource
 from streamflow.eventtime import WatermarkStrategy
 from streamflow.partitioning.keygroups import key_group_for, key_group_range
 from streamflow.savepoint import locate_snapshot
-from streamflow.windowing import AggregateFunction, EventTimeSessionWindows, ProcessWindowFunction, TumblingEventTimeWindows
+from streamflow.state import EmbeddedRocksDBStateBackend
+from streamflow.windowing import EventTimeSessionWindows, ProcessWindowFunction, TumblingEventTimeWindows
 
 EVENTS = [(f"u{(i % 5) + 5 * ((i // 50) % 2)}", float(i), i) for i in range(600)]  # (user, time, value)
 MAX_PARALLELISM = 128
 
 
-async def paced_events(ctx: Any, position: Any) -> Any:
-    for index in range(position or 0, len(EVENTS)):
-        yield EVENTS[index], index + 1
-        if index % 10 == 9:
-            await asyncio.sleep(0.01)
+def paced_events(until: int | None) -> Any:
+    """The events from a restored position, paced; with ``until``, the source waits
+    before event ``until`` (so a savepoint taken then holds exactly the events before it,
+    however long it takes)."""
+
+    async def events(ctx: Any, position: Any) -> Any:
+        for index in range(position or 0, len(EVENTS)):
+            if index == until:
+                await asyncio.Event().wait()
+            yield EVENTS[index], index + 1
+            if index % 10 == 9:
+                await asyncio.sleep(0.01)
+
+    return events
 
 
 def event_time(event: tuple[str, float, int]) -> float:
     return event[1]
-
-
-class Count(AggregateFunction[Any, int, int]):
-    def create_accumulator(self) -> int:
-        return 0
-
-    def add(self, value: Any, accumulator: int) -> int:
-        return accumulator + 1
-
-    def get_result(self, accumulator: int) -> int:
-        return accumulator
-
-    def merge(self, a: int, b: int) -> int:
-        return a + b
 
 
 class Sum(Count):
@@ -73,12 +71,18 @@ class Line(ProcessWindowFunction):
             out.collect(f"{self.kind} {key} {context.window.start:g} {context.window.end:g} {result}")
 
 
-def job(parallelism: int, checkpoints: Path, out: Path) -> StreamEnvironment:
+def job(
+    parallelism: int, checkpoints: Path, out: Path, rocksdb: Path | None = None, until: int | None = None
+) -> StreamEnvironment:
+    """The windows job, its source waiting before event ``until``; with ``rocksdb`` its
+    state is in RocksDB there (incremental checkpoints)."""
     env = StreamEnvironment(parallelism=parallelism, max_parallelism=MAX_PARALLELISM)
     env.set_restart_strategy(RestartStrategy.none())
     env.enable_checkpointing(0.1, directory=checkpoints)
+    if rocksdb is not None:
+        env.set_state_backend(EmbeddedRocksDBStateBackend(rocksdb, memory_budget=16 << 20))
     strategy = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(event_time).with_emit_interval(0.02)
-    keyed = env.from_source(GeneratorSource(paced_events), watermark_strategy=strategy).uid("events").set_parallelism(
+    keyed = env.from_source(GeneratorSource(paced_events(until)), watermark_strategy=strategy).uid("events").set_parallelism(
         1
     ).key_by(lambda e: e[0])
     minutes = keyed.window(TumblingEventTimeWindows.of(60.0)).aggregate(Sum(), window_function=Line("minute")).uid(
@@ -133,14 +137,18 @@ async def open_windows(savepoint: Path, uid: str) -> tuple[set[int], int]:
     return groups, timers
 
 
-async def test_open_windows_and_pending_timers_rescale_1_3_2_through_savepoints_exactly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["heap", "rocksdb"])
+async def test_open_windows_and_pending_timers_rescale_1_3_2_through_savepoints_exactly(
+    tmp_path: Path, backend: str
+) -> None:
     out, savepoints = tmp_path / "out", tmp_path / "savepoints"
-    first = await stop_after(job(1, tmp_path / "chk-1", out).execute_async("windows"), 200, savepoints)
+    rocksdb = tmp_path / "rocksdb" if backend == "rocksdb" else None
+    first = await stop_after(job(1, tmp_path / "chk-1", out, rocksdb, 200).execute_async("windows"), 200, savepoints)
     for uid in ("minutes", "sessions"):
         groups, timers = await open_windows(first, uid)
         assert groups and timers, f"{uid}: no open window or timer in the first savepoint"
     second = await stop_after(
-        job(3, tmp_path / "chk-3", out).execute_async("windows", from_savepoint=first), 200, savepoints
+        job(3, tmp_path / "chk-3", out, rocksdb, 400).execute_async("windows", from_savepoint=first), 200, savepoints
     )
     groups, timers = await open_windows(second, "minutes")
     assert groups and timers
@@ -152,7 +160,7 @@ async def test_open_windows_and_pending_timers_rescale_1_3_2_through_savepoints_
         stored = {int(g) for g in state["keyed"]["states"]["window-contents"]["key_groups"]}
         assert stored <= set(owned)
         assert all(owned.start <= group < owned.stop for _, group, _ in state["timers"]["event"])
-    await job(2, tmp_path / "chk-2", out).execute("windows", from_savepoint=second)
+    await job(2, tmp_path / "chk-2", out, rocksdb).execute("windows", from_savepoint=second)
     assert Counter(read_committed_lines(out)) == expected()
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from event_time_kit import ScriptedSource, collected, environment, every_record, wait_for
+from event_time_kit import Count, ScriptedSource, collected, environment, every_record, wait_for
 
 from streamflow import ErrorPolicy, JobFailedError, ProcessFunction, UserFunctionError
 from streamflow.api.side_outputs import OutputTag
@@ -135,6 +135,36 @@ async def test_tumbling_windows_sum_each_users_minute_from_out_of_order_input(
     assert sum(o["records_late_dropped"] for o in result.metrics["operators"].values()) == 0
 
 
+async def shuffled_delay(order: tuple[str, float, int]) -> tuple[str, float, int]:
+    """Calls that end out of their input order (a later order often first)."""
+    await asyncio.sleep(0.0005 * ((int(order[1]) * 7) % 5))
+    return order
+
+
+@pytest.mark.parametrize("ordered", [False, True])
+async def test_map_async_before_a_window_keeps_timestamps_and_makes_no_result_late(ordered: bool, out: str) -> None:
+    """In event-time order with no slack, every watermark follows its record at once: a
+    result the async operator let cross a watermark would be late and missing."""
+    env = environment(2, chaining=True)
+    in_order = sorted(ORDERS, key=by_time)
+    (
+        env.from_source(CollectionSource(in_order, batch_size=1)).uid("orders")
+        .assign_timestamps_and_watermarks(WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(by_time))
+        .map_async(shuffled_delay, capacity=8, ordered=ordered).uid("enrich")
+        .key_by(lambda o: o[0])
+        .window(TumblingEventTimeWindows.of(60.0))
+        .reduce(add_cents, window_function=Label()).uid("minutes")
+        .sink_to(CollectSink(out))
+    )
+    result = await env.execute("async-then-window")
+    want: dict[tuple[str, float], int] = defaultdict(int)
+    for user, ts, cents in ORDERS:
+        want[(user, ts // 60 * 60)] += cents
+    assert {(user, start): total[2] for user, start, _, total in collected(out)} == want
+    assert len(collected(out)) == len(want)
+    assert sum(o["records_late_dropped"] for o in result.metrics["operators"].values()) == 0
+
+
 @pytest.mark.parametrize("config", CONFIGS)
 async def test_sliding_windows_count_and_sum_each_window_an_order_falls_into(
     config: tuple[int, bool], out: str
@@ -195,20 +225,6 @@ async def test_session_windows_merge_when_an_element_joins_two_sessions_with_the
         assert sorted(collected(out)) == sessions
     else:
         assert sorted(collected(out)) == [(k, start, end, len(values)) for k, start, end, values in sessions]
-
-
-class Count(AggregateFunction[Any, int, int]):
-    def create_accumulator(self) -> int:
-        return 0
-
-    def add(self, value: Any, accumulator: int) -> int:
-        return accumulator + 1
-
-    def get_result(self, accumulator: int) -> int:
-        return accumulator
-
-    def merge(self, a: int, b: int) -> int:
-        return a + b
 
 
 class SumValues(ProcessWindowFunction):

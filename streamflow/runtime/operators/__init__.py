@@ -1,14 +1,15 @@
 """The operators a task chains together: the contract and its kinds.
 
 :mod:`.base` holds the contract every operator keeps (its lifecycle is documented
-there); :mod:`.function`, :mod:`.broadcast`, :mod:`.timestamps`, :mod:`.window`,
-:mod:`.interval_join` and :mod:`.sink` the kinds; :mod:`.contexts` what user functions
-are handed. :func:`make_operator` picks the kind for a graph node.
+there); :mod:`.function`, :mod:`.async_io`, :mod:`.broadcast`, :mod:`.timestamps`,
+:mod:`.window`, :mod:`.interval_join` and :mod:`.sink` the kinds; :mod:`.contexts` what
+user functions are handed. :func:`make_operator` picks the kind for a graph node.
 """
 
 from __future__ import annotations
 
 from streamflow.graph.spec import OperatorKind, OperatorSpec
+from streamflow.runtime.operators.async_io import AsyncOperator
 from streamflow.runtime.operators.base import StreamOperator
 from streamflow.runtime.operators.broadcast import BroadcastProcessOperator
 from streamflow.runtime.operators.contexts import OperatorContext
@@ -34,4 +35,6 @@ def make_operator(spec: OperatorSpec, ctx: OperatorContext) -> StreamOperator:
         return WindowOperator(spec, ctx)
     if spec.kind is OperatorKind.INTERVAL_JOIN:
         return IntervalJoinOperator(spec, ctx)
+    if spec.kind is OperatorKind.ASYNC:
+        return AsyncOperator(spec, ctx)
     return FunctionOperator(spec, ctx)

@@ -2,10 +2,11 @@
 
 Lifecycle, driven by the owning task, one call at a time:
 ``open(restored)`` -> ``process(batch)`` / ``process_watermark`` /
-``process_watermark_status`` / ``on_processing_time`` -> ``snapshot(n)`` at barrier n
--> ``notify_checkpoint_complete(n)`` / ``notify_checkpoint_aborted(n)`` -> ... ->
-``end_input()`` when all input ended -> ``finish()`` after the final checkpoint ->
-``close()``. ``close`` is not guaranteed after a crash.
+``process_watermark_status`` / ``on_processing_time`` / ``on_wakeup`` ->
+``snapshot(n, type)`` at barrier n -> ``notify_checkpoint_complete(n)`` /
+``notify_checkpoint_aborted(n)`` (after ``notify_shared_files_lost()`` when the
+coordinator says so) -> ... -> ``end_input()`` when all input ended -> ``finish()`` after
+the final checkpoint -> ``close()``. ``close`` is not guaranteed after a crash.
 
 An operator hands its records to ``self.emit`` (the next operator's ``process`` in the
 chain, or the task's network output), records for a side output to
@@ -18,20 +19,25 @@ Event time flows through the chain operator by operator. By default an operator 
 to a watermark (``on_watermark``: fire event-time timers, emit what they produce) and
 then forwards it, so everything it emitted for event time up to the watermark precedes
 the watermark downstream. An operator that must hold a watermark back overrides
-``process_watermark`` and calls ``emit_watermark`` itself once it may pass (an
-operator with results still in flight forwards it after emitting the results of the
-records before it); one that makes its own event time (``assign_timestamps_and_
-watermarks``) drops what comes from upstream and emits its own. The kinds are in the
-modules next to this one: :mod:`.function` (map, flat_map, filter, process, reduce),
-:mod:`.broadcast` (the two-input broadcast operator), :mod:`.timestamps`,
-:mod:`.window`, :mod:`.interval_join` and :mod:`.sink`.
+``process_watermark`` and calls ``emit_watermark`` itself once it may pass (the async
+operator forwards it after emitting the results of the records before it); one that
+makes its own event time (``assign_timestamps_and_watermarks``) drops what comes from
+upstream and emits its own.
+
+An operator with work of its own in the background (the calls of an async operator)
+never emits from there: it calls ``self.request_wakeup()``, and its task calls
+``on_wakeup()`` between two batches, from the task's own asyncio task, so no operator
+is ever called concurrently with itself. The kinds are in the modules next to this
+one: :mod:`.function` (map, flat_map, filter, process, reduce), :mod:`.async_io`
+(map_async, flat_map_async), :mod:`.broadcast` (the two-input broadcast operator),
+:mod:`.timestamps`, :mod:`.window`, :mod:`.interval_join` and :mod:`.sink`.
 """
 
 from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
 
-from streamflow.checkpoint.snapshot import OperatorSnapshot
+from streamflow.checkpoint.snapshot import OperatorSnapshot, SnapshotType
 from streamflow.core.elements import Batch, Watermark
 from streamflow.eventtime.status import Emissions, WatermarkStatus
 from streamflow.graph.spec import OperatorSpec
@@ -77,6 +83,8 @@ class StreamOperator:
         self.ctx = ctx
         self.metrics = OperatorMetrics()
         self.side_outputs: dict[str, Emit] = {}
+        self.request_wakeup: Callable[[], None] = _no_task
+        """Ask the owning task to call :meth:`on_wakeup` between batches (set by the task)."""
 
     async def open(self, restored: Restored | None) -> None:
         return None
@@ -124,6 +132,14 @@ class StreamOperator:
         if emit is not None:
             await emit(batch)
 
+    async def on_wakeup(self) -> None:
+        """Called by the task, between batches, after :attr:`request_wakeup`."""
+        return None
+
+    def extra_metrics(self) -> dict[str, Any]:
+        """Metrics of this kind of operator, beside the record counters (read on demand)."""
+        return {}
+
     # -- timers and checkpoints -------------------------------------------------------
 
     def next_timer(self) -> float | None:
@@ -132,13 +148,18 @@ class StreamOperator:
     async def on_processing_time(self, now: float) -> None:
         return None
 
-    async def snapshot(self, checkpoint_id: int) -> OperatorSnapshot | None:
+    async def snapshot(self, checkpoint_id: int, snapshot_type: SnapshotType) -> OperatorSnapshot | None:
+        """The state at barrier ``checkpoint_id``; a savepoint needs it self-contained."""
         return None
 
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         return None
 
     async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
+        return None
+
+    def notify_shared_files_lost(self) -> None:
+        """Shared files of earlier checkpoints may be gone: write every file anew."""
         return None
 
     async def end_input(self) -> None:
@@ -149,6 +170,10 @@ class StreamOperator:
 
     async def close(self) -> None:
         return None
+
+
+def _no_task() -> None:
+    """``request_wakeup`` of an operator no task owns (yet)."""
 
 
 def short_repr(record: Any, limit: int = 200) -> str:

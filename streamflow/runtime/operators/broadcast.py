@@ -26,7 +26,7 @@ from streamflow.core.elements import Batch
 from streamflow.errors import ConfigError, StateError
 from streamflow.runtime.operators.base import Emit, Restored
 from streamflow.runtime.operators.contexts import CallContext, OperatorContext
-from streamflow.runtime.operators.function import FunctionOperator
+from streamflow.runtime.operators.function import FunctionOperator, carry_along
 from streamflow.state.broadcast import BroadcastState, ReadOnlyBroadcastState
 from streamflow.state.descriptors import MapStateDescriptor, StateDescriptor
 from streamflow.state.keyed import NO_KEY, NO_KEY_GROUP
@@ -130,12 +130,7 @@ class BroadcastProcessOperator(FunctionOperator):
                 side.forget_from(side_before)
                 self._on_error(exc, batch, index)
                 continue
-            produced = len(out) - before
-            if produced:
-                if out_positions is not None:
-                    out_positions.extend([positions[index]] * produced)  # type: ignore[index]
-                if out_timestamps is not None:
-                    out_timestamps.extend([timestamps[index]] * produced)  # type: ignore[index]
+            carry_along(out_positions, out_timestamps, positions, timestamps, index, len(out) - before)
         if collector.stamped:
             out_timestamps = collector.apply_timestamps(out_timestamps, len(out))
         self.metrics.records_out += len(out)

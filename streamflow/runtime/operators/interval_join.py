@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, cast
 
-from streamflow.checkpoint.snapshot import OperatorSnapshot
+from streamflow.checkpoint.snapshot import OperatorSnapshot, SnapshotType
 from streamflow.core.elements import Batch, Watermark
 from streamflow.errors import ConfigError
 from streamflow.graph.spec import OperatorSpec
@@ -26,7 +26,7 @@ from streamflow.joins.interval_join import IntervalJoinConfig, IntervalJoinLogic
 from streamflow.runtime.operators.base import Emit, Restored
 from streamflow.runtime.operators.contexts import OperatorContext
 from streamflow.runtime.operators.function import FunctionOperator
-from streamflow.runtime.operators.window import emit_window_output
+from streamflow.runtime.operators.window import emit_window_output, feed_records
 from streamflow.runtime.operators.window_state import KeyedWindowStore, KeyedWindowTimers, SavedWatermark
 from streamflow.windowing.logic import ElementFate
 
@@ -56,10 +56,10 @@ class IntervalJoinOperator(FunctionOperator):
         self.logic.advance_watermark(self.saved_watermark.restored())
         self.watermark = self.logic.watermark
 
-    async def snapshot(self, checkpoint_id: int) -> OperatorSnapshot | None:
+    async def snapshot(self, checkpoint_id: int, snapshot_type: SnapshotType) -> OperatorSnapshot | None:
         if self.saved_watermark is not None and self.logic is not None:
             self.saved_watermark.save(self.logic.watermark)
-        return await super().snapshot(checkpoint_id)
+        return await super().snapshot(checkpoint_id, snapshot_type)
 
     async def process(self, batch: Batch) -> None:
         """Records of the left input."""
@@ -77,22 +77,7 @@ class IntervalJoinOperator(FunctionOperator):
         logic = self.logic
         assert logic is not None and batch.keys is not None and batch.key_groups is not None  # a hash edge keys it
         self.metrics.records_in += len(batch.records)
-        keys, key_groups = batch.keys, batch.key_groups
-        timestamps, positions = batch.timestamps, batch.positions
-        output = logic.output
-        late_positions: dict[int, Any] = {}
-        for index, record in enumerate(batch.records):
-            key = keys[index]
-            self.set_key(key, key_groups[index])
-            before = len(output)
-            try:
-                fate = process(key, record, None if timestamps is None else timestamps[index])
-            except Exception as exc:
-                del output[before:]
-                self._on_error(exc, batch, index)
-                continue
-            if fate is ElementFate.LATE_SIDE_OUTPUT and positions is not None:
-                late_positions[len(output) - 1] = positions[index]
+        late_positions = feed_records(self, batch, batch.keys, batch.key_groups, process, logic.output)
         self.metrics.records_late_dropped = logic.late_records_dropped
         if self.errors.pending:
             await self.errors.flush(self.dead_letter)

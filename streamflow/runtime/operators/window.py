@@ -27,9 +27,9 @@ firing is always the logic's.
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
+from typing import Any, Callable, cast
 
-from streamflow.checkpoint.snapshot import OperatorSnapshot
+from streamflow.checkpoint.snapshot import OperatorSnapshot, SnapshotType
 from streamflow.core.elements import Batch, Watermark
 from streamflow.errors import ConfigError, UserFunctionError
 from streamflow.graph.spec import OperatorSpec
@@ -43,7 +43,7 @@ from streamflow.windowing.emission import WindowEmission
 from streamflow.windowing.logic import ElementFate, WindowOperatorLogic
 from streamflow.windowing.windows import Window
 
-__all__ = ["WindowOperator", "emit_window_output"]
+__all__ = ["WindowOperator", "emit_window_output", "feed_records"]
 
 log = logging.getLogger("streamflow.operator")
 
@@ -74,10 +74,10 @@ class WindowOperator(FunctionOperator):
             if hasattr(fn, "open"):
                 await maybe_await(fn.open(self.ctx))
 
-    async def snapshot(self, checkpoint_id: int) -> OperatorSnapshot | None:
+    async def snapshot(self, checkpoint_id: int, snapshot_type: SnapshotType) -> OperatorSnapshot | None:
         if self.saved_watermark is not None and self.logic is not None:
             self.saved_watermark.save(self.logic.watermark)
-        return await super().snapshot(checkpoint_id)
+        return await super().snapshot(checkpoint_id, snapshot_type)
 
     async def close(self) -> None:
         for fn in _user_functions(self.config):
@@ -98,27 +98,8 @@ class WindowOperator(FunctionOperator):
         await self._emit(logic.take_output(), batch, late_positions)
 
     def _process_general(self, batch: Batch, logic: WindowOperatorLogic) -> dict[int, Any]:
-        """Each record through the logic; returns output index -> source position of the
-        late records it sent to the side output."""
         keys, key_groups = self._keys_of(batch)
-        timestamps = batch.timestamps
-        positions = batch.positions
-        output = logic.output
-        late_positions: dict[int, Any] = {}
-        process_element = logic.process_element
-        for index, record in enumerate(batch.records):
-            key = keys[index]
-            self.set_key(key, key_groups[index])
-            before = len(output)
-            try:
-                fate = process_element(key, record, None if timestamps is None else timestamps[index])
-            except Exception as exc:
-                del output[before:]
-                self._on_error(exc, batch, index)
-                continue
-            if fate is ElementFate.LATE_SIDE_OUTPUT and positions is not None:
-                late_positions[len(output) - 1] = positions[index]
-        return late_positions
+        return feed_records(self, batch, keys, key_groups, logic.process_element, logic.output)
 
     async def _emit(self, emissions: list[WindowEmission], batch: Batch | None, late_positions: dict[int, Any]) -> None:
         self.metrics.records_out += await emit_window_output(
@@ -160,6 +141,35 @@ class WindowOperator(FunctionOperator):
                 subtask=self.ctx.subtask_index,
                 record=f"window {window!r} of key {short_repr(key)}",
             ) from exc
+
+
+def feed_records(
+    op: FunctionOperator,
+    batch: Batch,
+    keys: list[Any],
+    key_groups: list[int],
+    process: Callable[[Any, Any, float | None], ElementFate],
+    output: list[WindowEmission],
+) -> dict[int, Any]:
+    """Each record of ``batch`` through ``process(key, record, timestamp)`` with its key
+    set (a window or interval-join logic appending to ``output``); a record ``process``
+    raises on leaves no output and goes to the operator's error policy. Returns output
+    index -> source position of the late records sent to the side output."""
+    timestamps, positions = batch.timestamps, batch.positions
+    late_positions: dict[int, Any] = {}
+    for index, record in enumerate(batch.records):
+        key = keys[index]
+        op.set_key(key, key_groups[index])
+        before = len(output)
+        try:
+            fate = process(key, record, None if timestamps is None else timestamps[index])
+        except Exception as exc:
+            del output[before:]
+            op._on_error(exc, batch, index)
+            continue
+        if fate is ElementFate.LATE_SIDE_OUTPUT and positions is not None:
+            late_positions[len(output) - 1] = positions[index]
+    return late_positions
 
 
 async def emit_window_output(

@@ -101,17 +101,19 @@ def test_list_and_status_views() -> None:
             "tasks": {
                 "count[0]": {
                     "busy_ratio": 0.25, "idle_ratio": 0.5, "backpressured_ratio": 0.25,
-                    "current_input_watermark": 1763700000.5, "current_output_watermark": None, "input_idle": True,
+                    "input_watermark": 1763700000.5, "output_watermark": float("-inf"), "input_idle": True,
                 },
             },
             "operators": {"count[0]": {"records_late_dropped": 3}, "lines[0]": {"records_late_dropped": 0}},
             "channels": {"lines[0] -> count[0]": {"fill": 0.5, "blocked_seconds": 1.5}},
         },
     }
+    status["web_url"] = "http://127.0.0.1:8081/"
     text = format_status(status, now=100.0)
     for line in [
         "job wc-1a2b3c4d (wc), pid 42, up 0m00s",
         "  status running, attempt 2",
+        "  dashboard http://127.0.0.1:8081/",
         "  earlier failure: InjectedFault: boom",
         "  restored from checkpoint 3 (/sp/savepoint-wc-3-abcdef)",
         "checkpoints: 1 completed, 0 failed",
@@ -122,3 +124,37 @@ def test_list_and_status_views() -> None:
     ]:
         assert line in text.splitlines(), (line, text)
     assert "lines[0]  0" not in text  # only operators that dropped late records are listed
+
+
+def test_an_entry_carries_the_jobs_dashboard_and_metrics_addresses(tmp_path: Path) -> None:
+    registry = JobRegistry(tmp_path)
+    new = registry.new_entry("served")
+    served = JobEntry(job_id=new.job_id, name="served", pid=new.pid, socket=new.socket, started_at=1.0,
+                      web_url="http://127.0.0.1:8081/", metrics_url="http://127.0.0.1:9249/metrics")
+    registry.register(served)
+    assert registry.resolve("served") == served
+    written = json.loads((registry.directory / f"{served.job_id}.json").read_text())
+    assert written["web_url"] == "http://127.0.0.1:8081/"
+    del written["web_url"], written["metrics_url"]  # an entry written before they existed
+    assert JobEntry.from_dict(written).web_url is None
+    with pytest.raises(ValueError, match="bad web_url"):
+        JobEntry.from_dict({**written, "web_url": 8081})
+
+
+def test_status_shows_the_calls_of_async_operators() -> None:
+    calls = {
+        "capacity": 100, "in_flight": 37, "held": 40, "calls": 5000, "calls_per_second": 4812.4, "timeouts": 3,
+        "retries": 12, "failures": 1, "restored_inputs": 0, "capacity_wait_seconds": 0.25,
+        "latency_p50": 0.0211, "latency_p99": 0.0487,
+    }
+    status = {
+        "job_id": "e-1", "name": "e", "pid": 1,
+        "metrics": {
+            "status": "running", "attempt": 1,
+            "checkpoints": {"completed": 0, "failed": 0},
+            "operators": {"enrich[0]": {"records_in": 5000, "async": calls}, "src[0]": {"records_in": 0}},
+        },
+    }
+    lines = format_status(status, now=0.0).splitlines()
+    assert "async operator  IN FLIGHT  CALLS/S  TIMEOUTS  RETRIES  FAILED  P50     P99     WAITED" in lines, lines
+    assert "  enrich[0]     37/100     4812     3         12       1       21.1ms  48.7ms  0.25s" in lines, lines
