@@ -75,7 +75,11 @@ class TimerQueue:
         """The live timers, ``(timestamp, key_group, key)`` each, in time order."""
         live, seen = self._live, set()
         entries = []
-        for timestamp, _, key_group, key in sorted(self._heap, key=lambda e: (e[0], e[1])):
+        # Only live heap entries are sorted (a session window's merges leave many deleted
+        # ones behind); (timestamp, order) is unique, so the tuples never compare keys.
+        held = [e for e in self._heap if (e[0], e[3]) in live]
+        held.sort()
+        for timestamp, _, key_group, key in held:
             entry = (timestamp, key)
             if entry in live and entry not in seen:  # deleted and registered again: two heap entries
                 seen.add(entry)
