@@ -26,10 +26,10 @@ operator; each operator of the chain forwards it to the next (see
 
 End of input: a source reader that is exhausted sends the final watermark (+inf) and
 END_OF_INPUT; a task whose every input ended calls ``end_input`` on its operators (they
-may still emit), forwards END_OF_INPUT and reports to the coordinator. Channels stay open: the final checkpoint's
-barriers still travel them. When that checkpoint completed (or at once without
-checkpointing) the coordinator posts FINISH; the task finishes its operators (a sink
-makes everything visible) and ends.
+may still emit), forwards END_OF_INPUT and reports to the coordinator. Channels stay
+open: the final checkpoint's barriers still travel them. When that checkpoint completed
+(or at once without checkpointing) the coordinator posts FINISH; the task finishes its
+operators (a sink makes everything visible) and ends.
 
 Stop with savepoint: a source task whose trigger says ``stop`` reads nothing after that
 barrier (no end of input, no final watermark: timers and windows stay in the state). If
@@ -79,7 +79,6 @@ log = logging.getLogger("streamflow.task")
 
 _NEG_INF = float("-inf")
 _INF = float("inf")
-_FINAL_WATERMARK = Watermark(_INF)
 
 
 class TaskStats:
