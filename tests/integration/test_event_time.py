@@ -23,6 +23,7 @@ from streamflow.connectors.collection import CollectionSource
 from streamflow.connectors.debug import CollectSink
 from streamflow.errors import TimestampError
 from streamflow.eventtime import WatermarkStrategy
+from streamflow.metrics.definitions import Scope
 from streamflow.windowing import TumblingEventTimeWindows
 
 CONFIGS = [
@@ -390,5 +391,9 @@ async def test_tasks_report_input_and_output_watermarks(out: str) -> None:
         assert tasks["src[0]"]["input_watermark"] == pytest.approx(want)  # its own, from the split
         assert tasks["same[0]"]["input_watermark"] == pytest.approx(want)
         assert tasks["same[0]"]["input_idle"] is False
+        # under Flink's names in the registry (Prometheus, the dashboard)
+        same = client.metrics_registry.sample().values(Scope.TASK)[("watermark-metrics", "same", "0")]
+        assert same["currentInputWatermark"] == pytest.approx(want)
+        assert same["currentOutputWatermark"] == pytest.approx(want)
     finally:
         await client.cancel()
