@@ -10,12 +10,12 @@ stream element queues, in three orderings (:class:`~streamflow.api.async_io.Asyn
   first segment go out as their calls complete; its closing watermark goes out when the
   segment is empty, and only then does the next segment's first result. So no result
   crosses a watermark, in either direction.
-
-A :class:`~streamflow.eventtime.WatermarkStatus` is held like a watermark: an IDLE passed
-ahead of held results would let the watermark downstream move past their timestamps.
 - PER_KEY: UNORDERED, and a record whose key has a call running waits for it; its call
   starts when the previous one of its key completed, so one key's results complete, and
   go out, in input order.
+
+A :class:`~streamflow.eventtime.WatermarkStatus` is held like a watermark: an IDLE passed
+ahead of held results would let the watermark downstream move past their timestamps.
 
 Capacity: the operator adds a record only while fewer than ``capacity`` are held (added
 and not yet popped), and never more than ``capacity`` calls run at once; entries beyond
