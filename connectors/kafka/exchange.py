@@ -22,7 +22,7 @@ from typing import Any
 
 from streamflow.connectors.kafka.exchange_sink import ExchangeSink
 from streamflow.connectors.kafka.exchange_source import ExchangeSource
-from streamflow.connectors.kafka.exchange_topics import admin_options
+from streamflow.connectors.kafka.exchange_topics import admin_options, ensure_exchange_topic
 from streamflow.config import seconds
 from streamflow.errors import ConfigError
 from streamflow.workers.exchange import ExchangeSpec
@@ -98,6 +98,14 @@ class KafkaExchange:
     def source(self, spec: ExchangeSpec) -> ExchangeSource:
         self._check(spec)
         return ExchangeSource(self, spec)
+
+    async def ensure_topic(self, spec: ExchangeSpec, where: str) -> None:
+        """Create ``spec``'s topic if it is missing, check it if not (see :mod:`.exchange_topics`)."""
+        await ensure_exchange_topic(
+            self.admin_args(), topic=spec.topic, partitions=spec.partitions,
+            replication_factor=self.replication_factor, topic_config=self.topic_config,
+            timeout=self.request_timeout_seconds, where=where,
+        )
 
     def admin_args(self) -> dict[str, Any]:
         """AIOKafkaAdminClient arguments: the servers and the consumer's security settings."""

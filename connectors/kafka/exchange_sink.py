@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from streamflow.api.connector import SinkContext, SinkWriter
 from streamflow.api.delivery import DeliveryGuarantee
 from streamflow.connectors.kafka.exchange_codec import Envelope, RecordKind, encode_key, encode_watermark, pack_records
-from streamflow.connectors.kafka.exchange_topics import ensure_exchange_topic
 from streamflow.connectors.kafka.sink import KafkaSink
 from streamflow.errors import ConfigError, UserFunctionError
 from streamflow.eventtime import WatermarkStatus
@@ -119,12 +118,7 @@ class ExchangeWriter:
     # -- the SinkWriter protocol ------------------------------------------------------------
 
     async def open(self) -> None:
-        spec = self._spec
-        await ensure_exchange_topic(
-            self._exchange.admin_args(), topic=spec.topic, partitions=spec.partitions,
-            replication_factor=self._exchange.replication_factor, topic_config=self._exchange.topic_config,
-            timeout=self._exchange.request_timeout_seconds, where=self._where,
-        )
+        await self._exchange.ensure_topic(self._spec, self._where)
         await self._inner.open()
 
     async def write(self, records: list[Any]) -> None:

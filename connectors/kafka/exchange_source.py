@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 
 from streamflow.api.connector import RecordFailure, SourceBatch, SourceContext
 from streamflow.connectors.kafka.exchange_codec import RecordKind, decode_key, unpack_records
-from streamflow.connectors.kafka.exchange_topics import ensure_exchange_topic
 from streamflow.connectors.kafka.exchange_watermarks import ExchangeWatermarks
 from streamflow.connectors.kafka.reader import KafkaSourceReader
 from streamflow.connectors.kafka.records import KafkaOutput, KafkaRecord
@@ -117,12 +116,7 @@ class ExchangeReader:
     # -- open ---------------------------------------------------------------------------
 
     async def open(self) -> None:
-        spec = self._spec
-        await ensure_exchange_topic(
-            self._exchange.admin_args(), topic=spec.topic, partitions=spec.partitions,
-            replication_factor=self._exchange.replication_factor, topic_config=self._exchange.topic_config,
-            timeout=self._exchange.request_timeout_seconds, where=self._where,
-        )
+        await self._exchange.ensure_topic(self._spec, self._where)
         await self._fetcher.open()
 
     def _restored(self) -> dict[int, dict[str, Any]]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from streamflow import ErrorPolicy, KeyedBroadcastProcessFunction, StreamEnvironment
+from streamflow import ErrorPolicy, StreamEnvironment
 from streamflow.connectors import CollectSink, SocketTextSource
 from streamflow.errors import ConfigError
 from streamflow.graph.plan import build_plan
@@ -14,7 +14,7 @@ from streamflow.graph.spec import JobGraph, OperatorKind, Partitioning
 from streamflow.state import MapStateDescriptor
 from streamflow.workers import ExchangeSpec, WorkerLayout, exchange_topic_name, rewrite_for_workers
 
-from workers_kit import FakeEnd, FakeExchanges
+from workers_kit import FakeEnd, FakeExchanges, Match
 
 RULES = MapStateDescriptor[str, int]("rules")
 
@@ -91,14 +91,6 @@ def test_rebalance_becomes_an_exchange_without_keys() -> None:
     rewrite(env, workers=2, factory=factory)
     (spec,) = factory.made
     assert spec.partitioning is Partitioning.REBALANCE and spec.key_selector is None
-
-
-class Match(KeyedBroadcastProcessFunction):
-    def process_element(self, value: Any, ctx: Any, out: Any) -> None:
-        out.collect(value)
-
-    def process_broadcast_element(self, value: Any, ctx: Any, out: Any) -> None:
-        return None
 
 
 def test_a_broadcast_input_is_read_whole_by_one_reader_per_worker() -> None:

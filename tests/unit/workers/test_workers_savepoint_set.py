@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from streamflow import KeyedBroadcastProcessFunction, StreamEnvironment
+from streamflow import StreamEnvironment
 from streamflow.connectors import CollectSink
 from streamflow.errors import ConfigError, StateError
 from streamflow.state import MapStateDescriptor
@@ -26,7 +26,7 @@ from streamflow.workers.savepoint_set import (
     write_set_manifest,
 )
 
-from workers_kit import FakeExchanges
+from workers_kit import FakeExchanges, Match
 
 RULES = MapStateDescriptor[str, int]("rules")
 
@@ -134,14 +134,6 @@ def test_split_state_is_read_whole_and_broadcast_state_from_one_old_worker() -> 
 def test_a_set_the_new_workers_cannot_take_is_refused(old: SetLayout, new: SetLayout, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         plan_worker_restore(old, new, 0, {"count": RestoreNeed.KEYED})
-
-
-class Match(KeyedBroadcastProcessFunction):
-    def process_element(self, value: Any, ctx: Any, out: Any) -> None:
-        out.collect(value)
-
-    def process_broadcast_element(self, value: Any, ctx: Any, out: Any) -> None:
-        return None
 
 
 def test_restore_needs_follow_what_each_operator_keeps() -> None:

@@ -1,10 +1,12 @@
-"""A stand-in exchange factory for the graph tests: the graph only holds what it makes."""
+"""Stand-ins for the graph tests: an exchange factory (the graph only holds what it
+makes) and a keyed broadcast function (the graph only needs its kind)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from streamflow import KeyedBroadcastProcessFunction
 from streamflow.workers import ExchangeSpec
 
 
@@ -37,3 +39,11 @@ class FakeExchanges:
 
     def source(self, spec: ExchangeSpec) -> FakeEnd:
         return FakeEnd("source", spec)
+
+
+class Match(KeyedBroadcastProcessFunction):
+    def process_element(self, value: Any, ctx: Any, out: Any) -> None:
+        out.collect(value)
+
+    def process_broadcast_element(self, value: Any, ctx: Any, out: Any) -> None:
+        return None
