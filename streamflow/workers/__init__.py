@@ -13,6 +13,7 @@ The parts, each a module of its own:
   checks that refuse a misconfigured worker at start-up, and the per-index lock;
 - :mod:`.savepoint_set`: one savepoint per worker as one set, and what each of M new
   workers restores from a set written by N;
+- :mod:`.placement`: restored snapshots laid out by global subtask, for the restore code;
 - :mod:`.supervisor`: N local worker processes started, signalled and restarted.
 """
 
