@@ -109,6 +109,22 @@ async def quiet(r: ExchangeReader, seconds: float = 1.0) -> list[Any]:
     return got
 
 
+async def polled(r: ExchangeReader, seconds: float) -> list[SourceBatch]:
+    """Every batch ``r`` returns within ``seconds``."""
+    batches: list[SourceBatch] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        batch = await r.poll(1000, 0.1)
+        assert batch is not None
+        batches.append(batch)
+    return batches
+
+
+def max_watermark(batches: list[SourceBatch]) -> float | None:
+    marks = [b.watermark for b in batches if b.watermark is not None]
+    return max(marks) if marks else None
+
+
 async def watermark_reaches(r: ExchangeReader, wanted: float, timeout: float = 30.0) -> list[Any]:
     """Poll until a batch carries watermark ``wanted``; the records read meanwhile."""
     records: list[Any] = []
