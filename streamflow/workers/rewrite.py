@@ -47,17 +47,20 @@ def rewrite_for_workers(
     max_parallelism: int,
     exchanges: ExchangeFactory,
     generation: str,
+    keep_exchanges: bool = False,
 ) -> JobGraph:
     """``graph`` as worker ``layout.index`` runs it; see the module docstring.
 
     Every worker computes the same graph (the same program, the same settings): node ids
-    and uids of the exchange nodes depend on the graph alone.
+    and uids of the exchange nodes depend on the graph alone. ``keep_exchanges`` cuts the
+    graph for one worker too: a job restored from the savepoint set of several workers
+    must read what their exchange topics still hold.
 
     Raises:
         ConfigError: a source cannot be split across workers, or the exchange partition
             count does not fit the workers and max parallelism.
     """
-    if not layout.is_distributed:
+    if not layout.is_distributed and not keep_exchanges:
         return graph
     check_sources_split(graph, layout.workers)
     check_exchange_partitions(exchanges.partitions, max_parallelism, layout.workers)

@@ -56,6 +56,16 @@ def test_one_worker_runs_the_graph_as_it_is() -> None:
     ) is graph
 
 
+def test_one_worker_keeps_the_exchanges_of_a_set_it_restores() -> None:
+    factory = FakeExchanges()
+    graph = rewrite_for_workers(
+        keyed_job().job_graph(), layout=WorkerLayout(workers=1, index=0), job_name="orders", default_parallelism=2,
+        max_parallelism=128, exchanges=factory, generation="g1", keep_exchanges=True,
+    )
+    assert [s.writer_parallelism for s in factory.made] == [2]
+    assert "parse->count.0.exchange-reader" in uids(graph)
+
+
 def test_key_by_becomes_an_exchange_that_both_sides_chain_onto() -> None:
     factory = FakeExchanges(partitions=8)
     graph = rewrite(keyed_job(parallelism=2), workers=3, factory=factory)
