@@ -23,8 +23,9 @@ need_python() {
 
 # Python packages go into $VENV quietly: pip's and setuptools' output (notices, the
 # editable-install warning banner) goes to $VENV/setup.log and is shown only if the
-# install fails. The install is skipped while pyproject.toml is unchanged since the
-# last one that succeeded (the editable install follows source changes by itself).
+# install fails. The install is skipped while pyproject.toml and setup.py are unchanged
+# since the last one that succeeded (the editable install follows source changes by
+# itself).
 setup() {
   need_python
   if [ ! -x "$VENV/bin/python" ]; then
@@ -35,7 +36,7 @@ setup() {
     fi
   fi
   local stamp="$VENV/.streamflow-installed" log="$VENV/setup.log" wanted
-  wanted="$(cksum < pyproject.toml) $(pwd)"
+  wanted="$(cat pyproject.toml setup.py | cksum) $(pwd)"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
     return
   fi

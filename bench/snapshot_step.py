@@ -13,8 +13,8 @@ from __future__ import annotations
 import timeit
 
 from streamflow.checkpoint import serde
+from streamflow.core.clock import ManualClock
 from streamflow.partitioning.keygroups import key_group_for
-from streamflow.runtime.clock import ManualClock
 from streamflow.state import HashMapStateBackend, ValueStateDescriptor
 
 USERS = 10_000

@@ -1,7 +1,7 @@
 """An exactly-once sink of text lines into part files, published by atomic rename.
 
-Delivery guarantee: EXACTLY-ONCE with checkpointing (two-phase commit, DESIGN.md
-section 6); without checkpointing the files are published at end of input.
+Delivery guarantee: EXACTLY-ONCE with checkpointing (two-phase commit, see
+docs/architecture.md); without checkpointing the files are published at end of input.
 
 Each subtask writes each transaction to ``<directory>/.pending/<name>.inprogress``; at
 barrier n the file is flushed and fsync'ed (pre-commit); when checkpoint n completes it

@@ -43,8 +43,8 @@ from typing import Any
 
 from streamflow.api.connector import SourceBatch, SourceContext
 from streamflow.api.connector_checks import SOURCE_DOCS
+from streamflow.core.clock import Clock, SystemClock
 from streamflow.errors import ConfigError, ConnectorError, StateError
-from streamflow.runtime.clock import Clock, SystemClock
 
 __all__ = ["GeneratorContext", "GeneratorReader", "GeneratorSource"]
 

@@ -1,8 +1,8 @@
 """An exactly-once SQLite sink: checkpoint n's rows are applied together with a marker
 for n in one SQLite transaction, so a replay can never apply them twice.
 
-Delivery guarantee: EXACTLY-ONCE with checkpointing (two-phase commit, DESIGN.md
-section 6); without checkpointing the rows are applied at end of input.
+Delivery guarantee: EXACTLY-ONCE with checkpointing (two-phase commit, see
+docs/architecture.md); without checkpointing the rows are applied at end of input.
 
 The commit path, per subtask i and checkpoint n:
 

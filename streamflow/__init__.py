@@ -3,13 +3,7 @@
 The public API, re-exported here; everything else is internal.
 """
 
-from streamflow.api.broadcast import (
-    BroadcastConnectedStream,
-    BroadcastProcessFunction,
-    BroadcastStream,
-    KeyedBroadcastProcessFunction,
-)
-from streamflow.api.environment import JobClient, StreamEnvironment
+from streamflow.api.broadcast import BroadcastProcessFunction, KeyedBroadcastProcessFunction
 from streamflow.api.errors_policy import ErrorPolicy
 from streamflow.api.functions import (
     CheckpointedFunction,
@@ -19,13 +13,15 @@ from streamflow.api.functions import (
     ProcessFunction,
     RuntimeContext,
 )
-from streamflow.api.stream import DataStream, KeyedStream
 from streamflow.config import (
     CheckpointConfig,
     CheckpointingMode,
     RestartStrategy,
     RetentionOnCancel,
 )
+from streamflow.datastream.client import JobClient
+from streamflow.datastream.environment import StreamEnvironment
+from streamflow.datastream.stream import BroadcastConnectedStream, BroadcastStream, DataStream, KeyedStream
 from streamflow.errors import (
     CheckpointError,
     ConfigError,
@@ -37,7 +33,7 @@ from streamflow.errors import (
     StreamflowError,
     UserFunctionError,
 )
-from streamflow.runtime.executor import JobResult
+from streamflow.runtime.executor import JobResult, JobStatus
 
 __all__ = [
     "BroadcastConnectedStream",
@@ -58,6 +54,7 @@ __all__ = [
     "JobClient",
     "JobFailedError",
     "JobResult",
+    "JobStatus",
     "KeyedBroadcastProcessFunction",
     "KeyedProcessFunction",
     "KeyedStream",

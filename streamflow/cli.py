@@ -43,11 +43,11 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from streamflow.api.environment import StreamEnvironment
 from streamflow.config import CheckpointingMode
-from streamflow.devtools.commands import add_dev_commands, run_dev
 from streamflow.control import ControlServer, JobRegistry, JobUnreachableError, send_command
 from streamflow.control.views import format_jobs, format_status
+from streamflow.datastream.environment import StreamEnvironment
+from streamflow.devtools.commands import add_dev_commands, run_dev
 from streamflow.errors import ConfigError, JobCancelledError, StreamflowError
 from streamflow.savepoint.describe import describe_snapshot, format_description
 from streamflow.savepoint.location import local_path

@@ -4,6 +4,11 @@ Every error derives from :class:`StreamflowError`. Errors carry structured field
 (operator uid, subtask, checkpoint id, source position) next to a message that says what
 failed, shows the offending value with ``!r`` and says what to do. They stay picklable:
 ``__reduce__`` rebuilds them from their message and fields.
+
+Each class declares the fields its raisers pass, with ``None`` as the default for an
+error raised without one, so a type checker knows ``error.operator`` and code reading it
+never meets an AttributeError. Fields not declared are still set (and kept in
+``fields``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ class StreamflowError(Exception):
     """
 
     retriable: bool = False
+    message: str
+    fields: dict[str, Any]
 
     def __init__(self, message: str, **fields: Any) -> None:
         super().__init__(message)
@@ -38,7 +45,14 @@ def _rebuild(cls: type[StreamflowError], message: str, fields: dict[str, Any]) -
 
 
 class ConfigError(StreamflowError):
-    """A configuration value or a pipeline definition is invalid; raised at build time."""
+    """A configuration value or a pipeline definition is invalid; raised at build time.
+
+    Fields, where known: ``value`` (the refused value), ``operator`` (uid), ``path``.
+    """
+
+    value: Any = None
+    operator: str | None = None
+    path: str | None = None
 
 
 class GraphError(ConfigError):
@@ -46,7 +60,17 @@ class GraphError(ConfigError):
 
 
 class StateError(StreamflowError):
-    """State was used wrongly (no current key, wrong scope) or cannot be restored."""
+    """State was used wrongly (no current key, wrong scope) or cannot be restored.
+
+    Fields, where known: ``operator`` (uid), ``subtask``, ``state`` (its name),
+    ``split`` (a restored source split) and ``path`` (the snapshot).
+    """
+
+    operator: str | None = None
+    subtask: int | None = None
+    state: str | None = None
+    split: str | None = None
+    path: str | None = None
 
 
 class StateSerializationError(StateError):
@@ -58,6 +82,8 @@ class StateSerializationError(StateError):
     as known where it is raised: ``operator``, ``subtask``, ``state``, ``value_type``
     (the offending value's type) and ``path`` (where inside the stored value).
     """
+
+    value_type: str | None = None
 
     def in_operator(self, operator: str, subtask: int) -> StateSerializationError:
         """This error naming ``operator`` and ``subtask`` (itself if it names one already):
@@ -71,9 +97,16 @@ class StateSerializationError(StateError):
 
 
 class CheckpointError(StreamflowError):
-    """A checkpoint could not be taken, stored or read."""
+    """A checkpoint could not be taken, stored or read.
+
+    Fields, where known: ``checkpoint_id``, ``file`` and ``path`` (what was read or
+    written).
+    """
 
     retriable = True
+    checkpoint_id: int | None = None
+    file: str | None = None
+    path: str | None = None
 
 
 class CheckpointCorruptedError(CheckpointError):
@@ -92,11 +125,15 @@ class UserFunctionError(StreamflowError):
     """A user function raised while processing a record.
 
     Fields: ``operator`` (uid), ``subtask``, ``position`` (the record's source position,
-    a :class:`streamflow.runtime.elements.SourcePosition` or ``None``) and ``record``
+    as text, e.g. ``"src[0] orders.txt @ 12"``, or ``None``) and ``record``
     (its ``repr``, shortened).
     """
 
     retriable = True
+    operator: str | None = None
+    subtask: int | None = None
+    position: str | None = None
+    record: str | None = None
 
 
 class DeserializationError(UserFunctionError):
@@ -106,9 +143,19 @@ class DeserializationError(UserFunctionError):
 
 
 class ConnectorError(StreamflowError):
-    """A source or sink failed talking to the outside world."""
+    """A source or sink failed talking to the outside world.
+
+    Fields, where known: ``operator`` (uid), ``subtask``, ``checkpoint_id``, and where
+    in the outside world (``path``, ``topic``, ``position``, ``record``, ...).
+    """
 
     retriable = True
+    operator: str | None = None
+    subtask: int | None = None
+    checkpoint_id: int | None = None
+    path: str | None = None
+    position: Any = None
+    record: Any = None
 
 
 class DataLossError(ConnectorError):
@@ -122,8 +169,16 @@ class DataLossError(ConnectorError):
 
 
 class JobFailedError(StreamflowError):
-    """The job failed and the restart strategy gave up; ``__cause__`` is the last failure."""
+    """The job failed and the restart strategy gave up; ``__cause__`` is the last failure.
+
+    Fields: ``job`` (its name) and ``attempt`` (the attempt that failed last).
+    """
+
+    job: str | None = None
+    attempt: int | None = None
 
 
 class JobCancelledError(StreamflowError):
-    """The job was cancelled before it finished."""
+    """The job was cancelled before it finished. Field: ``job`` (its name)."""
+
+    job: str | None = None

@@ -1,6 +1,6 @@
 """Kafka: a source that keeps its offsets in operator state, a sink with delivery
-guarantees none, at-least-once and exactly-once (transactions, DESIGN.md section 6), and
-the exchanges between the workers of a job that runs on several processes."""
+guarantees none, at-least-once and exactly-once (transactions; docs/architecture.md),
+and the exchanges between the workers of a job that runs on several processes."""
 
 from streamflow.connectors.kafka.exchange import KafkaExchange
 from streamflow.connectors.kafka.offsets import OffsetReset, StartingOffsets

@@ -1,10 +1,12 @@
-"""The offsets each KafkaSource subtask snapshotted, by job run and checkpoint, for sinks
-that store them next to their results (``MySqlOffsetsSink``).
+"""The offsets each KafkaSource subtask snapshotted, by checkpoint, for sinks that store
+them next to their results (``MySqlOffsetsSink``).
 
-A job runs in one process, and barriers reach a sink only after every source subtask
-upstream has snapshotted the same checkpoint, so when a sink snapshots checkpoint n the
-board holds every source subtask's offsets for n. Entries are keyed by the run id
-(``SourceContext.run_id``), so two jobs in one process never mix.
+Each job run has its own board (``ctx.services.shared(OffsetsBoard)``: readers publish,
+offset-storing sinks read), so two jobs in one process never mix. Barriers reach a sink
+only after every source subtask upstream has snapshotted the same checkpoint, so when a
+sink snapshots checkpoint n the board holds every source subtask's offsets for n. The
+board outlives a failed attempt of the run: what the next attempt publishes replaces
+what the failed one did for the same checkpoints.
 """
 
 from __future__ import annotations
@@ -15,11 +17,10 @@ from dataclasses import dataclass, field
 
 from streamflow.errors import StateError
 
-__all__ = ["BOARD", "OffsetsBoard"]
+__all__ = ["OffsetsBoard"]
 
 TopicPartition = tuple[str, int]
 _KEPT = 16  # checkpoints kept per source subtask (a sink commits far fewer behind)
-_RUNS_KEPT = 32  # job runs kept, most recently published first: a process may run many jobs
 
 
 @dataclass(slots=True)
@@ -29,21 +30,19 @@ class _Source:
 
 
 class OffsetsBoard:
+    """One job run's offsets, per Kafka source, subtask and checkpoint."""
+
     def __init__(self) -> None:
-        self._runs: dict[str, dict[str, _Source]] = {}
+        self._sources: dict[str, _Source] = {}
         self._lock = threading.Lock()
 
-    def publish(self, run_id: str, source_uid: str, subtask: int, parallelism: int, checkpoint_id: int,
+    def publish(self, source_uid: str, subtask: int, parallelism: int, checkpoint_id: int,
                 offsets: Mapping[TopicPartition, int]) -> None:
         """Record the NEXT offsets ``subtask`` of ``source_uid`` stored in checkpoint n."""
         with self._lock:
-            sources = self._runs.pop(run_id, {})
-            self._runs[run_id] = sources  # now the most recent
-            while len(self._runs) > _RUNS_KEPT:
-                del self._runs[next(iter(self._runs))]
-            source = sources.get(source_uid)
+            source = self._sources.get(source_uid)
             if source is None or source.parallelism != parallelism:
-                source = sources[source_uid] = _Source(parallelism)
+                source = self._sources[source_uid] = _Source(parallelism)
             kept = source.by_subtask.setdefault(subtask, {})
             for stale in [c for c in kept if c >= checkpoint_id]:  # left by a failed attempt
                 del kept[stale]
@@ -51,12 +50,11 @@ class OffsetsBoard:
             while len(kept) > _KEPT:
                 del kept[min(kept)]
 
-    def offsets_at(self, run_id: str, checkpoint_id: int, source_uid: str | None = None
-                   ) -> dict[TopicPartition, int]:
+    def offsets_at(self, checkpoint_id: int, source_uid: str | None = None) -> dict[TopicPartition, int]:
         """The offsets of every subtask of the run's Kafka sources (or of ``source_uid``)
         as of checkpoint n: each subtask's latest snapshot at or before n."""
         with self._lock:
-            sources = dict(self._runs.get(run_id, {}))
+            sources = dict(self._sources)
         if source_uid is not None:
             sources = {source_uid: sources[source_uid]} if source_uid in sources else {}
         if not sources:
@@ -72,11 +70,3 @@ class OffsetsBoard:
                                      f"{checkpoint_id}; please report it", operator=uid)
                 merged.update(source.by_subtask[subtask][max(taken)])
         return merged
-
-    def forget(self, run_id: str) -> None:
-        with self._lock:
-            self._runs.pop(run_id, None)
-
-
-BOARD = OffsetsBoard()
-"""The process's board: KafkaSource readers publish, offset-storing sinks read."""

@@ -15,6 +15,9 @@ Lifecycle (called from the subtask's own task, one call at a time):
 4. ``notify_checkpoint_complete(n)``: commit checkpoint n's offsets to the group, for
    lag monitoring only.
 5. ``close``: stop the consumer and the admin client.
+
+(Over 400 lines: one consumer's lifecycle, whose steps share its splits and clients;
+offsets, metadata, watermarks and deserializing are in modules of their own.)
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import re
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -45,13 +48,11 @@ from streamflow.connectors.kafka.offsets import (
     StartingOffsets,
     owner_of,
 )
-from streamflow.connectors.kafka.progress import BOARD
+from streamflow.connectors.kafka.progress import OffsetsBoard
 from streamflow.connectors.kafka.records import KafkaOutput
+from streamflow.connectors.kafka.source_settings import KafkaSourceSettings
 from streamflow.connectors.kafka.watermarks import PartitionWatermarks
 from streamflow.errors import ConnectorError
-
-if TYPE_CHECKING:
-    from streamflow.connectors.kafka.source import KafkaSource
 
 __all__ = ["KafkaSourceReader"]
 
@@ -66,7 +67,7 @@ class KafkaSourceReader:
     """Reads the partitions its subtask owns; see the module docstring for the steps."""
 
     def __init__(
-        self, source: KafkaSource, ctx: SourceContext, *, owns: Callable[[str, int], bool] | None = None
+        self, source: KafkaSourceSettings, ctx: SourceContext, *, owns: Callable[[str, int], bool] | None = None
     ) -> None:
         """``owns(topic, partition)``: whether this subtask reads a partition; by default
         the stable assignment :func:`.offsets.owner_of` (an exchange reader assigns by
@@ -386,8 +387,10 @@ class KafkaSourceReader:
             while len(commits) > _COMMITS_KEPT:
                 del commits[min(commits)]
         ctx = self._ctx
-        BOARD.publish(ctx.run_id, ctx.operator_uid, ctx.subtask_index, ctx.parallelism, checkpoint_id,
-                      {(tp.topic, tp.partition): split.offset for tp, split in self._splits.items()})
+        ctx.services.shared(OffsetsBoard).publish(
+            ctx.operator_uid, ctx.subtask_index, ctx.parallelism, checkpoint_id,
+            {(tp.topic, tp.partition): split.offset for tp, split in self._splits.items()},
+        )
         return [split.state() for split in self._splits.values()]
 
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:

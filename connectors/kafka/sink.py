@@ -7,7 +7,7 @@ exactly-once.
   record written before it; a restore replays records after the checkpoint, which may
   write some twice.
 * ``EXACTLY_ONCE``: Kafka transactions committed when the checkpoint completes (two-phase
-  commit, DESIGN.md section 6; see :mod:`.sink_exactly_once`). Consumers must read with
+  commit, docs/architecture.md; see :mod:`.sink_exactly_once`). Consumers must read with
   ``isolation_level="read_committed"``; records become visible one checkpoint interval
   later than with the other guarantees.
 
@@ -30,6 +30,8 @@ from streamflow.api.connector import SinkContext, SinkWriter
 from streamflow.api.delivery import DeliveryGuarantee, parse_guarantee
 from streamflow.connectors.kafka.batching import RecordCodec
 from streamflow.connectors.kafka.serializers import Partitioner, Serializer, resolve_serializer
+from streamflow.connectors.kafka.sink_exactly_once import KafkaTransactionalWriter
+from streamflow.connectors.kafka.sink_plain import KafkaProducerWriter
 from streamflow.errors import ConfigError
 
 __all__ = ["DeliveryGuarantee", "KafkaSink", "MIN_TRANSACTION_TIMEOUT_MARGIN"]
@@ -225,10 +227,6 @@ class KafkaSink:
             )
 
     def create_writer(self, ctx: SinkContext) -> SinkWriter:
-        # Imported here: the writers import this module (DeliveryGuarantee, KafkaSink).
-        from streamflow.connectors.kafka.sink_exactly_once import KafkaTransactionalWriter
-        from streamflow.connectors.kafka.sink_plain import KafkaProducerWriter
-
         writer: SinkWriter
         if self.guarantee is DeliveryGuarantee.EXACTLY_ONCE:
             self.check_transaction_timeout(ctx)

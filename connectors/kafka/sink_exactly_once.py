@@ -37,7 +37,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import InvalidTxnState, KafkaError, ProducerFenced
@@ -45,7 +45,7 @@ from aiokafka.producer.transaction_manager import TransactionState
 
 from streamflow.api.connector import SinkContext
 from streamflow.connectors.kafka.batching import Deliveries, RecordSender
-from streamflow.connectors.kafka.sink_plain import start_producer, stop_producer
+from streamflow.connectors.kafka.sink_plain import ProducerSinkSettings, start_producer, stop_producer
 from streamflow.connectors.kafka.txn_ids import IdState, TransactionalIdPool, id_layout, transactional_id
 from streamflow.connectors.kafka.txn_resume import (
     INVALID_PRODUCER_EPOCH,
@@ -59,10 +59,7 @@ from streamflow.connectors.kafka.txn_resume import (
 from streamflow.errors import ConnectorError, StateError
 from streamflow.transactions.two_phase import TwoPhaseCommitSinkWriter
 
-if TYPE_CHECKING:
-    from streamflow.connectors.kafka.sink import KafkaSink
-
-__all__ = ["KafkaTransactionalWriter"]
+__all__ = ["KafkaTransactionalWriter", "TransactionalSinkSettings"]
 
 _log = logging.getLogger(__name__)
 _ABORT_CONCURRENCY = 8
@@ -79,10 +76,21 @@ class KafkaTxn:
     started_at: float = 0.0
 
 
+class TransactionalSinkSettings(ProducerSinkSettings, Protocol):
+    """What the EXACTLY_ONCE writer reads of its KafkaSink besides the producer settings."""
+
+    @property
+    def transactional_id_prefix(self) -> str | None: ...
+    @property
+    def transactional_id_pool_size(self) -> int: ...
+    @property
+    def transaction_timeout_seconds(self) -> float: ...
+
+
 class KafkaTransactionalWriter(TwoPhaseCommitSinkWriter[KafkaTxn]):
     """One subtask's EXACTLY_ONCE writer; see the module docstring for the commit path."""
 
-    def __init__(self, ctx: SinkContext, sink: KafkaSink) -> None:
+    def __init__(self, ctx: SinkContext, sink: TransactionalSinkSettings) -> None:
         super().__init__(ctx)
         self._sink = sink
         self._timeout = sink.transaction_timeout_seconds

@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from streamflow.api.connector import SinkContext, SinkWriterBase
-from streamflow.connectors.kafka.batching import Deliveries, RecordSender
+from streamflow.api.delivery import DeliveryGuarantee
+from streamflow.connectors.kafka.batching import Deliveries, RecordCodec, RecordSender
 from streamflow.connectors.kafka.clients import start_client, watch_client
 from streamflow.errors import ConnectorError
 
-if TYPE_CHECKING:
-    from streamflow.connectors.kafka.sink import KafkaSink
-
-__all__ = ["KafkaProducerWriter", "start_producer", "stop_producer"]
+__all__ = ["KafkaProducerWriter", "ProducerSinkSettings", "start_producer", "stop_producer"]
 
 _log = logging.getLogger(__name__)
 STOP_TIMEOUT = 10.0
@@ -77,12 +76,24 @@ async def _drop_connections(producer: AIOKafkaProducer, where: str) -> None:
         _log.debug("%s: closing producer connections raised %r", where, exc)
 
 
+class ProducerSinkSettings(Protocol):
+    """What a writer reads of its :class:`~streamflow.connectors.kafka.sink.KafkaSink`
+    (declared here so that the writers do not import the sink that makes them)."""
+
+    @property
+    def bootstrap_servers(self) -> str: ...
+    @property
+    def guarantee(self) -> DeliveryGuarantee: ...
+    @property
+    def producer_config(self) -> Mapping[str, Any]: ...
+    def codec(self) -> RecordCodec: ...
+    def producer_settings(self) -> dict[str, Any]: ...
+
+
 class KafkaProducerWriter(SinkWriterBase):
     """One subtask's writer for NONE / AT_LEAST_ONCE."""
 
-    def __init__(self, ctx: SinkContext, sink: KafkaSink) -> None:
-        from streamflow.connectors.kafka.sink import DeliveryGuarantee
-
+    def __init__(self, ctx: SinkContext, sink: ProducerSinkSettings) -> None:
         self.ctx = ctx
         self._sink = sink
         self._flush_on_barrier = sink.guarantee is DeliveryGuarantee.AT_LEAST_ONCE

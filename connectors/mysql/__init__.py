@@ -1,6 +1,6 @@
 """MySQL and MariaDB: an exactly-once XA sink, an at-least-once upsert sink, and a sink
-that stores results and Kafka source offsets in one local transaction (DESIGN.md
-section 6)."""
+that stores results and Kafka source offsets in one local transaction (see
+docs/architecture.md, "Two-phase-commit sinks")."""
 
 from streamflow.api.delivery import DeliveryGuarantee
 from streamflow.connectors.mysql.connection import MySqlAddress, parse_mysql_url

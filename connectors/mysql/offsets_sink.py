@@ -40,7 +40,7 @@ import pymysql
 
 from streamflow.api.connector import SinkContext
 from streamflow.api.delivery import DeliveryGuarantee
-from streamflow.connectors.kafka.progress import BOARD
+from streamflow.connectors.kafka.progress import OffsetsBoard
 from streamflow.connectors.mysql.connection import (
     MySqlAddress,
     check_connect_args,
@@ -169,7 +169,7 @@ class MySqlOffsetsWriter(TwoPhaseCommitSinkWriter[RowBatch]):
         self._runner.add(txn, records)
 
     async def pre_commit(self, txn: RowBatch, checkpoint_id: int) -> Any:
-        offsets = BOARD.offsets_at(self.ctx.run_id, checkpoint_id, self._sink.source_uid)
+        offsets = self.ctx.services.shared(OffsetsBoard).offsets_at(checkpoint_id, self._sink.source_uid)
         rows, _ = txn.take()
         return {"run": self._run, "checkpoint_id": checkpoint_id, "rows": rows,
                 "offsets": sorted([t, p, o] for (t, p), o in offsets.items())}

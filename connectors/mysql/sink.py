@@ -28,6 +28,8 @@ from streamflow.api.connector import SinkContext, SinkWriter
 from streamflow.api.delivery import DeliveryGuarantee, parse_guarantee
 from streamflow.connectors.mysql.connection import MySqlAddress, check_connect_args, parse_mysql_url, table_exists
 from streamflow.connectors.mysql.statements import StatementRunner
+from streamflow.connectors.mysql.upsert_writer import MySqlUpsertWriter
+from streamflow.connectors.mysql.xa_writer import MySqlXaWriter
 from streamflow.errors import ConfigError
 
 __all__ = ["MySqlSink"]
@@ -100,10 +102,6 @@ class MySqlSink:
         return self.delivery_guarantee is DeliveryGuarantee.EXACTLY_ONCE
 
     def create_writer(self, ctx: SinkContext) -> SinkWriter:
-        # Imported here: the writers import this module.
-        from streamflow.connectors.mysql.upsert_writer import MySqlUpsertWriter
-        from streamflow.connectors.mysql.xa_writer import MySqlXaWriter
-
         if self.delivery_guarantee is DeliveryGuarantee.EXACTLY_ONCE:
             return MySqlXaWriter(ctx, self)
         return MySqlUpsertWriter(ctx, self)

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiomysql
 
 from streamflow.api.connector import SinkContext, SinkWriterBase
 from streamflow.connectors.mysql.connection import connect
+from streamflow.connectors.mysql.settings import MySqlSinkSettings
 from streamflow.connectors.mysql.statements import RowBatch
-
-if TYPE_CHECKING:
-    from streamflow.connectors.mysql.sink import MySqlSink
 
 __all__ = ["MySqlUpsertWriter"]
 
@@ -31,7 +29,7 @@ _IDEMPOTENT = re.compile(r"ON\s+DUPLICATE\s+KEY\s+UPDATE|^\s*REPLACE\s|^\s*INSER
 class MySqlUpsertWriter(SinkWriterBase):
     """One subtask's AT_LEAST_ONCE writer."""
 
-    def __init__(self, ctx: SinkContext, sink: MySqlSink) -> None:
+    def __init__(self, ctx: SinkContext, sink: MySqlSinkSettings) -> None:
         self.ctx = ctx
         self._sink = sink
         self._runner = sink.runner(ctx)

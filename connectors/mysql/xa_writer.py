@@ -1,6 +1,7 @@
 """The exactly-once MySQL sink writer: one XA transaction per subtask and checkpoint epoch.
 
-The commit path, on the two-phase-commit base (DESIGN.md section 6):
+The commit path, on the two-phase-commit base (docs/architecture.md, "Two-phase-commit
+sinks"):
 
 1. The first record of an epoch takes a connection and runs ``XA START`` with a new
    xid (:mod:`.xids`). Rows go in by ``executemany`` every ``batch_size`` records.
@@ -28,20 +29,18 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiomysql
 import pymysql
 
 from streamflow.api.connector import SinkContext
 from streamflow.connectors.mysql.connection import connect, create_tables, is_connection_lost
+from streamflow.connectors.mysql.settings import MySqlSinkSettings
 from streamflow.connectors.mysql.statements import RowBatch
 from streamflow.connectors.mysql.xids import Xid, sink_key
 from streamflow.errors import ConfigError, ConnectorError, DataLossError
 from streamflow.transactions.two_phase import TwoPhaseCommitSinkWriter
-
-if TYPE_CHECKING:
-    from streamflow.connectors.mysql.sink import MySqlSink
 
 __all__ = ["DETACH_WAIT", "MARKERS_KEPT", "MySqlXaWriter"]
 
@@ -80,7 +79,7 @@ class XaTxn:
 class MySqlXaWriter(TwoPhaseCommitSinkWriter[XaTxn]):
     """One subtask's EXACTLY_ONCE writer; see the module docstring for the commit path."""
 
-    def __init__(self, ctx: SinkContext, sink: MySqlSink) -> None:
+    def __init__(self, ctx: SinkContext, sink: MySqlSinkSettings) -> None:
         super().__init__(ctx)
         self._sink = sink
         self._runner = sink.runner(ctx)

@@ -21,6 +21,10 @@ buffer such records in state until the rule arrives, or act on whichever comes l
 Event time, as for any operator with several inputs, is the minimum watermark of both
 inputs: a broadcast stream that carries no watermarks holds event-time timers back
 until it ends (a bounded one ends with the final watermark).
+
+This module holds what the user writes: the two function bases and the contexts they
+are handed. The streams (``BroadcastStream``, ``BroadcastConnectedStream``) are in
+:mod:`streamflow.datastream.stream`, the operator in :mod:`streamflow.runtime`.
 """
 
 from __future__ import annotations
@@ -28,19 +32,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from streamflow.api.functions import Collector, Function, TimerService
-from streamflow.errors import ConfigError, GraphError
 from streamflow.state.descriptors import MapStateDescriptor, StateDescriptor
 
 if TYPE_CHECKING:
-    from streamflow.api.environment import StreamEnvironment
-    from streamflow.api.stream import DataStream
     from streamflow.state.broadcast import BroadcastState, ReadOnlyBroadcastState
 
 __all__ = [
-    "BroadcastConnectedStream",
     "BroadcastContext",
     "BroadcastProcessFunction",
-    "BroadcastStream",
     "KeyedBroadcastContext",
     "KeyedBroadcastProcessFunction",
     "KeyedReadOnlyBroadcastContext",
@@ -132,71 +131,3 @@ class KeyedBroadcastProcessFunction(Function):
     def on_timer(self, timestamp: float, ctx: KeyedReadOnlyBroadcastContext, out: Collector) -> Any:
         """A timer registered for ``ctx.get_current_key()`` fired."""
         return None
-
-
-# -- the streams ----------------------------------------------------------------------------
-
-
-class BroadcastStream:
-    """A stream whose elements reach every subtask of the operator it is connected to,
-    together with the broadcast state that operator keeps. Made by
-    ``DataStream.broadcast(descriptor, ...)``; its one use is ``other.connect(this)``."""
-
-    def __init__(
-        self, env: StreamEnvironment, node_ids: tuple[int, ...], descriptors: tuple[MapStateDescriptor[Any, Any], ...]
-    ) -> None:
-        names: set[str] = set()
-        for descriptor in descriptors:
-            if not isinstance(descriptor, MapStateDescriptor):
-                raise ConfigError(
-                    f"broadcast(...) takes MapStateDescriptors (broadcast state is a map), got {descriptor!r}; "
-                    "call broadcast() without arguments for plain broadcast partitioning"
-                )
-            if descriptor.ttl is not None:
-                raise ConfigError(
-                    f"broadcast state {descriptor.name!r} cannot have a ttl: expiry would happen at different "
-                    "moments on different subtasks, and their copies must stay identical; drop ttl="
-                )
-            if descriptor.name in names:
-                raise ConfigError(f"broadcast(...) got two descriptors named {descriptor.name!r}; names must differ")
-            names.add(descriptor.name)
-        self._env = env
-        self._node_ids = node_ids
-        self.descriptors = descriptors
-
-    def __repr__(self) -> str:
-        return f"BroadcastStream(states={[d.name for d in self.descriptors]!r})"
-
-
-class BroadcastConnectedStream:
-    """A stream connected to a broadcast stream; ``process`` adds the operator that reads
-    both. Made by ``DataStream.connect`` or ``KeyedStream.connect``."""
-
-    def __init__(self, main: DataStream, broadcast: BroadcastStream) -> None:
-        self._main = main
-        self._broadcast = broadcast
-        self._keyed = main._key_selector is not None
-
-    def process(self, fn: BroadcastProcessFunction | KeyedBroadcastProcessFunction) -> DataStream:
-        """Run ``fn`` over both inputs; returns the stream of what it collects.
-
-        A keyed input needs a KeyedBroadcastProcessFunction, a non-keyed one a
-        BroadcastProcessFunction (any object with ``process_element`` and
-        ``process_broadcast_element`` works for either).
-        """
-        if self._keyed and isinstance(fn, BroadcastProcessFunction):
-            raise GraphError(
-                f"{type(fn).__name__} is a BroadcastProcessFunction, but the connected stream is keyed; "
-                "use a KeyedBroadcastProcessFunction, or connect the stream before key_by(...)"
-            )
-        if not self._keyed and isinstance(fn, KeyedBroadcastProcessFunction):
-            raise GraphError(
-                f"{type(fn).__name__} is a KeyedBroadcastProcessFunction: call .key_by(...) before .connect(...)"
-            )
-        missing = [m for m in ("process_element", "process_broadcast_element") if not callable(getattr(fn, m, None))]
-        if missing:
-            raise ConfigError(
-                f"connect(...).process needs a BroadcastProcessFunction or KeyedBroadcastProcessFunction; "
-                f"{fn!r} lacks {', '.join(missing)}"
-            )
-        return self._main._add_broadcast_process(self._broadcast, fn)

@@ -27,7 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from streamflow.runtime.clock import Clock, SystemClock
+from streamflow.core.clock import Clock, SystemClock
+from streamflow.core.services import JobServices
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,6 +54,8 @@ class SourceContext:
     clock: Clock = field(default_factory=SystemClock)
     run_id: str = ""
     """Unique per job run (``env.execute``), the same for all its attempts and operators."""
+    services: JobServices = field(default_factory=JobServices)
+    """The job run's own objects (see :class:`~streamflow.core.services.JobServices`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +155,8 @@ class SinkContext:
     clock: Clock = field(default_factory=SystemClock)
     run_id: str = ""
     """Unique per job run (``env.execute``), the same for all its attempts and operators."""
+    services: JobServices = field(default_factory=JobServices)
+    """The job run's own objects (see :class:`~streamflow.core.services.JobServices`)."""
 
 
 class SinkWriter(Protocol):

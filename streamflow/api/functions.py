@@ -15,21 +15,23 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
+from streamflow.state.backend import KeyedStateStore
+
 if TYPE_CHECKING:
     from streamflow.state.operator import OperatorStateStore
 
 
-class RuntimeContext(Protocol):
-    """Where a function runs, and its keyed state (``get_state``) when after key_by."""
+class RuntimeContext(KeyedStateStore, Protocol):
+    """Where a function runs, and its keyed state when after key_by: ``get_state``
+    returns the handle for a descriptor (a ``ValueState[T]`` for a
+    ``ValueStateDescriptor[T]``, ...), which follows the current key; StateError when
+    the input is not keyed."""
 
     job_name: str
     operator_uid: str
     subtask_index: int
     parallelism: int
     max_parallelism: int
-
-    def get_state(self, descriptor: Any) -> Any:
-        """The keyed state handle for ``descriptor``; it follows the current key."""
 
     def current_processing_time(self) -> float: ...
 

@@ -20,7 +20,6 @@ from streamflow.checkpoint.pending import (
     ALLOWED_TRANSITIONS,
     CheckpointStatus,
     PendingCheckpoint,
-    TaskKey,
     check_transition,
 )
 from streamflow.checkpoint.scheduler import CheckpointScheduler
@@ -44,7 +43,6 @@ __all__ = [
     "OperatorStateMeta",
     "PendingCheckpoint",
     "StateHandle",
-    "TaskKey",
     "UnsupportedCheckpointVersionError",
     "check_transition",
     "decode",

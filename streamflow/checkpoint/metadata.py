@@ -24,8 +24,8 @@ from typing import Any
 
 import orjson
 
+from streamflow.core.ids import CheckpointId
 from streamflow.errors import CheckpointError
-from streamflow.runtime.elements import CheckpointId
 
 __all__ = [
     "FORMAT_VERSION",

@@ -20,12 +20,10 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from streamflow.checkpoint.metadata import StateHandle
+from streamflow.core.ids import CheckpointId, TaskKey
 from streamflow.errors import CheckpointAbortedError, CheckpointError
-from streamflow.runtime.elements import CheckpointId
 
-__all__ = ["ALLOWED_TRANSITIONS", "CheckpointStatus", "PendingCheckpoint", "TaskKey", "check_transition"]
-
-TaskKey = tuple[str, int]
+__all__ = ["ALLOWED_TRANSITIONS", "CheckpointStatus", "PendingCheckpoint", "check_transition"]
 """A task that must acknowledge a checkpoint: ``(operator uid, subtask index)``."""
 
 

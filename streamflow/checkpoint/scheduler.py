@@ -20,8 +20,8 @@ The rules (:class:`~streamflow.config.CheckpointConfig`):
 from __future__ import annotations
 
 from streamflow.config import CheckpointConfig
+from streamflow.core.ids import CheckpointId
 from streamflow.errors import CheckpointError
-from streamflow.runtime.elements import CheckpointId
 
 __all__ = ["CheckpointScheduler"]
 

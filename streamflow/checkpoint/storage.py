@@ -49,9 +49,9 @@ from pathlib import Path
 import aiofiles
 
 from streamflow.checkpoint.metadata import CheckpointMetadata, StateHandle, UnsupportedCheckpointVersionError
+from streamflow.core.faults import FaultInjector
+from streamflow.core.ids import CheckpointId
 from streamflow.errors import CheckpointCorruptedError, CheckpointError, ConfigError
-from streamflow.runtime import faults
-from streamflow.runtime.elements import CheckpointId
 
 __all__ = [
     "METADATA_FILE", "CheckpointStorage", "CompletedCheckpoint", "RestoreScan", "SkippedCheckpoint", "state_file_name",
@@ -132,7 +132,7 @@ class CheckpointStorage:
     incomplete directories older than the newest complete checkpoint.
     """
 
-    def __init__(self, directory: str | Path, *, retained: int = 2) -> None:
+    def __init__(self, directory: str | Path, *, retained: int = 2, faults: FaultInjector | None = None) -> None:
         if isinstance(retained, bool) or not isinstance(retained, int) or retained < 1:
             raise ConfigError(
                 f"CheckpointStorage retained must be an int >= 1 (the latest checkpoint is "
@@ -140,6 +140,7 @@ class CheckpointStorage:
             )
         self._directory = Path(directory)
         self._retained = retained
+        self._faults = faults if faults is not None else FaultInjector()  # the job run's, to crash tests
 
     @property
     def directory(self) -> Path:
@@ -180,7 +181,7 @@ class CheckpointStorage:
         """Complete checkpoint n: write ``_metadata`` atomically.
 
         Steps, in order: write ``_metadata.tmp``; fsync it; crash point
-        ``faults.hit("metadata_write", n)``; rename to ``_metadata``; fsync the checkpoint
+        ``metadata_write`` (see :mod:`streamflow.core.faults`); rename to ``_metadata``; fsync the checkpoint
         directory (this also makes the state files' directory entries durable) and its
         parent. A crash before the rename leaves no ``_metadata``: n never completed.
         """
@@ -195,7 +196,7 @@ class CheckpointStorage:
         tmp = chk / _METADATA_TMP
         header = _header(_METADATA_MAGIC, await _sha256_hex(payload))
         await asyncio.to_thread(_write_durably, tmp, header, payload, "wb")
-        faults.hit("metadata_write", checkpoint_id)
+        self._faults.hit("metadata_write", checkpoint_id)
         await asyncio.to_thread(_publish, tmp, chk / METADATA_FILE, self._directory)
 
     # -- reading and verifying ------------------------------------------------------

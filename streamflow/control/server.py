@@ -24,7 +24,7 @@ from streamflow.control.registry import JobEntry, JobRegistry
 from streamflow.errors import ConfigError
 
 if TYPE_CHECKING:
-    from streamflow.api.environment import JobClient
+    from streamflow.datastream.client import JobClient
 
 __all__ = ["ControlServer"]
 

@@ -47,8 +47,9 @@ def link_package(repo: Path, into: Path) -> Path:
     return package
 
 
-def typecheck(extra: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
-    """Run mypy over the linked package; its output with the checkout's paths."""
+def typecheck(extra: Sequence[str] = (), *, files: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+    """Run mypy over the linked package (or over ``files``, programs that import it);
+    its output with the checkout's paths."""
     repo = checkout()
     with tempfile.TemporaryDirectory(prefix="streamflow-typecheck-") as work:
         root = Path(work)
@@ -59,7 +60,7 @@ def typecheck(extra: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
                 "--config-file", str(repo / "pyproject.toml"),
                 "--cache-dir", str(root / "cache"),
                 *extra,
-                "-p", "streamflow",
+                *(files or ("-p", "streamflow")),
             ],
             cwd=root, capture_output=True, text=True, check=False,
         )  # fmt: skip

@@ -7,10 +7,9 @@ this module derives ratios when asked (``JobClient.metrics()`` and the periodic 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from streamflow.runtime.executor import Execution
+from streamflow.runtime.executor import Execution
 
 
 def task_times(task: Any) -> dict[str, float]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from streamflow.config import CheckpointingMode
-from streamflow.runtime.elements import Barrier
+from streamflow.core.elements import Barrier
 
 
 @dataclass(frozen=True, slots=True)

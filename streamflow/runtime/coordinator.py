@@ -21,11 +21,16 @@ Savepoints take the same path, triggered by the user: between the last ack and s
 the checkpoint's files are published as a self-contained savepoint directory
 (:func:`~streamflow.savepoint.writer.write_savepoint`); if that fails, the checkpoint is
 aborted without counting against ``tolerable_failures``. A savepoint waits while
-``max_concurrent`` checkpoints are in flight instead of failing. Stop with savepoint: the
+``max_concurrent`` checkpoints are in flight instead of failing (the queue and the
+savepoints in flight are kept by :class:`~streamflow.runtime.savepoints.SavepointQueue`). Stop with savepoint: the
 sources stop reading at its barrier; once it completed and every task was notified (sinks
 commit), every task gets STOP (ends without ``finish``: nothing after the barrier is
 made visible) and the coordinator returns. If that savepoint is aborted, the sources read
 on and the job keeps running.
+
+(Over 400 lines: one loop and the steps it drives - trigger, complete, abort - which
+share the pending checkpoints and their records; the decisions are in the pure classes
+it feeds, the savepoint bookkeeping in :mod:`~streamflow.runtime.savepoints`.)
 """
 
 from __future__ import annotations
@@ -33,61 +38,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Coroutine, TypeVar
+from typing import Any, Coroutine
 
 from streamflow.checkpoint.metadata import CheckpointMetadata, OperatorStateMeta, StateHandle
 from streamflow.checkpoint.pending import PendingCheckpoint
 from streamflow.checkpoint.scheduler import CheckpointScheduler
 from streamflow.checkpoint.storage import CheckpointStorage
-from streamflow.savepoint.writer import write_savepoint
 from streamflow.config import CheckpointConfig
+from streamflow.core.cancellation import finish_even_if_cancelled
+from streamflow.core.clock import Clock
+from streamflow.core.elements import Barrier
+from streamflow.core.ids import CheckpointId, TaskKey
+from streamflow.core.services import JobServices
 from streamflow.errors import CheckpointAbortedError, CheckpointError, ConfigError, TooManyCheckpointFailuresError
-from streamflow.runtime import faults, offload
-from streamflow.runtime.clock import Clock
-from streamflow.runtime.elements import Barrier, CheckpointId
-from streamflow.runtime.task import (
+from streamflow.runtime.checkpoint_stats import CheckpointRecord, CheckpointStats
+from streamflow.runtime.mailbox import (
     FINISH,
     STOP,
     CheckpointAborted,
     CheckpointCompleted,
-    SourceTask,
-    Task,
-    TaskKey,
+    Mailbox,
     TriggerCheckpoint,
 )
+from streamflow.runtime.savepoints import SavepointQueue, SavepointRequest
+from streamflow.savepoint.writer import write_savepoint
 
 log = logging.getLogger("streamflow.checkpoint")
-
-_T = TypeVar("_T")
-
-
-@dataclass(slots=True)
-class CheckpointRecord:
-    """One line of the checkpoint history shown by metrics."""
-
-    checkpoint_id: int
-    status: str
-    triggered_at: float
-    duration: float | None = None
-    size: int = 0
-    reason: str | None = None
-    is_final: bool = False
-    savepoint: str | None = None  # the savepoint directory, once written
-
-
-@dataclass(slots=True)
-class CheckpointStats:
-    completed: int = 0
-    failed: int = 0
-    restored_from: int | None = None
-    restored_path: str | None = None  # the savepoint or chk-<n> directory restored from
-    history: list[CheckpointRecord] = field(default_factory=list)
-
-    def add(self, record: CheckpointRecord) -> None:
-        self.history.append(record)
-        del self.history[:-20]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,14 +89,6 @@ class _EndOfInput:
 
 
 @dataclass(frozen=True, slots=True)
-class SavepointRequest:
-    """A user's savepoint: written under ``target``; ``stop`` ends the job after it."""
-
-    target: Path
-    stop: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class _UserTrigger:
     done: asyncio.Future[Any]  # the checkpoint id, or the savepoint's Path
     savepoint: SavepointRequest | None = None
@@ -137,13 +108,15 @@ class CheckpointCoordinator:
         parallelism: dict[str, int],
         max_parallelism: int,
         stats: CheckpointStats,
+        services: JobServices | None = None,
     ) -> None:
         self.job_name = job_name
+        self.services = services if services is not None else JobServices()  # the job run's
         self.config = config
         self.storage = storage
         self.clock = clock
-        self.tasks: list[Task] = []
-        self.sources: list[SourceTask] = []
+        self._mailboxes: list[Mailbox] = []  # every task's
+        self._source_mailboxes: list[Mailbox] = []
         self.parallelism = parallelism
         self.max_parallelism = max_parallelism
         self.stats = stats
@@ -155,19 +128,18 @@ class CheckpointCoordinator:
         self._ended: set[str] = set()
         self._final_id: int | None = None
         self._final_done = False
-        self._savepoints: dict[int, SavepointRequest] = {}
-        self._queued: list[_UserTrigger] = []  # savepoints waiting for max_concurrent
-        self._stop_id: int | None = None  # the stop-with-savepoint checkpoint in flight
+        self._savepoints = SavepointQueue(job_name)
         self._closed = False
         self.stopped_with: Path | None = None  # set once a stop with savepoint completed
         self.scheduler = (
             CheckpointScheduler(config, start_id, started_at=clock.now()) if config is not None else None
         )
 
-    def attach(self, tasks: list[Task]) -> None:
-        """The tasks of this attempt (built after the coordinator, which they call)."""
-        self.tasks = tasks
-        self.sources = [t for t in tasks if isinstance(t, SourceTask)]
+    def attach(self, mailboxes: Sequence[Mailbox], sources: Sequence[Mailbox]) -> None:
+        """The mailboxes of this attempt's tasks, and among them those of its source
+        tasks (the tasks are built after the coordinator, which they call)."""
+        self._mailboxes = list(mailboxes)
+        self._source_mailboxes = list(sources)
 
     # -- called by tasks (same event loop) ------------------------------------------
 
@@ -226,9 +198,8 @@ class CheckpointCoordinator:
 
     def _fail_waiters(self) -> None:
         """Nobody may wait forever for a checkpoint of an attempt that is over."""
-        waiting = [w for ws in self._waiters.values() for w in ws] + [t.done for t in self._queued]
+        waiting = [w for ws in self._waiters.values() for w in ws] + self._savepoints.drain_waiting()
         self._waiters.clear()
-        self._queued.clear()
         for waiter in waiting:
             if not waiter.done():
                 waiter.set_exception(
@@ -254,12 +225,11 @@ class CheckpointCoordinator:
                         "raise CheckpointConfig.timeout or relieve the backpressure",
                     )
             self._trigger_queued()
-            if self._stop_id is not None:
+            if self._savepoints.stop_id is not None:
                 pass  # stopping: no periodic or final checkpoint competes with the stop savepoint
-            elif len(self._ended) == len(self.tasks):
+            elif len(self._ended) == len(self._mailboxes):
                 if self.scheduler is None or self._final_done:
-                    for task in self.tasks:
-                        task.gate.post(FINISH)
+                    self._post_all(FINISH)
                     return
                 if self._final_id is None and self.scheduler.can_force_trigger():
                     self._final_id = self._trigger(force=True, final=True)
@@ -307,7 +277,7 @@ class CheckpointCoordinator:
             self._ended.add(event.task_name)
         elif kind is _UserTrigger:
             if event.savepoint is not None:
-                self._queued.append(event)
+                self._savepoints.add(event.savepoint, event.done)
                 self._trigger_queued()
                 return
             if self.scheduler is None or not self.scheduler.can_force_trigger():
@@ -320,19 +290,12 @@ class CheckpointCoordinator:
 
     def _trigger_queued(self) -> None:
         """Start the queued savepoints that ``max_concurrent`` lets through, oldest first."""
-        while self._queued and self.scheduler is not None and self.scheduler.can_force_trigger():
-            event = self._queued.pop(0)
-            request = event.savepoint
-            assert request is not None  # only savepoints are queued
-            if event.done.done():
-                continue  # the caller gave up waiting
-            if request.stop and self._stop_id is not None:
-                event.done.set_exception(
-                    CheckpointError(f"job {self.job_name!r} is already stopping with checkpoint {self._stop_id}")
-                )
-                continue
+        scheduler = self.scheduler
+        if scheduler is None:
+            return
+        for request, done in self._savepoints.ready(scheduler.can_force_trigger):
             checkpoint_id = self._trigger(force=True, savepoint=request)
-            self._waiters.setdefault(checkpoint_id, []).append(event.done)
+            self._waiters.setdefault(checkpoint_id, []).append(done)
 
     # -- steps ------------------------------------------------------------------------
 
@@ -347,12 +310,10 @@ class CheckpointCoordinator:
         self._records[checkpoint_id] = CheckpointRecord(checkpoint_id, "in_progress", now, is_final=final)
         stop = savepoint is not None and savepoint.stop
         if savepoint is not None:
-            self._savepoints[checkpoint_id] = savepoint
-            if stop:
-                self._stop_id = checkpoint_id
+            self._savepoints.started(checkpoint_id, savepoint)
         barrier = Barrier(CheckpointId(checkpoint_id), now, is_savepoint=savepoint is not None)
-        for source in self.sources:
-            source.gate.post(TriggerCheckpoint(barrier, stop=stop))
+        for mailbox in self._source_mailboxes:
+            mailbox.post(TriggerCheckpoint(barrier, stop=stop))
         return checkpoint_id
 
     async def _complete(self, pending: PendingCheckpoint) -> None:
@@ -374,20 +335,21 @@ class CheckpointCoordinator:
             },
         )
         started = time.perf_counter()
-        savepoint = self._savepoints.get(n)
+        savepoint = self._savepoints.in_flight(n)
         savepoint_path: Path | None = None
         if savepoint is not None:
             try:
-                savepoint_path = await _finish_even_if_cancelled(
-                    write_savepoint(self.storage, n, metadata, savepoint.target)
+                savepoint_path = await finish_even_if_cancelled(
+                    self.services.offload.tracked(write_savepoint(self.storage, n, metadata, savepoint.target))
                 )
             except CheckpointError as exc:
                 await self._abort(pending, f"savepoint could not be written: {exc}")
                 return
         # Finished even if the attempt is cancelled meanwhile, as the executor does with
-        # state writes (see _finish_even_if_cancelled).
-        await _finish_even_if_cancelled(self.storage.write_metadata(n, metadata))
-        self._savepoints.pop(n, None)
+        # state writes: a write cancelled inside aiofiles.open would leak the file, and
+        # one that completes is as good as a crash right after its rename.
+        await finish_even_if_cancelled(self.services.offload.tracked(self.storage.write_metadata(n, metadata)))
+        self._savepoints.ended(n, completed=True)
         pending.complete()
         del self._pending[n]
         now = self.clock.now()
@@ -403,17 +365,15 @@ class CheckpointCoordinator:
             n, record.duration, record.size, (time.perf_counter() - started) * 1000,
             "" if savepoint_path is None else f"; savepoint {savepoint_path}",
         )
-        faults.hit("after_completion", n)
+        self.services.faults.hit("after_completion", n)
         for older in [p for p in self._pending.values() if p.checkpoint_id < n]:
             await self._drop(older, "subsumed by checkpoint %d" % n, subsumed=True)
-        for task in self.tasks:
-            task.gate.post(CheckpointCompleted(n))
+        self._post_all(CheckpointCompleted(n))
         if n == self._final_id:
             self._final_done = True
-        if n == self._stop_id:
+        if n == self._savepoints.stop_id:
             # After CheckpointCompleted(n) in every mailbox: sinks commit n, then stop.
-            for task in self.tasks:
-                task.gate.post(STOP)
+            self._post_all(STOP)
             self.stopped_with = savepoint_path
             log.info("job %r stops with savepoint %s", self.job_name, savepoint_path)
         for waiter in self._waiters.pop(n, []):
@@ -421,12 +381,16 @@ class CheckpointCoordinator:
                 waiter.set_result(n if savepoint_path is None else savepoint_path)
         await self._clean_up(self.storage.enforce_retention(), f"retention after checkpoint {n}")
 
+    def _post_all(self, mail: Any) -> None:
+        for mailbox in self._mailboxes:
+            mailbox.post(mail)
+
     async def _clean_up(self, work: Coroutine[Any, Any, Any], what: str) -> None:
         """Deleting checkpoint directories is best effort: a task may still be writing its
         state of an aborted checkpoint into one (rmtree then fails with "directory not
         empty"). Whatever is left over, the next retention pass removes."""
         try:
-            await offload.tracked(work)
+            await self.services.offload.tracked(work)
         except OSError as exc:
             log.warning("checkpoint clean-up (%s) failed, retried at the next retention: %r", what, exc)
 
@@ -450,9 +414,9 @@ class CheckpointCoordinator:
         del self._pending[n]
         now = self.clock.now()
         too_many = False
-        savepoint = self._savepoints.pop(n, None)
-        if n == self._stop_id:
-            self._stop_id = None  # the sources read on (CheckpointAborted below)
+        stopping = n == self._savepoints.stop_id
+        savepoint = self._savepoints.ended(n, completed=False)  # the sources read on (CheckpointAborted below)
+        if stopping:
             log.warning("stop with savepoint failed, job %r keeps running", self.job_name)
         if subsumed:
             self.scheduler.on_subsumed(n)
@@ -474,21 +438,9 @@ class CheckpointCoordinator:
         if n == self._final_id:
             self._final_id = None  # retried by the loop
         await self._clean_up(self.storage.discard(n), f"removing aborted checkpoint {n}")
-        for task in self.tasks:
-            task.gate.post(CheckpointAborted(n))
+        self._post_all(CheckpointAborted(n))
         for waiter in self._waiters.pop(n, []):
             if not waiter.done():
                 waiter.set_exception(CheckpointAbortedError(f"checkpoint {n} aborted: {reason}", checkpoint_id=n))
         return too_many
 
-
-async def _finish_even_if_cancelled(work: Coroutine[Any, Any, _T]) -> _T:
-    """Run ``work`` to its end even if the caller is cancelled meanwhile (then re-raise):
-    a metadata write cancelled inside ``aiofiles.open`` would leak the file, and a write
-    that completes is as good as a crash right after its rename."""
-    task = asyncio.ensure_future(offload.tracked(work))
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await asyncio.gather(task, return_exceptions=True)
-        raise

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from streamflow.core.elements import Batch
 from streamflow.graph.spec import Partitioning
 from streamflow.partitioning.keygroups import KeyGroupAssigner, subtask_table
 from streamflow.runtime.channel import Channel
-from streamflow.runtime.elements import Batch
 
 
 class RecordWriter:

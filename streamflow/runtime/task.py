@@ -1,8 +1,9 @@
 """Tasks: one asyncio task per chain per parallel instance.
 
 A :class:`Task` reads its input gate, pushes batches through its chain of operators and
-writes the output to its record writers. A :class:`SourceTask` polls a source reader
-instead of a gate. Both serve their mailbox (checkpoint triggers and notifications from
+writes the output to its record writers. A
+:class:`~streamflow.runtime.source_task.SourceTask` polls a source reader instead of a
+gate. Both serve their mailbox (checkpoint triggers and notifications from
 the coordinator) between batches and nowhere else, so no operator is ever called
 concurrently with itself.
 
@@ -32,69 +33,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Coroutine, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
-from streamflow.api.errors_policy import FAIL, ErrorAction, ErrorPolicy
 from streamflow.checkpoint.serde import encode
+from streamflow.checkpoint.snapshot import OperatorSnapshot
 from streamflow.config import CheckpointingMode
-from streamflow.errors import DeserializationError, StateSerializationError
-from streamflow.runtime import faults, offload
+from streamflow.core.clock import Clock
+from streamflow.core.elements import END_OF_INPUT, Barrier, Batch, EndOfInput, Watermark
+from streamflow.core.ids import CheckpointId
+from streamflow.core.services import JobServices
+from streamflow.errors import StateSerializationError
 from streamflow.runtime.alignment import BarrierAligner
 from streamflow.runtime.channel import MAIL, TIMEOUT, InputGate
-from streamflow.runtime.clock import Clock
-from streamflow.runtime.elements import END_OF_INPUT, Barrier, Batch, CheckpointId, EndOfInput, SourceRef, Watermark
-from streamflow.runtime.operators import Emit, OperatorMetrics, StreamOperator, short_repr
+from streamflow.runtime.mailbox import (
+    FINISH,
+    STOP,
+    CheckpointAborted,
+    CheckpointCompleted,
+    CoordinatorLink,
+)
+from streamflow.runtime.operators.base import Emit, Restored, StreamOperator
 from streamflow.runtime.partitioners import RecordWriter
-from streamflow.state.operator import redistribute_split
 
 if TYPE_CHECKING:
-    from streamflow.api.connector import SourceBatch, SourceReader
     from streamflow.checkpoint.storage import CheckpointStorage
 
 log = logging.getLogger("streamflow.task")
-
-TaskKey = tuple[str, int]  # (operator uid, subtask)
-
-
-@dataclass(frozen=True, slots=True)
-class TriggerCheckpoint:
-    barrier: Barrier
-    stop: bool = False  # stop with savepoint: the source reads nothing after this barrier
-
-
-@dataclass(frozen=True, slots=True)
-class CheckpointCompleted:
-    checkpoint_id: CheckpointId
-
-
-@dataclass(frozen=True, slots=True)
-class CheckpointAborted:
-    checkpoint_id: CheckpointId
-
-
-class _Finish:
-    __slots__ = ()
-
-
-FINISH = _Finish()
-
-
-class _Stop:
-    __slots__ = ()
-
-
-STOP = _Stop()
-
-
-class CoordinatorLink(Protocol):
-    """What a task calls on the coordinator (implemented by CheckpointCoordinator)."""
-
-    def acknowledge(self, checkpoint_id: int, task: TaskKey, handle: Any) -> None: ...
-
-    def decline(self, checkpoint_id: int, task: TaskKey, reason: str) -> None: ...
-
-    def end_of_input(self, task_name: str) -> None: ...
 
 
 class TaskStats:
@@ -124,7 +88,8 @@ class Task:
         storage: CheckpointStorage | None,
         clock: Clock,
         spawn: Callable[[Coroutine[Any, Any, None]], Any],
-        restored: dict[str, list[dict[str, Any]]] | None,
+        restored: dict[str, Restored] | None,
+        services: JobServices | None = None,
         channel_inputs: list[int] | None = None,
     ) -> None:
         self.name = name
@@ -138,6 +103,8 @@ class Task:
         self.clock = clock
         self._spawn = spawn
         self._restored = restored
+        self.services = services if services is not None else JobServices()  # the job run's
+        self.offload = self.services.offload
         self.aligner = BarrierAligner(len(gate.channels), mode)
         self.stats = TaskStats()
         self._finished = False
@@ -174,7 +141,7 @@ class Task:
 
         return emit_all
 
-    def _restored_for(self, uid: str) -> list[dict[str, Any]] | None:
+    def _restored_for(self, uid: str) -> Restored | None:
         """The snapshots of ``uid`` per old subtask, or None when it starts fresh.
 
         An operator whose uid the restored checkpoint does not hold (one added to the job
@@ -251,6 +218,7 @@ class Task:
 
     async def _loop(self) -> None:
         gate = self.gate
+        offload = self.offload
         handlers = self._input_handlers()  # per channel: one list index per batch
         while not self._finished:
             index, element = await gate.next(self._timer_timeout())
@@ -311,7 +279,7 @@ class Task:
         kind = type(mail)
         if kind is CheckpointCompleted:
             for op in self.operators:
-                await offload.tracked(op.notify_checkpoint_complete(mail.checkpoint_id))
+                await self.offload.tracked(op.notify_checkpoint_complete(mail.checkpoint_id))
         elif kind is CheckpointAborted:
             if self.aligner.abort(mail.checkpoint_id):
                 self.gate.release_all()
@@ -333,7 +301,7 @@ class Task:
     def _state_owners(self) -> list[str]:
         return [op.uid for op in self.operators]
 
-    async def _checkpoint(self, barrier: Barrier, extra: dict[str, Any]) -> None:
+    async def _checkpoint(self, barrier: Barrier, extra: dict[str, OperatorSnapshot]) -> None:
         """Steps 2-4 of the docstring: forward, copy synchronously, write in background."""
         n = barrier.checkpoint_id
         for writer in self.all_writers:
@@ -342,15 +310,17 @@ class Task:
         failure: StateSerializationError | None = None
         for uid, state in extra.items():
             try:
-                blobs[uid] = encode(state, operator=uid, subtask=self.subtask)
+                blobs[uid] = encode(state.to_stored(), operator=uid, subtask=self.subtask)
             except StateSerializationError as exc:
                 failure = failure or exc
         for op in self.operators:
             # Every operator snapshots even after a failure, so that each sees checkpoint
             # n taken and then aborted, as when another task declines it.
             try:
-                state = await offload.tracked(op.snapshot(n))
-                blobs[op.uid] = None if state is None else encode(state, operator=op.uid, subtask=self.subtask)
+                snapshot = await self.offload.tracked(op.snapshot(n))
+                blobs[op.uid] = (
+                    None if snapshot is None else encode(snapshot.to_stored(), operator=op.uid, subtask=self.subtask)
+                )
             except StateSerializationError as exc:
                 failure = failure or exc.in_operator(op.uid, self.subtask)
         if failure is not None:
@@ -363,11 +333,13 @@ class Task:
         try:
             handles = {}
             for uid, data in blobs.items():
-                faults.state_write(uid, checkpoint_id)
+                self.services.faults.state_write(uid, checkpoint_id)
                 handles[uid] = (
                     None
                     if data is None or self.storage is None
-                    else await offload.tracked(self.storage.write_state(checkpoint_id, f"{uid}-{self.subtask}", data))
+                    else await self.offload.tracked(
+                        self.storage.write_state(checkpoint_id, f"{uid}-{self.subtask}", data)
+                    )
                 )
         except Exception as exc:  # a failed write fails the checkpoint, not the job
             log.warning("task %s could not write state of checkpoint %d: %r", self.name, checkpoint_id, exc)
@@ -375,162 +347,3 @@ class Task:
             return
         for uid, handle in handles.items():
             self.coordinator.acknowledge(checkpoint_id, (uid, self.subtask), handle)
-
-
-class SourceTask(Task):
-    """Polls a source reader and pushes its batches through the chain behind it.
-
-    After each batch's records: records the reader could not decode go to the source's
-    error policy (``batch.failures``), then the reader's watermark is forwarded when it
-    advanced (``batch.watermark``).
-    """
-
-    def __init__(
-        self,
-        *,
-        source_uid: str,
-        reader_factory: Callable[[list[Any] | None, list[Any] | None], SourceReader],
-        parallelism: int,
-        batch_size: int,
-        poll_wait: float,
-        error_policy: ErrorPolicy = FAIL,
-        **kwargs: Any,
-    ) -> None:
-        self.source_uid = source_uid
-        super().__init__(**kwargs)
-        self.parallelism = parallelism
-        self._reader_factory = reader_factory
-        self.reader: SourceReader | None = None
-        self._batch_size = batch_size
-        self._poll_wait = poll_wait
-        self._error_policy = error_policy
-        self.source_metrics = OperatorMetrics()  # records_skipped / records_dead_lettered
-        self.records_out = 0
-        self.exhausted = False
-        self.suspended_at: int | None = None  # checkpoint id of a stop with savepoint in flight
-
-    async def _open(self) -> None:
-        restored = self._restored_for(self.source_uid)
-        splits = everything = None
-        if restored is not None:
-            lists = [s.get("source") or [] for s in restored]
-            splits = redistribute_split(lists, self.parallelism)[self.subtask]
-            everything = [split for old in lists for split in old]
-        self.reader = self._reader_factory(splits, everything)
-        await self.reader.open()
-        await super()._open()
-
-    def _state_owners(self) -> list[str]:
-        return [self.source_uid, *super()._state_owners()]
-
-    def _wire(self) -> None:
-        super()._wire()
-        self._emit = self.operators[0].process if self.operators else self._network_emit()
-        self._dead_letter = self.side_outputs.get(self.source_uid)
-
-    async def _loop(self) -> None:
-        gate = self.gate
-        reader = self.reader
-        assert reader is not None
-        emit = self._emit
-        origin_cache: dict[str, SourceRef] = {}
-        while not self._finished:
-            reading = not self.exhausted and self.suspended_at is None
-            timeout = 0.0 if reading else self._timer_timeout()
-            index, mail = await gate.next(timeout)
-            if mail is not TIMEOUT:
-                await self._on_mail(mail)
-                continue
-            await self._fire_timers()
-            if not reading:
-                continue
-            batch = await reader.poll(self._batch_size, self._poll_wait)
-            if batch is None:
-                self.exhausted = True
-                # As in Flink, bounded input ends with the final watermark: every pending
-                # event-time timer fires before end_input (processing-time timers do not).
-                await self._advance_watermark(float("inf"))
-                await self._end_of_input()
-            else:
-                if batch.records:
-                    origin = origin_cache.get(batch.split)
-                    if origin is None:
-                        origin = origin_cache[batch.split] = SourceRef(self.source_uid, self.subtask, batch.split)
-                    self.records_out += len(batch.records)
-                    await emit(Batch(batch.records, batch.positions, origin))
-                if batch.failures:
-                    await self._on_failures(batch)
-                if batch.watermark is not None and batch.watermark > self._watermark:
-                    await self._advance_watermark(batch.watermark)
-            # A reader with data at hand and a chain that never blocks would otherwise run
-            # the whole input without yielding: no checkpoint trigger, cancel or other task,
-            # and no worker thread (see offload) would get the GIL.
-            await offload.pause()
-
-    async def _on_failures(self, batch: SourceBatch) -> None:
-        """Apply the source's error policy to the records the reader could not decode."""
-        policy = self._error_policy
-        origin = SourceRef(self.source_uid, self.subtask, batch.split)
-        dead: list[Any] = []
-        for failure in batch.failures or ():
-            where = origin.at(failure.position)
-            error = failure.error
-            if policy.action is ErrorAction.FAIL or not isinstance(error, policy.on):
-                raise DeserializationError(
-                    f"source {self.source_uid!r} (subtask {self.subtask}) could not deserialize the record at "
-                    f"{where}: {type(error).__name__}: {error}. The job attempt fails and the restart strategy "
-                    "decides; fix the producer or the deserializer, or route bad records aside with "
-                    ".with_error_policy(ErrorPolicy.skip()) or ErrorPolicy.dead_letter(sink) on the source.",
-                    operator=self.source_uid,
-                    subtask=self.subtask,
-                    position=where,
-                    record=short_repr(failure.record),
-                ) from error
-            if policy.action is ErrorAction.SKIP:
-                self.source_metrics.records_skipped += 1
-                skipped = self.source_metrics.records_skipped
-                if skipped <= 10 or skipped % 1000 == 0:
-                    log.warning(
-                        "source %r (subtask %d) skipped the record at %s: %s: %s (%d skipped so far)",
-                        self.source_uid, self.subtask, where, type(error).__name__, error, skipped,
-                    )
-                continue
-            self.source_metrics.records_dead_lettered += 1
-            dead.append(
-                {
-                    "operator": self.source_uid,
-                    "subtask": self.subtask,
-                    "position": where,
-                    "error": f"{type(error).__name__}: {error}",
-                    "record": failure.record,
-                }
-            )
-        if dead and self._dead_letter is not None:
-            await self._dead_letter.emit(Batch(dead))
-
-    async def _on_mail(self, mail: Any) -> None:
-        if type(mail) is TriggerCheckpoint:
-            barrier = mail.barrier
-            assert self.reader is not None
-            if mail.stop:
-                self.suspended_at = barrier.checkpoint_id
-            splits = self.reader.snapshot_splits(barrier.checkpoint_id)
-            await self._checkpoint(barrier, {self.source_uid: {"source": list(splits)}})
-            faults.hit("after_barrier", barrier.checkpoint_id)
-            return
-        if type(mail) is CheckpointCompleted and self.reader is not None:
-            await self.reader.notify_checkpoint_complete(mail.checkpoint_id)
-        elif type(mail) is CheckpointAborted and mail.checkpoint_id == self.suspended_at:
-            log.info("task %s reads on: the stop with savepoint (checkpoint %d) was aborted", self.name, self.suspended_at)
-            self.suspended_at = None
-        await super()._on_mail(mail)
-
-    async def run(self) -> None:
-        try:
-            await super().run()
-        finally:
-            if self.reader is not None:
-                try:
-                    await asyncio.shield(self.reader.close())
-                except Exception as exc:  # noqa: BLE001 - the job's own outcome wins
-                    log.warning("task %s: closing the source reader raised %r", self.name, exc)

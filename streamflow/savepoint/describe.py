@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from streamflow.checkpoint.serde import decode
+from streamflow.checkpoint.snapshot import STORED_PARTS, OperatorSnapshot
 from streamflow.partitioning.keygroups import key_group_range
 from streamflow.savepoint.location import locate_snapshot
 from streamflow.savepoint.restore import is_auto_uid
@@ -71,20 +72,18 @@ async def describe_snapshot(path: str | Path) -> dict[str, Any]:
 
 
 def _describe_state(state: Any) -> dict[str, Any]:
-    """The parts of one subtask's decoded snapshot, by what the runtime stores there."""
+    """The parts of one subtask's stored snapshot (see :mod:`streamflow.checkpoint.snapshot`)."""
     if not isinstance(state, dict):
         return {"other": [type(state).__name__]}
+    snapshot = OperatorSnapshot.from_stored(state)
     out: dict[str, Any] = {}
-    keyed = state.get("keyed")
-    if isinstance(keyed, dict):
+    if isinstance(snapshot.keyed, dict):
         out["keyed_states"] = [
-            _describe_keyed(name, data) for name, data in sorted((keyed.get("states") or {}).items())
+            _describe_keyed(name, data) for name, data in sorted((snapshot.keyed.get("states") or {}).items())
         ]
-    timers = state.get("timers")
-    if isinstance(timers, dict):
-        out["timers"] = {kind: len(timers.get(kind) or []) for kind in ("processing", "event")}
-    operator = state.get("operator")
-    if isinstance(operator, dict):
+    if snapshot.timers is not None:
+        out["timers"] = {"processing": len(snapshot.timers.processing), "event": len(snapshot.timers.event)}
+    if isinstance(snapshot.operator, dict):
         out["operator_states"] = [
             {
                 "name": name,
@@ -92,18 +91,18 @@ def _describe_state(state: Any) -> dict[str, Any]:
                 "serializer": data.get("serializer"),
                 "items": len(data.get("items") or []),
             }
-            for name, data in sorted((operator.get("states") or {}).items())
+            for name, data in sorted((snapshot.operator.get("states") or {}).items())
         ]
-    if "source" in state:
-        out["source_splits"] = list(state.get("source") or [])
-    if "sink" in state:
+    if snapshot.source is not None:
+        out["source_splits"] = list(snapshot.source)
+    if snapshot.sink is not None:
         out["sink_transactions"] = [
             {"checkpoint_id": t.get("checkpoint_id"), "subtask": t.get("subtask"), "handle": t.get("handle")}
             if isinstance(t, dict)
             else {"checkpoint_id": None, "subtask": None, "handle": t}
-            for t in state.get("sink") or []
+            for t in snapshot.sink
         ]
-    other = sorted(set(state) - {"keyed", "timers", "operator", "source", "sink"})
+    other = sorted(set(state) - STORED_PARTS)
     if other:
         out["other"] = other
     return out

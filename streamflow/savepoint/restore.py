@@ -25,10 +25,10 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from streamflow.checkpoint.metadata import CheckpointMetadata
 from streamflow.checkpoint.serde import decode
+from streamflow.checkpoint.snapshot import OperatorSnapshot
 from streamflow.checkpoint.storage import CheckpointStorage, CompletedCheckpoint
 from streamflow.errors import ConfigError, StateError
 from streamflow.graph.plan import PhysicalPlan
@@ -50,7 +50,7 @@ __all__ = [
 
 log = logging.getLogger("streamflow.savepoint")
 
-Restored = dict[str, list[dict[str, Any]]]  # uid -> decoded snapshot per old subtask
+Restored = dict[str, list[OperatorSnapshot]]  # uid -> snapshot per old subtask
 
 
 class NonRestoredStateError(StateError):
@@ -247,16 +247,17 @@ def operators_without_uid(plan: PhysicalPlan) -> list[OperatorSpec]:
 async def read_snapshot_state(
     storage: CheckpointStorage, completed: CompletedCheckpoint, *, skip: Iterable[str] = ()
 ) -> Restored:
-    """Decoded snapshots per operator uid, indexed by old subtask (``{}`` for an old
+    """Snapshots per operator uid, indexed by old subtask (one without parts for an old
     subtask without state); the uids in ``skip`` are left out."""
     skipped = set(skip)
     restored: Restored = {}
     for uid, meta in completed.metadata.operators.items():
         if uid in skipped:
             continue
-        snapshots: list[dict[str, Any]] = [{} for _ in range(meta.parallelism)]
+        snapshots = [OperatorSnapshot() for _ in range(meta.parallelism)]
         for subtask, handle in meta.subtasks.items():
-            snapshots[subtask] = decode(await storage.read_state(completed.checkpoint_id, handle))
+            stored = decode(await storage.read_state(completed.checkpoint_id, handle))
+            snapshots[subtask] = OperatorSnapshot.from_stored(stored, operator=uid)
         restored[uid] = snapshots
     return restored
 
@@ -273,9 +274,10 @@ def check_state_shapes(restored: Restored, plan: PhysicalPlan, *, path: Path) ->
         spec = specs.get(uid)
         if spec is None:
             continue
+        some_state = any(s != OperatorSnapshot() for s in snapshots)
         for what, kind in (("source", OperatorKind.SOURCE), ("sink", OperatorKind.SINK)):
-            wrote = any(what in s for s in snapshots)
-            if wrote != (spec.kind is kind) and any(snapshots):
+            wrote = any((s.source if kind is OperatorKind.SOURCE else s.sink) is not None for s in snapshots)
+            if wrote != (spec.kind is kind) and some_state:
                 writer = f"a {what}" if wrote else f"an operator that is not a {what}"
                 raise StateError(
                     f"the state of operator uid {uid!r} in {str(path)!r} was written by {writer}, but {uid!r} is now "

@@ -16,12 +16,53 @@ groups it keeps: hand it freshly decoded snapshots.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Iterable, Iterator, Protocol, TypeVar, overload
 
-from streamflow.runtime.clock import Clock
+from streamflow.core.clock import Clock
+from streamflow.state.descriptors import (
+    AggregatingStateDescriptor,
+    ListStateDescriptor,
+    MapStateDescriptor,
+    ReducingStateDescriptor,
+    StateDescriptor,
+    ValueStateDescriptor,
+)
+from streamflow.state.keyed import AggregatingState, KeyedState, ListState, MapState, ReducingState, ValueState
+
+__all__ = ["KeyedStateBackend", "KeyedStateStore", "StateBackend"]
+
+T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
+IN = TypeVar("IN")
+ACC = TypeVar("ACC")
+OUT = TypeVar("OUT")
 
 
-class KeyedStateBackend(Protocol):
+class KeyedStateStore(Protocol):
+    """Where keyed state handles come from (Flink's KeyedStateStore): the handle's type
+    follows the descriptor's, so ``get_state(ValueStateDescriptor[int](...))`` is a
+    ``ValueState[int]`` to a type checker.
+
+    Registering the same name twice with a different kind, TTL or serializer, or a
+    restored state with another serializer than it was saved with, raises StateError.
+    """
+
+    @overload
+    def get_state(self, descriptor: ValueStateDescriptor[T]) -> ValueState[T]: ...
+    @overload
+    def get_state(self, descriptor: ListStateDescriptor[T]) -> ListState[T]: ...
+    @overload
+    def get_state(self, descriptor: MapStateDescriptor[K, V]) -> MapState[K, V]: ...
+    @overload
+    def get_state(self, descriptor: ReducingStateDescriptor[T]) -> ReducingState[T]: ...
+    @overload
+    def get_state(self, descriptor: AggregatingStateDescriptor[IN, ACC, OUT]) -> AggregatingState[IN, ACC, OUT]: ...
+    @overload
+    def get_state(self, descriptor: StateDescriptor) -> KeyedState: ...
+
+
+class KeyedStateBackend(KeyedStateStore, Protocol):
     """Keyed state of one operator subtask, for the key groups in ``key_group_range``."""
 
     max_parallelism: int
@@ -34,13 +75,6 @@ class KeyedStateBackend(Protocol):
     def on_record(self) -> None:
         """Called once per keyed record (and timer) processed: runs incremental TTL
         cleanup for states configured with ``incremental_per_record``; else a no-op."""
-
-    def get_state(self, descriptor: Any) -> Any:
-        """The state handle for a descriptor (ValueState for a ValueStateDescriptor, ...).
-
-        Registering the same name twice with a different kind, TTL or serializer, or a
-        restored state with another serializer than it was saved with, raises StateError.
-        """
 
     def keys(self, state_name: str) -> Iterator[tuple[Any, int]]:
         """(key, key_group) of every key with a value in ``state_name``."""

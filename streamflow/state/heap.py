@@ -11,17 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
-from typing import Any, TypeVar, overload
+from typing import Any
 
+from streamflow.core.clock import Clock
 from streamflow.errors import ConfigError, StateError
-from streamflow.runtime.clock import Clock
+from streamflow.state.backend import KeyedStateBackend
 from streamflow.state.descriptors import (
-    AggregatingStateDescriptor,
-    ListStateDescriptor,
-    MapStateDescriptor,
-    ReducingStateDescriptor,
     StateDescriptor,
-    ValueStateDescriptor,
+)
+from streamflow.state.heap_snapshot import (
+    SNAPSHOT_FORMAT,
+    StoredState,
+    read_snapshot,
+    register_serializer,
+    write_state,
 )
 from streamflow.state.keyed import (
     NO_KEY,
@@ -35,24 +38,11 @@ from streamflow.state.keyed import (
     ValueState,
     no_current_key,
 )
-from streamflow.state.heap_snapshot import (
-    SNAPSHOT_FORMAT,
-    StoredState,
-    read_snapshot,
-    register_serializer,
-    write_state,
-)
 from streamflow.state.keyed_ttl import TtlAggregatingState, TtlListState, TtlMapState, TtlReducingState, TtlValueState
 from streamflow.state.ttl import StateTtlConfig, TtlPolicy
 
 __all__ = ["SNAPSHOT_FORMAT", "HashMapStateBackend", "HeapKeyedStateBackend"]
 
-T = TypeVar("T")
-K = TypeVar("K")
-V = TypeVar("V")
-IN = TypeVar("IN")
-ACC = TypeVar("ACC")
-OUT = TypeVar("OUT")
 
 _HANDLES: dict[str, tuple[type[KeyedState], type[KeyedState]]] = {
     "value": (ValueState, TtlValueState),
@@ -63,8 +53,12 @@ _HANDLES: dict[str, tuple[type[KeyedState], type[KeyedState]]] = {
 }
 
 
-class HeapKeyedStateBackend:
+class HeapKeyedStateBackend(KeyedStateBackend):
     """Keyed state of one operator subtask, held in dicts.
+
+    ``get_state`` is typed by the overloads of
+    :class:`~streamflow.state.backend.KeyedStateStore`: a ``ValueStateDescriptor[T]``
+    gives a ``ValueState[T]``, and so on.
 
     Lifecycle: the runtime creates it, calls :meth:`restore` (when resuming), lets user
     functions call :meth:`get_state` in ``open``, then per record calls
@@ -118,18 +112,6 @@ class HeapKeyedStateBackend:
 
     # -- registration ---------------------------------------------------------------
 
-    @overload
-    def get_state(self, descriptor: ValueStateDescriptor[T]) -> ValueState[T]: ...
-    @overload
-    def get_state(self, descriptor: ListStateDescriptor[T]) -> ListState[T]: ...
-    @overload
-    def get_state(self, descriptor: MapStateDescriptor[K, V]) -> MapState[K, V]: ...
-    @overload
-    def get_state(self, descriptor: ReducingStateDescriptor[T]) -> ReducingState[T]: ...
-    @overload
-    def get_state(
-        self, descriptor: AggregatingStateDescriptor[IN, ACC, OUT]
-    ) -> AggregatingState[IN, ACC, OUT]: ...
     def get_state(self, descriptor: Any) -> Any:
         """The handle for ``descriptor``; the same handle for an equal descriptor.
 

@@ -2,7 +2,7 @@
 
 A state with a :class:`StateTtlConfig` stores each value together with the clock time of
 its last update, ``(value, timestamp)``; a value whose ``timestamp + ttl <= now`` has
-expired. Time comes from the :class:`~streamflow.runtime.clock.Clock` the runtime gives
+expired. Time comes from the :class:`~streamflow.core.clock.Clock` the runtime gives
 the backend, so tests move it by hand.
 
 Expired values leave live state in three ways, each opt-in as in Flink:
@@ -27,8 +27,8 @@ from datetime import timedelta
 from typing import Any
 
 from streamflow.config import seconds
+from streamflow.core.clock import Clock
 from streamflow.errors import ConfigError
-from streamflow.runtime.clock import Clock
 
 __all__ = ["StateTtlConfig", "TtlUpdateType", "TtlVisibility"]
 

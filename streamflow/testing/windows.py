@@ -16,7 +16,7 @@ from __future__ import annotations
 import pickle
 from typing import Any, cast
 
-from streamflow.runtime.clock import ManualClock
+from streamflow.core.clock import ManualClock
 from streamflow.windowing.config import WindowConfig
 from streamflow.windowing.emission import WindowEmission
 from streamflow.windowing.logic import ElementFate, WindowOperatorLogic

@@ -1,4 +1,4 @@
-"""The two-phase-commit sink protocol (DESIGN.md section 6).
+"""The two-phase-commit sink protocol (docs/architecture.md, "Two-phase-commit sinks").
 
 :mod:`.lifecycle` is the pure part (transaction states, the log of prepared
 transactions); :mod:`.two_phase` drives a subclass's begin / pre-commit / commit / abort

@@ -2,7 +2,8 @@
 
 A subclass says how to begin, write, pre-commit, commit and abort one transaction of its
 external system; :class:`TwoPhaseCommitSinkWriter` drives them through the
-:class:`~streamflow.api.connector.SinkWriter` lifecycle (DESIGN.md section 6).
+:class:`~streamflow.api.connector.SinkWriter` lifecycle (docs/architecture.md,
+"Two-phase-commit sinks").
 
 The commit path, in order:
 
@@ -14,7 +15,8 @@ The commit path, in order:
    PREPARED and durable), record its handle under n, ``begin`` the next one, and return
    every prepared-but-uncommitted handle as the checkpoint state.
 4. ``notify_checkpoint_complete(n)``: ``commit`` every prepared handle with id <= n,
-   oldest first, each shielded from cancellation (a half-done commit must finish).
+   oldest first, each finished even if the task is cancelled meanwhile (a half-done
+   commit must finish; :func:`~streamflow.core.cancellation.finish_even_if_cancelled`).
    ``notify_checkpoint_aborted(n)`` does nothing: the prepared transaction stays pending
    and is committed with the next completed checkpoint, as in Flink.
 5. ``finish``: without checkpointing, pre-commit and commit the open transaction
@@ -39,12 +41,11 @@ State format: ``snapshot`` returns one plain dict per pending transaction,
 from __future__ import annotations
 
 import abc
-import asyncio
 import logging
-from collections.abc import Awaitable
 from typing import Any, Generic, TypeVar
 
 from streamflow.api.connector import SinkContext
+from streamflow.core.cancellation import finish_even_if_cancelled
 from streamflow.errors import StateError
 from streamflow.transactions.lifecycle import PreparedLog, TxnStatus, check_transition
 
@@ -58,31 +59,6 @@ uses Long.MAX_VALUE for end of input). Fits a signed 64-bit SQL integer."""
 
 _log = logging.getLogger(__name__)
 _ENTRY_KEYS = frozenset({"checkpoint_id", "subtask", "parallelism", "handle"})
-
-
-async def _run_to_completion(aw: Awaitable[None]) -> None:
-    """Await ``aw`` so that cancelling the caller cannot interrupt it.
-
-    ``asyncio.shield`` alone keeps the inner task running but returns to the caller at
-    once, and a loop shutting down would then cancel the orphan. Here the caller waits
-    for the commit to finish and only then re-raises the cancellation.
-    """
-    task = asyncio.ensure_future(aw)
-    cancelled = False
-    while True:
-        try:
-            await asyncio.shield(task)
-            break
-        except asyncio.CancelledError:
-            cancelled = True  # honoured once the commit is done, never swallowed
-            if task.done():
-                break
-    if cancelled:
-        if not task.cancelled() and task.exception() is not None:
-            _log.warning("a commit finished with an error while its task was being cancelled",
-                         exc_info=task.exception())
-        raise asyncio.CancelledError
-    task.result()
 
 
 class TwoPhaseCommitSinkWriter(abc.ABC, Generic[Txn]):
@@ -126,7 +102,7 @@ class TwoPhaseCommitSinkWriter(abc.ABC, Generic[Txn]):
     async def commit(self, handle: Any) -> None:
         """Publish the prepared transaction ``handle``. Must be idempotent: committing an
         already-committed handle is not an error. Raise DataLossError if the prepared data
-        is gone. Runs shielded from cancellation."""
+        is gone. Runs to its end even if the task is cancelled meanwhile."""
 
     @abc.abstractmethod
     async def abort(self, txn: Txn) -> None:
@@ -135,7 +111,7 @@ class TwoPhaseCommitSinkWriter(abc.ABC, Generic[Txn]):
     async def recover(self, restored_handles: list[Any]) -> None:
         """Commit every handle of the restored checkpoint, oldest first (called in open)."""
         for handle in restored_handles:
-            await _run_to_completion(self.commit(handle))
+            await finish_even_if_cancelled(self.commit(handle))
 
     async def abort_lingering(self) -> None:
         """Abort every in-progress transaction of this sink left by earlier attempts.
@@ -261,7 +237,7 @@ class TwoPhaseCommitSinkWriter(abc.ABC, Generic[Txn]):
 
     async def _commit_up_to(self, checkpoint_id: int) -> None:
         for cid, handle in self._prepared.to_commit(checkpoint_id):
-            await _run_to_completion(self.commit(handle))
+            await finish_even_if_cancelled(self.commit(handle))
             self._prepared.committed(cid)
 
     def _restored_entries(self) -> list[dict[str, Any]]:

@@ -7,19 +7,32 @@ is handed out, so calls cost no allocation; a context must not be kept beyond th
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from streamflow.api.side_outputs import OutputTag
+from streamflow.core.clock import Clock
 from streamflow.errors import ConfigError, StateError
 from streamflow.state.descriptors import StateDescriptor
+from streamflow.windowing.config import WindowConfig
 from streamflow.windowing.emission import WindowEmission
 from streamflow.windowing.scoped_state import merge_scoped, scoped_state
+from streamflow.windowing.store import WindowStateStore, WindowTimerService
 from streamflow.windowing.windows import GLOBAL_WINDOW, Window
 
-if TYPE_CHECKING:
-    from streamflow.windowing.logic import WindowOperatorLogic
+__all__ = ["WindowFunctionContext", "WindowScope", "WindowTriggerContext"]
 
-__all__ = ["WindowFunctionContext", "WindowTriggerContext"]
+
+class WindowScope(Protocol):
+    """What the contexts read from the window logic that makes them
+    (:class:`~streamflow.windowing.logic.WindowOperatorLogic`)."""
+
+    config: WindowConfig
+    store: WindowStateStore
+    timers: WindowTimerService
+    clock: Clock
+    watermark: float
+    output: list[WindowEmission]
+
 
 TRIGGER_STATE = "trigger:"
 WINDOW_STATE = "window:"
@@ -32,7 +45,7 @@ class WindowTriggerContext:
 
     __slots__ = ("_logic", "key", "window", "merged")
 
-    def __init__(self, logic: WindowOperatorLogic) -> None:
+    def __init__(self, logic: WindowScope) -> None:
         self._logic = logic
         self.key: Any = None
         self.window: Window = GLOBAL_WINDOW
@@ -88,7 +101,7 @@ class WindowFunctionContext:
 
     __slots__ = ("_logic", "key", "window", "out")
 
-    def __init__(self, logic: WindowOperatorLogic) -> None:
+    def __init__(self, logic: WindowScope) -> None:
         self._logic = logic
         self.key: Any = None
         self.window: Window = GLOBAL_WINDOW

@@ -42,7 +42,7 @@ job with 0 after printing one JSON line (attempts, restored_from, checkpoints_co
 and what the sink saw: see :class:`AbortWitness`).
 
 Every checkpoint whose id is a multiple of ``ABORT_EVERY`` is aborted: the sink's state
-write fails (``faults.fail_state_writes``) after it pre-committed, the coordinator
+write fails (``FaultInjector.fail_state_writes``) after it pre-committed, the coordinator
 aborts the checkpoint and the sink hears ``notify_checkpoint_aborted`` with the
 records of that epoch in its prepared transaction; the next completed checkpoint must
 commit them, exactly once. Source batches are small (``SOURCE_BATCH``, which bounds the
@@ -75,7 +75,7 @@ from streamflow.connectors.kafka import DeliveryGuarantee, KafkaSink, KafkaSourc
 from streamflow.connectors.mysql import MySqlOffsetsSink, MySqlSink, load_offsets
 from streamflow.connectors.mysql.offsets_sink import PROGRESS_TABLE
 from streamflow.connectors.sqlite import ExactlyOnceSqliteSink
-from streamflow.runtime import faults
+from streamflow.core.faults import FaultInjector
 from streamflow.state import ValueStateDescriptor
 
 INPUT_FILES = 4
@@ -335,7 +335,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     env.enable_checkpointing(CHECKPOINT_INTERVAL, directory=checkpoints, tolerable_failures=1)
     env.set_restart_strategy(RestartStrategy.none())
     env.set_source_batch_size(SOURCE_BATCH)
+    faults = FaultInjector.from_environment()  # the crash point of STREAMFLOW_CRASH, if any
     faults.fail_state_writes(f"{args.sink}-sink", ABORT_EVERY)
+    env.set_fault_injector(faults)
     args.out.mkdir(parents=True, exist_ok=True)
     inputs = input_paths(args.input) if args.input is not None else []
     build(env, args.sink, inputs, args.out, args, starting)

@@ -1,5 +1,5 @@
 """Crash and recovery of the exactly-once file, SQLite, Kafka, MySQL (XA) and MySQL
-offsets sinks (DESIGN.md section 7).
+offsets sinks (docs/architecture.md, "Recovery and restarts").
 
 A real job process (``crash_job.py``) is killed at a named point (``STREAMFLOW_CRASH``,
 ``os._exit(137)``), a NEW process is started on the same checkpoint and output

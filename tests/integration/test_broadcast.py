@@ -31,8 +31,10 @@ from streamflow import (
     UserFunctionError,
 )
 from streamflow.connectors import CollectionSource, CollectSink, ExactlyOnceFileSink, read_committed_lines
-from streamflow.runtime import faults
+from streamflow.core.faults import FaultInjector
 from streamflow.state import ListStateDescriptor, MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
+
+faults = FaultInjector()  # the faults these tests arm; every job built here gets it
 
 RULES = MapStateDescriptor[str, int]("rules")
 NAMES = MapStateDescriptor[str, str]("names")
@@ -125,7 +127,7 @@ class PathLength(KeyedBroadcastProcessFunction):
 
 
 def path_job(directory: Path, out: Path, parallelism: int, restart: RestartStrategy) -> StreamEnvironment:
-    env = StreamEnvironment(parallelism=parallelism)
+    env = StreamEnvironment(parallelism=parallelism).set_fault_injector(faults)
     env.enable_checkpointing(0.01, directory=directory)
     env.set_restart_strategy(restart)
     env.set_source_batch_size(4)
@@ -207,7 +209,7 @@ async def slow_code(entry: Any) -> Any:
 
 
 def enrich_job(directory: Path, out: Path, parallelism: int, restart: RestartStrategy) -> StreamEnvironment:
-    env = StreamEnvironment(parallelism=parallelism)
+    env = StreamEnvironment(parallelism=parallelism).set_fault_injector(faults)
     env.enable_checkpointing(0.01, directory=directory)
     env.set_restart_strategy(restart)
     env.set_source_batch_size(4)

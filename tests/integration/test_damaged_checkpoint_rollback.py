@@ -24,14 +24,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from rollback_jobs import expected_lines, wordcount, write_words
+
 from streamflow import JobFailedError, RestartStrategy, StreamEnvironment
 from streamflow.checkpoint.rollback import CheckpointRollbackError
 from streamflow.connectors import read_committed_lines
-from streamflow.runtime import faults
-from streamflow.runtime.faults import InjectedFault
+from streamflow.core.faults import FaultInjector, InjectedFault
 from streamflow.savepoint.describe import describe_snapshot
+
+faults = FaultInjector()  # the faults these tests arm; every job built here gets it
 
 REPO = Path(__file__).resolve().parents[2]
 DAMAGED = 4
@@ -45,7 +46,7 @@ def _disarm() -> Iterator[None]:
 
 
 def new_env(tmp_path: Path, restart: RestartStrategy) -> StreamEnvironment:
-    env = StreamEnvironment(parallelism=2)
+    env = StreamEnvironment(parallelism=2).set_fault_injector(faults)
     env.enable_checkpointing(0.05, directory=tmp_path / "chk", retained=3)
     env.set_restart_strategy(restart)
     return env

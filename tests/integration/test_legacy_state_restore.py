@@ -22,8 +22,8 @@ import orjson
 from streamflow import StreamEnvironment
 from streamflow.checkpoint import serde
 from streamflow.connectors import CollectSink
+from streamflow.core.clock import ManualClock
 from streamflow.partitioning.keygroups import key_group_for, key_group_range
-from streamflow.runtime.clock import ManualClock
 from streamflow.state import HashMapStateBackend, ValueStateDescriptor
 
 HERE = Path(__file__).resolve().parent / "legacy_state"

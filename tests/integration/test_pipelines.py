@@ -9,6 +9,7 @@ copy to each subtask), so what a function observes is recorded in class-level fi
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,14 +25,16 @@ from streamflow import (
     RestartStrategy,
     StreamEnvironment,
 )
+from streamflow.api.connector import SinkWriterBase
 from streamflow.checkpoint.serde import decode
 from streamflow.checkpoint.storage import CheckpointStorage
 from streamflow.connectors.collection import CollectionSource
 from streamflow.connectors.debug import CollectSink
-from streamflow.runtime import faults
+from streamflow.core.faults import FaultInjector
 from streamflow.runtime.channel import InputGate
 from streamflow.state import ListStateDescriptor, ValueStateDescriptor
-from streamflow.api.connector import SinkWriterBase
+
+faults = FaultInjector()  # the faults these tests arm; every job built here gets it
 
 CONFIGS = [
     pytest.param((1, True), id="p1"),
@@ -47,7 +50,7 @@ class Setup:
     chaining: bool
 
     def __call__(self) -> StreamEnvironment:
-        env = StreamEnvironment(parallelism=self.parallelism)
+        env = StreamEnvironment(parallelism=self.parallelism).set_fault_injector(faults)
         env.set_restart_strategy(RestartStrategy.none())
         if not self.chaining:
             env.disable_operator_chaining()
@@ -610,6 +613,22 @@ async def test_metrics_while_running_show_backpressure_behind_a_slow_sink(out: s
     assert result.metrics["tasks"]["src[0]"]["backpressured_ratio"] > 0.0
     assert result.metrics["tasks"]["slow-sink[0]"]["backpressured_ratio"] == 0.0
     assert sorted(CollectSink.results(out)) == list(range(300))
+
+
+async def test_the_metrics_interval_logs_a_line_while_the_job_runs(out: str, caplog: pytest.LogCaptureFixture) -> None:
+    env = StreamEnvironment(parallelism=1)
+    env.set_restart_strategy(RestartStrategy.none())
+    env.set_metrics_interval(0.05)
+    env.set_source_batch_size(5)
+    (
+        env.from_source(CollectionSource(list(range(100)), batch_size=5)).uid("src")
+        .sink_to(SlowSink(out, delay=0.01)).uid("slow-sink")
+    )
+    with caplog.at_level(logging.INFO, logger="streamflow.job"):
+        result = await env.execute("reported")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("job reported attempt 1:")]
+    assert lines and "records read" in lines[-1] and "checkpoints 0 ok / 0 failed" in lines[-1]
+    assert result.metrics["job"] == "reported" and result.metrics["status"] == "finished"
 
 
 async def test_a_task_waiting_for_input_is_idle_not_busy(out: str) -> None:

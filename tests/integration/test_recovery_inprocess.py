@@ -2,8 +2,8 @@
 and restoring past a damaged checkpoint (without an exactly-once sink: see
 test_damaged_checkpoint_rollback for the refusal with one).
 
-Failures are injected with ``faults.arm(point, n, action="raise")``: the armed point
-raises once, the attempt fails, and the restart strategy decides. CollectSink is
+Failures are injected with ``faults.arm(point, n, action="raise")`` on the injector
+every job of this module gets (``env.set_fault_injector``): the armed point raises once, the attempt fails, and the restart strategy decides. CollectSink is
 at-least-once, so after a restore the records since the restored checkpoint are written
 again: the checks compare the set of outputs and the final value per key (a keyed
 running count, whose last value per key is the total), never the raw multiset.
@@ -27,13 +27,14 @@ from streamflow import (
     StreamEnvironment,
     UserFunctionError,
 )
+from streamflow.api.connector import SinkWriterBase
 from streamflow.connectors.collection import CollectionSource
 from streamflow.connectors.debug import CollectSink
+from streamflow.core.faults import FaultInjector, InjectedFault
 from streamflow.errors import TooManyCheckpointFailuresError
-from streamflow.runtime import faults
-from streamflow.runtime.faults import InjectedFault
 from streamflow.state import ValueStateDescriptor
-from streamflow.api.connector import SinkWriterBase
+
+faults = FaultInjector()  # the faults these tests arm; every job built here gets it
 
 KEYS = [f"k{i}" for i in range(5)]
 ITEMS = [(i, KEYS[i % 5]) for i in range(200)]
@@ -78,7 +79,7 @@ async def paced(record: tuple[int, str]) -> tuple[int, str]:
 def counting_job(
     directory: Path, out: str, *, parallelism: int = 1, restart: RestartStrategy, **checkpoint: Any
 ) -> StreamEnvironment:
-    env = StreamEnvironment(parallelism=parallelism)
+    env = StreamEnvironment(parallelism=parallelism).set_fault_injector(faults)
     env.enable_checkpointing(checkpoint.pop("interval", 0.01), directory=directory, **checkpoint)
     env.set_restart_strategy(restart)
     env.set_source_batch_size(4)
@@ -167,7 +168,7 @@ async def _two_sources_job(directory: Path, out: str, restart: RestartStrategy) 
         await asyncio.sleep(0.002)
         return record
 
-    env = StreamEnvironment(parallelism=2)
+    env = StreamEnvironment(parallelism=2).set_fault_injector(faults)
     env.enable_checkpointing(0.01, directory=directory)
     env.set_restart_strategy(restart)
     env.set_channel_capacity(2)

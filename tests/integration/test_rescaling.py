@@ -26,12 +26,14 @@ from typing import Any
 
 import orjson
 import pytest
-
 import rescale_jobs as jobs
+
 from streamflow import JobFailedError, StateError
 from streamflow.connectors import read_committed_lines
+from streamflow.core.faults import FaultInjector
 from streamflow.partitioning.keygroups import key_group_for, key_group_range
-from streamflow.runtime import faults
+
+faults = FaultInjector()  # the faults these tests arm; every job built here gets it
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = (1, 3, 2)  # the parallelism of the three jobs
@@ -60,7 +62,7 @@ async def stop_after_a_checkpoint(kind: str, checkpoints: Path, out: Path, paral
     stop_at = jobs.highest_checkpoint_dir(checkpoints) + 2  # this job's ids follow those on disk
     faults.arm("after_completion", stop_at, action="raise")
     with pytest.raises(JobFailedError, match=r"InjectedFault: injected failure at after_completion"):
-        await jobs.job(kind, checkpoints, out, parallelism).execute("rescale")
+        await jobs.job(kind, checkpoints, out, parallelism).set_fault_injector(faults).execute("rescale")
     faults.disarm()
     latest = await jobs.latest_checkpoint(checkpoints)
     assert latest is not None and latest >= stop_at

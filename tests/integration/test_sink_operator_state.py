@@ -21,8 +21,10 @@ import pytest
 
 from streamflow import JobClient, RestartStrategy, StreamEnvironment
 from streamflow.connectors import GeneratorContext, GeneratorSource, SinkContext, SinkWriterBase
-from streamflow.runtime import faults
+from streamflow.core.faults import FaultInjector
 from streamflow.state import ListStateDescriptor
+
+faults = FaultInjector()  # the faults these tests arm; every job built here gets it
 
 SPLITS = {"0": 13, "1": 12}
 RECORDS = [int(split) * 100 + n for split, count in SPLITS.items() for n in range(count)]
@@ -109,7 +111,7 @@ def _fresh() -> Iterator[None]:
 
 
 def build(out: Path, checkpoints: Path, parallelism: int) -> StreamEnvironment:
-    env = StreamEnvironment(parallelism=parallelism)
+    env = StreamEnvironment(parallelism=parallelism).set_fault_injector(faults)
     env.enable_checkpointing(0.05, directory=checkpoints)
     env.set_restart_strategy(RestartStrategy.fixed_delay(attempts=2, delay=0))
     (

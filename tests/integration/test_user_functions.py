@@ -19,7 +19,7 @@ from streamflow.api.connector import SourceBatch, SourceContext
 from streamflow.cli import main
 from streamflow.connectors import CollectionSource
 from streamflow.connectors.debug import CollectSink
-from streamflow.runtime.clock import ManualClock
+from streamflow.core.clock import ManualClock
 from streamflow.state import StateTtlConfig, ValueStateDescriptor
 
 

@@ -36,7 +36,7 @@ from streamflow.connectors import CollectionSource
 from streamflow.connectors.kafka import DeliveryGuarantee, KafkaExchange, KafkaSink
 from streamflow.errors import JobCancelledError
 from streamflow.graph.spec import Partitioning
-from streamflow.runtime import faults
+from streamflow.core.faults import FaultInjector
 from streamflow.state import ValueStateDescriptor
 from streamflow.workers import ExchangeSpec
 
@@ -92,8 +92,11 @@ class Count(KeyedProcessFunction):
         out.collect({"key": record[0], "count": self.count.value(), "id": record[1], "types": types})
 
 
-def environment(parallelism: int, checkpoints: str, batch: int) -> StreamEnvironment:
+def environment(parallelism: int, checkpoints: str, batch: int, failing_uid: str) -> StreamEnvironment:
     env = StreamEnvironment(parallelism=parallelism)
+    faults = FaultInjector.from_environment()  # the crash point of STREAMFLOW_CRASH, if any
+    faults.fail_state_writes(failing_uid, ABORT_EVERY)
+    env.set_fault_injector(faults)
     env.enable_checkpointing(CHECKPOINT_INTERVAL, directory=checkpoints, tolerable_failures=1)
     env.set_restart_strategy(RestartStrategy.none())
     env.set_source_batch_size(batch)
@@ -104,8 +107,7 @@ async def run(args: argparse.Namespace) -> None:
     exchange = KafkaExchange(args.bootstrap, partitions=PARTITIONS, replication_factor=1)
     the_spec = spec(args.topic)
     if args.role == "writer":
-        env = environment(WRITERS, args.checkpoints, WRITER_BATCH)
-        faults.fail_state_writes(the_spec.writer_uid, ABORT_EVERY)
+        env = environment(WRITERS, args.checkpoints, WRITER_BATCH, the_spec.writer_uid)
         (
             env.from_source(CollectionSource(inputs()), name="input").uid("input")
             .map(Pace(PACE_SECONDS / WRITER_BATCH)).uid("parse")
@@ -113,8 +115,7 @@ async def run(args: argparse.Namespace) -> None:
         )
         await env.execute("exchange-writer")
         return
-    env = environment(READERS, args.checkpoints, READER_BATCH)
-    faults.fail_state_writes("out", ABORT_EVERY)
+    env = environment(READERS, args.checkpoints, READER_BATCH, "out")
     (
         env.from_source(exchange.source(the_spec), name="exchange").uid(the_spec.reader_uid)
         .map(Pace(READER_PACE)).uid("pace")

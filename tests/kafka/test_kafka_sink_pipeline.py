@@ -10,12 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from kafka_sink_kit import new_topic, no_unclosed_connections, values
+
 from streamflow import RestartStrategy, StreamEnvironment
 from streamflow.connectors.collection import CollectionSource
 from streamflow.connectors.kafka import DeliveryGuarantee, KafkaSink
-from streamflow.runtime import faults
+from streamflow.core.faults import FaultInjector
+
+faults = FaultInjector()  # the faults these tests arm; every job built here gets it
 
 N = 1200
 EXPECTED = Counter(f"v{i}" for i in range(N))
@@ -39,7 +41,7 @@ async def render(i: int) -> str:
 
 def job(bootstrap: str, topic: str, directory: Path, *, guarantee: DeliveryGuarantee, parallelism: int = 1,
         restart: RestartStrategy | None = None) -> StreamEnvironment:
-    env = StreamEnvironment(parallelism=parallelism)
+    env = StreamEnvironment(parallelism=parallelism).set_fault_injector(faults)
     env.enable_checkpointing(0.02, directory=directory)
     env.set_restart_strategy(restart or RestartStrategy.none())
     env.set_source_batch_size(10)

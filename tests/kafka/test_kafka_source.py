@@ -19,15 +19,17 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
+from kafka_source_kit import TagSubtask, fill, job, partition_of, run_until
 
 from streamflow import ConfigError, RestartStrategy, StreamEnvironment
 from streamflow.connectors.debug import CollectSink
 from streamflow.connectors.file_sink import ExactlyOnceFileSink, read_committed_lines
 from streamflow.connectors.kafka import KafkaSource, OffsetReset, StartingOffsets
 from streamflow.connectors.kafka.offsets import owner_of
-from streamflow.runtime import faults
+from streamflow.core.faults import FaultInjector
 from streamflow.testing.kafka import create_topic, produce, produce_transactions, unique_topic
-from kafka_source_kit import TagSubtask, fill, job, partition_of, run_until
+
+faults = FaultInjector()  # the faults these tests arm; every job built here gets it
 
 
 @pytest.fixture
@@ -480,7 +482,7 @@ async def test_a_failed_attempt_restarts_from_the_checkpoint_and_the_output_is_e
 ) -> None:
     topic = unique_topic("restart")
     written = await fill(kafka_bootstrap, topic, partitions=4, per_partition=100)
-    env = StreamEnvironment(parallelism=2)
+    env = StreamEnvironment(parallelism=2).set_fault_injector(faults)
     env.enable_checkpointing(0.05, directory=tmp_path / "checkpoints")
     env.set_restart_strategy(RestartStrategy.fixed_delay(attempts=2, delay=0.0))
     env.set_source_batch_size(10)

@@ -10,8 +10,8 @@ from streamflow.checkpoint.metadata import (
     StateHandle,
     UnsupportedCheckpointVersionError,
 )
+from streamflow.core.ids import CheckpointId
 from streamflow.errors import CheckpointError
-from streamflow.runtime.elements import CheckpointId
 
 
 def make_metadata(checkpoint_id: int = 3) -> CheckpointMetadata:

@@ -11,8 +11,8 @@ from streamflow.checkpoint.pending import (
     PendingCheckpoint,
     check_transition,
 )
+from streamflow.core.ids import CheckpointId
 from streamflow.errors import CheckpointAbortedError, CheckpointError
-from streamflow.runtime.elements import CheckpointId
 
 S = CheckpointStatus
 HANDLE = StateHandle(file="count-0", size=1, sha256="0" * 64)

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from streamflow.api.delivery import declared_guarantee
 from streamflow.checkpoint.metadata import CheckpointMetadata
 from streamflow.checkpoint.rollback import CheckpointRollbackError, check_fallback
 from streamflow.checkpoint.storage import CompletedCheckpoint, RestoreScan, SkippedCheckpoint
 from streamflow.connectors import CollectSink, ExactlyOnceFileSink, ExactlyOnceSqliteSink
 from streamflow.connectors.kafka import DeliveryGuarantee, KafkaSink
-from streamflow.api.delivery import declared_guarantee
-from streamflow.runtime.elements import CheckpointId
+from streamflow.core.ids import CheckpointId
 
 LOGGER = "streamflow.checkpoint.rollback"
 

@@ -15,9 +15,11 @@ from streamflow.checkpoint.metadata import (
     UnsupportedCheckpointVersionError,
 )
 from streamflow.checkpoint.storage import CheckpointStorage, state_file_name
+from streamflow.core.faults import FaultInjector, InjectedFault
+from streamflow.core.ids import CheckpointId
 from streamflow.errors import CheckpointCorruptedError, CheckpointError, ConfigError
-from streamflow.runtime import faults
-from streamflow.runtime.elements import CheckpointId
+
+faults = FaultInjector()  # the faults these tests arm; the storages made here get it
 
 LOGGER = "streamflow.checkpoint.storage"
 
@@ -54,7 +56,7 @@ def dirs(root: Path) -> list[str]:
 
 @pytest.fixture
 def storage(tmp_path: Path) -> CheckpointStorage:
-    return CheckpointStorage(tmp_path / "job", retained=2)
+    return CheckpointStorage(tmp_path / "job", retained=2, faults=faults)
 
 
 @pytest.fixture
@@ -248,7 +250,7 @@ async def test_unknown_metadata_version_is_raised_not_skipped(storage: Checkpoin
 
 async def test_metadata_write_is_atomic(storage: CheckpointStorage, armed_metadata_fault: None) -> None:
     await take_checkpoint(storage, 2)
-    with pytest.raises(faults.InjectedFault):
+    with pytest.raises(InjectedFault):
         await take_checkpoint(storage, 3)
     chk = storage.checkpoint_path(3)
     assert not (chk / "_metadata").exists()

@@ -7,6 +7,7 @@ import pytest
 from streamflow.connectors.kafka.progress import OffsetsBoard
 from streamflow.connectors.mysql import parse_mysql_url
 from streamflow.connectors.mysql.xids import FORMAT_ID, Xid, sink_key
+from streamflow.core.services import JobServices
 from streamflow.errors import ConfigError, StateError
 
 
@@ -43,39 +44,37 @@ def test_urls_parse_and_never_echo_the_password() -> None:
 
 def test_the_board_merges_every_source_subtask_at_a_checkpoint() -> None:
     board = OffsetsBoard()
-    board.publish("run", "src", 0, 2, 1, {("t", 0): 10})
-    board.publish("run", "src", 1, 2, 1, {("t", 1): 20})
-    board.publish("run", "src", 0, 2, 2, {("t", 0): 15})
+    board.publish("src", 0, 2, 1, {("t", 0): 10})
+    board.publish("src", 1, 2, 1, {("t", 1): 20})
+    board.publish("src", 0, 2, 2, {("t", 0): 15})
     # subtask 1 finished after checkpoint 1: its last offsets hold for checkpoint 2
-    assert board.offsets_at("run", 2) == {("t", 0): 15, ("t", 1): 20}
-    assert board.offsets_at("run", 1) == {("t", 0): 10, ("t", 1): 20}
-    with pytest.raises(StateError, match="no KafkaSource"):
-        board.offsets_at("other-run", 1)
+    assert board.offsets_at(2) == {("t", 0): 15, ("t", 1): 20}
+    assert board.offsets_at(1) == {("t", 0): 10, ("t", 1): 20}
+    with pytest.raises(StateError, match="no KafkaSource 'other'"):
+        board.offsets_at(1, "other")
 
 
 def test_a_restarted_attempt_replaces_what_the_failed_one_published() -> None:
     board = OffsetsBoard()
-    board.publish("run", "src", 0, 1, 3, {("t", 0): 30})
-    board.publish("run", "src", 0, 1, 4, {("t", 0): 40})  # attempt 1 dies before 4 completes
-    board.publish("run", "src", 0, 1, 4, {("t", 0): 38})  # attempt 2, restored from 3
-    assert board.offsets_at("run", 4) == {("t", 0): 38}
+    board.publish("src", 0, 1, 3, {("t", 0): 30})
+    board.publish("src", 0, 1, 4, {("t", 0): 40})  # attempt 1 dies before 4 completes
+    board.publish("src", 0, 1, 4, {("t", 0): 38})  # attempt 2, restored from 3
+    assert board.offsets_at(4) == {("t", 0): 38}
 
 
 def test_a_missing_subtask_is_reported() -> None:
     board = OffsetsBoard()
-    board.publish("run", "src", 0, 2, 1, {("t", 0): 1})
+    board.publish("src", 0, 2, 1, {("t", 0): 1})
     with pytest.raises(StateError, match="subtask 1 has no offsets"):
-        board.offsets_at("run", 1)
+        board.offsets_at(1)
 
 
-def test_the_board_keeps_only_the_most_recent_runs() -> None:
-    board = OffsetsBoard()
-    board.publish("long-running", "src", 0, 1, 1, {("t", 0): 1})
-    for i in range(40):
-        board.publish(f"run-{i}", "src", 0, 1, 1, {("t", 0): i})
-        if i % 10 == 0:
-            board.publish("long-running", "src", 0, 1, 2 + i, {("t", 0): 2 + i})  # still publishing
-    assert board.offsets_at("run-39", 1) == {("t", 0): 39}
-    assert board.offsets_at("long-running", 100) == {("t", 0): 32}
-    with pytest.raises(StateError):
-        board.offsets_at("run-0", 1)  # forgotten
+def test_each_job_run_has_a_board_of_its_own() -> None:
+    """Readers and sinks reach the board through their context's services: one per run,
+    so a sink never reads another job's offsets (it was a process global, keyed by run)."""
+    run_a, run_b = JobServices(), JobServices()
+    run_a.shared(OffsetsBoard).publish("src", 0, 1, 1, {("t", 0): 7})
+    assert run_a.shared(OffsetsBoard) is run_a.shared(OffsetsBoard)
+    assert run_a.shared(OffsetsBoard).offsets_at(1) == {("t", 0): 7}
+    with pytest.raises(StateError, match="no KafkaSource of this job"):
+        run_b.shared(OffsetsBoard).offsets_at(1)

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 
 from streamflow import CheckpointedFunction, KeyedProcessFunction, ProcessFunction, StreamEnvironment
+from streamflow.checkpoint.metadata import CheckpointMetadata, OperatorStateMeta, StateHandle
 from streamflow.connectors import CollectionSource, ExactlyOnceFileSink, PrintSink, SocketTextSource
 from streamflow.connectors.debug import CollectSink
 from streamflow.connectors.kafka import DeliveryGuarantee, KafkaSink, KafkaSource
 from streamflow.connectors.mysql import MySqlSink
-from streamflow.checkpoint.metadata import CheckpointMetadata, OperatorStateMeta, StateHandle
+from streamflow.core.ids import CheckpointId
 from streamflow.graph.spec import OperatorSpec
-from streamflow.runtime.elements import CheckpointId
 from streamflow.savepoint import operators_without_uid
 from streamflow.savepoint.restore import check_snapshot_against_plan
 from streamflow.state import MapStateDescriptor

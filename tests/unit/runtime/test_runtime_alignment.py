@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from streamflow.config import CheckpointingMode
+from streamflow.core.elements import Barrier
+from streamflow.core.ids import CheckpointId
 from streamflow.runtime.alignment import AlignmentStep, BarrierAligner
-from streamflow.runtime.elements import Barrier, CheckpointId
 
 EXACTLY_ONCE = CheckpointingMode.EXACTLY_ONCE
 AT_LEAST_ONCE = CheckpointingMode.AT_LEAST_ONCE

@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
+from streamflow.core.clock import ManualClock
 from streamflow.runtime.channel import InputGate
-from streamflow.runtime.clock import ManualClock
-from streamflow.runtime.coordinator import CheckpointCoordinator, CheckpointStats
-from streamflow.runtime.task import FINISH
+from streamflow.runtime.checkpoint_stats import CheckpointStats
+from streamflow.runtime.coordinator import CheckpointCoordinator
+from streamflow.runtime.mailbox import FINISH
 
 
 class FakeTask:
@@ -30,7 +31,7 @@ def coordinator(tasks: list[Any]) -> CheckpointCoordinator:
         max_parallelism=128,
         stats=CheckpointStats(),
     )
-    coord.attach(tasks)
+    coord.attach([t.gate for t in tasks], sources=[])
     return coord
 
 

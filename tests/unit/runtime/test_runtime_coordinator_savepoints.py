@@ -20,11 +20,12 @@ import pytest
 
 from streamflow.checkpoint.storage import CheckpointStorage
 from streamflow.config import CheckpointConfig
+from streamflow.core.clock import ManualClock
 from streamflow.errors import CheckpointAbortedError, CheckpointError, ConfigError
 from streamflow.runtime.channel import TIMEOUT, InputGate
-from streamflow.runtime.clock import ManualClock
-from streamflow.runtime.coordinator import CheckpointCoordinator, CheckpointStats
-from streamflow.runtime.task import STOP, CheckpointAborted, CheckpointCompleted
+from streamflow.runtime.checkpoint_stats import CheckpointStats
+from streamflow.runtime.coordinator import CheckpointCoordinator
+from streamflow.runtime.mailbox import STOP, CheckpointAborted, CheckpointCompleted
 from streamflow.savepoint import locate_snapshot
 
 
@@ -66,7 +67,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
         max_parallelism=128,
         stats=CheckpointStats(),
     )
-    coordinator.attach([task])  # type: ignore[list-item]
+    coordinator.attach([task.gate], sources=[])
     runner = asyncio.create_task(coordinator.run())
     yield Setup(coordinator, task, storage, runner)
     if not runner.done():

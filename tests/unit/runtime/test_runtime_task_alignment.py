@@ -6,13 +6,15 @@ import asyncio
 from typing import Any
 
 from streamflow.config import CheckpointingMode
+from streamflow.core.clock import ManualClock
+from streamflow.core.elements import END_OF_INPUT, Barrier, Batch
+from streamflow.core.ids import CheckpointId
 from streamflow.graph.spec import OperatorKind, OperatorSpec, Partitioning
 from streamflow.runtime.channel import Channel, InputGate
-from streamflow.runtime.clock import ManualClock
-from streamflow.runtime.elements import END_OF_INPUT, Barrier, Batch, CheckpointId
-from streamflow.runtime.operators import StreamOperator
+from streamflow.runtime.mailbox import FINISH, CheckpointAborted
+from streamflow.runtime.operators.base import StreamOperator
 from streamflow.runtime.partitioners import RecordWriter
-from streamflow.runtime.task import FINISH, CheckpointAborted, Task
+from streamflow.runtime.task import Task
 
 
 class FakeCoordinator:

@@ -9,7 +9,7 @@ from typing import Any
 from streamflow.checkpoint import serde
 from streamflow.checkpoint.metadata import CheckpointMetadata, OperatorStateMeta, StateHandle
 from streamflow.checkpoint.storage import CheckpointStorage
-from streamflow.runtime.elements import CheckpointId
+from streamflow.core.ids import CheckpointId
 from streamflow.savepoint import describe_snapshot, format_description
 
 KEYED_0 = {

@@ -18,8 +18,8 @@ from streamflow.checkpoint.metadata import (
     UnsupportedCheckpointVersionError,
 )
 from streamflow.checkpoint.storage import METADATA_FILE, CheckpointStorage
+from streamflow.core.ids import CheckpointId
 from streamflow.errors import CheckpointCorruptedError, CheckpointError, ConfigError
-from streamflow.runtime.elements import CheckpointId
 from streamflow.savepoint import locate_snapshot, write_savepoint
 
 

@@ -11,10 +11,11 @@ import pytest
 
 from streamflow import KeyedProcessFunction, StateError, StreamEnvironment
 from streamflow.checkpoint.metadata import CheckpointMetadata, OperatorStateMeta, StateHandle
+from streamflow.checkpoint.snapshot import OperatorSnapshot
 from streamflow.connectors import CollectionSource, PrintSink
+from streamflow.core.ids import CheckpointId
 from streamflow.errors import ConfigError
 from streamflow.graph.plan import PhysicalPlan
-from streamflow.runtime.elements import CheckpointId
 from streamflow.savepoint import NonRestoredStateError, RestoreSettings, operators_without_uid
 from streamflow.savepoint.restore import check_snapshot_against_plan, check_state_shapes, is_auto_uid
 
@@ -101,11 +102,15 @@ def test_keyed_state_needs_the_same_max_parallelism() -> None:
 
 def test_source_state_cannot_go_into_a_non_source() -> None:
     job = plan()
-    check_state_shapes({"count": [{"keyed": {}}, {}], "words": [{"source": []}]}, job, path=PATH)
+    check_state_shapes(
+        {"count": [OperatorSnapshot(keyed={}), OperatorSnapshot()], "words": [OperatorSnapshot(source=[])]},
+        job,
+        path=PATH,
+    )
     with pytest.raises(StateError, match="'count' .* was written by a source, but 'count' is now the process operator"):
-        check_state_shapes({"count": [{"source": [{"next": 1}]}]}, job, path=PATH)
+        check_state_shapes({"count": [OperatorSnapshot(source=[{"next": 1}])]}, job, path=PATH)
     with pytest.raises(StateError, match="written by an operator that is not a sink, but 'out' is now the sink"):
-        check_state_shapes({"out": [{"keyed": {}}]}, job, path=PATH)
+        check_state_shapes({"out": [OperatorSnapshot(keyed={})]}, job, path=PATH)
 
 
 def test_restore_settings_validate() -> None:

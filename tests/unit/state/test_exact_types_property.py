@@ -26,10 +26,11 @@ from hypothesis import strategies as st
 
 from streamflow.checkpoint import serde
 from streamflow.checkpoint.metadata import CheckpointMetadata, OperatorStateMeta
+from streamflow.checkpoint.snapshot import OperatorSnapshot, TimerSnapshot
 from streamflow.checkpoint.storage import CheckpointStorage
+from streamflow.core.clock import ManualClock
+from streamflow.core.ids import CheckpointId
 from streamflow.partitioning.keygroups import key_group_for
-from streamflow.runtime.clock import ManualClock
-from streamflow.runtime.elements import CheckpointId
 from streamflow.runtime.timers import TimerQueue
 from streamflow.savepoint.location import locate_snapshot
 from streamflow.savepoint.restore import read_snapshot_state
@@ -202,19 +203,21 @@ def snapshots(
     store.get_union_list_state(UNION).add(value)
     store.get_broadcast_state(BROADCAST).put(map_key, value)
     return {
-        "op": {"keyed": backend.snapshot(), "timers": {"processing": timers.snapshot(), "event": []},
-               "operator": store.snapshot()},
-        "source": {"source": [value]},
-        "sink": {"sink": [{"handle": value}]},
+        "op": OperatorSnapshot(keyed=backend.snapshot(), timers=TimerSnapshot(processing=timers.snapshot(), event=[]),
+                               operator=store.snapshot()),
+        "source": OperatorSnapshot(source=[value]),
+        "sink": OperatorSnapshot(sink=[{"handle": value}]),
     }  # fmt: skip
 
 
-async def write_and_read_back(taken: dict[str, dict[str, Any]], directory: Path) -> list[dict[str, list[Any]]]:
+async def write_and_read_back(
+    taken: dict[str, OperatorSnapshot], directory: Path
+) -> list[dict[str, list[OperatorSnapshot]]]:
     """The snapshots as restored from checkpoint files, and from a savepoint of them."""
     storage = CheckpointStorage(directory / "chk")
     operators = {}
     for uid, state in taken.items():
-        handle = await storage.write_state(1, f"{uid}-0", serde.encode(state, operator=uid, subtask=0))
+        handle = await storage.write_state(1, f"{uid}-0", serde.encode(state.to_stored(), operator=uid, subtask=0))
         operators[uid] = OperatorStateMeta(parallelism=1, max_parallelism=MAX_PARALLELISM, subtasks={0: handle})
     metadata = CheckpointMetadata(job_name="prop", checkpoint_id=CheckpointId(1), timestamp=0.0, operators=operators)
     savepoint = await write_savepoint(storage, 1, metadata, directory / "savepoints")
@@ -229,11 +232,11 @@ async def write_and_read_back(taken: dict[str, dict[str, Any]], directory: Path)
 
 
 def check_restored(
-    restored: dict[str, list[Any]], key: Any, map_key: Any, value: Any, other: Any, ttl: Any
+    restored: dict[str, list[OperatorSnapshot]], key: Any, map_key: Any, value: Any, other: Any, ttl: Any
 ) -> None:
     op = restored["op"]
     backend = new_backend()
-    backend.restore([s["keyed"] for s in op])
+    backend.restore([s.keyed for s in op if s.keyed is not None])
     v, items, index, reducing, aggregating = (backend.get_state(d) for d in keyed_descriptors(ttl))
     [(restored_key, key_group)] = list(backend.keys("value"))
     assert_exact(restored_key, key, "state key")
@@ -244,15 +247,16 @@ def check_restored(
     assert_exact(reducing.get(), value)
     assert_exact(aggregating.get(), value)
     timers = TimerQueue()
-    timers.restore(op[0]["timers"]["processing"], range(MAX_PARALLELISM), MAX_PARALLELISM)
+    assert op[0].timers is not None
+    timers.restore(op[0].timers.processing, range(MAX_PARALLELISM), MAX_PARALLELISM)
     [(_, _, timer_key)] = timers.pop_due(10.0)
     assert_exact(timer_key, key, "timer key")
-    store = restore_operator_state([s["operator"] for s in op], 0, 1)
+    store = restore_operator_state([s.operator or {} for s in op], 0, 1)
     assert_exact(store.get_list_state(LIST).get(), [value, other])
     assert_exact(store.get_union_list_state(UNION).get(), [value])
     assert_exact(store.get_broadcast_state(BROADCAST).items(), [(map_key, value)])
-    assert_exact(restored["source"][0]["source"], [value], "source split")
-    assert_exact(restored["sink"][0]["sink"], [{"handle": value}], "sink handle")
+    assert_exact(restored["source"][0].source, [value], "source split")
+    assert_exact(restored["sink"][0].sink, [{"handle": value}], "sink handle")
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from streamflow.checkpoint import serde
+from streamflow.core.clock import ManualClock
 from streamflow.errors import StateError
 from streamflow.partitioning.keygroups import key_group_for, key_group_range
-from streamflow.runtime.clock import ManualClock
 from streamflow.state import (
     AggregatingStateDescriptor,
     HashMapStateBackend,

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from streamflow.core.clock import ManualClock
 from streamflow.errors import StateError
 from streamflow.partitioning.keygroups import key_group_for
-from streamflow.runtime.clock import ManualClock
 from streamflow.state import (
     AggregatingState,
     AggregatingStateDescriptor,

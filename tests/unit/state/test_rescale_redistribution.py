@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from streamflow.checkpoint.serde import decode, encode
+from streamflow.core.clock import ManualClock
 from streamflow.partitioning.keygroups import key_group_for, key_group_range
-from streamflow.runtime.clock import ManualClock
 from streamflow.runtime.timers import TimerQueue
 from streamflow.state import (
     HeapKeyedStateBackend,

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from streamflow.checkpoint import serde
+from streamflow.core.clock import ManualClock
 from streamflow.errors import StateError, StateSerializationError
 from streamflow.partitioning.keygroups import key_group_for
-from streamflow.runtime.clock import ManualClock
 from streamflow.state import (
     AggregatingStateDescriptor,
     HashMapStateBackend,

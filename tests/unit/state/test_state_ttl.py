@@ -6,8 +6,8 @@ import operator
 from datetime import timedelta
 from typing import Any
 
+from streamflow.core.clock import ManualClock
 from streamflow.partitioning.keygroups import key_group_for
-from streamflow.runtime.clock import ManualClock
 from streamflow.state import (
     AggregatingStateDescriptor,
     HashMapStateBackend,
@@ -442,7 +442,7 @@ async def test_runtime_runs_per_record_incremental_cleanup_for_keyed_operators()
     expired entries of keys that are never read again."""
     from streamflow import KeyedProcessFunction, RestartStrategy, StreamEnvironment
     from streamflow.connectors.debug import CollectSink
-    from streamflow.runtime.clock import ManualClock
+    from streamflow.core.clock import ManualClock
     from streamflow.state import StateTtlConfig, TtlVisibility, ValueStateDescriptor
 
     clock = ManualClock(1000.0)

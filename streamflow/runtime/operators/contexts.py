@@ -9,15 +9,15 @@ their operator's current key at call time, so they cost nothing per record.
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
+from streamflow.core.clock import Clock
+from streamflow.core.services import JobServices
 from streamflow.errors import StateError
 from streamflow.graph.spec import OperatorSpec
-from streamflow.runtime.clock import Clock
+from streamflow.runtime.timers import TimerQueue
+from streamflow.state.backend import KeyedStateBackend
 from streamflow.state.operator import OperatorStateStore
-
-if TYPE_CHECKING:
-    from streamflow.runtime.operators import FunctionOperator
 
 
 class OperatorContext:
@@ -33,9 +33,10 @@ class OperatorContext:
         parallelism: int,
         max_parallelism: int,
         clock: Clock,
-        keyed_backend: Any,
+        keyed_backend: KeyedStateBackend | None,
         checkpointing: bool,
         checkpoint_interval: float | None,
+        services: JobServices | None = None,
     ) -> None:
         self.job_name = job_name
         self.run_id = run_id
@@ -48,6 +49,7 @@ class OperatorContext:
         self.keyed_backend = keyed_backend
         self.checkpointing = checkpointing
         self.checkpoint_interval = checkpoint_interval
+        self.services = services if services is not None else JobServices()  # the job run's own objects
 
     def get_state(self, descriptor: Any) -> Any:
         if self.keyed_backend is None:
@@ -69,7 +71,10 @@ async def maybe_await(value: Any) -> Any:
 
 
 class InitContext:
-    def __init__(self, store: OperatorStateStore, keyed_backend: Any) -> None:
+    """What ``initialize_state`` gets: the operator state store, and the keyed one (None
+    when the input is not keyed)."""
+
+    def __init__(self, store: OperatorStateStore, keyed_backend: KeyedStateBackend | None) -> None:
         self.is_restored = store.is_restored
         self.operator_state_store = store
         self.keyed_state_store = keyed_backend
@@ -87,12 +92,26 @@ class ListCollector:
     collect: Callable[[Any], None]
 
 
+class TimerScope(Protocol):
+    """What a call context and its timer service read of their operator: its context,
+    current key, watermark and timer queues (a
+    :class:`~streamflow.runtime.operators.function.FunctionOperator`)."""
+
+    uid: str
+    ctx: OperatorContext
+    watermark: float
+    current_key: Any
+    current_key_group: int
+    processing_timers: TimerQueue
+    event_timers: TimerQueue
+
+
 class CallContext:
     """Context of a (Keyed)ProcessFunction call; reused for every record."""
 
     __slots__ = ("_op", "timer_service")
 
-    def __init__(self, op: FunctionOperator) -> None:
+    def __init__(self, op: TimerScope) -> None:
         self._op = op
         self.timer_service = OperatorTimerService(op)
 
@@ -112,7 +131,7 @@ class CallContext:
 class OperatorTimerService:
     __slots__ = ("_op",)
 
-    def __init__(self, op: FunctionOperator) -> None:
+    def __init__(self, op: TimerScope) -> None:
         self._op = op
 
     def _key(self) -> tuple[Any, int]:

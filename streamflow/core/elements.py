@@ -9,10 +9,9 @@ records after it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NewType
+from typing import Any
 
-CheckpointId = NewType("CheckpointId", int)
-OperatorUid = NewType("OperatorUid", str)
+from streamflow.core.ids import CheckpointId
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,24 +1,35 @@
-"""DataStream and KeyedStream: each method validates and appends one node to the graph."""
+"""The streams of a pipeline: each method validates and appends one node to the graph.
+
+:class:`DataStream`, :class:`KeyedStream` (after ``key_by``), and the two streams of the
+broadcast state pattern: :class:`BroadcastStream` (``stream.broadcast(descriptor)``)
+and :class:`BroadcastConnectedStream` (``stream.connect(broadcast_stream)``), whose
+``process`` takes a (Keyed)BroadcastProcessFunction (see :mod:`streamflow.api.broadcast`).
+These stream types return one another, so they live in one module; a stream holds the
+graph builder it appends to, not the environment (which imports this module).
+
+A stream is generic in its element type where the graph knows it: ``map(fn)`` of a
+``DataStream[T]`` is a ``DataStream[R]`` when ``fn`` takes a ``T`` and returns (or, async,
+awaits to) an ``R``; ``filter``, ``key_by``, ``union`` and ``reduce`` keep ``T``; what
+a process function or a source emits is ``Any`` to a type checker.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterable, overload
+from collections.abc import Awaitable
+from typing import Any, Callable, Generic, Iterable, Self, TypeVar, overload
 
-from streamflow.api.broadcast import (
-    BroadcastConnectedStream,
-    BroadcastProcessFunction,
-    BroadcastStream,
-    KeyedBroadcastProcessFunction,
-)
+from streamflow.api.broadcast import BroadcastProcessFunction, KeyedBroadcastProcessFunction
+from streamflow.api.connector import Sink
 from streamflow.api.connector_checks import check_sink
 from streamflow.api.errors_policy import ErrorAction, ErrorPolicy
 from streamflow.api.functions import KeyedProcessFunction, ProcessFunction
 from streamflow.errors import ConfigError, GraphError
+from streamflow.graph.builder import GraphBuilder
 from streamflow.graph.spec import OperatorKind, Partitioning
 from streamflow.state.descriptors import MapStateDescriptor
 
-if TYPE_CHECKING:
-    from streamflow.api.environment import StreamEnvironment
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def _require_callable(value: Any, what: str) -> None:
@@ -26,8 +37,8 @@ def _require_callable(value: Any, what: str) -> None:
         raise ConfigError(f"{what} needs a callable, got {value!r}")
 
 
-class DataStream:
-    """A stream of records: the output of one node (or several, after ``union``).
+class DataStream(Generic[T]):
+    """A stream of records of type ``T``: the output of one node (or several, after ``union``).
 
     Methods that name an operator (``uid``, ``name``, ``set_parallelism``,
     ``with_error_policy``, ``start_new_chain``) apply to the node this stream comes from.
@@ -35,12 +46,12 @@ class DataStream:
 
     def __init__(
         self,
-        env: StreamEnvironment,
+        graph: GraphBuilder,
         node_ids: tuple[int, ...],
         partitioning: Partitioning | None = None,
         key_selector: Callable[[Any], Any] | None = None,
     ) -> None:
-        self._env = env
+        self._graph = graph
         self._node_ids = node_ids
         self._partitioning = partitioning
         self._key_selector = key_selector
@@ -52,31 +63,31 @@ class DataStream:
             raise GraphError(f"{what} applies to one operator; this stream is a union of {len(self._node_ids)}")
         return self._node_ids[0]
 
-    def uid(self, uid: str) -> DataStream:
+    def uid(self, uid: str) -> Self:
         """Set the stable id that the operator's state is matched by on restore."""
         if not isinstance(uid, str) or not uid:
             raise ConfigError(f"uid must be a non-empty string, got {uid!r}")
-        self._env._graph.update(self._only_node("uid()"), uid=uid)
+        self._graph.update(self._only_node("uid()"), uid=uid)
         return self
 
-    def name(self, name: str) -> DataStream:
+    def name(self, name: str) -> Self:
         if not isinstance(name, str) or not name:
             raise ConfigError(f"name must be a non-empty string, got {name!r}")
-        self._env._graph.update(self._only_node("name()"), name=name)
+        self._graph.update(self._only_node("name()"), name=name)
         return self
 
-    def set_parallelism(self, parallelism: int) -> DataStream:
+    def set_parallelism(self, parallelism: int) -> Self:
         if not isinstance(parallelism, int) or parallelism < 1:
             raise ConfigError(f"parallelism must be a positive int, got {parallelism!r}")
-        self._env._graph.update(self._only_node("set_parallelism()"), parallelism=parallelism)
+        self._graph.update(self._only_node("set_parallelism()"), parallelism=parallelism)
         return self
 
-    def start_new_chain(self) -> DataStream:
+    def start_new_chain(self) -> Self:
         """Run this operator in its own task (a channel in front of it, visible fill)."""
-        self._env._graph.update(self._only_node("start_new_chain()"), start_new_chain=True)
+        self._graph.update(self._only_node("start_new_chain()"), start_new_chain=True)
         return self
 
-    def with_error_policy(self, policy: ErrorPolicy) -> DataStream:
+    def with_error_policy(self, policy: ErrorPolicy) -> Self:
         """How this operator treats records its function raises on (see ErrorPolicy).
 
         On a source, the policy applies to records its reader cannot decode (a Kafka
@@ -86,7 +97,7 @@ class DataStream:
         if not isinstance(policy, ErrorPolicy):
             raise ConfigError(f"with_error_policy needs an ErrorPolicy, got {policy!r}")
         node_id = self._only_node("with_error_policy()")
-        graph = self._env._graph
+        graph = self._graph
         spec = graph.nodes[node_id]
         if spec.kind is OperatorKind.SINK:
             raise ConfigError(f"error policies apply to sources and transformations, not to sink {spec.name!r}")
@@ -98,16 +109,16 @@ class DataStream:
 
     # -- partitioning --------------------------------------------------------------
 
-    def rebalance(self) -> DataStream:
-        return DataStream(self._env, self._node_ids, Partitioning.REBALANCE)
+    def rebalance(self) -> DataStream[T]:
+        return DataStream(self._graph, self._node_ids, Partitioning.REBALANCE)
 
     @overload
-    def broadcast(self) -> DataStream: ...
+    def broadcast(self) -> DataStream[T]: ...
     @overload
     def broadcast(
         self, descriptor: MapStateDescriptor[Any, Any], /, *descriptors: MapStateDescriptor[Any, Any]
     ) -> BroadcastStream: ...
-    def broadcast(self, *descriptors: MapStateDescriptor[Any, Any]) -> DataStream | BroadcastStream:
+    def broadcast(self, *descriptors: MapStateDescriptor[Any, Any]) -> DataStream[T] | BroadcastStream:
         """Every record to every subtask of the next operator.
 
         Without arguments: a DataStream with broadcast partitioning. With broadcast state
@@ -115,8 +126,8 @@ class DataStream:
         the connected operator keeps these states (see :mod:`streamflow.api.broadcast`).
         """
         if not descriptors:
-            return DataStream(self._env, self._node_ids, Partitioning.BROADCAST)
-        return BroadcastStream(self._env, self._node_ids, descriptors)
+            return DataStream(self._graph, self._node_ids, Partitioning.BROADCAST)
+        return BroadcastStream(self._graph, self._node_ids, descriptors)
 
     def connect(self, broadcast_stream: BroadcastStream) -> BroadcastConnectedStream:
         """Connect this stream to a broadcast stream; then ``.process(fn)`` reads both."""
@@ -125,40 +136,48 @@ class DataStream:
                 f"connect needs a BroadcastStream, made with stream.broadcast(MapStateDescriptor(...)); "
                 f"got {broadcast_stream!r}"
             )
-        if broadcast_stream._env is not self._env:
+        if broadcast_stream._graph is not self._graph:
             raise GraphError("connect of streams from different environments")
         return BroadcastConnectedStream(self, broadcast_stream)
 
-    def key_by(self, key_selector: Callable[[Any], Any]) -> KeyedStream:
+    def key_by(self, key_selector: Callable[[T], Any]) -> KeyedStream[T]:
         """Partition by key: records with equal keys reach the same subtask, with keyed state."""
         _require_callable(key_selector, "key_by")
-        return KeyedStream(self._env, self._node_ids, Partitioning.HASH, key_selector)
+        return KeyedStream(self._graph, self._node_ids, Partitioning.HASH, key_selector)
 
     # -- transformations -----------------------------------------------------------
 
-    def _apply(self, kind: OperatorKind, name: str, function: Any) -> DataStream:
-        graph = self._env._graph
+    def _apply(self, kind: OperatorKind, name: str, function: Any) -> DataStream[Any]:
+        graph = self._graph
         node_id = graph.add(kind, name, function, key_selector=self._key_selector)
         for upstream in self._node_ids:
             graph.connect(upstream, node_id, self._partitioning, key_selector=self._key_selector)
-        return DataStream(self._env, (node_id,))
+        return DataStream(self._graph, (node_id,))
 
-    def map(self, fn: Callable[[Any], Any]) -> DataStream:
+    @overload
+    def map(self, fn: Callable[[T], Awaitable[R]]) -> DataStream[R]: ...
+    @overload
+    def map(self, fn: Callable[[T], R]) -> DataStream[R]: ...
+    def map(self, fn: Callable[[T], Any]) -> DataStream[Any]:
         """One record in, one out. ``fn`` may be async."""
         _require_callable(fn, "map")
         return self._apply(OperatorKind.MAP, "map", fn)
 
-    def flat_map(self, fn: Callable[[Any], Iterable[Any]]) -> DataStream:
+    @overload
+    def flat_map(self, fn: Callable[[T], Awaitable[Iterable[R]]]) -> DataStream[R]: ...
+    @overload
+    def flat_map(self, fn: Callable[[T], Iterable[R]]) -> DataStream[R]: ...
+    def flat_map(self, fn: Callable[[T], Any]) -> DataStream[Any]:
         """One record in, an iterable of records out. ``fn`` may be async."""
         _require_callable(fn, "flat_map")
         return self._apply(OperatorKind.FLAT_MAP, "flat_map", fn)
 
-    def filter(self, fn: Callable[[Any], bool]) -> DataStream:
+    def filter(self, fn: Callable[[T], bool | Awaitable[bool]]) -> DataStream[T]:
         """Keep the records for which ``fn`` is true. ``fn`` may be async."""
         _require_callable(fn, "filter")
         return self._apply(OperatorKind.FILTER, "filter", fn)
 
-    def process(self, fn: ProcessFunction | KeyedProcessFunction) -> DataStream:
+    def process(self, fn: ProcessFunction | KeyedProcessFunction) -> DataStream[Any]:
         """Run a ProcessFunction (or a KeyedProcessFunction, after key_by)."""
         if isinstance(fn, KeyedProcessFunction) and self._key_selector is None:
             raise GraphError(
@@ -170,28 +189,28 @@ class DataStream:
 
     def _add_broadcast_process(
         self, broadcast: BroadcastStream, fn: BroadcastProcessFunction | KeyedBroadcastProcessFunction
-    ) -> DataStream:
+    ) -> DataStream[Any]:
         """The node behind ``connect(...).process(fn)``: this stream on input 0, the
         broadcast stream on input 1 (validated by BroadcastConnectedStream.process)."""
-        graph = self._env._graph
+        graph = self._graph
         node_id = graph.add(OperatorKind.BROADCAST_PROCESS, type(fn).__name__, fn, key_selector=self._key_selector)
         graph.update(node_id, broadcast_states=broadcast.descriptors)
         for upstream in self._node_ids:
             graph.connect(upstream, node_id, self._partitioning, key_selector=self._key_selector)
         for upstream in broadcast._node_ids:
             graph.connect(upstream, node_id, Partitioning.BROADCAST, input_index=1)
-        return DataStream(self._env, (node_id,))
+        return DataStream(self._graph, (node_id,))
 
-    def union(self, *others: DataStream) -> DataStream:
+    def union(self, *others: DataStream[T]) -> DataStream[T]:
         """Merge streams of the same type; no new operator."""
         ids = list(self._node_ids)
         for other in others:
-            if other._env is not self._env:
+            if other._graph is not self._graph:
                 raise GraphError("union of streams from different environments")
             ids.extend(other._node_ids)
-        return DataStream(self._env, tuple(ids), self._partitioning, self._key_selector)
+        return DataStream(self._graph, tuple(ids), self._partitioning, self._key_selector)
 
-    def sink_to(self, sink: Any, name: str | None = None) -> DataStream:
+    def sink_to(self, sink: Sink, name: str | None = None) -> DataStream[Any]:
         """Write the stream to ``sink``: a Sink, whose ``create_writer(ctx)`` makes one
         SinkWriter per subtask (see :mod:`streamflow.api.connector`); anything else is
         refused with a ConfigError saying what the contract is."""
@@ -199,15 +218,80 @@ class DataStream:
         return self._apply(OperatorKind.SINK, name or type(sink).__name__, sink)
 
 
-class KeyedStream(DataStream):
+class BroadcastStream:
+    """A stream whose elements reach every subtask of the operator it is connected to,
+    together with the broadcast state that operator keeps. Made by
+    ``DataStream.broadcast(descriptor, ...)``; its one use is ``other.connect(this)``."""
+
+    def __init__(
+        self, graph: GraphBuilder, node_ids: tuple[int, ...], descriptors: tuple[MapStateDescriptor[Any, Any], ...]
+    ) -> None:
+        names: set[str] = set()
+        for descriptor in descriptors:
+            if not isinstance(descriptor, MapStateDescriptor):
+                raise ConfigError(
+                    f"broadcast(...) takes MapStateDescriptors (broadcast state is a map), got {descriptor!r}; "
+                    "call broadcast() without arguments for plain broadcast partitioning"
+                )
+            if descriptor.ttl is not None:
+                raise ConfigError(
+                    f"broadcast state {descriptor.name!r} cannot have a ttl: expiry would happen at different "
+                    "moments on different subtasks, and their copies must stay identical; drop ttl="
+                )
+            if descriptor.name in names:
+                raise ConfigError(f"broadcast(...) got two descriptors named {descriptor.name!r}; names must differ")
+            names.add(descriptor.name)
+        self._graph = graph
+        self._node_ids = node_ids
+        self.descriptors = descriptors
+
+    def __repr__(self) -> str:
+        return f"BroadcastStream(states={[d.name for d in self.descriptors]!r})"
+
+
+class BroadcastConnectedStream:
+    """A stream connected to a broadcast stream; ``process`` adds the operator that reads
+    both. Made by ``DataStream.connect`` or ``KeyedStream.connect``."""
+
+    def __init__(self, main: DataStream[Any], broadcast: BroadcastStream) -> None:
+        self._main = main
+        self._broadcast = broadcast
+        self._keyed = main._key_selector is not None
+
+    def process(self, fn: BroadcastProcessFunction | KeyedBroadcastProcessFunction) -> DataStream[Any]:
+        """Run ``fn`` over both inputs; returns the stream of what it collects.
+
+        A keyed input needs a KeyedBroadcastProcessFunction, a non-keyed one a
+        BroadcastProcessFunction (any object with ``process_element`` and
+        ``process_broadcast_element`` works for either).
+        """
+        if self._keyed and isinstance(fn, BroadcastProcessFunction):
+            raise GraphError(
+                f"{type(fn).__name__} is a BroadcastProcessFunction, but the connected stream is keyed; "
+                "use a KeyedBroadcastProcessFunction, or connect the stream before key_by(...)"
+            )
+        if not self._keyed and isinstance(fn, KeyedBroadcastProcessFunction):
+            raise GraphError(
+                f"{type(fn).__name__} is a KeyedBroadcastProcessFunction: call .key_by(...) before .connect(...)"
+            )
+        missing = [m for m in ("process_element", "process_broadcast_element") if not callable(getattr(fn, m, None))]
+        if missing:
+            raise ConfigError(
+                f"connect(...).process needs a BroadcastProcessFunction or KeyedBroadcastProcessFunction; "
+                f"{fn!r} lacks {', '.join(missing)}"
+            )
+        return self._main._add_broadcast_process(self._broadcast, fn)
+
+
+class KeyedStream(DataStream[T]):
     """A stream partitioned by key; its operators have keyed state and a current key."""
 
-    def reduce(self, fn: Callable[[Any, Any], Any]) -> DataStream:
+    def reduce(self, fn: Callable[[T, T], T | Awaitable[T]]) -> DataStream[T]:
         """Running reduce per key: emits ``fn(previous, record)`` for every record."""
         _require_callable(fn, "reduce")
         return self._apply(OperatorKind.REDUCE, "reduce", fn)
 
-    def sum(self, field: str | int | None = None) -> DataStream:
+    def sum(self, field: str | int | None = None) -> DataStream[T]:
         """Running sum per key of ``record[field]`` (or of the records, if None)."""
         return self._apply(OperatorKind.REDUCE, "sum", _Summer(field))
 

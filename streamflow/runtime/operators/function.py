@@ -1,34 +1,29 @@
-"""Runtime logic of the operators a task chains together.
+"""The operator around a user function: map, flat_map, filter, process, reduce.
 
-Lifecycle, driven by the owning task, one call at a time:
-``open(restored)`` -> ``process(batch)`` / ``on_watermark`` / ``on_processing_time``
--> ``snapshot(n)`` at barrier n -> ``notify_checkpoint_complete(n)`` /
-``notify_checkpoint_aborted(n)`` -> ... -> ``end_input()`` when all input ended ->
-``finish()`` after the final checkpoint -> ``close()``. ``close`` is not guaranteed
-after a crash.
-
-An operator hands its output to ``self.emit`` (the next operator's ``process`` in the
-chain, or the task's network output). Records go through in batches; the per-record loops
-below are the hot path, so each keeps a tight inner loop and leaves error handling to
-the exception path.
+Records go through in batches; the per-record loops below are the hot path, so each
+keeps a tight inner loop and leaves error handling to the exception path. Three paths,
+chosen once per operator (:class:`RecordPath`): a synchronous map that is not keyed and
+a synchronous keyed reduce each have a loop of their own; every other kind, keyed or
+not, sync or async, goes through the general loop. The fast paths are shortcuts of the
+general one: same output, same positions, same state, same error handling.
 """
 
 from __future__ import annotations
 
 import copy
+import enum
 import inspect
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Any
 
-from streamflow.api.connector import SinkContext
-from streamflow.api.connector_checks import check_writer
-from streamflow.api.errors_policy import ErrorAction
 from streamflow.api.functions import checkpoint_hook, is_checkpointed_function
+from streamflow.checkpoint.snapshot import OperatorSnapshot, TimerSnapshot
+from streamflow.core.elements import Batch, Watermark
 from streamflow.errors import StateError, UserFunctionError
 from streamflow.graph.spec import OperatorKind, OperatorSpec
 from streamflow.partitioning.keygroups import KeyGroupAssigner
-from streamflow.runtime import faults
-from streamflow.runtime.contexts import (
+from streamflow.runtime.operators.base import Restored, StreamOperator, short_repr
+from streamflow.runtime.operators.contexts import (
     CallContext,
     InitContext,
     ListCollector,
@@ -36,78 +31,30 @@ from streamflow.runtime.contexts import (
     SnapshotContext,
     maybe_await,
 )
-from streamflow.runtime.elements import Batch, Watermark
+from streamflow.runtime.record_errors import RecordErrorHandler
 from streamflow.runtime.timers import TimerQueue
 from streamflow.state.descriptors import ValueStateDescriptor
-from streamflow.state.operator import OperatorStateStore, redistribute_split, restore_operator_state
+from streamflow.state.operator import OperatorStateStore, restore_operator_state
+
+__all__ = ["FunctionOperator", "RecordPath"]
 
 log = logging.getLogger("streamflow.operator")
 
-Emit = Callable[[Batch], Awaitable[None]]
-Restored = list[dict[str, Any]]  # one decoded snapshot per old subtask, possibly empty
 
+class RecordPath(enum.Enum):
+    """Which loop a function operator runs its batches through (see the module docstring)."""
 
-class OperatorMetrics:
-    """Counters of one operator subtask; read by the metrics registry."""
+    MAP = "map"  # a synchronous map, not keyed
+    REDUCE = "reduce"  # a synchronous reduce, keyed
+    GENERAL = "general"  # every kind, keyed or not, sync or async
 
-    __slots__ = ("records_in", "records_out", "records_skipped", "records_dead_lettered")
-
-    def __init__(self) -> None:
-        self.records_in = 0
-        self.records_out = 0
-        self.records_skipped = 0
-        self.records_dead_lettered = 0
-
-
-class StreamOperator:
-    """Base of every chained operator."""
-
-    emit: Emit
-    dead_letter: Emit | None = None
-
-    def __init__(self, spec: OperatorSpec, ctx: OperatorContext) -> None:
-        self.spec = spec
-        self.uid = spec.effective_uid
-        self.ctx = ctx
-        self.metrics = OperatorMetrics()
-
-    async def open(self, restored: Restored | None) -> None:
-        return None
-
-    async def process(self, batch: Batch) -> None:
-        raise NotImplementedError
-
-    def input_handlers(self) -> tuple[Emit, ...]:
-        """What the task calls with a batch from input 0, 1, ... (only a chain head has
-        more than one input; see :mod:`streamflow.runtime.broadcast`)."""
-        return (self.process,)
-
-    async def on_watermark(self, watermark: Watermark) -> None:
-        return None
-
-    def next_timer(self) -> float | None:
-        return None
-
-    async def on_processing_time(self, now: float) -> None:
-        return None
-
-    async def snapshot(self, checkpoint_id: int) -> dict[str, Any] | None:
-        return None
-
-    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-        return None
-
-    async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
-        return None
-
-    async def end_input(self) -> None:
-        return None
-
-    async def finish(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
+    @classmethod
+    def for_operator(cls, kind: OperatorKind, keyed: bool, is_async: bool) -> RecordPath:
+        if kind is OperatorKind.MAP and not keyed and not is_async:
+            return cls.MAP
+        if kind is OperatorKind.REDUCE and keyed and not is_async:
+            return cls.REDUCE
+        return cls.GENERAL
 
 
 class FunctionOperator(StreamOperator):
@@ -129,7 +76,10 @@ class FunctionOperator(StreamOperator):
         self.watermark = float("-inf")
         self.current_key: Any = None
         self.current_key_group = 0
-        self._dead: list[Any] = []
+        self.errors = RecordErrorHandler(
+            spec.error_policy, owner="operator", uid=self.uid, subtask=ctx.subtask_index, metrics=self.metrics,
+            logger=log,
+        )
         method = {
             OperatorKind.PROCESS: getattr(fn, "process_element", None),
         }.get(spec.kind, fn)
@@ -142,8 +92,8 @@ class FunctionOperator(StreamOperator):
         self._on_complete = checkpoint_hook(fn, "notify_checkpoint_complete")
         self._on_aborted = checkpoint_hook(fn, "notify_checkpoint_aborted")
         self._key_group_of = KeyGroupAssigner(ctx.max_parallelism)
-        self._fast_map = not self.keyed and not self.is_async and spec.kind is OperatorKind.MAP
-        self._fast_reduce = self.keyed and not self.is_async and spec.kind is OperatorKind.REDUCE
+        # GENERAL serves every operator; the contract tests set it to compare the paths.
+        self.path = RecordPath.for_operator(spec.kind, self.keyed, self.is_async)
         self._context = CallContext(self)
         self._collector = ListCollector()
 
@@ -166,35 +116,33 @@ class FunctionOperator(StreamOperator):
         backend = self.ctx.keyed_backend
         if restored is not None:
             if backend is not None:
-                backend.restore([s["keyed"] for s in restored if s.get("keyed")])
+                backend.restore([s.keyed for s in restored if s.keyed])
+                owned, groups = backend.key_group_range, backend.max_parallelism
                 for s in restored:
-                    timers = s.get("timers") or {}
-                    owned, groups = backend.key_group_range, backend.max_parallelism
-                    self.processing_timers.restore(timers.get("processing", []), owned, groups)
-                    self.event_timers.restore(timers.get("event", []), owned, groups)
+                    if s.timers is not None:
+                        self.processing_timers.restore(s.timers.processing, owned, groups)
+                        self.event_timers.restore(s.timers.event, owned, groups)
             self.operator_state = restore_operator_state(
-                [s.get("operator") or {} for s in restored], self.ctx.subtask_index, self.ctx.parallelism
+                [s.operator or {} for s in restored], self.ctx.subtask_index, self.ctx.parallelism
             )
         if hasattr(self.fn, "open"):
             await maybe_await(self.fn.open(self.ctx))
         if self._checkpointed:
             await maybe_await(self.fn.initialize_state(InitContext(self.operator_state, backend)))
 
-    async def snapshot(self, checkpoint_id: int) -> dict[str, Any] | None:
+    async def snapshot(self, checkpoint_id: int) -> OperatorSnapshot | None:
         if self._checkpointed:
             await maybe_await(self.fn.snapshot_state(SnapshotContext(checkpoint_id)))
-        state: dict[str, Any] = {}
         operator = self.operator_state.snapshot()
-        if operator.get("states"):
-            state["operator"] = operator
+        operator_part = operator if operator.get("states") else None
         backend = self.ctx.keyed_backend
-        if backend is not None:
-            state["keyed"] = backend.snapshot()
-            state["timers"] = {
-                "processing": self.processing_timers.snapshot(),
-                "event": self.event_timers.snapshot(),
-            }
-        return state or None
+        if backend is None:
+            return None if operator_part is None else OperatorSnapshot(operator=operator_part)
+        return OperatorSnapshot(
+            operator=operator_part,
+            keyed=backend.snapshot(),
+            timers=TimerSnapshot(processing=self.processing_timers.snapshot(), event=self.event_timers.snapshot()),
+        )
 
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         if self._on_complete is not None:
@@ -214,11 +162,10 @@ class FunctionOperator(StreamOperator):
 
     def _on_error(self, exc: Exception, batch: Batch, index: int) -> None:
         """Apply the error policy to the record at ``index``; raise to fail the attempt."""
-        policy = self.spec.error_policy
         record = batch.records[index]
         position = batch.describe_position(index)
         where = f"at {position}" if position else "(no source position: produced by an upstream operator's timer)"
-        if policy.action is ErrorAction.FAIL or not isinstance(exc, policy.on):
+        if not self.errors.takes(exc):
             raise UserFunctionError(
                 f"operator {self.uid!r} (subtask {self.ctx.subtask_index}) failed on record {short_repr(record)} "
                 f"{where}: {type(exc).__name__}: {exc}. The job attempt fails and the restart strategy decides; "
@@ -229,30 +176,7 @@ class FunctionOperator(StreamOperator):
                 position=position,
                 record=short_repr(record),
             ) from exc
-        if policy.action is ErrorAction.SKIP:
-            self.metrics.records_skipped += 1
-            skipped = self.metrics.records_skipped
-            if skipped <= 10 or skipped % 1000 == 0:
-                log.warning(
-                    "operator %r (subtask %d) skipped record %s %s: %s: %s (%d skipped so far)",
-                    self.uid, self.ctx.subtask_index, short_repr(record), where, type(exc).__name__, exc, skipped,
-                )
-            return
-        self.metrics.records_dead_lettered += 1
-        self._dead.append(
-            {
-                "operator": self.uid,
-                "subtask": self.ctx.subtask_index,
-                "position": position,
-                "error": f"{type(exc).__name__}: {exc}",
-                "record": record,
-            }
-        )
-
-    async def _flush_dead_letters(self) -> None:
-        if self._dead and self.dead_letter is not None:
-            dead, self._dead = self._dead, []
-            await self.dead_letter(Batch(dead))
+        self.errors.set_aside(exc, record, position, f"record {short_repr(record)} {where}")
 
     # -- keys ---------------------------------------------------------------------
 
@@ -269,6 +193,7 @@ class FunctionOperator(StreamOperator):
         self.current_key = key
         self.current_key_group = key_group
         backend = self.ctx.keyed_backend
+        assert backend is not None  # only called on keyed operators
         backend.set_current_key(key, key_group)
         backend.on_record()
 
@@ -277,15 +202,16 @@ class FunctionOperator(StreamOperator):
     async def process(self, batch: Batch) -> None:
         records = batch.records
         self.metrics.records_in += len(records)
-        if self._fast_map:
+        path = self.path
+        if path is RecordPath.MAP:
             out, positions = self._map_fast(batch)
-        elif self._fast_reduce:
+        elif path is RecordPath.REDUCE:
             out, positions = self._reduce_fast(batch)
         else:
             out, positions = await self._general(batch)
         self.metrics.records_out += len(out)
-        if self._dead:
-            await self._flush_dead_letters()
+        if self.errors.pending:
+            await self.errors.flush(self.dead_letter)
         if out:
             await self.emit(Batch(out, positions, batch.origin))
 
@@ -297,7 +223,9 @@ class FunctionOperator(StreamOperator):
         """
         fn = self.call
         keys, key_groups = self._keys_of(batch)
-        set_current_key = self.ctx.keyed_backend.set_current_key
+        backend = self.ctx.keyed_backend
+        assert backend is not None  # the reduce path is keyed
+        set_current_key = backend.set_current_key
         state = self._reduce_state
         read, write = state.value, state.update
         out: list[Any] = []
@@ -430,79 +358,6 @@ class FunctionOperator(StreamOperator):
             await self.emit(Batch(out))
 
 
-class SinkOperator(StreamOperator):
-    """Feeds a SinkWriter; its snapshot is the writer's (a 2PC writer pre-commits there).
-
-    A writer that is a CheckpointedFunction keeps operator state as a function does
-    (Flink's BufferingSink): ``initialize_state`` after ``open``, ``snapshot_state`` at
-    each barrier after ``snapshot``, so a writer that flushes in ``snapshot`` stores what
-    is left after the flush. The snapshot holds both: ``{"sink": [...], "operator": ...}``.
-    """
-
-    def __init__(self, spec: OperatorSpec, ctx: OperatorContext) -> None:
-        super().__init__(spec, ctx)
-        self.writer: Any = None
-        self.operator_state = OperatorStateStore()
-        self._checkpointed = False
-
-    async def open(self, restored: Restored | None) -> None:
-        restored_state = None
-        if restored is not None:
-            lists = [s.get("sink") or [] for s in restored]
-            restored_state = redistribute_split(lists, self.ctx.parallelism)[self.ctx.subtask_index]
-            self.operator_state = restore_operator_state(
-                [s.get("operator") or {} for s in restored], self.ctx.subtask_index, self.ctx.parallelism
-            )
-        sink_ctx = SinkContext(
-            job_name=self.ctx.job_name,
-            run_id=self.ctx.run_id,
-            operator_uid=self.uid,
-            subtask_index=self.ctx.subtask_index,
-            parallelism=self.ctx.parallelism,
-            checkpointing=self.ctx.checkpointing,
-            checkpoint_interval=self.ctx.checkpoint_interval,
-            restored_state=restored_state,
-            clock=self.ctx.clock,
-        )
-        self.writer = self.spec.function.create_writer(sink_ctx)
-        check_writer(self.writer, self.uid)  # before open: a writer that breaks the contract fails the job at once
-        self._checkpointed = is_checkpointed_function(self.writer)
-        await self.writer.open()
-        if self._checkpointed:
-            await maybe_await(self.writer.initialize_state(InitContext(self.operator_state, None)))
-
-    async def process(self, batch: Batch) -> None:
-        count = len(batch.records)
-        self.metrics.records_in += count
-        await self.writer.write(batch.records)
-        faults.records_written(count)
-
-    async def snapshot(self, checkpoint_id: int) -> dict[str, Any] | None:
-        state = await self.writer.snapshot(checkpoint_id)
-        if self._checkpointed:
-            await maybe_await(self.writer.snapshot_state(SnapshotContext(checkpoint_id)))
-        faults.hit("after_pre_commit", checkpoint_id)
-        snapshot: dict[str, Any] = {"sink": list(state)}
-        operator = self.operator_state.snapshot()
-        if operator.get("states"):
-            snapshot["operator"] = operator
-        return snapshot
-
-    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-        await self.writer.notify_checkpoint_complete(checkpoint_id)
-        faults.hit("after_commit", checkpoint_id)
-
-    async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
-        await self.writer.notify_checkpoint_aborted(checkpoint_id)
-
-    async def finish(self) -> None:
-        await self.writer.finish()
-
-    async def close(self) -> None:
-        if self.writer is not None:
-            await self.writer.close()
-
-
 def _own_copy(fn: Any, uid: str) -> Any:
     """This subtask's own instance of the user function (plain functions are returned as is).
 
@@ -528,20 +383,3 @@ def _without(positions: list[Any] | None, failed: list[int]) -> list[Any] | None
         return positions
     gone = set(failed)
     return [p for i, p in enumerate(positions) if i not in gone]
-
-
-def short_repr(record: Any, limit: int = 200) -> str:
-    text = repr(record)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def make_operator(spec: OperatorSpec, ctx: OperatorContext) -> StreamOperator:
-    if spec.kind is OperatorKind.SINK:
-        return SinkOperator(spec, ctx)
-    if spec.kind is OperatorKind.SOURCE:
-        raise ValueError("sources are run by SourceTask, not chained as operators")
-    if spec.kind is OperatorKind.BROADCAST_PROCESS:
-        from streamflow.runtime.broadcast import BroadcastProcessOperator  # it subclasses FunctionOperator
-
-        return BroadcastProcessOperator(spec, ctx)
-    return FunctionOperator(spec, ctx)

@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, TypeVar
 
+from streamflow.api.collection import CollectionSource
+from streamflow.api.connector import Source
 from streamflow.api.connector_checks import check_source
-from streamflow.api.stream import DataStream
 from streamflow.config import CheckpointConfig, CheckpointingMode, RestartStrategy, seconds
-from streamflow.errors import CheckpointError, ConfigError, JobCancelledError
+from streamflow.core.clock import Clock, SystemClock
+from streamflow.core.faults import FaultInjector
+from streamflow.datastream.client import JobClient
+from streamflow.datastream.stream import DataStream
+from streamflow.errors import ConfigError
 from streamflow.graph.builder import GraphBuilder
 from streamflow.graph.plan import PhysicalPlan, build_plan
 from streamflow.graph.spec import JobGraph, OperatorKind
 from streamflow.partitioning.keygroups import validate_parallelism
-from streamflow.runtime.clock import Clock, SystemClock
-from streamflow.runtime.coordinator import CheckpointCoordinator
-from streamflow.runtime.executor import Execution, ExecutionSettings, JobResult
+from streamflow.runtime.executor import Execution, JobResult
+from streamflow.runtime.settings import ExecutionSettings
 from streamflow.savepoint.location import local_path
-from streamflow.savepoint.restore import RestoreSettings, operators_without_uid
+from streamflow.savepoint.restore import RestoreSettings
+from streamflow.state.backend import StateBackend
 
-log = logging.getLogger("streamflow.job")
+T = TypeVar("T")
 
 
 class StreamEnvironment:
@@ -45,7 +48,7 @@ class StreamEnvironment:
         self._checkpoint: CheckpointConfig | None = None
         self._checkpoint_dir: Path | None = None
         self._restart = RestartStrategy.exponential_delay()
-        self._state_backend: Any = None
+        self._state_backend: StateBackend | None = None
         self._clock: Clock = SystemClock()
         self._channel_capacity = 8
         self._source_batch_size = 1000
@@ -53,6 +56,7 @@ class StreamEnvironment:
         self._metrics_interval: float | None = None
         self._chaining = True
         self._savepoint_dir: Path | None = None
+        self._faults: FaultInjector | None = None
 
     # -- configuration ----------------------------------------------------------------
 
@@ -101,8 +105,10 @@ class StreamEnvironment:
         self._restart = strategy
         return self
 
-    def set_state_backend(self, backend: Any) -> StreamEnvironment:
-        if not hasattr(backend, "create_keyed_backend"):
+    def set_state_backend(self, backend: StateBackend) -> StreamEnvironment:
+        """The state backend every keyed operator of the job keeps its state in
+        (default: the in-memory ``HashMapStateBackend``)."""
+        if not callable(getattr(backend, "create_keyed_backend", None)):
             raise ConfigError(f"set_state_backend needs a StateBackend, got {backend!r}")
         self._state_backend = backend
         return self
@@ -110,6 +116,15 @@ class StreamEnvironment:
     def set_clock(self, clock: Clock) -> StreamEnvironment:
         """Processing time source for TTL, timers and checkpoint timing (tests)."""
         self._clock = clock
+        return self
+
+    def set_fault_injector(self, faults: FaultInjector) -> StreamEnvironment:
+        """Crash points and failing state writes armed for this job's runs, to test
+        recovery (see :mod:`streamflow.core.faults`). Without one, a run is armed as the
+        ``STREAMFLOW_CRASH`` environment variable says (and not at all without it)."""
+        if not isinstance(faults, FaultInjector):
+            raise ConfigError(f"set_fault_injector needs a FaultInjector, got {faults!r}")
+        self._faults = faults
         return self
 
     def set_channel_capacity(self, batches: int) -> StreamEnvironment:
@@ -141,18 +156,16 @@ class StreamEnvironment:
 
     # -- sources ----------------------------------------------------------------------
 
-    def from_source(self, source: Any, name: str | None = None) -> DataStream:
+    def from_source(self, source: Source, name: str | None = None) -> DataStream[Any]:
         """A stream read from ``source``: a Source, whose ``create_reader(ctx)`` makes one
         SourceReader per subtask (see :mod:`streamflow.api.connector`); anything else is
         refused with a ConfigError saying what the contract is."""
         check_source(source)
         node_id = self._graph.add(OperatorKind.SOURCE, name or type(source).__name__, source)
-        return DataStream(self, (node_id,))
+        return DataStream(self._graph, (node_id,))
 
-    def from_collection(self, items: Sequence[Any], name: str = "collection") -> DataStream:
+    def from_collection(self, items: Sequence[T], name: str = "collection") -> DataStream[T]:
         """A bounded stream of ``items`` (replayable: its position is checkpointed)."""
-        from streamflow.connectors.collection import CollectionSource
-
         return self.from_source(CollectionSource(list(items)), name=name)
 
     # -- the graph --------------------------------------------------------------------
@@ -189,10 +202,10 @@ class StreamEnvironment:
             channel_capacity=self._channel_capacity,
             source_batch_size=self._source_batch_size,
             source_poll_wait=self._source_poll_wait,
-            metrics_interval=self._metrics_interval,
             restore_from=restore_from,
             savepoint_dir=self._savepoint_dir,
             allow_checkpoint_rollback=allow_checkpoint_rollback,
+            faults=self._faults,
         )
 
     def execute_async(
@@ -216,7 +229,7 @@ class StreamEnvironment:
         if not isinstance(allow_checkpoint_rollback, bool):
             raise ConfigError(f"allow_checkpoint_rollback must be True or False, got {allow_checkpoint_rollback!r}")
         execution = Execution(self.plan(), self._settings(job_name, restore, allow_checkpoint_rollback))
-        return JobClient(execution)
+        return JobClient(execution, self._metrics_interval)
 
     async def execute(
         self,
@@ -249,148 +262,3 @@ class StreamEnvironment:
             allow_checkpoint_rollback=allow_checkpoint_rollback,
         )
         return await client.wait()
-
-
-class JobClient:
-    """A running job: its metrics, checkpoints and savepoints on demand, stop, cancel, and
-    the result. Every method is called on the job's event loop."""
-
-    def __init__(self, execution: Execution) -> None:
-        self._execution = execution
-        self._cancel_requested = False
-        self._task = asyncio.get_running_loop().create_task(execution.run(), name=f"job:{execution.settings.job_name}")
-
-    @property
-    def job_name(self) -> str:
-        return self._execution.settings.job_name
-
-    @property
-    def status(self) -> str:
-        """created, running, restarting, finished, failed or cancelled."""
-        return self._execution.status
-
-    def metrics(self) -> dict[str, Any]:
-        """Per task busy/idle/backpressured time, per channel fill, per operator counts,
-        checkpoint history."""
-        return self._execution.metrics()
-
-    @property
-    def done(self) -> bool:
-        """True once the job has ended: finished, stopped, failed or cancelled."""
-        return self._task.done()
-
-    async def ended(self) -> str:
-        """Wait until the job has ended, however it ended; returns its final status."""
-        await asyncio.wait({self._task})
-        return self.status
-
-    async def trigger_checkpoint(self) -> int:
-        """Take a checkpoint now; returns its id once it is complete."""
-        coordinator = self._execution.coordinator
-        if coordinator is None:
-            raise ConfigError("the job has not started yet")
-        return await coordinator.trigger_checkpoint()
-
-    async def trigger_savepoint(self, directory: str | Path | None = None) -> Path:
-        """Take a savepoint now and return its directory once it is complete.
-
-        The savepoint is a checkpoint (barriers through the whole graph; sinks commit
-        when it completes) whose files are also published, self-contained, as
-        ``<directory>/savepoint-<job>-<n>-<hex>``. The system never deletes it.
-
-        Args:
-            directory: where to put it; default: ``env.set_savepoint_dir(...)``.
-
-        Raises:
-            ConfigError: no directory given and no default; checkpointing is off.
-            CheckpointError: the job is not running, or the savepoint failed (the job
-                runs on).
-        """
-        target = self._savepoint_target(directory)
-        return await self._coordinator("take a savepoint").trigger_savepoint(target)
-
-    async def stop_with_savepoint(self, directory: str | Path | None = None) -> Path:
-        """Stop the job with a final savepoint; returns its directory.
-
-        Sources read nothing after the savepoint's barrier; when it is complete, sinks
-        commit it and every task ends (without end of input: timers and windows stay in
-        the savepoint). :meth:`wait` then returns a result whose
-        ``stopped_with_savepoint`` is the directory. If the savepoint fails, this raises
-        and the job keeps running.
-        """
-        target = self._savepoint_target(directory)
-        return await self._coordinator("stop with a savepoint").trigger_savepoint(target, stop=True)
-
-    def _savepoint_target(self, directory: str | Path | None) -> Path:
-        target = directory if directory is not None else self._execution.settings.savepoint_dir
-        if target is None:
-            raise ConfigError(
-                f"no savepoint directory for job {self.job_name!r}: pass one, or set a default with "
-                "env.set_savepoint_dir(...) (streamflow run --savepoint-dir)"
-            )
-        without_uid = operators_without_uid(self._execution.plan)
-        if without_uid:
-            log.warning(
-                "job %r: operators %s hold state but have no uid of their own; their state goes into the "
-                "savepoint under auto-generated uids that change when the program changes shape: set .uid(...) "
-                "on them before you rely on restoring it",
-                self.job_name, ", ".join(repr(op.effective_uid) for op in without_uid),
-            )
-        return local_path(target, "savepoint directory")
-
-    def _coordinator(self, what: str) -> CheckpointCoordinator:
-        execution = self._execution
-        if execution.status != "running" or execution.coordinator is None:
-            raise CheckpointError(
-                f"cannot {what}: job {self.job_name!r} is {execution.status}; savepoints are taken while it runs"
-            )
-        return execution.coordinator
-
-    async def started(self) -> None:
-        """Wait until the job passed its start checks and runs its first attempt.
-
-        The checks are those of ``from_savepoint`` (the snapshot exists, verifies and
-        fits the job). Returns at once for a job that started earlier, even if it has
-        ended since.
-
-        Raises:
-            whatever stopped the job before it started (as :meth:`wait` would), e.g.
-            ConfigError for a path that holds no savepoint.
-        """
-        if self._execution.has_started:
-            return
-        started = asyncio.ensure_future(self._execution.wait_started())
-        try:
-            await asyncio.wait({self._task, started}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            started.cancel()
-        if not self._execution.has_started:
-            await self.wait()  # it ended before starting: raise why
-
-    async def wait(self) -> JobResult:
-        """The result once the job ends.
-
-        Raises:
-            JobFailedError: the restart strategy gave up.
-            JobCancelledError: the job was cancelled through :meth:`cancel`.
-        """
-        try:
-            return await self._task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if self._cancel_requested and self._task.cancelled() and not (current and current.cancelling()):
-                raise JobCancelledError(f"job {self.job_name!r} was cancelled", job=self.job_name) from None
-            raise
-
-    async def cancel(self) -> None:
-        """Cancel the job and wait until every task has stopped. Nothing is committed
-        beyond the last completed checkpoint; retained checkpoints are kept or deleted
-        as ``CheckpointConfig.retention_on_cancel`` says."""
-        self._cancel_requested = True
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise  # the caller itself is being cancelled

@@ -6,7 +6,7 @@ reads both through one input gate and calls :meth:`BroadcastProcessOperator.proc
 :meth:`~BroadcastProcessOperator.process_broadcast` by the channel's input (see
 ``StreamOperator.input_handlers``); barriers align across both inputs like any others.
 
-Lifecycle as for every :class:`~streamflow.runtime.operators.FunctionOperator` (open ->
+Lifecycle as for every :class:`~streamflow.runtime.operators.function.FunctionOperator` (open ->
 process / process_broadcast / on_watermark / timers -> snapshot(n) ->
 notify_checkpoint_complete(n) -> close). The broadcast state is operator state in
 broadcast mode: it is snapshotted by every subtask and restored by the operator state
@@ -22,10 +22,11 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any, Callable
 
+from streamflow.core.elements import Batch
 from streamflow.errors import ConfigError, StateError
-from streamflow.runtime.contexts import CallContext, OperatorContext
-from streamflow.runtime.elements import Batch
-from streamflow.runtime.operators import Emit, FunctionOperator, Restored
+from streamflow.runtime.operators.base import Emit, Restored
+from streamflow.runtime.operators.contexts import CallContext, OperatorContext
+from streamflow.runtime.operators.function import FunctionOperator
 from streamflow.state.broadcast import BroadcastState, ReadOnlyBroadcastState
 from streamflow.state.descriptors import MapStateDescriptor, StateDescriptor
 from streamflow.state.keyed import NO_KEY, NO_KEY_GROUP
@@ -124,8 +125,8 @@ class BroadcastProcessOperator(FunctionOperator):
             if out_positions is not None and len(out) > before:
                 out_positions.extend([positions[index]] * (len(out) - before))  # type: ignore[index]
         self.metrics.records_out += len(out)
-        if self._dead:
-            await self._flush_dead_letters()
+        if self.errors.pending:
+            await self.errors.flush(self.dead_letter)
         if out:
             await self.emit(Batch(out, out_positions, batch.origin))
 

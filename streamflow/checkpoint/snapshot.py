@@ -1,0 +1,110 @@
+"""What one operator subtask stores in a checkpoint: a typed record of its parts.
+
+At barrier n each operator of a task returns an :class:`OperatorSnapshot` (or None for
+no state); the task encodes its stored form (:meth:`OperatorSnapshot.to_stored`) into
+the checkpoint. On restore every old subtask's stored form is read back with
+:meth:`OperatorSnapshot.from_stored`, so the runtime sees typed fields, never string
+keys.
+
+The stored form is a plain dict with one key per part that is present, the same keys
+checkpoints and savepoints have always had: ``"source"`` (the reader's split states),
+``"sink"`` (the writer's state list: a two-phase-commit writer's prepared handles),
+``"keyed"`` (the keyed state backend's snapshot), ``"operator"`` (the operator state
+store's snapshot) and ``"timers"`` (``{"processing": [...], "event": [...]}``). Every
+checkpoint written so far reads back unchanged. Two parts are reserved for what comes
+next and written by nothing yet: ``"channel_state"`` (records in flight in channels,
+for unaligned checkpoints) and ``"async_inputs"`` (inputs of async calls still in
+flight at the barrier).
+
+Which parts a subtask wrote tells what it was: a source has a ``source`` part and a sink
+a ``sink`` part, even when empty (a restore checks that a uid is not handed to an
+operator of another kind).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from streamflow.errors import StateError
+
+__all__ = ["STORED_PARTS", "OperatorSnapshot", "TimerSnapshot"]
+
+STORED_PARTS: Final = frozenset(
+    {"source", "sink", "keyed", "operator", "timers", "channel_state", "async_inputs"}
+)
+"""The keys of the stored form; anything else in a stored snapshot is not ours."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimerSnapshot:
+    """A keyed operator's timers: ``(timestamp, key group, key)`` entries per time domain."""
+
+    processing: list[Any]
+    event: list[Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperatorSnapshot:
+    """The parts of one operator subtask's state; None where the operator has no such part."""
+
+    source: list[Any] | None = None
+    """A source's split states (what ``SourceReader.snapshot_splits`` returned)."""
+    sink: list[Any] | None = None
+    """A sink writer's state list (what ``SinkWriter.snapshot`` returned)."""
+    keyed: dict[str, Any] | None = None
+    """The keyed state backend's snapshot (its own format, by key group)."""
+    operator: dict[str, Any] | None = None
+    """The operator state store's snapshot (list, union list and broadcast states)."""
+    timers: TimerSnapshot | None = None
+    """A keyed operator's timers."""
+    channel_state: list[Any] | None = None
+    """Reserved: records in flight in the input channels (unaligned checkpoints)."""
+    async_inputs: list[Any] | None = None
+    """Reserved: inputs of async calls in flight at the barrier (async I/O)."""
+
+    def to_stored(self) -> dict[str, Any]:
+        """The plain dict this snapshot is stored as (see the module docstring)."""
+        stored: dict[str, Any] = {}
+        if self.source is not None:
+            stored["source"] = self.source
+        if self.sink is not None:
+            stored["sink"] = self.sink
+        if self.keyed is not None:
+            stored["keyed"] = self.keyed
+        if self.operator is not None:
+            stored["operator"] = self.operator
+        if self.timers is not None:
+            stored["timers"] = {"processing": self.timers.processing, "event": self.timers.event}
+        if self.channel_state is not None:
+            stored["channel_state"] = self.channel_state
+        if self.async_inputs is not None:
+            stored["async_inputs"] = self.async_inputs
+        return stored
+
+    @classmethod
+    def from_stored(cls, stored: Any, *, operator: str | None = None) -> OperatorSnapshot:
+        """Read a stored snapshot back; ``operator`` (its uid) only names it in an error.
+
+        Raises:
+            StateError: ``stored`` is not a snapshot's stored form.
+        """
+        if not isinstance(stored, Mapping):
+            raise StateError(
+                f"the state of operator {operator!r} is a {type(stored).__name__}, not a stored operator "
+                "snapshot; the checkpoint was not written by streamflow or is damaged",
+                operator=operator,
+            )
+        timers = stored.get("timers")
+        return cls(
+            source=stored.get("source"),
+            sink=stored.get("sink"),
+            keyed=stored.get("keyed"),
+            operator=stored.get("operator"),
+            timers=None
+            if timers is None
+            else TimerSnapshot(processing=list(timers.get("processing") or []), event=list(timers.get("event") or [])),
+            channel_state=stored.get("channel_state"),
+            async_inputs=stored.get("async_inputs"),
+        )

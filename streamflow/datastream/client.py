@@ -1,0 +1,190 @@
+"""JobClient: a running job, seen from the program that started it.
+
+Made by ``StreamEnvironment.execute_async``; every method runs on the job's event loop.
+It reads the job's metrics (and logs a line of them every ``metrics_interval`` seconds
+while the job runs), triggers checkpoints and savepoints through the attempt's
+coordinator, stops with a savepoint, cancels, and returns the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from streamflow.errors import CheckpointError, ConfigError, JobCancelledError
+from streamflow.metrics.snapshot import format_line, job_metrics
+from streamflow.runtime.coordinator import CheckpointCoordinator
+from streamflow.runtime.executor import Execution, JobResult, JobStatus
+from streamflow.savepoint.location import local_path
+from streamflow.savepoint.restore import operators_without_uid
+
+__all__ = ["JobClient"]
+
+log = logging.getLogger("streamflow.job")
+
+
+class JobClient:
+    """A running job: its metrics, checkpoints and savepoints on demand, stop, cancel, and
+    the result. Every method is called on the job's event loop."""
+
+    def __init__(self, execution: Execution, metrics_interval: float | None = None) -> None:
+        self._execution = execution
+        self._cancel_requested = False
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(metrics_interval), name=f"job:{execution.settings.job_name}"
+        )
+
+    async def _run(self, metrics_interval: float | None) -> JobResult:
+        reporter = None
+        if metrics_interval:
+            reporter = asyncio.create_task(self._report(metrics_interval), name="metrics-reporter")
+        try:
+            result = await self._execution.run()
+        finally:
+            if reporter is not None:
+                reporter.cancel()
+        result.metrics = job_metrics(self._execution)
+        return result
+
+    async def _report(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            if self._execution.tasks:
+                log.info("%s", format_line(self._execution))
+
+    @property
+    def job_name(self) -> str:
+        return self._execution.settings.job_name
+
+    @property
+    def status(self) -> JobStatus:
+        """created, running, restarting, finished, failed or cancelled (a str enum)."""
+        return self._execution.status
+
+    def metrics(self) -> dict[str, Any]:
+        """Per task busy/idle/backpressured time, per channel fill, per operator counts,
+        checkpoint history."""
+        return job_metrics(self._execution)
+
+    @property
+    def done(self) -> bool:
+        """True once the job has ended: finished, stopped, failed or cancelled."""
+        return self._task.done()
+
+    async def ended(self) -> JobStatus:
+        """Wait until the job has ended, however it ended; returns its final status."""
+        await asyncio.wait({self._task})
+        return self.status
+
+    async def trigger_checkpoint(self) -> int:
+        """Take a checkpoint now; returns its id once it is complete."""
+        coordinator = self._execution.coordinator
+        if coordinator is None:
+            raise ConfigError("the job has not started yet")
+        return await coordinator.trigger_checkpoint()
+
+    async def trigger_savepoint(self, directory: str | Path | None = None) -> Path:
+        """Take a savepoint now and return its directory once it is complete.
+
+        The savepoint is a checkpoint (barriers through the whole graph; sinks commit
+        when it completes) whose files are also published, self-contained, as
+        ``<directory>/savepoint-<job>-<n>-<hex>``. The system never deletes it.
+
+        Args:
+            directory: where to put it; default: ``env.set_savepoint_dir(...)``.
+
+        Raises:
+            ConfigError: no directory given and no default; checkpointing is off.
+            CheckpointError: the job is not running, or the savepoint failed (the job
+                runs on).
+        """
+        target = self._savepoint_target(directory)
+        return await self._coordinator("take a savepoint").trigger_savepoint(target)
+
+    async def stop_with_savepoint(self, directory: str | Path | None = None) -> Path:
+        """Stop the job with a final savepoint; returns its directory.
+
+        Sources read nothing after the savepoint's barrier; when it is complete, sinks
+        commit it and every task ends (without end of input: timers and windows stay in
+        the savepoint). :meth:`wait` then returns a result whose
+        ``stopped_with_savepoint`` is the directory. If the savepoint fails, this raises
+        and the job keeps running.
+        """
+        target = self._savepoint_target(directory)
+        return await self._coordinator("stop with a savepoint").trigger_savepoint(target, stop=True)
+
+    def _savepoint_target(self, directory: str | Path | None) -> Path:
+        target = directory if directory is not None else self._execution.settings.savepoint_dir
+        if target is None:
+            raise ConfigError(
+                f"no savepoint directory for job {self.job_name!r}: pass one, or set a default with "
+                "env.set_savepoint_dir(...) (streamflow run --savepoint-dir)"
+            )
+        without_uid = operators_without_uid(self._execution.plan)
+        if without_uid:
+            log.warning(
+                "job %r: operators %s hold state but have no uid of their own; their state goes into the "
+                "savepoint under auto-generated uids that change when the program changes shape: set .uid(...) "
+                "on them before you rely on restoring it",
+                self.job_name, ", ".join(repr(op.effective_uid) for op in without_uid),
+            )
+        return local_path(target, "savepoint directory")
+
+    def _coordinator(self, what: str) -> CheckpointCoordinator:
+        execution = self._execution
+        if execution.status is not JobStatus.RUNNING or execution.coordinator is None:
+            raise CheckpointError(
+                f"cannot {what}: job {self.job_name!r} is {execution.status}; savepoints are taken while it runs"
+            )
+        return execution.coordinator
+
+    async def started(self) -> None:
+        """Wait until the job passed its start checks and runs its first attempt.
+
+        The checks are those of ``from_savepoint`` (the snapshot exists, verifies and
+        fits the job). Returns at once for a job that started earlier, even if it has
+        ended since.
+
+        Raises:
+            whatever stopped the job before it started (as :meth:`wait` would), e.g.
+            ConfigError for a path that holds no savepoint.
+        """
+        if self._execution.has_started:
+            return
+        started = asyncio.ensure_future(self._execution.wait_started())
+        try:
+            await asyncio.wait({self._task, started}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            started.cancel()
+        if not self._execution.has_started:
+            await self.wait()  # it ended before starting: raise why
+
+    async def wait(self) -> JobResult:
+        """The result once the job ends.
+
+        Raises:
+            JobFailedError: the restart strategy gave up.
+            JobCancelledError: the job was cancelled through :meth:`cancel`.
+        """
+        try:
+            return await self._task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if self._cancel_requested and self._task.cancelled() and not (current and current.cancelling()):
+                raise JobCancelledError(f"job {self.job_name!r} was cancelled", job=self.job_name) from None
+            raise
+
+    async def cancel(self) -> None:
+        """Cancel the job and wait until every task has stopped. Nothing is committed
+        beyond the last completed checkpoint; retained checkpoints are kept or deleted
+        as ``CheckpointConfig.retention_on_cancel`` says."""
+        self._cancel_requested = True
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the caller itself is being cancelled

@@ -1,0 +1,27 @@
+"""The operators a task chains together: the contract and its kinds.
+
+:mod:`.base` holds the contract every operator keeps (its lifecycle is documented
+there); :mod:`.function`, :mod:`.broadcast` and :mod:`.sink` the kinds; :mod:`.contexts`
+what user functions are handed. :func:`make_operator` picks the kind for a graph node.
+"""
+
+from __future__ import annotations
+
+from streamflow.graph.spec import OperatorKind, OperatorSpec
+from streamflow.runtime.operators.base import StreamOperator
+from streamflow.runtime.operators.broadcast import BroadcastProcessOperator
+from streamflow.runtime.operators.contexts import OperatorContext
+from streamflow.runtime.operators.function import FunctionOperator
+from streamflow.runtime.operators.sink import SinkOperator
+
+__all__ = ["make_operator"]
+
+
+def make_operator(spec: OperatorSpec, ctx: OperatorContext) -> StreamOperator:
+    if spec.kind is OperatorKind.SINK:
+        return SinkOperator(spec, ctx)
+    if spec.kind is OperatorKind.SOURCE:
+        raise ValueError("sources are run by SourceTask, not chained as operators")
+    if spec.kind is OperatorKind.BROADCAST_PROCESS:
+        return BroadcastProcessOperator(spec, ctx)
+    return FunctionOperator(spec, ctx)

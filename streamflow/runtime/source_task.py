@@ -1,0 +1,174 @@
+"""The task at the head of a source's chain: polls a source reader, not an input gate.
+
+Between polls it serves its mailbox like any task (see :mod:`streamflow.runtime.task`),
+so a checkpoint trigger is handled between two batches: the reader's split states are
+snapshotted and barrier n is emitted in order with the records. Stop with savepoint: a
+trigger that says ``stop`` suspends reading after its barrier; if that savepoint is
+aborted, reading resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, Callable
+
+from streamflow.api.errors_policy import FAIL, ErrorPolicy
+from streamflow.checkpoint.snapshot import OperatorSnapshot
+from streamflow.core.elements import Batch, SourceRef
+from streamflow.errors import DeserializationError
+from streamflow.runtime.channel import TIMEOUT
+from streamflow.runtime.mailbox import CheckpointAborted, CheckpointCompleted, TriggerCheckpoint
+from streamflow.runtime.operators.base import OperatorMetrics, short_repr
+from streamflow.runtime.record_errors import RecordErrorHandler
+from streamflow.runtime.task import Task
+from streamflow.state.operator import redistribute_split
+
+if TYPE_CHECKING:
+    from streamflow.api.connector import SourceBatch, SourceReader
+
+__all__ = ["SourceTask"]
+
+log = logging.getLogger("streamflow.task")
+
+
+class SourceTask(Task):
+    """Polls a source reader and pushes its batches through the chain behind it.
+
+    After each batch's records: records the reader could not decode go to the source's
+    error policy (``batch.failures``), then the reader's watermark is forwarded when it
+    advanced (``batch.watermark``).
+    """
+
+    def __init__(
+        self,
+        *,
+        source_uid: str,
+        reader_factory: Callable[[list[Any] | None, list[Any] | None], SourceReader],
+        parallelism: int,
+        batch_size: int,
+        poll_wait: float,
+        error_policy: ErrorPolicy = FAIL,
+        **kwargs: Any,
+    ) -> None:
+        self.source_uid = source_uid
+        super().__init__(**kwargs)
+        self.parallelism = parallelism
+        self._reader_factory = reader_factory
+        self.reader: SourceReader | None = None
+        self._batch_size = batch_size
+        self._poll_wait = poll_wait
+        self.source_metrics = OperatorMetrics()  # records_skipped / records_dead_lettered
+        self.errors = RecordErrorHandler(
+            error_policy, owner="source", uid=source_uid, subtask=self.subtask, metrics=self.source_metrics, logger=log
+        )
+        self.records_out = 0
+        self.exhausted = False
+        self.suspended_at: int | None = None  # checkpoint id of a stop with savepoint in flight
+
+    async def _open(self) -> None:
+        restored = self._restored_for(self.source_uid)
+        splits = everything = None
+        if restored is not None:
+            lists = [s.source or [] for s in restored]
+            splits = redistribute_split(lists, self.parallelism)[self.subtask]
+            everything = [split for old in lists for split in old]
+        self.reader = self._reader_factory(splits, everything)
+        await self.reader.open()
+        await super()._open()
+
+    def _state_owners(self) -> list[str]:
+        return [self.source_uid, *super()._state_owners()]
+
+    def _wire(self) -> None:
+        super()._wire()
+        self._emit = self.operators[0].process if self.operators else self._network_emit()
+        self._dead_letter = self.side_outputs.get(self.source_uid)
+
+    async def _loop(self) -> None:
+        gate = self.gate
+        reader = self.reader
+        assert reader is not None
+        emit = self._emit
+        offload = self.offload
+        origin_cache: dict[str, SourceRef] = {}
+        while not self._finished:
+            reading = not self.exhausted and self.suspended_at is None
+            timeout = 0.0 if reading else self._timer_timeout()
+            index, mail = await gate.next(timeout)
+            if mail is not TIMEOUT:
+                await self._on_mail(mail)
+                continue
+            await self._fire_timers()
+            if not reading:
+                continue
+            batch = await reader.poll(self._batch_size, self._poll_wait)
+            if batch is None:
+                self.exhausted = True
+                # As in Flink, bounded input ends with the final watermark: every pending
+                # event-time timer fires before end_input (processing-time timers do not).
+                await self._advance_watermark(float("inf"))
+                await self._end_of_input()
+            else:
+                if batch.records:
+                    origin = origin_cache.get(batch.split)
+                    if origin is None:
+                        origin = origin_cache[batch.split] = SourceRef(self.source_uid, self.subtask, batch.split)
+                    self.records_out += len(batch.records)
+                    await emit(Batch(batch.records, batch.positions, origin))
+                if batch.failures:
+                    await self._on_failures(batch)
+                if batch.watermark is not None and batch.watermark > self._watermark:
+                    await self._advance_watermark(batch.watermark)
+            # A reader with data at hand and a chain that never blocks would otherwise run
+            # the whole input without yielding: no checkpoint trigger, cancel or other task,
+            # and no worker thread (see offload) would get the GIL.
+            await offload.pause()
+
+    async def _on_failures(self, batch: SourceBatch) -> None:
+        """Apply the source's error policy to the records the reader could not decode."""
+        errors = self.errors
+        origin = SourceRef(self.source_uid, self.subtask, batch.split)
+        for failure in batch.failures or ():
+            where = origin.at(failure.position)
+            error = failure.error
+            if not errors.takes(error):
+                raise DeserializationError(
+                    f"source {self.source_uid!r} (subtask {self.subtask}) could not deserialize the record at "
+                    f"{where}: {type(error).__name__}: {error}. The job attempt fails and the restart strategy "
+                    "decides; fix the producer or the deserializer, or route bad records aside with "
+                    ".with_error_policy(ErrorPolicy.skip()) or ErrorPolicy.dead_letter(sink) on the source.",
+                    operator=self.source_uid,
+                    subtask=self.subtask,
+                    position=where,
+                    record=short_repr(failure.record),
+                ) from error
+            errors.set_aside(error, failure.record, where, f"the record at {where}")
+        await errors.flush(self._dead_letter.emit if self._dead_letter is not None else None)
+
+    async def _on_mail(self, mail: Any) -> None:
+        if type(mail) is TriggerCheckpoint:
+            barrier = mail.barrier
+            assert self.reader is not None
+            if mail.stop:
+                self.suspended_at = barrier.checkpoint_id
+            splits = self.reader.snapshot_splits(barrier.checkpoint_id)
+            await self._checkpoint(barrier, {self.source_uid: OperatorSnapshot(source=list(splits))})
+            self.services.faults.hit("after_barrier", barrier.checkpoint_id)
+            return
+        if type(mail) is CheckpointCompleted and self.reader is not None:
+            await self.reader.notify_checkpoint_complete(mail.checkpoint_id)
+        elif type(mail) is CheckpointAborted and mail.checkpoint_id == self.suspended_at:
+            log.info("task %s reads on: the stop with savepoint (checkpoint %d) was aborted", self.name, self.suspended_at)
+            self.suspended_at = None
+        await super()._on_mail(mail)
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        finally:
+            if self.reader is not None:
+                try:
+                    await asyncio.shield(self.reader.close())
+                except Exception as exc:  # noqa: BLE001 - the job's own outcome wins
+                    log.warning("task %s: closing the source reader raised %r", self.name, exc)
