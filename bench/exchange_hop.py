@@ -35,12 +35,11 @@ from collections.abc import Callable
 from typing import Any
 
 from streamflow.api.connector import SinkContext, SourceContext
+from streamflow.api.exchange import ExchangeKind, ExchangeSpec
 from streamflow.connectors.kafka import DeliveryGuarantee, KafkaExchange, KafkaSink, KafkaSource
 from streamflow.connectors.kafka.records import KafkaOutput
 from streamflow.devtools.kafka_broker import KafkaBroker
-from streamflow.graph.spec import Partitioning
 from streamflow.testing.kafka import create_topic, unique_topic
-from streamflow.workers import ExchangeSpec
 
 PARTITIONS = 8
 BATCH = 1000
@@ -99,7 +98,7 @@ async def exchange_round(bootstrap: str, count: int, n_writers: int, every: int)
     topic = unique_topic("bench-exchange")
     exchange = KafkaExchange(bootstrap, partitions=PARTITIONS, replication_factor=1)
     spec = ExchangeSpec(
-        topic=topic, partitioning=Partitioning.HASH, key_selector=user_of, partitions=PARTITIONS,
+        topic=topic, kind=ExchangeKind.HASH, key_selector=user_of, partitions=PARTITIONS,
         max_parallelism=128, writer_uid="w", reader_uid="r", writer_parallelism=n_writers, generation="bench",
         upstream_uid="a", downstream_uid="b",
     )

@@ -1,6 +1,6 @@
 """KafkaExchange: Kafka topics as the exchanges between the workers of one job.
 
-It is the :class:`~streamflow.workers.exchange.ExchangeFactory` of a job that runs on
+It is the :class:`~streamflow.api.exchange.ExchangeFactory` of a job that runs on
 several workers: for every edge that redistributes records the worker graph gets an
 :class:`~.exchange_sink.ExchangeSink` (exactly-once, Kafka transactions committed with
 the writing worker's checkpoints) and an :class:`~.exchange_source.ExchangeSource`
@@ -20,12 +20,12 @@ from dataclasses import KW_ONLY, dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from streamflow.api.exchange import ExchangeSpec
+from streamflow.config import seconds
 from streamflow.connectors.kafka.exchange_sink import ExchangeSink
 from streamflow.connectors.kafka.exchange_source import ExchangeSource
 from streamflow.connectors.kafka.exchange_topics import admin_options, ensure_exchange_topic
-from streamflow.config import seconds
 from streamflow.errors import ConfigError
-from streamflow.workers.exchange import ExchangeSpec
 
 __all__ = ["KafkaExchange"]
 

@@ -27,21 +27,18 @@ from __future__ import annotations
 
 import pickle
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from streamflow.api.connector import SinkContext, SinkWriter
 from streamflow.api.delivery import DeliveryGuarantee
+from streamflow.api.exchange import ExchangeKind, ExchangeSpec
 from streamflow.connectors.kafka.exchange_codec import Envelope, RecordKind, encode_key, encode_watermark, pack_records
+from streamflow.connectors.kafka.exchange_settings import ExchangeSettings
 from streamflow.connectors.kafka.sink import KafkaSink
 from streamflow.errors import ConfigError, UserFunctionError
 from streamflow.eventtime import WatermarkStatus
-from streamflow.graph.spec import Partitioning
 from streamflow.partitioning.keygroups import KeyGroupAssigner
-from streamflow.workers.exchange import ExchangeSpec
-from streamflow.workers.layout import partition_table
-
-if TYPE_CHECKING:
-    from streamflow.connectors.kafka.exchange import KafkaExchange
+from streamflow.partitioning.workers import partition_table
 
 __all__ = ["ExchangeRecordError", "ExchangeSink", "ExchangeWriter"]
 
@@ -59,7 +56,7 @@ class ExchangeRecordError(UserFunctionError):
 class ExchangeSink:
     """The sink node of an exchange in a worker's graph (made by :class:`KafkaExchange`)."""
 
-    exchange: KafkaExchange
+    exchange: ExchangeSettings
     spec: ExchangeSpec
     delivery_guarantee: ClassVar[DeliveryGuarantee] = DeliveryGuarantee.EXACTLY_ONCE
 
@@ -82,7 +79,7 @@ def _envelope_partition(envelope: Envelope, key: bytes | None, count: int) -> in
 class ExchangeWriter:
     """One writer subtask of an exchange; see the module docstring for the steps."""
 
-    def __init__(self, ctx: SinkContext, exchange: KafkaExchange, spec: ExchangeSpec) -> None:
+    def __init__(self, ctx: SinkContext, exchange: ExchangeSettings, spec: ExchangeSpec) -> None:
         if ctx.parallelism != spec.writer_parallelism:
             raise ConfigError(
                 f"exchange {spec.topic!r} expects {spec.writer_parallelism} writers, but its writer "
@@ -178,10 +175,10 @@ class ExchangeWriter:
     # -- helpers ----------------------------------------------------------------------------
 
     def _group(self, records: list[Any]) -> list[tuple[int, list[Any]]]:
-        kind = self._spec.partitioning
-        if kind is Partitioning.BROADCAST:
+        kind = self._spec.kind
+        if kind is ExchangeKind.BROADCAST:
             return [(self._next, records)]
-        if kind is Partitioning.REBALANCE:
+        if kind is ExchangeKind.REBALANCE:
             partition = self._next
             self._next = (partition + 1) % len(self._partitions)
             return [(partition, records)]

@@ -26,22 +26,19 @@ were committed before the savepoint and are part of the job's state.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from streamflow.api.connector import RecordFailure, SourceBatch, SourceContext
+from streamflow.api.exchange import ExchangeKind, ExchangeSpec
 from streamflow.connectors.kafka.exchange_codec import RecordKind, decode_key, unpack_records
+from streamflow.connectors.kafka.exchange_settings import ExchangeSettings
 from streamflow.connectors.kafka.exchange_watermarks import ExchangeWatermarks
 from streamflow.connectors.kafka.reader import KafkaSourceReader
 from streamflow.connectors.kafka.records import KafkaOutput, KafkaRecord
 from streamflow.connectors.kafka.source import KafkaSource
 from streamflow.errors import StateError
 from streamflow.eventtime import WatermarkStatus
-from streamflow.graph.spec import Partitioning
-from streamflow.workers.exchange import ExchangeSpec
-from streamflow.workers.layout import reader_partitions
-
-if TYPE_CHECKING:
-    from streamflow.connectors.kafka.exchange import KafkaExchange
+from streamflow.partitioning.workers import reader_partitions
 
 __all__ = ["ExchangeReader", "ExchangeSource"]
 
@@ -52,7 +49,7 @@ _STATE_KEYS = frozenset({"topic", "partition", "offset", "skip", "generations", 
 class ExchangeSource:
     """The source node of an exchange in a worker's graph (made by :class:`KafkaExchange`)."""
 
-    exchange: KafkaExchange
+    exchange: ExchangeSettings
     spec: ExchangeSpec
 
     def create_reader(self, ctx: SourceContext) -> ExchangeReader:
@@ -72,12 +69,12 @@ class _Position:
 class ExchangeReader:
     """One reader subtask of an exchange; see the module docstring for the steps."""
 
-    def __init__(self, ctx: SourceContext, exchange: KafkaExchange, spec: ExchangeSpec) -> None:
+    def __init__(self, ctx: SourceContext, exchange: ExchangeSettings, spec: ExchangeSpec) -> None:
         self._ctx = ctx
         self._exchange = exchange
         self._spec = spec
         self._where = f"exchange reader {ctx.operator_uid!r} (subtask {ctx.subtask_index})"
-        if spec.partitioning is Partitioning.BROADCAST:
+        if spec.kind is ExchangeKind.BROADCAST:
             owned = range(spec.partitions)
         else:
             owned = reader_partitions(spec.partitions, ctx.parallelism, ctx.subtask_index)

@@ -14,7 +14,7 @@ every edge that redistributes records is cut in two::
 The exchange sink runs at the upstream's parallelism (so it chains onto it), the exchange
 source at the downstream's (so the downstream chains onto it: exchange reader subtask
 ``g`` reads exactly the partitions whose key groups keyed subtask ``g`` owns, see
-:mod:`streamflow.workers.layout`). A broadcast exchange has one reader per worker that
+:mod:`streamflow.partitioning.workers`). A broadcast exchange has one reader per worker that
 reads every partition and broadcasts in memory to the worker's subtasks. FORWARD edges
 stay in memory, and so do dead-letter edges: a worker's dead letters go to that worker's
 dead-letter sink.
@@ -28,14 +28,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from streamflow.api.exchange import ExchangeFactory, ExchangeKind, ExchangeSpec, exchange_topic_name, exchange_uids
 from streamflow.errors import ConfigError
 from streamflow.graph.spec import EdgeSpec, JobGraph, OperatorKind, OperatorSpec, Partitioning
-from streamflow.workers.exchange import ExchangeFactory, ExchangeSpec, exchange_topic_name, exchange_uids
-from streamflow.workers.layout import WorkerLayout, check_exchange_partitions
+from streamflow.partitioning.workers import WorkerLayout, check_exchange_partitions
 
 __all__ = ["check_sources_split", "exchange_specs", "rewrite_for_workers"]
 
-_EXCHANGED = (Partitioning.HASH, Partitioning.REBALANCE, Partitioning.BROADCAST)
+_KINDS = {
+    Partitioning.HASH: ExchangeKind.HASH,
+    Partitioning.REBALANCE: ExchangeKind.REBALANCE,
+    Partitioning.BROADCAST: ExchangeKind.BROADCAST,
+}
 
 
 def rewrite_for_workers(
@@ -124,7 +128,7 @@ def exchange_specs(
         specs.append(
             ExchangeSpec(
                 topic=exchange_topic_name(job_name, up.effective_uid, down.effective_uid, edge.input_index),
-                partitioning=edge.partitioning,
+                kind=_KINDS[edge.partitioning],
                 key_selector=edge.key_selector,
                 partitions=partitions,
                 max_parallelism=max_parallelism,
@@ -160,7 +164,7 @@ def _exchanged_edges(graph: JobGraph) -> list[EdgeSpec]:
 
 
 def _is_exchanged(edge: EdgeSpec) -> bool:
-    return not edge.dead_letter and edge.partitioning in _EXCHANGED
+    return not edge.dead_letter and edge.partitioning in _KINDS
 
 
 def _parallelism(node: OperatorSpec, default_parallelism: int) -> int:

@@ -32,13 +32,12 @@ import sys
 from typing import Any
 
 from streamflow import KeyedProcessFunction, RestartStrategy, StreamEnvironment
+from streamflow.api.exchange import ExchangeKind, ExchangeSpec
 from streamflow.connectors import CollectionSource
 from streamflow.connectors.kafka import DeliveryGuarantee, KafkaExchange, KafkaSink
-from streamflow.errors import JobCancelledError
-from streamflow.graph.spec import Partitioning
 from streamflow.core.faults import FaultInjector
+from streamflow.errors import JobCancelledError
 from streamflow.state import ValueStateDescriptor
-from streamflow.workers import ExchangeSpec
 
 RECORDS = 800
 KEYS = 13
@@ -63,7 +62,7 @@ def key_of(record: Any) -> str:
 
 def spec(topic: str) -> ExchangeSpec:
     return ExchangeSpec(
-        topic=topic, partitioning=Partitioning.HASH, key_selector=key_of, partitions=PARTITIONS,
+        topic=topic, kind=ExchangeKind.HASH, key_selector=key_of, partitions=PARTITIONS,
         max_parallelism=128, writer_uid="parse->count.0.exchange-writer", reader_uid="parse->count.0.exchange-reader",
         writer_parallelism=WRITERS, generation="crash-test", upstream_uid="parse", downstream_uid="count",
     )

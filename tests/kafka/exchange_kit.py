@@ -9,22 +9,21 @@ from collections.abc import Callable
 from typing import Any
 
 from streamflow.api.connector import SinkContext, SourceBatch, SourceContext
+from streamflow.api.exchange import ExchangeKind, ExchangeSpec
 from streamflow.connectors.kafka import KafkaExchange
 from streamflow.connectors.kafka.exchange_sink import ExchangeWriter
 from streamflow.connectors.kafka.exchange_source import ExchangeReader
-from streamflow.graph.spec import Partitioning
 from streamflow.testing.kafka import unique_topic
-from streamflow.workers import ExchangeSpec
 
 
 def first(record: Any) -> Any:
     return record[0]
 
 
-def make_spec(topic: str, *, kind: Partitioning = Partitioning.HASH, writers: int = 2, partitions: int = 4,
+def make_spec(topic: str, *, kind: ExchangeKind = ExchangeKind.HASH, writers: int = 2, partitions: int = 4,
               generation: str = "g1", key: Callable[[Any], Any] | None = first) -> ExchangeSpec:
     return ExchangeSpec(
-        topic=topic, partitioning=kind, key_selector=key if kind is Partitioning.HASH else None,
+        topic=topic, kind=kind, key_selector=key if kind is ExchangeKind.HASH else None,
         partitions=partitions, max_parallelism=128, writer_uid="up->down.0.exchange-writer",
         reader_uid="up->down.0.exchange-reader", writer_parallelism=writers, generation=generation,
         upstream_uid="up", downstream_uid="down",

@@ -24,12 +24,12 @@ from exchange_kit import (
     writer,
 )
 from kafka_sink_kit import crash
+from streamflow.api.exchange import ExchangeKind
 from streamflow.errors import ConfigError
 from streamflow.eventtime import WatermarkStatus
-from streamflow.graph.spec import Partitioning
 from streamflow.partitioning.keygroups import key_group_for
+from streamflow.partitioning.workers import partition_of_key_group, reader_partitions
 from streamflow.testing.kafka import create_topic, partitions_of
-from streamflow.workers.layout import partition_of_key_group, reader_partitions
 
 KEYS = [f"user-{i}" for i in range(24)]
 
@@ -225,9 +225,9 @@ async def test_a_fresh_reader_skips_an_earlier_deployments_records_a_restored_on
         await restored.close()
 
 
-@pytest.mark.parametrize("kind", [Partitioning.REBALANCE, Partitioning.BROADCAST])
+@pytest.mark.parametrize("kind", [ExchangeKind.REBALANCE, ExchangeKind.BROADCAST])
 async def test_rebalance_spreads_batches_and_broadcast_reaches_every_reader(
-    kafka_bootstrap: str, kind: Partitioning
+    kafka_bootstrap: str, kind: ExchangeKind
 ) -> None:
     topic = new_topic_name()
     exchange, spec = make_exchange(kafka_bootstrap), make_spec(topic, kind=kind, writers=1)
@@ -239,7 +239,7 @@ async def test_rebalance_spreads_batches_and_broadcast_reaches_every_reader(
             await w.write(batch)
         await checkpoint([w], 1)
         written = [rec for batch in batches for rec in batch]
-        if kind is Partitioning.BROADCAST:
+        if kind is ExchangeKind.BROADCAST:
             for r in readers:
                 got, _ = await read(r, len(written))
                 assert got == written  # every record, in the writer's order

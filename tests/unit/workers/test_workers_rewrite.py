@@ -6,12 +6,14 @@ from __future__ import annotations
 import pytest
 
 from streamflow import ErrorPolicy, StreamEnvironment
+from streamflow.api.exchange import ExchangeKind, ExchangeSpec, exchange_topic_name
 from streamflow.connectors import CollectSink, SocketTextSource
 from streamflow.errors import ConfigError
 from streamflow.graph.plan import build_plan
 from streamflow.graph.spec import JobGraph, OperatorKind, Partitioning
+from streamflow.partitioning.workers import WorkerLayout
 from streamflow.state import MapStateDescriptor
-from streamflow.workers import ExchangeSpec, WorkerLayout, exchange_topic_name, rewrite_for_workers
+from streamflow.workers.rewrite import rewrite_for_workers
 
 from workers_kit import FakeEnd, FakeExchanges, Match
 
@@ -69,7 +71,7 @@ def test_key_by_becomes_an_exchange_that_both_sides_chain_onto() -> None:
     factory = FakeExchanges(partitions=8)
     graph = rewrite(keyed_job(parallelism=2), workers=3, factory=factory)
     (spec,) = factory.made
-    assert spec.partitioning is Partitioning.HASH and spec.key_selector is not None
+    assert spec.kind is ExchangeKind.HASH and spec.key_selector is not None
     assert spec.topic == "streamflow.orders.parse.count.0"
     assert (spec.writer_uid, spec.reader_uid) == ("parse->count.0.exchange-writer", "parse->count.0.exchange-reader")
     assert spec.writer_parallelism == 6 and spec.partitions == 8 and spec.generation == "g1"
@@ -99,7 +101,7 @@ def test_rebalance_becomes_an_exchange_without_keys() -> None:
     factory = FakeExchanges()
     rewrite(env, workers=2, factory=factory)
     (spec,) = factory.made
-    assert spec.partitioning is Partitioning.REBALANCE and spec.key_selector is None
+    assert spec.kind is ExchangeKind.REBALANCE and spec.key_selector is None
 
 
 def test_a_broadcast_input_is_read_whole_by_one_reader_per_worker() -> None:
@@ -112,8 +114,8 @@ def test_a_broadcast_input_is_read_whole_by_one_reader_per_worker() -> None:
     )
     factory = FakeExchanges()
     graph = rewrite(env, workers=2, factory=factory)
-    kinds = {s.upstream_uid: s.partitioning for s in factory.made}
-    assert kinds == {"actions": Partitioning.HASH, "rules": Partitioning.BROADCAST}
+    kinds = {s.upstream_uid: s.kind for s in factory.made}
+    assert kinds == {"actions": ExchangeKind.HASH, "rules": ExchangeKind.BROADCAST}
     match = next(n for n in graph.nodes if n.effective_uid == "match")
     inputs = {e.input_index: (graph.node(e.upstream), e.partitioning) for e in graph.edges
               if e.downstream == match.node_id}
@@ -161,16 +163,16 @@ def test_topic_names_are_legal_distinct_and_bounded() -> None:
     assert len(long) == 249 and long != exchange_topic_name("j" * 301, "a", "b", 1)
 
 
-def test_an_exchange_spec_refuses_a_key_selector_it_cannot_use() -> None:
+def test_an_exchange_spec_refuses_a_key_selector_it_cannot_use_and_a_kind_it_does_not_know() -> None:
     with pytest.raises(ConfigError, match="HASH exchange needs"):
         ExchangeSpec(
-            topic="t", partitioning=Partitioning.REBALANCE, key_selector=len, partitions=2, max_parallelism=8,
+            topic="t", kind=ExchangeKind.REBALANCE, key_selector=len, partitions=2, max_parallelism=8,
             writer_uid="w", reader_uid="r", writer_parallelism=1, generation="g", upstream_uid="a",
             downstream_uid="b",
         )
-    with pytest.raises(ConfigError, match="not FORWARD"):
+    with pytest.raises(ConfigError, match="kind is an ExchangeKind"):
         ExchangeSpec(
-            topic="t", partitioning=Partitioning.FORWARD, key_selector=None, partitions=2, max_parallelism=8,
+            topic="t", kind="forward", key_selector=None, partitions=2, max_parallelism=8,  # type: ignore[arg-type]
             writer_uid="w", reader_uid="r", writer_parallelism=1, generation="g", upstream_uid="a",
             downstream_uid="b",
         )

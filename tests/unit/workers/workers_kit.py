@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamflow import KeyedBroadcastProcessFunction
-from streamflow.workers import ExchangeSpec
+from streamflow.api.exchange import ExchangeSpec
 
 
 @dataclass

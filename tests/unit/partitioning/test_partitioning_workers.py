@@ -8,7 +8,7 @@ import pytest
 
 from streamflow.errors import ConfigError
 from streamflow.partitioning.keygroups import key_group_for
-from streamflow.workers.layout import (
+from streamflow.partitioning.workers import (
     WorkerLayout,
     check_exchange_partitions,
     partition_key_groups,

@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-from streamflow.workers.layout import WorkerLayout
-from streamflow.workers.savepoint_set import OldSubtask, WorkerRestorePlan
+from streamflow.partitioning.workers import WorkerLayout
+from streamflow.savepoint.sets import OldSubtask, WorkerRestorePlan
 
 __all__ = ["place_own_snapshots", "place_planned_snapshots"]
 

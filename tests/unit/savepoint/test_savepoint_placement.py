@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from streamflow.partitioning.workers import WorkerLayout
+from streamflow.savepoint.placement import place_own_snapshots, place_planned_snapshots
+from streamflow.savepoint.sets import OldSubtask, RestoreNeed, SetLayout, plan_worker_restore
 from streamflow.state.operator import redistribute_split
-from streamflow.workers import WorkerLayout
-from streamflow.workers.placement import place_own_snapshots, place_planned_snapshots
-from streamflow.workers.savepoint_set import OldSubtask, RestoreNeed, SetLayout, plan_worker_restore
 
 
 def test_a_worker_restarted_alone_gives_each_subtask_its_own_state_back() -> None:

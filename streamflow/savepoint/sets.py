@@ -46,7 +46,7 @@ from streamflow.api.functions import is_checkpointed_function
 from streamflow.errors import ConfigError, StateError
 from streamflow.graph.spec import JobGraph, OperatorKind
 from streamflow.partitioning.keygroups import key_group_range
-from streamflow.workers.layout import check_exchange_partitions, subtask_key_groups
+from streamflow.partitioning.workers import check_exchange_partitions, subtask_key_groups
 
 __all__ = [
     "SET_MANIFEST_FILE",

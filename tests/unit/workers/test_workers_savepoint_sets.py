@@ -8,12 +8,11 @@ from typing import Any
 import pytest
 
 from streamflow import StreamEnvironment
+from streamflow.api.exchange import ExchangeKind
 from streamflow.connectors import CollectSink
 from streamflow.errors import ConfigError, StateError
-from streamflow.state import MapStateDescriptor
-from streamflow.workers import WorkerLayout, rewrite_for_workers
-from streamflow.workers.rewrite import exchange_specs
-from streamflow.workers.savepoint_set import (
+from streamflow.partitioning.workers import WorkerLayout
+from streamflow.savepoint.sets import (
     SET_MANIFEST_FILE,
     OldSubtask,
     RestoreNeed,
@@ -25,6 +24,8 @@ from streamflow.workers.savepoint_set import (
     set_directory_name,
     write_set_manifest,
 )
+from streamflow.state import MapStateDescriptor
+from streamflow.workers.rewrite import exchange_specs, rewrite_for_workers
 
 from workers_kit import FakeExchanges, Match
 
@@ -147,7 +148,7 @@ def test_restore_needs_follow_what_each_operator_keeps() -> None:
                                      generation="g")
     graph = rewrite_for_workers(env.job_graph(), exchanges=FakeExchanges(), **arguments)
     specs = exchange_specs(env.job_graph(), partitions=8, **arguments)
-    broadcast_readers = {s.reader_uid for s in specs if s.partitioning.value == "broadcast"}
+    broadcast_readers = {s.reader_uid for s in specs if s.kind is ExchangeKind.BROADCAST}
     needs = restore_needs(graph, broadcast_readers)
     assert needs["latest"] is RestoreNeed.KEYED
     assert needs["match"] is RestoreNeed.BROADCAST_STATE

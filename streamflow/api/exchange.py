@@ -1,12 +1,14 @@
-"""Exchanges: the edges between workers, as plain data, and who turns them into a
-source and a sink.
+"""Exchanges: the edges between workers, as plain data, and the contract of whoever
+turns them into a source and a sink.
 
 With several workers, every edge that redistributes records (HASH after ``key_by``,
 REBALANCE, BROADCAST) becomes an exchange: upstream subtasks write its topic through an
 exchange sink, downstream subtasks read it through an exchange source, each in its own
 worker. An :class:`ExchangeSpec` says everything both ends must agree on; an
 :class:`ExchangeFactory` (the Kafka one lives in the connectors, which the core never
-imports) makes the two graph nodes from it.
+imports) makes the two graph nodes from it. Like the source and sink contract, this is
+what a connector implements, so it lives with that contract; the graph rewrite that
+makes the specs is ``streamflow.workers``.
 
 Names. An exchange is identified by its edge: upstream uid, downstream uid and the
 downstream input it feeds. Its topic is ``streamflow.<job>.<upstream>.<downstream>.<input>``
@@ -20,6 +22,7 @@ it.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import re
 from collections.abc import Callable
@@ -28,14 +31,23 @@ from typing import Any, Protocol
 
 from streamflow.api.connector import Sink, Source
 from streamflow.errors import ConfigError
-from streamflow.graph.spec import Partitioning
 
-__all__ = ["ExchangeFactory", "ExchangeSpec", "exchange_topic_name", "exchange_uids"]
+__all__ = ["ExchangeFactory", "ExchangeKind", "ExchangeSpec", "exchange_topic_name", "exchange_uids"]
 
 _KAFKA_TOPIC_MAX = 249
 _LEGAL = re.compile(r"[^A-Za-z0-9._-]")
 _HASH_DIGITS = 10
-_EXCHANGED = frozenset({Partitioning.HASH, Partitioning.REBALANCE, Partitioning.BROADCAST})
+
+
+class ExchangeKind(enum.Enum):
+    """How an exchange spreads records over its partitions (the edge it replaces)."""
+
+    HASH = "hash"
+    """By the record's key group (after ``key_by``)."""
+    REBALANCE = "rebalance"
+    """Whole batches round robin."""
+    BROADCAST = "broadcast"
+    """Every reader reads every partition."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,9 +56,9 @@ class ExchangeSpec:
 
     Attributes:
         topic: the exchange topic (see :func:`exchange_topic_name`).
-        partitioning: HASH (partition by the record's key group), REBALANCE (batches
-            round robin over the partitions) or BROADCAST (every reader reads every
-            partition; each writer keeps to one partition, so its order holds).
+        kind: HASH (partition by the record's key group), REBALANCE (batches round
+            robin over the partitions) or BROADCAST (every reader reads every partition;
+            each writer keeps to one partition, so its order holds).
         key_selector: the edge's key selector (HASH only).
         partitions: the topic's partition count E, fixed for the job's life.
         max_parallelism: the job's number of key groups.
@@ -59,7 +71,7 @@ class ExchangeSpec:
     """
 
     topic: str
-    partitioning: Partitioning
+    kind: ExchangeKind
     key_selector: Callable[[Any], Any] | None
     partitions: int
     max_parallelism: int
@@ -72,12 +84,12 @@ class ExchangeSpec:
     input_index: int = 0
 
     def __post_init__(self) -> None:
-        if self.partitioning not in _EXCHANGED:
+        if not isinstance(self.kind, ExchangeKind):
             raise ConfigError(
-                f"an exchange carries a HASH, REBALANCE or BROADCAST edge, not {self.partitioning.name} "
+                f"an exchange's kind is an ExchangeKind (HASH, REBALANCE or BROADCAST), got {self.kind!r} "
                 f"({self.upstream_uid!r} -> {self.downstream_uid!r})"
             )
-        if (self.partitioning is Partitioning.HASH) != (self.key_selector is not None):
+        if (self.kind is ExchangeKind.HASH) != (self.key_selector is not None):
             raise ConfigError(
                 f"exchange {self.topic!r}: a HASH exchange needs the edge's key selector and no other kind takes one"
             )
