@@ -4,6 +4,11 @@ Made by ``StreamEnvironment.execute_async``; every method runs on the job's even
 It reads the job's metrics (and logs a line of them every ``metrics_interval`` seconds
 while the job runs), triggers checkpoints and savepoints through the attempt's
 coordinator, stops with a savepoint, cancels, and returns the result.
+
+A worker of a job on several processes is made ready when the job starts, not when it
+is built (it takes its lock and registers in the checkpoint root, see
+:mod:`streamflow.workers.startup`): its client starts from a :class:`WorkerStart`, and
+its execution exists once :meth:`JobClient.started` returned.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import asyncio
 import logging
 from pathlib import Path
 from typing import Any
+
+from streamflow.workers.startup import WorkerIdentity, WorkerStart
 
 from streamflow.errors import CheckpointError, ConfigError, JobCancelledError
 from streamflow.metrics.snapshot import format_line, job_metrics
@@ -29,44 +36,72 @@ class JobClient:
     """A running job: its metrics, checkpoints and savepoints on demand, stop, cancel, and
     the result. Every method is called on the job's event loop."""
 
-    def __init__(self, execution: Execution, metrics_interval: float | None = None) -> None:
-        self._execution = execution
+    def __init__(self, execution: Execution | WorkerStart, metrics_interval: float | None = None) -> None:
+        self._worker = execution if isinstance(execution, WorkerStart) else None
+        self._execution: Execution | None = execution if isinstance(execution, Execution) else None
+        self._job_name = execution.job_name if isinstance(execution, WorkerStart) else execution.settings.job_name
+        self._created = asyncio.Event()
         self._cancel_requested = False
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(metrics_interval), name=f"job:{execution.settings.job_name}"
-        )
+        self._task = asyncio.get_running_loop().create_task(self._run(metrics_interval), name=f"job:{self._job_name}")
 
     async def _run(self, metrics_interval: float | None) -> JobResult:
+        if self._worker is None:
+            assert self._execution is not None
+            return await self._run_execution(self._execution, metrics_interval)
+        async with self._worker.open() as execution:  # the worker's lock is held while it runs
+            return await self._run_execution(execution, metrics_interval)
+
+    async def _run_execution(self, execution: Execution, metrics_interval: float | None) -> JobResult:
+        self._execution = execution
+        self._created.set()
         reporter = None
         if metrics_interval:
-            reporter = asyncio.create_task(self._report(metrics_interval), name="metrics-reporter")
+            reporter = asyncio.create_task(self._report(execution, metrics_interval), name="metrics-reporter")
         try:
-            result = await self._execution.run()
+            result = await execution.run()
         finally:
             if reporter is not None:
                 reporter.cancel()
-        result.metrics = job_metrics(self._execution)
+        result.metrics = job_metrics(execution)
         return result
 
-    async def _report(self, interval: float) -> None:
+    async def _report(self, execution: Execution, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            if self._execution.tasks:
-                log.info("%s", format_line(self._execution))
+            if execution.tasks:
+                log.info("%s", format_line(execution))
 
     @property
     def job_name(self) -> str:
-        return self._execution.settings.job_name
+        return self._job_name
+
+    @property
+    def worker(self) -> WorkerIdentity | None:
+        """Which worker of a job on several processes this is (None for a one-process
+        job, or while the worker is starting)."""
+        return None if self._worker is None else self._worker.identity
 
     @property
     def status(self) -> JobStatus:
         """created, running, restarting, finished, failed or cancelled (a str enum)."""
-        return self._execution.status
+        if self._execution is not None:
+            return self._execution.status
+        if self._task.done() and not self._task.cancelled() and self._task.exception() is not None:
+            return JobStatus.FAILED  # the worker could not start
+        return JobStatus.CREATED
 
     def metrics(self) -> dict[str, Any]:
         """Per task busy/idle/backpressured time, per channel fill, per operator counts,
-        checkpoint history."""
+        checkpoint history. A worker that is still starting has none yet: only its job
+        and status."""
+        if self._execution is None:
+            return {"job": self.job_name, "status": self.status}
         return job_metrics(self._execution)
+
+    def _started_execution(self, what: str) -> Execution:
+        if self._execution is None:
+            raise CheckpointError(f"cannot {what}: job {self.job_name!r} is {self.status}; it has not started")
+        return self._execution
 
     @property
     def done(self) -> bool:
@@ -80,7 +115,7 @@ class JobClient:
 
     async def trigger_checkpoint(self) -> int:
         """Take a checkpoint now; returns its id once it is complete."""
-        coordinator = self._execution.coordinator
+        coordinator = self._started_execution("take a checkpoint").coordinator
         if coordinator is None:
             raise ConfigError("the job has not started yet")
         return await coordinator.trigger_checkpoint()
@@ -116,13 +151,14 @@ class JobClient:
         return await self._coordinator("stop with a savepoint").trigger_savepoint(target, stop=True)
 
     def _savepoint_target(self, directory: str | Path | None) -> Path:
-        target = directory if directory is not None else self._execution.settings.savepoint_dir
+        execution = self._started_execution("take a savepoint")
+        target = directory if directory is not None else execution.settings.savepoint_dir
         if target is None:
             raise ConfigError(
                 f"no savepoint directory for job {self.job_name!r}: pass one, or set a default with "
                 "env.set_savepoint_dir(...) (streamflow run --savepoint-dir)"
             )
-        without_uid = operators_without_uid(self._execution.plan)
+        without_uid = operators_without_uid(execution.plan)
         if without_uid:
             log.warning(
                 "job %r: operators %s hold state but have no uid of their own; their state goes into the "
@@ -133,7 +169,7 @@ class JobClient:
         return local_path(target, "savepoint directory")
 
     def _coordinator(self, what: str) -> CheckpointCoordinator:
-        execution = self._execution
+        execution = self._started_execution(what)
         if execution.status is not JobStatus.RUNNING or execution.coordinator is None:
             raise CheckpointError(
                 f"cannot {what}: job {self.job_name!r} is {execution.status}; savepoints are taken while it runs"
@@ -151,15 +187,20 @@ class JobClient:
             whatever stopped the job before it started (as :meth:`wait` would), e.g.
             ConfigError for a path that holds no savepoint.
         """
-        if self._execution.has_started:
+        if self._execution is not None and self._execution.has_started:
             return
-        started = asyncio.ensure_future(self._execution.wait_started())
+        started = asyncio.ensure_future(self._wait_started())
         try:
             await asyncio.wait({self._task, started}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             started.cancel()
-        if not self._execution.has_started:
+        if self._execution is None or not self._execution.has_started:
             await self.wait()  # it ended before starting: raise why
+
+    async def _wait_started(self) -> None:
+        await self._created.wait()
+        assert self._execution is not None
+        await self._execution.wait_started()
 
     async def wait(self) -> JobResult:
         """The result once the job ends.

@@ -31,6 +31,7 @@ from streamflow.errors import ConfigError
 from streamflow.partitioning.keygroups import key_group_range, subtask_for_key_group, subtask_table
 
 __all__ = [
+    "ONE_PROCESS",
     "WorkerLayout",
     "check_exchange_partitions",
     "partition_key_groups",
@@ -45,10 +46,17 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerLayout:
-    """Worker ``index`` of ``workers``; ``workers == 1`` is a plain one-process job."""
+    """Worker ``index`` of ``workers``; ``workers == 1`` is a plain one-process job.
+
+    ``exchange_partitions``: the partition count E of the job's exchanges when its keyed
+    operators are fed by exchange topics (the graph was cut for several workers); their
+    key groups then follow the partitions their exchange readers own. ``None``: keyed
+    operators own Flink's contiguous split of the key groups over their subtasks.
+    """
 
     workers: int
     index: int
+    exchange_partitions: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
@@ -58,6 +66,9 @@ class WorkerLayout:
                 f"worker index {self.index!r} is not one of the {self.workers} workers: give each worker "
                 f"process its own --worker-index from 0 to {self.workers - 1}"
             )
+        partitions = self.exchange_partitions
+        if partitions is not None and (isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1):
+            raise ConfigError(f"the exchange partition count must be an int >= 1, got {partitions!r}")
 
     @property
     def is_distributed(self) -> bool:
@@ -76,6 +87,18 @@ class WorkerLayout:
     def worker_of(self, global_subtask: int, local_parallelism: int) -> int:
         """The worker that runs ``global_subtask`` (the inverse of :meth:`global_subtask`)."""
         return global_subtask // local_parallelism
+
+    def key_groups(self, max_parallelism: int, local_subtask: int, local_parallelism: int) -> range:
+        """The key groups this worker's keyed ``local_subtask`` owns (see the class docstring)."""
+        subtask = self.global_subtask(local_subtask, local_parallelism)
+        parallelism = self.global_parallelism(local_parallelism)
+        if self.exchange_partitions is None:
+            return key_group_range(max_parallelism, parallelism, subtask)
+        return subtask_key_groups(max_parallelism, self.exchange_partitions, parallelism, subtask)
+
+
+ONE_PROCESS = WorkerLayout(workers=1, index=0)
+"""The layout of a job that is not split into workers: local and global indices agree."""
 
 
 def check_exchange_partitions(partitions: int, max_parallelism: int, workers: int) -> None:

@@ -73,6 +73,8 @@ class SavepointSetManifest:
 
     ``savepoints[i]`` is worker i's savepoint directory, relative to the set directory.
     ``parallelism`` is each stateful operator uid's local parallelism (per worker).
+    ``exchanged``: the workers' keyed operators were fed by exchange topics (several
+    workers, or one that kept the exchanges of a set it was restored from).
     """
 
     job_name: str
@@ -83,6 +85,7 @@ class SavepointSetManifest:
     generation: str
     savepoints: tuple[str, ...]
     parallelism: Mapping[str, int]
+    exchanged: bool
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -98,7 +101,7 @@ class SavepointSetManifest:
     def layout(self) -> SetLayout:
         return SetLayout(
             workers=self.workers, exchange_partitions=self.exchange_partitions,
-            max_parallelism=self.max_parallelism, parallelism=self.parallelism, exchanged=self.workers > 1,
+            max_parallelism=self.max_parallelism, parallelism=self.parallelism, exchanged=self.exchanged,
         )
 
     def to_json(self) -> bytes:
@@ -106,7 +109,7 @@ class SavepointSetManifest:
             "format_version": self.format_version, "job_name": self.job_name, "workers": self.workers,
             "exchange_partitions": self.exchange_partitions, "max_parallelism": self.max_parallelism,
             "fingerprint": self.fingerprint, "generation": self.generation, "savepoints": list(self.savepoints),
-            "parallelism": dict(sorted(self.parallelism.items())),
+            "parallelism": dict(sorted(self.parallelism.items())), "exchanged": self.exchanged,
         }, indent=1).encode()
 
     @classmethod
@@ -129,6 +132,7 @@ class SavepointSetManifest:
                 fingerprint=str(data["fingerprint"]), generation=str(data["generation"]),
                 savepoints=tuple(str(p) for p in data["savepoints"]),
                 parallelism={str(uid): int(p) for uid, p in data["parallelism"].items()},
+                exchanged=bool(data["exchanged"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StateError(f"{str(path)!r} misses or mistypes a field of a savepoint set: {exc!r}") from exc

@@ -12,7 +12,10 @@ change, before it reads or writes anything:
   ``<root>/worker-<i>.lock`` (``flock``) while it runs. The lock goes with the process,
   however it ends, so a worker killed and started again finds it free.
 
-The first worker also draws the job's ``generation``: exchange readers that start
+The first worker also records whether the job's graph is cut at exchanges (``exchanged``:
+several workers, or one that restored a savepoint set of several and must read what
+their exchange topics hold); a worker started again on the same root follows it, even
+if it was not told again where it was restored from. It also draws the job's ``generation``: exchange readers that start
 without restored offsets skip records of other generations (an earlier deployment of
 the same job left them in the topic). A new root means a new generation: changing the
 number of workers goes through a savepoint set and a new root.
@@ -52,6 +55,7 @@ class WorkerManifest:
     max_parallelism: int
     fingerprint: str
     outline: tuple[str, ...] = ()
+    exchanged: bool = False
     generation: str = field(default_factory=lambda: secrets.token_hex(8))
     created_at: float = field(default_factory=time.time)
     format_version: int = FORMAT_VERSION
@@ -79,7 +83,7 @@ class WorkerManifest:
                 job_name=str(data["job_name"]), workers=int(data["workers"]),
                 exchange_partitions=int(data["exchange_partitions"]), max_parallelism=int(data["max_parallelism"]),
                 fingerprint=str(data["fingerprint"]), outline=tuple(str(line) for line in data.get("outline", ())),
-                generation=str(data["generation"]), created_at=float(data["created_at"]),
+                exchanged=bool(data["exchanged"]), generation=str(data["generation"]), created_at=float(data["created_at"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{str(path)!r} misses or mistypes a field of a workers manifest: {exc!r}") from exc

@@ -33,7 +33,13 @@ from streamflow.errors import ConfigError
 from streamflow.graph.spec import EdgeSpec, JobGraph, OperatorKind, OperatorSpec, Partitioning
 from streamflow.partitioning.workers import WorkerLayout, check_exchange_partitions
 
-__all__ = ["check_sources_split", "exchange_specs", "rewrite_for_workers"]
+__all__ = [
+    "broadcast_reader_uids",
+    "check_sources_split",
+    "exchange_specs",
+    "exchanged_edges",
+    "rewrite_for_workers",
+]
 
 _KINDS = {
     Partitioning.HASH: ExchangeKind.HASH,
@@ -76,7 +82,7 @@ def rewrite_for_workers(
     readers: list[OperatorSpec] = []
     writers: list[OperatorSpec] = []
     edges: list[EdgeSpec] = []
-    pending = iter(specs)  # in the order of _exchanged_edges
+    pending = iter(specs)  # in the order of exchanged_edges
     for edge in graph.edges:
         if not _is_exchanged(edge):
             edges.append(edge)
@@ -122,7 +128,7 @@ def exchange_specs(
 ) -> list[ExchangeSpec]:
     """The exchanges of ``graph`` run by ``layout.workers`` workers, in edge order."""
     specs = []
-    for edge in _exchanged_edges(graph):
+    for edge in exchanged_edges(graph):
         up, down = graph.node(edge.upstream), graph.node(edge.downstream)
         writer_uid, reader_uid = exchange_uids(up.effective_uid, down.effective_uid, edge.input_index)
         specs.append(
@@ -159,8 +165,20 @@ def check_sources_split(graph: JobGraph, workers: int) -> None:
             )
 
 
-def _exchanged_edges(graph: JobGraph) -> list[EdgeSpec]:
+def exchanged_edges(graph: JobGraph) -> list[EdgeSpec]:
+    """The edges of ``graph`` that become exchanges when it runs on several workers."""
     return [e for e in graph.edges if _is_exchanged(e)]
+
+
+def broadcast_reader_uids(graph: JobGraph) -> set[str]:
+    """The uids of the readers of ``graph``'s broadcast exchanges (their offsets, like
+    broadcast state, are restored from one old worker: see the savepoint sets)."""
+    uid_of = {node.node_id: node.effective_uid for node in graph.nodes}
+    return {
+        exchange_uids(uid_of[edge.upstream], uid_of[edge.downstream], edge.input_index)[1]
+        for edge in exchanged_edges(graph)
+        if edge.partitioning is Partitioning.BROADCAST
+    }
 
 
 def _is_exchanged(edge: EdgeSpec) -> bool:

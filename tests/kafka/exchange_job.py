@@ -7,7 +7,8 @@ the exchange crash test kills and restarts.
 The writer (bounded) reads ``RECORDS`` records ``(key, id, Decimal, (id, key))`` from a
 CollectionSource at parallelism ``WRITERS``, paces them (so the run spans many
 checkpoints) and writes them through the exchange sink, keyed by ``key``. The reader
-(unbounded; SIGTERM cancels it, exit 3) reads the exchange at parallelism ``READERS``,
+(it ends once every writer's end of input is committed; SIGTERM cancels it, exit 3)
+reads the exchange at parallelism ``READERS``,
 paces the records (a backlog builds up behind the exchange reader), counts per
 key in keyed state and writes ``{"key", "count", "id", "types"}`` JSON to ``--output-topic``
 with an exactly-once KafkaSink. Both checkpoint every 0.2 s; the reader's batches are

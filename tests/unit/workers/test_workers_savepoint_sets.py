@@ -36,7 +36,7 @@ def set_manifest(workers: int = 2) -> SavepointSetManifest:
     return SavepointSetManifest(
         job_name="orders", workers=workers, exchange_partitions=8, max_parallelism=128, fingerprint="f" * 64,
         generation="abc", savepoints=tuple(f"worker-{i}/savepoint-orders-{i + 3}-aa" for i in range(workers)),
-        parallelism={"count": 2, "src": 2},
+        parallelism={"count": 2, "src": 2}, exchanged=workers > 1,
     )
 
 
@@ -59,10 +59,10 @@ def test_a_set_of_another_format_or_shape_is_refused(tmp_path: Path) -> None:
         read_set_manifest(tmp_path)
     with pytest.raises(ConfigError, match="needs 3 savepoints"):
         SavepointSetManifest(job_name="j", workers=3, exchange_partitions=8, max_parallelism=128, fingerprint="f",
-                             generation="g", savepoints=("a", "b"), parallelism={})
+                             generation="g", savepoints=("a", "b"), parallelism={}, exchanged=True)
     with pytest.raises(ConfigError, match="paths inside the set"):
         SavepointSetManifest(job_name="j", workers=1, exchange_partitions=8, max_parallelism=128, fingerprint="f",
-                             generation="g", savepoints=("../elsewhere",), parallelism={})
+                             generation="g", savepoints=("../elsewhere",), parallelism={}, exchanged=False)
 
 
 def layout(workers: int, local: int, *, exchanged: bool | None = None, partitions: int = 8,
