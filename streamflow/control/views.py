@@ -11,16 +11,28 @@ _HISTORY_SHOWN = 10
 
 
 def format_jobs(jobs: list[dict[str, Any]], now: float | None = None) -> str:
-    """One line per job: id, name, status, pid, uptime. ``jobs`` are ``ping`` results."""
+    """One line per job: id, name, status, pid, uptime; and per worker of a job on several
+    processes, which worker (``i/N``) of which deployment. ``jobs`` are ``ping`` results."""
     if not jobs:
         return "no running jobs"
     now = time.time() if now is None else now
-    rows: list[tuple[str, ...]] = [("JOB ID", "NAME", "STATUS", "PID", "UPTIME")]
-    for job in jobs:
+    workers = any(job.get("worker") for job in jobs)
+    rows: list[tuple[str, ...]] = [("JOB ID", "NAME", *(("WORKER",) if workers else ()), "STATUS", "PID", "UPTIME")]
+    for job in sorted(jobs, key=_by_job_and_worker):
         started = job.get("started_at")
         uptime = _duration(now - started) if isinstance(started, (int, float)) else "?"
-        rows.append((str(job["job_id"]), str(job["name"]), str(job["status"]), str(job["pid"]), uptime))
+        worker = job.get("worker")
+        where = (f"{worker['index']}/{worker['workers']} ({worker['generation'][:8]})" if worker else "-",)
+        rows.append(
+            (str(job["job_id"]), str(job["name"]), *(where if workers else ()), str(job["status"]), str(job["pid"]),
+             uptime)
+        )
     return _table(rows)
+
+
+def _by_job_and_worker(job: dict[str, Any]) -> tuple[str, str, int]:
+    worker = job.get("worker") or {}
+    return (str(job["name"]), str(worker.get("generation", "")), int(worker.get("index", 0)))
 
 
 def format_status(status: dict[str, Any], now: float | None = None) -> str:

@@ -82,6 +82,11 @@ class JobClient:
         return None if self._worker is None else self._worker.identity
 
     @property
+    def savepoint_dir(self) -> Path | None:
+        """Where savepoints go when a trigger or stop names no directory (None: nowhere)."""
+        return None if self._execution is None else self._execution.settings.savepoint_dir
+
+    @property
     def status(self) -> JobStatus:
         """created, running, restarting, finished, failed or cancelled (a str enum)."""
         if self._execution is not None:

@@ -173,6 +173,13 @@ class StreamEnvironment:
     def checkpoint_config(self) -> CheckpointConfig | None:
         return self._checkpoint
 
+    @property
+    def workers(self) -> WorkerConfig | None:
+        """Which worker of how many this process runs (see :meth:`set_workers`); None for
+        a job on one process. ``streamflow run --workers N`` sets it before the program's
+        build function runs."""
+        return self._workers
+
     # -- sources ----------------------------------------------------------------------
 
     def from_source(self, source: Source, name: str | None = None) -> DataStream[Any]:
