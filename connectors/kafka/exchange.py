@@ -15,7 +15,7 @@ restored reader resumes from its saved offsets).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -98,6 +98,11 @@ class KafkaExchange:
     def source(self, spec: ExchangeSpec) -> ExchangeSource:
         self._check(spec)
         return ExchangeSource(self, spec)
+
+    async def prepare(self, specs: Sequence[ExchangeSpec], where: str) -> None:
+        """Every exchange topic of a worker created or checked (see :mod:`.exchange_topics`)."""
+        for spec in specs:
+            await self.ensure_topic(spec, where)
 
     async def ensure_topic(self, spec: ExchangeSpec, where: str) -> None:
         """Create ``spec``'s topic if it is missing, check it if not (see :mod:`.exchange_topics`)."""

@@ -200,6 +200,12 @@ class ExchangeReader:
         self._at += 1
         self._pack = None
 
+    def lag(self) -> dict[str, int]:
+        """Kafka records (packs and control records) not fetched yet per owned partition
+        (see :meth:`KafkaSourceReader.lag`): what ``streamflow status`` shows per
+        exchange topic."""
+        return self._fetcher.lag()
+
     # -- checkpoints --------------------------------------------------------------------
 
     def snapshot_splits(self, checkpoint_id: int) -> list[Any]:

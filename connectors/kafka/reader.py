@@ -16,6 +16,9 @@ Lifecycle (called from the subtask's own task, one call at a time):
    lag monitoring only.
 5. ``close``: stop the consumer and the admin client.
 
+``lag()`` (any time, for the job's metrics) says how far each partition is behind its
+end, as of the latest fetch.
+
 (Over 400 lines: one consumer's lifecycle, whose steps share its splits and clients;
 offsets, metadata, watermarks and deserializing are in modules of their own.)
 """
@@ -377,6 +380,21 @@ class KafkaSourceReader:
                 self._where, ", ".join(s.name for s in splits),
             )
             self._assign([*self._splits.values(), *splits])
+
+    def lag(self) -> dict[str, int]:
+        """Records between the next one to read and the end of each partition (its last
+        stable offset under ``read_committed``, else its high watermark), as the latest
+        fetch response said; partitions not fetched yet are left out. For monitoring."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        committed = self._source.isolation_level == "read_committed"
+        behind: dict[str, int] = {}
+        for tp, split in self._splits.items():
+            end = consumer.last_stable_offset(tp) if committed else consumer.highwater(tp)
+            if end is not None:
+                behind[split.name] = max(0, int(end) - split.offset)
+        return behind
 
     # -- checkpoints ------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -118,6 +118,12 @@ class ExchangeFactory(Protocol):
 
     def source(self, spec: ExchangeSpec) -> Source:
         """The reading end: a replayable source whose offsets live in the reader's checkpoints."""
+
+    async def prepare(self, specs: Sequence[ExchangeSpec], where: str) -> None:
+        """Create the exchanges' topics if missing and check them if not, before a worker
+        starts: a topic that cannot serve the job (another partition count) raises
+        ConfigError, saying what to change; an unreachable cluster raises
+        ConnectorError (the worker's restart strategy then deals with it)."""
 
 
 def exchange_topic_name(job_name: str, upstream_uid: str, downstream_uid: str, input_index: int) -> str:

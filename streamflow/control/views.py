@@ -42,13 +42,17 @@ def format_status(status: dict[str, Any], now: float | None = None) -> str:
     metrics = status["metrics"]
     started = status.get("started_at")
     uptime = f", up {_duration(now - started)}" if isinstance(started, (int, float)) else ""
-    lines = [
-        f"job {status['job_id']} ({status['name']}), pid {status['pid']}{uptime}",
-        f"  status {metrics['status']}, attempt {metrics['attempt']}",
-    ]
+    lines = [f"job {status['job_id']} ({status['name']}), pid {status['pid']}{uptime}"]
+    worker = status.get("worker")
+    if worker:
+        lines.append(f"  worker {worker['index']} of {worker['workers']} (deployment {worker['generation']})")
+    lines.append(f"  status {metrics['status']}, attempt {metrics['attempt']}")
     for failure in metrics.get("failures", [])[-3:]:
         lines.append(f"  earlier failure: {failure}")
     checkpoints = metrics["checkpoints"]
+    completed = [r["id"] for r in checkpoints.get("history", []) if r.get("status") == "completed"]
+    if completed:
+        lines.append(f"  last completed checkpoint {completed[-1]}")
     restored = checkpoints.get("restored_from")
     if restored is not None:
         lines.append(f"  restored from checkpoint {restored} ({checkpoints.get('restored_path')})")
@@ -81,6 +85,13 @@ def format_status(status: dict[str, Any], now: float | None = None) -> str:
                 (f"  {name}", _pct(t["busy_ratio"]), _pct(t["idle_ratio"]), _pct(t["backpressured_ratio"]))
             )
         lines.append(_table(task_rows))
+    lag = _lag_by_topic(tasks)
+    if lag:
+        lines.append("")
+        lag_rows: list[tuple[str, ...]] = [("source topic", "PARTITIONS", "RECORDS BEHIND")]
+        for topic, (partitions, behind) in sorted(lag.items()):
+            lag_rows.append((f"  {topic}", str(partitions), str(behind)))
+        lines.append(_table(lag_rows))
     channels = metrics.get("channels", {})
     if channels:
         lines.append("")
@@ -89,6 +100,18 @@ def format_status(status: dict[str, Any], now: float | None = None) -> str:
             channel_rows.append((f"  {name}", _pct(c["fill"]), f"{c['blocked_seconds']:.2f}s"))
         lines.append(_table(channel_rows))
     return "\n".join(lines)
+
+
+def _lag_by_topic(tasks: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """Topic -> (partitions read, records behind their end), over every source task
+    (exchange topics between workers are ``streamflow.<job>...``)."""
+    found: dict[str, tuple[int, int]] = {}
+    for task in tasks.values():
+        for split, behind in (task.get("source_lag") or {}).items():
+            topic = str(split).rpartition("-")[0]
+            partitions, total = found.get(topic, (0, 0))
+            found[topic] = (partitions + 1, total + int(behind))
+    return found
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:

@@ -39,9 +39,12 @@ def job_metrics(execution: Execution) -> dict[str, Any]:
     tasks: dict[str, Any] = {}
     operators: dict[str, Any] = {}
     for task in execution.tasks:
-        entry = task_times(task)
+        entry: dict[str, Any] = dict(task_times(task))
         if hasattr(task, "records_out") and hasattr(task, "source_uid"):
             entry["source_records_out"] = task.records_out
+            lag = getattr(getattr(task, "reader", None), "lag", None)
+            if callable(lag):  # a reader that knows how far behind its input it is (Kafka)
+                entry["source_lag"] = dict(lag())
         tasks[task.name] = entry
         counted = [(op.uid, op.metrics) for op in task.operators]
         source_metrics = getattr(task, "source_metrics", None)  # a source task: bad records it read

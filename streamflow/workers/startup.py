@@ -14,7 +14,10 @@ Then, when the job starts (:meth:`WorkerStart.open`), in order:
 3. it registers in the root's ``workers.json``: the first worker writes it, every
    other is compared with it (another job, another number of workers, another graph:
    refused); it gives the job's generation and whether its graph is cut at exchanges;
-4. its graph is cut at the exchanges (:func:`~.rewrite.rewrite_for_workers`) and planned;
+4. its graph is cut at the exchanges (:func:`~.rewrite.rewrite_for_workers`) and planned,
+   and the exchange topics are created or checked (one with another partition count is
+   refused here, before anything is read; an unreachable cluster is left to the first
+   attempt and the restart strategy);
 5. from a savepoint set, it plans which old snapshots it reads
    (:func:`~streamflow.savepoint.sets.plan_worker_restore`); from a single savepoint,
    the usual restore applies (every old subtask's state is dealt over the job's global
@@ -26,13 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from streamflow.api.exchange import ExchangeFactory
-from streamflow.errors import ConfigError
+from streamflow.errors import ConfigError, ConnectorError
 from streamflow.graph.plan import PhysicalPlan, build_plan
 from streamflow.graph.spec import JobGraph
 from streamflow.partitioning.workers import WorkerLayout, check_exchange_partitions
@@ -46,11 +50,14 @@ from streamflow.workers.manifest import WorkerLock, WorkerManifest, register_wor
 from streamflow.workers.rewrite import (
     broadcast_reader_uids,
     check_sources_split,
+    exchange_specs,
     exchanged_edges,
     rewrite_for_workers,
 )
 
 __all__ = ["WorkerConfig", "WorkerIdentity", "WorkerStart"]
+
+log = logging.getLogger("streamflow.workers")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -223,12 +230,22 @@ class WorkerStart:
         )
         graph = self._graph
         if exchanged:
-            why = "the exchange topics its deployment reads"
+            exchanges = self._require_exchange("the exchange topics its deployment reads")
             graph = rewrite_for_workers(
                 graph, layout=layout, job_name=self.job_name, default_parallelism=self._default_parallelism,
-                max_parallelism=self._max_parallelism, exchanges=self._require_exchange(why),
+                max_parallelism=self._max_parallelism, exchanges=exchanges,
                 generation=manifest.generation, keep_exchanges=True,
             )
+            specs = exchange_specs(
+                self._graph, layout=layout, job_name=self.job_name, default_parallelism=self._default_parallelism,
+                max_parallelism=self._max_parallelism, partitions=exchanges.partitions,
+                generation=manifest.generation,
+            )
+            where = f"worker {config.index} of job {self.job_name!r}"
+            try:
+                await exchanges.prepare(specs, where)
+            except ConnectorError as exc:
+                log.warning("%s: the exchange topics cannot be checked now (%s); its first attempt will", where, exc)
         plan = build_plan(graph, self._default_parallelism, self._max_parallelism, self._chaining)
         parallelism = _stateful_parallelism(graph, plan)
         self.identity = WorkerIdentity(

@@ -40,6 +40,9 @@ class FakeExchanges:
     def source(self, spec: ExchangeSpec) -> FakeEnd:
         return FakeEnd("source", spec)
 
+    async def prepare(self, specs: list[ExchangeSpec], where: str) -> None:
+        self.prepared = list(specs)
+
 
 class Match(KeyedBroadcastProcessFunction):
     def process_element(self, value: Any, ctx: Any, out: Any) -> None:
