@@ -1,0 +1,123 @@
+"""A worker killed again and again while the others keep committing; every worker shown
+by ``streamflow list`` and ``status``; one ``streamflow stop`` stops them all with a
+savepoint set.
+
+Three workers (``streamflow run workers_job:build --workers 3``) read input that keeps
+coming. The test SIGKILLs worker 1 four times; each time, while it is down, the output
+the other workers commit grows, and their processes are never restarted (same pids);
+the supervisor starts worker 1 again alone. Then the input stops, the output becomes
+exact, ``list``/``status`` show each worker with its last checkpoint and its lag per
+exchange topic, and ``stop`` takes a complete savepoint set and ends every worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+import workers_job
+from streamflow.savepoint.sets import read_set_manifest
+from worker_processes import (
+    all_codes,
+    check_exact,
+    cli,
+    exchange_topics,
+    job_environment,
+    kill,
+    new_settings,
+    open_transactions,
+    output_rows,
+    produce_codes,
+    produce_records,
+    registered_workers,
+    run_arguments,
+    start_job,
+    wait_for_output,
+    wait_for_workers,
+)
+
+KEYS = 30
+WAVE = 60  # records per wave of input
+WAVE_PAUSE = 0.25
+KILLS = 4
+
+
+@pytest.mark.crash
+@pytest.mark.timeout(300)
+async def test_a_worker_killed_repeatedly_restarts_alone_while_the_others_keep_committing(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    settings = await new_settings(kafka_bootstrap)
+    await produce_codes(settings, all_codes())
+    job, home = "isolation", tmp_path / "home"
+    env = job_environment(settings, home)
+    args = run_arguments(settings, job=job, root=tmp_path / "chk", workers=3, extra=("--savepoint-dir", str(tmp_path / "sp")))
+    run = await start_job(args, env, "3 workers")
+    records: list[dict[str, object]] = []
+    feeding = True
+
+    async def feed() -> None:
+        while feeding:
+            wave = [workers_job.record(len(records) + i, KEYS) for i in range(WAVE)]
+            await produce_records(settings, wave)
+            records.extend(wave)
+            await asyncio.sleep(WAVE_PAUSE)
+
+    feeder = asyncio.create_task(feed())
+    try:
+        workers = await wait_for_workers(home, job, 3)
+        others = {e.worker.index: e.pid for e in workers if e.worker is not None and e.worker.index != 1}
+        await wait_for_output(settings, WAVE, timeout=60.0, runs=[run])
+        for _ in range(KILLS):
+            victim = next(e for e in await wait_for_workers(home, job, 3) if e.worker and e.worker.index == 1)
+            before = len(await output_rows(kafka_bootstrap, settings.output))
+            kill(victim.pid)
+            grew = False
+            deadline = time.monotonic() + 60
+            while True:  # until the supervisor's new worker 1 registered
+                back = [e for e in registered_workers(home, job) if e.worker and e.worker.index == 1 and e.pid != victim.pid]
+                if not grew:
+                    grew = len(await output_rows(kafka_bootstrap, settings.output)) > before
+                if back:
+                    break
+                assert time.monotonic() < deadline and run.process.returncode is None, run.describe()
+                await asyncio.sleep(0.2)
+            assert grew, "the other workers committed nothing while worker 1 was down"
+        current = {e.worker.index: e.pid for e in await wait_for_workers(home, job, 3) if e.worker and e.worker.index != 1}
+        assert current == others  # never restarted
+    finally:
+        feeding = False
+        await feeder
+
+    rows = await wait_for_output(settings, len(records), timeout=90.0, runs=[run])
+    check_exact(rows, records, "after the kills")  # type: ignore[arg-type]
+
+    code, out, err = await cli(["list", "--json"], env)
+    assert code == 0, err
+    listed = [job_ for job_ in json.loads(out) if job_["name"] == job]
+    assert sorted(j["worker"]["index"] for j in listed) == [0, 1, 2]
+    assert {j["status"] for j in listed} == {"running"}
+    code, out, err = await cli(["status", job, "--json"], env)
+    assert code == 0, err
+    statuses = json.loads(out)
+    assert [s["worker"]["index"] for s in statuses] == [0, 1, 2]
+    for status in statuses:
+        history = status["metrics"]["checkpoints"]["history"]
+        assert any(r["status"] == "completed" for r in history)
+        lag = {
+            split for task in status["metrics"]["tasks"].values() for split in (task.get("source_lag") or {})
+        }
+        assert {split.rpartition("-")[0] for split in lag} >= set(exchange_topics(job))  # lag per exchange topic
+    code, out, err = await cli(["status", job], env)
+    assert code == 0 and out.count("worker ") >= 3 and exchange_topics(job)[0] in out, out
+
+    code, out, err = await cli(["stop", job], env)
+    assert code == 0, f"{out}\n{err}"
+    manifest = read_set_manifest(Path(out.strip()))
+    assert manifest is not None and manifest.workers == 3 and manifest.exchanged
+    assert await run.wait(60) == 0, run.describe()
+    assert await open_transactions(kafka_bootstrap, [settings.output, *exchange_topics(job)]) == {}
