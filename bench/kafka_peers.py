@@ -1,12 +1,14 @@
-"""The peer contenders of the Kafka benchmark, each run as a child process of
-``kafka_pipeline.py``: Quix Streams and Faust (faust-streaming) doing Kafka -> map -> Kafka.
+"""The peer contenders of the Kafka benchmarks, each run as a child process of
+``kafka_pipeline.py``: Quix Streams and Faust (faust-streaming) doing Kafka -> map -> Kafka;
+and of ``workers.py``: Quix Streams doing Kafka -> parse -> group_by -> count -> Kafka
+(``quix-count``; several processes in one consumer group scale it out).
 
 It imports no streamflow, so it runs in the peers' own environment
 (``bench/setup.sh`` makes ``bench/.venv-peers``). A child runs until the harness stops it
 with SIGTERM once the output topic holds every record; it reports ``first`` (see
 kafka_work.stamped) on stdout.
 
-Usage (the harness does this): python kafka_peers.py quix|faust --bootstrap HOST:PORT
+Usage (the harness does this): python kafka_peers.py quix|quix-count|faust --bootstrap HOST:PORT
     --input TOPIC --output TOPIC --group GROUP [--guarantee at-least-once|exactly-once]
 """
 
@@ -62,6 +64,43 @@ def run_quix(args: argparse.Namespace) -> None:
     app.run()
 
 
+def run_quix_count(args: argparse.Namespace) -> None:
+    """Quix Streams, the scale-out benchmark's job: parse (orjson), ``group_by`` the user
+    (Quix writes the records to a repartition topic and reads them back, as streamflow's
+    exchange does), count per user in Quix's state (RocksDB), and write
+    ``{"user", "count", "ts"}`` to ``--output``. Exactly-once (Kafka transactions, commit
+    every ``--commit-interval`` seconds); several processes with the same ``--group``
+    share the partitions, each with a state directory of its own."""
+    import orjson
+    from quixstreams import Application
+
+    app = Application(
+        broker_address=args.bootstrap,
+        consumer_group=args.group,
+        auto_offset_reset="earliest",
+        commit_interval=args.commit_interval,
+        processing_guarantee=args.guarantee,
+        state_dir=_scratch_dir("quix-count-"),
+        loglevel="WARNING",
+        auto_create_topics=True,  # the repartition topic of group_by
+    )
+    source = app.topic(args.input, key_deserializer="bytes", value_deserializer="bytes")
+    sink = app.topic(args.output, key_serializer="str", value_serializer="bytes")  # key: group_by's user
+
+    def count(record: dict, state) -> bytes:  # type: ignore[no-untyped-def, type-arg]
+        n = state.get("count", 0) + 1
+        state.set("count", n)
+        return orjson.dumps({"user": record["user"], "count": n, "ts": record["ts"]})
+
+    frame = app.dataframe(source)
+    frame = frame.apply(stamped(orjson.loads))
+    frame = frame.group_by(lambda record: record["user"], name="user")
+    frame = frame.apply(count, stateful=True)
+    frame.to_topic(sink)
+    report("ready")
+    app.run()
+
+
 def run_faust(args: argparse.Namespace) -> None:
     """Faust: one agent over the input topic, ``await sink.send(...)`` per event, the way
     Faust's documentation writes a stream processor. At-least-once (Faust's default: an
@@ -102,7 +141,7 @@ def run_faust(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("peer", choices=("quix", "faust"))
+    parser.add_argument("peer", choices=("quix", "quix-count", "faust"))
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--input", required=True)
     parser.add_argument("--output", required=True)
@@ -112,7 +151,7 @@ def main() -> None:
     parser.add_argument("--linger-ms", type=float, default=0.0, help="Faust: producer linger")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    {"quix": run_quix, "faust": run_faust}[args.peer](args)
+    {"quix": run_quix, "quix-count": run_quix_count, "faust": run_faust}[args.peer](args)
 
 
 if __name__ == "__main__":

@@ -155,15 +155,15 @@ def find_peer_python(chosen: str | None) -> tuple[str | None, str]:
 # -- topics -------------------------------------------------------------------------------
 
 
-async def fill_topic(bootstrap: str, topic: str, count: int) -> None:
+async def fill_topic(bootstrap: str, topic: str, count: int, partitions: int = PARTITIONS) -> None:
     """Create ``topic`` and write records 0..count-1 to it, every one acknowledged."""
-    await create_topic(bootstrap, topic, PARTITIONS)
+    await create_topic(bootstrap, topic, partitions)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_batch_size=256 * 1024)
     await producer.start()
     try:
         # Whole batches per partition (Kafka's default partitioner: murmur2 of the key):
         # several times faster than a send per record, which matters for 1 M records.
-        partition_of = {key_at(i): (murmur2(key_at(i)) & 0x7FFFFFFF) % PARTITIONS for i in range(USERS)}
+        partition_of = {key_at(i): (murmur2(key_at(i)) & 0x7FFFFFFF) % partitions for i in range(USERS)}
         for start in range(0, count, 20_000):
             batches: dict[int, Any] = {}
             pending = []
@@ -237,9 +237,9 @@ async def wait_until_full(bootstrap: str, topic: str, count: int, child: Child, 
             await asyncio.sleep(0.01)
 
 
-async def read_back(bootstrap: str, topic: str, isolation: str) -> tuple[int, int]:
+async def read_back(bootstrap: str, topic: str, isolation: str, partitions: int = PARTITIONS) -> tuple[int, int]:
     """(records, distinct values) in ``topic`` as an ``isolation`` consumer sees it."""
-    parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    parts = [TopicPartition(topic, p) for p in range(partitions)]
     async with offsets_reader(bootstrap, isolation) as consumer:
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)

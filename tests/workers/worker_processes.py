@@ -5,6 +5,7 @@ output read back by an independent read_committed client, and the exactness chec
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -114,12 +115,45 @@ def run_arguments(
     return [*args, *extra]
 
 
+STARTED: list[JobRun] = []
+"""Every job process the tests started: ``conftest.py`` kills those still running when a
+test ends (a failed test must not leave workers retrying against a stopped broker)."""
+
+
 async def start_job(args: list[str], env: dict[str, str], name: str) -> JobRun:
+    """``streamflow <args>`` in a session of its own (with the workers it supervises)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "streamflow", *args, cwd=HERE, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
     )
-    return JobRun(name, process)
+    run = JobRun(name, process)
+    STARTED.append(run)
+    return run
+
+
+def kill_leftovers() -> None:
+    """SIGKILL every started job process still running, and the workers it started (a
+    supervisor starts each worker in a session of its own)."""
+    while STARTED:
+        run = STARTED.pop()
+        if run.process.returncode is None:
+            for pid in [*_descendants(run.process.pid), run.process.pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 async def cli(args: list[str], env: dict[str, str], timeout: float = 120.0) -> tuple[int, str, str]:
