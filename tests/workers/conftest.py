@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -10,6 +10,7 @@ from worker_processes import kill_leftovers
 
 
 @pytest.fixture(autouse=True)
-def _no_job_process_left_behind() -> Iterator[None]:
+async def _no_job_process_left_behind() -> AsyncIterator[None]:
+    """On the test's own loop: the processes are killed and reaped before it closes."""
     yield
-    kill_leftovers()
+    await kill_leftovers()

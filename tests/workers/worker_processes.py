@@ -131,15 +131,16 @@ async def start_job(args: list[str], env: dict[str, str], name: str) -> JobRun:
     return run
 
 
-def kill_leftovers() -> None:
+async def kill_leftovers() -> None:
     """SIGKILL every started job process still running, and the workers it started (a
-    supervisor starts each worker in a session of its own)."""
+    supervisor starts each worker in a session of its own); reap them."""
     while STARTED:
         run = STARTED.pop()
         if run.process.returncode is None:
             for pid in [*_descendants(run.process.pid), run.process.pid]:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+            await run.process.communicate()
 
 
 def _descendants(pid: int) -> list[int]:
