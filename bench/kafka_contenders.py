@@ -9,7 +9,7 @@ ends by itself. The harness decides when the output is complete and stops the ch
 SIGTERM; a child never needs to know how many records there are.
 
 Usage (the harness does this): python kafka_contenders.py hand|hand-batch|streamflow
-    --bootstrap HOST:PORT --input TOPIC --output TOPIC --group GROUP [options]
+    --bootstrap HOST:PORT --input TOPIC --output TOPIC --group GROUP [--loop uvloop] [options]
 """
 
 from __future__ import annotations
@@ -196,12 +196,13 @@ def main() -> None:
     parser.add_argument("--checkpoint-dir", default=None)
     parser.add_argument("--batch", type=int, default=HAND_BATCH, help="hand loop: records per getmany")
     parser.add_argument("--linger-ms", type=int, default=HAND_LINGER_MS, help="hand loop: producer linger")
+    parser.add_argument("--loop", default="asyncio", choices=("asyncio", "uvloop"), help="the event loop to run on")
     args = parser.parse_args()
     run = {"hand": hand_loop, "hand-batch": hand_batch_loop, "streamflow": streamflow_job}[args.contender]
     with contextlib.ExitStack() as stack:
         if args.contender == "streamflow" and args.checkpoint_dir is None:  # fresh; removed at the end
             args.checkpoint_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="sf-kafka-bench-"))
-        asyncio.run(run(args))
+        streamflow.run(run(args), loop=args.loop)  # asyncio.run, on the loop asked for
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ and write it with its key to a fresh 4-partition output topic. Contenders:
   faust     Faust (faust-streaming), at-least-once; on --faust-records (it is slow)
   sf-alo    streamflow, KafkaSource -> map -> KafkaSink(AT_LEAST_ONCE), checkpoint every 1 s
   sf-eo     streamflow, KafkaSink(EXACTLY_ONCE), checkpoint every 1 s
+  hand-batch-uvloop, sf-alo-uvloop, sf-eo-uvloop
+            the same on uvloop's event loop instead of asyncio's (when uvloop is installed)
 
 Each contender runs in its own process (the peers in bench/.venv-peers when it exists; see
 bench/setup.sh), on a fresh output topic and consumer group, over the same input topic.
@@ -95,6 +97,7 @@ class Setup:
     peer_problem: str
     streamflow_problem: str
     logs: Path
+    uvloop: bool = False  # installed in the project's environment: the *-uvloop contenders run
 
 
 def contenders(setup: Setup, interval: float) -> list[Contender]:
@@ -128,7 +131,27 @@ def contenders(setup: Setup, interval: float) -> list[Contender]:
             Contender(name="sf-eo", label=f"streamflow, checkpoint {interval:g} s", guarantee=EXACTLY_ONCE,
                       argv=child(*sf, "--guarantee", EXACTLY_ONCE), ends_itself=True),
         ]
+    if setup.uvloop:
+        on_uvloop = ("--loop", "uvloop")
+        found.append(Contender(name="hand-batch-uvloop", label="hand loop (send_batch), uvloop",
+                               guarantee=AT_LEAST_ONCE, argv=child(*project, "hand-batch", *on_uvloop)))
+        if not setup.streamflow_problem:
+            found += [
+                Contender(name="sf-alo-uvloop", label=f"streamflow, checkpoint {interval:g} s, uvloop",
+                          guarantee=AT_LEAST_ONCE, argv=child(*sf, *on_uvloop), ends_itself=True),
+                Contender(name="sf-eo-uvloop", label=f"streamflow, checkpoint {interval:g} s, uvloop",
+                          guarantee=EXACTLY_ONCE, argv=child(*sf, "--guarantee", EXACTLY_ONCE, *on_uvloop),
+                          ends_itself=True),
+            ]
     return found
+
+
+def uvloop_installed() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def streamflow_problem() -> str:
@@ -345,14 +368,14 @@ async def measure_throughput(setup: Setup, chosen: list[Contender], args: argpar
 
 def print_throughput(results: Results, chosen: list[Contender], args: argparse.Namespace) -> None:
     base, batch = results.rate("hand"), results.rate("hand-batch")
-    print(f"\n| {'contender':<32} | {'guarantee':<13} | {'records':>9} | {'records/s':>9} | "
+    print(f"\n| {'contender':<38} | {'guarantee':<13} | {'records':>9} | {'records/s':>9} | "
           f"{'min..max':>17} | {'/ hand':>6} | {'/ batch':>7} | {'start-up':>8} | checkpoints/s")
-    print(f"|{'-' * 34}|{'-' * 15}|{'-' * 11}|{'-' * 11}|{'-' * 19}|{'-' * 8}|{'-' * 9}|{'-' * 10}|{'-' * 14}")
+    print(f"|{'-' * 40}|{'-' * 15}|{'-' * 11}|{'-' * 11}|{'-' * 19}|{'-' * 8}|{'-' * 9}|{'-' * 10}|{'-' * 14}")
     for c in chosen:
         runs = results.samples.get(c.name)
         if not runs:
             why = results.failures.get(c.name, "not run")
-            print(f"| {c.label:<32} | {c.guarantee:<13} | {'':>9} | {'failed':>9} | {why[:60]}")
+            print(f"| {c.label:<38} | {c.guarantee:<13} | {'':>9} | {'failed':>9} | {why[:60]}")
             continue
         rates = [s.records / s.seconds for s in runs]
         rate = statistics.median(rates)
@@ -361,7 +384,7 @@ def print_throughput(results: Results, chosen: list[Contender], args: argparse.N
         cadence = ""
         if runs[0].checkpoints is not None:
             cadence = f"{statistics.median(s.checkpoints / s.seconds for s in runs if s.checkpoints is not None):.2f}"
-        print(f"| {c.label:<32} | {c.guarantee:<13} | {runs[0].records:>9,} | {rate:>9,.0f} | "
+        print(f"| {c.label:<38} | {c.guarantee:<13} | {runs[0].records:>9,} | {rate:>9,.0f} | "
               f"{min(rates):>8,.0f}..{max(rates):<8,.0f}| {to_hand:>6} | {to_batch:>7} | "
               f"{statistics.median(s.startup for s in runs):>6.1f} s | {cadence}")
 
@@ -372,24 +395,29 @@ def print_throughput(results: Results, chosen: list[Contender], args: argparse.N
     goals = [
         ("streamflow at-least-once / hand loop", ratio("sf-alo", "hand"), 0.7),
         ("streamflow exactly-once / hand loop", ratio("sf-eo", "hand"), 0.5),
-        ("streamflow at-least-once / Quix Streams", ratio("sf-alo", "quix"), 2.0),
-        ("streamflow exactly-once / Quix Streams", ratio("sf-eo", "quix"), 2.0),
+        ("streamflow at-least-once / hand loop, send_batch", ratio("sf-alo", "hand-batch"), 0.95),
+        ("streamflow exactly-once / hand loop, send_batch", ratio("sf-eo", "hand-batch"), 0.95),
+        ("streamflow at-least-once / Quix Streams", ratio("sf-alo", "quix"), 3.0),
+        ("streamflow exactly-once / Quix Streams", ratio("sf-eo", "quix"), 3.0),
         ("streamflow exactly-once / Quix exactly-once", ratio("sf-eo", "quix-eo"), None),
-        ("streamflow at-least-once / hand loop, send_batch", ratio("sf-alo", "hand-batch"), None),
-        ("streamflow exactly-once / hand loop, send_batch", ratio("sf-eo", "hand-batch"), None),
         ("streamflow at-least-once / Faust", ratio("sf-alo", "faust"), None),
         ("Quix Streams / hand loop", ratio("quix", "hand"), None),
         ("Faust / hand loop", ratio("faust", "hand"), None),
+        ("uvloop / asyncio: hand loop, send_batch", ratio("hand-batch-uvloop", "hand-batch"), None),
+        ("uvloop / asyncio: streamflow at-least-once", ratio("sf-alo-uvloop", "sf-alo"), None),
+        ("uvloop / asyncio: streamflow exactly-once", ratio("sf-eo-uvloop", "sf-eo"), None),
+        ("streamflow ALO, uvloop / hand loop, send_batch", ratio("sf-alo-uvloop", "hand-batch"), None),
+        ("streamflow EO, uvloop / hand loop, send_batch", ratio("sf-eo-uvloop", "hand-batch"), None),
     ]
-    print(f"\n| {'ratio (median records/s)':<48} | {'value':>6} | {'goal':>6} | result")
-    print(f"|{'-' * 50}|{'-' * 8}|{'-' * 8}|{'-' * 20}")
+    print(f"\n| {'ratio (median records/s)':<48} | {'value':>6} | {'goal':>7} | result")
+    print(f"|{'-' * 50}|{'-' * 8}|{'-' * 9}|{'-' * 20}")
     for label, value, goal in goals:
         shown = "n/a" if value is None else f"{value:.2f}"
         if goal is None:
             verdict = "(for information)" if value is not None else "not measured"
         else:
             verdict = "not measured" if value is None else ("met" if value >= goal else "NOT met")
-        print(f"| {label:<48} | {shown:>6} | {'' if goal is None else f'>= {goal:g}':>6} | {verdict}")
+        print(f"| {label:<48} | {shown:>6} | {'' if goal is None else f'>= {goal:g}':>7} | {verdict}")
 
 
 # -- latency ------------------------------------------------------------------------------
@@ -568,7 +596,8 @@ def broker(chosen: str | None) -> Any:
 async def run(args: argparse.Namespace, bootstrap: str) -> None:
     peer_python, peer_problem = find_peer_python(args.peer_python)
     setup = Setup(bootstrap=bootstrap, peer_python=peer_python, peer_problem=peer_problem,
-                  streamflow_problem=streamflow_problem(), logs=Path(tempfile.mkdtemp(prefix="kbench-logs-")))
+                  streamflow_problem=streamflow_problem(), logs=Path(tempfile.mkdtemp(prefix="kbench-logs-")),
+                  uvloop=uvloop_installed())
     print(f"machine: {os.cpu_count()} CPUs ({platform.machine()}), Python {platform.python_version()}, "
           f"broker {bootstrap}; child logs in {setup.logs}")
     for problem in (setup.peer_problem, setup.streamflow_problem):
@@ -597,7 +626,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--faust-records", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", default="", help="comma-separated contenders: hand,quix,quix-eo,faust,sf-alo,sf-eo")
+    parser.add_argument("--only", default="", help="comma-separated contenders: hand,hand-batch,quix,quix-eo,faust,"
+                        "sf-alo,sf-eo,hand-batch-uvloop,sf-alo-uvloop,sf-eo-uvloop")
     parser.add_argument("--interval", type=float, default=1.0, help="streamflow checkpoint interval (throughput)")
     parser.add_argument("--latency", action="store_true", help="also measure end-to-end latency")
     parser.add_argument("--latency-rate", type=int, default=5_000, help="records/s produced in the latency runs")

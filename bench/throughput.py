@@ -26,7 +26,10 @@ Memory: streamflow (a) runs in two subprocesses, N and 10 N records generated on
 inside the source reader (never held in a list), checkpointing every 1 s; each reports
 its ru_maxrss. Flat means the 10 N peak is within 1.5x of the N peak.
 
-Usage: python3 bench/throughput.py [--records N] [--quick] [--profile]
+``--uvloop`` adds streamflow (a) and (b) without checkpoints on uvloop's event loop, next
+to the same on asyncio's, to see what the loop itself costs.
+
+Usage: python3 bench/throughput.py [--records N] [--quick] [--profile] [--uvloop]
 """
 
 from __future__ import annotations
@@ -189,7 +192,7 @@ async def _stall_probe(worst: list[float]) -> None:
         worst[0] = max(worst[0], time.perf_counter() - started - 0.01)
 
 
-def run_streamflow(pipeline: str, source: BenchSource, batch: int, checkpoint: bool) -> Sample:
+def run_streamflow(pipeline: str, source: BenchSource, batch: int, checkpoint: bool, loop: str = "asyncio") -> Sample:
     async def job(directory: str | None) -> Sample:
         env = streamflow.StreamEnvironment(parallelism=1).set_source_batch_size(batch)
         if directory is not None:
@@ -211,9 +214,9 @@ def run_streamflow(pipeline: str, source: BenchSource, batch: int, checkpoint: b
         return Sample(seconds=elapsed, checkpoints=result.checkpoints_completed, max_stall=worst[0])
 
     if not checkpoint:
-        return asyncio.run(job(None))
+        return streamflow.run(job(None), loop=loop)
     with tempfile.TemporaryDirectory(prefix="sf-bench-") as directory:  # fresh: nothing to restore
-        return asyncio.run(job(directory))
+        return streamflow.run(job(directory), loop=loop)
 
 
 async def _batches(records: list[bytes], size: int) -> AsyncIterator[list[bytes]]:
@@ -281,7 +284,7 @@ def run_bytewax(records: list[bytes], batch: int) -> Sample:
     return Sample(seconds=elapsed)
 
 
-def variants(records: list[bytes], batch: int) -> dict[str, Callable[[], Sample]]:
+def variants(records: list[bytes], batch: int, uvloop: bool = False) -> dict[str, Callable[[], Sample]]:
     n = len(records)
     shared = BenchSource(records, n)
     table: dict[str, Callable[[], Sample]] = {
@@ -292,6 +295,9 @@ def variants(records: list[bytes], batch: int) -> dict[str, Callable[[], Sample]
         "b streamflow, no checkpoints": lambda: run_streamflow("b", shared, batch, False),
         "b streamflow, checkpoint 1 s": lambda: run_streamflow("b", shared, batch, True),
     }
+    if uvloop:
+        table["a streamflow on uvloop, no checkpoints"] = lambda: run_streamflow("a", shared, batch, False, "uvloop")
+        table["b streamflow on uvloop, no checkpoints"] = lambda: run_streamflow("b", shared, batch, False, "uvloop")
     try:
         import bytewax  # noqa: F401
     except ImportError:
@@ -301,13 +307,14 @@ def variants(records: list[bytes], batch: int) -> dict[str, Callable[[], Sample]
     return table
 
 
-def measure(records: list[bytes], warmup: list[bytes], batch: int, repeats: int) -> dict[str, Sample]:
+def measure(records: list[bytes], warmup: list[bytes], batch: int, repeats: int,
+            uvloop: bool = False) -> dict[str, Sample]:
     """The median run (by time) of each variant."""
-    for run in variants(warmup, batch).values():
+    for run in variants(warmup, batch, uvloop).values():
         run()
     runs: dict[str, list[Sample]] = {}
     for _ in range(repeats):
-        for name, run in variants(records, batch).items():
+        for name, run in variants(records, batch, uvloop).items():
             gc.collect()
             runs.setdefault(name, []).append(run())
     return {name: sorted(samples, key=lambda x: x.seconds)[len(samples) // 2] for name, samples in runs.items()}
@@ -353,11 +360,11 @@ def report(figures: dict[str, Sample], memory: list[dict[str, Any]], args: argpa
     n = args.records
     print(f"\nmachine: {os.cpu_count()} CPUs ({platform.machine()}), Python {platform.python_version()}")
     print(f"records: {n:,} x ~{RECORD_BYTES} B, batch {args.batch_size}, median of {args.repeats}, parallelism 1\n")
-    print(f"| {'variant':<30} | {'records/s':>11} | checkpoints | max loop stall |")
-    print(f"|{'-' * 32}|{'-' * 13}|-------------|----------------|")
+    print(f"| {'variant':<38} | {'records/s':>11} | checkpoints | max loop stall |")
+    print(f"|{'-' * 40}|{'-' * 13}|-------------|----------------|")
     for name, x in figures.items():
         stall = "" if x.max_stall is None else f"{x.max_stall * 1000:.0f} ms"
-        print(f"| {name:<30} | {n / x.seconds:>11,.0f} | {x.checkpoints or '':>11} | {stall:>14} |")
+        print(f"| {name:<38} | {n / x.seconds:>11,.0f} | {x.checkpoints or '':>11} | {stall:>14} |")
 
     def ratio(top: str, bottom: str) -> float | None:
         if top not in figures or bottom not in figures:
@@ -381,6 +388,10 @@ def report(figures: dict[str, Sample], memory: list[dict[str, Any]], args: argpa
         ("(b) checkpoint 1 s / none", ratio("b streamflow, checkpoint 1 s", "b streamflow, no checkpoints"),
          0.9, ">=", cadence_problem(b_cp)),
     ]
+    for pipeline in "ab":
+        on_uvloop = ratio(f"{pipeline} streamflow on uvloop, no checkpoints", f"{pipeline} streamflow, no checkpoints")
+        if on_uvloop is not None:
+            rows.append((f"({pipeline}) uvloop / asyncio, no checkpoints", on_uvloop, None, "", ""))
     if memory:
         small, large = memory
         rows.append(("peak RSS 10N / N (ru_maxrss)", large["peak_kib"] / small["peak_kib"], 1.5, "<=", ""))
@@ -423,6 +434,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="100k records, 1 repeat: a smoke test")
     parser.add_argument("--profile", action="store_true", help="also cProfile one run of (a) and of (b)")
     parser.add_argument("--no-memory", action="store_true", help="skip the N / 10 N memory subprocesses")
+    parser.add_argument("--uvloop", action="store_true", help="also run streamflow (a) and (b) on uvloop")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child is not None:
@@ -433,7 +445,7 @@ def main() -> None:
     memory = [] if args.no_memory else measure_memory(args.records, args.batch_size)
     records = make_records(args.records)
     warmup = make_records(min(10_000, args.records))
-    figures = measure(records, warmup, args.batch_size, args.repeats)
+    figures = measure(records, warmup, args.batch_size, args.repeats, args.uvloop)
     report(figures, memory, args)
     if args.profile:
         profile(records, args.batch_size)

@@ -33,6 +33,7 @@ from streamflow.errors import (
     StreamflowError,
     UserFunctionError,
 )
+from streamflow.runtime.eventloop import run
 from streamflow.runtime.executor import JobResult, JobStatus
 
 __all__ = [
@@ -66,4 +67,5 @@ __all__ = [
     "StreamEnvironment",
     "StreamflowError",
     "UserFunctionError",
+    "run",
 ]

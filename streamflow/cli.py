@@ -13,7 +13,9 @@ starts from a savepoint (or a ``chk-<n>`` directory) instead. Savepoint paths ma
 given as ``file://`` URIs. A job that cannot start (its savepoint is missing or does not
 fit) ends with an error and is never registered.
 
-``python -m streamflow`` is the same command.
+``python -m streamflow`` is the same command. ``--loop uvloop`` (or
+``STREAMFLOW_LOOP=uvloop``) runs the job on uvloop instead of asyncio's event loop (see
+:mod:`streamflow.runtime.eventloop`).
 
 One job on several worker processes (README "Scale out")::
 
@@ -62,6 +64,7 @@ from streamflow.control.workers import take_savepoint_set
 from streamflow.datastream.environment import StreamEnvironment
 from streamflow.devtools.commands import add_dev_commands, run_dev
 from streamflow.errors import ConfigError, JobCancelledError, StreamflowError
+from streamflow.runtime.eventloop import LOOP_VARIABLE, LOOPS, run as run_on_loop
 from streamflow.savepoint.describe import describe_snapshot, format_description
 from streamflow.savepoint.location import local_path
 from streamflow.workers.supervisor import Supervisor
@@ -342,6 +345,11 @@ def parser() -> argparse.ArgumentParser:
         help="replication factor of exchange topics the job creates (default: the brokers' default)",
     )
     run.add_argument("--log-level", default="INFO")
+    run.add_argument(
+        "--loop", choices=LOOPS, default=None,
+        help=f"event loop: asyncio or uvloop (pip install 'streamflow[uvloop]'); default ${LOOP_VARIABLE}, "
+             "else asyncio",
+    )
 
     def control(name: str, help: str, timeout: float = 10.0) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help)
@@ -388,7 +396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     where = "" if worker is None else f" worker-{worker}"
     logging.basicConfig(level=args.log_level, format=f"%(asctime)s %(levelname)s{where} %(name)s: %(message)s")
     try:
-        return int(asyncio.run(args.handler(args)))
+        # The job runs on the event loop it was given; the other commands on asyncio's.
+        loop = args.loop if args.command == "run" else "asyncio"
+        return int(run_on_loop(args.handler(args), loop=loop))
     except StreamflowError as exc:
         print(f"streamflow: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1

@@ -21,7 +21,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 
-from streamflow.connectors.kafka.serializers import KeyHashPartitioner, Partitioner
+from streamflow.connectors.kafka.serializers import KeyHashPartitioner, Partitioner, as_bytes
 from streamflow.errors import ConnectorError, UserFunctionError
 
 __all__ = ["Deliveries", "RecordCodec", "RecordSender"]
@@ -111,7 +111,13 @@ def _no_topic_function(record: Any) -> str:
 
 
 class RecordSender:
-    """Serializes, partitions and submits records; one per writer."""
+    """Serializes, partitions and submits records; one per writer.
+
+    A sink with a fixed topic and Kafka's default partitioner (the common case) takes
+    :meth:`_send_to_topic`, a loop with nothing per record beyond the user's functions,
+    the key's cached hash and the batch's ``append``; any other sink takes
+    :meth:`_send_each`. Both write the same records to the same partitions.
+    """
 
     __slots__ = ("_codec", "_counts", "_default", "_operator", "_subtask", "_where")
 
@@ -126,6 +132,80 @@ class RecordSender:
 
     async def send(self, producer: AIOKafkaProducer, records: list[Any], deliveries: Deliveries) -> None:
         """Submit ``records``; their delivery futures go into ``deliveries``."""
+        codec = self._codec
+        if isinstance(codec.topic, str) and codec.partitioner is None:
+            await self._send_to_topic(producer, codec.topic, records, deliveries)
+        else:
+            await self._send_each(producer, records, deliveries)
+        deliveries.check()
+
+    async def _send_to_topic(
+        self, producer: AIOKafkaProducer, topic: str, records: list[Any], deliveries: Deliveries
+    ) -> None:
+        """Every record to ``topic``, keyed records by murmur2 of the key, the others to
+        one sticky partition. A ``"bytes"`` serializer is the type check inline (its
+        function runs only for what is not ``bytes``, to convert or to raise)."""
+        codec = self._codec
+        count = self._counts.get(topic)
+        if count is None:
+            count = await self._partition_count(producer, topic)
+        key_fn = codec.key
+        key_ser: Callable[[Any], bytes] | None = codec.key_serializer
+        value_ser: Callable[[Any], bytes] | None = codec.value_serializer
+        if key_ser is as_bytes:
+            key_ser = None
+        if value_ser is as_bytes:
+            value_ser = None
+        hashes, default = self._default.hashes, self._default
+        builders: dict[int, Any] = {}
+        sticky = -1
+        for record in records:
+            try:
+                if key_fn is None:
+                    key = None
+                else:
+                    key = key_fn(record)
+                    if key_ser is not None:
+                        key = key_ser(key)
+                    elif type(key) is not bytes:
+                        key = as_bytes(key)
+                if value_ser is not None:
+                    value = value_ser(record)
+                elif type(record) is bytes:
+                    value = record
+                else:
+                    value = as_bytes(record)
+            except Exception as exc:
+                raise self._user_error("serializing", record, exc) from exc
+            if key is None:
+                if sticky < 0:
+                    sticky = default.sticky(count)
+                partition = sticky
+            else:
+                try:
+                    hashed = hashes.get(key)
+                    if hashed is None:
+                        hashed = default.hash_of(key)
+                except Exception as exc:
+                    raise self._user_error("partitioning", record, exc) from exc
+                partition = hashed % count
+            builder = builders.get(partition)
+            if builder is None:
+                builder = builders[partition] = producer.create_batch()
+            try:
+                appended = builder.append(timestamp=None, key=key, value=value)
+            except TypeError as exc:
+                raise self._user_error("serializing", record, exc) from exc
+            if appended is None:  # full: submit it, start the next (an empty batch takes any record)
+                deliveries.add(await self._submit(producer, builder, (topic, partition)))
+                builder = builders[partition] = producer.create_batch()
+                builder.append(timestamp=None, key=key, value=value)
+        for partition, builder in builders.items():
+            if builder.record_count():
+                deliveries.add(await self._submit(producer, builder, (topic, partition)))
+
+    async def _send_each(self, producer: AIOKafkaProducer, records: list[Any], deliveries: Deliveries) -> None:
+        """Any sink: a topic function and a custom partitioner asked per record."""
         codec = self._codec
         fixed_topic: str | None = None
         topic_fn: Callable[[Any], str] = _no_topic_function
@@ -163,7 +243,10 @@ class RecordSender:
                     stuck = sticky[topic] = self._default.sticky(count)
                 partition = stuck
             else:
-                partition = self._default(record, key, count)
+                try:
+                    partition = self._default(record, key, count)
+                except Exception as exc:
+                    raise self._user_error("partitioning", record, exc) from exc
             slot = (topic, partition)
             builder = builders.get(slot)
             if builder is None:
@@ -179,7 +262,6 @@ class RecordSender:
         for slot, builder in builders.items():
             if builder.record_count():
                 deliveries.add(await self._submit(producer, builder, slot))
-        deliveries.check()
 
     async def _submit(self, producer: AIOKafkaProducer, builder: Any, slot: tuple[str, int]) -> asyncio.Future[Any]:
         # Closed, a batch is sent as soon as the partition is free: linger_ms would only

@@ -18,7 +18,7 @@ from typing import Any, Union
 import orjson
 
 from streamflow.api.connector import RecordFailure
-from streamflow.connectors.kafka.records import KafkaOutput, KafkaRecord
+from streamflow.connectors.kafka.records import KafkaOutput, KafkaRecord, new_record
 from streamflow.errors import ConfigError
 
 __all__ = ["Deserializer", "decode_batch", "resolve_deserializer"]
@@ -66,23 +66,31 @@ def decode_batch(
     output: KafkaOutput,
     value_fn: Callable[[Any], Any] | None | _Builtin,
     key_fn: Callable[[Any], Any] | None | _Builtin,
+    *,
+    topic: str,
+    partition: int,
 ) -> tuple[list[Any], list[int], list[RecordFailure] | None]:
     """Pipeline records, their offsets, and the records that failed to decode.
 
-    ``records`` are aiokafka ``ConsumerRecord`` of one partition, in offset order.
+    ``records`` are the fetched records of partition ``partition`` of ``topic``, in offset
+    order: anything with aiokafka's record attributes ``offset``, ``timestamp`` (ms),
+    ``key``, ``value`` and ``headers`` (the record-batch reader's records, or
+    ConsumerRecords).
     """
+    offsets = [r.offset for r in records]
     if output is KafkaOutput.VALUE:
         fn, builtin = _unwrap(value_fn)
         if fn is None:
-            return [r.value for r in records], [r.offset for r in records], None
+            return [r.value for r in records], offsets, None
         out, failed = _decode_values(records, fn, builtin)
     else:
-        out, failed = _decode_records(records, value_fn, key_fn)
-    offsets = [r.offset for r in records]
+        out, failed = _decode_records(records, topic, partition, value_fn, key_fn)
     if not failed:
         return out, offsets, None
     gone = {index for index, _ in failed}
-    failures = [RecordFailure(records[i].offset, raw_record(records[i]), exc) for i, exc in failed]
+    failures = [
+        RecordFailure(records[i].offset, raw_record(records[i], topic, partition), exc) for i, exc in failed
+    ]
     return out, [o for i, o in enumerate(offsets) if i not in gone], failures
 
 
@@ -114,41 +122,43 @@ def _decode_values(
 
 def _decode_records(
     records: Sequence[Any],
+    topic: str,
+    partition: int,
     value_fn: Callable[[Any], Any] | None | _Builtin,
     key_fn: Callable[[Any], Any] | None | _Builtin,
 ) -> tuple[list[Any], list[tuple[int, Exception]]]:
     value_of = _total(value_fn)
     key_of = _total(key_fn)
+    new = new_record
+    if key_of is None and value_of is None:  # bytes as they are: nothing can fail
+        return [
+            new(topic, partition, r.offset, r.timestamp / 1000.0, r.key, r.value, tuple(r.headers)) for r in records
+        ], []
     out: list[Any] = []
     append = out.append
     failed: list[tuple[int, Exception]] = []
     for index, r in enumerate(records):
         try:
-            key = key_of(r.key)
-            value = value_of(r.value)
+            key = r.key if key_of is None else key_of(r.key)
+            value = r.value if value_of is None else value_of(r.value)
         except Exception as exc:
             failed.append((index, exc))
             continue
-        append(KafkaRecord(r.topic, r.partition, r.offset, r.timestamp / 1000.0, key, value, tuple(r.headers)))
+        append(new(topic, partition, r.offset, r.timestamp / 1000.0, key, value, tuple(r.headers)))
     return out, failed
 
 
-def _total(fn: Callable[[Any], Any] | None | _Builtin) -> Callable[[Any], Any]:
-    """A one-argument function for the record path, None-safe for built-ins."""
+def _total(fn: Callable[[Any], Any] | None | _Builtin) -> Callable[[Any], Any] | None:
+    """A one-argument function for the record path, None-safe for built-ins; ``None``
+    for bytes as they are (no call at all)."""
     if isinstance(fn, _Builtin):
         inner = fn.fn
         if inner is None:
-            return _identity
+            return None
         return lambda raw: None if raw is None else inner(raw)
-    if fn is None:
-        return _identity
     return fn
 
 
-def _identity(raw: Any) -> Any:
-    return raw
-
-
-def raw_record(r: Any) -> KafkaRecord:
+def raw_record(r: Any, topic: str, partition: int) -> KafkaRecord:
     """The record as read, key and value still bytes: what a dead letter carries."""
-    return KafkaRecord(r.topic, r.partition, r.offset, r.timestamp / 1000.0, r.key, r.value, tuple(r.headers))
+    return KafkaRecord(topic, partition, r.offset, r.timestamp / 1000.0, r.key, r.value, tuple(r.headers))

@@ -9,7 +9,9 @@ Lifecycle (called from the subtask's own task, one call at a time):
 2. ``poll``: hand out what the last ``getmany`` returned, one partition (and at most
    ``max_records``) per batch, the partitions taking turns (round robin): a partition
    with a backlog never waits for another one's whole fetch; when that is used up, look
-   for new partitions if discovery is due, then ``getmany`` again.
+   for new partitions if discovery is due, then ``getmany`` again. The consumer hands
+   out whole record batches (:mod:`.fetch`; ConsumerRecords only if aiokafka's internals
+   differ from the ones it knows).
 3. ``snapshot_splits(n)``: per partition the offset after the last record handed out
    (and, with a group, remember them for step 4).
 4. ``notify_checkpoint_complete(n)``: commit checkpoint n's offsets to the group, for
@@ -43,6 +45,7 @@ from streamflow.api.connector import SourceBatch, SourceContext
 from streamflow.config import seconds
 from streamflow.connectors.kafka.clients import start_client, watch_client
 from streamflow.connectors.kafka.deserializers import decode_batch, resolve_deserializer
+from streamflow.connectors.kafka.fetch import read_batches, records_of
 from streamflow.connectors.kafka.metadata import describe_partitions, missing_topic_error
 from streamflow.connectors.kafka.offsets import (
     KafkaSplit,
@@ -111,6 +114,7 @@ class KafkaSourceReader:
         watch_client(self._consumer._client, self._where)
         watch_client(self._admin._client, f"{self._where} (metadata)")
         await self._connect()
+        read_batches(self._consumer, self._where)  # before the first fetch: see .fetch
         found, missing = await self._describe(led_only=False)
         if missing:
             raise missing_topic_error(self._uid, missing, self._servers)
@@ -301,7 +305,8 @@ class KafkaSourceReader:
                 bootstrap_servers=self._servers,
             ) from exc
         splits = self._splits
-        for tp, records in fetched.items():
+        for tp, fetched_records in fetched.items():
+            records = records_of(fetched_records)
             split = splits[tp]
             stop = split.stop
             if stop is not None and records[-1].offset >= stop:
@@ -325,7 +330,9 @@ class KafkaSourceReader:
             chunk = records[start:end]
             entry[2] = end
             self._pending.append(entry)
-        values, offsets, failures = decode_batch(chunk, self._output, self._value_fn, self._key_fn)
+        values, offsets, failures = decode_batch(
+            chunk, self._output, self._value_fn, self._key_fn, topic=tp.topic, partition=tp.partition
+        )
         split.offset = chunk[-1].offset + 1
         if split.stop is not None and split.offset >= split.stop:
             self._finish(tp, split)

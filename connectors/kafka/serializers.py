@@ -23,6 +23,7 @@ __all__ = [
     "Serializer",
     "SerializerName",
     "KeyHashPartitioner",
+    "as_bytes",
     "resolve_serializer",
 ]
 
@@ -32,7 +33,9 @@ Partitioner: TypeAlias = Callable[[Any, "bytes | None", int], int]
 """``partitioner(record, key_bytes, partition_count) -> partition`` in ``[0, count)``."""
 
 
-def _as_bytes(value: Any) -> bytes:
+def as_bytes(value: Any) -> bytes:
+    """The ``"bytes"`` serializer: bytes as they are, bytearray and memoryview copied,
+    anything else a TypeError saying which serializer to choose."""
     if isinstance(value, bytes):
         return value
     if isinstance(value, (bytearray, memoryview)):
@@ -56,7 +59,7 @@ def _json(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
-_BUILT_IN: dict[str, Callable[[Any], bytes]] = {"bytes": _as_bytes, "str": _utf8, "json": _json}
+_BUILT_IN: dict[str, Callable[[Any], bytes]] = {"bytes": as_bytes, "str": _utf8, "json": _json}
 
 
 def resolve_serializer(serializer: Any, what: str) -> Callable[[Any], bytes]:
@@ -84,26 +87,35 @@ class KeyHashPartitioner:
     unkeyed records go to the partition :meth:`sticky` picks for the current batch.
 
     murmur2 is pure Python in aiokafka (microseconds per key), so hashes of recent keys
-    are cached: streams usually repeat keys.
+    are cached: streams usually repeat keys. A hot loop may read :attr:`hashes` itself
+    and call :meth:`hash_of` only for a key not in it.
     """
 
-    __slots__ = ("_cache", "_next_sticky")
+    __slots__ = ("hashes", "_next_sticky")
 
     _CACHE_LIMIT = 65_536
 
     def __init__(self, start: int = 0) -> None:
-        self._cache: dict[bytes, int] = {}
+        self.hashes: dict[bytes, int] = {}
+        """``key -> murmur2(key) & 0x7fffffff`` of recent keys."""
         self._next_sticky = start
 
     def __call__(self, record: Any, key: bytes | None, count: int) -> int:
         if key is None:
             raise ValueError("KeyHashPartitioner needs a key; ask sticky() for unkeyed records")
-        h = self._cache.get(key)
+        h = self.hashes.get(key)
         if h is None:
-            if len(self._cache) >= self._CACHE_LIMIT:
-                self._cache.clear()
-            h = self._cache[key] = murmur2(key) & 0x7FFFFFFF
+            h = self.hash_of(key)
         return h % count
+
+    def hash_of(self, key: bytes) -> int:
+        """The key's positive murmur2 hash, kept in :attr:`hashes` (emptied when full)."""
+        hashes = self.hashes
+        if len(hashes) >= self._CACHE_LIMIT:
+            hashes.clear()
+        h: int = murmur2(key) & 0x7FFFFFFF
+        hashes[key] = h
+        return h
 
     def sticky(self, count: int) -> int:
         """The partition for unkeyed records of the next batch (rotates per call)."""

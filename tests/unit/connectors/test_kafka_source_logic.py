@@ -6,6 +6,8 @@ Fetched records are real ``aiokafka.structs.ConsumerRecord`` values built by han
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
 import re
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -13,6 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from aiokafka.structs import ConsumerRecord
 
 from streamflow.connectors.kafka import (
@@ -25,6 +28,7 @@ from streamflow.connectors.kafka import (
 )
 from streamflow.connectors.kafka.deserializers import decode_batch, resolve_deserializer
 from streamflow.connectors.kafka.offsets import KafkaSplit, OffsetKind, owner_of
+from streamflow.connectors.kafka.records import new_record
 from streamflow.connectors.kafka.watermarks import PartitionWatermarks
 from streamflow.errors import ConfigError, StateError
 
@@ -156,22 +160,27 @@ def record(offset: int, value: bytes | None, key: bytes | None = None, ts: int =
     )
 
 
+def decode(fetched: list[Any], output: KafkaOutput, value_fn: Any, key_fn: Any) -> Any:
+    """decode_batch for partition 2 of topic "t", the partition ``record`` makes."""
+    return decode_batch(fetched, output, value_fn, key_fn, topic="t", partition=2)
+
+
 def test_values_pass_through_or_deserialize_and_tombstones_stay_none() -> None:
     fetched = [record(10, b'{"a": 1}'), record(11, None), record(12, b"[2]")]
-    assert decode_batch(fetched, KafkaOutput.VALUE, resolve_deserializer("bytes", "v"), None) == (
+    assert decode(fetched, KafkaOutput.VALUE, resolve_deserializer("bytes", "v"), None) == (
         [b'{"a": 1}', None, b"[2]"], [10, 11, 12], None,
     )
-    assert decode_batch(fetched, KafkaOutput.VALUE, resolve_deserializer("json", "v"), None) == (
+    assert decode(fetched, KafkaOutput.VALUE, resolve_deserializer("json", "v"), None) == (
         [{"a": 1}, None, [2]], [10, 11, 12], None,
     )
-    assert decode_batch(fetched, KafkaOutput.VALUE, resolve_deserializer("str", "v"), None)[0] == [
+    assert decode(fetched, KafkaOutput.VALUE, resolve_deserializer("str", "v"), None)[0] == [
         '{"a": 1}', None, "[2]",
     ]
 
 
 def test_records_that_fail_are_set_aside_with_offset_and_raw_record_and_the_rest_go_on() -> None:
     fetched = [record(10, b"1"), record(11, b"{bad"), record(12, b"3"), record(13, b"\xff"), record(14, b"5")]
-    values, offsets, failures = decode_batch(fetched, KafkaOutput.VALUE, resolve_deserializer("json", "v"), None)
+    values, offsets, failures = decode(fetched, KafkaOutput.VALUE, resolve_deserializer("json", "v"), None)
     assert values == [1, 3, 5] and offsets == [10, 12, 14]
     assert failures is not None and [f.position for f in failures] == [11, 13]
     assert all(isinstance(f.error, orjson.JSONDecodeError) for f in failures)
@@ -188,7 +197,7 @@ def test_a_custom_callable_sees_every_value_once_including_none() -> None:
         return "NONE" if raw is None else raw.decode().upper()
 
     fetched = [record(0, b"a"), record(1, b"boom"), record(2, None)]
-    values, offsets, failures = decode_batch(fetched, KafkaOutput.VALUE, upper, None)
+    values, offsets, failures = decode(fetched, KafkaOutput.VALUE, upper, None)
     assert values == ["A", "NONE"] and offsets == [0, 2]
     assert seen == [b"a", b"boom", None]
     assert failures is not None and str(failures[0].error) == "boom"
@@ -196,13 +205,43 @@ def test_a_custom_callable_sees_every_value_once_including_none() -> None:
 
 def test_record_output_has_every_field_and_a_bad_key_fails_the_record() -> None:
     fetched = [record(7, b'{"x": 1}', key=b"k1", ts=1_700_000_000_123), record(8, b"{}", key=b"\xff")]
-    values, offsets, failures = decode_batch(
+    values, offsets, failures = decode(
         fetched, KafkaOutput.RECORD, resolve_deserializer("json", "v"), resolve_deserializer("str", "k")
     )
     assert values == [KafkaRecord("t", 2, 7, 1_700_000_000.123, "k1", {"x": 1}, (("h", b"1"),))]
     assert offsets == [7]
     assert failures is not None and failures[0].position == 8
     assert isinstance(failures[0].error, UnicodeDecodeError)
+
+
+def test_record_output_of_bytes_as_read_by_the_record_batch_reader() -> None:
+    """The records the source gets from its batch path are aiokafka's record-batch reader's
+    own (no topic or partition on them): the KafkaRecords say which partition they are from."""
+    builder = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, -1, 1 << 20)
+    builder.append(0, 1_700_000_000_123, b"k1", b"v1", [("h", b"1")])
+    builder.append(1, 1_700_000_000_456, None, None, [])
+    fetched = list(DefaultRecordBatch(bytes(builder.build())))
+    bytes_as_read = resolve_deserializer("bytes", "v")
+    values, offsets, failures = decode(fetched, KafkaOutput.RECORD, bytes_as_read, bytes_as_read)
+    assert values == [
+        KafkaRecord("t", 2, 0, 1_700_000_000.123, b"k1", b"v1", (("h", b"1"),)),
+        KafkaRecord("t", 2, 1, 1_700_000_000.456, None, None, ()),
+    ]
+    assert offsets == [0, 1] and failures is None
+    assert decode(fetched, KafkaOutput.VALUE, bytes_as_read, None) == ([b"v1", None], [0, 1], None)
+
+
+def test_new_record_builds_an_ordinary_kafka_record() -> None:
+    args: tuple[Any, ...] = ("t", 3, 42, 1.5, b"k", "v", (("h", b"x"),))
+    fast, slow = new_record(*args), KafkaRecord(*args)
+    assert new_record is not KafkaRecord  # the fast constructor is in use
+    assert type(fast) is KafkaRecord and fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.offset = 43  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(fast)) == slow
+    as_text: tuple[Any, ...] = ("t", 3, 42, 1.5, "k", "v", ())  # orjson writes no bytes
+    assert orjson.dumps(new_record(*as_text)) == orjson.dumps(KafkaRecord(*as_text))
+    assert dataclasses.replace(fast, offset=43) == KafkaRecord("t", 3, 43, 1.5, b"k", "v", (("h", b"x"),))
 
 
 # -- watermarks ------------------------------------------------------------------------
