@@ -6,7 +6,8 @@
 #   ./dev.sh example NAME [ARGS]
 #                        run examples/NAME.py (a Kafka example starts the project's broker)
 # Everything installs into .venv; outside this directory, packages the machine lacks
-# (python3-venv, Java and Maven, mariadb-server) are installed with apt-get, and the Kafka
+# (python3-venv, Java and Maven, mariadb-server, chromium and chromium-driver for the
+# dashboard's browser test) are installed with apt-get, and the Kafka
 # broker's jars are cached in ~/.cache/streamflow (STREAMFLOW_CACHE).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -73,6 +74,16 @@ need_mysql() {
   fi
 }
 
+# The dashboard's browser test drives Debian's Chromium through Debian's chromedriver
+# (tests/integration/test_dashboard_browser.py); no browser is downloaded at run time.
+need_browser() {
+  if [ -x "${STREAMFLOW_CHROMIUM:-/usr/bin/chromium}" ] && [ -x "${STREAMFLOW_CHROMEDRIVER:-/usr/bin/chromedriver}" ]; then
+    return
+  fi
+  echo "dev.sh: installing chromium and chromium-driver with apt-get (for the dashboard's browser test)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+}
+
 command=${1:-}
 shift || true
 case "$command" in
@@ -84,6 +95,7 @@ case "$command" in
     setup
     need_kafka
     need_mysql
+    need_browser
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
   example)

@@ -33,6 +33,7 @@ commands reach it by job id or name::
 
     streamflow list                          running jobs
     streamflow status JOB                    state, checkpoints, backpressure per task
+    streamflow status JOB --web              the address of its dashboard (--web-port)
     streamflow savepoint JOB [DIR]           take a savepoint, print its directory
     streamflow stop JOB [--savepoint DIR]    final savepoint, sinks commit, job ends
     streamflow cancel JOB                    end now; nothing beyond the last checkpoint
@@ -116,6 +117,10 @@ async def run_job(args: argparse.Namespace) -> int:
     if args.savepoint_dir is not None:
         env.set_savepoint_dir(args.savepoint_dir)
     env.set_metrics_interval(args.metrics_interval)
+    if args.metrics_port is not None:
+        env.set_metrics_port(args.metrics_port, args.metrics_host)
+    if args.web_port is not None:
+        env.set_web_ui(args.web_port, args.web_host)
     result = load_builder(args.target)(env)
     if inspect.isawaitable(result):
         await result
@@ -172,9 +177,20 @@ async def supervise(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     command = [sys.executable, "-m", "streamflow", *args.argv]
-    supervisor = Supervisor([[*command, "--worker-index", str(i)] for i in range(args.workers)])
+    supervisor = Supervisor([[*command, *_ports_of_worker(args, i), "--worker-index", str(i)] for i in range(args.workers)])
     log.info("starting %d workers of %s", args.workers, args.target)
     return await supervisor.run()
+
+
+def _ports_of_worker(args: argparse.Namespace, index: int) -> list[str]:
+    """Local workers cannot share a port: worker i serves its dashboard and metrics on
+    the given port + i (0 stays 0: each picks a free one). Given after the command's own
+    options, these win."""
+    ports: list[str] = []
+    for option, port in (("--web-port", args.web_port), ("--metrics-port", args.metrics_port)):
+        if port:
+            ports += [option, str(port + index)]
+    return ports
 
 
 # -- commands that talk to a running job ---------------------------------------------------
@@ -212,6 +228,16 @@ async def list_jobs(args: argparse.Namespace) -> int:
 async def job_status(args: argparse.Namespace) -> int:
     registry = JobRegistry()
     entries = registry.resolve_job(args.job)
+    if args.web:
+        served = [e for e in entries if e.web_url is not None]
+        if not served:
+            raise ConfigError(
+                f"job {entries[0].job_id} serves no dashboard; start it with `streamflow run ... --web-port PORT` "
+                "(0 picks a free port)",
+                job=entries[0].job_id,
+            )
+        print("\n".join(e.web_url for e in served if e.web_url is not None))  # a job on several workers: one each
+        return 0
     answers = await _to_every_worker(registry, entries, "status", args.timeout)
     if args.json:
         print(json.dumps(answers[0] if entries[0].worker is None else answers, indent=2, default=str))
@@ -312,6 +338,16 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--job-name", default=None, help="job name (default: the module's last name)")
     run.add_argument("--metrics-interval", type=float, default=10.0, help="seconds between metrics log lines")
     run.add_argument(
+        "--metrics-port", type=int, default=None, metavar="PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (0: a free port, logged)",
+    )
+    run.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST", help="address of --metrics-port")
+    run.add_argument(
+        "--web-port", type=int, default=None, metavar="PORT",
+        help="serve the dashboard at http://HOST:PORT/ (0: a free port; `streamflow status JOB --web` shows it)",
+    )
+    run.add_argument("--web-host", default="127.0.0.1", metavar="HOST", help="address of --web-port")
+    run.add_argument(
         "--from-savepoint", "-s", default=None, metavar="PATH",
         help="start from a savepoint, a checkpoint chk-<n>, or a job's checkpoint directory (its latest); "
         "a path or a file:// URI",
@@ -364,6 +400,7 @@ def parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=job_status)
     status.add_argument("job", help="job id, unique id prefix, or job name")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--web", action="store_true", help="print the address of the job's dashboard only")
     take = control("savepoint", "take a savepoint of a running job and print its directory", timeout=300.0)
     take.set_defaults(handler=savepoint)
     take.add_argument("job", help="job id, unique id prefix, or job name")

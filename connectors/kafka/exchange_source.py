@@ -200,11 +200,11 @@ class ExchangeReader:
         self._at += 1
         self._pack = None
 
-    def lag(self) -> dict[str, int]:
-        """Kafka records (packs and control records) not fetched yet per owned partition
-        (see :meth:`KafkaSourceReader.lag`): what ``streamflow status`` shows per
-        exchange topic."""
-        return self._fetcher.lag()
+    def metrics(self) -> dict[str, float]:
+        """The fetching reader's ``pendingRecords``: Kafka records (packs and control
+        records) of the owned partitions not handed out yet, what ``streamflow status``
+        shows per exchange."""
+        return self._fetcher.metrics()
 
     # -- checkpoints --------------------------------------------------------------------
 

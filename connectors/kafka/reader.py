@@ -18,11 +18,10 @@ Lifecycle (called from the subtask's own task, one call at a time):
    lag monitoring only.
 5. ``close``: stop the consumer and the admin client.
 
-``lag()`` (any time, for the job's metrics) says how far each partition is behind its
-end, as of the latest fetch.
+``metrics()`` gives the job's metrics this subtask's consumer lag (``pendingRecords``).
 
 (Over 400 lines: one consumer's lifecycle, whose steps share its splits and clients;
-offsets, metadata, watermarks and deserializing are in modules of their own.)
+offsets, metadata, watermarks, deserializing and consumer lag are in modules of their own.)
 """
 
 from __future__ import annotations
@@ -46,6 +45,7 @@ from streamflow.config import seconds
 from streamflow.connectors.kafka.clients import start_client, watch_client
 from streamflow.connectors.kafka.deserializers import decode_batch, resolve_deserializer
 from streamflow.connectors.kafka.fetch import read_batches, records_of
+from streamflow.connectors.kafka.lag import ConsumerLag
 from streamflow.connectors.kafka.metadata import describe_partitions, missing_topic_error
 from streamflow.connectors.kafka.offsets import (
     KafkaSplit,
@@ -104,6 +104,7 @@ class KafkaSourceReader:
         # out, partition]
         self._pending: deque[list[Any]] = deque()
         self._commits: dict[int, dict[TopicPartition, int]] = {}
+        self._lag = ConsumerLag(read_committed=source.isolation_level == "read_committed", timeout=self._timeout)
 
     # -- open -------------------------------------------------------------------------
 
@@ -388,21 +389,6 @@ class KafkaSourceReader:
             )
             self._assign([*self._splits.values(), *splits])
 
-    def lag(self) -> dict[str, int]:
-        """Records between the next one to read and the end of each partition (its last
-        stable offset under ``read_committed``, else its high watermark), as the latest
-        fetch response said; partitions not fetched yet are left out. For monitoring."""
-        consumer = self._consumer
-        if consumer is None:
-            return {}
-        committed = self._source.isolation_level == "read_committed"
-        behind: dict[str, int] = {}
-        for tp, split in self._splits.items():
-            end = consumer.last_stable_offset(tp) if committed else consumer.highwater(tp)
-            if end is not None:
-                behind[split.name] = max(0, int(end) - split.offset)
-        return behind
-
     # -- checkpoints ------------------------------------------------------------------
 
     def snapshot_splits(self, checkpoint_id: int) -> list[Any]:
@@ -440,7 +426,14 @@ class KafkaSourceReader:
                 self._where, checkpoint_id, self._source.group_id, exc,
             )
 
+    def metrics(self) -> dict[str, float]:
+        """``pendingRecords``: records in this subtask's partitions not handed out yet
+        (absent until every partition's end offset is known)."""
+        pending = self._lag.pending_records(self._consumer, self._splits)
+        return {} if pending is None else {"pendingRecords": pending}
+
     async def close(self) -> None:
+        await self._lag.close()
         cancelled = False
         for client, stop in ((self._consumer, "stop"), (self._admin, "close")):
             if client is None:

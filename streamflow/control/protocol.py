@@ -9,7 +9,8 @@ command        arguments                 result
 =============  ========================  ==============================================
 ``ping``       -                         ``{"job_id", "name", "status"}``
 ``status``     -                         ``{"job_id", "name", "pid", "started_at",
-                                         "metrics"}`` (``JobClient.metrics()``)
+                                         "web_url", "metrics_url", "metrics"}``
+                                         (``JobClient.metrics()``)
 ``savepoint``  ``directory`` (or null)   ``{"path"}`` once the savepoint is complete
 ``stop``       ``directory`` (or null)   ``{"path", "status"}`` once the job has ended
 ``cancel``     -                         ``{"status"}`` once the job has ended

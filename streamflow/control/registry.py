@@ -89,6 +89,8 @@ class JobEntry:
         pid: the process serving the job.
         socket: path of its control socket (Unix domain).
         started_at: wall-clock seconds when it registered.
+        web_url: its dashboard's address, if it serves one.
+        metrics_url: its Prometheus endpoint's address, if it serves one.
         worker: which worker of a job on several processes it is (None: one process).
     """
 
@@ -97,6 +99,8 @@ class JobEntry:
     pid: int
     socket: str
     started_at: float
+    web_url: str | None = None
+    metrics_url: str | None = None
     worker: WorkerRef | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,6 +110,8 @@ class JobEntry:
             "pid": self.pid,
             "socket": self.socket,
             "started_at": self.started_at,
+            "web_url": self.web_url,
+            "metrics_url": self.metrics_url,
         }
         if self.worker is not None:
             data["worker"] = self.worker.to_dict()
@@ -125,9 +131,12 @@ class JobEntry:
             raise ValueError(f"bad pid or socket in {data!r}")
         if isinstance(started, bool) or not isinstance(started, (int, float)):
             raise ValueError(f"bad started_at in {data!r}")
+        urls = {key: data.get(key) for key in ("web_url", "metrics_url")}
+        if any(url is not None and not isinstance(url, str) for url in urls.values()):
+            raise ValueError(f"bad web_url or metrics_url in {data!r}")
         worker = data.get("worker")
         return cls(
-            job_id=job_id, name=name, pid=pid, socket=socket, started_at=float(started),
+            job_id=job_id, name=name, pid=pid, socket=socket, started_at=float(started), **urls,
             worker=None if worker is None else WorkerRef.from_dict(worker),
         )
 

@@ -15,6 +15,7 @@ The wire format is in :mod:`streamflow.control.protocol`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from typing import TYPE_CHECKING, Any
@@ -62,7 +63,11 @@ class ControlServer:
         await self._client.started()
         worker = self._client.worker
         ref = None if worker is None else WorkerRef(group=worker.generation, workers=worker.workers, index=worker.index)
-        entry = self._registry.new_entry(self._client.job_name, ref)
+        entry = dataclasses.replace(
+            self._registry.new_entry(self._client.job_name, ref),
+            web_url=self._client.web_url,
+            metrics_url=self._client.metrics_url,
+        )
         self._server = await asyncio.start_unix_server(self._serve, path=entry.socket, limit=MAX_LINE)
         os.chmod(entry.socket, 0o600)
         self._registry.register(entry)
@@ -133,7 +138,8 @@ class ControlServer:
             savepoints = client.savepoint_dir
             return {**identity, "status": client.status, "savepoint_dir": None if savepoints is None else str(savepoints)}
         if command == "status":
-            return {**identity, "metrics": client.metrics()}
+            urls = {"web_url": client.web_url, "metrics_url": client.metrics_url}
+            return {**identity, **urls, "metrics": client.metrics()}
         directory = request.get("directory")
         if directory is not None and not isinstance(directory, str):
             raise ConfigError(f"savepoint directory must be a path string, got {directory!r}")

@@ -47,6 +47,9 @@ def format_status(status: dict[str, Any], now: float | None = None) -> str:
     if worker:
         lines.append(f"  worker {worker['index']} of {worker['workers']} (deployment {worker['generation']})")
     lines.append(f"  status {metrics['status']}, attempt {metrics['attempt']}")
+    for label, key in (("dashboard", "web_url"), ("Prometheus metrics", "metrics_url")):
+        if status.get(key):
+            lines.append(f"  {label} {status[key]}")
     for failure in metrics.get("failures", [])[-3:]:
         lines.append(f"  earlier failure: {failure}")
     checkpoints = metrics["checkpoints"]
@@ -85,12 +88,13 @@ def format_status(status: dict[str, Any], now: float | None = None) -> str:
                 (f"  {name}", _pct(t["busy_ratio"]), _pct(t["idle_ratio"]), _pct(t["backpressured_ratio"]))
             )
         lines.append(_table(task_rows))
-    lag = _lag_by_topic(tasks)
-    if lag:
+    behind = _pending_by_source(metrics.get("operators", {}))
+    if behind:
         lines.append("")
-        lag_rows: list[tuple[str, ...]] = [("source topic", "PARTITIONS", "RECORDS BEHIND")]
-        for topic, (partitions, behind) in sorted(lag.items()):
-            lag_rows.append((f"  {topic}", str(partitions), str(behind)))
+        lag_rows: list[tuple[str, ...]] = [("source (exchange readers: <edge>.exchange-reader)", "SUBTASKS",
+                                            "RECORDS BEHIND")]
+        for uid, (subtasks, pending) in sorted(behind.items()):
+            lag_rows.append((f"  {uid}", str(subtasks), f"{pending:,.0f}"))
         lines.append(_table(lag_rows))
     channels = metrics.get("channels", {})
     if channels:
@@ -102,15 +106,15 @@ def format_status(status: dict[str, Any], now: float | None = None) -> str:
     return "\n".join(lines)
 
 
-def _lag_by_topic(tasks: dict[str, Any]) -> dict[str, tuple[int, int]]:
-    """Topic -> (partitions read, records behind their end), over every source task
-    (exchange topics between workers are ``streamflow.<job>...``)."""
-    found: dict[str, tuple[int, int]] = {}
-    for task in tasks.values():
-        for split, behind in (task.get("source_lag") or {}).items():
-            topic = str(split).rpartition("-")[0]
-            partitions, total = found.get(topic, (0, 0))
-            found[topic] = (partitions + 1, total + int(behind))
+def _pending_by_source(operators: dict[str, Any]) -> dict[str, tuple[int, float]]:
+    """Source uid -> (subtasks reporting, records behind the end of their input): the
+    readers' ``pendingRecords`` (Kafka sources, and the exchanges between workers)."""
+    found: dict[str, tuple[int, float]] = {}
+    for op in operators.values():
+        pending = (op.get("connector") or {}).get("pendingRecords")
+        if op.get("kind") == "source" and pending is not None:
+            subtasks, total = found.get(op["uid"], (0, 0.0))
+            found[op["uid"]] = (subtasks + 1, total + float(pending))
     return found
 
 

@@ -1,14 +1,17 @@
 """JobClient: a running job, seen from the program that started it.
 
 Made by ``StreamEnvironment.execute_async``; every method runs on the job's event loop.
-It reads the job's metrics (and logs a line of them every ``metrics_interval`` seconds
-while the job runs), triggers checkpoints and savepoints through the attempt's
-coordinator, stops with a savepoint, cancels, and returns the result.
+It reads the job's metrics (logs a line of them every ``metrics_interval`` seconds while
+the job runs, and serves them to Prometheus and the dashboard while it runs when given a
+:class:`~streamflow.web.service.JobWebService`), triggers checkpoints and savepoints
+through the attempt's coordinator, stops with a savepoint, cancels, and returns the
+result.
 
 A worker of a job on several processes is made ready when the job starts, not when it
 is built (it takes its lock and registers in the checkpoint root, see
-:mod:`streamflow.workers.startup`): its client starts from a :class:`WorkerStart`, and
-its execution exists once :meth:`JobClient.started` returned.
+:mod:`streamflow.workers.startup`): its client starts from a :class:`WorkerStart`, its
+execution (and its web service, made for it) exists once :meth:`JobClient.started`
+returned.
 """
 
 from __future__ import annotations
@@ -16,16 +19,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
-
-from streamflow.workers.startup import WorkerIdentity, WorkerStart
+from typing import TYPE_CHECKING, Any, Callable
 
 from streamflow.errors import CheckpointError, ConfigError, JobCancelledError
+from streamflow.metrics.registry import MetricsRegistry
 from streamflow.metrics.snapshot import format_line, job_metrics
 from streamflow.runtime.coordinator import CheckpointCoordinator
 from streamflow.runtime.executor import Execution, JobResult, JobStatus
 from streamflow.savepoint.location import local_path
 from streamflow.savepoint.restore import operators_without_uid
+from streamflow.workers.startup import WorkerIdentity, WorkerStart
+
+if TYPE_CHECKING:
+    from streamflow.web.service import JobWebService
 
 __all__ = ["JobClient"]
 
@@ -36,11 +42,21 @@ class JobClient:
     """A running job: its metrics, checkpoints and savepoints on demand, stop, cancel, and
     the result. Every method is called on the job's event loop."""
 
-    def __init__(self, execution: Execution | WorkerStart, metrics_interval: float | None = None) -> None:
+    def __init__(
+        self,
+        execution: Execution | WorkerStart,
+        metrics_interval: float | None = None,
+        web_service: JobWebService | Callable[[Execution], JobWebService | None] | None = None,
+    ) -> None:
+        """``web_service``: the job's HTTP endpoints, or for a worker what makes them for
+        its execution once it exists."""
         self._worker = execution if isinstance(execution, WorkerStart) else None
         self._execution: Execution | None = execution if isinstance(execution, Execution) else None
         self._job_name = execution.job_name if isinstance(execution, WorkerStart) else execution.settings.job_name
         self._created = asyncio.Event()
+        self._web_service_for = web_service if callable(web_service) else None
+        self._web_service = None if callable(web_service) else web_service
+        self._registry: MetricsRegistry | None = None if self._web_service is None else self._web_service.registry
         self._cancel_requested = False
         self._task = asyncio.get_running_loop().create_task(self._run(metrics_interval), name=f"job:{self._job_name}")
 
@@ -53,12 +69,19 @@ class JobClient:
 
     async def _run_execution(self, execution: Execution, metrics_interval: float | None) -> JobResult:
         self._execution = execution
+        if self._web_service_for is not None:
+            self._web_service = self._web_service_for(execution)
+            self._registry = None if self._web_service is None else self._web_service.registry
         self._created.set()
         reporter = None
         if metrics_interval:
             reporter = asyncio.create_task(self._report(execution, metrics_interval), name="metrics-reporter")
         try:
-            result = await execution.run()
+            if self._web_service is None:
+                result = await execution.run()
+            else:
+                async with self._web_service:  # served while the job runs, stopped however it ends
+                    result = await execution.run()
         finally:
             if reporter is not None:
                 reporter.cancel()
@@ -107,6 +130,25 @@ class JobClient:
         if self._execution is None:
             raise CheckpointError(f"cannot {what}: job {self.job_name!r} is {self.status}; it has not started")
         return self._execution
+
+    @property
+    def metrics_registry(self) -> MetricsRegistry:
+        """The job's metrics under Flink's names, with per-second rates: what the
+        Prometheus endpoint and the dashboard read (``sample()`` reads them now)."""
+        if self._registry is None:
+            self._registry = MetricsRegistry(self._started_execution("read its metrics"))
+        return self._registry
+
+    @property
+    def web_url(self) -> str | None:
+        """The dashboard's address (``env.set_web_ui``), or None."""
+        return None if self._web_service is None else self._web_service.web_url
+
+    @property
+    def metrics_url(self) -> str | None:
+        """The Prometheus endpoint's address (``env.set_metrics_port``, or the
+        dashboard's ``/metrics``), or None."""
+        return None if self._web_service is None else self._web_service.metrics_url
 
     @property
     def done(self) -> bool:

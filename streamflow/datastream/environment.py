@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Sequence, TypeVar
 
 from streamflow.api.collection import CollectionSource
 from streamflow.api.connector import Source
@@ -26,7 +26,11 @@ from streamflow.runtime.settings import ExecutionSettings
 from streamflow.savepoint.location import local_path
 from streamflow.savepoint.restore import RestoreSettings
 from streamflow.state.backend import StateBackend
+from streamflow.web.endpoint import HttpEndpoint
 from streamflow.workers.startup import WorkerConfig, WorkerStart
+
+if TYPE_CHECKING:
+    from streamflow.web.service import JobWebService
 
 T = TypeVar("T")
 
@@ -60,6 +64,8 @@ class StreamEnvironment:
         self._savepoint_dir: Path | None = None
         self._faults: FaultInjector | None = None
         self._workers: WorkerConfig | None = None
+        self._metrics_endpoint: HttpEndpoint | None = None
+        self._web_endpoint: HttpEndpoint | None = None
 
     # -- configuration ----------------------------------------------------------------
 
@@ -164,6 +170,21 @@ class StreamEnvironment:
         self._workers = WorkerConfig(workers=workers, index=index, exchange=exchange)
         return self
 
+    def set_metrics_port(self, port: int, host: str = "127.0.0.1") -> StreamEnvironment:
+        """Serve the job's metrics to Prometheus at ``http://host:port/metrics`` while it
+        runs (``port`` 0: a free one; ``JobClient.metrics_url`` tells which). Metrics are
+        read when scraped; nothing is sampled between scrapes."""
+        self._metrics_endpoint = HttpEndpoint(port, host)
+        return self
+
+    def set_web_ui(self, port: int, host: str = "127.0.0.1") -> StreamEnvironment:
+        """Serve the job's dashboard at ``http://host:port/`` while it runs (``port`` 0: a
+        free one; ``JobClient.web_url`` tells which): the job graph coloured by busy and
+        backpressured time, checkpoints per subtask, live charts. It also serves
+        ``/metrics``. The metrics are sampled every second for its charts."""
+        self._web_endpoint = HttpEndpoint(port, host)
+        return self
+
     def disable_operator_chaining(self) -> StreamEnvironment:
         """Run every operator in its own task: slower, but every hop has a visible channel."""
         self._chaining = False
@@ -264,7 +285,18 @@ class StreamEnvironment:
         if not isinstance(allow_checkpoint_rollback, bool):
             raise ConfigError(f"allow_checkpoint_rollback must be True or False, got {allow_checkpoint_rollback!r}")
         execution = Execution(self.plan(), self._settings(job_name, restore, allow_checkpoint_rollback))
-        return JobClient(execution, self._metrics_interval)
+        return JobClient(execution, self._metrics_interval, self._web_service(execution))
+
+    def _web_service(self, execution: Execution) -> JobWebService | None:
+        """The job's HTTP endpoints, their sockets bound now: a port in use fails the
+        start here, before the job runs. None when the job serves neither."""
+        if self._metrics_endpoint is None and self._web_endpoint is None:
+            return None
+        from streamflow.web.service import JobWebService  # aiohttp: only for jobs that serve
+
+        service = JobWebService(execution, metrics=self._metrics_endpoint, web=self._web_endpoint)
+        service.bind()
+        return service
 
     def _execute_worker(
         self,
@@ -287,7 +319,8 @@ class StreamEnvironment:
             restore=None if from_savepoint is None else local_path(from_savepoint, "savepoint path"),
             allow_non_restored_state=allow_non_restored_state,
         )
-        return JobClient(start, self._metrics_interval)
+        # Its web service is made for the worker's execution, which exists once it started.
+        return JobClient(start, self._metrics_interval, self._web_service)
 
     async def execute(
         self,

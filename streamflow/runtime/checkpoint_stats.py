@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from streamflow.runtime.checkpoint_timing import SubtaskCheckpointTiming
+
 __all__ = ["CheckpointRecord", "CheckpointStats"]
 
 
@@ -19,6 +21,8 @@ class CheckpointRecord:
     reason: str | None = None
     is_final: bool = False
     savepoint: str | None = None  # the savepoint directory, once written
+    # per task name, its phases of this checkpoint (filled when it completes or aborts)
+    subtasks: dict[str, SubtaskCheckpointTiming] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

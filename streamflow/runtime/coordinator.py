@@ -55,6 +55,7 @@ from streamflow.core.ids import CheckpointId, TaskKey
 from streamflow.core.services import JobServices
 from streamflow.errors import CheckpointAbortedError, CheckpointError, ConfigError, TooManyCheckpointFailuresError
 from streamflow.runtime.checkpoint_stats import CheckpointRecord, CheckpointStats
+from streamflow.runtime.checkpoint_timing import NotesCheckpointTimings, subtask_timings
 from streamflow.runtime.mailbox import (
     FINISH,
     STOP,
@@ -117,6 +118,7 @@ class CheckpointCoordinator:
         self.clock = clock
         self._mailboxes: list[Mailbox] = []  # every task's
         self._source_mailboxes: list[Mailbox] = []
+        self._timed: list[NotesCheckpointTimings] = []  # tasks whose checkpoint phases are kept
         self.parallelism = parallelism
         self.max_parallelism = max_parallelism
         self.stats = stats
@@ -135,11 +137,28 @@ class CheckpointCoordinator:
             CheckpointScheduler(config, start_id, started_at=clock.now()) if config is not None else None
         )
 
-    def attach(self, mailboxes: Sequence[Mailbox], sources: Sequence[Mailbox]) -> None:
+    def attach(
+        self,
+        mailboxes: Sequence[Mailbox],
+        sources: Sequence[Mailbox],
+        timed: Sequence[NotesCheckpointTimings] = (),
+    ) -> None:
         """The mailboxes of this attempt's tasks, and among them those of its source
-        tasks (the tasks are built after the coordinator, which they call)."""
+        tasks (the tasks are built after the coordinator, which they call); ``timed``:
+        the tasks whose checkpoint phases go into the history when a checkpoint ends."""
         self._mailboxes = list(mailboxes)
         self._source_mailboxes = list(sources)
+        self._timed = list(timed)
+
+    def in_progress(self) -> list[tuple[CheckpointRecord, int, int]]:
+        """Checkpoints triggered and not yet completed or aborted, oldest first, each with
+        how many of its (operator uid, subtask) acks arrived and how many it expects
+        (read by the metrics)."""
+        return [
+            (self._records[n], len(p.expected) - len(p.not_yet_acknowledged), len(p.expected))
+            for n, p in sorted(self._pending.items())
+            if n in self._records
+        ]
 
     # -- called by tasks (same event loop) ------------------------------------------
 
@@ -358,6 +377,7 @@ class CheckpointCoordinator:
         record.status = "completed"
         record.duration = now - pending.trigger_time
         record.savepoint = None if savepoint_path is None else str(savepoint_path)
+        record.subtasks = subtask_timings(self._timed, n)
         self.stats.completed += 1
         self.stats.add(record)
         log.info(
@@ -434,6 +454,7 @@ class CheckpointCoordinator:
         record.status = "subsumed" if subsumed else "aborted"
         record.reason = reason
         record.duration = now - pending.trigger_time
+        record.subtasks = subtask_timings(self._timed, n)
         self.stats.add(record)
         if n == self._final_id:
             self._final_id = None  # retried by the loop

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from streamflow.api.errors_policy import FAIL, ErrorPolicy
@@ -107,7 +108,10 @@ class SourceTask(Task):
             await self._fire_timers()
             if not reading:
                 continue
+            polled = time.perf_counter()
             batch = await reader.poll(self._batch_size, self._poll_wait)
+            if batch is not None and not batch.records:
+                self.stats.empty_poll_seconds += time.perf_counter() - polled
             if batch is None:
                 self.exhausted = True
                 # As in Flink, bounded input ends with the final watermark: every pending

@@ -44,6 +44,7 @@ from streamflow.core.ids import CheckpointId
 from streamflow.core.services import JobServices
 from streamflow.errors import StateSerializationError
 from streamflow.runtime.alignment import BarrierAligner
+from streamflow.runtime.checkpoint_timing import CheckpointTimings
 from streamflow.runtime.channel import MAIL, TIMEOUT, InputGate
 from streamflow.runtime.mailbox import (
     FINISH,
@@ -64,11 +65,13 @@ log = logging.getLogger("streamflow.task")
 class TaskStats:
     """Busy / idle / backpressured seconds of one task, derived when read."""
 
-    __slots__ = ("started", "ended")
+    __slots__ = ("started", "ended", "empty_poll_seconds")
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
         self.ended: float | None = None
+        # a source's polls that returned no record: it waited for input, so it was idle
+        self.empty_poll_seconds = 0.0
 
 
 class Task:
@@ -107,6 +110,7 @@ class Task:
         self.offload = self.services.offload
         self.aligner = BarrierAligner(len(gate.channels), mode)
         self.stats = TaskStats()
+        self.checkpoint_timings = CheckpointTimings()  # phases of recent checkpoints (metrics)
         self._finished = False
         self._stopped = False
         self._ended_inputs: set[int] = set()
@@ -164,6 +168,16 @@ class Task:
 
     def output_blocked_seconds(self) -> float:
         return sum(c.current_blocked_seconds() for w in self.all_writers for c in w.channels)
+
+    @property
+    def input_watermark(self) -> float:
+        """The lowest watermark over this task's inputs (a source: its own), -inf before any."""
+        return min(self._watermarks) if self._watermarks else self._watermark
+
+    @property
+    def output_watermark(self) -> float:
+        """The last watermark this task forwarded, -inf before any."""
+        return self._watermark
 
     # -- main loop --------------------------------------------------------------------
 
@@ -243,6 +257,7 @@ class Task:
                     await self._end_of_input()
 
     async def _on_barrier(self, channel: int, barrier: Barrier) -> None:
+        self.checkpoint_timings.barrier_arrived(barrier.checkpoint_id, barrier.timestamp, self.clock.now())
         step = self.aligner.on_barrier(channel, barrier)
         if step.abandoned is not None:
             self._decline(step.abandoned, "a newer barrier overtook its alignment")
@@ -304,8 +319,10 @@ class Task:
     async def _checkpoint(self, barrier: Barrier, extra: dict[str, OperatorSnapshot]) -> None:
         """Steps 2-4 of the docstring: forward, copy synchronously, write in background."""
         n = barrier.checkpoint_id
+        self.checkpoint_timings.aligned(n, barrier.timestamp, self.clock.now())
         for writer in self.all_writers:
             await writer.broadcast_control(barrier)
+        copy_started = time.perf_counter()
         blobs: dict[str, bytes | None] = {}
         failure: StateSerializationError | None = None
         for uid, state in extra.items():
@@ -327,6 +344,7 @@ class Task:
             log.error("task %s declines checkpoint %d: %s", self.name, n, failure)
             self._decline(n, str(failure))
             return
+        self.checkpoint_timings.synced(n, copy_started)
         self._spawn(self._write_and_ack(n, blobs))
 
     async def _write_and_ack(self, checkpoint_id: CheckpointId, blobs: dict[str, bytes | None]) -> None:
@@ -345,5 +363,6 @@ class Task:
             log.warning("task %s could not write state of checkpoint %d: %r", self.name, checkpoint_id, exc)
             self._decline(checkpoint_id, f"state write failed: {exc!r}")
             return
+        self.checkpoint_timings.written(checkpoint_id, sum(h.size for h in handles.values() if h is not None))
         for uid, handle in handles.items():
             self.coordinator.acknowledge(checkpoint_id, (uid, self.subtask), handle)

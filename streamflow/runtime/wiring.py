@@ -95,7 +95,9 @@ def wire_attempt(
         services=services,
     )
     tasks = [wiring.task(chain, subtask, coordinator) for chain in plan.chains for subtask in range(chain.parallelism)]
-    coordinator.attach([task.gate for task in tasks], [task.gate for task in tasks if isinstance(task, SourceTask)])
+    coordinator.attach(
+        [task.gate for task in tasks], [task.gate for task in tasks if isinstance(task, SourceTask)], timed=tasks
+    )
     return Attempt(tasks, wiring.channels, coordinator)
 
 

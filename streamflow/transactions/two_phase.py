@@ -25,6 +25,9 @@ The commit path, in order:
 6. ``close``: abort the open transaction, if any. Prepared transactions are left alone:
    a restore from their checkpoint commits them. ``close`` is not called after a crash.
 
+:meth:`TwoPhaseCommitSinkWriter.metrics` counts this writer's transactions (committed,
+aborted, open, prepared) for the job's metrics; counts start at 0 with each attempt.
+
 Why ``abort_lingering`` is not always run in ``open``: after a rescale, a subtask's
 restored handles may belong to other old subtasks, and its own old handles may have gone
 to another new subtask that has not committed them yet. Aborting "everything of my
@@ -79,6 +82,8 @@ class TwoPhaseCommitSinkWriter(abc.ABC, Generic[Txn]):
         self._current_records = 0
         self._finished = False
         self._lingering_deferred = False
+        self._committed_count = 0
+        self._aborted_count = 0
 
     # -- what a subclass implements ------------------------------------------------------
 
@@ -136,6 +141,18 @@ class TwoPhaseCommitSinkWriter(abc.ABC, Generic[Txn]):
     @property
     def finished(self) -> bool:
         return self._finished
+
+    def metrics(self) -> dict[str, float]:
+        """This writer's own transactions, read by the job's metrics: committed and
+        aborted since it opened (handles recovered from a checkpoint and lingering
+        transactions of earlier attempts are not counted), open (0 or 1) and prepared but
+        not yet committed now."""
+        return {
+            "numTransactionsCommitted": self._committed_count,
+            "numTransactionsAborted": self._aborted_count,
+            "numTransactionsOpen": 1 if self._current is not None else 0,
+            "numTransactionsPrepared": len(self._prepared.pending()),
+        }
 
     # -- the SinkWriter protocol ---------------------------------------------------------
 
@@ -234,11 +251,13 @@ class TwoPhaseCommitSinkWriter(abc.ABC, Generic[Txn]):
         self._status = check_transition(self._status, TxnStatus.ABORTED)
         txn, self._current = self._current, None
         await self.abort(txn)
+        self._aborted_count += 1
 
     async def _commit_up_to(self, checkpoint_id: int) -> None:
         for cid, handle in self._prepared.to_commit(checkpoint_id):
             await finish_even_if_cancelled(self.commit(handle))
             self._prepared.committed(cid)
+            self._committed_count += 1
 
     def _restored_entries(self) -> list[dict[str, Any]]:
         restored = self.ctx.restored_state or []

@@ -118,3 +118,11 @@ def test_custom_2pc_sink_example_publishes_a_completed_checkpoint_after_a_crash_
     assert "CHECK OK: 3000 orders published exactly once, nothing left in .staging/" in done.stdout
     ids = [json.loads(line)["id"] for p in (tmp_path / "orders").glob("*.jsonl") for line in p.read_text().splitlines()]
     assert sorted(ids) == list(range(3000))
+
+
+def test_backpressure_dashboard_example_serves_its_dashboard_and_ends(tmp_path: Path) -> None:
+    done = run([sys.executable, str(REPO / "examples" / "backpressure_dashboard.py"), "--seconds", "2",
+                "--parallelism", "2"], tmp_path, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    first = done.stdout.splitlines()[0]
+    assert first.startswith("dashboard: http://127.0.0.1:") and "Prometheus: http://127.0.0.1:" in first

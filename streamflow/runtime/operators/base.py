@@ -31,13 +31,14 @@ Restored = list[OperatorSnapshot]  # one per old subtask (with no parts if it ha
 class OperatorMetrics:
     """Counters of one operator subtask; read by the metrics registry."""
 
-    __slots__ = ("records_in", "records_out", "records_skipped", "records_dead_lettered")
+    __slots__ = ("records_in", "records_out", "records_skipped", "records_dead_lettered", "records_late_dropped")
 
     def __init__(self) -> None:
         self.records_in = 0
         self.records_out = 0
         self.records_skipped = 0
         self.records_dead_lettered = 0
+        self.records_late_dropped = 0  # event-time records behind the watermark that were dropped
 
 
 class StreamOperator:

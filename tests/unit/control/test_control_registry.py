@@ -102,10 +102,12 @@ def test_list_and_status_views() -> None:
             "channels": {"lines[0] -> count[0]": {"fill": 0.5, "blocked_seconds": 1.5}},
         },
     }
+    status["web_url"] = "http://127.0.0.1:8081/"
     text = format_status(status, now=100.0)
     for line in [
         "job wc-1a2b3c4d (wc), pid 42, up 0m00s",
         "  status running, attempt 2",
+        "  dashboard http://127.0.0.1:8081/",
         "  earlier failure: InjectedFault: boom",
         "  restored from checkpoint 3 (/sp/savepoint-wc-3-abcdef)",
         "checkpoints: 1 completed, 0 failed",
@@ -114,3 +116,18 @@ def test_list_and_status_views() -> None:
         "  lines[0] -> count[0]  50%   1.50s",
     ]:
         assert line in text.splitlines(), (line, text)
+
+
+def test_an_entry_carries_the_jobs_dashboard_and_metrics_addresses(tmp_path: Path) -> None:
+    registry = JobRegistry(tmp_path)
+    new = registry.new_entry("served")
+    served = JobEntry(job_id=new.job_id, name="served", pid=new.pid, socket=new.socket, started_at=1.0,
+                      web_url="http://127.0.0.1:8081/", metrics_url="http://127.0.0.1:9249/metrics")
+    registry.register(served)
+    assert registry.resolve("served") == served
+    written = json.loads((registry.directory / f"{served.job_id}.json").read_text())
+    assert written["web_url"] == "http://127.0.0.1:8081/"
+    del written["web_url"], written["metrics_url"]  # an entry written before they existed
+    assert JobEntry.from_dict(written).web_url is None
+    with pytest.raises(ValueError, match="bad web_url"):
+        JobEntry.from_dict({**written, "web_url": 8081})

@@ -192,3 +192,24 @@ async def test_commit_is_not_interrupted_by_cancellation() -> None:
 async def test_foreign_restored_state_is_a_clear_error() -> None:
     with pytest.raises(StateError, match="not a two-phase-commit entry"):
         await opened(ctx(restored=[{"split": "x"}]))
+
+
+async def test_metrics_count_the_writers_own_transactions() -> None:
+    restored = [{"checkpoint_id": 1, "subtask": 0, "parallelism": 1, "handle": {"txn": "old"}}]
+    w = await opened(ctx(restored=restored))  # recovering "old" is not this writer's commit
+    assert w.metrics() == {
+        "numTransactionsCommitted": 0, "numTransactionsAborted": 0,
+        "numTransactionsOpen": 1, "numTransactionsPrepared": 0,
+    }
+    await w.write([1])
+    await w.snapshot(2)
+    await w.write([2])
+    await w.snapshot(3)
+    assert w.metrics()["numTransactionsPrepared"] == 2
+    await w.notify_checkpoint_complete(2)
+    assert (w.metrics()["numTransactionsCommitted"], w.metrics()["numTransactionsPrepared"]) == (1, 1)
+    await w.close()  # the open one is aborted; the prepared one is left for a restore
+    assert w.metrics() == {
+        "numTransactionsCommitted": 1, "numTransactionsAborted": 1,
+        "numTransactionsOpen": 0, "numTransactionsPrepared": 1,
+    }
