@@ -3,6 +3,7 @@
     python3 bench/soak.py [--kills 100] [--target kafka|mysql|both] [--seed S]
                           [--records 200000] [--rate 10000] [--parallelism 2] [--workers N]
                           [--kill-delay 0.5 5] [--db-restarts K] [--report FILE]
+                          [--state-backend heap|rocksdb]
 
 For each target, the job of ``soak_job.py`` (Kafka -> keyed count -> an exactly-once
 Kafka sink, or an XA MySQL sink) runs as a real process on a checkpoint directory. The
@@ -36,6 +37,10 @@ checkpoint after the server is back before it is killed.
 ``--workers N`` (Kafka target): the job runs as N worker processes (exchange topics
 between them, a checkpoint root shared by them), and each kill hits one worker chosen at
 random, which is started again alone while the others run on (``soak_workers.py``).
+
+``--state-backend rocksdb`` keeps the job's counts in RocksDB (databases under the work
+directory, those of killed processes removed by the next start) with incremental
+checkpoints: every restore then reads shared SST files.
 
 ``--at-least-once`` is the negative control: the same jobs with at-least-once sinks, which
 write some results again after a restart; the soak must then report duplicates and fail,
@@ -144,6 +149,7 @@ class TargetSoak:
                 "--input-topic", self.input_topic, "--checkpoints", str(checkpoints),
                 "--parallelism", str(self.args.parallelism), "--rate", str(self.args.rate),
                 "--checkpoint-interval", str(self.args.checkpoint_interval), *output.job_args, *workers,
+                "--state-backend", self.args.state_backend, "--state-dir", str(self.workdir / "rocksdb"),
                 *(["--at-least-once"] if self.args.at_least_once else [])]
 
     async def run_round(self, number: int) -> bool:
@@ -300,6 +306,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="restart the soak's own MariaDB this many times during the MySQL soak")
     parser.add_argument("--at-least-once", action="store_true",
                         help="negative control: the sinks at least once; the soak must then FAIL with duplicates")
+    parser.add_argument("--state-backend", choices=("heap", "rocksdb"), default="heap",
+                        help="where the job keeps its counts (rocksdb: incremental checkpoints)")
     parser.add_argument("--report", type=Path, help="also write the report as JSON to this file")
     parser.add_argument("--workdir", type=Path, help="logs and checkpoints (default: a temporary "
                         "directory, removed when the soak passes)")

@@ -41,7 +41,7 @@ import orjson
 from streamflow import KeyedProcessFunction, RestartStrategy, StreamEnvironment
 from streamflow.connectors.kafka import DeliveryGuarantee, KafkaExchange, KafkaSink, KafkaSource
 from streamflow.connectors.mysql import MySqlSink
-from streamflow.state import ValueStateDescriptor
+from streamflow.state import EmbeddedRocksDBStateBackend, ValueStateDescriptor
 
 from soak_data import Result, format_result, parse_input
 
@@ -128,6 +128,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     env = StreamEnvironment(parallelism=args.parallelism)
     env.enable_checkpointing(args.checkpoint_interval, directory=args.checkpoints)
     env.set_restart_strategy(RESTARTS)
+    if args.state_backend == "rocksdb":
+        env.set_state_backend(EmbeddedRocksDBStateBackend(args.state_dir, memory_budget=64 << 20))
     env.set_source_batch_size(SOURCE_BATCH)
     if args.workers > 1:
         env.set_workers(args.workers, args.worker_index, exchange=KafkaExchange(
@@ -160,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="the job's worker processes (this is one of them)")
     parser.add_argument("--worker-index", type=int, default=0, help="which worker this process runs")
     parser.add_argument("--exchange-partitions", type=int, default=8, help="partitions of the exchange topics")
+    parser.add_argument("--state-backend", choices=("heap", "rocksdb"), default="heap")
+    parser.add_argument("--state-dir", help="--state-backend rocksdb: where the databases go")
     parser.add_argument("--at-least-once", action="store_true",
                         help="the sink at least once (a plain INSERT for MySQL): the soak's negative control")
     args = parser.parse_args(argv)

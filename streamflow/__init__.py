@@ -3,6 +3,7 @@
 The public API, re-exported here; everything else is internal.
 """
 
+from streamflow.api.async_io import AsyncFunction, AsyncRetry
 from streamflow.api.broadcast import BroadcastProcessFunction, KeyedBroadcastProcessFunction
 from streamflow.api.errors_policy import ErrorPolicy
 from streamflow.api.functions import (
@@ -37,6 +38,8 @@ from streamflow.runtime.eventloop import run
 from streamflow.runtime.executor import JobResult, JobStatus
 
 __all__ = [
+    "AsyncFunction",
+    "AsyncRetry",
     "BroadcastConnectedStream",
     "BroadcastProcessFunction",
     "BroadcastStream",

@@ -9,7 +9,9 @@
 ``function(env)`` may be sync or async; it adds sources, transformations and sinks to
 ``env`` (and may configure it further). A process started again with the same
 checkpoint directory resumes from the latest complete checkpoint; ``--from-savepoint``
-starts from a savepoint (or a ``chk-<n>`` directory) instead. Savepoint paths may be
+starts from a savepoint (or a ``chk-<n>`` directory) instead. ``--state-backend rocksdb``
+keeps keyed state in RocksDB (``--state-dir``, ``--rocksdb-memory``) with incremental
+checkpoints, for state larger than memory. Savepoint paths may be
 given as ``file://`` URIs. A job that cannot start (its savepoint is missing or does not
 fit) ends with an error and is never registered.
 
@@ -52,6 +54,7 @@ import importlib
 import inspect
 import json
 import logging
+import re
 import signal
 import sys
 from pathlib import Path
@@ -68,6 +71,7 @@ from streamflow.errors import ConfigError, JobCancelledError, StreamflowError
 from streamflow.runtime.eventloop import LOOP_VARIABLE, LOOPS, run as run_on_loop
 from streamflow.savepoint.describe import describe_snapshot, format_description
 from streamflow.savepoint.location import local_path
+from streamflow.state import EmbeddedRocksDBStateBackend, HashMapStateBackend, StateBackend
 from streamflow.workers.supervisor import Supervisor
 
 log = logging.getLogger("streamflow.cli")
@@ -121,6 +125,7 @@ async def run_job(args: argparse.Namespace) -> int:
         env.set_metrics_port(args.metrics_port, args.metrics_host)
     if args.web_port is not None:
         env.set_web_ui(args.web_port, args.web_host)
+    env.set_state_backend(state_backend(args))
     result = load_builder(args.target)(env)
     if inspect.isawaitable(result):
         await result
@@ -191,6 +196,41 @@ def _ports_of_worker(args: argparse.Namespace, index: int) -> list[str]:
         if port:
             ports += [option, str(port + index)]
     return ports
+
+
+def state_backend(args: argparse.Namespace) -> StateBackend:
+    """The backend ``--state-backend`` names, with ``--state-dir`` and
+    ``--rocksdb-memory`` (refused for the heap backend, which has neither).
+
+    Raises:
+        ConfigError: a setting that does not fit the backend, or a size that does not parse.
+    """
+    if args.state_backend == "heap":
+        given = [flag for flag, value in (("--state-dir", args.state_dir), ("--rocksdb-memory", args.rocksdb_memory))
+                 if value is not None]  # fmt: skip
+        if given:
+            raise ConfigError(
+                f"{' and '.join(given)} configure the RocksDB state backend; add --state-backend rocksdb, "
+                "or leave them out to keep state in memory"
+            )
+        return HashMapStateBackend()
+    budget = 256 << 20 if args.rocksdb_memory is None else parse_size(args.rocksdb_memory, "--rocksdb-memory")
+    return EmbeddedRocksDBStateBackend(args.state_dir, memory_budget=budget)
+
+
+_SIZE = re.compile(r"\s*([0-9]+)\s*([kmg]?)(i?b)?\s*", re.IGNORECASE)
+
+
+def parse_size(text: str, what: str) -> int:
+    """``"512M"``, ``"1GiB"``, ``"268435456"``: a number of bytes (units are binary).
+
+    Raises:
+        ConfigError: naming ``what`` and the value.
+    """
+    match = _SIZE.fullmatch(text)
+    if match is None:
+        raise ConfigError(f"{what} must be a size such as 512M or 1G (bytes, binary units), got {text!r}")
+    return int(match.group(1)) << {"": 0, "k": 10, "m": 20, "g": 30}[match.group(2).lower()]
 
 
 # -- commands that talk to a running job ---------------------------------------------------
@@ -362,6 +402,19 @@ def parser() -> argparse.ArgumentParser:
              "sinks (what they committed since is written again)",
     )
     run.add_argument("--savepoint-dir", type=Path, default=None, help="default directory of savepoints")
+    run.add_argument(
+        "--state-backend", choices=("heap", "rocksdb"), default="heap",
+        help="where keyed state lives: in memory (heap), or in embedded RocksDB databases with incremental "
+        "checkpoints, for state larger than memory",
+    )
+    run.add_argument(
+        "--state-dir", type=Path, default=None,
+        help="RocksDB: the local directory of the databases (default: a folder in the system's temp directory)",
+    )
+    run.add_argument(
+        "--rocksdb-memory", default=None, metavar="SIZE",
+        help="RocksDB: memory for the block cache and write buffers of all keyed state of the job (default 256M)",
+    )
     run.add_argument("--no-control", action="store_true", help="do not register the job or open its control socket")
     run.add_argument(
         "--workers", type=int, default=None, metavar="N",

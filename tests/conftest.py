@@ -6,6 +6,10 @@ started on a free 127.0.0.1 port the first time a test asks for it and stopped a
 of the session. ``KAFKA_BOOTSTRAP_SERVERS`` points the tests at an external broker instead
 (it must allow transactions on one node and have automatic topic creation off).
 
+``backend_factory`` runs a test once per state backend of ``STATE_BACKENDS``
+(tests/contract/state_backends.py): it makes fresh ``StateBackend`` objects of that
+kind, and the keyed backends they create are closed after the test.
+
 ``mysql_url`` is a fresh database of its own for the session, on a real MariaDB server
 (``streamflow.devtools.mariadb_server``, Debian's ``mariadb-server``) started on a free
 127.0.0.1 port on first use and stopped at the end. ``MYSQL_URL``
@@ -20,6 +24,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from contract.state_backends import STATE_BACKENDS, BackendFactory, ClosingBackends
 
 from streamflow.control import HOME_ENV
 from streamflow.devtools.kafka_broker import KafkaBroker, KafkaBrokerError
@@ -78,3 +83,10 @@ def _private_streamflow_home(tmp_path_factory: pytest.TempPathFactory) -> Iterat
         os.environ.pop(HOME_ENV, None)
     else:
         os.environ[HOME_ENV] = previous
+
+
+@pytest.fixture(params=STATE_BACKENDS)
+def backend_factory(request: pytest.FixtureRequest) -> Iterator[BackendFactory]:
+    backends = ClosingBackends(request.param)
+    yield backends
+    backends.close_all()

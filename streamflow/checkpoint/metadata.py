@@ -12,8 +12,17 @@ The JSON layout (``format_version`` 1)::
                              "subtasks": {"0": {"file": "count-0", "size": 10,
                                                 "sha256": "ab..."}}}}}
 
-``format_version`` is a major version: a reader refuses any version it does not know,
-by name, rather than guess at the meaning of fields.
+``format_version`` 2 adds, to the handle of a subtask whose state lives partly in the
+job's ``shared/`` folder (an incremental checkpoint, see
+:mod:`streamflow.checkpoint.shared_files`), the list of those files::
+
+    "0": {"file": "count-0", "size": 812, "sha256": "ab...",
+          "shared": [{"name": "12-count-0-000042.sst", "size": 65536, "sha256": "cd..."}]}
+
+A checkpoint without shared files is written as version 1, so earlier versions of
+streamflow still read it (every savepoint is). ``format_version`` is a major version: a
+reader refuses any version it does not know, by name, rather than guess at the meaning
+of fields.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from typing import Any
 
 import orjson
 
+from streamflow.checkpoint.shared_files import SharedFile, uploaded_for
 from streamflow.core.ids import CheckpointId
 from streamflow.errors import CheckpointError
 
@@ -35,7 +45,9 @@ __all__ = [
     "UnsupportedCheckpointVersionError",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The newest version written and read; 1 is read too (see the module docstring)."""
+READ_VERSIONS = frozenset({1, 2})
 
 
 class UnsupportedCheckpointVersionError(CheckpointError):
@@ -59,14 +71,29 @@ class StateHandle:
         file: file name relative to the ``chk-<n>`` directory.
         size: payload size in bytes (without the file's checksum header).
         sha256: hex SHA-256 of the payload.
+        shared: the files of the job's ``shared/`` folder the state also needs.
     """
 
     file: str
     size: int
     sha256: str
+    shared: tuple[SharedFile, ...] = ()
+
+    @property
+    def total_size(self) -> int:
+        """The state file and its shared files (some shared with other checkpoints)."""
+        return self.size + sum(shared.size for shared in self.shared)
+
+    def written_for(self, checkpoint_id: int) -> int:
+        """The bytes written for checkpoint ``checkpoint_id``: the state file and the
+        shared files uploaded for it (not those reused from earlier checkpoints)."""
+        return self.size + sum(shared.size for shared in self.shared if uploaded_for(shared.name) == checkpoint_id)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "size": self.size, "sha256": self.sha256}
+        data: dict[str, Any] = {"file": self.file, "size": self.size, "sha256": self.sha256}
+        if self.shared:
+            data["shared"] = [shared.to_dict() for shared in self.shared]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StateHandle:
@@ -75,7 +102,10 @@ class StateHandle:
             raise CheckpointError(f"state handle has a non-string file or sha256: {dict(data)!r}")
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise CheckpointError(f"state handle has an invalid size: {dict(data)!r}")
-        return cls(file=file, size=size, sha256=sha256)
+        shared = data.get("shared", [])
+        if not isinstance(shared, list):
+            raise CheckpointError(f"state handle lists its shared files as a {type(shared).__name__}: {dict(data)!r}")
+        return cls(file=file, size=size, sha256=sha256, shared=tuple(SharedFile.from_dict(s) for s in shared))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -119,7 +149,8 @@ class CheckpointMetadata:
         timestamp: wall-clock seconds when the checkpoint was triggered.
         is_savepoint: True for user-triggered savepoints.
         operators: operator uid -> its state.
-        format_version: major version of this layout; see :data:`FORMAT_VERSION`.
+        format_version: the major version it was read in (written: 2 when a handle
+            lists shared files, else 1; see the module docstring).
     """
 
     job_name: str
@@ -127,7 +158,7 @@ class CheckpointMetadata:
     timestamp: float
     is_savepoint: bool = False
     operators: Mapping[str, OperatorStateMeta] = field(default_factory=dict)
-    format_version: int = FORMAT_VERSION
+    format_version: int = field(default=1, compare=False)  # as read; what is written follows the handles
 
     def handles(self) -> Iterator[tuple[str, int, StateHandle]]:
         """Every ``(operator uid, subtask, handle)``, in a stable order."""
@@ -135,10 +166,17 @@ class CheckpointMetadata:
             for subtask, handle in sorted(self.operators[uid].subtasks.items()):
                 yield uid, subtask, handle
 
+    def shared_files(self) -> list[SharedFile]:
+        """Every shared file a handle lists (a file several subtasks share, once)."""
+        found = {shared.name: shared for _uid, _subtask, handle in self.handles() for shared in handle.shared}
+        return [found[name] for name in sorted(found)]
+
     def to_json(self) -> bytes:
+        """The JSON of ``_metadata``: version 2 when a handle lists shared files, else 1."""
+        version = 2 if any(handle.shared for _uid, _subtask, handle in self.handles()) else 1
         return orjson.dumps(
             {
-                "format_version": self.format_version,
+                "format_version": version,
                 "job_name": self.job_name,
                 "checkpoint_id": self.checkpoint_id,
                 "timestamp": self.timestamp,
@@ -162,11 +200,11 @@ class CheckpointMetadata:
         if not isinstance(raw, dict):
             raise CheckpointError(f"checkpoint metadata must be a JSON object, got {type(raw).__name__}")
         version = raw.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in READ_VERSIONS or isinstance(version, bool):
             raise UnsupportedCheckpointVersionError(
                 f"checkpoint metadata has format_version {version!r}, but this streamflow "
-                f"only reads format_version {FORMAT_VERSION}; use the streamflow version "
-                "that wrote it",
+                f"only reads format_version {' and '.join(map(str, sorted(READ_VERSIONS)))}; use the streamflow "
+                "version that wrote it",
                 found=version,
                 supported=FORMAT_VERSION,
             )
@@ -177,7 +215,7 @@ class CheckpointMetadata:
                 timestamp=float(raw["timestamp"]),
                 is_savepoint=bool(raw.get("is_savepoint", False)),
                 operators={str(uid): OperatorStateMeta.from_dict(meta) for uid, meta in raw["operators"].items()},
-                format_version=FORMAT_VERSION,
+                format_version=version,
             )
         except CheckpointError:
             raise

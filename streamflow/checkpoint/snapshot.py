@@ -11,25 +11,65 @@ checkpoints and savepoints have always had: ``"source"`` (the reader's split sta
 ``"sink"`` (the writer's state list: a two-phase-commit writer's prepared handles),
 ``"keyed"`` (the keyed state backend's snapshot), ``"operator"`` (the operator state
 store's snapshot) and ``"timers"`` (``{"processing": [...], "event": [...]}``). Every
-checkpoint written so far reads back unchanged. Two parts are reserved for what comes
-next and written by nothing yet: ``"channel_state"`` (records in flight in channels,
-for unaligned checkpoints) and ``"async_inputs"`` (inputs of async calls still in
-flight at the barrier).
+checkpoint written so far reads back unchanged. ``"async_inputs"`` is an async
+operator's (map_async): one dict ``{"record", "position", "origin", "key"}`` per record
+it held at the barrier (call running, waiting, or done and not yet emitted), in arrival
+order; ``origin`` is the record's :class:`~streamflow.core.elements.SourceRef` (or None)
+and ``key`` its key after ``key_by`` (else None). ``"channel_state"`` (records in flight
+in channels, for unaligned checkpoints) is reserved and written by nothing yet.
 
 Which parts a subtask wrote tells what it was: a source has a ``source`` part and a sink
 a ``sink`` part, even when empty (a restore checks that a uid is not handed to an
 operator of another kind).
+
+A keyed part may be finished after the barrier (:attr:`OperatorSnapshot.pending`): the
+files of an incremental checkpoint are put into shared storage, or a canonical snapshot
+is read from a native one, in the background; the task writes the state file once that
+is done (see :mod:`streamflow.checkpoint.incremental`).
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
+from streamflow.checkpoint.shared_files import SharedFile, SharedFileStore
 from streamflow.errors import StateError
 
-__all__ = ["STORED_PARTS", "OperatorSnapshot", "TimerSnapshot"]
+__all__ = [
+    "STORED_PARTS", "FinishedKeyedState", "OperatorSnapshot", "PendingKeyedState", "SnapshotType", "TimerSnapshot",
+]
+
+
+class SnapshotType(enum.Enum):
+    """What a barrier asks for: a checkpoint (owned by the system, may be incremental)
+    or a savepoint (self-contained and canonical, restorable into any backend)."""
+
+    CHECKPOINT = "checkpoint"
+    SAVEPOINT = "savepoint"
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedKeyedState:
+    """What the background part of a keyed snapshot produced: the keyed part, when it
+    could not be built at the barrier (else None: the stored one stands), and the shared
+    files the state needs."""
+
+    keyed: dict[str, Any] | None
+    shared: tuple[SharedFile, ...]
+
+
+class PendingKeyedState(Protocol):
+    """The part of a keyed snapshot that runs after the barrier, in the background.
+
+    The task calls :meth:`finish` once, then :meth:`discard` whatever happened (also
+    when the checkpoint was declined before :meth:`finish` ran)."""
+
+    async def finish(self, store: SharedFileStore) -> FinishedKeyedState: ...
+
+    async def discard(self) -> None: ...
 
 STORED_PARTS: Final = frozenset(
     {"source", "sink", "keyed", "operator", "timers", "channel_state", "async_inputs"}
@@ -62,7 +102,9 @@ class OperatorSnapshot:
     channel_state: list[Any] | None = None
     """Reserved: records in flight in the input channels (unaligned checkpoints)."""
     async_inputs: list[Any] | None = None
-    """Reserved: inputs of async calls in flight at the barrier (async I/O)."""
+    """An async operator's held records at the barrier (see the module docstring)."""
+    pending: PendingKeyedState | None = None
+    """The keyed part's background work (not stored; see the module docstring)."""
 
     def to_stored(self) -> dict[str, Any]:
         """The plain dict this snapshot is stored as (see the module docstring)."""

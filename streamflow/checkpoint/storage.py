@@ -8,6 +8,8 @@ Layout of one job's checkpoint directory::
         count-1
         _metadata
       chk-8/              in flight, aborted or crashed: no _metadata
+      shared/             files of incremental checkpoints, shared by several
+                          (see :mod:`streamflow.checkpoint.shared_files`)
 
 A ``chk-<n>`` directory is complete exactly when it holds ``_metadata``; the metadata is
 written last and atomically (temp file, fsync, rename, fsync of the directory), so a crash
@@ -49,6 +51,7 @@ from pathlib import Path
 import aiofiles
 
 from streamflow.checkpoint.metadata import CheckpointMetadata, StateHandle, UnsupportedCheckpointVersionError
+from streamflow.checkpoint.shared_files import SharedFile, SharedFileStore, uploaded_for
 from streamflow.core.faults import FaultInjector
 from streamflow.core.ids import CheckpointId
 from streamflow.errors import CheckpointCorruptedError, CheckpointError, ConfigError
@@ -130,6 +133,11 @@ class CheckpointStorage:
     With ``max_concurrent > 1`` the coordinator must abort (subsume) in-flight checkpoints
     older than a newly completed one before ``enforce_retention``, which deletes
     incomplete directories older than the newest complete checkpoint.
+
+    Shared files (incremental checkpoints) live in :attr:`shared`: the coordinator
+    registers an acknowledged handle's files there, ``discard`` and retention release a
+    checkpoint's, and :meth:`load_shared_references` rebuilds the counts when an attempt
+    starts.
     """
 
     def __init__(self, directory: str | Path, *, retained: int = 2, faults: FaultInjector | None = None) -> None:
@@ -141,6 +149,7 @@ class CheckpointStorage:
         self._directory = Path(directory)
         self._retained = retained
         self._faults = faults if faults is not None else FaultInjector()  # the job run's, to crash tests
+        self.shared = SharedFileStore(self._directory)
 
     @property
     def directory(self) -> Path:
@@ -152,8 +161,11 @@ class CheckpointStorage:
 
     # -- writing --------------------------------------------------------------------
 
-    async def write_state(self, checkpoint_id: int, name: str, data: bytes) -> StateHandle:
-        """Write one subtask's encoded snapshot durably (fsynced) and return its handle.
+    async def write_state(
+        self, checkpoint_id: int, name: str, data: bytes, shared: tuple[SharedFile, ...] = ()
+    ) -> StateHandle:
+        """Write one subtask's encoded snapshot durably (fsynced) and return its handle,
+        which lists the ``shared`` files (already written) the state also needs.
 
         ``name`` identifies the writer, conventionally ``f"{uid}-{subtask}"``; it is made
         file-name safe with :func:`state_file_name`. Each name is written once per
@@ -175,7 +187,7 @@ class CheckpointStorage:
                 checkpoint_id=checkpoint_id,
                 file=str(path),
             ) from None
-        return StateHandle(file=file, size=len(data), sha256=digest)
+        return StateHandle(file=file, size=len(data), sha256=digest, shared=shared)
 
     async def write_metadata(self, checkpoint_id: int, metadata: CheckpointMetadata) -> None:
         """Complete checkpoint n: write ``_metadata`` atomically.
@@ -237,8 +249,9 @@ class CheckpointStorage:
         return metadata
 
     async def verify(self, checkpoint_id: int) -> CompletedCheckpoint:
-        """Check that checkpoint n is complete and intact: ``_metadata`` and every state file
-        it lists exist and match their checksums (files are streamed, not loaded whole).
+        """Check that checkpoint n is complete and intact: ``_metadata``, every state file
+        and every shared file it lists exist and match their checksums (files are
+        streamed, not loaded whole).
 
         Raises:
             CheckpointCorruptedError: what is wrong, naming the file.
@@ -256,6 +269,7 @@ class CheckpointStorage:
             path = self._state_path(checkpoint_id, handle)
             header_digest, actual, size = await self._hash_file(checkpoint_id, path)
             _check(checkpoint_id, path, header_digest, actual, handle, size)
+        await self.shared.verify(metadata.shared_files(), checkpoint_id=checkpoint_id)
         return CompletedCheckpoint(checkpoint_id=CheckpointId(checkpoint_id), path=chk, metadata=metadata)
 
     async def scan_for_restore(self) -> RestoreScan:
@@ -296,25 +310,51 @@ class CheckpointStorage:
         return scan.latest
 
     async def highest_checkpoint_id(self) -> int:
-        """The largest n of any ``chk-<n>`` directory, complete or not (0 if none).
+        """The largest n of any ``chk-<n>`` directory, complete or not, or of a shared
+        file uploaded for checkpoint n (0 if none).
 
         A restarted job numbers its checkpoints after this so it never reuses an id, not
-        even one of a half-written checkpoint.
+        even one of a half-written checkpoint (whose shared files may be written before
+        its directory).
         """
         scan = await self._scan()
-        return scan[-1][0] if scan else 0
+        uploaded = [n for name in await self.shared.names() if (n := uploaded_for(name)) is not None]
+        return max([scan[-1][0] if scan else 0, *uploaded])
+
+    async def load_shared_references(self) -> None:
+        """Count the shared files every complete checkpoint references (read from their
+        ``_metadata``), then delete the orphans: files uploaded for checkpoints no newer
+        than the newest complete one that nothing references (attempts that died or
+        were aborted left them). Called when a job attempt starts, before it restores."""
+        store = self.shared
+        store.references = type(store.references)()
+        complete = [n for n, has_metadata in await self._scan() if has_metadata]
+        for checkpoint_id in complete:
+            try:
+                metadata = await self.read_metadata(checkpoint_id)
+            except CheckpointError as exc:  # a damaged checkpoint references nothing it can prove
+                log.warning("shared file references of checkpoint %d are not counted: %s", checkpoint_id, exc)
+                continue
+            store.references.add(checkpoint_id, [shared.name for shared in metadata.shared_files()])
+        if complete:
+            await store.sweep(complete[-1])
 
     # -- deleting -------------------------------------------------------------------
 
     async def discard(self, checkpoint_id: int) -> None:
-        """Delete ``chk-<n>`` entirely (abort clean-up); a missing directory is fine."""
+        """Delete ``chk-<n>`` entirely (abort clean-up), and the shared files only it
+        referenced; a missing directory is fine."""
+        await self.shared.release(checkpoint_id)
         await asyncio.to_thread(_rmtree, self.checkpoint_path(checkpoint_id))
 
     async def enforce_retention(self) -> tuple[CheckpointId, ...]:
-        """Keep the newest ``retained`` complete checkpoints; delete the other complete
-        ones and every incomplete directory older than the newest complete checkpoint
-        (leftovers of aborted or crashed attempts). Incomplete directories newer than it
-        are in flight and kept. Returns the deleted ids.
+        """Keep the newest ``retained`` complete checkpoints, and the newest complete one
+        that references shared files (a savepoint since holds none, and subtasks go on
+        reusing its files); delete the other complete ones and every incomplete
+        directory older than the newest complete checkpoint (leftovers of aborted or
+        crashed attempts), then the shared files nothing references any more.
+        Incomplete directories newer than it are in flight and kept. Returns the
+        deleted ids.
 
         "Complete" here means "has ``_metadata``"; the files are not re-verified.
         """
@@ -323,19 +363,23 @@ class CheckpointStorage:
         if not complete:
             return ()
         keep = set(complete[-self._retained :])
+        keep.update([n for n in complete if self.shared.references.holds(n)][-1:])
         newest = complete[-1]
         doomed = [n for n, has_metadata in scan if n not in keep and (has_metadata or n < newest)]
         for checkpoint_id in doomed:
             await self.discard(checkpoint_id)
+        await self.shared.sweep(newest)
         if doomed:
             log.debug("checkpoint retention deleted %s from %s", doomed, str(self._directory))
         return tuple(CheckpointId(n) for n in doomed)
 
     async def discard_all(self) -> None:
-        """Delete every ``chk-<n>`` directory (``RetentionOnCancel.DELETE``), then the
-        directory itself if nothing else is left in it."""
+        """Delete every ``chk-<n>`` directory and the shared files
+        (``RetentionOnCancel.DELETE``), then the directory itself if nothing else is
+        left in it."""
         for checkpoint_id, _complete in await self._scan():
             await self.discard(checkpoint_id)
+        await self.shared.remove_all()
         await asyncio.to_thread(_rmdir_if_empty, self._directory)
 
     # -- helpers --------------------------------------------------------------------

@@ -36,8 +36,9 @@ def _by_job_and_worker(job: dict[str, Any]) -> tuple[str, str, int]:
 
 
 def format_status(status: dict[str, Any], now: float | None = None) -> str:
-    """The job, its checkpoints (with savepoints), and per task busy / idle /
-    backpressured shares and per channel fill, from a ``status`` result."""
+    """The job, its checkpoints (with savepoints), per task busy / idle /
+    backpressured shares, per async operator its calls, and per channel fill, from a
+    ``status`` result."""
     now = time.time() if now is None else now
     metrics = status["metrics"]
     started = status.get("started_at")
@@ -96,6 +97,27 @@ def format_status(status: dict[str, Any], now: float | None = None) -> str:
         for uid, (subtasks, pending) in sorted(behind.items()):
             lag_rows.append((f"  {uid}", str(subtasks), f"{pending:,.0f}"))
         lines.append(_table(lag_rows))
+    calls = {name: o["async"] for name, o in metrics.get("operators", {}).items() if "async" in o}
+    if calls:
+        lines.append("")
+        call_rows: list[tuple[str, ...]] = [
+            ("async operator", "IN FLIGHT", "CALLS/S", "TIMEOUTS", "RETRIES", "FAILED", "P50", "P99", "WAITED")
+        ]
+        for name, c in sorted(calls.items()):
+            call_rows.append(
+                (
+                    f"  {name}",
+                    f"{c['in_flight']}/{c['capacity']}",
+                    f"{c['calls_per_second']:.0f}",
+                    str(c["timeouts"]),
+                    str(c["retries"]),
+                    str(c["failures"]),
+                    _millis(c["latency_p50"]),
+                    _millis(c["latency_p99"]),
+                    f"{c['capacity_wait_seconds']:.2f}s",
+                )
+            )
+        lines.append(_table(call_rows))
     channels = metrics.get("channels", {})
     if channels:
         lines.append("")
@@ -121,6 +143,10 @@ def _pending_by_source(operators: dict[str, Any]) -> dict[str, tuple[int, float]
 def _table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def _millis(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f}ms"
 
 
 def _pct(ratio: float) -> str:

@@ -16,13 +16,16 @@ a process function or a source emits is ``Any`` to a type checker.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Any, Callable, Generic, Iterable, Self, TypeVar, overload
+from datetime import timedelta
+from typing import Any, Callable, Generic, Iterable, Literal, Self, TypeVar, overload
 
+from streamflow.api.async_io import AsyncIOConfig, AsyncOrdering, AsyncRetry, is_async_callable
 from streamflow.api.broadcast import BroadcastProcessFunction, KeyedBroadcastProcessFunction
 from streamflow.api.connector import Sink
 from streamflow.api.connector_checks import check_sink
 from streamflow.api.errors_policy import ErrorAction, ErrorPolicy
 from streamflow.api.functions import KeyedProcessFunction, ProcessFunction
+from streamflow.config import seconds
 from streamflow.errors import ConfigError, GraphError
 from streamflow.graph.builder import GraphBuilder
 from streamflow.graph.spec import OperatorKind, Partitioning
@@ -171,6 +174,76 @@ class DataStream(Generic[T]):
         """One record in, an iterable of records out. ``fn`` may be async."""
         _require_callable(fn, "flat_map")
         return self._apply(OperatorKind.FLAT_MAP, "flat_map", fn)
+
+    def map_async(
+        self,
+        fn: Callable[[T], Awaitable[R]],
+        *,
+        capacity: int = 100,
+        timeout: float | timedelta = 5.0,
+        ordered: bool | Literal["per_key"] = False,
+        retry: AsyncRetry | None = None,
+    ) -> DataStream[R]:
+        """Call async ``fn`` for each record with up to ``capacity`` calls in flight per
+        subtask (Flink's Async I/O); one result per record.
+
+        Args:
+            fn: an ``async def``, or an object with ``async def __call__`` (and optional
+                ``open(ctx)`` / ``close()``, see :class:`~streamflow.api.async_io.AsyncFunction`).
+                It may be called again for a record after a restore or a retry: make it
+                idempotent.
+            capacity: calls in flight per subtask at most; when full, the operator
+                waits for a free slot (backpressure upstream).
+            timeout: seconds per call; a call still running then fails with a TimeoutError.
+            ordered: False: results as calls complete (a watermark still follows every
+                result before it); True: in input order; ``"per_key"`` (after ``key_by``):
+                calls of one key one at a time, results in input order per key.
+            retry: when to call again after an exception or an unwanted result
+                (:class:`~streamflow.api.async_io.AsyncRetry`); None: never. What still
+                fails goes to the operator's error policy.
+        """
+        return self._apply_async("map_async", fn, capacity, timeout, ordered, retry, flat=False)
+
+    def flat_map_async(
+        self,
+        fn: Callable[[T], Awaitable[Iterable[R]]],
+        *,
+        capacity: int = 100,
+        timeout: float | timedelta = 5.0,
+        ordered: bool | Literal["per_key"] = False,
+        retry: AsyncRetry | None = None,
+    ) -> DataStream[R]:
+        """Like :meth:`map_async`, but ``fn`` returns an iterable: zero or more results
+        per record, emitted together."""
+        return self._apply_async("flat_map_async", fn, capacity, timeout, ordered, retry, flat=True)
+
+    def _apply_async(
+        self,
+        name: str,
+        fn: Any,
+        capacity: int,
+        timeout: float | timedelta,
+        ordered: bool | str,
+        retry: AsyncRetry | None,
+        *,
+        flat: bool,
+    ) -> DataStream[Any]:
+        if not is_async_callable(fn):
+            raise ConfigError(
+                f"{name} needs an async function (an async def, or an object with async def __call__), got {fn!r}; "
+                f"for a synchronous function use {name.removesuffix('_async')}, and wrap a callable that returns "
+                "an awaitable (a lambda) in an async def"
+            )
+        config = AsyncIOConfig(
+            capacity=capacity,
+            timeout=seconds(timeout, "timeout"),
+            ordering=AsyncOrdering.of(ordered, keyed=self._key_selector is not None),
+            retry=retry,
+            flat=flat,
+        )
+        stream = self._apply(OperatorKind.ASYNC, name, fn)
+        self._graph.update(stream._node_ids[0], async_io=config)
+        return stream
 
     def filter(self, fn: Callable[[T], bool | Awaitable[bool]]) -> DataStream[T]:
         """Keep the records for which ``fn`` is true. ``fn`` may be async."""

@@ -10,6 +10,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from streamflow.api.async_io import AsyncIOConfig
 from streamflow.api.errors_policy import FAIL, ErrorPolicy
 from streamflow.api.functions import is_checkpointed_function
 from streamflow.state.descriptors import MapStateDescriptor
@@ -32,6 +33,7 @@ class OperatorKind(enum.Enum):
     PROCESS = "process"
     BROADCAST_PROCESS = "broadcast_process"  # two inputs: records (0) and broadcast elements (1)
     REDUCE = "reduce"
+    ASYNC = "async"  # map_async / flat_map_async: calls in flight, settings in OperatorSpec.async_io
     SINK = "sink"
 
 
@@ -43,6 +45,7 @@ class OperatorSpec:
     key and keyed state). ``parallelism`` None means the environment default.
     ``broadcast_states`` are the MapStateDescriptors a BROADCAST_PROCESS operator was
     given by ``DataStream.broadcast(...)``: the broadcast state it may use.
+    ``async_io`` holds the settings of an ASYNC operator (None for every other kind).
     """
 
     node_id: int
@@ -55,6 +58,7 @@ class OperatorSpec:
     error_policy: ErrorPolicy = FAIL
     start_new_chain: bool = False
     broadcast_states: tuple[MapStateDescriptor[Any, Any], ...] = ()
+    async_io: AsyncIOConfig | None = None
 
     @property
     def effective_uid(self) -> str:
@@ -74,8 +78,9 @@ class OperatorSpec:
            transactions by default, while :class:`~streamflow.connectors.PrintSink` or
            :class:`~streamflow.connectors.SocketTextSource` keep nothing (after
            ``key_by`` too: a sink has no keyed state);
-        3. keyed operators (after ``key_by``: keyed state, timers) and broadcast
-           operators (broadcast state) do;
+        3. keyed operators (after ``key_by``: keyed state, timers), broadcast
+           operators (broadcast state) and async operators (the inputs of the calls in
+           flight at a barrier) do;
         4. anything else (map, filter, flat_map, a non-keyed process) does not.
 
         Only operators that hold state need a ``.uid(...)``; missing ones are warned
@@ -85,7 +90,15 @@ class OperatorSpec:
             return True
         if self.kind is OperatorKind.SOURCE or self.kind is OperatorKind.SINK:
             return bool(getattr(self.function, "stateful", True))
-        return self.key_selector is not None or self.kind is OperatorKind.BROADCAST_PROCESS
+        if self.kind is OperatorKind.ASYNC or self.kind is OperatorKind.BROADCAST_PROCESS:
+            return True
+        return self.key_selector is not None
+
+    @property
+    def has_keyed_state(self) -> bool:
+        """Whether the operator gets a keyed state backend: after ``key_by``, unless it is
+        an async operator (its calls of many keys overlap, so there is no current key)."""
+        return self.key_selector is not None and self.kind is not OperatorKind.ASYNC
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -153,6 +153,20 @@ ALL: tuple[MetricDef, ...] = (
     _m("numRecordsSkipped", O, C, "records", "Bad records the error policy skipped."),
     _m("numRecordsDeadLettered", O, C, "records", "Bad records the error policy sent to the dead-letter sink."),
     _m("numLateRecordsDropped", O, C, "records", "Event-time records dropped for arriving behind the watermark."),
+    # -- operator: async I/O (map_async, flat_map_async) --------------------------------
+    _m("asyncCallsInFlight", O, G, "calls", "Async operator: calls running now (at most its capacity)."),
+    _m("asyncRecordsHeld", O, G, "records",
+       "Async operator: records held (call running, waiting, or done and not yet emitted)."),
+    _m("asyncCalls", O, C, "calls", "Async operator: calls ended (each attempt counts)."),
+    _m("asyncCallsPerSecond", O, G, "calls/s", "Async operator: calls ended per second, over the last seconds."),
+    _m("asyncCallTimeouts", O, C, "calls", "Async operator: calls that ran past the timeout."),
+    _m("asyncCallRetries", O, C, "calls", "Async operator: calls made again by the retry strategy."),
+    _m("asyncCallFailures", O, C, "records",
+       "Async operator: records whose last attempt failed (handed to the error policy)."),
+    _m("asyncCallLatencyP50", O, G, "ms", "Async operator: median call latency over the last calls."),
+    _m("asyncCallLatencyP99", O, G, "ms", "Async operator: 99th percentile call latency over the last calls."),
+    _m("asyncCapacityWaitTime", O, C, "ms", "Async operator: time spent waiting for a free call slot "
+       "(backpressure from the service)."),
     # -- operator, reported by connectors ---------------------------------------------
     _m("pendingRecords", O, G, "records",
        "Source backlog: records in the source's partitions not yet read (Kafka consumer lag)."),

@@ -308,6 +308,21 @@ def _operator_series(
         "numRecordsDeadLettered": op["records_dead_lettered"],
         "numLateRecordsDropped": op["records_late_dropped"],
     }
+    calls = op.get("async")  # an async operator's calls (map_async)
+    if calls is not None:
+        values.update({
+            "asyncCallsInFlight": calls["in_flight"],
+            "asyncRecordsHeld": calls["held"],
+            "asyncCalls": calls["calls"],
+            "asyncCallsPerSecond": calls["calls_per_second"],
+            "asyncCallTimeouts": calls["timeouts"],
+            "asyncCallRetries": calls["retries"],
+            "asyncCallFailures": calls["failures"],
+            "asyncCapacityWaitTime": calls["capacity_wait_seconds"] * 1000.0,
+        })
+        for name, key in (("asyncCallLatencyP50", "latency_p50"), ("asyncCallLatencyP99", "latency_p99")):
+            if calls[key] is not None:  # none before the first call ends
+                values[name] = calls[key] * 1000.0
     for name, value in values.items():
         yield Series(_def(Scope.OPERATOR, name), labels, float(value))
     for name, value in op["connector"].items():

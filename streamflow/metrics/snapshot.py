@@ -131,6 +131,7 @@ def _tasks_and_operators(execution: Execution) -> tuple[dict[str, Any], dict[str
                 "records_dead_lettered": m.records_dead_lettered,
                 "records_late_dropped": m.records_late_dropped,
                 "connector": connector_metrics(getattr(op, "writer", None)),
+                **op.extra_metrics(),  # by kind: "async" (calls in flight, calls/s, timeouts, latency) of map_async
             }
     return tasks, operators
 

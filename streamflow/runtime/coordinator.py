@@ -7,9 +7,12 @@ by one loop, so coordinator state is never touched concurrently.
 
 Checkpoint n, in order:
 1. trigger: every source task gets ``TriggerCheckpoint(n)`` in its mailbox;
-2. every operator subtask acks ``(uid, subtask)`` with the handle of what it wrote;
-3. on the last ack the metadata is written atomically (temp file, fsync, rename): only
-   now is n complete; older pending checkpoints are subsumed;
+2. every operator subtask acks ``(uid, subtask)`` with the handle of what it wrote; the
+   shared files a handle lists (incremental checkpoints) are referenced for n at once;
+3. on the last ack, unless a shared file n reuses was deleted meanwhile (then n is
+   declined, and its subtasks reuse nothing next time), the metadata is written
+   atomically (temp file, fsync, rename): only now is n complete; older pending
+   checkpoints are subsumed;
 4. every task is told ``CheckpointCompleted(n)``; sinks commit there.
 A checkpoint that times out or is declined is aborted: its directory is removed and
 tasks are told ``CheckpointAborted(n)``; past ``tolerable_failures`` the attempt fails.
@@ -285,7 +288,9 @@ class CheckpointCoordinator:
             except CheckpointAbortedError:
                 return
             if event.handle is not None:
-                self._records[event.checkpoint_id].size += event.handle.size
+                self._records[event.checkpoint_id].size += event.handle.written_for(event.checkpoint_id)
+                if event.handle.shared and self.storage is not None:
+                    self.storage.shared.references.add(event.checkpoint_id, [f.name for f in event.handle.shared])
             if last:
                 await self._complete(pending)
         elif kind is _Decline:
@@ -338,6 +343,14 @@ class CheckpointCoordinator:
     async def _complete(self, pending: PendingCheckpoint) -> None:
         assert self.storage is not None and self.scheduler is not None
         n = pending.checkpoint_id
+        reused = [f.name for handle in pending.handles.values() if handle is not None for f in handle.shared]
+        missing = self.storage.shared.references.missing(n, reused)
+        if missing:
+            await self._drop(
+                pending, f"shared files it reuses were deleted meanwhile ({', '.join(missing[:3])}); its subtasks "
+                "write every file anew for the next checkpoint", subsumed=False, shared_files_lost=True,
+            )  # fmt: skip
+            return
         pending.start_completing()
         operators: dict[str, dict[int, StateHandle]] = {}
         for (uid, subtask), handle in pending.handles.items():
@@ -426,8 +439,12 @@ class CheckpointCoordinator:
                 checkpoint_id=pending.checkpoint_id,
             )
 
-    async def _drop(self, pending: PendingCheckpoint, reason: str, *, subsumed: bool) -> bool:
-        """Abort ``pending``, clean up and tell the tasks; True when failures are past tolerance."""
+    async def _drop(
+        self, pending: PendingCheckpoint, reason: str, *, subsumed: bool, shared_files_lost: bool = False
+    ) -> bool:
+        """Abort ``pending``, clean up and tell the tasks; True when failures are past
+        tolerance. A checkpoint declined for ``shared_files_lost`` is a race between
+        retention and reuse, not a failure: it is not counted against tolerance."""
         assert self.scheduler is not None and self.storage is not None
         n = pending.checkpoint_id
         pending.abort(reason)
@@ -440,12 +457,12 @@ class CheckpointCoordinator:
             log.warning("stop with savepoint failed, job %r keeps running", self.job_name)
         if subsumed:
             self.scheduler.on_subsumed(n)
-        elif savepoint is not None:
+        elif savepoint is not None or shared_files_lost:
             # A failed savepoint fails that request, never the job (as in Flink): it is
             # not counted against tolerable_failures.
             self.scheduler.on_subsumed(n)
             self.stats.failed += 1
-            log.warning("savepoint (checkpoint %d) aborted: %s", n, reason)
+            log.warning("%s (checkpoint %d) aborted: %s", "savepoint" if savepoint else "checkpoint", n, reason)
         else:
             too_many = self.scheduler.on_aborted(n, now)
             self.stats.failed += 1
@@ -459,9 +476,8 @@ class CheckpointCoordinator:
         if n == self._final_id:
             self._final_id = None  # retried by the loop
         await self._clean_up(self.storage.discard(n), f"removing aborted checkpoint {n}")
-        self._post_all(CheckpointAborted(n))
+        self._post_all(CheckpointAborted(n, shared_files_lost=shared_files_lost))
         for waiter in self._waiters.pop(n, []):
             if not waiter.done():
                 waiter.set_exception(CheckpointAbortedError(f"checkpoint {n} aborted: {reason}", checkpoint_id=n))
         return too_many
-

@@ -196,6 +196,8 @@ class Execution:
 
     async def _restore(self) -> tuple[Restored | None, int]:
         """Decoded snapshots per operator uid (index = old subtask) and the next-id base."""
+        if self.storage is not None:
+            await self.storage.load_shared_references()  # incremental checkpoints: who needs which shared file
         start_id = 0 if self.storage is None else await self.storage.highest_checkpoint_id()
         scan = None if self.storage is None else await self.storage.scan_for_restore()
         latest = None if scan is None else scan.latest

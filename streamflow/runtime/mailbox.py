@@ -3,7 +3,8 @@
 The coordinator posts into a task's mailbox (the mail queue of its input gate, served
 before any record, between batches): :class:`TriggerCheckpoint` (source tasks only),
 :class:`CheckpointCompleted`, :class:`CheckpointAborted`, :data:`FINISH` and
-:data:`STOP`. A task answers through its :class:`CoordinatorLink`: acknowledge or
+:data:`STOP`. An operator of the task posts :class:`OperatorWakeup` when work it runs
+in the background has something to emit. A task answers through its :class:`CoordinatorLink`: acknowledge or
 decline a checkpoint, report end of input. Both sides depend on this module and
 neither on the other.
 """
@@ -23,6 +24,7 @@ __all__ = [
     "CheckpointCompleted",
     "CoordinatorLink",
     "Mailbox",
+    "OperatorWakeup",
     "TriggerCheckpoint",
 ]
 
@@ -44,9 +46,22 @@ class CheckpointCompleted:
 
 @dataclass(frozen=True, slots=True)
 class CheckpointAborted:
-    """To every task: the checkpoint was given up (timed out, declined, subsumed)."""
+    """To every task: the checkpoint was given up (timed out, declined, subsumed).
+
+    ``shared_files_lost``: it was declined because shared files it reused had been
+    deleted meanwhile; keyed operators then reuse none (the next checkpoint writes every
+    file anew)."""
 
     checkpoint_id: CheckpointId
+    shared_files_lost: bool = False
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class OperatorWakeup:
+    """To a task, from one of its own operators: call ``operator.on_wakeup()`` (the
+    results of calls the operator runs in the background are ready to be emitted)."""
+
+    operator: Any
 
 
 class _Finish:

@@ -4,15 +4,18 @@ A :class:`Task` reads its input gate, pushes batches through its chain of operat
 writes the output to its record writers. A
 :class:`~streamflow.runtime.source_task.SourceTask` polls a source reader instead of a
 gate. Both serve their mailbox (checkpoint triggers and notifications from
-the coordinator) between batches and nowhere else, so no operator is ever called
-concurrently with itself.
+the coordinator, wake-ups from their own operators' background work) between batches
+and nowhere else, so no operator is ever called concurrently with itself.
 
 Checkpoint n in a task, in order:
 1. barrier n aligned (every input delivered it; a source: triggered by the coordinator);
 2. barrier n forwarded to every output channel;
 3. every operator's state copied synchronously (pickled to bytes) - a sink pre-commits;
-   state that cannot be serialized declines checkpoint n (nothing is written);
-4. the bytes written to checkpoint storage in the background, then acked per operator.
+   state that cannot be serialized declines checkpoint n (nothing is written); a
+   keyed part may leave work for the background (a RocksDB backend's snapshot files);
+4. in the background: that work (files into the job's ``shared/`` folder, or a
+   canonical snapshot read from them), then the bytes written to checkpoint storage,
+   then acked per operator; a failure declines checkpoint n, the job goes on.
 
 End of input: a source reader that is exhausted sends END_OF_INPUT; a task whose every
 input ended calls ``end_input`` on its operators (they may still emit), forwards
@@ -31,18 +34,19 @@ it). If it is aborted, the source reads on.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
-from streamflow.checkpoint.serde import encode
-from streamflow.checkpoint.snapshot import OperatorSnapshot
+from streamflow.checkpoint.serde import decode, encode
+from streamflow.checkpoint.snapshot import OperatorSnapshot, PendingKeyedState, SnapshotType
 from streamflow.config import CheckpointingMode
 from streamflow.core.clock import Clock
 from streamflow.core.elements import END_OF_INPUT, Barrier, Batch, EndOfInput, Watermark
 from streamflow.core.ids import CheckpointId
 from streamflow.core.services import JobServices
-from streamflow.errors import StateSerializationError
+from streamflow.errors import CheckpointError, StateSerializationError
 from streamflow.runtime.alignment import BarrierAligner
 from streamflow.runtime.checkpoint_timing import CheckpointTimings
 from streamflow.runtime.channel import MAIL, TIMEOUT, InputGate
@@ -52,11 +56,14 @@ from streamflow.runtime.mailbox import (
     CheckpointAborted,
     CheckpointCompleted,
     CoordinatorLink,
+    OperatorWakeup,
 )
 from streamflow.runtime.operators.base import Emit, Restored, StreamOperator
 from streamflow.runtime.partitioners import RecordWriter
 
 if TYPE_CHECKING:
+    from streamflow.checkpoint.metadata import StateHandle
+    from streamflow.checkpoint.shared_files import SharedFile
     from streamflow.checkpoint.storage import CheckpointStorage
 
 log = logging.getLogger("streamflow.task")
@@ -127,12 +134,15 @@ class Task:
         ops = self.operators
         for op, following in zip(ops, ops[1:]):
             op.emit = following.process
+            op.emit_watermark = following.process_watermark
         if ops:
             ops[-1].emit = self._network_emit()
+            ops[-1].emit_watermark = self._broadcast_watermark
         for op in ops:
             writer = self.side_outputs.get(op.uid)
             if writer is not None:
                 op.dead_letter = writer.emit
+            op.request_wakeup = functools.partial(self.gate.post, OperatorWakeup(op))
 
     def _network_emit(self) -> Callable[[Batch], Coroutine[Any, Any, None]]:
         outputs = self.outputs
@@ -274,14 +284,20 @@ class Task:
         await self._advance_watermark(min(self._watermarks))
 
     async def _advance_watermark(self, low: float) -> None:
-        """Event time moved to ``low``: fire event-time timers, then forward it."""
+        """Event time moved to ``low``: through the chain (each operator fires its
+        event-time timers and passes it on, an async one once the records before it are
+        out), then to every output."""
         if low > self._watermark:
             self._watermark = low
             current = Watermark(low)
-            for op in self.operators:
-                await op.on_watermark(current)
-            for writer in self.all_writers:
-                await writer.broadcast_control(current)
+            if self.operators:
+                await self.operators[0].process_watermark(current)
+            else:
+                await self._broadcast_watermark(current)
+
+    async def _broadcast_watermark(self, watermark: Watermark) -> None:
+        for writer in self.all_writers:
+            await writer.broadcast_control(watermark)
 
     async def _end_of_input(self) -> None:
         for op in self.operators:
@@ -299,7 +315,11 @@ class Task:
             if self.aligner.abort(mail.checkpoint_id):
                 self.gate.release_all()
             for op in self.operators:
+                if mail.shared_files_lost:
+                    op.notify_shared_files_lost()
                 await op.notify_checkpoint_aborted(mail.checkpoint_id)
+        elif kind is OperatorWakeup:
+            await mail.operator.on_wakeup()
         elif mail is FINISH:
             self._finished = True
         elif mail is STOP:
@@ -319,12 +339,14 @@ class Task:
     async def _checkpoint(self, barrier: Barrier, extra: dict[str, OperatorSnapshot]) -> None:
         """Steps 2-4 of the docstring: forward, copy synchronously, write in background."""
         n = barrier.checkpoint_id
+        snapshot_type = SnapshotType.SAVEPOINT if barrier.is_savepoint else SnapshotType.CHECKPOINT
         self.checkpoint_timings.aligned(n, barrier.timestamp, self.clock.now())
         for writer in self.all_writers:
             await writer.broadcast_control(barrier)
         copy_started = time.perf_counter()
         blobs: dict[str, bytes | None] = {}
-        failure: StateSerializationError | None = None
+        pending: dict[str, PendingKeyedState] = {}
+        failure: StateSerializationError | CheckpointError | None = None
         for uid, state in extra.items():
             try:
                 blobs[uid] = encode(state.to_stored(), operator=uid, subtask=self.subtask)
@@ -334,35 +356,54 @@ class Task:
             # Every operator snapshots even after a failure, so that each sees checkpoint
             # n taken and then aborted, as when another task declines it.
             try:
-                snapshot = await self.offload.tracked(op.snapshot(n))
+                snapshot = await self.offload.tracked(op.snapshot(n, snapshot_type))
+                if snapshot is not None and snapshot.pending is not None:
+                    pending[op.uid] = snapshot.pending
                 blobs[op.uid] = (
                     None if snapshot is None else encode(snapshot.to_stored(), operator=op.uid, subtask=self.subtask)
                 )
             except StateSerializationError as exc:
                 failure = failure or exc.in_operator(op.uid, self.subtask)
+            except CheckpointError as exc:
+                failure = failure or exc
         if failure is not None:
             log.error("task %s declines checkpoint %d: %s", self.name, n, failure)
             self._decline(n, str(failure))
+            for work in pending.values():
+                self._spawn(work.discard())
             return
         self.checkpoint_timings.synced(n, copy_started)
-        self._spawn(self._write_and_ack(n, blobs))
+        self._spawn(self._write_and_ack(n, blobs, pending))
 
-    async def _write_and_ack(self, checkpoint_id: CheckpointId, blobs: dict[str, bytes | None]) -> None:
+    async def _write_and_ack(
+        self, checkpoint_id: CheckpointId, blobs: dict[str, bytes | None], pending: dict[str, PendingKeyedState]
+    ) -> None:
         try:
-            handles = {}
+            handles: dict[str, StateHandle | None] = {}
             for uid, data in blobs.items():
                 self.services.faults.state_write(uid, checkpoint_id)
-                handles[uid] = (
-                    None
-                    if data is None or self.storage is None
-                    else await self.offload.tracked(
-                        self.storage.write_state(checkpoint_id, f"{uid}-{self.subtask}", data)
-                    )
+                if data is None or self.storage is None:
+                    handles[uid] = None
+                    continue
+                shared: tuple[SharedFile, ...] = ()
+                work = pending.get(uid)
+                if work is not None:
+                    finished = await self.offload.tracked(work.finish(self.storage.shared))
+                    shared = finished.shared
+                    if finished.keyed is not None:  # a canonical snapshot read from native files
+                        stored = {**decode(data), "keyed": finished.keyed}
+                        data = encode(stored, operator=uid, subtask=self.subtask)
+                handles[uid] = await self.offload.tracked(
+                    self.storage.write_state(checkpoint_id, f"{uid}-{self.subtask}", data, shared)
                 )
         except Exception as exc:  # a failed write fails the checkpoint, not the job
             log.warning("task %s could not write state of checkpoint %d: %r", self.name, checkpoint_id, exc)
             self._decline(checkpoint_id, f"state write failed: {exc!r}")
             return
-        self.checkpoint_timings.written(checkpoint_id, sum(h.size for h in handles.values() if h is not None))
+        finally:
+            for work in pending.values():
+                await work.discard()
+        written = sum(h.written_for(checkpoint_id) for h in handles.values() if h is not None)
+        self.checkpoint_timings.written(checkpoint_id, written)
         for uid, handle in handles.items():
             self.coordinator.acknowledge(checkpoint_id, (uid, self.subtask), handle)

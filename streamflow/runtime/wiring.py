@@ -230,7 +230,7 @@ class _Wiring:
         settings, max_parallelism, layout = self.settings, self.plan.max_parallelism, self.settings.layout
         global_subtask = layout.global_subtask(subtask, chain.parallelism)
         backend = None
-        if spec.key_selector is not None:
+        if spec.has_keyed_state:
             backend = settings.state_backend.create_keyed_backend(
                 operator_uid=spec.effective_uid,
                 subtask_index=global_subtask,
@@ -251,4 +251,5 @@ class _Wiring:
             checkpointing=checkpoint is not None,
             checkpoint_interval=checkpoint.interval if checkpoint is not None else None,
             services=self.services,
+            checkpoint_directory=self.storage.directory if self.storage is not None else None,
         )

@@ -3,7 +3,10 @@
 :func:`describe_snapshot` verifies the snapshot and decodes every state file into a
 plain, JSON-ready description: per operator uid its parallelism and sizes; per subtask
 the key groups it owned, its keyed states (name, kind, TTL, keys), timers, operator
-states (lists, broadcast maps), source splits and the sink's pending transactions.
+states (lists, broadcast maps), source splits and the sink's pending transactions. For
+keyed state in RocksDB files (an incremental checkpoint) it shows the files instead of
+key counts: how many, their bytes, and how many were written for this checkpoint
+(the others it shares with earlier ones).
 :func:`format_description` renders that for a terminal. Values themselves are not
 printed (they may be large or private); counts and sizes are, and source splits and
 transaction handles, which are small positions and names.
@@ -16,7 +19,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from streamflow.checkpoint.incremental import is_native_part
 from streamflow.checkpoint.serde import decode
+from streamflow.checkpoint.shared_files import uploaded_for
 from streamflow.checkpoint.snapshot import STORED_PARTS, OperatorSnapshot
 from streamflow.partitioning.keygroups import key_group_range
 from streamflow.savepoint.location import locate_snapshot
@@ -48,6 +53,14 @@ async def describe_snapshot(path: str | Path) -> dict[str, Any]:
             else:
                 state = decode(await located.storage.read_state(located.completed.checkpoint_id, handle))
                 entry.update(file=handle.file, size=handle.size, **_describe_state(state))
+                if handle.shared:
+                    entry["shared_files"] = {
+                        "files": len(handle.shared),
+                        "bytes": sum(shared.size for shared in handle.shared),
+                        "written_for_this_checkpoint": sum(
+                            1 for shared in handle.shared if uploaded_for(shared.name) == metadata.checkpoint_id
+                        ),
+                    }
             subtasks.append(entry)
         operators.append(
             {
@@ -56,9 +69,11 @@ async def describe_snapshot(path: str | Path) -> dict[str, Any]:
                 "parallelism": meta.parallelism,
                 "max_parallelism": meta.max_parallelism,
                 "size": sum(h.size for h in meta.subtasks.values()),
+                "shared_size": sum(shared.size for h in meta.subtasks.values() for shared in h.shared),
                 "subtasks": subtasks,
             }
         )
+    shared = metadata.shared_files()
     return {
         "path": str(located.path),
         "kind": "savepoint" if metadata.is_savepoint else "checkpoint",
@@ -67,6 +82,8 @@ async def describe_snapshot(path: str | Path) -> dict[str, Any]:
         "checkpoint_id": metadata.checkpoint_id,
         "timestamp": metadata.timestamp,
         "size": sum(op["size"] for op in operators),
+        "shared_files": len(shared),
+        "shared_size": sum(file.size for file in shared),
         "operators": operators,
     }
 
@@ -77,7 +94,15 @@ def _describe_state(state: Any) -> dict[str, Any]:
         return {"other": [type(state).__name__]}
     snapshot = OperatorSnapshot.from_stored(state)
     out: dict[str, Any] = {}
-    if isinstance(snapshot.keyed, dict):
+    if is_native_part(snapshot.keyed):
+        assert snapshot.keyed is not None
+        out["keyed_states"] = [
+            {"name": meta["name"], "kind": meta["kind"], "ttl": bool(meta["ttl"]), "serializer": meta["serializer"],
+             "keys": None, "key_groups_with_state": None, "key_group_span": None}
+            for meta in snapshot.keyed.get("states", [])
+        ]  # fmt: skip
+        out["keyed_format"] = snapshot.keyed.get("format")
+    elif isinstance(snapshot.keyed, dict):
         out["keyed_states"] = [
             _describe_keyed(name, data) for name, data in sorted((snapshot.keyed.get("states") or {}).items())
         ]
@@ -129,17 +154,19 @@ def format_description(description: dict[str, Any]) -> str:
     """Human-readable lines for :func:`describe_snapshot`'s result."""
     d = description
     taken = datetime.datetime.fromtimestamp(d["timestamp"]).strftime("%Y-%m-%d %H:%M:%S")
+    shared = f" + {d['shared_files']} shared file(s), {_size(d['shared_size'])}" if d.get("shared_files") else ""
     lines = [
         f"{d['kind']} {d['path']}",
         f"  job {d['job_name']!r}, checkpoint {d['checkpoint_id']}, taken {taken}, format version "
-        f"{d['format_version']}, {len(d['operators'])} operator(s) with state, {_size(d['size'])}",
+        f"{d['format_version']}, {len(d['operators'])} operator(s) with state, {_size(d['size'])}{shared}",
     ]
     for op in d["operators"]:
         auto = "  (auto-generated uid: the operator had no .uid())" if op["auto_uid"] else ""
         lines.append("")
+        shared_size = f" + {_size(op['shared_size'])} in shared files" if op.get("shared_size") else ""
         lines.append(
             f"  operator {op['uid']!r}  parallelism {op['parallelism']}, max parallelism "
-            f"{op['max_parallelism']}, {_size(op['size'])}{auto}"
+            f"{op['max_parallelism']}, {_size(op['size'])}{shared_size}{auto}"
         )
         for sub in op["subtasks"]:
             lines.extend(_format_subtask(sub))
@@ -154,9 +181,18 @@ def _format_subtask(sub: dict[str, Any]) -> list[str]:
         first, last = sub["key_groups"]
         head += f"  key groups {first}-{last}"
     lines = [head]
+    files = sub.get("shared_files")
+    if files:
+        lines.append(
+            f"      {sub.get('keyed_format') or 'shared'} files: {files['files']} ({_size(files['bytes'])}), "
+            f"{files['written_for_this_checkpoint']} written for this checkpoint, the others shared with earlier ones"
+        )
     for state in sub.get("keyed_states", []):
         ttl = ", ttl" if state["ttl"] else ""
         ttl += _serializer_note(state)
+        if state["keys"] is None:
+            lines.append(f"      keyed state {state['name']!r} ({state['kind']}{ttl}): in the files above")
+            continue
         span = state["key_group_span"]
         where = f" (key groups {span[0]}-{span[1]})" if span else ""
         lines.append(

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from streamflow.checkpoint.incremental import is_native_part, locate_native
 from streamflow.checkpoint.metadata import CheckpointMetadata
 from streamflow.checkpoint.serde import decode
 from streamflow.checkpoint.snapshot import OperatorSnapshot
@@ -248,7 +249,8 @@ async def read_snapshot_state(
     storage: CheckpointStorage, completed: CompletedCheckpoint, *, skip: Iterable[str] = ()
 ) -> Restored:
     """Snapshots per operator uid, indexed by old subtask (one without parts for an old
-    subtask without state); the uids in ``skip`` are left out."""
+    subtask without state); the uids in ``skip`` are left out. A native keyed part (an
+    incremental checkpoint) learns where its shared files are."""
     skipped = set(skip)
     restored: Restored = {}
     for uid, meta in completed.metadata.operators.items():
@@ -257,6 +259,8 @@ async def read_snapshot_state(
         snapshots = [OperatorSnapshot() for _ in range(meta.parallelism)]
         for subtask, handle in meta.subtasks.items():
             stored = decode(await storage.read_state(completed.checkpoint_id, handle))
+            if isinstance(stored, dict) and is_native_part(stored.get("keyed")):
+                stored["keyed"] = locate_native(stored["keyed"], handle, storage.directory)
             snapshots[subtask] = OperatorSnapshot.from_stored(stored, operator=uid)
         restored[uid] = snapshots
     return restored

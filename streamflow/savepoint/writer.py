@@ -7,7 +7,9 @@ file (a hard link when the file system allows, else a byte copy) and its own
 ``_metadata`` with ``is_savepoint`` set. So:
 
 - it is self-contained and portable: ``_metadata`` names files relative to the
-  directory, and no file points back into the checkpoint directory;
+  directory, and no file points back into the checkpoint directory (a savepoint's
+  barrier makes every keyed operator write its canonical snapshot, never files shared
+  with checkpoints; a handle that lists shared files is refused);
 - checkpoint retention never touches it: retention deletes only ``chk-<n>`` directories
   of the job's checkpoint directory, and unlinking a checkpoint file leaves a hard-linked
   savepoint copy intact;
@@ -52,6 +54,13 @@ async def write_savepoint(
         CheckpointError: the directory or a file could not be written (the partial
             directory is removed); the job goes on, only this savepoint failed.
     """
+    with_shared = sorted({f"{uid}[{subtask}]" for uid, subtask, handle in metadata.handles() if handle.shared})
+    if with_shared:  # the keyed operators take canonical snapshots at a savepoint's barrier
+        raise CheckpointError(
+            f"savepoint of checkpoint {checkpoint_id}: the state of {', '.join(with_shared)} lives partly in the job's "
+            "shared files, and a savepoint must be self-contained; this is a bug in the operator's snapshot",
+            checkpoint_id=checkpoint_id,
+        )
     directory: Path | None = None
     try:
         directory = await asyncio.to_thread(_new_directory, Path(target), metadata.job_name, checkpoint_id)

@@ -2,7 +2,8 @@
 
 User functions build descriptors (``ValueStateDescriptor("count", default=0)``) and ask
 the runtime's context for handles; the runtime owns the backend
-(:class:`HashMapStateBackend` by default) and the :class:`OperatorStateStore` (operator
+(:class:`HashMapStateBackend` by default, :class:`EmbeddedRocksDBStateBackend` for state
+larger than memory) and the :class:`OperatorStateStore` (operator
 list state and broadcast state). A descriptor's ``serializer=`` says how its values go
 into snapshots: :class:`PickleSerializer` (the default, exact for every picklable
 value), :class:`JsonSerializer` (portable, refuses what JSON cannot round-trip) or any
@@ -31,6 +32,7 @@ from streamflow.state.operator import (
     redistribute_split,
     restore_operator_state,
 )
+from streamflow.state.rocksdb import EmbeddedRocksDBStateBackend
 from streamflow.state.serializers import JsonSerializer, PickleSerializer, StateSerializer
 from streamflow.state.ttl import StateTtlConfig, TtlUpdateType, TtlVisibility
 
@@ -39,6 +41,7 @@ __all__ = [
     "AggregatingState",
     "AggregatingStateDescriptor",
     "BroadcastState",
+    "EmbeddedRocksDBStateBackend",
     "HashMapStateBackend",
     "HeapKeyedStateBackend",
     "JsonSerializer",

@@ -12,11 +12,20 @@ than the default stores each value as that serializer's bytes, and every snapsho
 each state's serializer name; ``restore`` (or the ``get_state`` after it) refuses a
 descriptor whose serializer has another name. ``restore`` takes ownership of the key
 groups it keeps: hand it freshly decoded snapshots.
+
+A backend that keeps its state in files of its own (RocksDB) may also take *native*
+snapshots (:class:`NativeSnapshotBackend`): a consistent copy of its files in a local
+directory, taken at the barrier, whose immutable files later snapshots share; the
+checkpoint layer puts them into shared storage (incremental checkpoints). Savepoints are
+always canonical (:meth:`KeyedStateBackend.snapshot`), so any backend restores them.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Protocol, TypeVar, overload
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Protocol, TypeVar, overload, runtime_checkable
 
 from streamflow.core.clock import Clock
 from streamflow.state.descriptors import (
@@ -29,7 +38,9 @@ from streamflow.state.descriptors import (
 )
 from streamflow.state.keyed import AggregatingState, KeyedState, ListState, MapState, ReducingState, ValueState
 
-__all__ = ["KeyedStateBackend", "KeyedStateStore", "StateBackend"]
+__all__ = [
+    "KeyedStateBackend", "KeyedStateStore", "NativeSnapshot", "NativeSnapshotBackend", "RestoredNative", "StateBackend",
+]
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -103,3 +114,62 @@ class StateBackend(Protocol):
         key_group_range: range,
         clock: Clock,
     ) -> KeyedStateBackend: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NativeSnapshot:
+    """A keyed backend's own snapshot: a consistent copy of its files in ``directory``
+    (hard links, taken at the barrier), and what a restore needs to read them.
+
+    ``meta`` is plain data that goes into the checkpoint as it is; it always holds
+    ``"format"`` (the backend's native format), ``"max_parallelism"`` and
+    ``"key_groups"`` (``[start, stop]``). ``files`` maps each file's name to its size;
+    ``immutable`` names the files that never change once written (RocksDB's SST files),
+    which later snapshots may share instead of storing them again.
+    """
+
+    directory: Path
+    files: Mapping[str, int]
+    immutable: frozenset[str]
+    meta: Mapping[str, Any]
+
+    @property
+    def size(self) -> int:
+        return sum(self.files.values())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestoredNative:
+    """One old subtask's native snapshot, its files put back into a local ``directory``
+    that the restoring backend may take over (move, open, delete)."""
+
+    meta: Mapping[str, Any]
+    directory: Path
+
+
+@runtime_checkable
+class NativeSnapshotBackend(KeyedStateBackend, Protocol):
+    """A keyed backend that also snapshots and restores its own files (see the module
+    docstring). Called by the task's snapshot step, on the task's event loop, except
+    where a method says it runs in a thread."""
+
+    incremental: bool
+    """Whether checkpoints (not savepoints) take native snapshots; else canonical ones."""
+
+    @property
+    def working_directory(self) -> Path:
+        """A local directory of this subtask's own, for native snapshots and restores."""
+
+    def snapshot_native(self, directory: Path) -> NativeSnapshot:
+        """Copy the state as it is now into ``directory`` (which must not exist). Other
+        methods must not be called while it runs (it may run in a thread)."""
+
+    def canonical_from_native(self, snapshot: NativeSnapshot) -> dict[str, Any]:
+        """The canonical snapshot (as :meth:`~KeyedStateBackend.snapshot` returns) of a
+        native one of this backend. Reads only the snapshot's files: runs in a thread
+        while the backend goes on."""
+
+    async def restore_native(self, parts: Sequence[RestoredNative]) -> None:
+        """Load this subtask's key groups from native snapshots of old subtasks (those
+        whose key groups overlap this subtask's), before any ``get_state`` or canonical
+        ``restore``."""

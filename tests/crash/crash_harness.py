@@ -1,7 +1,8 @@
 """The crash suite's harness: real job processes, killed and restarted.
 
-A :class:`Scenario` is one sink, one parallelism and the crash points to arm, one per
-process, before a last process runs without any (a reference run arms none). Running a
+A :class:`Scenario` is one sink, one parallelism, the crash points to arm, one per
+process, before a last process runs without any (a reference run arms none), and the
+state backend (the heap, or RocksDB with incremental checkpoints). Running a
 scenario means: a fresh output and checkpoint directory; one ``crash_job.py`` process per
 crash point with ``STREAMFLOW_CRASH`` set; then one without, on the same directories.
 After every process the committed output is read back.
@@ -50,15 +51,17 @@ class Scenario:
     sink: str
     parallelism: int
     crashes: tuple[str, ...] = ()
+    state_backend: str = "heap"  # or "rocksdb"
 
     @property
     def id(self) -> str:
         crashes = "+".join(c.replace(":", "@") for c in self.crashes) or "no-crash"
-        return f"{self.sink}-p{self.parallelism}-{crashes}"
+        backend = "" if self.state_backend == "heap" else f"-{self.state_backend}"
+        return f"{self.sink}{backend}-p{self.parallelism}-{crashes}"
 
     @property
     def reference(self) -> Scenario:
-        return Scenario(self.sink, self.parallelism)
+        return Scenario(self.sink, self.parallelism, state_backend=self.state_backend)
 
 
 @dataclass(slots=True)
@@ -199,6 +202,7 @@ def run_job(
         "--out", str(out),
         "--checkpoints", str(checkpoints),
         "--parallelism", str(scenario.parallelism),
+        "--state-backend", scenario.state_backend,
     ]  # fmt: skip
     if kafka is not None:
         argv += ["--bootstrap", kafka.bootstrap, "--input-topic", kafka.topic]
@@ -239,7 +243,7 @@ def run_scenario(scenario: Scenario, inputs: Path, base: Path, kafka: KafkaInput
         if kafka is None or mysql_server is None:
             raise ValueError("a MySQL scenario needs the broker, the input topic and the MySQL server")
         result.mysql_url = create_database(mysql_server, prefix="crash")
-    if scenario.sink == "kafka":
+    if scenario.sink in crash_job.KAFKA_OUTPUT:
         from streamflow.testing.kafka import create_topic, unique_topic
 
         if kafka is None:

@@ -2,7 +2,7 @@
 
     python tests/crash/crash_job.py --sink file|sqlite --input DIR --out DIR \
         --checkpoints DIR --parallelism P
-    python tests/crash/crash_job.py --sink kafka --bootstrap HOST:PORT \
+    python tests/crash/crash_job.py --sink kafka|kafka-async|kafka-async-per-key --bootstrap HOST:PORT \
         --input-topic T --output-topic U --out DIR --checkpoints DIR --parallelism P
     python tests/crash/crash_job.py --sink mysql|mysql-offsets --bootstrap HOST:PORT --input-topic T \
         --mysql-url mysql://root@127.0.0.1:PORT/DB --out DIR --checkpoints DIR --parallelism P
@@ -17,6 +17,9 @@ With ``--sink kafka`` both ends are Kafka: the same lines are read from ``--inpu
 (file f is partition f, keyed by the line's key) with KafkaSource, and written as
 ``key,count,lineid`` values keyed by key to ``--output-topic`` with an exactly-once
 (transactional) KafkaSink; a key's records stay in one output partition, in order.
+``--sink kafka-async`` and ``kafka-async-per-key`` are the same Kafka job with an async
+enrichment (``map_async``, :class:`Enrich`) in place of the paced map: in input order,
+or after a second ``key_by`` in per-key order; the calls pace the run.
 With ``--sink mysql`` the input is the same Kafka topic and the output the rows of
 ``results`` in ``--mysql-url``, written by an exactly-once (XA) MySqlSink; ``seq`` (auto
 increment) keeps the insertion order, and UNIQUE (key, count) makes a duplicate fail.
@@ -35,7 +38,9 @@ of that file whatever the parallelism and timing: the output is deterministic an
 record is unique, and a multiset comparison with a failure-free run is exact.
 
 Checkpoints every 0.2 s (exactly-once) into ``--checkpoints``; a process started on the
-same directory restores from the latest complete checkpoint. No restarts inside the
+same directory restores from the latest complete checkpoint. ``--state-backend rocksdb``
+keeps the counts in RocksDB (databases under ``--out``'s parent) with incremental
+checkpoints, so a restore reads the files the checkpoints share. No restarts inside the
 process (RestartStrategy.none()): a failure ends the process with exit code 1 at once, a crash
 point armed through ``STREAMFLOW_CRASH=<point>:<n>`` with exit code 137, and a finished
 job with 0 after printing one JSON line (attempts, restored_from, checkpoints_completed,
@@ -67,7 +72,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from streamflow import KeyedProcessFunction, RestartStrategy, StreamEnvironment
+from streamflow import AsyncRetry, KeyedProcessFunction, RestartStrategy, StreamEnvironment
 from streamflow.api.connector import SinkContext
 from streamflow.connectors.file_sink import ExactlyOnceFileSink, read_committed_lines
 from streamflow.connectors.files import FileSource
@@ -76,7 +81,7 @@ from streamflow.connectors.mysql import MySqlOffsetsSink, MySqlSink, load_offset
 from streamflow.connectors.mysql.offsets_sink import PROGRESS_TABLE
 from streamflow.connectors.sqlite import ExactlyOnceSqliteSink
 from streamflow.core.faults import FaultInjector
-from streamflow.state import ValueStateDescriptor
+from streamflow.state import EmbeddedRocksDBStateBackend, ValueStateDescriptor
 
 INPUT_FILES = 4
 LINES_PER_FILE = 3_000
@@ -90,7 +95,13 @@ SOURCE_BATCH = 50  # small batches: barriers interleave finely with records
 ABORT_EVERY = 4  # checkpoints 4, 8, ... are aborted after the sink pre-committed them
 
 SINKS = ("file", "sqlite", "kafka", "mysql", "mysql-offsets")
-KAFKA_INPUT = ("kafka", "mysql", "mysql-offsets")  # the sinks whose jobs read the input topic
+# Kafka -> count -> map_async -> exactly-once Kafka (see the module docstring), in input
+# order, or per key after a key_by (tests/crash/test_crash_async.py)
+ASYNC_SINKS = ("kafka-async", "kafka-async-per-key")
+KAFKA_INPUT = ("kafka", "mysql", "mysql-offsets", *ASYNC_SINKS)  # the sinks whose jobs read the input topic
+KAFKA_OUTPUT = ("kafka", *ASYNC_SINKS)  # the sinks that write the output topic
+ASYNC_CAPACITY = 32
+FLAKY_EVERY = 61  # the first call of every line id divisible by it fails, and is retried
 OFFSETS_NAME = "crash-job"  # whose offsets MySqlOffsetsSink stores
 
 DB_NAME = "results.db"
@@ -200,6 +211,26 @@ class Pace:
         return record
 
 
+class Enrich:
+    """The async enrichment of the async sinks: a call of a few ms (the same per record
+    in every run, longer at higher parallelism so a run spans the same time), whose
+    first attempt fails for every FLAKY_EVERY-th line id (retried). Returns the record
+    as it is, so the output compares with the other jobs'. Each process counts the
+    calls per line id (a restored one calls the inputs in flight at its checkpoint again)."""
+
+    def __init__(self, mean_delay: float) -> None:
+        self.mean_delay = mean_delay
+        self.calls: dict[int, int] = {}
+
+    async def __call__(self, record: Result) -> Result:
+        lineid = record[2]
+        self.calls[lineid] = self.calls.get(lineid, 0) + 1
+        await asyncio.sleep(self.mean_delay * (0.5 + (lineid * 7919 % 100) / 100))
+        if lineid % FLAKY_EVERY == 0 and self.calls[lineid] == 1:
+            raise ConnectionError(f"flaky service on line {lineid}")
+        return record
+
+
 def to_line(record: Result) -> str:
     return f"{record[0]},{record[1]},{record[2]}"
 
@@ -283,13 +314,19 @@ def build(env: StreamEnvironment, sink: str, inputs: list[Path], out: Path, args
                 batch_size=100,
             )), name="mysql-offsets-sink").uid("mysql-offsets-sink").set_parallelism(1))
         return
-    stream = (
-        parsed.key_by(lambda r: r[0])
-        .process(CountPerKey())
-        .uid("count-per-key")
-        .map(Pace(PACE_EVERY, pause))
-        .uid("pace")
-    )
+    counted = parsed.key_by(lambda r: r[0]).process(CountPerKey()).uid("count-per-key")
+    if sink in ASYNC_SINKS:  # the calls pace the run: ASYNC_CAPACITY at a time per subtask
+        enrich = Enrich(ASYNC_CAPACITY * RUN_SECONDS * env.parallelism / TOTAL_RECORDS)
+        retry = AsyncRetry.fixed_delay(3, 0.001)
+        if sink == "kafka-async":
+            stream = counted.map_async(enrich, capacity=ASYNC_CAPACITY, ordered=True, retry=retry)
+        else:
+            stream = counted.key_by(lambda r: r[0]).map_async(
+                enrich, capacity=ASYNC_CAPACITY, ordered="per_key", retry=retry
+            )
+        stream = stream.uid("enrich")
+    else:
+        stream = counted.map(Pace(PACE_EVERY, pause)).uid("pace")
     if sink == "file":
         stream.map(to_line).uid("to-line").sink_to(
             AbortWitness(ExactlyOnceFileSink(out)), name="file-sink"
@@ -301,7 +338,7 @@ def build(env: StreamEnvironment, sink: str, inputs: list[Path], out: Path, args
             )),
             name="sqlite-sink",
         ).uid("sqlite-sink")
-    elif sink == "kafka":
+    elif sink in KAFKA_OUTPUT:
         stream.sink_to(
             AbortWitness(KafkaSink(
                 args.bootstrap,
@@ -312,8 +349,8 @@ def build(env: StreamEnvironment, sink: str, inputs: list[Path], out: Path, args
                 key_serializer="str",
                 value_serializer=to_kafka_value,
             )),
-            name="kafka-sink",
-        ).uid("kafka-sink")
+            name=f"{sink}-sink",
+        ).uid(f"{sink}-sink")
     elif sink == "mysql":
         stream.sink_to(
             AbortWitness(MySqlSink(args.mysql_url, table=TABLE, statement=MYSQL_INSERT, row_fn=to_row,
@@ -333,6 +370,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         starting = StartingOffsets.offsets(await load_offsets(args.mysql_url, OFFSETS_NAME))
         resumed_from = applied_checkpoint(args.mysql_url)
     env.enable_checkpointing(CHECKPOINT_INTERVAL, directory=checkpoints, tolerable_failures=1)
+    if args.state_backend == "rocksdb":
+        env.set_state_backend(EmbeddedRocksDBStateBackend(args.out.parent / "rocksdb", memory_budget=32 << 20))
     env.set_restart_strategy(RestartStrategy.none())
     env.set_source_batch_size(SOURCE_BATCH)
     faults = FaultInjector.from_environment()  # the crash point of STREAMFLOW_CRASH, if any
@@ -348,7 +387,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if name.startswith(f"{args.sink}-sink[")
     }
     history = result.metrics.get("checkpoints", {}).get("history", [])
+    calls = [m["async"] for n, m in result.metrics.get("operators", {}).items() if n.startswith("enrich[")]
     return {
+        "async_restored_inputs": sum(c["restored_inputs"] for c in calls),
+        "async_retries": sum(c["retries"] for c in calls),
         "attempts": result.attempts,
         "restored_from": result.restored_from,
         "resumed_from_mysql": resumed_from,
@@ -394,7 +436,7 @@ def read_committed(sink: str, out: Path, kafka: tuple[str, str] | None = None,
             counts[key] = counts.get(key, 0) + 1
             results.append((key, counts[key], int(lineid)))
         return results
-    if sink == "kafka":
+    if sink in KAFKA_OUTPUT:
         from streamflow.testing.kafka import read_committed as read_kafka
 
         assert kafka is not None
@@ -424,7 +466,7 @@ def read_committed(sink: str, out: Path, kafka: tuple[str, str] | None = None,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sink", choices=SINKS, required=True)
+    parser.add_argument("--sink", choices=SINKS + ASYNC_SINKS, required=True)
     parser.add_argument("--input", type=Path, help="directory of the generated input files")
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers (--sink kafka)")
     parser.add_argument("--input-topic", help="the input topic (--sink kafka)")
@@ -433,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--checkpoints", type=Path, required=True)
     parser.add_argument("--parallelism", type=int, default=1)
+    parser.add_argument("--state-backend", choices=("heap", "rocksdb"), default="heap")
     args = parser.parse_args(argv)
     if args.sink in ("mysql", "mysql-offsets"):  # the table is the user's to create, as with any MySqlSink
         from streamflow.testing.mysql import execute

@@ -13,6 +13,10 @@ The MySQL offsets sink's processes resume from MySQL alone, not from a checkpoin
 crash_job.py): where the others check the checkpoint restored, it checks the checkpoint
 whose rows and offsets MySQL held when the process started.
 
+The file sink's scenarios run on the RocksDB state backend as well (incremental
+checkpoints: the counts a restarted process continues from come out of SST files that
+several checkpoints share), at every named point.
+
 Every run also aborts checkpoints 4, 8, ... after the sink pre-committed them (a failed
 state write); the failure-free runs show that each sink's abort path ran with records in
 the aborted checkpoint's transaction, and the exact output that they were committed
@@ -30,6 +34,9 @@ import pytest
 
 import crash_job
 from crash_harness import CRASH_EXIT_CODE, CrashLab, Scenario, ScenarioResult
+
+from streamflow.checkpoint.metadata import CheckpointMetadata
+from streamflow.checkpoint.shared_files import uploaded_for
 
 pytestmark = pytest.mark.crash
 
@@ -81,10 +88,13 @@ def _params(scenarios: list[Scenario]) -> list[object]:
     return [pytest.param(s, id=s.id) for s in scenarios]
 
 
-REFERENCES = [Scenario(s, p) for s in SINKS for p in PARALLELISMS]
-SINGLE = [Scenario(s, p, (point,)) for s in SINKS for p in PARALLELISMS for point in POINTS]
-TWICE = [Scenario(s, p, DOUBLE) for s in SINKS for p in PARALLELISMS]
-AFTER_ABORT = [Scenario(s, 2, (BEHIND_ABORT,)) for s in SINKS]  # p=2 only: the suite's time
+# every sink on the heap; the file sink on RocksDB too (the backend's part is the same for all)
+VARIANTS = [(s, "heap") for s in SINKS] + [("file", "rocksdb")]
+REFERENCES = [Scenario(s, p, state_backend=b) for s, b in VARIANTS for p in PARALLELISMS]
+SINGLE = [Scenario(s, p, (point,), b) for s, b in VARIANTS for p in PARALLELISMS for point in POINTS]
+TWICE = [Scenario(s, p, DOUBLE, b) for s, b in VARIANTS for p in PARALLELISMS]
+AFTER_ABORT = [Scenario(s, 2, (BEHIND_ABORT,), b) for s, b in VARIANTS]  # p=2 only: the suite's time
+ROCKSDB_REFERENCES = [s for s in REFERENCES if s.state_backend == "rocksdb"]
 
 
 # -- comparison ---------------------------------------------------------------------------
@@ -196,6 +206,25 @@ def test_failure_free_run_is_a_valid_reference(scenario: Scenario, crash_lab: Cr
     sink_parallelism = 1 if scenario.sink == "mysql-offsets" else scenario.parallelism
     assert reference.inspections[-1].subtasks_with_output == set(range(sink_parallelism))
     assert not reference.inspections[-1].leftovers
+
+
+@pytest.mark.parametrize("scenario", _params(ROCKSDB_REFERENCES))
+def test_rocksdb_checkpoints_were_incremental(scenario: Scenario, crash_lab: CrashLab) -> None:
+    """The retained checkpoints of a RocksDB run list shared files, and the newest one
+    reuses files written for an earlier checkpoint: a restore reads shared SST files."""
+    checkpoints = _reference(crash_lab, scenario).checkpoints
+    files = checkpoints.glob("chk-*/_metadata")
+    metadata = [CheckpointMetadata.from_json(path.read_bytes().partition(b"\n")[2]) for path in files]
+    assert metadata, f"no complete checkpoint in {checkpoints}"
+    newest = max(metadata, key=lambda m: m.checkpoint_id)
+    shared = [f for uid, _, handle in newest.handles() if uid == "count-per-key" for f in handle.shared]
+    assert shared and all((checkpoints / "shared" / f.name).is_file() for f in shared)
+    assert any((uploaded_for(f.name) or 0) < newest.checkpoint_id for f in shared), [f.name for f in shared]
+    # only what the retained checkpoints reference is left (files of aborted ones were deleted)
+    unreferenced = {path.name for path in (checkpoints / "shared").iterdir()} - {
+        f.name for m in metadata for f in m.shared_files()
+    }
+    assert unreferenced == set(), sorted(unreferenced)
 
 
 @pytest.mark.parametrize("scenario", _params(REFERENCES))

@@ -42,7 +42,13 @@ from streamflow import (
 from streamflow.checkpoint.serde import decode
 from streamflow.checkpoint.storage import CheckpointStorage
 from streamflow.connectors import CollectionSource, ExactlyOnceFileSink
-from streamflow.state import HashMapStateBackend, ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
+from streamflow.state import (
+    HashMapStateBackend,
+    ListStateDescriptor,
+    MapStateDescriptor,
+    StateBackend,
+    ValueStateDescriptor,
+)
 
 USERS = [f"u{i}" for i in range(11)]
 CHANNELS = ["web", "app", "mail", "sms"]
@@ -181,10 +187,14 @@ def reset_records() -> None:
 # -- the jobs -------------------------------------------------------------------------------
 
 
-def job(kind: str, checkpoints: Path, out: Path, parallelism: int, max_parallelism: int = 64) -> StreamEnvironment:
-    """The job of ``kind`` at ``parallelism``; no restarts (a failure ends the job)."""
+def job(
+    kind: str, checkpoints: Path, out: Path, parallelism: int, max_parallelism: int = 64,
+    state_backend: StateBackend | None = None,
+) -> StreamEnvironment:
+    """The job of ``kind`` at ``parallelism`` (on the heap unless ``state_backend``
+    says otherwise); no restarts (a failure ends the job)."""
     env = StreamEnvironment(parallelism=parallelism, max_parallelism=max_parallelism)
-    env.set_state_backend(HashMapStateBackend())
+    env.set_state_backend(state_backend or HashMapStateBackend())
     env.enable_checkpointing(0.01, directory=checkpoints)
     env.set_restart_strategy(RestartStrategy.none())
     env.set_source_batch_size(4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -126,3 +127,15 @@ def test_backpressure_dashboard_example_serves_its_dashboard_and_ends(tmp_path: 
     assert done.returncode == 0, done.stdout + done.stderr
     first = done.stdout.splitlines()[0]
     assert first.startswith("dashboard: http://127.0.0.1:") and "Prometheus: http://127.0.0.1:" in first
+
+
+def test_async_enrichment_example_crashes_recovers_and_matches_a_failure_free_run(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    example = [sys.executable, str(REPO / "examples" / "async_enrichment.py"), "--out", str(tmp_path)]
+    done = run(example, REPO, extra_env={"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "crash on purpose" in done.stderr, done.stdout + done.stderr
+    assert "finished after 2 attempts, restored from checkpoint" in done.stdout
+    assert "restored from checkpoint None" not in done.stdout
+    assert re.search(r"CHECK OK: read_committed sees the failure-free run.s 99\d\d enriched events", done.stdout), done.stdout

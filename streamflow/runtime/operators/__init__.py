@@ -1,13 +1,14 @@
 """The operators a task chains together: the contract and its kinds.
 
 :mod:`.base` holds the contract every operator keeps (its lifecycle is documented
-there); :mod:`.function`, :mod:`.broadcast` and :mod:`.sink` the kinds; :mod:`.contexts`
+there); :mod:`.function`, :mod:`.async_io`, :mod:`.broadcast` and :mod:`.sink` the kinds; :mod:`.contexts`
 what user functions are handed. :func:`make_operator` picks the kind for a graph node.
 """
 
 from __future__ import annotations
 
 from streamflow.graph.spec import OperatorKind, OperatorSpec
+from streamflow.runtime.operators.async_io import AsyncOperator
 from streamflow.runtime.operators.base import StreamOperator
 from streamflow.runtime.operators.broadcast import BroadcastProcessOperator
 from streamflow.runtime.operators.contexts import OperatorContext
@@ -24,4 +25,6 @@ def make_operator(spec: OperatorSpec, ctx: OperatorContext) -> StreamOperator:
         raise ValueError("sources are run by SourceTask, not chained as operators")
     if spec.kind is OperatorKind.BROADCAST_PROCESS:
         return BroadcastProcessOperator(spec, ctx)
+    if spec.kind is OperatorKind.ASYNC:
+        return AsyncOperator(spec, ctx)
     return FunctionOperator(spec, ctx)

@@ -9,8 +9,10 @@ their operator's current key at call time, so they cost nothing per record.
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from streamflow.api.functions import checkpoint_hook
 from streamflow.core.clock import Clock
 from streamflow.core.services import JobServices
 from streamflow.errors import StateError
@@ -37,6 +39,7 @@ class OperatorContext:
         checkpointing: bool,
         checkpoint_interval: float | None,
         services: JobServices | None = None,
+        checkpoint_directory: Path | None = None,
     ) -> None:
         self.job_name = job_name
         self.run_id = run_id
@@ -49,6 +52,7 @@ class OperatorContext:
         self.keyed_backend = keyed_backend
         self.checkpointing = checkpointing
         self.checkpoint_interval = checkpoint_interval
+        self.checkpoint_directory = checkpoint_directory  # the job's (None without checkpointing)
         self.services = services if services is not None else JobServices()  # the job run's own objects
 
     def get_state(self, descriptor: Any) -> Any:
@@ -68,6 +72,25 @@ async def maybe_await(value: Any) -> Any:
     if inspect.isawaitable(value):
         return await value
     return value
+
+
+class CheckpointHooks:
+    """The checkpoint notifications a user function defines (each is optional), called
+    and awaited when async, for the operator that owns the function."""
+
+    __slots__ = ("_complete", "_aborted")
+
+    def __init__(self, fn: Any) -> None:
+        self._complete = checkpoint_hook(fn, "notify_checkpoint_complete")
+        self._aborted = checkpoint_hook(fn, "notify_checkpoint_aborted")
+
+    async def complete(self, checkpoint_id: int) -> None:
+        if self._complete is not None:
+            await maybe_await(self._complete(checkpoint_id))
+
+    async def aborted(self, checkpoint_id: int) -> None:
+        if self._aborted is not None:
+            await maybe_await(self._aborted(checkpoint_id))
 
 
 class InitContext:

@@ -16,8 +16,9 @@ import inspect
 import logging
 from typing import Any
 
-from streamflow.api.functions import checkpoint_hook, is_checkpointed_function
-from streamflow.checkpoint.snapshot import OperatorSnapshot, TimerSnapshot
+from streamflow.api.functions import is_checkpointed_function
+from streamflow.checkpoint.incremental import KeyedCheckpoints
+from streamflow.checkpoint.snapshot import OperatorSnapshot, SnapshotType, TimerSnapshot
 from streamflow.core.elements import Batch, Watermark
 from streamflow.errors import StateError, UserFunctionError
 from streamflow.graph.spec import OperatorKind, OperatorSpec
@@ -25,6 +26,7 @@ from streamflow.partitioning.keygroups import KeyGroupAssigner
 from streamflow.runtime.operators.base import Restored, StreamOperator, short_repr
 from streamflow.runtime.operators.contexts import (
     CallContext,
+    CheckpointHooks,
     InitContext,
     ListCollector,
     OperatorContext,
@@ -36,7 +38,7 @@ from streamflow.runtime.timers import TimerQueue
 from streamflow.state.descriptors import ValueStateDescriptor
 from streamflow.state.operator import OperatorStateStore, restore_operator_state
 
-__all__ = ["FunctionOperator", "RecordPath"]
+__all__ = ["FunctionOperator", "RecordPath", "own_copy"]
 
 log = logging.getLogger("streamflow.operator")
 
@@ -66,7 +68,7 @@ class FunctionOperator(StreamOperator):
 
     def __init__(self, spec: OperatorSpec, ctx: OperatorContext) -> None:
         super().__init__(spec, ctx)
-        fn = _own_copy(spec.function, self.uid)
+        fn = own_copy(spec.function, self.uid)
         self.fn = fn
         self.keyed = spec.key_selector is not None
         self.key_selector = spec.key_selector
@@ -89,13 +91,16 @@ class FunctionOperator(StreamOperator):
         )
         self._on_timer = getattr(fn, "on_timer", None)
         self._checkpointed = is_checkpointed_function(fn)
-        self._on_complete = checkpoint_hook(fn, "notify_checkpoint_complete")
-        self._on_aborted = checkpoint_hook(fn, "notify_checkpoint_aborted")
+        self._hooks = CheckpointHooks(fn)
         self._key_group_of = KeyGroupAssigner(ctx.max_parallelism)
         # GENERAL serves every operator; the contract tests set it to compare the paths.
         self.path = RecordPath.for_operator(spec.kind, self.keyed, self.is_async)
         self._context = CallContext(self)
         self._collector = ListCollector()
+        backend, owner = ctx.keyed_backend, f"{self.uid}-{ctx.subtask_index}"
+        self.keyed_checkpoints = (  # the keyed state's way through checkpoints (canonical or incremental)
+            None if backend is None else KeyedCheckpoints(backend, owner=owner, checkpoint_directory=ctx.checkpoint_directory)
+        )
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -115,8 +120,8 @@ class FunctionOperator(StreamOperator):
     async def _open(self, restored: Restored | None) -> None:
         backend = self.ctx.keyed_backend
         if restored is not None:
-            if backend is not None:
-                backend.restore([s.keyed for s in restored if s.keyed])
+            if backend is not None and self.keyed_checkpoints is not None:
+                await self.keyed_checkpoints.restore([s.keyed for s in restored if s.keyed])
                 owned, groups = backend.key_group_range, backend.max_parallelism
                 for s in restored:
                     if s.timers is not None:
@@ -130,27 +135,34 @@ class FunctionOperator(StreamOperator):
         if self._checkpointed:
             await maybe_await(self.fn.initialize_state(InitContext(self.operator_state, backend)))
 
-    async def snapshot(self, checkpoint_id: int) -> OperatorSnapshot | None:
+    async def snapshot(self, checkpoint_id: int, snapshot_type: SnapshotType) -> OperatorSnapshot | None:
         if self._checkpointed:
             await maybe_await(self.fn.snapshot_state(SnapshotContext(checkpoint_id)))
         operator = self.operator_state.snapshot()
         operator_part = operator if operator.get("states") else None
-        backend = self.ctx.keyed_backend
-        if backend is None:
+        if self.keyed_checkpoints is None:
             return None if operator_part is None else OperatorSnapshot(operator=operator_part)
+        keyed, pending = await self.keyed_checkpoints.snapshot(checkpoint_id, snapshot_type)
         return OperatorSnapshot(
             operator=operator_part,
-            keyed=backend.snapshot(),
+            keyed=keyed,
             timers=TimerSnapshot(processing=self.processing_timers.snapshot(), event=self.event_timers.snapshot()),
+            pending=pending,
         )
 
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-        if self._on_complete is not None:
-            await maybe_await(self._on_complete(checkpoint_id))
+        if self.keyed_checkpoints is not None:
+            self.keyed_checkpoints.completed(checkpoint_id)
+        await self._hooks.complete(checkpoint_id)
 
     async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
-        if self._on_aborted is not None:
-            await maybe_await(self._on_aborted(checkpoint_id))
+        if self.keyed_checkpoints is not None:
+            self.keyed_checkpoints.aborted(checkpoint_id)
+        await self._hooks.aborted(checkpoint_id)
+
+    def notify_shared_files_lost(self) -> None:
+        if self.keyed_checkpoints is not None:
+            self.keyed_checkpoints.shared_files_lost()
 
     async def close(self) -> None:
         if hasattr(self.fn, "close"):
@@ -358,7 +370,7 @@ class FunctionOperator(StreamOperator):
             await self.emit(Batch(out))
 
 
-def _own_copy(fn: Any, uid: str) -> Any:
+def own_copy(fn: Any, uid: str) -> Any:
     """This subtask's own instance of the user function (plain functions are returned as is).
 
     Like Flink, which gives every subtask a deserialized copy, each subtask of each attempt

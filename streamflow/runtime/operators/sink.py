@@ -15,7 +15,7 @@ from typing import Any, Callable
 from streamflow.api.connector import SinkContext
 from streamflow.api.connector_checks import check_writer
 from streamflow.api.functions import is_checkpointed_function
-from streamflow.checkpoint.snapshot import OperatorSnapshot
+from streamflow.checkpoint.snapshot import OperatorSnapshot, SnapshotType
 from streamflow.core.elements import Batch, Watermark
 from streamflow.graph.spec import OperatorSpec
 from streamflow.runtime.operators.base import Restored, StreamOperator
@@ -77,7 +77,7 @@ class SinkOperator(StreamOperator):
         await self.writer.write(batch.records)
         self.ctx.services.faults.records_written(count)
 
-    async def snapshot(self, checkpoint_id: int) -> OperatorSnapshot | None:
+    async def snapshot(self, checkpoint_id: int, snapshot_type: SnapshotType) -> OperatorSnapshot | None:
         state = await self.writer.snapshot(checkpoint_id)
         if self._checkpointed:
             await maybe_await(self.writer.snapshot_state(SnapshotContext(checkpoint_id)))

@@ -37,7 +37,7 @@ def test_round_trip() -> None:
     meta = make_metadata()
     restored = CheckpointMetadata.from_json(meta.to_json())
     assert restored == meta
-    assert restored.format_version == FORMAT_VERSION == 1
+    assert restored.format_version == 1 and FORMAT_VERSION == 2  # no shared files: still written as version 1
     assert list(restored.operators["count"].subtasks) == [0, 1]
     assert [(uid, sub) for uid, sub, _ in restored.handles()] == [("count", 0), ("count", 1)]
 
@@ -48,14 +48,16 @@ def test_json_layout_is_plain() -> None:
     assert raw["operators"]["count"]["subtasks"]["0"] == {"file": "count-0", "size": 10, "sha256": "a" * 64}
 
 
-@pytest.mark.parametrize("version", [2, 0, "1", None])
+@pytest.mark.parametrize("version", [3, 0, "1", None, True])
 def test_unknown_version_rejected_by_name(version: object) -> None:
     raw = orjson.loads(make_metadata().to_json())
     raw["format_version"] = version
-    with pytest.raises(UnsupportedCheckpointVersionError, match=rf"format_version {version!r}.*only reads format_version 1") as info:
+    with pytest.raises(
+        UnsupportedCheckpointVersionError, match=rf"format_version {version!r}.*only reads format_version 1 and 2"
+    ) as info:
         CheckpointMetadata.from_json(orjson.dumps(raw))
     assert info.value.found == version
-    assert info.value.supported == 1
+    assert info.value.supported == 2
     assert not info.value.retriable
 
 

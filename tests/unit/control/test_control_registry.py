@@ -131,3 +131,22 @@ def test_an_entry_carries_the_jobs_dashboard_and_metrics_addresses(tmp_path: Pat
     assert JobEntry.from_dict(written).web_url is None
     with pytest.raises(ValueError, match="bad web_url"):
         JobEntry.from_dict({**written, "web_url": 8081})
+
+
+def test_status_shows_the_calls_of_async_operators() -> None:
+    calls = {
+        "capacity": 100, "in_flight": 37, "held": 40, "calls": 5000, "calls_per_second": 4812.4, "timeouts": 3,
+        "retries": 12, "failures": 1, "restored_inputs": 0, "capacity_wait_seconds": 0.25,
+        "latency_p50": 0.0211, "latency_p99": 0.0487,
+    }
+    status = {
+        "job_id": "e-1", "name": "e", "pid": 1,
+        "metrics": {
+            "status": "running", "attempt": 1,
+            "checkpoints": {"completed": 0, "failed": 0},
+            "operators": {"enrich[0]": {"records_in": 5000, "async": calls}, "src[0]": {"records_in": 0}},
+        },
+    }
+    lines = format_status(status, now=0.0).splitlines()
+    assert "async operator  IN FLIGHT  CALLS/S  TIMEOUTS  RETRIES  FAILED  P50     P99     WAITED" in lines, lines
+    assert "  enrich[0]     37/100     4812     3         12       1       21.1ms  48.7ms  0.25s" in lines, lines

@@ -112,3 +112,21 @@ def test_watermarks_checkpoints_and_connector_metrics_become_series() -> None:
     assert reading.value(Scope.OPERATOR, "pendingRecords", "src", "src", "0") == 42
     custom = next(s for s in reading.series if s.definition.name == "my_metric_")
     assert custom.value == 7 and custom.definition.prometheus_name == "streamflow_operator_my_metric_"
+
+
+def test_an_async_operator_reports_its_calls() -> None:
+    script = Script()
+    script.raw["operators"]["src[0]"]["async"] = {
+        "capacity": 100, "in_flight": 37, "held": 40, "calls": 5000, "calls_per_second": 4812.0, "timeouts": 3,
+        "retries": 12, "failures": 1, "restored_inputs": 0, "capacity_wait_seconds": 0.25,
+        "latency_p50": 0.021, "latency_p99": None,
+    }
+    reading = script.registry().sample()
+    op = ("src", "src", "0")
+    assert reading.value(Scope.OPERATOR, "asyncCallsInFlight", *op) == 37
+    assert reading.value(Scope.OPERATOR, "asyncCallsPerSecond", *op) == 4812.0
+    assert reading.value(Scope.OPERATOR, "asyncCallTimeouts", *op) == 3
+    assert reading.value(Scope.OPERATOR, "asyncCallRetries", *op) == 12
+    assert reading.value(Scope.OPERATOR, "asyncCallLatencyP50", *op) == pytest.approx(21.0)
+    assert reading.value(Scope.OPERATOR, "asyncCallLatencyP99", *op) is None  # unknown: absent, not 0
+    assert reading.value(Scope.OPERATOR, "asyncCapacityWaitTime", *op) == pytest.approx(250.0)

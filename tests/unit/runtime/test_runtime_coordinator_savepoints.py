@@ -5,7 +5,9 @@ Rules: a savepoint completes like a checkpoint, its directory written before the
 checkpoint's own metadata; stop with savepoint posts STOP after the completion notice and
 ends the coordinator; a savepoint that cannot be written is aborted without counting
 against ``tolerable_failures``; a savepoint waits at ``max_concurrent`` instead of
-failing; nobody waits forever once the attempt is over.
+failing; nobody waits forever once the attempt is over. And the rule of incremental
+checkpoints: a checkpoint that reuses a shared file nothing references any more is
+declined (its subtasks told to reuse nothing), without counting as a failure.
 """
 
 from __future__ import annotations
@@ -152,3 +154,29 @@ async def test_savepoints_need_checkpointing() -> None:
     )
     with pytest.raises(ConfigError, match="job 'plain' runs without checkpointing, and a savepoint is a checkpoint"):
         await coordinator.trigger_savepoint(Path("/tmp/never"))
+
+
+async def test_a_checkpoint_reusing_a_deleted_shared_file_is_declined_without_counting(
+    setup: Setup, tmp_path: Path
+) -> None:
+    coordinator, task, storage = setup.coordinator, setup.task, setup.storage
+    local = tmp_path / "000001.sst"
+    local.write_bytes(b"sst")
+    # written for checkpoint 0, whose retention released it: nothing references it now
+    gone = await storage.shared.upload(0, "0-op-0-000001.sst", local, link=True)
+    for _ in range(2):  # twice: tolerable_failures=0 would fail the attempt on a counted failure
+        checkpoint = asyncio.create_task(coordinator.trigger_checkpoint())
+        (n,) = await in_flight(coordinator)
+        coordinator.acknowledge(n, ("op", 0), await storage.write_state(n, "op-0", b"J{}", (gone,)))
+        with pytest.raises(CheckpointAbortedError, match=r"shared files it reuses were deleted meanwhile "
+                           r"\(0-op-0-000001.sst\); its subtasks write every file anew"):  # fmt: skip
+            await checkpoint
+        assert await drain(task) == [CheckpointAborted(n, shared_files_lost=True)]
+        assert not storage.checkpoint_path(n).exists()
+    assert not setup.runner.done() and coordinator.stats.failed == 2
+    checkpoint = asyncio.create_task(coordinator.trigger_checkpoint())  # one that uploads its files anew completes
+    (n,) = await in_flight(coordinator)
+    fresh = await storage.shared.upload(n, f"{n}-op-0-000001.sst", local, link=True)
+    coordinator.acknowledge(n, ("op", 0), await storage.write_state(n, "op-0", b"J{}", (fresh,)))
+    assert await checkpoint == n
+    assert (await storage.verify(n)).metadata.shared_files() == [fresh]

@@ -45,7 +45,7 @@ class Recorder(StreamOperator):
         self.events.extend(batch.records)
         await self.emit(batch)
 
-    async def snapshot(self, checkpoint_id: int) -> dict[str, Any] | None:
+    async def snapshot(self, checkpoint_id: int, snapshot_type: Any) -> dict[str, Any] | None:
         self.events.append(f"snapshot-{checkpoint_id}")
         return None
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+
+import pytest
+from contract.state_backends import BackendFactory
 
 from streamflow.core.clock import ManualClock
 from streamflow.partitioning.keygroups import key_group_for
 from streamflow.state import (
     AggregatingStateDescriptor,
-    HashMapStateBackend,
-    HeapKeyedStateBackend,
+    KeyedStateBackend,
     ListStateDescriptor,
     MapStateDescriptor,
     ReducingStateDescriptor,
@@ -37,8 +40,13 @@ class Sum:
         return f"sum={accumulator}"
 
 
-def make_backend(clock: ManualClock) -> HeapKeyedStateBackend:
-    return HashMapStateBackend().create_keyed_backend(
+MakeBackend = Callable[[ManualClock], KeyedStateBackend]
+
+
+@pytest.fixture
+def make_backend(backend_factory: BackendFactory) -> MakeBackend:
+    """Fresh keyed backends of the backend under test (each test runs once per backend)."""
+    return lambda clock: backend_factory().create_keyed_backend(
         operator_uid="op",
         subtask_index=0,
         max_parallelism=MAX_PARALLELISM,
@@ -47,11 +55,11 @@ def make_backend(clock: ManualClock) -> HeapKeyedStateBackend:
     )
 
 
-def use(backend: HeapKeyedStateBackend, key: Any) -> None:
+def use(backend: KeyedStateBackend, key: Any) -> None:
     backend.set_current_key(key, key_group_for(key, MAX_PARALLELISM))
 
 
-def stored(backend: HeapKeyedStateBackend, name: str) -> dict[Any, Any]:
+def stored(backend: KeyedStateBackend, name: str) -> dict[Any, Any]:
     """What live state holds for ``name`` (expired or not), read through a snapshot."""
     data = backend.snapshot()["states"][name]["key_groups"]
     return {key: value for entries in data.values() for key, value in entries.items()}
@@ -64,7 +72,7 @@ def ttl(**kwargs: Any) -> StateTtlConfig:
 # -- update type --------------------------------------------------------------------
 
 
-def test_value_expires_ttl_after_the_last_write() -> None:
+def test_value_expires_ttl_after_the_last_write(make_backend: MakeBackend) -> None:
     clock = ManualClock(100.0)
     backend = make_backend(clock)
     state = backend.get_state(ValueStateDescriptor("v", default="none", ttl=ttl()))
@@ -78,7 +86,7 @@ def test_value_expires_ttl_after_the_last_write() -> None:
     assert state.value() == "none"
 
 
-def test_a_write_restarts_the_time_to_live() -> None:
+def test_a_write_restarts_the_time_to_live(make_backend: MakeBackend) -> None:
     clock = ManualClock()
     backend = make_backend(clock)
     state = backend.get_state(ValueStateDescriptor[str]("v", ttl=ttl()))
@@ -90,7 +98,7 @@ def test_a_write_restarts_the_time_to_live() -> None:
     assert state.value() == "y"
 
 
-def test_on_read_and_write_refreshes_on_read() -> None:
+def test_on_read_and_write_refreshes_on_read(make_backend: MakeBackend) -> None:
     clock = ManualClock()
     backend = make_backend(clock)
     state = backend.get_state(ValueStateDescriptor[str]("v", ttl=ttl(update_type=TtlUpdateType.ON_READ_AND_WRITE)))
@@ -104,7 +112,7 @@ def test_on_read_and_write_refreshes_on_read() -> None:
     assert state.value() is None
 
 
-def test_ttl_accepts_a_timedelta() -> None:
+def test_ttl_accepts_a_timedelta(make_backend: MakeBackend) -> None:
     clock = ManualClock()
     backend = make_backend(clock)
     state = backend.get_state(ValueStateDescriptor[int]("v", ttl=StateTtlConfig(ttl=timedelta(seconds=3))))
@@ -119,7 +127,7 @@ def test_ttl_accepts_a_timedelta() -> None:
 # -- visibility and cleanup on read -------------------------------------------------
 
 
-def test_never_return_expired_hides_values_that_are_still_stored() -> None:
+def test_never_return_expired_hides_values_that_are_still_stored(make_backend: MakeBackend) -> None:
     clock = ManualClock()
     backend = make_backend(clock)
     state = backend.get_state(ValueStateDescriptor[str]("v", ttl=ttl(visibility=NEVER, cleanup_on_read=False)))
@@ -131,7 +139,7 @@ def test_never_return_expired_hides_values_that_are_still_stored() -> None:
     assert list(backend.keys("v")) == []  # keys() hides it too
 
 
-def test_return_expired_if_not_cleaned_up_without_cleanup_keeps_returning_it() -> None:
+def test_return_expired_if_not_cleaned_up_without_cleanup_keeps_returning_it(make_backend: MakeBackend) -> None:
     clock = ManualClock()
     backend = make_backend(clock)
     state = backend.get_state(ValueStateDescriptor[str]("v", ttl=ttl(visibility=RETURN, cleanup_on_read=False)))
@@ -143,7 +151,7 @@ def test_return_expired_if_not_cleaned_up_without_cleanup_keeps_returning_it() -
     assert [key for key, _ in backend.keys("v")] == ["a"]
 
 
-def test_return_expired_with_cleanup_on_read_returns_it_one_last_time() -> None:
+def test_return_expired_with_cleanup_on_read_returns_it_one_last_time(make_backend: MakeBackend) -> None:
     clock = ManualClock()
     backend = make_backend(clock)
     state = backend.get_state(ValueStateDescriptor[str]("v", ttl=ttl(visibility=RETURN, cleanup_on_read=True)))
@@ -155,7 +163,7 @@ def test_return_expired_with_cleanup_on_read_returns_it_one_last_time() -> None:
     assert stored(backend, "v") == {}
 
 
-def test_cleanup_on_read_removes_the_expired_value() -> None:
+def test_cleanup_on_read_removes_the_expired_value(make_backend: MakeBackend) -> None:
     clock = ManualClock()
     backend = make_backend(clock)
     state = backend.get_state(ValueStateDescriptor[str]("v", ttl=ttl(cleanup_on_read=True)))
@@ -171,7 +179,7 @@ def test_cleanup_on_read_removes_the_expired_value() -> None:
 # -- full snapshot ------------------------------------------------------------------
 
 
-def test_full_snapshot_cleanup_leaves_expired_values_out_of_the_snapshot_only() -> None:
+def test_full_snapshot_cleanup_leaves_expired_values_out_of_the_snapshot_only(make_backend: MakeBackend) -> None:
     clock = ManualClock()
     backend = make_backend(clock)
     config = ttl(visibility=RETURN, cleanup_on_read=False, cleanup_full_snapshot=True)
@@ -192,7 +200,7 @@ def test_full_snapshot_cleanup_leaves_expired_values_out_of_the_snapshot_only() 
     assert state.value() == "o"  # live state still has it (visible until cleaned up)
 
 
-def test_without_full_snapshot_cleanup_expired_values_are_snapshotted() -> None:
+def test_without_full_snapshot_cleanup_expired_values_are_snapshotted(make_backend: MakeBackend) -> None:
     clock = ManualClock()
     backend = make_backend(clock)
     state = backend.get_state(ValueStateDescriptor[str]("v", ttl=ttl(cleanup_on_read=False)))
@@ -205,7 +213,7 @@ def test_without_full_snapshot_cleanup_expired_values_are_snapshotted() -> None:
 # -- incremental cleanup ------------------------------------------------------------
 
 
-def restored_backend(clock: ManualClock, entries: dict[str, float], config: StateTtlConfig) -> HeapKeyedStateBackend:
+def restored_backend(make_backend: MakeBackend, clock: ManualClock, entries: dict[str, float], config: StateTtlConfig) -> KeyedStateBackend:
     """A backend whose value state 'v' holds ``key -> (key, timestamp)``, built by restore
     so that no state access has moved the incremental cursor yet."""
     key_groups: dict[str, list[Any]] = {}
@@ -217,10 +225,10 @@ def restored_backend(clock: ManualClock, entries: dict[str, float], config: Stat
     return backend
 
 
-def test_incremental_cleanup_checks_n_entries_per_access() -> None:
+def test_incremental_cleanup_checks_n_entries_per_access(make_backend: MakeBackend) -> None:
     clock = ManualClock(20.0)
     config = ttl(visibility=RETURN, cleanup_on_read=False, cleanup_incremental=2)
-    backend = restored_backend(clock, {f"k{i}": 0.0 for i in range(6)}, config)
+    backend = restored_backend(make_backend, clock, {f"k{i}": 0.0 for i in range(6)}, config)
     state = backend.get_state(ValueStateDescriptor[str]("v", ttl=config))
     assert len(stored(backend, "v")) == 6
     use(backend, "nobody")
@@ -231,11 +239,11 @@ def test_incremental_cleanup_checks_n_entries_per_access() -> None:
     assert remaining == [4, 2, 0]
 
 
-def test_incremental_cleanup_keeps_live_entries_and_wraps_around() -> None:
+def test_incremental_cleanup_keeps_live_entries_and_wraps_around(make_backend: MakeBackend) -> None:
     clock = ManualClock(20.0)
     config = ttl(visibility=RETURN, cleanup_on_read=False, cleanup_incremental=3)
     entries = {"e1": 0.0, "e2": 1.0, "live1": 15.0, "e3": 2.0, "live2": 19.0}
-    backend = restored_backend(clock, entries, config)
+    backend = restored_backend(make_backend, clock, entries, config)
     state = backend.get_state(ValueStateDescriptor[str]("v", ttl=config))
     use(backend, "nobody")
     for _ in range(4):
@@ -247,10 +255,10 @@ def test_incremental_cleanup_keeps_live_entries_and_wraps_around() -> None:
     assert stored(backend, "v") == {}
 
 
-def test_incremental_cleanup_per_record() -> None:
+def test_incremental_cleanup_per_record(make_backend: MakeBackend) -> None:
     clock = ManualClock(20.0)
     config = ttl(visibility=RETURN, cleanup_on_read=False, cleanup_incremental=1, incremental_per_record=True)
-    backend = restored_backend(clock, {"a": 0.0, "b": 0.0, "c": 0.0}, config)
+    backend = restored_backend(make_backend, clock, {"a": 0.0, "b": 0.0, "c": 0.0}, config)
     counts = []
     for _ in range(3):
         backend.on_record()  # no state access at all
@@ -258,16 +266,16 @@ def test_incremental_cleanup_per_record() -> None:
     assert counts == [2, 1, 0]
 
 
-def test_on_record_is_a_no_op_without_per_record_cleanup() -> None:
+def test_on_record_is_a_no_op_without_per_record_cleanup(make_backend: MakeBackend) -> None:
     clock = ManualClock(20.0)
     config = ttl(visibility=RETURN, cleanup_on_read=False, cleanup_incremental=1)
-    backend = restored_backend(clock, {"a": 0.0, "b": 0.0}, config)
+    backend = restored_backend(make_backend, clock, {"a": 0.0, "b": 0.0}, config)
     for _ in range(5):
         backend.on_record()
     assert len(stored(backend, "v")) == 2
 
 
-def test_incremental_cleanup_of_list_and_map_removes_expired_elements() -> None:
+def test_incremental_cleanup_of_list_and_map_removes_expired_elements(make_backend: MakeBackend) -> None:
     clock = ManualClock()
     backend = make_backend(clock)
     config = ttl(visibility=RETURN, cleanup_on_read=False, cleanup_incremental=5)
@@ -290,7 +298,7 @@ def test_incremental_cleanup_of_list_and_map_removes_expired_elements() -> None:
 # -- list, map, reducing and aggregating --------------------------------------------
 
 
-def test_list_state_ttl_is_per_element() -> None:
+def test_list_state_ttl_is_per_element(make_backend: MakeBackend) -> None:
     clock = ManualClock()
     backend = make_backend(clock)
     state = backend.get_state(ListStateDescriptor[str]("l", ttl=ttl()))
@@ -309,7 +317,7 @@ def test_list_state_ttl_is_per_element() -> None:
     assert stored(backend, "l") == {"a": [("x", 15.0)]}
 
 
-def test_list_state_ttl_refresh_on_read_and_return_expired() -> None:
+def test_list_state_ttl_refresh_on_read_and_return_expired(make_backend: MakeBackend) -> None:
     clock = ManualClock()
     backend = make_backend(clock)
     refreshed = backend.get_state(ListStateDescriptor[str]("r", ttl=ttl(update_type=TtlUpdateType.ON_READ_AND_WRITE)))
@@ -327,7 +335,7 @@ def test_list_state_ttl_refresh_on_read_and_return_expired() -> None:
     assert visible.get() == ["y", "z"]
 
 
-def test_map_state_ttl_is_per_entry() -> None:
+def test_map_state_ttl_is_per_entry(make_backend: MakeBackend) -> None:
     clock = ManualClock()
     backend = make_backend(clock)
     state = backend.get_state(MapStateDescriptor[int, str]("m", ttl=ttl()))
@@ -350,7 +358,7 @@ def test_map_state_ttl_is_per_entry() -> None:
     assert stored(backend, "m") == {}
 
 
-def test_map_state_ttl_refresh_on_read_is_per_entry() -> None:
+def test_map_state_ttl_refresh_on_read_is_per_entry(make_backend: MakeBackend) -> None:
     clock = ManualClock()
     backend = make_backend(clock)
     state = backend.get_state(MapStateDescriptor[str, int]("m", ttl=ttl(update_type=TtlUpdateType.ON_READ_AND_WRITE)))
@@ -363,7 +371,7 @@ def test_map_state_ttl_refresh_on_read_is_per_entry() -> None:
     assert state.items() == [("read", 1)]
 
 
-def test_map_state_return_expired_if_not_cleaned_up() -> None:
+def test_map_state_return_expired_if_not_cleaned_up(make_backend: MakeBackend) -> None:
     clock = ManualClock()
     backend = make_backend(clock)
     state = backend.get_state(MapStateDescriptor[str, int]("m", ttl=ttl(visibility=RETURN, cleanup_on_read=False)))
@@ -376,7 +384,7 @@ def test_map_state_return_expired_if_not_cleaned_up() -> None:
     assert state.items() == [("k", 1)]
 
 
-def test_reducing_state_ttl_starts_over_after_expiry() -> None:
+def test_reducing_state_ttl_starts_over_after_expiry(make_backend: MakeBackend) -> None:
     clock = ManualClock()
     backend = make_backend(clock)
     state = backend.get_state(ReducingStateDescriptor("sum", operator.add, ttl=ttl()))
@@ -392,7 +400,7 @@ def test_reducing_state_ttl_starts_over_after_expiry() -> None:
     assert state.get() == 4
 
 
-def test_reducing_state_never_folds_an_expired_value_even_if_visible() -> None:
+def test_reducing_state_never_folds_an_expired_value_even_if_visible(make_backend: MakeBackend) -> None:
     clock = ManualClock()
     backend = make_backend(clock)
     config = ttl(visibility=RETURN, cleanup_on_read=False)
@@ -405,7 +413,7 @@ def test_reducing_state_never_folds_an_expired_value_even_if_visible() -> None:
     assert state.get() == 5
 
 
-def test_aggregating_state_ttl() -> None:
+def test_aggregating_state_ttl(make_backend: MakeBackend) -> None:
     clock = ManualClock()
     backend = make_backend(clock)
     state = backend.get_state(AggregatingStateDescriptor("agg", aggregate_fn=Sum(), ttl=ttl()))
@@ -422,7 +430,7 @@ def test_aggregating_state_ttl() -> None:
     assert state.get() is None
 
 
-def test_ttl_values_are_isolated_per_key() -> None:
+def test_ttl_values_are_isolated_per_key(make_backend: MakeBackend) -> None:
     clock = ManualClock()
     backend = make_backend(clock)
     state = backend.get_state(ValueStateDescriptor[str]("v", ttl=ttl()))
@@ -437,7 +445,7 @@ def test_ttl_values_are_isolated_per_key() -> None:
     assert state.value() is None
 
 
-async def test_runtime_runs_per_record_incremental_cleanup_for_keyed_operators() -> None:
+async def test_runtime_runs_per_record_incremental_cleanup_for_keyed_operators(backend_factory: BackendFactory) -> None:
     """The runtime calls on_record per keyed record, so per-record cleanup removes
     expired entries of keys that are never read again."""
     from streamflow import KeyedProcessFunction, RestartStrategy, StreamEnvironment
@@ -470,6 +478,7 @@ async def test_runtime_runs_per_record_incremental_cleanup_for_keyed_operators()
             out.collect(value)
 
     env = StreamEnvironment(parallelism=1).set_clock(clock).set_restart_strategy(RestartStrategy.none())
+    env.set_state_backend(backend_factory())
     items = [f"k{i}" for i in range(8)] + ["tick"] * 6
     env.from_collection(items).key_by(lambda v: v).process(Remember()).sink_to(CollectSink("ttl-per-record"))
     await env.execute("ttl-per-record")

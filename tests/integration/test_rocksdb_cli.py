@@ -1,0 +1,111 @@
+"""``streamflow run --state-backend rocksdb`` (with ``--state-dir`` and
+``--rocksdb-memory``), the settings it refuses before anything runs, and ``streamflow
+inspect`` of an incremental checkpoint: its files, sizes and what it shares."""
+
+from __future__ import annotations
+
+import json
+import re
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamflow.cli import main
+
+JOB = (
+    "from streamflow.connectors import CollectionSource, ExactlyOnceFileSink\n"
+    "from streamflow.state import ValueStateDescriptor\n"
+    "from streamflow import KeyedProcessFunction\n"
+    "class Count(KeyedProcessFunction):\n"
+    "    def open(self, ctx):\n"
+    "        self.n = ctx.get_state(ValueStateDescriptor('n', default=0))\n"
+    "    def process_element(self, word, ctx, out):\n"
+    "        self.n.update(self.n.value() + 1)\n"
+    "        out.collect(f'{word} {self.n.value()}')\n"
+    "def build(env):\n"
+    "    words = [f'w{i % 50}' for i in range(2000)]\n"
+    "    (env.from_source(CollectionSource(words, batch_size=10), name='words').uid('words')\n"
+    "        .key_by(lambda w: w).process(Count()).uid('count')\n"
+    "        .sink_to(ExactlyOnceFileSink(env.out)).uid('out'))\n"
+)
+
+
+@pytest.fixture
+def job_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "rocks_job.py").write_text(JOB.replace("env.out", repr(str(tmp_path / "out"))))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_a_job_runs_on_rocksdb_from_the_command_line_and_inspect_shows_its_files(
+    job_module: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state_dir, checkpoints = job_module / "state", job_module / "chk"
+    code, out, err = run(
+        ["run", "rocks_job:build", "-p", "2", "--checkpoint-dir", str(checkpoints), "--checkpoint-interval", "0.01",
+         "--state-backend", "rocksdb", "--state-dir", str(state_dir), "--rocksdb-memory", "32M", "--no-control",
+         "--log-level", "WARNING"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["status"] == "finished"
+    assert state_dir.is_dir() and list(state_dir.iterdir()) == []  # the databases were there, and are gone
+    lines = sorted(line for part in (job_module / "out").glob("*.txt") for line in part.read_text().splitlines())
+    assert lines == sorted(f"w{k} {n}" for k in range(50) for n in range(1, 41))
+
+    code, text, err = run(["inspect", str(checkpoints)], capsys)
+    assert code == 0, err
+    assert "format version 2" in text and "shared file(s)" in text
+    assert text.count("rocksdb-native-1 files: ") == 2  # one line per subtask of 'count'
+    assert "keyed state 'n' (value): in the files above" in text
+    code, raw, err = run(["inspect", str(checkpoints), "--json"], capsys)
+    described: dict[str, Any] = json.loads(raw)
+    count = next(op for op in described["operators"] if op["uid"] == "count")
+    files = [sub["shared_files"] for sub in count["subtasks"]]
+    assert all(f["files"] >= 3 and f["bytes"] > 0 for f in files)
+    # the latest checkpoint's files; the folder also holds those of the other retained one
+    assert described["shared_files"] == sum(f["files"] for f in files) <= len(os.listdir(checkpoints / "shared"))
+    assert count["shared_size"] == described["shared_size"] == sum(f["bytes"] for f in files)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--state-dir", "x"], "--state-dir configure the RocksDB state backend; add --state-backend rocksdb"),
+        (["--rocksdb-memory", "64M"], "--rocksdb-memory configure the RocksDB state backend"),
+        (["--state-backend", "rocksdb", "--rocksdb-memory", "lots"],
+         "--rocksdb-memory must be a size such as 512M or 1G .*got 'lots'"),
+        (["--state-backend", "rocksdb", "--rocksdb-memory", "1M"], "memory_budget must be an int of at least"),
+    ],
+)  # fmt: skip
+def test_settings_that_do_not_fit_are_refused_before_the_job_starts(
+    job_module: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    code, _out, err = run(["run", "rocks_job:build", "--no-control", *flags], capsys)
+    assert code == 2
+    assert re.search(message, err), err
+    assert not (job_module / "out").exists()  # nothing ran
+
+
+def test_a_state_dir_that_cannot_be_written_is_refused_naming_it(
+    job_module: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = job_module / "a-file"
+    blocker.write_text("not a directory")
+    code, _out, err = run(
+        ["run", "rocks_job:build", "--no-control", "--state-backend", "rocksdb", "--state-dir", str(blocker / "db")],
+        capsys,
+    )
+    assert code == 2
+    assert f"the RocksDB working directory {str(blocker / 'db')!r} is not writable" in err
+    assert "pass EmbeddedRocksDBStateBackend(directory=...) a directory this process can write" in err
+    assert not (job_module / "out").exists()
