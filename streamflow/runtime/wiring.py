@@ -229,13 +229,14 @@ class _Wiring:
         """An operator's context: global subtask index and parallelism (see the layout)."""
         settings, max_parallelism, layout = self.settings, self.plan.max_parallelism, self.settings.layout
         global_subtask = layout.global_subtask(subtask, chain.parallelism)
+        key_groups = layout.key_groups(max_parallelism, subtask, chain.parallelism)
         backend = None
         if spec.has_keyed_state:
             backend = settings.state_backend.create_keyed_backend(
                 operator_uid=spec.effective_uid,
                 subtask_index=global_subtask,
                 max_parallelism=max_parallelism,
-                key_group_range=layout.key_groups(max_parallelism, subtask, chain.parallelism),
+                key_group_range=key_groups,
                 clock=settings.clock,
             )
         checkpoint = settings.checkpoint
@@ -252,4 +253,5 @@ class _Wiring:
             checkpoint_interval=checkpoint.interval if checkpoint is not None else None,
             services=self.services,
             checkpoint_directory=self.storage.directory if self.storage is not None else None,
+            key_groups=key_groups,
         )

@@ -227,9 +227,12 @@ async def open_transactions(bootstrap: str, topics: list[str]) -> dict[str, dict
     return found
 
 
-def exchange_topics(job: str) -> list[str]:
-    """The exchange topics of ``workers_job`` run as ``job``."""
-    return [f"streamflow.{job}.enrich.count.0", f"streamflow.{job}.parse-codes.enrich.1"]
+def exchange_topics(job: str, *, lookup: bool = False) -> list[str]:
+    """The exchange topics of ``workers_job`` run as ``job`` (``lookup``: with a lookup delay)."""
+    keyed = [f"streamflow.{job}.enrich.lookup.0", f"streamflow.{job}.lookup.count.0"] if lookup else [
+        f"streamflow.{job}.enrich.count.0"
+    ]
+    return [*keyed, f"streamflow.{job}.parse-codes.enrich.1"]
 
 
 def registered_workers(home: Path, job: str) -> list[JobEntry]:

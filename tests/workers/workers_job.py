@@ -1,14 +1,16 @@
 """The job of the workers tests: a keyed count with operator state and a broadcast input.
 
     input (Kafka, 8 partitions)  -> parse -> enrich (waits for its code's name) -> key_by key
-                                                ^ broadcast                         -> count
-    codes (Kafka, 1 partition)   -> parse ------+                                   -> output (Kafka, EOS)
+                                                ^ broadcast         [-> lookup -> key_by key]
+    codes (Kafka, 1 partition)   -> parse ------+                                   -> count
+                                                                                    -> output (Kafka, EOS)
 
 An input record is ``{"id", "key"}``; its code is ``code_of(key)``. ``Enrich`` (a
 BroadcastProcessFunction) names it from the broadcast table of codes; a record whose
 code is not known yet waits in operator ListState until the code arrives (or, after a
 restore, until the restored table knows it), in arrival order. ``Count`` keeps a keyed
-ValueState and writes ``{"id", "key", "name", "count", "types"}``. Every key's records
+ValueState and writes ``{"id", "key", "name", "count", "types"}``. With a lookup delay,
+``lookup`` (a per-key map_async, see :class:`Lookup`) sits between them. Every key's records
 come from one input partition and keep their order through every hop, so the output is
 fixed by the input alone: record ``id`` of key ``k`` has count = its rank among ``k``'s
 ids (:func:`expected_output`), whatever the number of workers, restarts and rescales.
@@ -82,6 +84,7 @@ class JobSettings:
     pace: float = 0.0  # seconds per record in ``parse``: spreads a run over many checkpoints
     crash_worker: int | None = None
     checkpoint_root: Path | None = None
+    lookup_delay: float = 0.0  # > 0: a per-key map_async of that many seconds per call before ``count``
 
     @classmethod
     def from_environment(cls) -> JobSettings:
@@ -93,6 +96,7 @@ class JobSettings:
             output=env["WORKERS_JOB_OUTPUT"], bounded=env.get("WORKERS_JOB_BOUNDED") == "1",
             pace=float(env.get("WORKERS_JOB_PACE", "0")), crash_worker=None if crash is None else int(crash),
             checkpoint_root=None if root is None else Path(root),
+            lookup_delay=float(env.get("WORKERS_JOB_LOOKUP_DELAY", "0")),
         )
 
     def environment(self) -> dict[str, str]:
@@ -101,6 +105,7 @@ class JobSettings:
             "WORKERS_JOB_BOOTSTRAP": self.bootstrap, "WORKERS_JOB_INPUT": self.input,
             "WORKERS_JOB_CODES": self.codes, "WORKERS_JOB_OUTPUT": self.output,
             "WORKERS_JOB_BOUNDED": "1" if self.bounded else "0", "WORKERS_JOB_PACE": str(self.pace),
+            "WORKERS_JOB_LOOKUP_DELAY": str(self.lookup_delay),
         }
         if self.crash_worker is not None:
             env["WORKERS_JOB_CRASH_WORKER"] = str(self.crash_worker)
@@ -167,6 +172,18 @@ class Enrich(BroadcastProcessFunction):
         self.waiting = still
 
 
+class Lookup:
+    """An async call per record (a service that answers after ``delay`` seconds), which
+    returns the record unchanged: its calls in flight at a barrier are operator state."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    async def __call__(self, record: Any) -> Any:
+        await asyncio.sleep(self.delay)
+        return record
+
+
 class Count(KeyedProcessFunction):
     def open(self, ctx: Any) -> None:
         self.count = ctx.get_state(COUNT)
@@ -197,7 +214,7 @@ def declare(env: StreamEnvironment, settings: JobSettings) -> None:
         .map(parse_code).uid("parse-codes")
         .broadcast(NAMES)
     )
-    (
+    named = (
         env.from_source(
             KafkaSource(settings.bootstrap, topics=[settings.input], bounded=settings.bounded), name="input"
         ).uid("input")
@@ -205,7 +222,11 @@ def declare(env: StreamEnvironment, settings: JobSettings) -> None:
         .connect(codes)
         .process(Enrich()).uid("enrich")
         .key_by(key_of)
-        .process(Count()).uid("count")
+    )
+    if settings.lookup_delay > 0:
+        named = named.map_async(Lookup(settings.lookup_delay), ordered="per_key", capacity=64).uid("lookup").key_by(key_of)
+    (
+        named.process(Count()).uid("count")
         .sink_to(KafkaSink(
             settings.bootstrap, settings.output, delivery_guarantee=DeliveryGuarantee.EXACTLY_ONCE,
             transactional_id_prefix=settings.output, value_serializer=encode,
