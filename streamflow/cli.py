@@ -215,7 +215,11 @@ def state_backend(args: argparse.Namespace) -> StateBackend:
             )
         return HashMapStateBackend()
     budget = 256 << 20 if args.rocksdb_memory is None else parse_size(args.rocksdb_memory, "--rocksdb-memory")
-    return EmbeddedRocksDBStateBackend(args.state_dir, memory_budget=budget)
+    directory = args.state_dir
+    if directory is not None and args.worker_index is not None:
+        # local workers given one --state-dir keep their databases apart, each in its own folder
+        directory = directory / f"worker-{args.worker_index}"
+    return EmbeddedRocksDBStateBackend(directory, memory_budget=budget)
 
 
 _SIZE = re.compile(r"\s*([0-9]+)\s*([kmg]?)(i?b)?\s*", re.IGNORECASE)
