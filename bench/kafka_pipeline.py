@@ -452,6 +452,46 @@ async def steady_producer(bootstrap: str, topic: str, rate: int, seconds: float)
     return sent
 
 
+async def sample_latencies(consumer: AIOKafkaConsumer, bootstrap: str, source: str, args: argparse.Namespace,
+                           check: Callable[[], None], label: str) -> list[float]:
+    """End-to-end latencies of ``args.latency_rate`` records/s produced into ``source`` for
+    ``args.latency_seconds``, as ``consumer`` (assigned to the job's output, read_committed)
+    sees them. A warm-up of a record a tick runs first, until results come out; ``check``
+    raises if the job's processes ended.
+
+    Raises:
+        ChildFailed: not every record came out within 30 s after the last was sent.
+    """
+    warm = asyncio.create_task(steady_producer(bootstrap, source, 100, 120.0))
+    try:
+        while not await consumer.getmany(timeout_ms=100):
+            check()
+    finally:
+        warm.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await warm
+    since = time.time()
+    producing = asyncio.create_task(steady_producer(bootstrap, source, args.latency_rate, args.latency_seconds))
+    latencies: list[float] = []
+    deadline = None
+    while True:
+        fetched = await consumer.getmany(timeout_ms=20)
+        now = time.time()
+        for records in fetched.values():
+            for record in records:
+                sent = sent_at(record.value)
+                if sent >= since:
+                    latencies.append(now - sent)
+        if producing.done():
+            total = producing.result()
+            if len(latencies) >= total:
+                return latencies
+            deadline = deadline or time.monotonic() + 30
+            if time.monotonic() > deadline:
+                raise ChildFailed(f"{label}: {len(latencies)} of {total} records seen 30 s after the last was sent")
+        check()
+
+
 async def measure_latency_once(setup: Setup, label: str, argv: Callable[[str, str, str], list[str]],
                                args: argparse.Namespace, tag: str) -> Latency:
     source, output = unique_topic("kbench-lat-in"), unique_topic("kbench-lat-out")
@@ -465,35 +505,7 @@ async def measure_latency_once(setup: Setup, label: str, argv: Callable[[str, st
                 offsets_reader(setup.bootstrap, "read_committed") as consumer:
             consumer.assign(parts)
             await consumer.seek_to_beginning(*parts)
-            # Warm up: a record a tick until the first result is visible downstream.
-            warm = asyncio.create_task(steady_producer(setup.bootstrap, source, 100, 120.0))
-            try:
-                while not await consumer.getmany(timeout_ms=100):
-                    child.raise_if_exited()
-            finally:
-                warm.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await warm
-            since = time.time()
-            producing = asyncio.create_task(steady_producer(setup.bootstrap, source, args.latency_rate,
-                                                            args.latency_seconds))
-            deadline = None
-            while True:
-                fetched = await consumer.getmany(timeout_ms=20)
-                now = time.time()
-                for records in fetched.values():
-                    for record in records:
-                        sent = sent_at(record.value)
-                        if sent >= since:
-                            latencies.append(now - sent)
-                if producing.done():
-                    total = producing.result()
-                    if len(latencies) >= total:
-                        break
-                    deadline = deadline or time.monotonic() + 30
-                    if time.monotonic() > deadline:
-                        raise ChildFailed(f"{label}: {len(latencies)} of {total} records seen after 30 s")
-                child.raise_if_exited()
+            latencies = await sample_latencies(consumer, setup.bootstrap, source, args, child.raise_if_exited, label)
     finally:
         await delete_topics(setup.bootstrap, [source, output], prefixes=(f"{group}-",))
     latencies.sort()

@@ -60,8 +60,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 
 from kafka_child import Child, ChildFailed  # noqa: E402
-from kafka_pipeline import broker, delete_topics, fill_topic, find_peer_python, read_back, steady_producer  # noqa: E402
-from kafka_work import sent_at  # noqa: E402
+from kafka_pipeline import broker, delete_topics, fill_topic, find_peer_python, read_back, sample_latencies  # noqa: E402
 from streamflow.testing.kafka import create_topic, unique_topic  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
@@ -232,42 +231,18 @@ async def latency_once(bootstrap: str, contender: Contender, args: argparse.Name
     await create_topic(bootstrap, source, PARTITIONS)
     await create_topic(bootstrap, output, PARTITIONS)
     parts = [TopicPartition(output, p) for p in range(PARTITIONS)]
-    latencies: list[float] = []
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False)
     await consumer.start()
     try:
         async with started(contender, source, output, group, logs, tag) as children:
             consumer.assign(parts)
             await consumer.seek_to_beginning(*parts)
-            warm = asyncio.create_task(steady_producer(bootstrap, source, 100, 120.0))
-            try:  # a record a tick until results are visible downstream
-                while not await consumer.getmany(timeout_ms=100):
-                    for child in children:
-                        child.raise_if_exited()
-            finally:
-                warm.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await warm
-            since = time.time()
-            producing = asyncio.create_task(steady_producer(bootstrap, source, args.latency_rate, args.latency_seconds))
-            deadline = None
-            while True:
-                fetched = await consumer.getmany(timeout_ms=20)
-                now = time.time()
-                for records in fetched.values():
-                    for record in records:
-                        sent = sent_at(record.value)
-                        if sent >= since:
-                            latencies.append(now - sent)
-                if producing.done():
-                    total = producing.result()
-                    if len(latencies) >= total:
-                        return latencies
-                    deadline = deadline or time.monotonic() + 30
-                    if time.monotonic() > deadline:
-                        raise ChildFailed(f"{len(latencies)} of {total} records seen 30 s after the last was sent")
+
+            def check() -> None:
                 for child in children:
                     child.raise_if_exited()
+
+            return await sample_latencies(consumer, bootstrap, source, args, check, contender.label)
     finally:
         await consumer.stop()
         await delete_topics(bootstrap, [source, output], prefixes=(group,))
