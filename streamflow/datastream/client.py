@@ -161,7 +161,8 @@ class JobClient:
         return self.status
 
     async def trigger_checkpoint(self) -> int:
-        """Take a checkpoint now; returns its id once it is complete."""
+        """Take a checkpoint now; returns its id once it is complete (while ``max_concurrent``
+        checkpoints are in flight it waits for a slot)."""
         coordinator = self._started_execution("take a checkpoint").coordinator
         if coordinator is None:
             raise ConfigError("the job has not started yet")
