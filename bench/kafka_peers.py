@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 import tempfile
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,6 +36,23 @@ def _scratch_dir(prefix: str) -> str:
     return path
 
 
+def _quix_application(args: argparse.Namespace, scratch: str, *, auto_create_topics: bool) -> Any:
+    """A Quix Application with the benchmarks' settings: offsets from the earliest, the
+    command's group, guarantee and commit interval, state in a scratch directory."""
+    from quixstreams import Application
+
+    return Application(
+        broker_address=args.bootstrap,
+        consumer_group=args.group,
+        auto_offset_reset="earliest",
+        commit_interval=args.commit_interval,
+        processing_guarantee=args.guarantee,
+        state_dir=_scratch_dir(scratch),
+        loglevel="WARNING",
+        auto_create_topics=auto_create_topics,
+    )
+
+
 def run_quix(args: argparse.Namespace) -> None:
     """Quix Streams: one Application, one StreamingDataFrame, ``apply`` then ``to_topic``.
 
@@ -42,19 +60,7 @@ def run_quix(args: argparse.Namespace) -> None:
     flush the producer, commit the consumer's offsets) every ``--commit-interval`` seconds,
     1 s like streamflow's checkpoints, instead of Quix's 5 s default.
     """
-    from quixstreams import Application
-
-    state_dir = _scratch_dir("quix-bench-")
-    app = Application(
-        broker_address=args.bootstrap,
-        consumer_group=args.group,
-        auto_offset_reset="earliest",
-        commit_interval=args.commit_interval,
-        processing_guarantee=args.guarantee,
-        state_dir=state_dir,
-        loglevel="WARNING",
-        auto_create_topics=False,
-    )
+    app = _quix_application(args, "quix-bench-", auto_create_topics=False)
     source = app.topic(args.input, key_deserializer="bytes", value_deserializer="bytes")
     sink = app.topic(args.output, key_serializer="bytes", value_serializer="bytes")
     frame = app.dataframe(source)
@@ -72,18 +78,8 @@ def run_quix_count(args: argparse.Namespace) -> None:
     every ``--commit-interval`` seconds); several processes with the same ``--group``
     share the partitions, each with a state directory of its own."""
     import orjson
-    from quixstreams import Application
 
-    app = Application(
-        broker_address=args.bootstrap,
-        consumer_group=args.group,
-        auto_offset_reset="earliest",
-        commit_interval=args.commit_interval,
-        processing_guarantee=args.guarantee,
-        state_dir=_scratch_dir("quix-count-"),
-        loglevel="WARNING",
-        auto_create_topics=True,  # the repartition topic of group_by
-    )
+    app = _quix_application(args, "quix-count-", auto_create_topics=True)  # the repartition topic of group_by
     source = app.topic(args.input, key_deserializer="bytes", value_deserializer="bytes")
     sink = app.topic(args.output, key_serializer="str", value_serializer="bytes")  # key: group_by's user
 
