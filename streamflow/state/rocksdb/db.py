@@ -89,6 +89,7 @@ class MemoryBudget:
 
 
 _MISSING = object()
+_DIRTY_LIMIT = 1 << 18  # writes between two write-backs (8 bytes each in the list)
 _ENTRY_OVERHEAD = 100  # bytes of a cached entry beside its key and value (two bytes objects, a dict slot)
 
 
@@ -98,7 +99,8 @@ class CachedDatabase:
     Point operations, the per-record work of every state handle, go through the cache:
     :meth:`get` reads RocksDB once per entry (absent ones too), later reads hit the
     cache; :meth:`put` and :meth:`delete` change the cache only and mark the entry dirty.
-    :meth:`write_back` writes every dirty entry to RocksDB in one batch. Everything else
+    :meth:`write_back` writes every dirty entry to RocksDB in one batch (also after
+    ``_DIRTY_LIMIT`` writes since the last one). Everything else
     writes back first: a scan (:meth:`items`), a memtable :meth:`flush` (a native
     snapshot), and :meth:`write` and :meth:`delete_range`, which also drop the cache
     (they may change any entry). Past ``capacity`` bytes (keys, values and an estimate of
@@ -119,7 +121,7 @@ class CachedDatabase:
     def __init__(self, raw: Rdict, capacity: int) -> None:
         self.raw = raw
         self.cache: dict[bytes, bytes | None] = {}
-        self._dirty: set[bytes] = set()
+        self._dirty: list[bytes] = []  # in order of writing, with repeats: an append is cheaper than a set's add
         self._capacity = capacity
         self._bytes = 0
 
@@ -144,9 +146,12 @@ class CachedDatabase:
         if value is not None:
             self._bytes += len(value)
         cache[key] = value
-        self._dirty.add(key)
+        dirty = self._dirty
+        dirty.append(key)
         if self._bytes > self._capacity:
             self._evict()
+        elif len(dirty) > _DIRTY_LIMIT:  # a long run of writes without a checkpoint: bound the list
+            self.write_back()
 
     def delete(self, key: bytes) -> None:
         self.put(key, None)
@@ -157,7 +162,7 @@ class CachedDatabase:
             return
         batch = WriteBatch(raw_mode=True)
         cache = self.cache
-        for key in self._dirty:
+        for key in set(self._dirty):
             value = cache[key]
             if value is None:
                 batch.delete(key)
