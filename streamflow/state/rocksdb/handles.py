@@ -143,11 +143,17 @@ class StateAccess:
 
     ``dumps`` / ``loads`` are the serializer's own (pickle's C functions for the
     default one) for the hot paths, which wrap their failures with :meth:`dump_failure`
-    / :meth:`load_failure`; :meth:`dump` and :meth:`load` do both in one call.
+    / :meth:`load_failure`; :meth:`dump` and :meth:`load` do both in one call. With
+    ``pickled`` (the default serializer) the ValueState hot path calls
+    ``pickle.dumps(value, 5)`` itself: a call through ``functools.partial`` costs a
+    third more. ``cache`` is the database's cache of entries (see
+    :class:`~streamflow.state.rocksdb.db.CachedDatabase`), ``entry_keys`` the RocksDB
+    keys of recent str, int and bytes keys in this state.
     """
 
     __slots__ = (
-        "name", "operator", "subtask", "sid", "db", "cache", "entry_keys", "serializer", "pickled", "dumps", "loads", "ttl", "ctx",
+        "name", "operator", "subtask", "sid", "db", "cache", "entry_keys", "serializer", "pickled", "dumps", "loads",
+        "ttl", "ctx",
     )  # fmt: skip
 
     def __init__(
