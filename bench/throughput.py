@@ -5,6 +5,9 @@ in memory (user id out of 10,000, event type, amount, timestamp, padding):
 
 (a) source -> map(orjson.loads, amount * 1.1, event upper-cased, orjson.dumps) -> count
 (b) source -> map(orjson.loads) -> key_by(user) -> reduce(running sum of amount) -> count
+(c) pipeline (b) with the reduce and the sink at parallelism 2 (source and map at 1): a
+    real hash exchange through channels inside the one process, against (b) itself,
+    which the planner chains into one task at parallelism 1: the cost of a channel hop
 
 each through streamflow (checkpointing off, and every 1 s into a fresh temp dir), through
 a hand-written asyncio loop doing the same work with no framework (an async generator of
@@ -194,13 +197,17 @@ async def _stall_probe(worst: list[float]) -> None:
 
 def run_streamflow(pipeline: str, source: BenchSource, batch: int, checkpoint: bool, loop: str = "asyncio") -> Sample:
     async def job(directory: str | None) -> Sample:
-        env = streamflow.StreamEnvironment(parallelism=1).set_source_batch_size(batch)
+        env = streamflow.StreamEnvironment(parallelism=2 if pipeline == "c" else 1).set_source_batch_size(batch)
         if directory is not None:
             env.enable_checkpointing(1.0, directory=directory)
         sink = CountingSink()
         stream = env.from_source(source, name="bench-source")
         if pipeline == "a":
             stream.map(transform).sink_to(sink)
+        elif pipeline == "c":  # source and map in one task, reduce + sink in two: a hash exchange
+            stream.set_parallelism(1)
+            parsed = stream.map(parse).set_parallelism(1)
+            parsed.key_by(user_of).reduce(add_amount).uid("sum-per-user").sink_to(sink)
         else:
             stream.map(parse).key_by(user_of).reduce(add_amount).uid("sum-per-user").sink_to(sink)
         worst = [0.0]
@@ -294,6 +301,7 @@ def variants(records: list[bytes], batch: int, uvloop: bool = False) -> dict[str
         "b hand loop": lambda: run_hand("b", records, batch),
         "b streamflow, no checkpoints": lambda: run_streamflow("b", shared, batch, False),
         "b streamflow, checkpoint 1 s": lambda: run_streamflow("b", shared, batch, True),
+        "c streamflow p=2, no checkpoints": lambda: run_streamflow("c", shared, batch, False),
     }
     if uvloop:
         table["a streamflow on uvloop, no checkpoints"] = lambda: run_streamflow("a", shared, batch, False, "uvloop")
@@ -388,6 +396,10 @@ def report(figures: dict[str, Sample], memory: list[dict[str, Any]], args: argpa
         ("(b) checkpoint 1 s / none", ratio("b streamflow, checkpoint 1 s", "b streamflow, no checkpoints"),
          0.9, ">=", cadence_problem(b_cp)),
     ]
+    hop = ratio("b streamflow, no checkpoints", "c streamflow p=2, no checkpoints")  # time of (c) / time of (b)
+    rows.append(("(c) p=2 / p=1 chained, records/s", ratio("c streamflow p=2, no checkpoints",
+                                                           "b streamflow, no checkpoints"), None, "", ""))
+    rows.append(("(c) channel hop cost: time p=2 / p=1 - 1", None if hop is None else hop - 1, 0.15, "<=", ""))
     for pipeline in "ab":
         on_uvloop = ratio(f"{pipeline} streamflow on uvloop, no checkpoints", f"{pipeline} streamflow, no checkpoints")
         if on_uvloop is not None:
@@ -416,10 +428,10 @@ def report(figures: dict[str, Sample], memory: list[dict[str, Any]], args: argpa
               f"{entry['seconds']:.1f} s, {entry['checkpoints']} checkpoints")
 
 
-def profile(records: list[bytes], batch: int) -> None:
+def profile(records: list[bytes], batch: int, pipelines: str) -> None:
     """cProfile one checkpointed streamflow run of each pipeline; top costs by own time.
     (cProfile inflates per-call costs, so Python-level calls look dearer than they are.)"""
-    for pipeline in "ab":
+    for pipeline in pipelines:
         profiler = cProfile.Profile()
         profiler.runcall(run_streamflow, pipeline, BenchSource(records, len(records)), batch, True)
         print(f"\ncProfile of streamflow ({pipeline}), checkpoint 1 s, by own time:")
@@ -432,7 +444,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=1000, help="records per source batch (all variants)")
     parser.add_argument("--quick", action="store_true", help="100k records, 1 repeat: a smoke test")
-    parser.add_argument("--profile", action="store_true", help="also cProfile one run of (a) and of (b)")
+    parser.add_argument("--profile", action="store_true", help="also cProfile one run of each pipeline")
+    parser.add_argument("--pipelines", default="abc", help="which pipelines --profile profiles (default abc)")
     parser.add_argument("--no-memory", action="store_true", help="skip the N / 10 N memory subprocesses")
     parser.add_argument("--uvloop", action="store_true", help="also run streamflow (a) and (b) on uvloop")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
@@ -448,7 +461,7 @@ def main() -> None:
     figures = measure(records, warmup, args.batch_size, args.repeats, args.uvloop)
     report(figures, memory, args)
     if args.profile:
-        profile(records, args.batch_size)
+        profile(records, args.batch_size, args.pipelines)
 
 
 if __name__ == "__main__":
