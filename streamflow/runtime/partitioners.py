@@ -62,21 +62,22 @@ class RecordWriter:
         keys = list(map(selector, records))
         key_groups = self._key_group.of_all(keys)
         channels = self.channels
-        if len(channels) == 1:
-            await channels[0].put(Batch(records, positions, batch.origin, keys, key_groups))
+        if len(channels) == 1:  # one subtask downstream: the batch goes whole, keyed
+            await channels[0].put(Batch(records, positions, batch.origin, keys, key_groups, batch.timestamps))
             return
         buckets: list[list[int]] = [[] for _ in channels]
         add = [bucket.append for bucket in buckets]
         table = self._table
         for index, key_group in enumerate(key_groups):
             add[table[key_group]](index)
+        timestamps = batch.timestamps
         for channel, indexes in zip(channels, buckets):
             if not indexes:
                 continue
             pick = _picker(indexes)
             await channel.put(Batch(
                 pick(records), None if positions is None else pick(positions), batch.origin, pick(keys),
-                pick(key_groups),
+                pick(key_groups), None if timestamps is None else pick(timestamps),
             ))
 
     async def broadcast_control(self, element: Any) -> None:

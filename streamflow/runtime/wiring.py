@@ -4,13 +4,20 @@ For every attempt, in order:
 
 1. one bounded channel per edge, upstream subtask and downstream subtask (a forward
    edge connects subtask i to subtask i only);
-2. per chain and subtask: the record writers of its outgoing edges (a dead-letter edge
-   becomes a side output of the operator that feeds it), its operators, each with its
-   context (and a keyed state backend when keyed), and the input gate over its channels;
+2. per chain and subtask: the record writers of its outgoing edges (a dead-letter or
+   side-output edge belongs to the operator that feeds it, wherever it sits in the
+   chain), its operators, each with its context (and a keyed state backend when keyed),
+   and the input gate over its channels;
 3. a :class:`~streamflow.runtime.task.Task`, or a
    :class:`~streamflow.runtime.source_task.SourceTask` when the chain starts with a
    source (its reader is made when the task opens, from the restored splits);
 4. the checkpoint coordinator, attached to every task's mailbox.
+
+A worker of a job on several processes (``settings.layout``) wires its own subtasks
+only, but hands sources, sinks and operators their GLOBAL subtask index and parallelism
+(and keyed backends the key groups of their global subtask), so that whatever splits
+work by subtask (partition ownership, transactional ids, restored state) splits it over
+every worker's subtasks. Task names, acks, state files and the coordinator stay local.
 
 Nothing here runs: the executor starts the tasks and the coordinator.
 """
@@ -27,7 +34,6 @@ from streamflow.config import CheckpointingMode
 from streamflow.core.services import JobServices
 from streamflow.graph.plan import ChainSpec, PhysicalPlan
 from streamflow.graph.spec import OperatorKind, OperatorSpec, Partitioning
-from streamflow.partitioning.keygroups import key_group_range
 from streamflow.runtime.channel import Channel, InputGate
 from streamflow.runtime.checkpoint_stats import CheckpointStats
 from streamflow.runtime.coordinator import CheckpointCoordinator
@@ -96,6 +102,14 @@ def wire_attempt(
     return Attempt(tasks, wiring.channels, coordinator)
 
 
+def plan_node_name(chain: ChainSpec, node_id: int) -> str:
+    """The name of operator ``node_id`` of ``chain``."""
+    for op in chain.operators:
+        if op.node_id == node_id:
+            return op.name
+    raise KeyError(node_id)
+
+
 class _Wiring:
     """The channels of one attempt, and the tasks made over them."""
 
@@ -135,6 +149,9 @@ class _Wiring:
                 for j in targets:
                     if edge.dead_letter:
                         name = f"{up_chain.name}[{i}] -dead letters-> sink[{j}]"
+                    elif edge.side_output is not None:
+                        up_name = plan_node_name(up_chain, edge.upstream)
+                        name = f"{up_name}[{i}] -{edge.side_output}-> {down_chain.head.name}[{j}]"
                     else:
                         name = f"{up_chain.tail.name}[{i}] -> {down_chain.head.name}[{j}]"
                     channel = Channel(name, capacity)
@@ -149,6 +166,7 @@ class _Wiring:
         uid_of = {op.node_id: uid for uid, op in members.items()}
         outputs: list[RecordWriter] = []
         side_outputs: dict[str, RecordWriter] = {}
+        tagged_outputs: dict[str, dict[str, list[RecordWriter]]] = {}
         for index, edge in enumerate(plan.edges):
             if edge.upstream not in uid_of:
                 continue
@@ -158,6 +176,8 @@ class _Wiring:
             )
             if edge.dead_letter:
                 side_outputs[uid_of[edge.upstream]] = writer
+            elif edge.side_output is not None:
+                tagged_outputs.setdefault(uid_of[edge.upstream], {}).setdefault(edge.side_output, []).append(writer)
             else:
                 outputs.append(writer)
         common: dict[str, Any] = dict(
@@ -171,6 +191,7 @@ class _Wiring:
             gate=InputGate(self._incoming.get((chain.chain_id, subtask), [])),
             outputs=outputs,
             side_outputs=side_outputs,
+            tagged_outputs=tagged_outputs,
             mode=self.mode,
             coordinator=coordinator,
             storage=self.storage,
@@ -183,13 +204,16 @@ class _Wiring:
         head = chain.head
         if head.kind is not OperatorKind.SOURCE:
             return Task(**common)
+        layout = settings.layout
         return SourceTask(
             source_uid=head.effective_uid,
             reader_factory=self._reader_factory(head, chain, subtask),
-            parallelism=chain.parallelism,
+            parallelism=layout.global_parallelism(chain.parallelism),
+            global_subtask=layout.global_subtask(subtask, chain.parallelism),
             batch_size=settings.source_batch_size,
             poll_wait=settings.source_poll_wait,
             error_policy=head.error_policy,
+            watermark_strategy=head.watermark_strategy,
             **common,
         )
 
@@ -197,6 +221,7 @@ class _Wiring:
         self, head: OperatorSpec, chain: ChainSpec, subtask: int
     ) -> Callable[[list[Any] | None, list[Any] | None], SourceReader]:
         settings, source, uid = self.settings, head.function, head.effective_uid
+        layout = settings.layout
 
         def make_reader(splits: list[Any] | None, all_splits: list[Any] | None) -> SourceReader:
             reader: SourceReader = source.create_reader(
@@ -204,8 +229,8 @@ class _Wiring:
                     job_name=settings.job_name,
                     run_id=self.run_id,
                     operator_uid=uid,
-                    subtask_index=subtask,
-                    parallelism=chain.parallelism,
+                    subtask_index=layout.global_subtask(subtask, chain.parallelism),
+                    parallelism=layout.global_parallelism(chain.parallelism),
                     restored_splits=splits,
                     all_restored_splits=all_splits,
                     clock=settings.clock,
@@ -218,14 +243,17 @@ class _Wiring:
         return make_reader
 
     def _context(self, spec: OperatorSpec, chain: ChainSpec, subtask: int) -> OperatorContext:
-        settings, max_parallelism = self.settings, self.plan.max_parallelism
+        """An operator's context: global subtask index and parallelism (see the layout)."""
+        settings, max_parallelism, layout = self.settings, self.plan.max_parallelism, self.settings.layout
+        global_subtask = layout.global_subtask(subtask, chain.parallelism)
+        key_groups = layout.key_groups(max_parallelism, subtask, chain.parallelism)
         backend = None
         if spec.has_keyed_state:
             backend = settings.state_backend.create_keyed_backend(
                 operator_uid=spec.effective_uid,
-                subtask_index=subtask,
+                subtask_index=global_subtask,
                 max_parallelism=max_parallelism,
-                key_group_range=key_group_range(max_parallelism, chain.parallelism, subtask),
+                key_group_range=key_groups,
                 clock=settings.clock,
             )
         checkpoint = settings.checkpoint
@@ -233,8 +261,8 @@ class _Wiring:
             job_name=settings.job_name,
             run_id=self.run_id,
             spec=spec,
-            subtask_index=subtask,
-            parallelism=chain.parallelism,
+            subtask_index=global_subtask,
+            parallelism=layout.global_parallelism(chain.parallelism),
             max_parallelism=max_parallelism,
             clock=settings.clock,
             keyed_backend=backend,
@@ -242,4 +270,5 @@ class _Wiring:
             checkpoint_interval=checkpoint.interval if checkpoint is not None else None,
             services=self.services,
             checkpoint_directory=self.storage.directory if self.storage is not None else None,
+            key_groups=key_groups,
         )

@@ -1,5 +1,5 @@
 """The hash exchange: each subtask gets exactly the records of its key groups, in input
-order, each with its source position, key and key group (so the keyed operator behind
+order, each with its source position, timestamp, key and key group (so the keyed operator behind
 it never applies the key selector again)."""
 
 from __future__ import annotations
@@ -23,17 +23,19 @@ def user_of(record: dict[str, Any]) -> Any:
 
 
 @pytest.mark.parametrize("parallelism", [1, 2, 3, 7])
-@pytest.mark.parametrize("with_positions", [True, False])
-async def test_a_hash_exchange_splits_records_positions_keys_and_key_groups_alike(
+@pytest.mark.parametrize("with_positions", [True, False], ids=["positions-timestamps", "bare"])
+async def test_a_hash_exchange_splits_records_positions_timestamps_keys_and_key_groups_alike(
     parallelism: int, with_positions: bool
 ) -> None:
     users: list[Any] = [f"u{i % 23}" for i in range(200)] + [7, ("t", 1), 2.5]
     records = [{"user": user, "n": n} for n, user in enumerate(users)]
     positions = [f"p{n}" for n in range(len(records))] if with_positions else None
+    timestamps = [float(n) for n in range(len(records))] if with_positions else None
     channels = [Channel(f"c{i}", 10) for i in range(parallelism)]
     writer = RecordWriter(channels, Partitioning.HASH, user_of, MAX_PARALLELISM)
-    await writer.emit(Batch(records, positions, ORIGIN))
-    await writer.emit(Batch(records[:1], positions[:1] if positions else None, ORIGIN))  # a one-record batch
+    await writer.emit(Batch(records, positions, ORIGIN, timestamps=timestamps))
+    await writer.emit(Batch(records[:1], positions[:1] if positions else None, ORIGIN,
+                            timestamps=timestamps[:1] if timestamps else None))  # a one-record batch
 
     received: list[list[dict[str, Any]]] = []
     for subtask, channel in enumerate(channels):
@@ -45,6 +47,7 @@ async def test_a_hash_exchange_splits_records_positions_keys_and_key_groups_alik
             assert batch.key_groups == [key_group_for(k, MAX_PARALLELISM) for k in batch.keys]
             assert all(subtask_for_key_group(g, MAX_PARALLELISM, parallelism) == subtask for g in batch.key_groups)
             assert batch.positions == ([f"p{r['n']}" for r in batch.records] if with_positions else None)
+            assert batch.timestamps == ([float(r["n"]) for r in batch.records] if with_positions else None)
             got.extend(batch.records)
         received.append(got)
     everything = sorted((r["n"] for part in received for r in part))
