@@ -41,7 +41,7 @@ class WorkerSoak(Protocol):
     def say(self, line: str) -> None: ...
     def kill_delay(self) -> float: ...
     def pick(self, choices: list[int]) -> int: ...
-    def note_restart(self, process: JobProcess) -> None: ...
+    def note_ended(self, process: JobProcess) -> None: ...
     @property
     def kills_wanted(self) -> int: ...
 
@@ -71,7 +71,7 @@ async def run_workers(
                 continue  # it ended on its own just before the signal
             last_kill = time.monotonic()
             soak.report.kills += 1
-            soak.note_restart(process)
+            soak.note_ended(process)
             committed = await committed_count()
             soak.report.kill_log.append(Kill(soak.report.kills, number, killed_at, process.restart,
                                              process.restored_from, process.restart_seconds, committed, False,
@@ -121,7 +121,7 @@ async def _finish(soak: WorkerSoak, number: int, workers: list[JobProcess], argv
         await asyncio.sleep(0.5)
     for worker in workers:
         await worker.wait(5.0)
-        soak.note_restart(worker)
+        soak.note_ended(worker)
     return True
 
 

@@ -113,3 +113,19 @@ def test_kafka_job_on_three_workers_killed_four_times_commits_every_record_once(
     assert target["unexpected_exits"] == [] and target["problems"] == []
     assert {kill["worker"] for kill in target["kill_log"]} <= {0, 1, 2}
     assert all(kill["worker"] is not None for kill in target["kill_log"])
+
+
+def test_kafka_job_with_an_async_stage_killed_three_times_commits_every_record_once(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """``--stages async``: a keyed map_async (calls sleeping a few ms, capacity 50, one
+    planned failure per 97 records retried) before the count. Kills land with calls in
+    flight: restores call the held inputs again, and the output is still exact."""
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    data = run_soak(tmp_path, env, "--target", "kafka", "--kills", "3", "--seed", "11", "--stages", "async")
+    assert data["options"]["stages"] == ["async"]
+    (target,) = data["targets"]
+    assert_exact(target, kills=3)
+    assert target["async_inputs_called_again"] > 0  # a restored checkpoint held calls in flight
+    # The finishing process retried the planned failures of the records it called (one in 97).
+    assert target["lookup_retries"] > 0
