@@ -3,7 +3,7 @@
     python3 bench/soak.py [--kills 100] [--target kafka|mysql|both] [--seed S]
                           [--records 200000] [--rate 10000] [--parallelism 2] [--workers N]
                           [--kill-delay 0.5 5] [--db-restarts K] [--report FILE]
-                          [--state-backend heap|rocksdb] [--stages async]
+                          [--state-backend heap|rocksdb] [--stages async,windows]
 
 For each target, the job of ``soak_job.py`` (Kafka -> keyed count -> an exactly-once
 Kafka sink, or an XA MySQL sink) runs as a real process on a checkpoint directory. The
@@ -45,7 +45,10 @@ checkpoints: every restore then reads shared SST files.
 ``--stages async`` adds a keyed ``map_async`` before the count (``soak_stages.py``): a
 short random sleep per call, capacity 50, per-key order, a planned failure retried by
 AsyncRetry, so kills land with calls in flight; its answer is the record, so the
-expected output is unchanged.
+expected output is unchanged. ``--stages windows`` adds an event-time tumbling window
+count per key (1 s windows of the input's event time, bounded out-of-orderness
+watermarks per input partition) whose results go through the same exactly-once sink and
+are checked like the counts (``soak_data.py``). The two combine: ``--stages async,windows``.
 
 ``--at-least-once`` is the negative control: the same jobs with at-least-once sinks, which
 write some results again after a restart; the soak must then report duplicates and fail,
@@ -77,7 +80,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from soak_data import SoakInput, compare, make_input  # noqa: E402
 from soak_process import KILLED, JobProcess  # noqa: E402
 from soak_report import DbRestart, Kill, TargetReport, print_report, write_json  # noqa: E402
-from soak_stages import LOOKUP_UID, parse_stages  # noqa: E402
+from soak_stages import LOOKUP_UID, WINDOW_UID, parse_stages  # noqa: E402
 from soak_servers import INPUT_PARTITIONS, Servers, SoakOutput, fill_input, open_servers  # noqa: E402
 from soak_workers import open_transactions, run_workers  # noqa: E402
 
@@ -112,7 +115,7 @@ class TargetSoak:
         self.args = args
         self.servers = servers
         self.input_topic = input_topic
-        self.expected = soak_input.expected()
+        self.expected = soak_input.expected(windows="windows" in args.stages)
         self.workdir = workdir
         self.rng = random.Random(f"{args.seed}/{target}")  # the same kill times alone or with --target both
         self.report = TargetReport(target)
@@ -146,9 +149,15 @@ class TargetSoak:
 
     def exchange_topics(self) -> list[str]:
         """The exchange topics of the multi-worker job (one per key_by)."""
-        keyed = [LOOKUP_UID, "count"] if "async" in self.args.stages else ["count"]
-        upstreams = ["hold-rate" if self.args.rate > 0 else "parse", *keyed[:-1]]
-        return [f"streamflow.soak.{upstream}.{downstream}.0" for upstream, downstream in zip(upstreams, keyed)]
+        upstream = "hold-rate" if self.args.rate > 0 else "parse"
+        edges = []
+        if "async" in self.args.stages:
+            edges.append((upstream, LOOKUP_UID))
+            upstream = LOOKUP_UID
+        edges.append((upstream, "count"))
+        if "windows" in self.args.stages:
+            edges.append((upstream, WINDOW_UID))
+        return [f"streamflow.soak.{up}.{down}.0" for up, down in edges]
 
     def job_argv(self, output: SoakOutput, checkpoints: Path, worker: int = 0) -> list[str]:
         workers = ["--workers", str(self.args.workers), "--worker-index", str(worker)] if self.args.workers > 1 else []
@@ -320,7 +329,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--state-backend", choices=("heap", "rocksdb"), default="heap",
                         help="where the job keeps its counts (rocksdb: incremental checkpoints)")
     parser.add_argument("--stages", type=parse_stages, default=(),
-                        help="optional stages of the job, comma-separated: async (a keyed map_async before the count)")
+                        help="optional stages of the job, comma-separated: async (a keyed map_async before the "
+                        "count), windows (an event-time window count per key beside it)")
     parser.add_argument("--report", type=Path, help="also write the report as JSON to this file")
     parser.add_argument("--workdir", type=Path, help="logs and checkpoints (default: a temporary "
                         "directory, removed when the soak passes)")

@@ -1,6 +1,10 @@
 """Optional stages of the soak job (``soak.py --stages ...``): stateful features that
 must survive the random kills like the keyed count does.
 
+``windows``: beside the count, an event-time tumbling window count per key (timestamps
+from the input lines, a bounded out-of-orderness watermark per input partition), its
+results written by the same exactly-once sink (``soak_data.py`` says what they are).
+
 ``async``: a keyed ``map_async`` before the count. Its calls answer after a short random
 sleep, so a kill or a barrier finds calls in flight (their inputs are in the checkpoint
 and are called again after a restore), and the first call of one record in
@@ -20,7 +24,8 @@ import asyncio
 import logging
 import random
 
-STAGES = ("async",)
+STAGES = ("async", "windows")
+WINDOW_UID = "window-count"
 LOOKUP_UID = "lookup"
 LOOKUP_LOGGER = "soak.lookup"  # at INFO in the job: what the soak reads of the stage
 LOOKUP_CAPACITY = 50  # calls in flight per subtask

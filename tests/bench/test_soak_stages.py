@@ -30,5 +30,6 @@ def test_stage_names_are_parsed_and_an_unknown_one_is_refused_with_the_known_one
     assert parse_stages("") == ()
     assert parse_stages("async") == ("async",)
     assert parse_stages(" async, ") == ("async",)
-    with pytest.raises(argparse.ArgumentTypeError, match=r"unknown stage\(s\) windowz: choose from async"):
+    assert parse_stages("windows,async") == ("windows", "async")
+    with pytest.raises(argparse.ArgumentTypeError, match=r"unknown stage\(s\) windowz: choose from async, windows"):
         parse_stages("async,windowz")
