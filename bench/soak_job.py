@@ -150,7 +150,7 @@ def build(env: StreamEnvironment, args: argparse.Namespace) -> None:
     if args.rate > 0:  # chained to the source: it reads slower, no queue builds up before a barrier
         subtasks = env.parallelism * args.workers  # the rate is the whole job's, over every worker
         parsed = parsed.map(HoldRate(args.rate / subtasks)).uid("hold-rate")
-    if "async" in args.stages:  # a keyed lookup with calls in flight at every barrier and kill
+    if "async" in args.stages:  # a keyed lookup: kills and barriers find calls in flight
         parsed = parsed.key_by(record_key).map_async(
             SlowLookup(), capacity=LOOKUP_CAPACITY, ordered="per_key",
             retry=AsyncRetry.fixed_delay(LOOKUP_ATTEMPTS, LOOKUP_RETRY_DELAY)).uid(LOOKUP_UID)
