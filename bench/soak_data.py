@@ -54,9 +54,9 @@ class SoakInput:
                 key, record_id = parse_input(line)
                 counts[key] += 1
                 out.append((key, counts[key], record_id))
-                per_window[key, event_ms(line) // WINDOW_MS * WINDOW_MS] += 1
-        if windows:
-            out.extend(window_result(key, start, n) for (key, start), n in per_window.items())
+                if windows:
+                    per_window[key, event_ms(line) // WINDOW_MS * WINDOW_MS] += 1
+        out.extend(window_result(key, start, n) for (key, start), n in per_window.items())
         return out
 
 

@@ -62,7 +62,7 @@ class SlowLookup:
 
 
 def parse_stages(text: str) -> tuple[str, ...]:
-    """``"async"`` (comma-separated names) or ``""`` (none) as a tuple of stage names;
+    """``"async,windows"`` (comma-separated names) or ``""`` (none) as a tuple of stage names;
     an unknown name is refused with the names there are (an argparse type)."""
     stages = tuple(name.strip() for name in text.split(",") if name.strip())
     unknown = [name for name in stages if name not in STAGES]
