@@ -102,6 +102,7 @@ def _tasks_and_operators(execution: Execution) -> tuple[dict[str, Any], dict[str
         entry["output_watermark"] = task.output_watermark
         last = task.checkpoint_timings.last
         entry["checkpoint"] = None if last is None else timing_dict(last)
+        entry["restored_in_flight"] = task.restored_in_flight  # elements an unaligned checkpoint put back
         placed = {"task": task.name, "vertex": vertex, "subtask": task.subtask}
         if isinstance(task, SourceTask):  # its reader and the records it read
             entry["source_records_out"] = task.records_out

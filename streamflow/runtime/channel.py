@@ -8,6 +8,11 @@ time its writer spent blocked can be read while the job runs.
 An :class:`InputGate` is the single place a task waits: on any of its channels that is
 not held (barrier alignment holds channels), on its mailbox (checkpoint triggers and
 notifications, served before records), or on a timeout (the next timer).
+
+Unaligned checkpoints: a barrier is put without waiting for space (:meth:`Channel.put_now`),
+and the reading task may take it out of the middle of the queue
+(:meth:`InputGate.take_barrier`): the elements ahead of it are what it overtook. Each
+channel counts the barriers it holds so that the reader looks only when there is one.
 """
 
 from __future__ import annotations
@@ -17,11 +22,15 @@ import time
 from collections import deque
 from typing import Any, Final
 
+from streamflow.core.elements import Barrier
+
 
 class Channel:
     """A bounded FIFO with one writer and one reader."""
 
-    __slots__ = ("name", "capacity", "_items", "_gate", "_space", "puts", "blocked_seconds", "_blocked_since")
+    __slots__ = (
+        "name", "capacity", "_items", "_gate", "_space", "puts", "blocked_seconds", "_blocked_since", "barriers",
+    )
 
     def __init__(self, name: str, capacity: int) -> None:
         if capacity < 1:
@@ -34,6 +43,7 @@ class Channel:
         self.puts = 0
         self.blocked_seconds = 0.0
         self._blocked_since: float | None = None
+        self.barriers = 0  # barriers in the queue now
 
     def __len__(self) -> int:
         return len(self._items)
@@ -67,18 +77,53 @@ class Channel:
                 self._space = None
                 self._blocked_since = None
                 self.blocked_seconds += time.perf_counter() - started
+        self.put_now(item)
+
+    def put_now(self, item: Any) -> None:
+        """Append ``item`` even past capacity: an unaligned barrier, which must not wait
+        behind the records it is about to overtake, and restored channel state."""
         self._items.append(item)
         self.puts += 1
+        if type(item) is Barrier:
+            self.barriers += 1
         gate = self._gate
         if gate is not None:
             gate.wake()
 
     def pop(self) -> Any:
         item = self._items.popleft()
+        if type(item) is Barrier:
+            self.barriers -= 1
+        self._signal_space()
+        return item
+
+    def take_barrier(self) -> tuple[Barrier, list[Any]] | None:
+        """Remove the first barrier in the queue; returns it and the elements ahead of it
+        (which stay queued, in order), or None when the queue holds no barrier."""
+        if not self.barriers:
+            return None
+        items = self._items
+        for index, item in enumerate(items):
+            if type(item) is Barrier:
+                ahead = [items[i] for i in range(index)]
+                del items[index]
+                self.barriers -= 1
+                self._signal_space()
+                return item, ahead
+        raise AssertionError(f"channel {self.name} counted a barrier it does not hold")  # internal invariant
+
+    def first_barrier(self) -> Barrier | None:
+        """The first barrier in the queue, if any (without removing it)."""
+        if self.barriers:
+            for item in self._items:
+                if type(item) is Barrier:
+                    return item
+        return None
+
+    def _signal_space(self) -> None:
         space = self._space
         if space is not None and not space.done():
             space.set_result(None)
-        return item
 
 
 class _Timeout:
@@ -120,6 +165,16 @@ class InputGate:
         """Queue a control message for the task; served before any record."""
         self._mailbox.append(mail)
         self.wake()
+
+    def queued_barrier(self) -> tuple[int, Barrier] | None:
+        """The first barrier queued in a channel that is neither held nor finished, with
+        that channel's index: one a task may take out early (unaligned checkpoints)."""
+        for index, channel in enumerate(self.channels):
+            if channel.barriers and not self._held[index] and not self._finished[index]:
+                barrier = channel.first_barrier()
+                if barrier is not None:
+                    return index, barrier
+        return None
 
     def hold(self, index: int) -> None:
         self._held[index] = True

@@ -7,7 +7,8 @@ For every attempt, in order:
 2. per chain and subtask: the record writers of its outgoing edges (a dead-letter edge
    becomes a side output of the operator that feeds it), its operators, each with its
    context (and a keyed state backend when keyed), and the input gate over its channels;
-3. a :class:`~streamflow.runtime.task.Task`, or a
+3. a :class:`~streamflow.runtime.task.Task` (its input channels refilled with the
+   records an unaligned checkpoint held in flight, before any task runs), or a
    :class:`~streamflow.runtime.source_task.SourceTask` when the chain starts with a
    source (its reader is made when the task opens, from the restored splits);
 4. the checkpoint coordinator, attached to every task's mailbox.
@@ -29,6 +30,7 @@ from streamflow.graph.plan import ChainSpec, PhysicalPlan
 from streamflow.graph.spec import OperatorKind, OperatorSpec, Partitioning
 from streamflow.partitioning.keygroups import key_group_range
 from streamflow.runtime.channel import Channel, InputGate
+from streamflow.runtime.channel_state import restore_channel_state
 from streamflow.runtime.checkpoint_stats import CheckpointStats
 from streamflow.runtime.coordinator import CheckpointCoordinator
 from streamflow.runtime.operators import make_operator
@@ -118,6 +120,8 @@ class _Wiring:
         self.spawn = spawn
         checkpoint = settings.checkpoint
         self.mode = checkpoint.mode if checkpoint is not None else CheckpointingMode.EXACTLY_ONCE
+        self.unaligned = checkpoint is not None and checkpoint.unaligned
+        self.aligned_timeout = checkpoint.aligned_timeout if checkpoint is not None else None
         self.channels: list[Channel] = []
         # (edge index, upstream subtask) -> downstream subtask -> channel
         self._outgoing: dict[tuple[int, int], dict[int, Channel]] = {}
@@ -179,10 +183,18 @@ class _Wiring:
             restored=self.restored,
             services=self.services,
             channel_inputs=self._input_of.get((chain.chain_id, subtask)),
+            unaligned=self.unaligned,
+            aligned_timeout=self.aligned_timeout,
         )
         head = chain.head
         if head.kind is not OperatorKind.SOURCE:
-            return Task(**common)
+            task = Task(**common)
+            snapshots = self.restored.get(head.effective_uid) if self.restored is not None else None
+            if snapshots:  # in-flight records of an unaligned checkpoint go back first
+                task.restored_in_flight = restore_channel_state(
+                    head.effective_uid, subtask, snapshots, task.gate.channels, parallelism=chain.parallelism
+                )
+            return task
         return SourceTask(
             source_uid=head.effective_uid,
             reader_factory=self._reader_factory(head, chain, subtask),

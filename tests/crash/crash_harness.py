@@ -52,16 +52,18 @@ class Scenario:
     parallelism: int
     crashes: tuple[str, ...] = ()
     state_backend: str = "heap"  # or "rocksdb"
+    unaligned: bool = False  # unaligned checkpoints under backpressure (crash_job --unaligned)
 
     @property
     def id(self) -> str:
         crashes = "+".join(c.replace(":", "@") for c in self.crashes) or "no-crash"
         backend = "" if self.state_backend == "heap" else f"-{self.state_backend}"
-        return f"{self.sink}{backend}-p{self.parallelism}-{crashes}"
+        unaligned = "-unaligned" if self.unaligned else ""
+        return f"{self.sink}{backend}{unaligned}-p{self.parallelism}-{crashes}"
 
     @property
     def reference(self) -> Scenario:
-        return Scenario(self.sink, self.parallelism, state_backend=self.state_backend)
+        return Scenario(self.sink, self.parallelism, state_backend=self.state_backend, unaligned=self.unaligned)
 
 
 @dataclass(slots=True)
@@ -204,6 +206,8 @@ def run_job(
         "--parallelism", str(scenario.parallelism),
         "--state-backend", scenario.state_backend,
     ]  # fmt: skip
+    if scenario.unaligned:
+        argv.append("--unaligned")
     if kafka is not None:
         argv += ["--bootstrap", kafka.bootstrap, "--input-topic", kafka.topic]
     if output_topic is not None:

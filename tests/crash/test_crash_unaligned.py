@@ -1,0 +1,49 @@
+"""Crash and recovery with unaligned checkpoints, under backpressure.
+
+``crash_job.py --unaligned`` is the file and SQLite crash job with unaligned checkpoints
+and channels of 16 batches: its source reads far faster than the paced counting chain,
+so the channels into that chain are full whenever a barrier comes, and every barrier
+overtakes records that the checkpoint then holds as channel state. A real process is
+killed at every named point (test_crash_recovery.py lists them), a new one restores,
+and the committed output must equal a failure-free run record by record. After a crash
+at a checkpoint-named point the restored process must have put in-flight records back
+into its channels (``restored_in_flight``): the channel state was used, not empty.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from crash_harness import CrashLab, Scenario
+from test_crash_recovery import DOUBLE, POINTS, RESTORED_FROM, _params, _reference, check_recovery
+
+pytestmark = pytest.mark.crash
+
+SINGLE = [Scenario(sink, p, (point,), unaligned=True) for sink, p in (("file", 2), ("sqlite", 2)) for point in POINTS]
+TWICE = [Scenario("file", 2, DOUBLE, unaligned=True)]
+REFERENCES = [Scenario("file", 2, unaligned=True), Scenario("sqlite", 2, unaligned=True)]
+
+
+@pytest.mark.parametrize("scenario", _params(REFERENCES))
+def test_the_failure_free_unaligned_run_persisted_records_in_flight(scenario: Scenario, crash_lab: CrashLab) -> None:
+    summary = _reference(crash_lab, scenario).runs[-1].summary
+    assert summary["checkpoints_completed"] >= 5, summary
+    assert summary["unaligned_checkpoints"] >= 3, f"barriers overtook no records: not under backpressure? {summary}"
+
+
+@pytest.mark.parametrize("scenario", _params(SINGLE))
+def test_exactly_once_with_unaligned_checkpoints_after_a_crash(scenario: Scenario, crash_lab: CrashLab) -> None:
+    result = check_recovery(crash_lab, scenario)
+    summary = result.runs[-1].summary
+    point = scenario.crashes[0].partition(":")[0]
+    low, high = RESTORED_FROM[point]
+    restored = summary["restored_from"]
+    assert restored is not None and restored >= low and (high is None or restored <= high), result.describe()
+    if point != "records":  # records:N restores whatever checkpoint was last
+        assert summary["restored_in_flight"] > 0, f"checkpoint {restored} held no records in flight\n{result.describe()}"
+
+
+@pytest.mark.parametrize("scenario", _params(TWICE))
+def test_exactly_once_with_unaligned_checkpoints_after_two_crashes(scenario: Scenario, crash_lab: CrashLab) -> None:
+    result = check_recovery(crash_lab, scenario)
+    assert result.runs[-1].summary["restored_in_flight"] > 0, result.describe()
