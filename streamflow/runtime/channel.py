@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import Any, Final
+from typing import Any, Callable, Final
 
 from streamflow.core.elements import Barrier
 
@@ -30,6 +30,7 @@ class Channel:
 
     __slots__ = (
         "name", "capacity", "_items", "_gate", "_space", "puts", "blocked_seconds", "_blocked_since", "barriers",
+        "_overflow",
     )
 
     def __init__(self, name: str, capacity: int) -> None:
@@ -44,6 +45,7 @@ class Channel:
         self.blocked_seconds = 0.0
         self._blocked_since: float | None = None
         self.barriers = 0  # barriers in the queue now
+        self._overflow = False  # the next put goes in without waiting for space (release_writer)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -65,12 +67,12 @@ class Channel:
 
     async def put(self, item: Any) -> None:
         """Append ``item``; waits while the channel is full (backpressure)."""
-        if len(self._items) >= self.capacity:
+        if len(self._items) >= self.capacity and not self._overflow:
             loop = asyncio.get_running_loop()
             started = time.perf_counter()
             self._blocked_since = started
             try:
-                while len(self._items) >= self.capacity:
+                while len(self._items) >= self.capacity and not self._overflow:
                     self._space = loop.create_future()
                     await self._space
             finally:
@@ -84,11 +86,20 @@ class Channel:
         behind the records it is about to overtake, and restored channel state."""
         self._items.append(item)
         self.puts += 1
+        self._overflow = False
+        gate = self._gate
         if type(item) is Barrier:
             self.barriers += 1
-        gate = self._gate
+            if gate is not None and gate.on_urgent is not None:
+                gate.on_urgent(item)
         if gate is not None:
             gate.wake()
+
+    def release_writer(self) -> None:
+        """Let the next put (or the one waiting now) go in past capacity: the writer has
+        an unaligned barrier to send after it, which must not wait for space."""
+        self._overflow = True
+        self._signal_space()
 
     def pop(self) -> Any:
         item = self._items.popleft()
@@ -137,7 +148,9 @@ MAIL: Final = -1
 class InputGate:
     """Reads the input channels of one task, fairly, skipping held and finished ones."""
 
-    __slots__ = ("channels", "_held", "_finished", "_mailbox", "_waiter", "_next", "idle_seconds", "_idle_since")
+    __slots__ = (
+        "channels", "_held", "_finished", "_mailbox", "_waiter", "_next", "idle_seconds", "_idle_since", "on_urgent",
+    )
 
     def __init__(self, channels: list[Channel]) -> None:
         self.channels = channels
@@ -150,6 +163,9 @@ class InputGate:
         self._next = 0
         self.idle_seconds = 0.0
         self._idle_since: float | None = None
+        # called with every barrier put into a channel and every mail posted: the task
+        # may have to act before it next reads its gate (unaligned checkpoints)
+        self.on_urgent: Callable[[Any], None] | None = None
 
     def current_idle_seconds(self) -> float:
         """Idle time so far, including a wait for input still in progress."""
@@ -164,6 +180,8 @@ class InputGate:
     def post(self, mail: Any) -> None:
         """Queue a control message for the task; served before any record."""
         self._mailbox.append(mail)
+        if self.on_urgent is not None:
+            self.on_urgent(mail)
         self.wake()
 
     def queued_barrier(self) -> tuple[int, Barrier] | None:

@@ -131,6 +131,8 @@ class Task:
         self._aligned_timeout = aligned_timeout
         self._in_flight: InFlightRecorder | None = None  # channel state of the unaligned checkpoint being taken
         self.restored_in_flight = 0  # elements put back into the input channels by the restore
+        if unaligned and aligned_timeout is None:
+            gate.on_urgent = self._release_outputs_for
         self.stats = TaskStats()
         self.checkpoint_timings = CheckpointTimings()  # phases of recent checkpoints (metrics)
         self._finished = False
@@ -301,6 +303,17 @@ class Task:
                 self._ended_inputs.add(index)
                 if len(self._ended_inputs) == len(gate.channels):
                     await self._end_of_input()
+
+    def _release_outputs_for(self, element: Any) -> None:
+        """A barrier reached this task (queued in an input channel, or a source's trigger
+        in its mailbox) while it may be blocked writing a full output channel: that write
+        goes in past capacity, so that the barrier is not held back by the backpressure
+        it is meant to overtake."""
+        barrier = element if type(element) is Barrier else getattr(element, "barrier", None)
+        if type(barrier) is Barrier and not barrier.is_savepoint:
+            for writer in self.all_writers:
+                for channel in writer.channels:
+                    channel.release_writer()
 
     async def _overtake(self) -> bool:
         """Unaligned checkpoints: take a queued barrier out of its channel, past the
