@@ -127,6 +127,24 @@ class CheckpointConfig:
             )
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelCapacity:
+    """How much a channel holds before its writer blocks (backpressure): ``batches``,
+    and at most ``records`` records when given (whichever bound is reached first; an
+    empty channel always takes one batch, however large)."""
+
+    batches: int
+    records: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.batches, bool) or not isinstance(self.batches, int) or self.batches < 1:
+            raise ConfigError(f"channel capacity must be a positive number of batches, got {self.batches!r}")
+        if self.records is not None and (
+            isinstance(self.records, bool) or not isinstance(self.records, int) or self.records < 1
+        ):
+            raise ConfigError(f"channel capacity in records must be a positive int or None, got {self.records!r}")
+
+
 class RestartKind(enum.Enum):
     NONE = "none"
     FIXED_DELAY = "fixed_delay"

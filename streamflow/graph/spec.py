@@ -13,6 +13,7 @@ from typing import Any, Callable
 from streamflow.api.async_io import AsyncIOConfig
 from streamflow.api.errors_policy import FAIL, ErrorPolicy
 from streamflow.api.functions import is_checkpointed_function
+from streamflow.config import ChannelCapacity
 from streamflow.state.descriptors import MapStateDescriptor
 
 
@@ -46,6 +47,7 @@ class OperatorSpec:
     ``broadcast_states`` are the MapStateDescriptors a BROADCAST_PROCESS operator was
     given by ``DataStream.broadcast(...)``: the broadcast state it may use.
     ``async_io`` holds the settings of an ASYNC operator (None for every other kind).
+    ``input_capacity`` bounds the channels into this operator (``channel_capacity(...)``).
     """
 
     node_id: int
@@ -59,6 +61,7 @@ class OperatorSpec:
     start_new_chain: bool = False
     broadcast_states: tuple[MapStateDescriptor[Any, Any], ...] = ()
     async_io: AsyncIOConfig | None = None
+    input_capacity: ChannelCapacity | None = None  # its input channels' bound; None: the job's
 
     @property
     def effective_uid(self) -> str:

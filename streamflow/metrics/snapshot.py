@@ -159,6 +159,8 @@ def _channels(execution: Execution) -> dict[str, Any]:
             "fill": c.fill,
             "queued": len(c),
             "capacity": c.capacity,
+            "record_capacity": c.record_capacity,  # None: bounded in batches only
+            "queued_records": c.records if c.record_capacity is not None else None,
             "blocked_seconds": c.current_blocked_seconds(),
             "puts": c.puts,
             "upstream": upstream,

@@ -22,22 +22,28 @@ import time
 from collections import deque
 from typing import Any, Callable, Final
 
-from streamflow.core.elements import Barrier
+from streamflow.core.elements import Barrier, Batch
 
 
 class Channel:
-    """A bounded FIFO with one writer and one reader."""
+    """A bounded FIFO with one writer and one reader: full at ``capacity`` elements or,
+    with ``record_capacity``, at that many records in its batches (an empty channel
+    takes any batch)."""
 
     __slots__ = (
         "name", "capacity", "_items", "_gate", "_space", "puts", "blocked_seconds", "_blocked_since", "barriers",
-        "_overflow",
+        "_overflow", "record_capacity", "records",
     )
 
-    def __init__(self, name: str, capacity: int) -> None:
+    def __init__(self, name: str, capacity: int, record_capacity: int | None = None) -> None:
         if capacity < 1:
             raise ValueError(f"channel capacity must be >= 1, got {capacity!r}")
+        if record_capacity is not None and record_capacity < 1:
+            raise ValueError(f"channel record capacity must be >= 1, got {record_capacity!r}")
         self.name = name
         self.capacity = capacity
+        self.record_capacity = record_capacity
+        self.records = 0  # records in the queued batches (counted only with a record capacity)
         self._items: deque[Any] = deque()
         self._gate: InputGate | None = None
         self._space: asyncio.Future[None] | None = None
@@ -52,8 +58,17 @@ class Channel:
 
     @property
     def fill(self) -> float:
-        """Fraction of capacity in use (0.0 .. 1.0)."""
-        return len(self._items) / self.capacity
+        """Fraction of capacity in use (0.0 .. 1.0; the fuller of the two bounds)."""
+        fill = len(self._items) / self.capacity
+        if self.record_capacity is not None:
+            fill = max(fill, self.records / self.record_capacity)
+        return fill
+
+    def _full(self) -> bool:
+        if len(self._items) >= self.capacity:
+            return True
+        bound = self.record_capacity
+        return bound is not None and self.records >= bound
 
     @property
     def is_blocked(self) -> bool:
@@ -67,12 +82,12 @@ class Channel:
 
     async def put(self, item: Any) -> None:
         """Append ``item``; waits while the channel is full (backpressure)."""
-        if len(self._items) >= self.capacity and not self._overflow:
+        if self._full() and not self._overflow:
             loop = asyncio.get_running_loop()
             started = time.perf_counter()
             self._blocked_since = started
             try:
-                while len(self._items) >= self.capacity and not self._overflow:
+                while self._full() and not self._overflow:
                     self._space = loop.create_future()
                     await self._space
             finally:
@@ -88,6 +103,8 @@ class Channel:
         self.puts += 1
         self._overflow = False
         gate = self._gate
+        if self.record_capacity is not None and type(item) is Batch:
+            self.records += len(item.records)
         if type(item) is Barrier:
             self.barriers += 1
             if gate is not None and gate.on_urgent is not None:
@@ -103,8 +120,11 @@ class Channel:
 
     def pop(self) -> Any:
         item = self._items.popleft()
-        if type(item) is Barrier:
+        kind = type(item)
+        if kind is Barrier:
             self.barriers -= 1
+        elif kind is Batch and self.record_capacity is not None:
+            self.records -= len(item.records)
         self._signal_space()
         return item
 

@@ -24,9 +24,10 @@ class ExecutionSettings:
     restart: RestartStrategy
     state_backend: StateBackend
     clock: Clock
-    channel_capacity: int
+    channel_capacity: int  # batches per channel, unless the downstream operator sets its own
     source_batch_size: int
     source_poll_wait: float
+    channel_records: int | None = None  # and at most this many records per channel
     restore_from: RestoreSettings | None = None  # a savepoint (or checkpoint) to start from
     savepoint_dir: Path | None = None  # default target of savepoints without a directory
     # Restore past a damaged completed checkpoint even with exactly-once sinks (duplicates).

@@ -3,7 +3,8 @@
 For every attempt, in order:
 
 1. one bounded channel per edge, upstream subtask and downstream subtask (a forward
-   edge connects subtask i to subtask i only);
+   edge connects subtask i to subtask i only), bounded as the downstream operator says
+   (``channel_capacity(...)``) or else as the job does;
 2. per chain and subtask: the record writers of its outgoing edges (a dead-letter edge
    becomes a side output of the operator that feeds it), its operators, each with its
    context (and a keyed state backend when keyed), and the input gate over its channels;
@@ -131,9 +132,12 @@ class _Wiring:
         self._make_channels()
 
     def _make_channels(self) -> None:
-        plan, capacity = self.plan, self.settings.channel_capacity
+        plan, settings = self.plan, self.settings
         for index, edge in enumerate(plan.edges):
             up_chain, down_chain = plan.chain_of(edge.upstream), plan.chain_of(edge.downstream)
+            bound = next(op.input_capacity for op in down_chain.operators if op.node_id == edge.downstream)
+            capacity = bound.batches if bound is not None else settings.channel_capacity
+            records = bound.records if bound is not None else settings.channel_records
             for i in range(plan.parallelism[edge.upstream]):
                 targets = [i] if edge.partitioning is Partitioning.FORWARD else range(plan.parallelism[edge.downstream])
                 for j in targets:
@@ -141,7 +145,7 @@ class _Wiring:
                         name = f"{up_chain.name}[{i}] -dead letters-> sink[{j}]"
                     else:
                         name = f"{up_chain.tail.name}[{i}] -> {down_chain.head.name}[{j}]"
-                    channel = Channel(name, capacity)
+                    channel = Channel(name, capacity, records)
                     self._outgoing.setdefault((index, i), {})[j] = channel
                     self._incoming.setdefault((down_chain.chain_id, j), []).append(channel)
                     self._input_of.setdefault((down_chain.chain_id, j), []).append(edge.input_index)
