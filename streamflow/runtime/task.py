@@ -1,5 +1,9 @@
 """Tasks: one asyncio task per chain per parallel instance.
 
+(About 560 lines, over the usual size: the loop and the steps of a checkpoint in it,
+aligned and unaligned, are one state machine over the same fields - the gate, the
+aligner, the recorder of channel state, the writers - and read best in one place.)
+
 A :class:`Task` reads its input gate, pushes batches through its chain of operators and
 writes the output to its record writers. A
 :class:`~streamflow.runtime.source_task.SourceTask` polls a source reader instead of a

@@ -9,22 +9,21 @@ from typing import Any
 
 import pytest
 
-from streamflow.checkpoint.serde import decode
+from streamflow.checkpoint.serde import decode, encode
+from streamflow.checkpoint.snapshot import OperatorSnapshot
 from streamflow.checkpoint.storage import CheckpointStorage
 from streamflow.config import CheckpointingMode
 from streamflow.core.clock import ManualClock
 from streamflow.core.elements import END_OF_INPUT, Barrier, Batch, Watermark
 from streamflow.core.ids import CheckpointId
 from streamflow.errors import StateError
-from streamflow.checkpoint.snapshot import OperatorSnapshot
-from streamflow.graph.spec import Partitioning
-from streamflow.runtime.channel import Channel, InputGate
+from streamflow.runtime.channel import Channel
 from streamflow.runtime.channel_state import restore_channel_state
 from streamflow.runtime.mailbox import FINISH, CheckpointAborted
-from streamflow.runtime.partitioners import RecordWriter
 from streamflow.runtime.task import Task
 
-from test_runtime_task_alignment import FakeCoordinator, Recorder, drain
+from test_runtime_task_alignment import FakeCoordinator, drain
+from test_runtime_task_alignment import make_task as make_aligned_task
 
 
 class StoringCoordinator(FakeCoordinator):
@@ -40,27 +39,18 @@ class StoringCoordinator(FakeCoordinator):
 def make_task(
     tmp_path: Path, *, aligned_timeout: float | None = None, clock: ManualClock | None = None
 ) -> tuple[Task, list[Channel], Channel, list[Any], StoringCoordinator, CheckpointStorage]:
-    inputs = [Channel("up[0] -> rec[0]", 2), Channel("up[1] -> rec[0]", 2)]
-    output = Channel("rec[0] -> down[0]", 2)
-    events: list[Any] = []
-    coordinator = StoringCoordinator()
     storage = CheckpointStorage(tmp_path / "checkpoints")
-    task = Task(
-        name="rec[0]",
-        subtask=0,
-        operators=[Recorder(events)],
-        gate=InputGate(inputs),
-        outputs=[RecordWriter([output], Partitioning.FORWARD, None, 128)],
-        side_outputs={},
-        mode=CheckpointingMode.EXACTLY_ONCE,
-        coordinator=coordinator,
+    task, inputs, output, events, coordinator = make_aligned_task(
+        CheckpointingMode.EXACTLY_ONCE,
+        inputs=[Channel("up[0] -> rec[0]", 2), Channel("up[1] -> rec[0]", 2)],
+        output=Channel("rec[0] -> down[0]", 2),
+        coordinator=StoringCoordinator(),
         storage=storage,
         clock=clock or ManualClock(),
-        spawn=asyncio.get_running_loop().create_task,
-        restored=None,
         unaligned=True,
         aligned_timeout=aligned_timeout,
     )
+    assert isinstance(coordinator, StoringCoordinator)
     return task, inputs, output, events, coordinator, storage
 
 
@@ -176,8 +166,6 @@ def channels(*names: str) -> list[Channel]:
 
 
 def test_restore_puts_in_flight_elements_back_ahead_of_anything_new() -> None:
-    from streamflow.checkpoint.serde import encode
-
     stored = [
         {"channel": "up[0] -> rec[0]", "elements": [encode(Batch(["a1"], keys=["k"], key_groups=[3]))]},
         {"channel": "up[1] -> rec[0]", "elements": [encode(Watermark(2.0)), encode(Batch(["b1"]))]},
@@ -191,8 +179,6 @@ def test_restore_puts_in_flight_elements_back_ahead_of_anything_new() -> None:
 
 
 def test_restore_refuses_to_move_in_flight_records_to_another_parallelism() -> None:
-    from streamflow.checkpoint.serde import encode
-
     stored = [{"channel": "up[0] -> rec[0]", "elements": [encode(Batch(["a1"]))]}]
     snapshots = [OperatorSnapshot(channel_state=stored), OperatorSnapshot()]
     with pytest.raises(StateError, match=r"'rec' was checkpointed unaligned at parallelism 2.*take a savepoint"):
