@@ -91,6 +91,8 @@ class BarrierAligner:
             return _NOTHING  # stale: this checkpoint already triggered, was aborted or abandoned
         abandoned = None
         current = self._current
+        if current is not None and n < current.checkpoint_id:
+            return _NOTHING  # older than the one aligning: it was aborted, it counts for nothing
         if current is not None and n > current.checkpoint_id:
             abandoned = current.checkpoint_id
             self._last_done = abandoned

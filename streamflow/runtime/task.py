@@ -255,10 +255,11 @@ class Task:
         """The barrier an aligned timeout applies to: the one aligning, or one queued."""
         current = self.aligner.current
         if current is not None and not self.aligner.in_flight:
-            return current
+            return None if current.is_savepoint else current
         if self.gate.channels and any(c.barriers for c in self.gate.channels):
             queued = self.gate.queued_barrier()
-            return queued[1] if queued is not None else None
+            if queued is not None and not queued[1].is_savepoint:  # savepoints align, never time out
+                return queued[1]
         return None
 
     async def _fire_timers(self) -> None:
@@ -348,7 +349,14 @@ class Task:
 
     async def _on_barrier(self, channel: int, barrier: Barrier, ahead: list[Any] | None = None) -> None:
         self.checkpoint_timings.barrier_arrived(barrier.checkpoint_id, barrier.timestamp, self.clock.now())
-        await self._apply(self.aligner.on_barrier(channel, barrier), channel, ahead or [])
+        step = self.aligner.on_barrier(channel, barrier)
+        recorder = self._in_flight
+        if recorder is not None and barrier.checkpoint_id < recorder.checkpoint_id:
+            # a stale barrier (of an aborted checkpoint) closes no channel of the one in
+            # flight: what was ahead of it is recorded as it is read
+            await self._apply(step, None, [])
+        else:
+            await self._apply(step, channel, ahead or [])
 
     async def _apply(self, step: AlignmentStep, channel: int | None, ahead: list[Any]) -> None:
         """Carry out what the aligner said after barrier n came on ``channel`` with

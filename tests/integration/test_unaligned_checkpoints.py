@@ -45,7 +45,9 @@ class SlowCount(KeyedProcessFunction):
         out.collect((value % KEYS, n))
 
 
-def job(checkpoints: Path, sink: str, parallelism: int, faults: FaultInjector | None = None) -> StreamEnvironment:
+def job(
+    checkpoints: Path, sink: str, parallelism: int, faults: FaultInjector | None = None, *, stateless_head: bool = False
+) -> StreamEnvironment:
     env = StreamEnvironment(parallelism=parallelism)
     env.enable_checkpointing(0.1, directory=checkpoints, unaligned=True)
     env.set_restart_strategy(RestartStrategy.none())
@@ -53,9 +55,10 @@ def job(checkpoints: Path, sink: str, parallelism: int, faults: FaultInjector | 
     env.set_source_batch_size(20)
     if faults is not None:
         env.set_fault_injector(faults)
-    (env.from_collection(list(range(RECORDS))).uid("numbers")
-        .key_by(lambda v: v % KEYS).process(SlowCount()).uid("count")
-        .sink_to(CollectSink(sink)).uid("sink"))  # fmt: skip
+    keyed = env.from_collection(list(range(RECORDS))).uid("numbers").key_by(lambda v: v % KEYS)
+    if stateless_head:  # the channel state goes with a map that has no state of its own
+        keyed = keyed.map(lambda v: v).uid("route").key_by(lambda v: v % KEYS)
+    keyed.process(SlowCount()).uid("count").sink_to(CollectSink(sink)).uid("sink")
     return env
 
 
@@ -125,3 +128,21 @@ async def test_rescaling_from_a_checkpoint_with_records_in_flight_is_refused_wit
     CollectSink.clear(sink)
     result = await job(tmp_path / "chk", sink, 2).execute("unaligned")
     assert result.restored_from == 3
+
+
+async def test_a_first_operator_without_state_carries_the_channel_state_across_a_restore(
+    tmp_path: Path, sink: str
+) -> None:
+    faults = FaultInjector()
+    faults.arm("after_completion", 3, action="raise")
+    with pytest.raises(JobFailedError, match="injected failure at after_completion"):
+        await job(tmp_path / "chk", sink, 2, faults, stateless_head=True).execute("unaligned")
+    metadata = await CheckpointStorage(tmp_path / "chk").read_metadata(3)
+    assert any(v for (uid, _), v in persisted_per_handle(metadata).items() if uid == "route"), metadata
+    before = Counter(CollectSink.results(sink))
+    result = await job(tmp_path / "chk", sink, 2, stateless_head=True).execute("unaligned")
+    assert result.restored_from == 3
+    assert sum(t["restored_in_flight"] for t in result.metrics["tasks"].values()) > 0
+    # CollectSink is at-least-once: every (key, count) is there, and the last count of each key is the total
+    seen = before + Counter(CollectSink.results(sink))
+    assert set(seen) == {(k, n) for k in range(KEYS) for n in range(1, RECORDS // KEYS + 1)}

@@ -185,3 +185,24 @@ def test_restore_refuses_to_move_in_flight_records_to_another_parallelism() -> N
         restore_channel_state("rec", 0, snapshots, channels("up[0] -> rec[0]"), parallelism=3)
     empty = [OperatorSnapshot(channel_state=[{"channel": "up[0] -> rec[0]", "elements": []}])] * 2
     assert restore_channel_state("rec", 0, empty, channels("x"), parallelism=3) == 0  # nothing in flight: rescales
+
+
+async def test_a_stale_barrier_closes_no_channel_of_the_checkpoint_in_flight(tmp_path: Path) -> None:
+    """Barrier 1 was aborted; channel 1 still carries it ahead of barrier 2. It must not
+    end the recording of channel 1 for checkpoint 2: b1 and b2 are in flight for 2."""
+    task, (in0, in1), output, events, coordinator, storage = make_task(tmp_path)
+    task.aligner.abort(1)
+    in0.put_now(barrier(2))
+    in1.put_now(Batch(["b1"]))
+    in1.put_now(barrier(1))
+    in1.put_now(Batch(["b2"]))
+    runner = asyncio.create_task(task.run())
+    try:
+        await read_until(lambda s: "snapshot-2" in events and "b2" in events, output)
+        in1.put_now(barrier(2))
+        await read_until(lambda s: coordinator.acks, output)
+    finally:
+        runner.cancel()
+    (handle,) = coordinator.handles
+    stored = decode(await storage.read_state(2, handle))["channel_state"]
+    assert records([decode(x) for x in stored[1]["elements"]]) == ["b1", "b2"]
