@@ -115,7 +115,8 @@ class JobClient:
         return self.status
 
     async def trigger_checkpoint(self) -> int:
-        """Take a checkpoint now; returns its id once it is complete."""
+        """Take a checkpoint now; returns its id once it is complete (while ``max_concurrent``
+        checkpoints are in flight it waits for a slot)."""
         coordinator = self._execution.coordinator
         if coordinator is None:
             raise ConfigError("the job has not started yet")

@@ -175,8 +175,17 @@ class CheckpointCoordinator:
         self._events.put_nowait(_EndOfInput(task_name))
 
     async def trigger_checkpoint(self) -> int:
-        """Trigger a checkpoint now (outside the interval); returns its id once complete."""
+        """Trigger a checkpoint now (outside the interval); returns its id once complete.
+
+        While ``max_concurrent`` checkpoints are in flight the request waits for a slot,
+        like a savepoint.
+
+        Raises:
+            ConfigError: checkpointing is off.
+            CheckpointError: the attempt is over, or the checkpoint was aborted.
+        """
         self._check_open("trigger a checkpoint")
+        self._check_checkpointing("trigger a checkpoint")
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._events.put_nowait(_UserTrigger(done))
         return await done
@@ -193,14 +202,17 @@ class CheckpointCoordinator:
                 savepoint was aborted or could not be written.
         """
         self._check_open("take a savepoint")
-        if self.storage is None or self.scheduler is None:
-            raise ConfigError(
-                f"job {self.job_name!r} runs without checkpointing, and a savepoint is a checkpoint: start it "
-                "with checkpointing on (env.enable_checkpointing(...) or --checkpoint-interval) to take savepoints"
-            )
+        self._check_checkpointing("take a savepoint, which is a checkpoint")
         done: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
         self._events.put_nowait(_UserTrigger(done, SavepointRequest(Path(target), stop)))
         return await done
+
+    def _check_checkpointing(self, what: str) -> None:
+        if self.storage is None or self.scheduler is None:
+            raise ConfigError(
+                f"job {self.job_name!r} runs without checkpointing and cannot {what}: start it with "
+                "checkpointing on (env.enable_checkpointing(...) or --checkpoint-interval)"
+            )
 
     def _check_open(self, what: str) -> None:
         if self._closed:
@@ -300,20 +312,12 @@ class CheckpointCoordinator:
         elif kind is _EndOfInput:
             self._ended.add(event.task_name)
         elif kind is _UserTrigger:
-            if event.savepoint is not None:
-                self._savepoints.add(event.savepoint, event.done)
-                self._trigger_queued()
-                return
-            if self.scheduler is None or not self.scheduler.can_force_trigger():
-                event.done.set_exception(
-                    CheckpointAbortedError("cannot trigger a checkpoint now: checkpointing is off or at max_concurrent")
-                )
-                return
-            checkpoint_id = self._trigger(force=True)
-            self._waiters.setdefault(checkpoint_id, []).append(event.done)
+            self._savepoints.add(event.savepoint, event.done)
+            self._trigger_queued()
 
     def _trigger_queued(self) -> None:
-        """Start the queued savepoints that ``max_concurrent`` lets through, oldest first."""
+        """Start the queued user checkpoints and savepoints that ``max_concurrent`` lets
+        through, oldest first."""
         scheduler = self.scheduler
         if scheduler is None:
             return

@@ -1,8 +1,10 @@
-"""The savepoints a user asked for: waiting for a checkpoint slot, then in flight.
+"""The checkpoints and savepoints a user asked for: waiting for a checkpoint slot, then in flight.
 
-A savepoint is a checkpoint triggered by the user. It never fails for being one too
+A savepoint is a checkpoint triggered by the user, and so is a checkpoint asked for
+outside the interval (``JobClient.trigger_checkpoint``). Neither fails for being one too
 many: while ``max_concurrent`` checkpoints are in flight it waits in this queue, oldest
-first, and the coordinator starts it as soon as a slot frees (:meth:`SavepointQueue.ready`).
+first, and the coordinator starts it as soon as a slot frees (:meth:`SavepointQueue.ready`),
+as Flink queues its manual checkpoint requests. A plain checkpoint is queued as ``None``.
 Once started, the queue remembers it by checkpoint id until it completes or is aborted.
 A stop with savepoint is one at a time: a second stop while one is in flight fails at
 once; while it is in flight the coordinator triggers no other checkpoint.
@@ -38,16 +40,17 @@ class SavepointQueue:
 
     def __init__(self, job_name: str) -> None:
         self._job_name = job_name
-        self._waiting: list[tuple[SavepointRequest, asyncio.Future[Any]]] = []
+        self._waiting: list[tuple[SavepointRequest | None, asyncio.Future[Any]]] = []
         self._in_flight: dict[int, SavepointRequest] = {}
         self.stop_id: int | None = None
         """The checkpoint id of the stop with savepoint in flight, if any."""
 
-    def add(self, request: SavepointRequest, done: asyncio.Future[Any]) -> None:
-        """Queue ``request``; ``done`` gets the savepoint's directory, or its error."""
+    def add(self, request: SavepointRequest | None, done: asyncio.Future[Any]) -> None:
+        """Queue ``request`` (None: a plain checkpoint); ``done`` gets the savepoint's
+        directory or the checkpoint's id, or the error."""
         self._waiting.append((request, done))
 
-    def ready(self, can_start: Callable[[], bool]) -> Iterator[tuple[SavepointRequest, asyncio.Future[Any]]]:
+    def ready(self, can_start: Callable[[], bool]) -> Iterator[tuple[SavepointRequest | None, asyncio.Future[Any]]]:
         """The waiting requests to start now, oldest first, while ``can_start()``.
 
         The caller triggers each (and calls :meth:`started`) before asking for the next.
@@ -58,7 +61,7 @@ class SavepointQueue:
             request, done = self._waiting.pop(0)
             if done.done():
                 continue  # the caller gave up waiting
-            if request.stop and self.stop_id is not None:
+            if request is not None and request.stop and self.stop_id is not None:
                 done.set_exception(
                     CheckpointError(f"job {self._job_name!r} is already stopping with checkpoint {self.stop_id}")
                 )

@@ -5,7 +5,7 @@ Rules: a savepoint completes like a checkpoint, its directory written before the
 checkpoint's own metadata; stop with savepoint posts STOP after the completion notice and
 ends the coordinator; a savepoint that cannot be written is aborted without counting
 against ``tolerable_failures``; a savepoint waits at ``max_concurrent`` instead of
-failing; nobody waits forever once the attempt is over. And the rule of incremental
+failing, and so does a checkpoint the user triggers; nobody waits forever once the attempt is over. And the rule of incremental
 checkpoints: a checkpoint that reuses a shared file nothing references any more is
 declined (its subtasks told to reuse nothing), without counting as a failure.
 """
@@ -136,6 +136,21 @@ async def test_a_savepoint_waits_for_a_checkpoint_in_flight(setup: Setup, tmp_pa
     assert (await locate_snapshot(await savepoint)).completed.checkpoint_id == second == first + 1
 
 
+async def test_a_user_checkpoint_waits_for_a_checkpoint_in_flight(setup: Setup) -> None:
+    coordinator, storage = setup.coordinator, setup.storage
+    first_request = asyncio.create_task(coordinator.trigger_checkpoint())
+    (first,) = await in_flight(coordinator)
+    second_request = asyncio.create_task(coordinator.trigger_checkpoint())
+    await asyncio.sleep(0.01)
+    assert coordinator.scheduler is not None and coordinator.scheduler.in_flight == (first,)  # queued, not refused
+    assert not second_request.done()
+    await ack(coordinator, storage, first)
+    assert await first_request == first
+    (second,) = await in_flight(coordinator)
+    await ack(coordinator, storage, second)
+    assert await second_request == second == first + 1
+
+
 async def test_waiters_fail_when_the_attempt_ends_and_later_triggers_are_refused(setup: Setup, tmp_path: Path) -> None:
     coordinator = setup.coordinator
     savepoint = asyncio.create_task(coordinator.trigger_savepoint(tmp_path / "sp"))
@@ -147,13 +162,15 @@ async def test_waiters_fail_when_the_attempt_ends_and_later_triggers_are_refused
         await coordinator.trigger_savepoint(tmp_path / "sp")
 
 
-async def test_savepoints_need_checkpointing() -> None:
+async def test_savepoints_and_user_checkpoints_need_checkpointing() -> None:
     coordinator = CheckpointCoordinator(
         job_name="plain", config=None, storage=None, clock=ManualClock(), start_id=0,
         parallelism={}, max_parallelism=128, stats=CheckpointStats(),
     )
-    with pytest.raises(ConfigError, match="job 'plain' runs without checkpointing, and a savepoint is a checkpoint"):
+    with pytest.raises(ConfigError, match="job 'plain' runs without checkpointing and cannot take a savepoint, which is a checkpoint"):
         await coordinator.trigger_savepoint(Path("/tmp/never"))
+    with pytest.raises(ConfigError, match="job 'plain' runs without checkpointing and cannot trigger a checkpoint"):
+        await coordinator.trigger_checkpoint()
 
 
 async def test_a_checkpoint_reusing_a_deleted_shared_file_is_declined_without_counting(
