@@ -85,7 +85,10 @@ class BarrierAligner:
         """The checkpoint id being aligned, if any."""
         return self._current.checkpoint_id if self._current is not None else None
 
-    def on_barrier(self, channel: int, barrier: Barrier) -> AlignmentStep:
+    def on_barrier(self, channel: int, barrier: Barrier, *, overtaking: bool = False) -> AlignmentStep:
+        """Barrier ``barrier`` came on ``channel``; ``overtaking``: the task took it out
+        past queued elements (after an aligned timeout), so its checkpoint goes unaligned:
+        what it overtook belongs to the channel state, not after the snapshot."""
         n = barrier.checkpoint_id
         if n <= self._last_done:
             return _NOTHING  # stale: this checkpoint already triggered, was aborted or abandoned
@@ -107,7 +110,7 @@ class BarrierAligner:
                 self._finish()
                 return AlignmentStep(abandoned=abandoned, in_flight_done=n)
             return AlignmentStep(abandoned=abandoned)
-        if self._unaligned and not barrier.is_savepoint:
+        if (self._unaligned or overtaking) and not barrier.is_savepoint:
             return self._trigger_unaligned(abandoned)
         if len(self._arrived) >= self._inputs:
             return self._complete(abandoned)

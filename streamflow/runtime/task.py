@@ -349,7 +349,7 @@ class Task:
 
     async def _on_barrier(self, channel: int, barrier: Barrier, ahead: list[Any] | None = None) -> None:
         self.checkpoint_timings.barrier_arrived(barrier.checkpoint_id, barrier.timestamp, self.clock.now())
-        step = self.aligner.on_barrier(channel, barrier)
+        step = self.aligner.on_barrier(channel, barrier, overtaking=ahead is not None)
         recorder = self._in_flight
         if recorder is not None and barrier.checkpoint_id < recorder.checkpoint_id:
             # a stale barrier (of an aborted checkpoint) closes no channel of the one in

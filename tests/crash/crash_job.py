@@ -371,7 +371,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         starting = StartingOffsets.offsets(await load_offsets(args.mysql_url, OFFSETS_NAME))
         resumed_from = applied_checkpoint(args.mysql_url)
     env.enable_checkpointing(CHECKPOINT_INTERVAL, directory=checkpoints, tolerable_failures=1,
-                             unaligned=args.unaligned)
+                             unaligned=args.unaligned, aligned_timeout=args.aligned_timeout)
     if args.unaligned:  # under backpressure: the source fills the channels to the slow counting chain
         env.set_channel_capacity(UNALIGNED_CHANNEL_CAPACITY)
     if args.state_backend == "rocksdb":
@@ -487,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallelism", type=int, default=1)
     parser.add_argument("--state-backend", choices=("heap", "rocksdb"), default="heap")
     parser.add_argument("--unaligned", action="store_true", help="unaligned checkpoints, channels of 16 batches")
+    parser.add_argument("--aligned-timeout", type=float, default=None, help="with --unaligned: switch after S seconds")
     args = parser.parse_args(argv)
     if args.sink in ("mysql", "mysql-offsets"):  # the table is the user's to create, as with any MySqlSink
         from streamflow.testing.mysql import execute

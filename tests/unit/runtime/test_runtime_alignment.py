@@ -165,3 +165,13 @@ def test_unaligned_in_flight_checkpoint_is_abandoned_by_a_newer_barrier_and_drop
     step = aligner.on_barrier(1, barrier(2))  # channel 1 never got barrier 1 (aborted upstream)
     assert step == AlignmentStep(trigger=barrier(2), abandoned=1, unaligned=True)
     assert aligner.abort(2) and not aligner.in_flight
+
+
+def test_a_barrier_taken_past_queued_records_makes_its_checkpoint_unaligned() -> None:
+    """Aligned timeout: the task took barrier 1 out of the middle of channel 0. Holding
+    channel 0 now would put the records it overtook after the snapshot (lost): it goes
+    unaligned instead, whatever the other channels did so far."""
+    aligner = BarrierAligner(2, EXACTLY_ONCE)
+    assert aligner.on_barrier(0, barrier(1), overtaking=True) == AlignmentStep(trigger=barrier(1), unaligned=True)
+    assert aligner.on_barrier(1, barrier(1)) == AlignmentStep(in_flight_done=1)
+    assert aligner.on_barrier(0, barrier(2)).hold  # the next one starts aligned again
