@@ -82,7 +82,7 @@ class Channel:
 
     async def put(self, item: Any) -> None:
         """Append ``item``; waits while the channel is full (backpressure)."""
-        if self._full() and not self._overflow:
+        if (len(self._items) >= self.capacity or self.record_capacity is not None) and self._full() and not self._overflow:
             loop = asyncio.get_running_loop()
             started = time.perf_counter()
             self._blocked_since = started
@@ -94,21 +94,31 @@ class Channel:
                 self._space = None
                 self._blocked_since = None
                 self.blocked_seconds += time.perf_counter() - started
-        self.put_now(item)
+        if type(item) is not Batch or self.record_capacity is not None or self._overflow:
+            self.put_now(item)  # barriers counted, records counted, a release used up
+            return
+        self._items.append(item)  # the hot path: a batch into a channel bounded in batches
+        self.puts += 1
+        gate = self._gate
+        if gate is not None:
+            gate.wake()
 
     def put_now(self, item: Any) -> None:
         """Append ``item`` even past capacity: an unaligned barrier, which must not wait
         behind the records it is about to overtake, and restored channel state."""
         self._items.append(item)
         self.puts += 1
-        self._overflow = False
         gate = self._gate
-        if self.record_capacity is not None and type(item) is Batch:
+        kind = type(item)
+        if kind is not Batch:
+            if kind is Barrier:
+                self.barriers += 1
+                if gate is not None and gate.on_urgent is not None:
+                    gate.on_urgent(item)
+        elif self.record_capacity is not None:
             self.records += len(item.records)
-        if type(item) is Barrier:
-            self.barriers += 1
-            if gate is not None and gate.on_urgent is not None:
-                gate.on_urgent(item)
+        if self._overflow:
+            self._overflow = False
         if gate is not None:
             gate.wake()
 
@@ -121,11 +131,14 @@ class Channel:
     def pop(self) -> Any:
         item = self._items.popleft()
         kind = type(item)
-        if kind is Barrier:
-            self.barriers -= 1
-        elif kind is Batch and self.record_capacity is not None:
+        if kind is not Batch:
+            if kind is Barrier:
+                self.barriers -= 1
+        elif self.record_capacity is not None:
             self.records -= len(item.records)
-        self._signal_space()
+        space = self._space
+        if space is not None and not space.done():
+            space.set_result(None)
         return item
 
     def take_barrier(self) -> tuple[Barrier, list[Any]] | None:
