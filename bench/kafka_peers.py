@@ -1,12 +1,14 @@
-"""The peer contenders of the Kafka benchmark, each run as a child process of
-``kafka_pipeline.py``: Quix Streams and Faust (faust-streaming) doing Kafka -> map -> Kafka.
+"""The peer contenders of the Kafka benchmarks, each run as a child process of
+``kafka_pipeline.py``: Quix Streams and Faust (faust-streaming) doing Kafka -> map -> Kafka;
+and of ``workers.py``: Quix Streams doing Kafka -> parse -> group_by -> count -> Kafka
+(``quix-count``; several processes in one consumer group scale it out).
 
 It imports no streamflow, so it runs in the peers' own environment
 (``bench/setup.sh`` makes ``bench/.venv-peers``). A child runs until the harness stops it
 with SIGTERM once the output topic holds every record; it reports ``first`` (see
 kafka_work.stamped) on stdout.
 
-Usage (the harness does this): python kafka_peers.py quix|faust --bootstrap HOST:PORT
+Usage (the harness does this): python kafka_peers.py quix|quix-count|faust --bootstrap HOST:PORT
     --input TOPIC --output TOPIC --group GROUP [--guarantee at-least-once|exactly-once]
 """
 
@@ -19,6 +21,7 @@ import os
 import shutil
 import sys
 import tempfile
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,6 +36,23 @@ def _scratch_dir(prefix: str) -> str:
     return path
 
 
+def _quix_application(args: argparse.Namespace, scratch: str, *, auto_create_topics: bool) -> Any:
+    """A Quix Application with the benchmarks' settings: offsets from the earliest, the
+    command's group, guarantee and commit interval, state in a scratch directory."""
+    from quixstreams import Application
+
+    return Application(
+        broker_address=args.bootstrap,
+        consumer_group=args.group,
+        auto_offset_reset="earliest",
+        commit_interval=args.commit_interval,
+        processing_guarantee=args.guarantee,
+        state_dir=_scratch_dir(scratch),
+        loglevel="WARNING",
+        auto_create_topics=auto_create_topics,
+    )
+
+
 def run_quix(args: argparse.Namespace) -> None:
     """Quix Streams: one Application, one StreamingDataFrame, ``apply`` then ``to_topic``.
 
@@ -40,23 +60,38 @@ def run_quix(args: argparse.Namespace) -> None:
     flush the producer, commit the consumer's offsets) every ``--commit-interval`` seconds,
     1 s like streamflow's checkpoints, instead of Quix's 5 s default.
     """
-    from quixstreams import Application
-
-    state_dir = _scratch_dir("quix-bench-")
-    app = Application(
-        broker_address=args.bootstrap,
-        consumer_group=args.group,
-        auto_offset_reset="earliest",
-        commit_interval=args.commit_interval,
-        processing_guarantee=args.guarantee,
-        state_dir=state_dir,
-        loglevel="WARNING",
-        auto_create_topics=False,
-    )
+    app = _quix_application(args, "quix-bench-", auto_create_topics=False)
     source = app.topic(args.input, key_deserializer="bytes", value_deserializer="bytes")
     sink = app.topic(args.output, key_serializer="bytes", value_serializer="bytes")
     frame = app.dataframe(source)
     frame = frame.apply(stamped(transform))
+    frame.to_topic(sink)
+    report("ready")
+    app.run()
+
+
+def run_quix_count(args: argparse.Namespace) -> None:
+    """Quix Streams, the scale-out benchmark's job: parse (orjson), ``group_by`` the user
+    (Quix writes the records to a repartition topic and reads them back, as streamflow's
+    exchange does), count per user in Quix's state (RocksDB), and write
+    ``{"user", "count", "ts"}`` to ``--output``. Exactly-once (Kafka transactions, commit
+    every ``--commit-interval`` seconds); several processes with the same ``--group``
+    share the partitions, each with a state directory of its own."""
+    import orjson
+
+    app = _quix_application(args, "quix-count-", auto_create_topics=True)  # the repartition topic of group_by
+    source = app.topic(args.input, key_deserializer="bytes", value_deserializer="bytes")
+    sink = app.topic(args.output, key_serializer="str", value_serializer="bytes")  # key: group_by's user
+
+    def count(record: dict, state) -> bytes:  # type: ignore[no-untyped-def, type-arg]
+        n = state.get("count", 0) + 1
+        state.set("count", n)
+        return orjson.dumps({"user": record["user"], "count": n, "ts": record["ts"]})
+
+    frame = app.dataframe(source)
+    frame = frame.apply(stamped(orjson.loads))
+    frame = frame.group_by(lambda record: record["user"], name="user")
+    frame = frame.apply(count, stateful=True)
     frame.to_topic(sink)
     report("ready")
     app.run()
@@ -102,7 +137,7 @@ def run_faust(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("peer", choices=("quix", "faust"))
+    parser.add_argument("peer", choices=("quix", "quix-count", "faust"))
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--input", required=True)
     parser.add_argument("--output", required=True)
@@ -112,7 +147,7 @@ def main() -> None:
     parser.add_argument("--linger-ms", type=float, default=0.0, help="Faust: producer linger")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    {"quix": run_quix, "faust": run_faust}[args.peer](args)
+    {"quix": run_quix, "quix-count": run_quix_count, "faust": run_faust}[args.peer](args)
 
 
 if __name__ == "__main__":

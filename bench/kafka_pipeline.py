@@ -178,15 +178,15 @@ def find_peer_python(chosen: str | None) -> tuple[str | None, str]:
 # -- topics -------------------------------------------------------------------------------
 
 
-async def fill_topic(bootstrap: str, topic: str, count: int) -> None:
+async def fill_topic(bootstrap: str, topic: str, count: int, partitions: int = PARTITIONS) -> None:
     """Create ``topic`` and write records 0..count-1 to it, every one acknowledged."""
-    await create_topic(bootstrap, topic, PARTITIONS)
+    await create_topic(bootstrap, topic, partitions)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_batch_size=256 * 1024)
     await producer.start()
     try:
         # Whole batches per partition (Kafka's default partitioner: murmur2 of the key):
         # several times faster than a send per record, which matters for 1 M records.
-        partition_of = {key_at(i): (murmur2(key_at(i)) & 0x7FFFFFFF) % PARTITIONS for i in range(USERS)}
+        partition_of = {key_at(i): (murmur2(key_at(i)) & 0x7FFFFFFF) % partitions for i in range(USERS)}
         for start in range(0, count, 20_000):
             batches: dict[int, Any] = {}
             pending = []
@@ -260,9 +260,9 @@ async def wait_until_full(bootstrap: str, topic: str, count: int, child: Child, 
             await asyncio.sleep(0.01)
 
 
-async def read_back(bootstrap: str, topic: str, isolation: str) -> tuple[int, int]:
+async def read_back(bootstrap: str, topic: str, isolation: str, partitions: int = PARTITIONS) -> tuple[int, int]:
     """(records, distinct values) in ``topic`` as an ``isolation`` consumer sees it."""
-    parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    parts = [TopicPartition(topic, p) for p in range(partitions)]
     async with offsets_reader(bootstrap, isolation) as consumer:
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
@@ -452,6 +452,46 @@ async def steady_producer(bootstrap: str, topic: str, rate: int, seconds: float)
     return sent
 
 
+async def sample_latencies(consumer: AIOKafkaConsumer, bootstrap: str, source: str, args: argparse.Namespace,
+                           check: Callable[[], None], label: str) -> list[float]:
+    """End-to-end latencies of ``args.latency_rate`` records/s produced into ``source`` for
+    ``args.latency_seconds``, as ``consumer`` (assigned to the job's output, read_committed)
+    sees them. A warm-up of a record a tick runs first, until results come out; ``check``
+    raises if the job's processes ended.
+
+    Raises:
+        ChildFailed: not every record came out within 30 s after the last was sent.
+    """
+    warm = asyncio.create_task(steady_producer(bootstrap, source, 100, 120.0))
+    try:
+        while not await consumer.getmany(timeout_ms=100):
+            check()
+    finally:
+        warm.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await warm
+    since = time.time()
+    producing = asyncio.create_task(steady_producer(bootstrap, source, args.latency_rate, args.latency_seconds))
+    latencies: list[float] = []
+    deadline = None
+    while True:
+        fetched = await consumer.getmany(timeout_ms=20)
+        now = time.time()
+        for records in fetched.values():
+            for record in records:
+                sent = sent_at(record.value)
+                if sent >= since:
+                    latencies.append(now - sent)
+        if producing.done():
+            total = producing.result()
+            if len(latencies) >= total:
+                return latencies
+            deadline = deadline or time.monotonic() + 30
+            if time.monotonic() > deadline:
+                raise ChildFailed(f"{label}: {len(latencies)} of {total} records seen 30 s after the last was sent")
+        check()
+
+
 async def measure_latency_once(setup: Setup, label: str, argv: Callable[[str, str, str], list[str]],
                                args: argparse.Namespace, tag: str) -> Latency:
     source, output = unique_topic("kbench-lat-in"), unique_topic("kbench-lat-out")
@@ -465,35 +505,7 @@ async def measure_latency_once(setup: Setup, label: str, argv: Callable[[str, st
                 offsets_reader(setup.bootstrap, "read_committed") as consumer:
             consumer.assign(parts)
             await consumer.seek_to_beginning(*parts)
-            # Warm up: a record a tick until the first result is visible downstream.
-            warm = asyncio.create_task(steady_producer(setup.bootstrap, source, 100, 120.0))
-            try:
-                while not await consumer.getmany(timeout_ms=100):
-                    child.raise_if_exited()
-            finally:
-                warm.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await warm
-            since = time.time()
-            producing = asyncio.create_task(steady_producer(setup.bootstrap, source, args.latency_rate,
-                                                            args.latency_seconds))
-            deadline = None
-            while True:
-                fetched = await consumer.getmany(timeout_ms=20)
-                now = time.time()
-                for records in fetched.values():
-                    for record in records:
-                        sent = sent_at(record.value)
-                        if sent >= since:
-                            latencies.append(now - sent)
-                if producing.done():
-                    total = producing.result()
-                    if len(latencies) >= total:
-                        break
-                    deadline = deadline or time.monotonic() + 30
-                    if time.monotonic() > deadline:
-                        raise ChildFailed(f"{label}: {len(latencies)} of {total} records seen after 30 s")
-                child.raise_if_exited()
+            latencies = await sample_latencies(consumer, setup.bootstrap, source, args, child.raise_if_exited, label)
     finally:
         await delete_topics(setup.bootstrap, [source, output], prefixes=(f"{group}-",))
     latencies.sort()

@@ -1,7 +1,7 @@
 """The random-kill soak: SIGKILL an exactly-once job many times, check its output exactly.
 
     python3 bench/soak.py [--kills 100] [--target kafka|mysql|both] [--seed S]
-                          [--records 200000] [--rate 10000] [--parallelism 2]
+                          [--records 200000] [--rate 10000] [--parallelism 2] [--workers N]
                           [--kill-delay 0.5 5] [--db-restarts K] [--report FILE]
                           [--state-backend heap|rocksdb]
 
@@ -33,6 +33,10 @@ durable), read from the job's log; kills that land before that point are counted
 database restart while the job runs (alternately SIGKILL and a clean stop of the server,
 then a random 1-5 s outage); the job must ride it out in-process and complete a
 checkpoint after the server is back before it is killed.
+
+``--workers N`` (Kafka target): the job runs as N worker processes (exchange topics
+between them, a checkpoint root shared by them), and each kill hits one worker chosen at
+random, which is started again alone while the others run on (``soak_workers.py``).
 
 ``--state-backend rocksdb`` keeps the job's counts in RocksDB (databases under the work
 directory, those of killed processes removed by the next start) with incremental
@@ -69,6 +73,7 @@ from soak_data import SoakInput, compare, make_input  # noqa: E402
 from soak_process import KILLED, JobProcess  # noqa: E402
 from soak_report import DbRestart, Kill, TargetReport, print_report, write_json  # noqa: E402
 from soak_servers import INPUT_PARTITIONS, Servers, SoakOutput, fill_input, open_servers  # noqa: E402
+from soak_workers import open_transactions, run_workers  # noqa: E402
 
 JOB = Path(__file__).resolve().parent / "soak_job.py"
 MAX_FAILED_IN_A_ROW = 3  # unexpected exits of the job in a row before a round is given up
@@ -112,6 +117,16 @@ class TargetSoak:
     def say(self, line: str) -> None:
         print(f"[{self.target} {time.monotonic() - self.started:7.1f}s] {line}", flush=True)
 
+    def kill_delay(self) -> float:
+        return self.rng.uniform(*self.args.kill_delay)
+
+    def pick(self, choices: list[int]) -> int:
+        return self.rng.choice(choices)
+
+    @property
+    def kills_wanted(self) -> int:
+        return int(self.args.kills)
+
     async def run(self) -> TargetReport:
         self.say(f"{self.args.kills} kills, {len(self.expected):,} records a round at {self.args.rate:g}/s, "
                  f"parallelism {self.args.parallelism}, kill delay {self.args.kill_delay[0]:g}-"
@@ -123,11 +138,17 @@ class TargetSoak:
         self.report.wall_seconds = time.monotonic() - self.started
         return self.report
 
-    def job_argv(self, output: SoakOutput, checkpoints: Path) -> list[str]:
+    def exchange_topics(self) -> list[str]:
+        """The exchange topics of the multi-worker job (its key_by)."""
+        upstream = "hold-rate" if self.args.rate > 0 else "parse"
+        return [f"streamflow.soak.{upstream}.count.0"]
+
+    def job_argv(self, output: SoakOutput, checkpoints: Path, worker: int = 0) -> list[str]:
+        workers = ["--workers", str(self.args.workers), "--worker-index", str(worker)] if self.args.workers > 1 else []
         return [sys.executable, str(JOB), "--bootstrap", self.servers.bootstrap,
                 "--input-topic", self.input_topic, "--checkpoints", str(checkpoints),
                 "--parallelism", str(self.args.parallelism), "--rate", str(self.args.rate),
-                "--checkpoint-interval", str(self.args.checkpoint_interval), *output.job_args,
+                "--checkpoint-interval", str(self.args.checkpoint_interval), *output.job_args, *workers,
                 "--state-backend", self.args.state_backend, "--state-dir", str(self.workdir / "rocksdb"),
                 *(["--at-least-once"] if self.args.at_least_once else [])]
 
@@ -140,9 +161,13 @@ class TargetSoak:
         output = await self.servers.new_output(self.target, f"soak-{self.target}-{self.args.seed}-r{number}")
         keep = True  # a failed round's output stays for a look
         try:
-            argv = self.job_argv(output, self.workdir / f"{self.target}-r{number}-checkpoints")
-            with open(self.workdir / f"{self.target}-r{number}.log", "w", encoding="utf-8") as log:
-                finished = await self.run_until_finished(number, argv, log, output)
+            checkpoints = self.workdir / f"{self.target}-r{number}-checkpoints"
+            if self.args.workers > 1:
+                argvs = [self.job_argv(output, checkpoints, i) for i in range(self.args.workers)]
+                finished = await run_workers(self, number, argvs, output.committed_count)
+            else:
+                with open(self.workdir / f"{self.target}-r{number}.log", "w", encoding="utf-8") as log:
+                    finished = await self.run_until_finished(number, self.job_argv(output, checkpoints), log, output)
             run_seconds = time.monotonic() - round_started
             try:
                 committed = await output.read_all()
@@ -152,6 +177,8 @@ class TargetSoak:
             verdict = compare(self.expected, committed)
             self.report.verdict += verdict
             leftovers = await output.leftovers()
+            if self.args.workers > 1:
+                leftovers += await open_transactions(self.servers.bootstrap, self.exchange_topics())
             self.report.problems.extend(f"round {number}: {what}" for what in leftovers)
             keep = not verdict.exact or bool(leftovers)
         finally:
@@ -270,7 +297,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=10_000.0,
                         help="records per second the job is held to, 0 for no limit (default 10000)")
     parser.add_argument("--parallelism", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=1, help="reserved for the multi-worker mode (only 1 now)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes of the job; the kills are spread over them (Kafka target; default 1)")
     parser.add_argument("--kill-delay", type=float, nargs=2, default=(0.5, 5.0), metavar=("MIN", "MAX"),
                         help="seconds from a process start to its kill, uniform (default 0.5 5)")
     parser.add_argument("--checkpoint-interval", type=float, default=0.5)
@@ -284,8 +312,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, help="logs and checkpoints (default: a temporary "
                         "directory, removed when the soak passes)")
     args = parser.parse_args(argv)
-    if args.workers != 1:
-        parser.error("--workers: the multi-worker mode is not there yet; run with --workers 1")
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
+    if args.workers > 1 and args.target != "kafka":
+        parser.error("--workers N > 1 runs the Kafka target only: add --target kafka")
+    if args.workers > 1 and args.db_restarts:
+        parser.error("--db-restarts restarts MariaDB under the MySQL job, which --workers does not run")
     if args.kills < 0 or args.records < 1 or args.keys < 1 or args.parallelism < 1 or args.rate < 0:
         parser.error("--kills must be >= 0; --records, --keys and --parallelism >= 1; --rate >= 0")
     low, high = args.kill_delay

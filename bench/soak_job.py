@@ -18,7 +18,9 @@ failing on it).
 upsert), so that a restart writes some results again: the soak's negative control.
 
 Checkpoints go to ``--checkpoints`` (a process started on the same directory restores the
-latest complete one). Failures inside the process are retried by a failure-rate restart
+latest complete one). ``--workers N --worker-index I`` runs worker I of the job on N
+processes (the soak's multi-worker mode): ``--checkpoints`` is then the workers' shared
+root, and the key_by crosses workers through exchange topics on the same broker. Failures inside the process are retried by a failure-rate restart
 strategy (a database restart is ridden out in-process); ``streamflow.job`` and
 ``streamflow.checkpoint`` log at INFO on stderr, which is what the soak parses for its
 restart times. A finished job prints one JSON line on stdout (attempts, restored_from,
@@ -37,7 +39,7 @@ from typing import Any
 import orjson
 
 from streamflow import KeyedProcessFunction, RestartStrategy, StreamEnvironment
-from streamflow.connectors.kafka import DeliveryGuarantee, KafkaSink, KafkaSource
+from streamflow.connectors.kafka import DeliveryGuarantee, KafkaExchange, KafkaSink, KafkaSource
 from streamflow.connectors.mysql import MySqlSink
 from streamflow.state import EmbeddedRocksDBStateBackend, ValueStateDescriptor
 
@@ -106,7 +108,8 @@ def build(env: StreamEnvironment, args: argparse.Namespace) -> None:
         .map(parse_input).uid("parse")
     )
     if args.rate > 0:  # chained to the source: it reads slower, no queue builds up before a barrier
-        parsed = parsed.map(HoldRate(args.rate / env.parallelism)).uid("hold-rate")
+        subtasks = env.parallelism * args.workers  # the rate is the whole job's, over every worker
+        parsed = parsed.map(HoldRate(args.rate / subtasks)).uid("hold-rate")
     counted = parsed.key_by(lambda record: record[0]).process(CountPerKey()).uid("count")
     guarantee = DeliveryGuarantee.AT_LEAST_ONCE if args.at_least_once else DeliveryGuarantee.EXACTLY_ONCE
     if args.sink == "kafka":
@@ -128,6 +131,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.state_backend == "rocksdb":
         env.set_state_backend(EmbeddedRocksDBStateBackend(args.state_dir, memory_budget=64 << 20))
     env.set_source_batch_size(SOURCE_BATCH)
+    if args.workers > 1:
+        env.set_workers(args.workers, args.worker_index, exchange=KafkaExchange(
+            args.bootstrap, partitions=args.exchange_partitions))
     build(env, args)
     result = await env.execute(JOB_NAME)
     return {"attempts": result.attempts, "restored_from": result.restored_from,
@@ -153,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallelism", type=int, default=2)
     parser.add_argument("--checkpoint-interval", type=float, default=0.5)
     parser.add_argument("--rate", type=float, default=0.0, help="records per second, whole job (0: as fast as it goes)")
+    parser.add_argument("--workers", type=int, default=1, help="the job's worker processes (this is one of them)")
+    parser.add_argument("--worker-index", type=int, default=0, help="which worker this process runs")
+    parser.add_argument("--exchange-partitions", type=int, default=8, help="partitions of the exchange topics")
     parser.add_argument("--state-backend", choices=("heap", "rocksdb"), default="heap")
     parser.add_argument("--state-dir", help="--state-backend rocksdb: where the databases go")
     parser.add_argument("--at-least-once", action="store_true",

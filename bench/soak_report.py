@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import subprocess
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ class Kill:
     first_checkpoint_seconds: float | None  # its start -> its first completed checkpoint (None: not yet)
     committed_after: int | None  # results the independent reader saw right after the kill
     after_database_restart: bool  # the process rode out a database restart before this kill
+    worker: int | None = None  # the worker killed (``--workers N``), None for a one-process job
 
 
 @dataclass(slots=True)
@@ -93,14 +95,16 @@ def _seconds(value: float | None) -> str:
 def print_report(reports: list[TargetReport], args: argparse.Namespace, wall: float) -> None:
     print("\n=== soak report ===")
     print(f"seed {args.seed}, commit {commit()}, {args.records:,} records a round over {args.keys} keys at "
-          f"{args.rate:g}/s, parallelism {args.parallelism}, kill delay {args.kill_delay[0]:g}-"
+          f"{args.rate:g}/s, {args.workers} worker(s) of parallelism {args.parallelism}, kill delay {args.kill_delay[0]:g}-"
           f"{args.kill_delay[1]:g}s, checkpoint interval {args.checkpoint_interval:g}s, state backend "
           f"{args.state_backend}, wall time {wall:.0f}s")
     for report in reports:
         v = report.verdict
         restarts = report.restart_summary()
         print(f"\n{report.target}: {'PASSED' if report.passed else 'FAILED'} in {report.wall_seconds:.0f}s")
-        print(f"  kills {report.kills} over {report.rounds} round(s)")
+        spread = Counter(kill.worker for kill in report.kill_log if kill.worker is not None)
+        per_worker = f" (per worker: {', '.join(f'{w}: {n}' for w, n in sorted(spread.items()))})" if spread else ""
+        print(f"  kills {report.kills} over {report.rounds} round(s){per_worker}")
         print(f"  records expected {v.expected:,}, committed {v.committed:,}, duplicates {v.duplicates}, "
               f"losses {v.losses}, unexpected {v.unexpected}, keys out of order {v.keys_out_of_order}")
         print(f"  restart to first checkpoint: p50 {_seconds(restarts['p50'])}, p99 {_seconds(restarts['p99'])}, "

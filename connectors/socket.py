@@ -30,10 +30,12 @@ class SocketTextSource:
     connection). Bytes that are not valid ``encoding`` become U+FFFD rather than failing
     the job, since a failed line could not be replayed anyway. Split state: none.
     Positions are 1-based line numbers within the connection. Keeps no state
-    (``stateful = False``): it needs no ``.uid(...)`` for savepoints.
+    (``stateful = False``): it needs no ``.uid(...)`` for savepoints. Cannot be split
+    (``splittable = False``): a job of several workers refuses it at start-up.
     """
 
     stateful: ClassVar[bool] = False
+    splittable: ClassVar[bool] = False
     host: str = "127.0.0.1"
     port: int = 9999
     _: KW_ONLY

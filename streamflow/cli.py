@@ -19,6 +19,17 @@ fit) ends with an error and is never registered.
 ``STREAMFLOW_LOOP=uvloop``) runs the job on uvloop instead of asyncio's event loop (see
 :mod:`streamflow.runtime.eventloop`).
 
+One job on several worker processes (README "Scale out")::
+
+    streamflow run mod:build --workers 3 --worker-index 1 --exchange-bootstrap HOST:PORT ...
+
+runs worker 1 of 3 (any machine; on Kubernetes the StatefulSet ordinal is the index);
+without ``--worker-index``, ``--workers N`` starts N local worker processes and
+supervises them (:mod:`streamflow.workers.supervisor`). ``list``, ``status``, ``stop``,
+``savepoint`` and ``cancel`` address every worker of such a job at once; ``stop`` and
+``savepoint`` take a savepoint set, from which any number of workers can start
+(``--from-savepoint SET``).
+
 While it runs, the job is registered (see :mod:`streamflow.control`) and the other
 commands reach it by job id or name::
 
@@ -50,8 +61,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from streamflow.config import CheckpointingMode
-from streamflow.control import ControlServer, JobRegistry, JobUnreachableError, send_command
+from streamflow.connectors.kafka.exchange import KafkaExchange
+from streamflow.control import ControlServer, JobEntry, JobRegistry, JobUnreachableError, send_command
 from streamflow.control.views import format_jobs, format_status
+from streamflow.control.workers import take_savepoint_set
 from streamflow.datastream.environment import StreamEnvironment
 from streamflow.devtools.commands import add_dev_commands, run_dev
 from streamflow.errors import ConfigError, JobCancelledError, StreamflowError
@@ -60,6 +73,7 @@ from streamflow.runtime.eventloop import LOOP_VARIABLE, LOOPS, run as run_on_loo
 from streamflow.savepoint.describe import describe_snapshot, format_description
 from streamflow.savepoint.location import local_path
 from streamflow.state import EmbeddedRocksDBStateBackend, HashMapStateBackend, StateBackend
+from streamflow.workers.supervisor import Supervisor
 
 log = logging.getLogger("streamflow.cli")
 
@@ -84,7 +98,19 @@ def load_builder(target: str) -> Callable[[StreamEnvironment], Any]:
 
 
 async def run_job(args: argparse.Namespace) -> int:
+    if args.workers is not None and args.worker_index is None:
+        return await supervise(args)
     env = StreamEnvironment(parallelism=args.parallelism, max_parallelism=args.max_parallelism)
+    if args.workers is not None:
+        exchange = None
+        if args.exchange_bootstrap is not None:
+            exchange = KafkaExchange(
+                args.exchange_bootstrap, partitions=args.exchange_partitions,
+                replication_factor=args.exchange_replication,
+            )
+        env.set_workers(args.workers, args.worker_index, exchange=exchange)
+    elif args.worker_index is not None:
+        raise ConfigError("--worker-index needs --workers N (the job's number of workers)")
     if args.checkpoint_interval is not None:
         env.enable_checkpointing(
             args.checkpoint_interval,
@@ -155,6 +181,28 @@ async def run_job(args: argparse.Namespace) -> int:
     return 0
 
 
+async def supervise(args: argparse.Namespace) -> int:
+    """``--workers N`` without ``--worker-index``: N local worker processes, each this
+    command with its index, supervised (signals forwarded, a crashed one restarted)."""
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    command = [sys.executable, "-m", "streamflow", *args.argv]
+    supervisor = Supervisor([[*command, *_ports_of_worker(args, i), "--worker-index", str(i)] for i in range(args.workers)])
+    log.info("starting %d workers of %s", args.workers, args.target)
+    return await supervisor.run()
+
+
+def _ports_of_worker(args: argparse.Namespace, index: int) -> list[str]:
+    """Local workers cannot share a port: worker i serves its dashboard and metrics on
+    the given port + i (0 stays 0: each picks a free one). Given after the command's own
+    options, these win."""
+    ports: list[str] = []
+    for option, port in (("--web-port", args.web_port), ("--metrics-port", args.metrics_port)):
+        if port:
+            ports += [option, str(port + index)]
+    return ports
+
+
 def state_backend(args: argparse.Namespace) -> StateBackend:
     """The backend ``--state-backend`` names, with ``--state-dir`` and
     ``--rocksdb-memory`` (refused for the heap backend, which has neither).
@@ -172,7 +220,11 @@ def state_backend(args: argparse.Namespace) -> StateBackend:
             )
         return HashMapStateBackend()
     budget = 256 << 20 if args.rocksdb_memory is None else parse_size(args.rocksdb_memory, "--rocksdb-memory")
-    return EmbeddedRocksDBStateBackend(args.state_dir, memory_budget=budget)
+    directory = args.state_dir
+    if directory is not None and args.worker_index is not None:
+        # local workers given one --state-dir keep their databases apart, each in its own folder
+        directory = directory / f"worker-{args.worker_index}"
+    return EmbeddedRocksDBStateBackend(directory, memory_budget=budget)
 
 
 _SIZE = re.compile(r"\s*([0-9]+)\s*([kmg]?)(i?b)?\s*", re.IGNORECASE)
@@ -193,13 +245,21 @@ def parse_size(text: str, what: str) -> int:
 # -- commands that talk to a running job ---------------------------------------------------
 
 
-async def _send(registry: JobRegistry, ref: str, command: str, timeout: float, **arguments: Any) -> Any:
-    entry = registry.resolve(ref)
+async def _send_to(registry: JobRegistry, entry: JobEntry, command: str, timeout: float, **arguments: Any) -> Any:
     try:
         return await send_command(entry, command, timeout=timeout, **arguments)
     except JobUnreachableError:
         registry.unregister(entry)  # stale: the process is gone (or its pid was reused)
         raise
+
+
+async def _to_every_worker(
+    registry: JobRegistry, entries: list[JobEntry], command: str, timeout: float
+) -> list[Any]:
+    """``command`` to every worker at once; a worker's failure is its answer."""
+    return await asyncio.gather(
+        *(_send_to(registry, entry, command, timeout) for entry in entries), return_exceptions=True
+    )
 
 
 async def list_jobs(args: argparse.Namespace) -> int:
@@ -215,32 +275,72 @@ async def list_jobs(args: argparse.Namespace) -> int:
 
 
 async def job_status(args: argparse.Namespace) -> int:
+    registry = JobRegistry()
+    entries = registry.resolve_job(args.job)
     if args.web:
-        entry = JobRegistry().resolve(args.job)
-        if entry.web_url is None:
+        served = [e for e in entries if e.web_url is not None]
+        if not served:
             raise ConfigError(
-                f"job {entry.job_id} serves no dashboard; start it with `streamflow run ... --web-port PORT` "
+                f"job {entries[0].job_id} serves no dashboard; start it with `streamflow run ... --web-port PORT` "
                 "(0 picks a free port)",
-                job=entry.job_id,
+                job=entries[0].job_id,
             )
-        print(entry.web_url)
+        print("\n".join(e.web_url for e in served if e.web_url is not None))  # a job on several workers: one each
         return 0
-    status = await _send(JobRegistry(), args.job, "status", args.timeout)
-    print(json.dumps(status, indent=2) if args.json else format_status(status))
-    return 0
+    answers = await _to_every_worker(registry, entries, "status", args.timeout)
+    if args.json:
+        print(json.dumps(answers[0] if entries[0].worker is None else answers, indent=2, default=str))
+    else:
+        print("\n\n".join(
+            format_status(a) if not isinstance(a, BaseException) else f"{e.job_id}: {type(a).__name__}: {a}"
+            for e, a in zip(entries, answers)
+        ))
+    failed = [a for a in answers if isinstance(a, BaseException)]
+    if failed and entries[0].worker is None:
+        raise failed[0]
+    return 1 if failed else 0
 
 
 async def savepoint(args: argparse.Namespace) -> int:
     directory = None if args.directory is None else _target(args.directory)
-    result = await _send(JobRegistry(), args.job, "savepoint", args.timeout, directory=directory)
-    print(result["path"])
-    return 0
+    return await _savepoint_command(args, "savepoint", directory)
 
 
 async def stop(args: argparse.Namespace) -> int:
     directory = None if args.savepoint is None else _target(args.savepoint)
-    result = await _send(JobRegistry(), args.job, "stop", args.timeout, directory=directory)
-    print(result["path"])
+    return await _savepoint_command(args, "stop", directory)
+
+
+async def _savepoint_command(args: argparse.Namespace, command: str, directory: str | None) -> int:
+    """One savepoint (a job on one process), or a savepoint set of every worker."""
+    registry = JobRegistry()
+    entries = registry.resolve_job(args.job)
+    if entries[0].worker is None:
+        result = await _send_to(registry, entries[0], command, args.timeout, directory=directory)
+        print(result["path"])
+        return 0
+    if directory is None:
+        first = await _send_to(registry, entries[0], "ping", args.timeout)
+        if not first.get("savepoint_dir"):
+            raise ConfigError(
+                f"no savepoint directory for job {entries[0].name!r}: pass one (--savepoint DIR, or the "
+                "directory argument of savepoint), or start the workers with --savepoint-dir"
+            )
+        directory = str(first["savepoint_dir"])
+
+    async def send(entry: JobEntry, name: str, arguments: dict[str, Any]) -> Any:
+        return await _send_to(registry, entry, name, args.timeout, **arguments)
+
+    outcome = await take_savepoint_set(entries, command, Path(directory), send)
+    if outcome.manifest is None:
+        print(json.dumps(outcome.to_dict(), indent=2), file=sys.stderr)
+        print(
+            f"streamflow: the savepoint set {str(outcome.directory)!r} is incomplete: "
+            + "; ".join(f"worker {i}: {e}" for i, e in sorted(outcome.failures.items())),
+            file=sys.stderr,
+        )
+        return 1
+    print(outcome.directory)
     return 0
 
 
@@ -250,9 +350,16 @@ def _target(directory: str) -> str:
 
 
 async def cancel(args: argparse.Namespace) -> int:
-    result = await _send(JobRegistry(), args.job, "cancel", args.timeout)
-    print(f"job {args.job}: {result['status']}")
-    return 0
+    registry = JobRegistry()
+    entries = registry.resolve_job(args.job)
+    answers = await _to_every_worker(registry, entries, "cancel", args.timeout)
+    for entry, answer in zip(entries, answers):
+        what = answer["status"] if not isinstance(answer, BaseException) else f"{type(answer).__name__}: {answer}"
+        print(f"job {args.job if entry.worker is None else entry.job_id}: {what}")
+    failed = [a for a in answers if isinstance(a, BaseException)]
+    if failed and entries[0].worker is None:
+        raise failed[0]
+    return 1 if failed else 0
 
 
 async def inspect_snapshot(args: argparse.Namespace) -> int:
@@ -326,6 +433,23 @@ def parser() -> argparse.ArgumentParser:
         help="RocksDB: memory for the block cache and write buffers of all keyed state of the job (default 256M)",
     )
     run.add_argument("--no-control", action="store_true", help="do not register the job or open its control socket")
+    run.add_argument(
+        "--workers", type=int, default=None, metavar="N",
+        help="run the job on N worker processes; without --worker-index, start N local ones and supervise them",
+    )
+    run.add_argument("--worker-index", type=int, default=None, metavar="I", help="run worker I (0..N-1) of --workers N")
+    run.add_argument(
+        "--exchange-bootstrap", default=None, metavar="HOST:PORT",
+        help="the Kafka cluster of the exchange topics between workers (needed for key_by, rebalance, broadcast)",
+    )
+    run.add_argument(
+        "--exchange-partitions", type=int, default=16,
+        help="partitions of every exchange topic: the most workers the job can ever run on (fixed for its life)",
+    )
+    run.add_argument(
+        "--exchange-replication", type=int, default=None,
+        help="replication factor of exchange topics the job creates (default: the brokers' default)",
+    )
     run.add_argument("--log-level", default="INFO")
     run.add_argument(
         "--loop", choices=LOOPS, default=None,
@@ -371,10 +495,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = parser().parse_args(arguments)
+    args.argv = arguments  # a supervisor starts its workers with the same arguments
     if args.command == "dev":
         return run_dev(args)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    worker = getattr(args, "worker_index", None)
+    where = "" if worker is None else f" worker-{worker}"
+    logging.basicConfig(level=args.log_level, format=f"%(asctime)s %(levelname)s{where} %(name)s: %(message)s")
     try:
         # The job runs on the event loop it was given; the other commands on asyncio's.
         loop = args.loop if args.command == "run" else "asyncio"

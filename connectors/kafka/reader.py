@@ -32,7 +32,7 @@ import inspect
 import logging
 import re
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from operator import attrgetter
 from typing import Any
 
@@ -72,9 +72,15 @@ _timestamp_of = attrgetter("timestamp")
 class KafkaSourceReader:
     """Reads the partitions its subtask owns; see the module docstring for the steps."""
 
-    def __init__(self, source: KafkaSourceSettings, ctx: SourceContext) -> None:
+    def __init__(
+        self, source: KafkaSourceSettings, ctx: SourceContext, *, owns: Callable[[str, int], bool] | None = None
+    ) -> None:
+        """``owns(topic, partition)``: whether this subtask reads a partition; by default
+        the stable assignment :func:`.offsets.owner_of` (an exchange reader assigns by
+        its worker's partition range instead)."""
         self._source = source
         self._ctx = ctx
+        self._owns = owns if owns is not None else self._owned_by_stable_assignment
         self._uid = ctx.operator_uid
         self._where = f"KafkaSource {ctx.operator_uid!r} (subtask {ctx.subtask_index})"
         self._servers = str(source.bootstrap_servers)
@@ -116,7 +122,7 @@ class KafkaSourceReader:
         restored = self._restored()
         mine: list[KafkaSplit] = []
         for split in restored:
-            if owner_of(split.topic, split.partition, ctx.parallelism) != ctx.subtask_index:
+            if not self._owns(split.topic, split.partition):
                 continue
             if split.partition not in found.get(split.topic, ()):
                 log.warning(
@@ -131,7 +137,7 @@ class KafkaSourceReader:
             TopicPartition(topic, p)
             for topic, partitions in found.items()
             for p in partitions
-            if (topic, p) not in covered and owner_of(topic, p, ctx.parallelism) == ctx.subtask_index
+            if (topic, p) not in covered and self._owns(topic, p)
         ]
         # Partitions no checkpoint covers after a restore appeared since the job started:
         # all their records are new, so they start at the earliest offset. That holds
@@ -153,6 +159,9 @@ class KafkaSourceReader:
         self._assign(mine)
         if self._discovery_interval is not None:
             self._next_discovery = ctx.clock.now() + self._discovery_interval
+
+    def _owned_by_stable_assignment(self, topic: str, partition: int) -> bool:
+        return owner_of(topic, partition, self._ctx.parallelism) == self._ctx.subtask_index
 
     def _consumer_args(self) -> dict[str, Any]:
         ctx, source = self._ctx, self._source
@@ -367,7 +376,7 @@ class KafkaSourceReader:
                 for topic, partitions in found.items()
                 for p in partitions
                 if TopicPartition(topic, p) not in self._splits
-                and owner_of(topic, p, ctx.parallelism) == ctx.subtask_index
+                and self._owns(topic, p)
             ]
             splits = await self._new_splits(new, StartingOffsets.earliest())
         except ConnectorError as exc:

@@ -7,6 +7,11 @@ it removes the file when it ends. ``<home>`` is, in order: ``$STREAMFLOW_HOME``;
 ``~/.streamflow``. The directory is private to the user (mode 0700): whoever can reach a
 job's socket can stop it.
 
+A worker of a job on several processes registers like any job, and its entry also says
+which worker it is (:class:`WorkerRef`): the command line finds every worker of a job
+by the job's name or any worker's id, and addresses them together
+(:mod:`streamflow.control.workers`).
+
 A process killed with SIGKILL cannot remove its entry. Such stale entries are recognised
 by their process id being gone, removed, and never shown; a command that finds the
 socket dead also removes the entry (the process id may have been reused).
@@ -26,7 +31,7 @@ from typing import Any
 
 from streamflow.errors import ConfigError
 
-__all__ = ["HOME_ENV", "JobEntry", "JobRegistry", "streamflow_home"]
+__all__ = ["HOME_ENV", "JobEntry", "JobRegistry", "WorkerRef", "streamflow_home"]
 
 HOME_ENV = "STREAMFLOW_HOME"
 _SOCKET_PATH_LIMIT = 100  # sun_path holds 104-108 bytes depending on the OS
@@ -45,6 +50,36 @@ def streamflow_home() -> Path:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerRef:
+    """Which worker of a job on several processes an entry is: worker ``index`` of
+    ``workers``, of the deployment ``group`` (the job's generation: every worker of one
+    deployment has the same)."""
+
+    group: str
+    workers: int
+    index: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"group": self.group, "workers": self.workers, "index": self.index}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> WorkerRef:
+        """Raises ValueError on anything that is not a well-formed worker reference."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a worker reference is a JSON object, got {data!r}")
+        group, workers, index = data.get("group"), data.get("workers"), data.get("index")
+        if not isinstance(group, str) or not _ID.fullmatch(group):
+            raise ValueError(f"bad worker group in {data!r}")
+        for value in (workers, index):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"bad worker count or index in {data!r}")
+        assert isinstance(workers, int) and isinstance(index, int)
+        if not index < workers:
+            raise ValueError(f"worker index beyond the worker count in {data!r}")
+        return cls(group=group, workers=workers, index=index)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class JobEntry:
     """One registered job: what ``streamflow list`` shows and how to reach the job.
 
@@ -56,6 +91,7 @@ class JobEntry:
         started_at: wall-clock seconds when it registered.
         web_url: its dashboard's address, if it serves one.
         metrics_url: its Prometheus endpoint's address, if it serves one.
+        worker: which worker of a job on several processes it is (None: one process).
     """
 
     job_id: str
@@ -65,9 +101,10 @@ class JobEntry:
     started_at: float
     web_url: str | None = None
     metrics_url: str | None = None
+    worker: WorkerRef | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "job_id": self.job_id,
             "name": self.name,
             "pid": self.pid,
@@ -76,6 +113,9 @@ class JobEntry:
             "web_url": self.web_url,
             "metrics_url": self.metrics_url,
         }
+        if self.worker is not None:
+            data["worker"] = self.worker.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> JobEntry:
@@ -94,7 +134,11 @@ class JobEntry:
         urls = {key: data.get(key) for key in ("web_url", "metrics_url")}
         if any(url is not None and not isinstance(url, str) for url in urls.values()):
             raise ValueError(f"bad web_url or metrics_url in {data!r}")
-        return cls(job_id=job_id, name=name, pid=pid, socket=socket, started_at=float(started), **urls)
+        worker = data.get("worker")
+        return cls(
+            job_id=job_id, name=name, pid=pid, socket=socket, started_at=float(started), **urls,
+            worker=None if worker is None else WorkerRef.from_dict(worker),
+        )
 
 
 class JobRegistry:
@@ -109,8 +153,9 @@ class JobRegistry:
 
     # -- the job's side -----------------------------------------------------------------
 
-    def new_entry(self, name: str) -> JobEntry:
-        """A fresh entry for job ``name`` in this process (not yet registered).
+    def new_entry(self, name: str, worker: WorkerRef | None = None) -> JobEntry:
+        """A fresh entry for job ``name`` in this process (not yet registered); a worker's
+        id names its index (``<name>-w<i>-<hex>``).
 
         The socket goes into the registry directory when its path fits the OS limit,
         else into a private temporary directory (the entry records where).
@@ -120,8 +165,9 @@ class JobRegistry:
         socket = self.directory / f"{token}.sock"
         if len(os.fsencode(socket)) > _SOCKET_PATH_LIMIT:
             socket = Path(tempfile.mkdtemp(prefix="streamflow-")) / "control.sock"
+        job_id = f"{name}-{token}" if worker is None else f"{name}-w{worker.index}-{token}"
         return JobEntry(
-            job_id=f"{name}-{token}", name=name, pid=os.getpid(), socket=str(socket), started_at=time.time()
+            job_id=job_id, name=name, pid=os.getpid(), socket=str(socket), started_at=time.time(), worker=worker
         )
 
     def register(self, entry: JobEntry) -> None:
@@ -189,6 +235,38 @@ class JobRegistry:
             )
         ids = ", ".join(e.job_id for e in candidates)
         raise ConfigError(f"{ref!r} matches several running jobs ({ids}); name one by its job id", job=ref)
+
+    def resolve_job(self, ref: str) -> list[JobEntry]:
+        """Every live entry of the job ``ref`` names: one entry for a job on one process,
+        every registered worker of the deployment for a job on several (``ref``: the job
+        name, or any of its workers' ids or a unique prefix of one). Ordered by worker.
+
+        Raises:
+            ConfigError: no such job, or ``ref`` names several jobs or deployments.
+        """
+        entries = self.entries()
+        exact = [e for e in entries if e.job_id == ref]
+        candidates = exact or [e for e in entries if e.name == ref] or [e for e in entries if e.job_id.startswith(ref)]
+        if not candidates:
+            running = ", ".join(e.job_id for e in entries) or "none"
+            raise ConfigError(
+                f"no running job {ref!r} (running: {running}; registry {str(self.directory)!r}); see `streamflow list`",
+                job=ref,
+            )
+        groups = {e.worker.group if e.worker is not None else e.job_id for e in candidates}
+        if len(groups) > 1:
+            ids = ", ".join(e.job_id for e in candidates)
+            raise ConfigError(
+                f"{ref!r} matches several running jobs or deployments ({ids}); name one by a job id", job=ref
+            )
+        first = candidates[0]
+        if first.worker is None:
+            return [first]
+        group = first.worker.group
+        return sorted(
+            (e for e in entries if e.worker is not None and e.worker.group == group),
+            key=lambda e: (e.worker.index if e.worker is not None else 0, e.started_at),
+        )
 
     # -- helpers ------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from streamflow.control.protocol import COMMANDS, MAX_LINE, close_quietly, decode, encode
-from streamflow.control.registry import JobEntry, JobRegistry
+from streamflow.control.registry import JobEntry, JobRegistry, WorkerRef
 from streamflow.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -61,8 +61,10 @@ class ControlServer:
             OSError: the socket could not be made.
         """
         await self._client.started()
+        worker = self._client.worker
+        ref = None if worker is None else WorkerRef(group=worker.generation, workers=worker.workers, index=worker.index)
         entry = dataclasses.replace(
-            self._registry.new_entry(self._client.job_name),
+            self._registry.new_entry(self._client.job_name, ref),
             web_url=self._client.web_url,
             metrics_url=self._client.metrics_url,
         )
@@ -130,9 +132,11 @@ class ControlServer:
             "name": client.job_name,
             "pid": os.getpid(),
             "started_at": entry.started_at if entry else None,
+            "worker": None if client.worker is None else client.worker.to_dict(),
         }
         if command == "ping":
-            return {**identity, "status": client.status}
+            savepoints = client.savepoint_dir
+            return {**identity, "status": client.status, "savepoint_dir": None if savepoints is None else str(savepoints)}
         if command == "status":
             urls = {"web_url": client.web_url, "metrics_url": client.metrics_url}
             return {**identity, **urls, "metrics": client.metrics()}
@@ -141,11 +145,11 @@ class ControlServer:
             raise ConfigError(f"savepoint directory must be a path string, got {directory!r}")
         if command == "savepoint":
             log.info("savepoint requested through the control socket")
-            return {"path": str(await client.trigger_savepoint(directory))}
+            return {**identity, "path": str(await client.trigger_savepoint(directory))}
         if command == "stop":
             log.info("stop with savepoint requested through the control socket")
             path = await client.stop_with_savepoint(directory)
-            return {"path": str(path), "status": await client.ended()}
+            return {**identity, "path": str(path), "status": await client.ended()}
         log.info("cancel requested through the control socket")  # cancel
         await client.cancel()
         return {"status": client.status}

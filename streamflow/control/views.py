@@ -11,16 +11,28 @@ _HISTORY_SHOWN = 10
 
 
 def format_jobs(jobs: list[dict[str, Any]], now: float | None = None) -> str:
-    """One line per job: id, name, status, pid, uptime. ``jobs`` are ``ping`` results."""
+    """One line per job: id, name, status, pid, uptime; and per worker of a job on several
+    processes, which worker (``i/N``) of which deployment. ``jobs`` are ``ping`` results."""
     if not jobs:
         return "no running jobs"
     now = time.time() if now is None else now
-    rows: list[tuple[str, ...]] = [("JOB ID", "NAME", "STATUS", "PID", "UPTIME")]
-    for job in jobs:
+    workers = any(job.get("worker") for job in jobs)
+    rows: list[tuple[str, ...]] = [("JOB ID", "NAME", *(("WORKER",) if workers else ()), "STATUS", "PID", "UPTIME")]
+    for job in sorted(jobs, key=_by_job_and_worker):
         started = job.get("started_at")
         uptime = _duration(now - started) if isinstance(started, (int, float)) else "?"
-        rows.append((str(job["job_id"]), str(job["name"]), str(job["status"]), str(job["pid"]), uptime))
+        worker = job.get("worker")
+        where = (f"{worker['index']}/{worker['workers']} ({worker['generation'][:8]})" if worker else "-",)
+        rows.append(
+            (str(job["job_id"]), str(job["name"]), *(where if workers else ()), str(job["status"]), str(job["pid"]),
+             uptime)
+        )
     return _table(rows)
+
+
+def _by_job_and_worker(job: dict[str, Any]) -> tuple[str, str, int]:
+    worker = job.get("worker") or {}
+    return (str(job["name"]), str(worker.get("generation", "")), int(worker.get("index", 0)))
 
 
 def format_status(status: dict[str, Any], now: float | None = None) -> str:
@@ -31,16 +43,20 @@ def format_status(status: dict[str, Any], now: float | None = None) -> str:
     metrics = status["metrics"]
     started = status.get("started_at")
     uptime = f", up {_duration(now - started)}" if isinstance(started, (int, float)) else ""
-    lines = [
-        f"job {status['job_id']} ({status['name']}), pid {status['pid']}{uptime}",
-        f"  status {metrics['status']}, attempt {metrics['attempt']}",
-    ]
+    lines = [f"job {status['job_id']} ({status['name']}), pid {status['pid']}{uptime}"]
+    worker = status.get("worker")
+    if worker:
+        lines.append(f"  worker {worker['index']} of {worker['workers']} (deployment {worker['generation']})")
+    lines.append(f"  status {metrics['status']}, attempt {metrics['attempt']}")
     for label, key in (("dashboard", "web_url"), ("Prometheus metrics", "metrics_url")):
         if status.get(key):
             lines.append(f"  {label} {status[key]}")
     for failure in metrics.get("failures", [])[-3:]:
         lines.append(f"  earlier failure: {failure}")
     checkpoints = metrics["checkpoints"]
+    completed = [r["id"] for r in checkpoints.get("history", []) if r.get("status") == "completed"]
+    if completed:
+        lines.append(f"  last completed checkpoint {completed[-1]}")
     restored = checkpoints.get("restored_from")
     if restored is not None:
         lines.append(f"  restored from checkpoint {restored} ({checkpoints.get('restored_path')})")
@@ -73,6 +89,14 @@ def format_status(status: dict[str, Any], now: float | None = None) -> str:
                 (f"  {name}", _pct(t["busy_ratio"]), _pct(t["idle_ratio"]), _pct(t["backpressured_ratio"]))
             )
         lines.append(_table(task_rows))
+    behind = _pending_by_source(metrics.get("operators", {}))
+    if behind:
+        lines.append("")
+        lag_rows: list[tuple[str, ...]] = [("source (exchange readers: <edge>.exchange-reader)", "SUBTASKS",
+                                            "RECORDS BEHIND")]
+        for uid, (subtasks, pending) in sorted(behind.items()):
+            lag_rows.append((f"  {uid}", str(subtasks), f"{pending:,.0f}"))
+        lines.append(_table(lag_rows))
     calls = {name: o["async"] for name, o in metrics.get("operators", {}).items() if "async" in o}
     if calls:
         lines.append("")
@@ -102,6 +126,18 @@ def format_status(status: dict[str, Any], now: float | None = None) -> str:
             channel_rows.append((f"  {name}", _pct(c["fill"]), f"{c['blocked_seconds']:.2f}s"))
         lines.append(_table(channel_rows))
     return "\n".join(lines)
+
+
+def _pending_by_source(operators: dict[str, Any]) -> dict[str, tuple[int, float]]:
+    """Source uid -> (subtasks reporting, records behind the end of their input): the
+    readers' ``pendingRecords`` (Kafka sources, and the exchanges between workers)."""
+    found: dict[str, tuple[int, float]] = {}
+    for op in operators.values():
+        pending = (op.get("connector") or {}).get("pendingRecords")
+        if op.get("kind") == "source" and pending is not None:
+            subtasks, total = found.get(op["uid"], (0, 0.0))
+            found[op["uid"]] = (subtasks + 1, total + float(pending))
+    return found
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:

@@ -6,6 +6,12 @@ the job runs, and serves them to Prometheus and the dashboard while it runs when
 :class:`~streamflow.web.service.JobWebService`), triggers checkpoints and savepoints
 through the attempt's coordinator, stops with a savepoint, cancels, and returns the
 result.
+
+A worker of a job on several processes is made ready when the job starts, not when it
+is built (it takes its lock and registers in the checkpoint root, see
+:mod:`streamflow.workers.startup`): its client starts from a :class:`WorkerStart`, its
+execution (and its web service, made for it) exists once :meth:`JobClient.started`
+returned.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from streamflow.errors import CheckpointError, ConfigError, JobCancelledError
 from streamflow.metrics.registry import MetricsRegistry
@@ -22,6 +28,7 @@ from streamflow.runtime.coordinator import CheckpointCoordinator
 from streamflow.runtime.executor import Execution, JobResult, JobStatus
 from streamflow.savepoint.location import local_path
 from streamflow.savepoint.restore import operators_without_uid
+from streamflow.workers.startup import WorkerIdentity, WorkerStart
 
 if TYPE_CHECKING:
     from streamflow.web.service import JobWebService
@@ -37,60 +44,99 @@ class JobClient:
 
     def __init__(
         self,
-        execution: Execution,
+        execution: Execution | WorkerStart,
         metrics_interval: float | None = None,
-        web_service: JobWebService | None = None,
+        web_service: JobWebService | Callable[[Execution], JobWebService | None] | None = None,
     ) -> None:
-        self._execution = execution
-        self._web_service = web_service
-        self._registry: MetricsRegistry | None = None if web_service is None else web_service.registry
+        """``web_service``: the job's HTTP endpoints, or for a worker what makes them for
+        its execution once it exists."""
+        self._worker = execution if isinstance(execution, WorkerStart) else None
+        self._execution: Execution | None = execution if isinstance(execution, Execution) else None
+        self._job_name = execution.job_name if isinstance(execution, WorkerStart) else execution.settings.job_name
+        self._created = asyncio.Event()
+        self._web_service_for = web_service if callable(web_service) else None
+        self._web_service = None if callable(web_service) else web_service
+        self._registry: MetricsRegistry | None = None if self._web_service is None else self._web_service.registry
         self._cancel_requested = False
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(metrics_interval), name=f"job:{execution.settings.job_name}"
-        )
+        self._task = asyncio.get_running_loop().create_task(self._run(metrics_interval), name=f"job:{self._job_name}")
 
     async def _run(self, metrics_interval: float | None) -> JobResult:
+        if self._worker is None:
+            assert self._execution is not None
+            return await self._run_execution(self._execution, metrics_interval)
+        async with self._worker.open() as execution:  # the worker's lock is held while it runs
+            return await self._run_execution(execution, metrics_interval)
+
+    async def _run_execution(self, execution: Execution, metrics_interval: float | None) -> JobResult:
+        self._execution = execution
+        if self._web_service_for is not None:
+            self._web_service = self._web_service_for(execution)
+            self._registry = None if self._web_service is None else self._web_service.registry
+        self._created.set()
         reporter = None
         if metrics_interval:
-            reporter = asyncio.create_task(self._report(metrics_interval), name="metrics-reporter")
+            reporter = asyncio.create_task(self._report(execution, metrics_interval), name="metrics-reporter")
         try:
             if self._web_service is None:
-                result = await self._execution.run()
+                result = await execution.run()
             else:
                 async with self._web_service:  # served while the job runs, stopped however it ends
-                    result = await self._execution.run()
+                    result = await execution.run()
         finally:
             if reporter is not None:
                 reporter.cancel()
-        result.metrics = job_metrics(self._execution)
+        result.metrics = job_metrics(execution)
         return result
 
-    async def _report(self, interval: float) -> None:
+    async def _report(self, execution: Execution, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            if self._execution.tasks:
-                log.info("%s", format_line(self._execution))
+            if execution.tasks:
+                log.info("%s", format_line(execution))
 
     @property
     def job_name(self) -> str:
-        return self._execution.settings.job_name
+        return self._job_name
+
+    @property
+    def worker(self) -> WorkerIdentity | None:
+        """Which worker of a job on several processes this is (None for a one-process
+        job, or while the worker is starting)."""
+        return None if self._worker is None else self._worker.identity
+
+    @property
+    def savepoint_dir(self) -> Path | None:
+        """Where savepoints go when a trigger or stop names no directory (None: nowhere)."""
+        return None if self._execution is None else self._execution.settings.savepoint_dir
 
     @property
     def status(self) -> JobStatus:
         """created, running, restarting, finished, failed or cancelled (a str enum)."""
-        return self._execution.status
+        if self._execution is not None:
+            return self._execution.status
+        if self._task.done() and not self._task.cancelled() and self._task.exception() is not None:
+            return JobStatus.FAILED  # the worker could not start
+        return JobStatus.CREATED
 
     def metrics(self) -> dict[str, Any]:
         """Per task busy/idle/backpressured time, per channel fill, per operator counts,
-        checkpoint history."""
+        checkpoint history. A worker that is still starting has none yet: only its job
+        and status."""
+        if self._execution is None:
+            return {"job": self.job_name, "status": self.status}
         return job_metrics(self._execution)
+
+    def _started_execution(self, what: str) -> Execution:
+        if self._execution is None:
+            raise CheckpointError(f"cannot {what}: job {self.job_name!r} is {self.status}; it has not started")
+        return self._execution
 
     @property
     def metrics_registry(self) -> MetricsRegistry:
         """The job's metrics under Flink's names, with per-second rates: what the
         Prometheus endpoint and the dashboard read (``sample()`` reads them now)."""
         if self._registry is None:
-            self._registry = MetricsRegistry(self._execution)
+            self._registry = MetricsRegistry(self._started_execution("read its metrics"))
         return self._registry
 
     @property
@@ -117,7 +163,7 @@ class JobClient:
     async def trigger_checkpoint(self) -> int:
         """Take a checkpoint now; returns its id once it is complete (while ``max_concurrent``
         checkpoints are in flight it waits for a slot)."""
-        coordinator = self._execution.coordinator
+        coordinator = self._started_execution("take a checkpoint").coordinator
         if coordinator is None:
             raise ConfigError("the job has not started yet")
         return await coordinator.trigger_checkpoint()
@@ -153,13 +199,14 @@ class JobClient:
         return await self._coordinator("stop with a savepoint").trigger_savepoint(target, stop=True)
 
     def _savepoint_target(self, directory: str | Path | None) -> Path:
-        target = directory if directory is not None else self._execution.settings.savepoint_dir
+        execution = self._started_execution("take a savepoint")
+        target = directory if directory is not None else execution.settings.savepoint_dir
         if target is None:
             raise ConfigError(
                 f"no savepoint directory for job {self.job_name!r}: pass one, or set a default with "
                 "env.set_savepoint_dir(...) (streamflow run --savepoint-dir)"
             )
-        without_uid = operators_without_uid(self._execution.plan)
+        without_uid = operators_without_uid(execution.plan)
         if without_uid:
             log.warning(
                 "job %r: operators %s hold state but have no uid of their own; their state goes into the "
@@ -170,7 +217,7 @@ class JobClient:
         return local_path(target, "savepoint directory")
 
     def _coordinator(self, what: str) -> CheckpointCoordinator:
-        execution = self._execution
+        execution = self._started_execution(what)
         if execution.status is not JobStatus.RUNNING or execution.coordinator is None:
             raise CheckpointError(
                 f"cannot {what}: job {self.job_name!r} is {execution.status}; savepoints are taken while it runs"
@@ -188,15 +235,20 @@ class JobClient:
             whatever stopped the job before it started (as :meth:`wait` would), e.g.
             ConfigError for a path that holds no savepoint.
         """
-        if self._execution.has_started:
+        if self._execution is not None and self._execution.has_started:
             return
-        started = asyncio.ensure_future(self._execution.wait_started())
+        started = asyncio.ensure_future(self._wait_started())
         try:
             await asyncio.wait({self._task, started}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             started.cancel()
-        if not self._execution.has_started:
+        if self._execution is None or not self._execution.has_started:
             await self.wait()  # it ended before starting: raise why
+
+    async def _wait_started(self) -> None:
+        await self._created.wait()
+        assert self._execution is not None
+        await self._execution.wait_started()
 
     async def wait(self) -> JobResult:
         """The result once the job ends.

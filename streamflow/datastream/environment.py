@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Sequence, TypeVar
 from streamflow.api.collection import CollectionSource
 from streamflow.api.connector import Source
 from streamflow.api.connector_checks import check_source
+from streamflow.api.exchange import ExchangeFactory
 from streamflow.config import ChannelCapacity, CheckpointConfig, CheckpointingMode, RestartStrategy, seconds
 from streamflow.core.clock import Clock, SystemClock
 from streamflow.core.faults import FaultInjector
@@ -26,6 +27,7 @@ from streamflow.savepoint.location import local_path
 from streamflow.savepoint.restore import RestoreSettings
 from streamflow.state.backend import StateBackend
 from streamflow.web.endpoint import HttpEndpoint
+from streamflow.workers.startup import WorkerConfig, WorkerStart
 
 if TYPE_CHECKING:
     from streamflow.web.service import JobWebService
@@ -61,6 +63,7 @@ class StreamEnvironment:
         self._chaining = True
         self._savepoint_dir: Path | None = None
         self._faults: FaultInjector | None = None
+        self._workers: WorkerConfig | None = None
         self._metrics_endpoint: HttpEndpoint | None = None
         self._web_endpoint: HttpEndpoint | None = None
 
@@ -151,6 +154,22 @@ class StreamEnvironment:
         self._metrics_interval = None if interval is None else seconds(interval, "metrics interval")
         return self
 
+    def set_workers(self, workers: int, index: int, *, exchange: ExchangeFactory | None = None) -> StreamEnvironment:
+        """Run this process as worker ``index`` (0..workers-1) of a job on ``workers``
+        worker processes (on one machine or many), each running the same program.
+
+        Every edge that redistributes records (key_by, rebalance, broadcast) then goes
+        through an exchange topic that ``exchange`` makes (e.g.
+        ``KafkaExchange("host:port")``); each worker checkpoints on its own, into
+        ``<checkpoint dir>/worker-<index>/``, and recovers alone. With ``workers=1`` the
+        job runs as one worker of one: its checkpoints and savepoints take the workers'
+        layout, so a savepoint of it can start more workers. Checked when the job is
+        built: several workers need checkpointing, and an exchange when the graph has
+        edges to cut; at most ``exchange.partitions`` workers.
+        """
+        self._workers = WorkerConfig(workers=workers, index=index, exchange=exchange)
+        return self
+
     def set_metrics_port(self, port: int, host: str = "127.0.0.1") -> StreamEnvironment:
         """Serve the job's metrics to Prometheus at ``http://host:port/metrics`` while it
         runs (``port`` 0: a free one; ``JobClient.metrics_url`` tells which). Metrics are
@@ -174,6 +193,13 @@ class StreamEnvironment:
     @property
     def checkpoint_config(self) -> CheckpointConfig | None:
         return self._checkpoint
+
+    @property
+    def workers(self) -> WorkerConfig | None:
+        """Which worker of how many this process runs (see :meth:`set_workers`); None for
+        a job on one process. ``streamflow run --workers N`` sets it before the program's
+        build function runs."""
+        return self._workers
 
     # -- sources ----------------------------------------------------------------------
 
@@ -237,10 +263,19 @@ class StreamEnvironment:
         from_savepoint: str | Path | None = None,
         allow_non_restored_state: bool = False,
         allow_checkpoint_rollback: bool = False,
+        workers: int | None = None,
+        worker_index: int | None = None,
     ) -> JobClient:
         """Start the job on the running loop; returns a client to watch, savepoint, stop
-        or cancel it. ``from_savepoint``, ``allow_non_restored_state`` and
-        ``allow_checkpoint_rollback``: see :meth:`execute`."""
+        or cancel it. The keyword arguments: see :meth:`execute`."""
+        if workers is not None or worker_index is not None:
+            if workers is None or worker_index is None:
+                raise ConfigError("pass workers=N and worker_index=i together (or call env.set_workers(N, i))")
+            self.set_workers(workers, worker_index, exchange=self._workers.exchange if self._workers else None)
+        if self._workers is not None:
+            return self._execute_worker(
+                job_name, self._workers, from_savepoint, allow_non_restored_state, allow_checkpoint_rollback
+            )
         restore = None
         if from_savepoint is not None:
             restore = RestoreSettings(
@@ -264,6 +299,30 @@ class StreamEnvironment:
         service.bind()
         return service
 
+    def _execute_worker(
+        self,
+        job_name: str,
+        config: WorkerConfig,
+        from_savepoint: str | Path | None,
+        allow_non_restored_state: bool,
+        allow_checkpoint_rollback: bool,
+    ) -> JobClient:
+        if allow_non_restored_state and from_savepoint is None:
+            raise ConfigError("allow_non_restored_state only applies with from_savepoint=...; pass both or neither")
+        self.plan()  # the program's graph is checked as for one process
+        start = WorkerStart(
+            graph=self.job_graph(),
+            config=config,
+            settings=self._settings(job_name, None, allow_checkpoint_rollback),
+            default_parallelism=self.parallelism,
+            max_parallelism=self.max_parallelism,
+            chaining=self._chaining,
+            restore=None if from_savepoint is None else local_path(from_savepoint, "savepoint path"),
+            allow_non_restored_state=allow_non_restored_state,
+        )
+        # Its web service is made for the worker's execution, which exists once it started.
+        return JobClient(start, self._metrics_interval, self._web_service)
+
     async def execute(
         self,
         job_name: str = "job",
@@ -271,6 +330,8 @@ class StreamEnvironment:
         from_savepoint: str | Path | None = None,
         allow_non_restored_state: bool = False,
         allow_checkpoint_rollback: bool = False,
+        workers: int | None = None,
+        worker_index: int | None = None,
     ) -> JobResult:
         """Run the job to its end; raises JobFailedError when the restart strategy gives up.
 
@@ -289,9 +350,13 @@ class StreamEnvironment:
                 start (:class:`~streamflow.checkpoint.rollback.CheckpointRollbackError`,
                 not retried). Skipping a checkpoint that never completed, or any
                 checkpoint of a job without exactly-once sinks, needs no permission.
+            workers, worker_index: run as worker ``worker_index`` of ``workers``, as
+                :meth:`set_workers` says (with the exchange given there). A worker may
+                start from a savepoint set (``from_savepoint``: the set's directory)
+                that any number of workers took.
         """
         client = self.execute_async(
             job_name, from_savepoint=from_savepoint, allow_non_restored_state=allow_non_restored_state,
-            allow_checkpoint_rollback=allow_checkpoint_rollback,
+            allow_checkpoint_rollback=allow_checkpoint_rollback, workers=workers, worker_index=worker_index,
         )
         return await client.wait()

@@ -8,7 +8,11 @@ fails the attempt.
 Started from a savepoint (``ExecutionSettings.restore_from``), the run first verifies it
 and checks it against the plan (before any attempt: a mismatch is not retried); every
 attempt restores from it until this run completed a checkpoint of its own, and checkpoint
-ids continue after the savepoint's (a sink's transaction names must never repeat).
+ids continue after the savepoint's (a sink's transaction names must never repeat). A
+worker of a job on several processes may start from its part of a savepoint set
+(:mod:`streamflow.savepoint.set_restore`) the same way; restored from its own
+checkpoints, its subtasks' snapshots are laid out at their global places
+(:mod:`streamflow.savepoint.placement`).
 
 Before an attempt restores, the checkpoints skipped as damaged pass
 :func:`~streamflow.checkpoint.rollback.check_fallback`: skipping a completed one would
@@ -30,6 +34,7 @@ from typing import Any, Coroutine
 
 from streamflow.api.delivery import DeliveryGuarantee, declared_guarantee
 from streamflow.checkpoint.rollback import check_fallback
+from streamflow.checkpoint.snapshot import OperatorSnapshot
 from streamflow.checkpoint.storage import CheckpointStorage
 from streamflow.config import RestartTracker, RetentionOnCancel
 from streamflow.core.services import JobServices
@@ -42,6 +47,7 @@ from streamflow.runtime.coordinator import CheckpointCoordinator
 from streamflow.runtime.settings import ExecutionSettings
 from streamflow.runtime.task import Task
 from streamflow.runtime.wiring import wire_attempt
+from streamflow.savepoint.placement import place_own_snapshots
 from streamflow.savepoint.restore import (
     Restored,
     RestorePoint,
@@ -49,6 +55,7 @@ from streamflow.savepoint.restore import (
     prepare_restore,
     read_snapshot_state,
 )
+from streamflow.savepoint.set_restore import SetRestorePoint, SetRestoreSettings, prepare_set_restore
 
 log = logging.getLogger("streamflow.job")
 
@@ -91,7 +98,7 @@ class Execution:
         self.status: JobStatus = JobStatus.CREATED
         self.failures: list[str] = []
         self.started = time.perf_counter()
-        self.restore_point: RestorePoint | None = None
+        self.restore_point: RestorePoint | SetRestorePoint | None = None
         # Tells this run's operators apart from another run's in the same process.
         self.run_id = uuid.uuid4().hex
         self.services = JobServices(settings.faults)  # this run's faults, offloading, shared objects
@@ -119,16 +126,20 @@ class Execution:
 
     async def run(self) -> JobResult:
         tracker = RestartTracker(self.settings.restart)
-        if self.settings.restore_from is not None:
+        restore_from = self.settings.restore_from
+        if restore_from is not None:
             try:
-                self.restore_point = point = await prepare_restore(self.settings.restore_from, self.plan)
-                check_fallback(  # a job directory given as the savepoint: its latest intact checkpoint
-                    point.snapshot.scan,
-                    job_name=self.settings.job_name,
-                    exactly_once_sinks=self._exactly_once_sinks,
-                    allow_rollback=self.settings.allow_checkpoint_rollback,
-                    restores=f"checkpoint {point.checkpoint_id} of {str(self.settings.restore_from.path)!r}",
-                )
+                if isinstance(restore_from, SetRestoreSettings):
+                    self.restore_point = await prepare_set_restore(restore_from, self.plan)
+                else:
+                    self.restore_point = point = await prepare_restore(restore_from, self.plan)
+                    check_fallback(  # a job directory given as the savepoint: its latest intact checkpoint
+                        point.snapshot.scan,
+                        job_name=self.settings.job_name,
+                        exactly_once_sinks=self._exactly_once_sinks,
+                        allow_rollback=self.settings.allow_checkpoint_rollback,
+                        restores=f"checkpoint {point.checkpoint_id} of {str(restore_from.path)!r}",
+                    )
             except Exception:
                 self.status = JobStatus.FAILED
                 raise
@@ -219,6 +230,10 @@ class Execution:
             return None, start_id
         check_max_parallelism(latest.metadata, self.plan, path=latest.path)  # a new job may have changed it
         restored = await read_snapshot_state(self.storage, latest)
+        if self.settings.layout.is_distributed:
+            # A worker's checkpoint holds its own subtasks (local indices): at their
+            # global places, each subtask gets exactly its own state back.
+            restored = place_own_snapshots(restored, layout=self.settings.layout, empty=OperatorSnapshot)
         self.stats.restored_from = latest.checkpoint_id
         self.stats.restored_path = str(latest.path)
         log.info("job %r restores from checkpoint %d", self.settings.job_name, latest.checkpoint_id)

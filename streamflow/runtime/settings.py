@@ -8,7 +8,9 @@ from pathlib import Path
 from streamflow.config import CheckpointConfig, RestartStrategy
 from streamflow.core.clock import Clock
 from streamflow.core.faults import FaultInjector
+from streamflow.partitioning.workers import ONE_PROCESS, WorkerLayout
 from streamflow.savepoint.restore import RestoreSettings
+from streamflow.savepoint.set_restore import SetRestoreSettings
 from streamflow.state.backend import StateBackend
 
 __all__ = ["ExecutionSettings"]
@@ -28,9 +30,14 @@ class ExecutionSettings:
     source_batch_size: int
     source_poll_wait: float
     channel_records: int | None = None  # and at most this many records per channel
-    restore_from: RestoreSettings | None = None  # a savepoint (or checkpoint) to start from
+    # a savepoint (or checkpoint) to start from, or one worker's part of a savepoint set
+    restore_from: RestoreSettings | SetRestoreSettings | None = None
     savepoint_dir: Path | None = None  # default target of savepoints without a directory
     # Restore past a damaged completed checkpoint even with exactly-once sinks (duplicates).
     allow_checkpoint_rollback: bool = False
     # The faults armed for this run (tests); None: as STREAMFLOW_CRASH says.
     faults: FaultInjector | None = None
+    # Which worker of a job on several worker processes this run is. Sources, sinks and
+    # operators see global subtask indices and parallelism; tasks, acks and state files
+    # keep the local ones (each worker checkpoints on its own).
+    layout: WorkerLayout = ONE_PROCESS

@@ -47,6 +47,7 @@ class SourceTask(Task):
         source_uid: str,
         reader_factory: Callable[[list[Any] | None, list[Any] | None], SourceReader],
         parallelism: int,
+        global_subtask: int | None = None,
         batch_size: int,
         poll_wait: float,
         error_policy: ErrorPolicy = FAIL,
@@ -54,14 +55,18 @@ class SourceTask(Task):
     ) -> None:
         self.source_uid = source_uid
         super().__init__(**kwargs)
+        # Restored splits are dealt over the job's subtasks of every worker: the global
+        # index and parallelism (the same as the local ones in a one-process job).
         self.parallelism = parallelism
+        self.global_subtask = self.subtask if global_subtask is None else global_subtask
         self._reader_factory = reader_factory
         self.reader: SourceReader | None = None
         self._batch_size = batch_size
         self._poll_wait = poll_wait
         self.source_metrics = OperatorMetrics()  # records_skipped / records_dead_lettered
         self.errors = RecordErrorHandler(
-            error_policy, owner="source", uid=source_uid, subtask=self.subtask, metrics=self.source_metrics, logger=log
+            error_policy, owner="source", uid=source_uid, subtask=self.global_subtask, metrics=self.source_metrics,
+            logger=log,
         )
         self.records_out = 0
         self.exhausted = False
@@ -72,7 +77,7 @@ class SourceTask(Task):
         splits = everything = None
         if restored is not None:
             lists = [s.source or [] for s in restored]
-            splits = redistribute_split(lists, self.parallelism)[self.subtask]
+            splits = redistribute_split(lists, self.parallelism)[self.global_subtask]
             everything = [split for old in lists for split in old]
         self.reader = self._reader_factory(splits, everything)
         await self.reader.open()
@@ -117,7 +122,7 @@ class SourceTask(Task):
                 if batch.records:
                     origin = origin_cache.get(batch.split)
                     if origin is None:
-                        origin = origin_cache[batch.split] = SourceRef(self.source_uid, self.subtask, batch.split)
+                        origin = origin_cache[batch.split] = SourceRef(self.source_uid, self.global_subtask, batch.split)
                     self.records_out += len(batch.records)
                     await emit(Batch(batch.records, batch.positions, origin))
                 if batch.failures:
@@ -132,18 +137,18 @@ class SourceTask(Task):
     async def _on_failures(self, batch: SourceBatch) -> None:
         """Apply the source's error policy to the records the reader could not decode."""
         errors = self.errors
-        origin = SourceRef(self.source_uid, self.subtask, batch.split)
+        origin = SourceRef(self.source_uid, self.global_subtask, batch.split)
         for failure in batch.failures or ():
             where = origin.at(failure.position)
             error = failure.error
             if not errors.takes(error):
                 raise DeserializationError(
-                    f"source {self.source_uid!r} (subtask {self.subtask}) could not deserialize the record at "
+                    f"source {self.source_uid!r} (subtask {self.global_subtask}) could not deserialize the record at "
                     f"{where}: {type(error).__name__}: {error}. The job attempt fails and the restart strategy "
                     "decides; fix the producer or the deserializer, or route bad records aside with "
                     ".with_error_policy(ErrorPolicy.skip()) or ErrorPolicy.dead_letter(sink) on the source.",
                     operator=self.source_uid,
-                    subtask=self.subtask,
+                    subtask=self.global_subtask,
                     position=where,
                     record=short_repr(failure.record),
                 ) from error

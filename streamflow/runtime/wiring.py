@@ -14,6 +14,12 @@ For every attempt, in order:
    source (its reader is made when the task opens, from the restored splits);
 4. the checkpoint coordinator, attached to every task's mailbox.
 
+A worker of a job on several processes (``settings.layout``) wires its own subtasks
+only, but hands sources, sinks and operators their GLOBAL subtask index and parallelism
+(and keyed backends the key groups of their global subtask), so that whatever splits
+work by subtask (partition ownership, transactional ids, restored state) splits it over
+every worker's subtasks. Task names, acks, state files and the coordinator stay local.
+
 Nothing here runs: the executor starts the tasks and the coordinator.
 """
 
@@ -29,7 +35,6 @@ from streamflow.config import CheckpointingMode
 from streamflow.core.services import JobServices
 from streamflow.graph.plan import ChainSpec, PhysicalPlan
 from streamflow.graph.spec import OperatorKind, OperatorSpec, Partitioning
-from streamflow.partitioning.keygroups import key_group_range
 from streamflow.runtime.channel import Channel, InputGate
 from streamflow.runtime.channel_state import restore_channel_state
 from streamflow.runtime.checkpoint_stats import CheckpointStats
@@ -199,10 +204,12 @@ class _Wiring:
                     head.effective_uid, subtask, snapshots, task.gate.channels, parallelism=chain.parallelism
                 )
             return task
+        layout = settings.layout
         return SourceTask(
             source_uid=head.effective_uid,
             reader_factory=self._reader_factory(head, chain, subtask),
-            parallelism=chain.parallelism,
+            parallelism=layout.global_parallelism(chain.parallelism),
+            global_subtask=layout.global_subtask(subtask, chain.parallelism),
             batch_size=settings.source_batch_size,
             poll_wait=settings.source_poll_wait,
             error_policy=head.error_policy,
@@ -213,6 +220,7 @@ class _Wiring:
         self, head: OperatorSpec, chain: ChainSpec, subtask: int
     ) -> Callable[[list[Any] | None, list[Any] | None], SourceReader]:
         settings, source, uid = self.settings, head.function, head.effective_uid
+        layout = settings.layout
 
         def make_reader(splits: list[Any] | None, all_splits: list[Any] | None) -> SourceReader:
             reader: SourceReader = source.create_reader(
@@ -220,8 +228,8 @@ class _Wiring:
                     job_name=settings.job_name,
                     run_id=self.run_id,
                     operator_uid=uid,
-                    subtask_index=subtask,
-                    parallelism=chain.parallelism,
+                    subtask_index=layout.global_subtask(subtask, chain.parallelism),
+                    parallelism=layout.global_parallelism(chain.parallelism),
                     restored_splits=splits,
                     all_restored_splits=all_splits,
                     clock=settings.clock,
@@ -234,14 +242,17 @@ class _Wiring:
         return make_reader
 
     def _context(self, spec: OperatorSpec, chain: ChainSpec, subtask: int) -> OperatorContext:
-        settings, max_parallelism = self.settings, self.plan.max_parallelism
+        """An operator's context: global subtask index and parallelism (see the layout)."""
+        settings, max_parallelism, layout = self.settings, self.plan.max_parallelism, self.settings.layout
+        global_subtask = layout.global_subtask(subtask, chain.parallelism)
+        key_groups = layout.key_groups(max_parallelism, subtask, chain.parallelism)
         backend = None
         if spec.has_keyed_state:
             backend = settings.state_backend.create_keyed_backend(
                 operator_uid=spec.effective_uid,
-                subtask_index=subtask,
+                subtask_index=global_subtask,
                 max_parallelism=max_parallelism,
-                key_group_range=key_group_range(max_parallelism, chain.parallelism, subtask),
+                key_group_range=key_groups,
                 clock=settings.clock,
             )
         checkpoint = settings.checkpoint
@@ -249,8 +260,8 @@ class _Wiring:
             job_name=settings.job_name,
             run_id=self.run_id,
             spec=spec,
-            subtask_index=subtask,
-            parallelism=chain.parallelism,
+            subtask_index=global_subtask,
+            parallelism=layout.global_parallelism(chain.parallelism),
             max_parallelism=max_parallelism,
             clock=settings.clock,
             keyed_backend=backend,
@@ -258,4 +269,5 @@ class _Wiring:
             checkpoint_interval=checkpoint.interval if checkpoint is not None else None,
             services=self.services,
             checkpoint_directory=self.storage.directory if self.storage is not None else None,
+            key_groups=key_groups,
         )

@@ -1,5 +1,6 @@
 """The random-kill soak of bench/soak.py, in small: a few SIGKILLs of the Kafka -> Kafka
-and the Kafka -> MySQL job, run as the command a user runs, its JSON report exact.
+and the Kafka -> MySQL job (and of the Kafka job on three workers), run as the command a
+user runs, its JSON report exact.
 
 The soak reads the output back with clients of its own and compares it record by record
 with the output computed from the input; these tests check that it did, and that its
@@ -25,9 +26,9 @@ RATE = 2_000  # records/s: an unkilled run lasts ~3 s, longer than the kill dela
 KILL_DELAY = (1.5, 2.5)  # seconds after a start: past the first checkpoint (~0.8 s), before the end
 
 
-def run_soak(tmp_path: Path, env: dict[str, str], *args: str) -> dict[str, Any]:
+def run_soak(tmp_path: Path, env: dict[str, str], *args: str, records: int = RECORDS) -> dict[str, Any]:
     report = tmp_path / "report.json"
-    argv = [sys.executable, str(SOAK), "--records", str(RECORDS), "--rate", str(RATE), "--keys", "200",
+    argv = [sys.executable, str(SOAK), "--records", str(records), "--rate", str(RATE), "--keys", "200",
             "--kill-delay", *map(str, KILL_DELAY), "--report", str(report), "--workdir", str(tmp_path / "work"), *args]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=100, check=False)
     assert done.returncode == 0, f"$ {' '.join(argv)}\n{done.stdout}\n{done.stderr}"
@@ -95,3 +96,20 @@ def test_an_at_least_once_sink_makes_the_soak_fail_with_duplicates(kafka_bootstr
     verdict = target["verdict"]
     assert verdict["duplicates"] > 0 and verdict["losses"] == 0 and verdict["unexpected"] == 0
     assert verdict["committed"] == verdict["expected"] + verdict["duplicates"]
+
+
+def test_kafka_job_on_three_workers_killed_four_times_commits_every_record_once(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """``--workers 3``: each kill hits one worker at random, which starts again alone
+    while the others run on; the exchange topics are left with no open transaction."""
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    data = run_soak(tmp_path, env, "--target", "kafka", "--workers", "3", "--kills", "4", "--seed", "3",
+                    records=2 * RECORDS)  # a run outlasts four kills 1.5-2.5 s apart
+    (target,) = data["targets"]
+    verdict = target["verdict"]
+    assert target["kills"] == 4 and verdict["committed"] == verdict["expected"] == 2 * RECORDS * target["rounds"]
+    assert (verdict["duplicates"], verdict["losses"], verdict["unexpected"], verdict["keys_out_of_order"]) == (0, 0, 0, 0)
+    assert target["unexpected_exits"] == [] and target["problems"] == []
+    assert {kill["worker"] for kill in target["kill_log"]} <= {0, 1, 2}
+    assert all(kill["worker"] is not None for kill in target["kill_log"])

@@ -40,7 +40,7 @@ from streamflow.checkpoint.snapshot import OperatorSnapshot, SnapshotType
 from streamflow.core.elements import Batch, Watermark
 from streamflow.errors import ConfigError, StateError, UserFunctionError
 from streamflow.graph.spec import OperatorSpec
-from streamflow.partitioning.keygroups import KeyGroupAssigner, key_group_range
+from streamflow.partitioning.keygroups import KeyGroupAssigner
 from streamflow.runtime.operators.async_calls import AsyncCallMetrics, call_with_retries
 from streamflow.runtime.operators.async_queue import AsyncEntry, AsyncQueue
 from streamflow.runtime.operators.base import Restored, StreamOperator, short_repr
@@ -104,6 +104,9 @@ class AsyncOperator(StreamOperator):
         if hasattr(self.fn, "open"):
             await maybe_await(self.fn.open(AsyncFunctionContext(self.ctx)))
         self.calls.restored_inputs = len(inputs)
+        if inputs:
+            log.info("async operator %r subtask %d calls again %d input(s) held at its restored checkpoint",
+                     self.uid, self.ctx.subtask_index, len(inputs))  # fmt: skip
         for stored in inputs:
             self._hold(stored["record"], stored["position"], stored["origin"], stored["key"])
 
@@ -115,7 +118,7 @@ class AsyncOperator(StreamOperator):
         ctx = self.ctx
         if not self.keyed:
             return redistribute_split(lists, ctx.parallelism)[ctx.subtask_index]
-        owned = key_group_range(ctx.max_parallelism, ctx.parallelism, ctx.subtask_index)
+        owned = ctx.key_groups  # on workers: the key groups its exchange partitions bring
         group_of = self._key_group_of
         return [stored for old in lists for stored in old if group_of(stored["key"]) in owned]
 

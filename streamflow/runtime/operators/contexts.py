@@ -17,6 +17,7 @@ from streamflow.core.clock import Clock
 from streamflow.core.services import JobServices
 from streamflow.errors import StateError
 from streamflow.graph.spec import OperatorSpec
+from streamflow.partitioning.keygroups import key_group_range
 from streamflow.runtime.timers import TimerQueue
 from streamflow.state.backend import KeyedStateBackend
 from streamflow.state.operator import OperatorStateStore
@@ -40,6 +41,7 @@ class OperatorContext:
         checkpoint_interval: float | None,
         services: JobServices | None = None,
         checkpoint_directory: Path | None = None,
+        key_groups: range | None = None,
     ) -> None:
         self.job_name = job_name
         self.run_id = run_id
@@ -54,6 +56,11 @@ class OperatorContext:
         self.checkpoint_interval = checkpoint_interval
         self.checkpoint_directory = checkpoint_directory  # the job's (None without checkpointing)
         self.services = services if services is not None else JobServices()  # the job run's own objects
+        self.key_groups = (
+            key_group_range(max_parallelism, parallelism, subtask_index) if key_groups is None else key_groups
+        )
+        """The key groups whose records this subtask gets after ``key_by``: Flink's split,
+        unless the job runs on workers whose exchanges deal key groups by partition."""
 
     def get_state(self, descriptor: Any) -> Any:
         if self.keyed_backend is None:

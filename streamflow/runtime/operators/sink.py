@@ -1,14 +1,22 @@
-"""The operator that feeds a sink's writer (see :mod:`streamflow.api.connector`)."""
+"""The operator that feeds a sink's writer (see :mod:`streamflow.api.connector`).
+
+Besides the SinkWriter protocol, a writer may have two hooks, called when it defines
+them: ``on_watermark(timestamp)`` when event time advances at the sink, and
+``end_input()`` when the sink's input ended, before the final checkpoint (so what it
+writes then is committed by that checkpoint, unlike what ``finish`` writes after it).
+The exchange writer of a job on several workers uses both: watermarks cross to the
+next worker, and its end of input is committed where the readers can see it.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from streamflow.api.connector import SinkContext
 from streamflow.api.connector_checks import check_writer
 from streamflow.api.functions import is_checkpointed_function
 from streamflow.checkpoint.snapshot import OperatorSnapshot, SnapshotType
-from streamflow.core.elements import Batch
+from streamflow.core.elements import Batch, Watermark
 from streamflow.graph.spec import OperatorSpec
 from streamflow.runtime.operators.base import Restored, StreamOperator
 from streamflow.runtime.operators.contexts import InitContext, OperatorContext, SnapshotContext, maybe_await
@@ -31,6 +39,8 @@ class SinkOperator(StreamOperator):
         self.writer: Any = None
         self.operator_state = OperatorStateStore()
         self._checkpointed = False
+        self._on_watermark: Callable[[float], Any] | None = None
+        self._end_input: Callable[[], Any] | None = None
 
     async def open(self, restored: Restored | None) -> None:
         restored_state = None
@@ -55,6 +65,8 @@ class SinkOperator(StreamOperator):
         self.writer = self.spec.function.create_writer(sink_ctx)
         check_writer(self.writer, self.uid)  # before open: a writer that breaks the contract fails the job at once
         self._checkpointed = is_checkpointed_function(self.writer)
+        self._on_watermark = _hook(self.writer, "on_watermark")
+        self._end_input = _hook(self.writer, "end_input")
         await self.writer.open()
         if self._checkpointed:
             await maybe_await(self.writer.initialize_state(InitContext(self.operator_state, None)))
@@ -80,9 +92,23 @@ class SinkOperator(StreamOperator):
     async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
         await self.writer.notify_checkpoint_aborted(checkpoint_id)
 
+    async def on_watermark(self, watermark: Watermark) -> None:
+        if self._on_watermark is not None:
+            await maybe_await(self._on_watermark(watermark.timestamp))
+
+    async def end_input(self) -> None:
+        if self._end_input is not None:
+            await maybe_await(self._end_input())
+
     async def finish(self) -> None:
         await self.writer.finish()
 
     async def close(self) -> None:
         if self.writer is not None:
             await self.writer.close()
+
+
+def _hook(writer: Any, name: str) -> Callable[..., Any] | None:
+    """The writer's optional hook ``name``, or None."""
+    hook = getattr(writer, name, None)
+    return hook if callable(hook) else None
