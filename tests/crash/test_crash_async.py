@@ -62,6 +62,7 @@ def test_exactly_once_through_map_async_after_a_crash(scenario: Scenario, crash_
     result = check_recovery(crash_lab, scenario)
     summary = result.runs[-1].summary
     point = check_restored_from(result, RESTORED_FROM)
+    restored = summary["restored_from"]
     if point != "records":  # records:N restores whatever checkpoint was last, perhaps one taken while
         # the source was starved and nothing was in flight; the checkpoint-named points restore
         # mid-run checkpoints (3 or 5), taken with calls in flight
