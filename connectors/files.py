@@ -216,6 +216,10 @@ class FileSourceReader:
             split.line += 1
         return SourceBatch(records, list(range(first, split.line)), split.path)
 
+    def active_splits(self) -> list[str]:
+        """The files still to read (for per-split watermarks)."""
+        return [split.path for split in self._splits]
+
     def snapshot_splits(self, checkpoint_id: int) -> list[Any]:
         return [s.state() for s in self._splits if not s.done]
 

@@ -287,6 +287,10 @@ class GeneratorReader:
     def snapshot_splits(self, checkpoint_id: int) -> list[Any]:
         return [split.state() for split in self._splits]
 
+    def active_splits(self) -> list[str]:
+        """The splits with records still to come (for per-split watermarks)."""
+        return [split.name for split in self._splits if not split.done]
+
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         return None
 

@@ -2,20 +2,24 @@
 
 What it shows:
 - KafkaSource with event time: the producer stamps every record with the event's own
-  ``ts`` (Kafka's CreateTime), and ``watermarks=BoundedOutOfOrderness(...)`` turns those
-  timestamps into watermarks, per partition;
-- an event-time tumbling window of one minute per user, written by hand with keyed
-  MapState (one accumulator per open minute) and an event-time timer per minute: the
-  timer fires when the watermark passes the minute's end and emits one row. At the end
-  of the bounded input the runtime sends the final watermark (+inf), which fires the
-  timers of the minutes still open, so the last minute is not lost;
+  ``ts`` (Kafka's CreateTime); the records carry those timestamps, and a
+  ``WatermarkStrategy`` given to ``env.from_source`` turns them into watermarks, one per
+  partition (a partition behind the others holds event time back instead of making its
+  records late; a source subtask without a partition holds nothing back);
+- an event-time tumbling window of one minute per user
+  (``window(TumblingEventTimeWindows.of(60))``) that counts the events and sums the
+  purchases as they come (an AggregateFunction: one accumulator per open minute, in
+  keyed state), and labels the result with its minute when the window fires (a
+  ProcessWindowFunction). A minute fires once the watermark passes its end; at the end
+  of the bounded input the final watermark fires the minutes still open;
 - an exactly-once ``MySqlSink`` (``DeliveryGuarantee.EXACTLY_ONCE``): one XA transaction
   per sink subtask and checkpoint, prepared on the barrier and committed when the
   checkpoint completes. The statement is a plain ``INSERT`` into a table whose primary
   key is ``(user_id, minute_start)``: a row written twice would fail the job loudly,
   there is no upsert hiding a duplicate;
-- a crash on purpose midway: the job restores from the latest checkpoint (keyed state,
-  timers and Kafka offsets), rolls back what was prepared after it, and finishes;
+- a crash on purpose midway: the job restores from the latest checkpoint (the open
+  windows and their timers, the Kafka offsets), rolls back what was prepared after it,
+  and finishes: every minute fires once, whether before or after the crash;
 - the check: the table equals the per-(user, minute) counts and purchase sums computed
   directly in Python from ``examples/data/events.jsonl`` with the same parse rules, and
   no XA transaction is left prepared.
@@ -49,13 +53,14 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 # minute_totals.py, next to this file, holds what the two MySQL examples share.
-from minute_totals import EVENTS, MINUTE, PARTITIONS, CrashOnce, expected_totals, minute_of, parse, servers, table_totals
-from streamflow import ErrorPolicy, KeyedProcessFunction, RestartStrategy, StreamEnvironment
-from streamflow.connectors.kafka import BoundedOutOfOrderness, KafkaSource
+from minute_totals import EVENTS, MINUTE, PARTITIONS, CrashOnce, expected_totals, parse, servers, table_totals
+from streamflow import ErrorPolicy, RestartStrategy, StreamEnvironment
+from streamflow.connectors.kafka import KafkaSource
 from streamflow.connectors.mysql import DeliveryGuarantee, MySqlSink
-from streamflow.state import MapStateDescriptor
+from streamflow.eventtime import WatermarkStrategy
 from streamflow.testing.kafka import create_topic, unique_topic
 from streamflow.testing.mysql import execute, prepared_xids_of
+from streamflow.windowing import AggregateFunction, ProcessWindowFunction, TumblingEventTimeWindows
 
 OUT_OF_ORDERNESS = 5.0  # seconds a record may arrive behind the newest one of its partition
 
@@ -72,34 +77,29 @@ CREATE TABLE minute_totals (
 JOB, SINK_UID = "kafka-minute-totals-xa", "minute-totals-mysql"
 INSERT = "INSERT INTO minute_totals (user_id, minute_start, events, purchase_cents) VALUES (%s, %s, %s, %s)"
 
-class MinuteTotals(KeyedProcessFunction):
-    """Per user: an event-time tumbling window of one minute, built from keyed state and
-    timers. ``open_minutes`` maps a minute's start to ``[events, purchase cents]`` so far;
-    the timer at the minute's end emits the row and forgets the minute."""
+class EventsAndCents(AggregateFunction[dict[str, Any], tuple[int, int], tuple[int, int]]):
+    """(events, purchase cents) of a user's minute, folded in as the events arrive."""
 
-    def open(self, ctx: Any) -> None:
-        self.open_minutes = ctx.get_state(MapStateDescriptor("open-minutes"))
-        self.late = 0
+    def create_accumulator(self) -> tuple[int, int]:
+        return (0, 0)
 
-    def process_element(self, event: dict[str, Any], ctx: Any, out: Any) -> None:
-        start = minute_of(event["ts"])
-        if start + MINUTE <= ctx.timer_service.current_watermark():
-            # Its minute was emitted already: a row written twice would be a duplicate.
-            # The bundled data is in order per partition, so this never happens here.
-            self.late += 1
-            logging.getLogger(__name__).warning("late event dropped (%d so far): %r", self.late, event)
-            return
-        events, cents = self.open_minutes.get(start) or (0, 0)
-        self.open_minutes.put(start, [events + 1, cents + (event["cents"] if event["type"] == "purchase" else 0)])
-        ctx.timer_service.register_event_time_timer(float(start + MINUTE))  # once per minute: timers are a set
+    def add(self, event: dict[str, Any], totals: tuple[int, int]) -> tuple[int, int]:
+        return (totals[0] + 1, totals[1] + (event["cents"] if event["type"] == "purchase" else 0))
 
-    def on_timer(self, timestamp: float, ctx: Any, out: Any) -> None:
-        start = int(timestamp) - MINUTE
-        totals = self.open_minutes.get(start)
-        if totals is not None:
-            self.open_minutes.remove(start)
-            out.collect({"user": ctx.get_current_key(), "minute_start": start,
-                         "events": totals[0], "purchase_cents": totals[1]})
+    def get_result(self, totals: tuple[int, int]) -> tuple[int, int]:
+        return totals
+
+    def merge(self, a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+        return (a[0] + b[0], a[1] + b[1])
+
+
+class MinuteRow(ProcessWindowFunction):
+    """The row of a user's minute, when its window fires: the totals and the minute."""
+
+    def process(self, user: str, context: Any, totals: Any, out: Any) -> None:
+        for events, cents in totals:
+            out.collect({"user": user, "minute_start": int(context.window.start),
+                         "events": events, "purchase_cents": cents})
 
 
 def to_row(total: dict[str, Any]) -> tuple[str, datetime, int, int]:
@@ -109,10 +109,10 @@ def to_row(total: dict[str, Any]) -> tuple[str, datetime, int, int]:
 
 def build(env: StreamEnvironment, *, bootstrap: str, topic: str, mysql_url: str, crash_at: int | None) -> None:
     """Declare the pipeline on ``env``."""
-    source = KafkaSource(bootstrap, topics=topic, bounded=True, value_deserializer="str",
-                         watermarks=BoundedOutOfOrderness(OUT_OF_ORDERNESS))
+    source = KafkaSource(bootstrap, topics=topic, bounded=True, value_deserializer="str")
+    event_time = WatermarkStrategy.for_bounded_out_of_orderness(OUT_OF_ORDERNESS)  # from the Kafka timestamps
     stream = (
-        env.from_source(source, name="events").uid("events")
+        env.from_source(source, name="events", watermark_strategy=event_time).uid("events")
         .map(parse).name("parse").uid("parse")
         .with_error_policy(ErrorPolicy.skip(on=(ValueError,)))
     )
@@ -120,7 +120,8 @@ def build(env: StreamEnvironment, *, bootstrap: str, topic: str, mysql_url: str,
         stream = stream.map(CrashOnce(crash_at, checkpoints=1)).name("chaos").uid("chaos")
     (
         stream.key_by(lambda e: e["user"])
-        .process(MinuteTotals()).name("minute-totals").uid("minute-totals")
+        .window(TumblingEventTimeWindows.of(MINUTE))
+        .aggregate(EventsAndCents(), window_function=MinuteRow()).name("minute-totals").uid("minute-totals")
         .sink_to(
             MySqlSink(mysql_url, table="minute_totals", statement=INSERT, row_fn=to_row,
                       delivery_guarantee=DeliveryGuarantee.EXACTLY_ONCE),
@@ -168,8 +169,10 @@ async def run(bootstrap: str, mysql_url: str, out: Path, parallelism: int) -> bo
     env.set_metrics_interval(2.0)
     build(env, bootstrap=bootstrap, topic=topic, mysql_url=mysql_url, crash_at=count // 2 // parallelism)
     result = await env.execute(JOB)
+    late = sum(o["records_late_dropped"] for o in result.metrics["operators"].values())
     print(f"    finished after {result.attempts} attempts, restored from checkpoint {result.restored_from}, "
-          f"{result.checkpoints_completed} checkpoints")
+          f"{result.checkpoints_completed} checkpoints, {late} late events dropped (the events are in order "
+          f"per partition, at most {OUT_OF_ORDERNESS:g} s apart)")
 
     print("2/2 check the table against per-minute totals computed in Python from the input file")
     want = expected_totals()

@@ -14,15 +14,18 @@ from streamflow.api.functions import (
     ProcessFunction,
     RuntimeContext,
 )
+from streamflow.api.side_outputs import OutputTag
 from streamflow.config import (
     CheckpointConfig,
     CheckpointingMode,
     RestartStrategy,
     RetentionOnCancel,
 )
+from streamflow.datastream.broadcast import BroadcastConnectedStream, BroadcastStream
 from streamflow.datastream.client import JobClient
 from streamflow.datastream.environment import StreamEnvironment
-from streamflow.datastream.stream import BroadcastConnectedStream, BroadcastStream, DataStream, KeyedStream
+from streamflow.datastream.stream import DataStream, KeyedStream
+from streamflow.datastream.windowed import WindowedStream
 from streamflow.errors import (
     CheckpointError,
     ConfigError,
@@ -32,8 +35,10 @@ from streamflow.errors import (
     JobFailedError,
     StateError,
     StreamflowError,
+    TimestampError,
     UserFunctionError,
 )
+from streamflow.eventtime.strategy import WatermarkStrategy
 from streamflow.runtime.eventloop import run
 from streamflow.runtime.executor import JobResult, JobStatus
 
@@ -62,6 +67,7 @@ __all__ = [
     "KeyedBroadcastProcessFunction",
     "KeyedProcessFunction",
     "KeyedStream",
+    "OutputTag",
     "ProcessFunction",
     "RestartStrategy",
     "RetentionOnCancel",
@@ -69,6 +75,9 @@ __all__ = [
     "StateError",
     "StreamEnvironment",
     "StreamflowError",
+    "TimestampError",
     "UserFunctionError",
+    "WatermarkStrategy",
+    "WindowedStream",
     "run",
 ]

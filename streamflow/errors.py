@@ -136,6 +136,14 @@ class UserFunctionError(StreamflowError):
     record: str | None = None
 
 
+class TimestampError(UserFunctionError):
+    """A record got no event timestamp: the WatermarkStrategy's timestamp assigner
+    raised, or returned something that is not a finite number of seconds (or the record
+    has no timestamp of its own and there is no assigner), and the error policy of the
+    source or operator that assigns timestamps is ``fail``. Fields as
+    :class:`UserFunctionError`."""
+
+
 class DeserializationError(UserFunctionError):
     """A source read a record whose bytes its deserializer rejected, and the source's
     error policy is ``fail``. Fields as :class:`UserFunctionError`: ``operator`` is the

@@ -23,6 +23,7 @@ def test_mypy_strict_passes_over_streamflow_and_connectors() -> None:
 USER_PROGRAM = '''
 from streamflow import JobStatus, KeyedProcessFunction, RuntimeContext, StreamEnvironment, UserFunctionError
 from streamflow.state import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
+from streamflow.windowing import TumblingEventTimeWindows
 
 
 async def parse(line: str) -> int:
@@ -46,6 +47,8 @@ def build(env: StreamEnvironment) -> None:
     keyed = numbers.key_by(lambda n: n % 2)
     reveal_type(keyed.reduce(lambda a, b: a + b).uid("sum"))
     reveal_type(keyed.process(Count()))
+    reveal_type(keyed.window(TumblingEventTimeWindows.of(60.0)))
+    reveal_type(keyed.window(TumblingEventTimeWindows.of(60.0)).reduce(lambda a, b: a + b))
     env.from_source(42)
     numbers.sink_to(print)
 
@@ -76,6 +79,8 @@ def test_the_public_api_is_typed_for_users(tmp_path: Path) -> None:
         "streamflow.datastream.stream.DataStream[float]",
         "streamflow.datastream.stream.DataStream[str]",
         "streamflow.datastream.stream.DataStream[int]",
+        "streamflow.datastream.stream.DataStream[Any]",
+        "streamflow.datastream.windowed.WindowedStream[int, streamflow.datastream.stream.DataStream[Any]]",
         "streamflow.datastream.stream.DataStream[Any]",
         "str | None",
         "str",

@@ -69,8 +69,9 @@ def decode_batch(
     *,
     topic: str,
     partition: int,
-) -> tuple[list[Any], list[int], list[RecordFailure] | None]:
-    """Pipeline records, their offsets, and the records that failed to decode.
+) -> tuple[list[Any], list[int], list[float | None], list[RecordFailure] | None]:
+    """Pipeline records, their offsets, their timestamps (the Kafka timestamps in float
+    seconds), and the records that failed to decode.
 
     ``records`` are the fetched records of partition ``partition`` of ``topic``, in offset
     order: anything with aiokafka's record attributes ``offset``, ``timestamp`` (ms),
@@ -78,20 +79,22 @@ def decode_batch(
     ConsumerRecords).
     """
     offsets = [r.offset for r in records]
+    timestamps: list[float | None] = [r.timestamp / 1000.0 for r in records]
     if output is KafkaOutput.VALUE:
         fn, builtin = _unwrap(value_fn)
         if fn is None:
-            return [r.value for r in records], offsets, None
+            return [r.value for r in records], offsets, timestamps, None
         out, failed = _decode_values(records, fn, builtin)
     else:
         out, failed = _decode_records(records, topic, partition, value_fn, key_fn)
     if not failed:
-        return out, offsets, None
+        return out, offsets, timestamps, None
     gone = {index for index, _ in failed}
     failures = [
         RecordFailure(records[i].offset, raw_record(records[i], topic, partition), exc) for i, exc in failed
     ]
-    return out, [o for i, o in enumerate(offsets) if i not in gone], failures
+    kept = [i for i in range(len(records)) if i not in gone]
+    return out, [offsets[i] for i in kept], [timestamps[i] for i in kept], failures
 
 
 def _unwrap(fn: Callable[[Any], Any] | None | _Builtin) -> tuple[Callable[[Any], Any] | None, bool]:

@@ -57,7 +57,6 @@ from streamflow.connectors.kafka.offsets import (
 from streamflow.connectors.kafka.progress import OffsetsBoard
 from streamflow.connectors.kafka.records import KafkaOutput
 from streamflow.connectors.kafka.source_settings import KafkaSourceSettings
-from streamflow.connectors.kafka.watermarks import PartitionWatermarks
 from streamflow.errors import ConnectorError
 
 __all__ = ["KafkaSourceReader"]
@@ -66,7 +65,6 @@ log = logging.getLogger("streamflow.connectors.kafka")
 
 _ADMIN_OPTIONS = frozenset(inspect.signature(AIOKafkaAdminClient).parameters) - {"loop", "bootstrap_servers"}
 _COMMITS_KEPT = 64  # offsets of checkpoints not yet completed; older ones are dropped
-_timestamp_of = attrgetter("timestamp")
 
 
 class KafkaSourceReader:
@@ -94,7 +92,6 @@ class KafkaSourceReader:
         interval = None if source.bounded else source.discovery_interval
         self._discovery_interval = None if interval is None else seconds(interval, "discovery_interval")
         self._next_discovery = float("inf")
-        self._watermarks = PartitionWatermarks(source.watermarks) if source.watermarks is not None else None
         self._consumer: Any = None
         self._admin: Any = None
         self._splits: dict[TopicPartition, KafkaSplit] = {}
@@ -275,12 +272,10 @@ class KafkaSourceReader:
         finished = [tp for tp in self._splits if tp not in self._reading]
         if finished:
             consumer.pause(*finished)
-        if self._watermarks is not None:
-            now = self._ctx.clock.now()
-            for tp, split in self._splits.items():
-                self._watermarks.track(split.name, now)
-                if tp not in self._reading:
-                    self._watermarks.finish(split.name)
+
+    def active_splits(self) -> list[str]:
+        """The partitions read and not finished, by split name (for per-partition watermarks)."""
+        return [split.name for tp, split in self._splits.items() if tp in self._reading]
 
     # -- poll -------------------------------------------------------------------------
 
@@ -331,22 +326,16 @@ class KafkaSourceReader:
             chunk = records[start:end]
             entry[2] = end
             self._pending.append(entry)
-        values, offsets, failures = decode_batch(
+        values, offsets, timestamps, failures = decode_batch(
             chunk, self._output, self._value_fn, self._key_fn, topic=tp.topic, partition=tp.partition
         )
         split.offset = chunk[-1].offset + 1
         if split.stop is not None and split.offset >= split.stop:
-            self._finish(tp, split)
-        watermark = None
-        if self._watermarks is not None:
-            now = self._ctx.clock.now()
-            self._watermarks.on_records(split.name, max(map(_timestamp_of, chunk)) / 1000.0, now)
-            watermark = self._watermarks.current(now)
-        return SourceBatch(values, offsets, split.name, failures, watermark)
+            self._finish(tp)
+        return SourceBatch(values, offsets, split.name, failures, timestamps=timestamps)
 
     def _nothing(self) -> SourceBatch:
-        watermark = None if self._watermarks is None else self._watermarks.current(self._ctx.clock.now())
-        return SourceBatch([], [], "", None, watermark)
+        return SourceBatch([], [], "")
 
     async def _finish_drained(self) -> None:
         """Bounded mode: a partition with nothing pending whose consumer position reached
@@ -357,13 +346,11 @@ class KafkaSourceReader:
             assert split.stop is not None  # bounded splits always have one
             if await self._consumer.position(tp) >= split.stop:
                 split.offset = max(split.offset, split.stop)
-                self._finish(tp, split)
+                self._finish(tp)
 
-    def _finish(self, tp: TopicPartition, split: KafkaSplit) -> None:
+    def _finish(self, tp: TopicPartition) -> None:
         self._reading.discard(tp)
         self._consumer.pause(tp)
-        if self._watermarks is not None:
-            self._watermarks.finish(split.name)
 
     async def _discover(self) -> None:
         ctx = self._ctx

@@ -14,6 +14,7 @@ while running (see :mod:`.offsets`).
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import timedelta
@@ -26,6 +27,7 @@ from streamflow.connectors.kafka.reader import KafkaSourceReader
 from streamflow.connectors.kafka.records import KafkaOutput
 from streamflow.connectors.kafka.watermarks import BoundedOutOfOrderness
 from streamflow.errors import ConfigError
+from streamflow.eventtime.strategy import WatermarkStrategy
 
 __all__ = ["KafkaSource"]
 
@@ -75,8 +77,14 @@ class KafkaSource:
         output: ``KafkaOutput.VALUE`` (default: the value alone) or
             ``KafkaOutput.RECORD`` (a :class:`KafkaRecord` with key, headers,
             timestamp and position).
-        watermarks: a :class:`BoundedOutOfOrderness` to emit watermarks from the
-            records' Kafka timestamps; ``None`` (default) emits none.
+        watermark_strategy: a ``WatermarkStrategy`` for event time: one watermark
+            generator per partition; records take their Kafka timestamps (float
+            seconds) unless the strategy has a timestamp assigner. A subtask without
+            partitions is idle and holds nothing back downstream. ``None`` (default):
+            no watermarks (records still carry their timestamps). The same as passing
+            it to ``env.from_source``, which takes precedence.
+        watermarks: deprecated; a :class:`BoundedOutOfOrderness` is turned into the
+            equal ``watermark_strategy`` (with a DeprecationWarning).
         discovery_interval: seconds between looks for new partitions and topics
             (default 30; ``None`` turns discovery off).
         request_timeout: seconds a request to the broker (and connecting) may take
@@ -97,6 +105,7 @@ class KafkaSource:
     value_deserializer: Deserializer = "bytes"
     key_deserializer: Deserializer = "bytes"
     output: KafkaOutput | str = KafkaOutput.VALUE
+    watermark_strategy: WatermarkStrategy | None = None
     watermarks: BoundedOutOfOrderness | None = None
     discovery_interval: float | timedelta | None = 30.0
     request_timeout: float | timedelta = 30.0
@@ -141,10 +150,7 @@ class KafkaSource:
             raise ConfigError(
                 f"KafkaSource output must be KafkaOutput.VALUE or KafkaOutput.RECORD, got {self.output!r}"
             ) from None
-        if self.watermarks is not None and not isinstance(self.watermarks, BoundedOutOfOrderness):
-            raise ConfigError(
-                f"KafkaSource watermarks must be a BoundedOutOfOrderness or None, got {self.watermarks!r}"
-            )
+        self._check_event_time()
         object.__setattr__(
             self, "discovery_interval", _positive_seconds(self.discovery_interval, "discovery_interval")
         )
@@ -160,6 +166,30 @@ class KafkaSource:
                 "arguments: group_id, isolation_level, the deserializers, request_timeout)"
             )
         object.__setattr__(self, "consumer_options", dict(self.consumer_options))
+
+    def _check_event_time(self) -> None:
+        strategy, legacy = self.watermark_strategy, self.watermarks
+        if strategy is not None and not isinstance(strategy, WatermarkStrategy):
+            raise ConfigError(
+                f"KafkaSource watermark_strategy must be a WatermarkStrategy or None, got {strategy!r}; e.g. "
+                "WatermarkStrategy.for_bounded_out_of_orderness(5.0)"
+            )
+        if legacy is None:
+            return
+        if not isinstance(legacy, BoundedOutOfOrderness):
+            raise ConfigError(f"KafkaSource watermarks must be a BoundedOutOfOrderness or None, got {legacy!r}")
+        replacement = legacy.describe_replacement()
+        if strategy is not None:
+            raise ConfigError(
+                f"KafkaSource got both watermark_strategy and the deprecated watermarks={legacy!r}; "
+                f"drop watermarks (it stands for watermark_strategy={replacement})"
+            )
+        warnings.warn(
+            f"KafkaSource(watermarks={legacy!r}) is deprecated; pass watermark_strategy={replacement} instead",
+            DeprecationWarning,
+            stacklevel=4,
+        )
+        object.__setattr__(self, "watermark_strategy", legacy.to_strategy())
 
     def _check_topics(self) -> None:
         topics, pattern = self.topics, self.topic_pattern

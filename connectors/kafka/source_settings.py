@@ -13,7 +13,6 @@ from typing import Any, Protocol
 from streamflow.connectors.kafka.deserializers import Deserializer
 from streamflow.connectors.kafka.offsets import StartingOffsets
 from streamflow.connectors.kafka.records import KafkaOutput
-from streamflow.connectors.kafka.watermarks import BoundedOutOfOrderness
 
 __all__ = ["KafkaSourceSettings"]
 
@@ -39,8 +38,6 @@ class KafkaSourceSettings(Protocol):
     def key_deserializer(self) -> Deserializer: ...
     @property
     def output(self) -> KafkaOutput | str: ...
-    @property
-    def watermarks(self) -> BoundedOutOfOrderness | None: ...
     @property
     def discovery_interval(self) -> float | timedelta | None: ...
     @property

@@ -24,7 +24,7 @@ until it ends (a bounded one ends with the final watermark).
 
 This module holds what the user writes: the two function bases and the contexts they
 are handed. The streams (``BroadcastStream``, ``BroadcastConnectedStream``) are in
-:mod:`streamflow.datastream.stream`, the operator in :mod:`streamflow.runtime`.
+:mod:`streamflow.datastream.broadcast`, the operator in :mod:`streamflow.runtime`.
 """
 
 from __future__ import annotations

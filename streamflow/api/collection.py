@@ -109,6 +109,10 @@ class CollectionReader:
         split.next = stop
         return SourceBatch(list(self._items[start:stop]), list(range(start, stop)), split.name)
 
+    def active_splits(self) -> list[str]:
+        """The splits with items still to read (for per-split watermarks)."""
+        return [s.name for s in self._splits if s.next < s.end]
+
     def snapshot_splits(self, checkpoint_id: int) -> list[Any]:
         return [
             {"split": s.name, "next": s.next, "end": s.end} for s in self._splits if s.next < s.end

@@ -74,10 +74,19 @@ class SourceBatch:
     """Records read from one split; ``positions[i]`` is record i's position in ``split``.
 
     ``failures`` are records of the same split left out of ``records`` (see
-    :class:`RecordFailure`); the reader's position has moved past them. ``watermark``
-    is the reader's event time once these records are emitted (float seconds, ``None``
-    for no watermark): the runtime forwards it after the records when it is higher than
-    the last one. An empty batch may carry a watermark too (idle input).
+    :class:`RecordFailure`); the reader's position has moved past them.
+
+    ``timestamps[i]`` is record i's own event time in float seconds (a Kafka record's
+    timestamp), ``None`` for a record without one; the whole list is ``None`` when the
+    source knows no timestamps. The records carry them downstream, and a
+    ``WatermarkStrategy`` given to ``env.from_source`` takes them as the records' event
+    time unless it has a timestamp assigner of its own.
+
+    ``watermark`` is the reader's own event time once these records are emitted (float
+    seconds, ``None`` for no watermark), for readers that compute watermarks themselves:
+    the runtime forwards it after the records when it is higher than the last one. An
+    empty batch may carry a watermark too (idle input). It is ignored when the source was
+    given a ``WatermarkStrategy``, which makes the watermarks instead.
     """
 
     records: list[Any]
@@ -85,6 +94,7 @@ class SourceBatch:
     split: str
     failures: list[RecordFailure] | None = None
     watermark: float | None = None
+    timestamps: list[float | None] | None = None
 
 
 class SourceReader(Protocol):
@@ -110,6 +120,22 @@ class SourceReader(Protocol):
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class SplitAwareReader(Protocol):
+    """Optional: a reader that can say which splits it reads now.
+
+    ``active_splits()`` returns the names (the ``SourceBatch.split`` values) of the
+    splits the reader holds and has not finished. With a ``WatermarkStrategy`` on the
+    source, the runtime asks it right after ``open`` and then at every periodic
+    watermark emit: each split gets its own watermark from the start (a split that has
+    not sent anything yet holds event time back instead of finding its records late),
+    a finished split stops counting, and a subtask without splits is idle and holds
+    nothing back downstream. A reader without it gets one watermark per split from the
+    split's first batch on, and holds event time back until its first batch.
+    """
+
+    def active_splits(self) -> list[str]: ...
 
 
 class SourceReaderBase:

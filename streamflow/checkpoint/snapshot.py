@@ -12,13 +12,14 @@ checkpoints and savepoints have always had: ``"source"`` (the reader's split sta
 ``"keyed"`` (the keyed state backend's snapshot), ``"operator"`` (the operator state
 store's snapshot) and ``"timers"`` (``{"processing": [...], "event": [...]}``). Every
 checkpoint written so far reads back unchanged. ``"async_inputs"`` is an async
-operator's (map_async): one dict ``{"record", "position", "origin", "key"}`` per record
-it held at the barrier (call running, waiting, or done and not yet emitted), in arrival
-order; ``origin`` is the record's :class:`~streamflow.core.elements.SourceRef` (or None)
-and ``key`` its key after ``key_by`` (else None). ``"channel_state"`` is the in-flight
-elements of an unaligned checkpoint, in the snapshot of a task's first operator: one
-``{"channel": name, "elements": [encoded element, ...]}`` per input channel (see
-:mod:`streamflow.runtime.channel_state`).
+operator's (map_async): one dict ``{"record", "position", "origin", "key", "timestamp"}``
+per record it held at the barrier (call running, waiting, or done and not yet emitted),
+in arrival order; ``origin`` is the record's :class:`~streamflow.core.elements.SourceRef`
+(or None), ``key`` its key after ``key_by`` (else None) and ``timestamp`` its event time
+(None without; absent in checkpoints written before records carried timestamps).
+``"channel_state"`` is the in-flight elements of an unaligned checkpoint, in the snapshot
+of a task's first operator: one ``{"channel": name, "elements": [encoded element, ...]}``
+per input channel (see :mod:`streamflow.runtime.channel_state`).
 
 Which parts a subtask wrote tells what it was: a source has a ``source`` part and a sink
 a ``sink`` part, even when empty (a restore checks that a uid is not handed to an

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 __all__ = ["format_jobs", "format_status"]
@@ -36,9 +37,9 @@ def _by_job_and_worker(job: dict[str, Any]) -> tuple[str, str, int]:
 
 
 def format_status(status: dict[str, Any], now: float | None = None) -> str:
-    """The job, its checkpoints (with savepoints), per task busy / idle /
-    backpressured shares, per async operator its calls, and per channel fill, from a
-    ``status`` result."""
+    """The job, its checkpoints (with savepoints), per task busy / idle / backpressured
+    shares and input / output watermarks, late records dropped per operator, per async
+    operator its calls, and per channel fill, from a ``status`` result."""
     now = time.time() if now is None else now
     metrics = status["metrics"]
     started = status.get("started_at")
@@ -83,12 +84,26 @@ def format_status(status: dict[str, Any], now: float | None = None) -> str:
     tasks = metrics.get("tasks", {})
     if tasks:
         lines.append("")
-        task_rows: list[tuple[str, ...]] = [("task", "BUSY", "IDLE", "BACKPRESSURED")]
+        task_rows: list[tuple[str, ...]] = [("task", "BUSY", "IDLE", "BACKPRESSURED", "INPUT WATERMARK", "OUTPUT WATERMARK")]
         for name, t in sorted(tasks.items()):
             task_rows.append(
-                (f"  {name}", _pct(t["busy_ratio"]), _pct(t["idle_ratio"]), _pct(t["backpressured_ratio"]))
+                (
+                    f"  {name}",
+                    _pct(t["busy_ratio"]),
+                    _pct(t["idle_ratio"]),
+                    _pct(t["backpressured_ratio"]),
+                    _watermark(t.get("input_watermark")) + (" (idle)" if t.get("input_idle") else ""),
+                    _watermark(t.get("output_watermark")),
+                )
             )
         lines.append(_table(task_rows))
+    late = {name: o["records_late_dropped"] for name, o in metrics.get("operators", {}).items() if o.get("records_late_dropped")}
+    if late:
+        lines.append("")
+        late_rows: list[tuple[str, ...]] = [("operator", "LATE RECORDS DROPPED")]
+        for name, count in sorted(late.items()):
+            late_rows.append((f"  {name}", str(count)))
+        lines.append(_table(late_rows))
     behind = _pending_by_source(metrics.get("operators", {}))
     if behind:
         lines.append("")
@@ -151,6 +166,15 @@ def _millis(seconds: float | None) -> str:
 
 def _pct(ratio: float) -> str:
     return f"{ratio:.0%}"
+
+
+def _watermark(value: Any) -> str:
+    """An event time as UTC (``-`` before the first watermark, ``end`` after the last)."""
+    if value is None or value == float("-inf"):
+        return "-"
+    if value == float("inf"):
+        return "end"
+    return datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def _duration(seconds: float) -> str:

@@ -1,9 +1,11 @@
 """What travels in a channel: record batches and control elements, in order.
 
 Records travel as :class:`Batch` (a list per channel put, never one await per record).
-Control elements (:class:`Barrier`, :class:`Watermark`, :class:`EndOfInput`) share the
-channel with the batches, so a barrier separates exactly the records before it from the
-records after it.
+Control elements (:class:`Barrier`, :class:`Watermark`, :class:`EndOfInput`, and the
+members of ``streamflow.eventtime.WatermarkStatus``, which the runtime puts into channels
+as they are) share the channel with the batches, so a barrier separates exactly the
+records before it from the records after it, and a watermark follows the records it
+covers.
 """
 
 from __future__ import annotations
@@ -27,14 +29,17 @@ class SourceRef:
 
 
 class Batch:
-    """Records plus, in parallel lists, their source positions and (after key_by) keys.
+    """Records plus, in parallel lists, their source positions, event timestamps and
+    (after key_by) keys.
 
     ``positions[i]`` is record i's position within ``origin`` (a line number, an offset):
-    what an error message names. ``keys``/``key_groups`` are set by a hash exchange so the
+    what an error message names. ``timestamps[i]`` is record i's event time in float
+    seconds (``None`` for a record without one); the list is ``None`` when no record of
+    the batch has a timestamp. ``keys``/``key_groups`` are set by a hash exchange so the
     keyed operator downstream need not call the key selector again.
     """
 
-    __slots__ = ("records", "positions", "origin", "keys", "key_groups")
+    __slots__ = ("records", "positions", "origin", "keys", "key_groups", "timestamps")
 
     def __init__(
         self,
@@ -43,12 +48,14 @@ class Batch:
         origin: SourceRef | None = None,
         keys: list[Any] | None = None,
         key_groups: list[int] | None = None,
+        timestamps: list[float | None] | None = None,
     ) -> None:
         self.records = records
         self.positions = positions
         self.origin = origin
         self.keys = keys
         self.key_groups = key_groups
+        self.timestamps = timestamps
 
     def __len__(self) -> int:
         return len(self.records)

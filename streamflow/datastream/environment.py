@@ -17,6 +17,7 @@ from streamflow.core.faults import FaultInjector
 from streamflow.datastream.client import JobClient
 from streamflow.datastream.stream import DataStream
 from streamflow.errors import ConfigError
+from streamflow.eventtime.strategy import WatermarkStrategy
 from streamflow.graph.builder import GraphBuilder
 from streamflow.graph.plan import PhysicalPlan, build_plan
 from streamflow.graph.spec import JobGraph, OperatorKind
@@ -203,12 +204,29 @@ class StreamEnvironment:
 
     # -- sources ----------------------------------------------------------------------
 
-    def from_source(self, source: Source, name: str | None = None) -> DataStream[Any]:
+    def from_source(
+        self, source: Source, name: str | None = None, *, watermark_strategy: WatermarkStrategy | None = None
+    ) -> DataStream[Any]:
         """A stream read from ``source``: a Source, whose ``create_reader(ctx)`` makes one
         SourceReader per subtask (see :mod:`streamflow.api.connector`); anything else is
-        refused with a ConfigError saying what the contract is."""
+        refused with a ConfigError saying what the contract is.
+
+        ``watermark_strategy`` gives the records timestamps and the stream watermarks,
+        one watermark generator per split (a Kafka partition, a file), as Flink does. A
+        source may bring its own (``KafkaSource(watermark_strategy=...)``); this one
+        takes precedence. Without a timestamp assigner the records keep the timestamps
+        the source gave them (a Kafka record's timestamp).
+        """
         check_source(source)
+        strategy = watermark_strategy if watermark_strategy is not None else getattr(source, "watermark_strategy", None)
+        if strategy is not None and not isinstance(strategy, WatermarkStrategy):
+            raise ConfigError(
+                f"from_source watermark_strategy must be a WatermarkStrategy, got {strategy!r}; e.g. "
+                "WatermarkStrategy.for_bounded_out_of_orderness(5.0)"
+            )
         node_id = self._graph.add(OperatorKind.SOURCE, name or type(source).__name__, source)
+        if strategy is not None:
+            self._graph.update(node_id, watermark_strategy=strategy)
         return DataStream(self._graph, (node_id,))
 
     def from_collection(self, items: Sequence[T], name: str = "collection") -> DataStream[T]:

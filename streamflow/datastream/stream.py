@@ -1,11 +1,14 @@
 """The streams of a pipeline: each method validates and appends one node to the graph.
 
-:class:`DataStream`, :class:`KeyedStream` (after ``key_by``), and the two streams of the
-broadcast state pattern: :class:`BroadcastStream` (``stream.broadcast(descriptor)``)
-and :class:`BroadcastConnectedStream` (``stream.connect(broadcast_stream)``), whose
-``process`` takes a (Keyed)BroadcastProcessFunction (see :mod:`streamflow.api.broadcast`).
-These stream types return one another, so they live in one module; a stream holds the
-graph builder it appends to, not the environment (which imports this module).
+:class:`DataStream` and :class:`KeyedStream` (after ``key_by``) return one another, so
+they live in one module; a stream holds the graph builder it appends to, not the
+environment (which imports this module). The broadcast state pattern
+(:mod:`streamflow.datastream.broadcast`), windows (:mod:`streamflow.datastream.windowed`)
+and joins (:mod:`streamflow.datastream.joins`) are built by classes of their own, which
+add their nodes through the stream that made them.
+
+A stream is the output of one or more operators: their main output, or (from
+``get_side_output(tag)``) the side output of that name.
 
 A stream is generic in its element type where the graph knows it: ``map(fn)`` of a
 ``DataStream[T]`` is a ``DataStream[R]`` when ``fn`` takes a ``T`` and returns (or, async,
@@ -25,11 +28,20 @@ from streamflow.api.connector import Sink
 from streamflow.api.connector_checks import check_sink
 from streamflow.api.errors_policy import ErrorAction, ErrorPolicy
 from streamflow.api.functions import KeyedProcessFunction, ProcessFunction
+from streamflow.api.side_outputs import OutputTag
 from streamflow.config import ChannelCapacity, seconds
+from streamflow.datastream.broadcast import BroadcastConnectedStream, BroadcastStream
+from streamflow.datastream.joins import IntervalJoinBuilder, JoinedStreams, JoinKey
+from streamflow.datastream.windowed import WindowedStream
 from streamflow.errors import ConfigError, GraphError
+from streamflow.eventtime.strategy import WatermarkStrategy
 from streamflow.graph.builder import GraphBuilder
 from streamflow.graph.spec import OperatorKind, Partitioning
+from streamflow.joins.interval_join import IntervalJoinConfig
+from streamflow.joins.window_join import tag_left, tag_right
 from streamflow.state.descriptors import MapStateDescriptor
+from streamflow.windowing.assigners import WindowAssigner
+from streamflow.windowing.config import WindowConfig
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -38,6 +50,11 @@ R = TypeVar("R")
 def _require_callable(value: Any, what: str) -> None:
     if not callable(value):
         raise ConfigError(f"{what} needs a callable, got {value!r}")
+
+
+def all_key(record: Any) -> None:
+    """The key of ``window_all``: every record has the same one (one subtask, as in Flink)."""
+    return None
 
 
 class DataStream(Generic[T]):
@@ -53,18 +70,39 @@ class DataStream(Generic[T]):
         node_ids: tuple[int, ...],
         partitioning: Partitioning | None = None,
         key_selector: Callable[[Any], Any] | None = None,
+        side_outputs: tuple[str | None, ...] | None = None,
     ) -> None:
         self._graph = graph
         self._node_ids = node_ids
         self._partitioning = partitioning
         self._key_selector = key_selector
+        # per node id: None for its main output, else the name of the side output read
+        self._side_outputs = side_outputs if side_outputs is not None else (None,) * len(node_ids)
 
     # -- naming the operator this stream comes from -------------------------------
 
     def _only_node(self, what: str) -> int:
         if len(self._node_ids) != 1:
             raise GraphError(f"{what} applies to one operator; this stream is a union of {len(self._node_ids)}")
+        if self._side_outputs[0] is not None:
+            raise GraphError(
+                f"{what} applies to the operator itself, not to its side output {self._side_outputs[0]!r}; "
+                "call it on the stream the operator returned"
+            )
         return self._node_ids[0]
+
+    def _connect_to(self, node_id: int, input_index: int = 0, partitioning: Partitioning | None = None) -> None:
+        """Edges from every operator of this stream (main or side output) to ``node_id``."""
+        graph = self._graph
+        for upstream, side in zip(self._node_ids, self._side_outputs):
+            graph.connect(
+                upstream,
+                node_id,
+                partitioning or self._partitioning,
+                key_selector=self._key_selector,
+                input_index=input_index,
+                side_output=side,
+            )
 
     def uid(self, uid: str) -> Self:
         """Set the stable id that the operator's state is matched by on restore."""
@@ -82,7 +120,15 @@ class DataStream(Generic[T]):
     def set_parallelism(self, parallelism: int) -> Self:
         if not isinstance(parallelism, int) or parallelism < 1:
             raise ConfigError(f"parallelism must be a positive int, got {parallelism!r}")
-        self._graph.update(self._only_node("set_parallelism()"), parallelism=parallelism)
+        node_id = self._only_node("set_parallelism()")
+        spec = self._graph.nodes[node_id]
+        if spec.key_selector is all_key and parallelism != 1:
+            raise ConfigError(
+                f"operator {spec.name!r} comes from window_all(...), which sees every record in one subtask; "
+                f"its parallelism is 1, not {parallelism}: use key_by(...).window(...) to window in parallel",
+                operator=spec.effective_uid,
+            )
+        self._graph.update(node_id, parallelism=parallelism)
         return self
 
     def start_new_chain(self) -> Self:
@@ -131,7 +177,7 @@ class DataStream(Generic[T]):
     # -- partitioning --------------------------------------------------------------
 
     def rebalance(self) -> DataStream[T]:
-        return DataStream(self._graph, self._node_ids, Partitioning.REBALANCE)
+        return DataStream(self._graph, self._node_ids, Partitioning.REBALANCE, side_outputs=self._side_outputs)
 
     @overload
     def broadcast(self) -> DataStream[T]: ...
@@ -147,32 +193,57 @@ class DataStream(Generic[T]):
         the connected operator keeps these states (see :mod:`streamflow.api.broadcast`).
         """
         if not descriptors:
-            return DataStream(self._graph, self._node_ids, Partitioning.BROADCAST)
-        return BroadcastStream(self._graph, self._node_ids, descriptors)
+            return DataStream(self._graph, self._node_ids, Partitioning.BROADCAST, side_outputs=self._side_outputs)
+        return BroadcastStream(self._graph, self._as_broadcast_input, descriptors)
 
-    def connect(self, broadcast_stream: BroadcastStream) -> BroadcastConnectedStream:
+    def _as_broadcast_input(self, node_id: int) -> None:
+        self._connect_to(node_id, input_index=1, partitioning=Partitioning.BROADCAST)
+
+    def connect(self, broadcast_stream: BroadcastStream) -> BroadcastConnectedStream[DataStream[Any]]:
         """Connect this stream to a broadcast stream; then ``.process(fn)`` reads both."""
         if not isinstance(broadcast_stream, BroadcastStream):
             raise ConfigError(
                 f"connect needs a BroadcastStream, made with stream.broadcast(MapStateDescriptor(...)); "
                 f"got {broadcast_stream!r}"
             )
-        if broadcast_stream._graph is not self._graph:
+        if broadcast_stream.graph is not self._graph:
             raise GraphError("connect of streams from different environments")
-        return BroadcastConnectedStream(self, broadcast_stream)
+        return BroadcastConnectedStream(self._add_broadcast_process, broadcast_stream, keyed=self._key_selector is not None)
 
     def key_by(self, key_selector: Callable[[T], Any]) -> KeyedStream[T]:
         """Partition by key: records with equal keys reach the same subtask, with keyed state."""
         _require_callable(key_selector, "key_by")
-        return KeyedStream(self._graph, self._node_ids, Partitioning.HASH, key_selector)
+        return KeyedStream(self._graph, self._node_ids, Partitioning.HASH, key_selector, self._side_outputs)
+
+    def get_side_output(self, tag: OutputTag) -> DataStream[Any]:
+        """The stream of what this operator sent to the side output ``tag``
+        (``ctx.output(tag, value)`` in a process function, late data of a window).
+
+        An operator's side outputs that no stream reads are dropped, as in Flink."""
+        if not isinstance(tag, OutputTag):
+            raise ConfigError(f"get_side_output needs an OutputTag, got {tag!r}; e.g. OutputTag('late')")
+        node_id = self._only_node("get_side_output()")
+        return DataStream(self._graph, (node_id,), side_outputs=(tag.name,))
 
     # -- transformations -----------------------------------------------------------
 
     def _apply(self, kind: OperatorKind, name: str, function: Any) -> DataStream[Any]:
-        graph = self._graph
-        node_id = graph.add(kind, name, function, key_selector=self._key_selector)
-        for upstream in self._node_ids:
-            graph.connect(upstream, node_id, self._partitioning, key_selector=self._key_selector)
+        node_id = self._graph.add(kind, name, function, key_selector=self._key_selector)
+        self._connect_to(node_id)
+        return DataStream(self._graph, (node_id,))
+
+    def assign_timestamps_and_watermarks(self, strategy: WatermarkStrategy) -> DataStream[T]:
+        """Give the records timestamps and the stream watermarks by ``strategy`` (one
+        watermark generator per subtask); the upstream watermarks are dropped, as in
+        Flink. A record whose timestamp cannot be had goes to this operator's error
+        policy (``with_error_policy``). On a keyed stream the result is not keyed."""
+        if not isinstance(strategy, WatermarkStrategy):
+            raise ConfigError(
+                f"assign_timestamps_and_watermarks needs a WatermarkStrategy, got {strategy!r}; e.g. "
+                "WatermarkStrategy.for_bounded_out_of_orderness(5.0).with_timestamp_assigner(lambda e: e['ts'])"
+            )
+        node_id = self._graph.add(OperatorKind.TIMESTAMPS, "timestamps", strategy)
+        self._connect_to(node_id)
         return DataStream(self._graph, (node_id,))
 
     @overload
@@ -286,20 +357,52 @@ class DataStream(Generic[T]):
         graph = self._graph
         node_id = graph.add(OperatorKind.BROADCAST_PROCESS, type(fn).__name__, fn, key_selector=self._key_selector)
         graph.update(node_id, broadcast_states=broadcast.descriptors)
-        for upstream in self._node_ids:
-            graph.connect(upstream, node_id, self._partitioning, key_selector=self._key_selector)
-        for upstream in broadcast._node_ids:
-            graph.connect(upstream, node_id, Partitioning.BROADCAST, input_index=1)
+        self._connect_to(node_id)
+        broadcast.connect_as_input(node_id)
         return DataStream(self._graph, (node_id,))
+
+    # -- windows and joins ----------------------------------------------------------
+
+    def window_all(self, assigner: WindowAssigner) -> WindowedStream[T, DataStream[Any]]:
+        """Windows over the whole stream, in one subtask (parallelism 1, as in Flink): then
+        ``reduce`` / ``aggregate`` / ``process`` (whose ``key`` is None)."""
+        keyed: KeyedStream[T] = self.key_by(all_key)
+        return WindowedStream(keyed._add_window_all, assigner, kind="window_all")
+
+    def join(self, other: DataStream[Any]) -> JoinedStreams[DataStream[Any]]:
+        """A window join with ``other``: ``.where(key).equal_to(other_key).window(assigner).apply(fn)``."""
+        return JoinedStreams(self._joiner(other), co_group=False)
+
+    def co_group(self, other: DataStream[Any]) -> JoinedStreams[DataStream[Any]]:
+        """As :meth:`join`, with ``apply(fn(lefts, rights, out))`` once per key and window."""
+        return JoinedStreams(self._joiner(other), co_group=True)
+
+    def _joiner(
+        self, other: DataStream[Any]
+    ) -> Callable[[Callable[[Any], Any], Callable[[Any], Any], WindowConfig, str], DataStream[Any]]:
+        if not isinstance(other, DataStream):
+            raise ConfigError(f"join/co_group needs another DataStream, got {other!r}")
+        if other._graph is not self._graph:
+            raise GraphError("join of streams from different environments")
+
+        def add(where: Callable[[Any], Any], equal_to: Callable[[Any], Any], config: WindowConfig, name: str) -> DataStream[Any]:
+            left: DataStream[Any] = DataStream(self._graph, self._node_ids, self._partitioning, None, self._side_outputs)
+            right: DataStream[Any] = DataStream(other._graph, other._node_ids, other._partitioning, None, other._side_outputs)
+            tagged = left.map(tag_left).name(f"{name}-left").union(right.map(tag_right).name(f"{name}-right"))
+            return tagged.key_by(JoinKey(where, equal_to))._add_window(config, name)
+
+        return add
 
     def union(self, *others: DataStream[T]) -> DataStream[T]:
         """Merge streams of the same type; no new operator."""
         ids = list(self._node_ids)
+        sides = list(self._side_outputs)
         for other in others:
             if other._graph is not self._graph:
                 raise GraphError("union of streams from different environments")
             ids.extend(other._node_ids)
-        return DataStream(self._graph, tuple(ids), self._partitioning, self._key_selector)
+            sides.extend(other._side_outputs)
+        return DataStream(self._graph, tuple(ids), self._partitioning, self._key_selector, tuple(sides))
 
     def sink_to(self, sink: Sink, name: str | None = None) -> DataStream[Any]:
         """Write the stream to ``sink``: a Sink, whose ``create_writer(ctx)`` makes one
@@ -309,73 +412,43 @@ class DataStream(Generic[T]):
         return self._apply(OperatorKind.SINK, name or type(sink).__name__, sink)
 
 
-class BroadcastStream:
-    """A stream whose elements reach every subtask of the operator it is connected to,
-    together with the broadcast state that operator keeps. Made by
-    ``DataStream.broadcast(descriptor, ...)``; its one use is ``other.connect(this)``."""
-
-    def __init__(
-        self, graph: GraphBuilder, node_ids: tuple[int, ...], descriptors: tuple[MapStateDescriptor[Any, Any], ...]
-    ) -> None:
-        names: set[str] = set()
-        for descriptor in descriptors:
-            if not isinstance(descriptor, MapStateDescriptor):
-                raise ConfigError(
-                    f"broadcast(...) takes MapStateDescriptors (broadcast state is a map), got {descriptor!r}; "
-                    "call broadcast() without arguments for plain broadcast partitioning"
-                )
-            if descriptor.ttl is not None:
-                raise ConfigError(
-                    f"broadcast state {descriptor.name!r} cannot have a ttl: expiry would happen at different "
-                    "moments on different subtasks, and their copies must stay identical; drop ttl="
-                )
-            if descriptor.name in names:
-                raise ConfigError(f"broadcast(...) got two descriptors named {descriptor.name!r}; names must differ")
-            names.add(descriptor.name)
-        self._graph = graph
-        self._node_ids = node_ids
-        self.descriptors = descriptors
-
-    def __repr__(self) -> str:
-        return f"BroadcastStream(states={[d.name for d in self.descriptors]!r})"
-
-
-class BroadcastConnectedStream:
-    """A stream connected to a broadcast stream; ``process`` adds the operator that reads
-    both. Made by ``DataStream.connect`` or ``KeyedStream.connect``."""
-
-    def __init__(self, main: DataStream[Any], broadcast: BroadcastStream) -> None:
-        self._main = main
-        self._broadcast = broadcast
-        self._keyed = main._key_selector is not None
-
-    def process(self, fn: BroadcastProcessFunction | KeyedBroadcastProcessFunction) -> DataStream[Any]:
-        """Run ``fn`` over both inputs; returns the stream of what it collects.
-
-        A keyed input needs a KeyedBroadcastProcessFunction, a non-keyed one a
-        BroadcastProcessFunction (any object with ``process_element`` and
-        ``process_broadcast_element`` works for either).
-        """
-        if self._keyed and isinstance(fn, BroadcastProcessFunction):
-            raise GraphError(
-                f"{type(fn).__name__} is a BroadcastProcessFunction, but the connected stream is keyed; "
-                "use a KeyedBroadcastProcessFunction, or connect the stream before key_by(...)"
-            )
-        if not self._keyed and isinstance(fn, KeyedBroadcastProcessFunction):
-            raise GraphError(
-                f"{type(fn).__name__} is a KeyedBroadcastProcessFunction: call .key_by(...) before .connect(...)"
-            )
-        missing = [m for m in ("process_element", "process_broadcast_element") if not callable(getattr(fn, m, None))]
-        if missing:
-            raise ConfigError(
-                f"connect(...).process needs a BroadcastProcessFunction or KeyedBroadcastProcessFunction; "
-                f"{fn!r} lacks {', '.join(missing)}"
-            )
-        return self._main._add_broadcast_process(self._broadcast, fn)
-
-
 class KeyedStream(DataStream[T]):
     """A stream partitioned by key; its operators have keyed state and a current key."""
+
+    def window(self, assigner: WindowAssigner) -> WindowedStream[T, DataStream[Any]]:
+        """Windows per key (tumbling, sliding, session, global): configure, then
+        ``reduce`` / ``aggregate`` / ``process`` (see :class:`WindowedStream`)."""
+        return WindowedStream(self._add_window, assigner)
+
+    def count_window(self, size: int, slide: int | None = None) -> WindowedStream[T, DataStream[Any]]:
+        """Windows of ``size`` elements per key: tumbling, or every ``slide`` elements over
+        the last ``size``."""
+        return WindowedStream.of_counts(self._add_window, size, slide)
+
+    def _add_window(self, config: WindowConfig, name: str) -> DataStream[Any]:
+        return self._apply(OperatorKind.WINDOW, name, config)
+
+    def _add_window_all(self, config: WindowConfig, name: str) -> DataStream[Any]:
+        stream = self._add_window(config, name)
+        self._graph.update(stream._node_ids[0], parallelism=1)
+        return stream
+
+    def interval_join(self, other: KeyedStream[Any]) -> IntervalJoinBuilder[DataStream[Any]]:
+        """Join with another keyed stream by time: ``.between(lower, upper).process(fn)``
+        pairs each element with the other stream's elements of the same key whose
+        timestamps are ``lower`` to ``upper`` seconds after its own."""
+        if not isinstance(other, KeyedStream):
+            raise ConfigError(f"interval_join needs a KeyedStream (after key_by), got {other!r}")
+        if other._graph is not self._graph:
+            raise GraphError("interval_join of streams from different environments")
+
+        def add(config: IntervalJoinConfig, name: str) -> DataStream[Any]:
+            node_id = self._graph.add(OperatorKind.INTERVAL_JOIN, name, config, key_selector=self._key_selector)
+            self._connect_to(node_id, input_index=0)
+            other._connect_to(node_id, input_index=1)
+            return DataStream(self._graph, (node_id,))
+
+        return IntervalJoinBuilder(add)
 
     def reduce(self, fn: Callable[[T, T], T | Awaitable[T]]) -> DataStream[T]:
         """Running reduce per key: emits ``fn(previous, record)`` for every record."""

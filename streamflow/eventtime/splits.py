@@ -14,7 +14,7 @@ Pure: the source task calls ``add_split`` / ``finish_split`` as splits come and 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, KeysView, Sequence
 from typing import Any
 
 from streamflow.eventtime.combiner import WatermarkCombiner
@@ -42,6 +42,11 @@ class SplitWatermarks:
     @property
     def status(self) -> WatermarkStatus:
         return self.combiner.status
+
+    @property
+    def splits(self) -> KeysView[Hashable]:
+        """The splits tracked now."""
+        return self._trackers.keys()
 
     def add_split(self, split: Hashable, now: float) -> Emissions:
         """Start tracking ``split``; a split already tracked is unchanged."""

@@ -39,6 +39,7 @@ class GraphBuilder:
         key_selector: Callable[[Any], Any] | None = None,
         dead_letter: bool = False,
         input_index: int = 0,
+        side_output: str | None = None,
     ) -> None:
         if self.nodes[upstream].kind is OperatorKind.SINK:
             raise GraphError(f"{self.nodes[upstream].name!r} is a sink; nothing can follow it")
@@ -51,6 +52,7 @@ class GraphBuilder:
                 key_selector=key_selector,
                 dead_letter=dead_letter,
                 input_index=input_index,
+                side_output=side_output,
             )
         )
         if partitioning is None:

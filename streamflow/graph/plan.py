@@ -2,7 +2,8 @@
 
 A chain is a run of operators that one task executes by direct calls: each link is a
 forward edge between operators of equal parallelism, where the upstream has exactly one
-main output and the downstream exactly one input. Any edge between two operators of
+main output and the downstream exactly one input. Dead-letter and side-output edges
+never chain: they always go through channels. Any edge between two operators of
 parallelism 1 is chainable too (every partitioner degenerates to forward). Chaining
 changes speed, never results.
 """
@@ -87,12 +88,12 @@ def build_plan(
     parallelism = validate(graph, default_parallelism, max_parallelism)
 
     def chainable(edge: EdgeSpec) -> bool:
-        if not chaining or edge.dead_letter:
+        if not chaining or not edge.is_main:
             return False
         up, down = graph.node(edge.upstream), graph.node(edge.downstream)
         if down.start_new_chain or down.input_capacity is not None or down.kind is OperatorKind.SOURCE:
             return False
-        if len([e for e in graph.outputs(up.node_id) if not e.dead_letter]) != 1:
+        if len([e for e in graph.outputs(up.node_id) if e.is_main]) != 1:
             return False
         if len(graph.inputs(down.node_id)) != 1:
             return False
@@ -117,5 +118,5 @@ def build_plan(
         for i, ops in enumerate(chains)
     )
     inner = {(a.node_id, b.node_id) for ops in chains for a, b in zip(ops, ops[1:])}
-    edges = tuple(e for e in graph.edges if (e.upstream, e.downstream) not in inner or e.dead_letter)
+    edges = tuple(e for e in graph.edges if (e.upstream, e.downstream) not in inner or not e.is_main)
     return PhysicalPlan(chains=specs, edges=edges, parallelism=parallelism, max_parallelism=max_parallelism)

@@ -14,6 +14,7 @@ from streamflow.api.async_io import AsyncIOConfig
 from streamflow.api.errors_policy import FAIL, ErrorPolicy
 from streamflow.api.functions import is_checkpointed_function
 from streamflow.config import ChannelCapacity
+from streamflow.eventtime.strategy import WatermarkStrategy
 from streamflow.state.descriptors import MapStateDescriptor
 
 
@@ -34,6 +35,9 @@ class OperatorKind(enum.Enum):
     PROCESS = "process"
     BROADCAST_PROCESS = "broadcast_process"  # two inputs: records (0) and broadcast elements (1)
     REDUCE = "reduce"
+    TIMESTAMPS = "timestamps"  # assign_timestamps_and_watermarks; function: the WatermarkStrategy
+    WINDOW = "window"  # keyed; function: the WindowConfig
+    INTERVAL_JOIN = "interval_join"  # keyed, two inputs: left (0) and right (1)
     ASYNC = "async"  # map_async / flat_map_async: calls in flight, settings in OperatorSpec.async_io
     SINK = "sink"
 
@@ -46,6 +50,8 @@ class OperatorSpec:
     key and keyed state). ``parallelism`` None means the environment default.
     ``broadcast_states`` are the MapStateDescriptors a BROADCAST_PROCESS operator was
     given by ``DataStream.broadcast(...)``: the broadcast state it may use.
+    ``watermark_strategy`` is a source's, given to ``env.from_source``: its records get
+    timestamps and watermarks per split.
     ``async_io`` holds the settings of an ASYNC operator (None for every other kind).
     ``input_capacity`` bounds the channels into this operator (``channel_capacity(...)``).
     """
@@ -60,6 +66,7 @@ class OperatorSpec:
     error_policy: ErrorPolicy = FAIL
     start_new_chain: bool = False
     broadcast_states: tuple[MapStateDescriptor[Any, Any], ...] = ()
+    watermark_strategy: WatermarkStrategy | None = None
     async_io: AsyncIOConfig | None = None
     input_capacity: ChannelCapacity | None = None  # its input channels' bound; None: the job's
 
@@ -108,10 +115,12 @@ class OperatorSpec:
 class EdgeSpec:
     """A stream from ``upstream`` to ``downstream``.
 
-    ``dead_letter`` edges carry records an operator's error policy routed aside.
-    ``input_index`` says which input of the downstream operator the edge feeds: 0 for
-    every one-input operator; a broadcast operator reads its records on input 0 and its
-    broadcast elements on input 1.
+    ``dead_letter`` edges carry records an operator's error policy routed aside;
+    ``side_output`` edges the records the upstream operator sent to the side output of
+    that name (``ctx.output(tag, value)``, late data of a window). Neither is ever
+    chained. ``input_index`` says which input of the downstream operator the edge feeds:
+    0 for every one-input operator; a broadcast operator reads its records on input 0 and
+    its broadcast elements on input 1, an interval join its left and right input.
     """
 
     upstream: int
@@ -120,6 +129,12 @@ class EdgeSpec:
     key_selector: Callable[[Any], Any] | None = None
     dead_letter: bool = False
     input_index: int = 0
+    side_output: str | None = None
+
+    @property
+    def is_main(self) -> bool:
+        """Whether the edge carries the upstream operator's main output."""
+        return not self.dead_letter and self.side_output is None
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,6 +100,7 @@ def _tasks_and_operators(execution: Execution) -> tuple[dict[str, Any], dict[str
         entry["subtask"] = task.subtask
         entry["input_watermark"] = task.input_watermark
         entry["output_watermark"] = task.output_watermark
+        entry["input_idle"] = task.input_status.value == "idle"  # every input channel is idle
         last = task.checkpoint_timings.last
         entry["checkpoint"] = None if last is None else timing_dict(last)
         entry["restored_in_flight"] = task.restored_in_flight  # elements an unaligned checkpoint put back
@@ -130,7 +131,7 @@ def _tasks_and_operators(execution: Execution) -> tuple[dict[str, Any], dict[str
                 "records_out": m.records_out,
                 "records_skipped": m.records_skipped,
                 "records_dead_lettered": m.records_dead_lettered,
-                "records_late_dropped": m.records_late_dropped,
+                "records_late_dropped": m.records_late_dropped,  # Flink's numLateRecordsDropped
                 "connector": connector_metrics(getattr(op, "writer", None)),
                 **op.extra_metrics(),  # by kind: "async" (calls in flight, calls/s, timeouts, latency) of map_async
             }
@@ -247,4 +248,7 @@ def format_line(execution: Execution) -> str:
     dead = sum(o["records_dead_lettered"] for o in metrics["operators"].values())
     if skipped or dead:
         parts.append(f"bad records: {skipped} skipped, {dead} dead-lettered")
+    late = sum(o["records_late_dropped"] for o in metrics["operators"].values())
+    if late:
+        parts.append(f"{late} late records dropped")
     return "; ".join(parts)

@@ -55,9 +55,17 @@ class RecordWriter:
         table = self._table
         records = batch.records
         positions = batch.positions
+        timestamps = batch.timestamps
         count = len(self.channels)
-        parts: list[tuple[list[Any], list[Any], list[int], list[Any] | None]] = [
-            ([], [], [], [] if positions is not None else None) for _ in range(count)
+        if count == 1:  # one subtask downstream: the batch goes whole, keyed
+            keys = [selector(record) for record in records]
+            await self.channels[0].put(
+                Batch(records, positions, batch.origin, keys, [key_group_of(k) for k in keys], timestamps)
+            )
+            return
+        parts: list[tuple[list[Any], list[Any], list[int], list[Any] | None, list[float | None] | None]] = [
+            ([], [], [], [] if positions is not None else None, [] if timestamps is not None else None)
+            for _ in range(count)
         ]
         for index, record in enumerate(records):
             key = selector(record)
@@ -68,9 +76,13 @@ class RecordWriter:
             part[2].append(key_group)
             if positions is not None:
                 part[3].append(positions[index])  # type: ignore[union-attr]
-        for target, (part_records, keys, key_groups, part_positions) in enumerate(parts):
+            if timestamps is not None:
+                part[4].append(timestamps[index])  # type: ignore[union-attr]
+        for target, (part_records, keys, key_groups, part_positions, part_timestamps) in enumerate(parts):
             if part_records:
-                await self.channels[target].put(Batch(part_records, part_positions, batch.origin, keys, key_groups))
+                await self.channels[target].put(
+                    Batch(part_records, part_positions, batch.origin, keys, key_groups, part_timestamps)
+                )
 
     async def broadcast_control(self, element: Any) -> None:
         for channel in self.channels:

@@ -5,6 +5,17 @@ so a checkpoint trigger is handled between two batches: the reader's split state
 snapshotted and barrier n is emitted in order with the records. Stop with savepoint: a
 trigger that says ``stop`` suspends reading after its barrier; if that savepoint is
 aborted, reading resumes.
+
+Event time, with a ``WatermarkStrategy`` given to ``env.from_source``: a
+:class:`~streamflow.eventtime.SplitWatermarks` tracks each split the reader holds (it
+asks ``active_splits()`` at open and at every periodic emit, when the reader has it),
+stamps every batch (what it answers before the batch is forwarded before it, what it
+answers after, after it), and is asked for the periodic watermark every
+``strategy.emit_interval`` seconds. A subtask without splits announces IDLE at once, so
+it never holds back the operators after it. Records whose timestamp cannot be had go to
+the source's error policy. Without a strategy, records keep the timestamps the reader
+gave them and the reader's own ``batch.watermark`` is forwarded. Either way, bounded
+input ends with the final watermark (+inf).
 """
 
 from __future__ import annotations
@@ -18,11 +29,15 @@ from streamflow.api.errors_policy import FAIL, ErrorPolicy
 from streamflow.checkpoint.snapshot import OperatorSnapshot
 from streamflow.core.elements import Batch, SourceRef
 from streamflow.errors import DeserializationError
+from streamflow.eventtime.splits import SplitWatermarks
+from streamflow.eventtime.status import NO_EMISSIONS, Emissions, WatermarkStatus
+from streamflow.eventtime.strategy import WatermarkStrategy
 from streamflow.runtime.channel import TIMEOUT
 from streamflow.runtime.mailbox import CheckpointAborted, CheckpointCompleted, TriggerCheckpoint
 from streamflow.runtime.operators.base import OperatorMetrics, short_repr
 from streamflow.runtime.record_errors import RecordErrorHandler
 from streamflow.runtime.task import Task
+from streamflow.runtime.timestamping import drop_failed, timestamp_error
 from streamflow.state.operator import redistribute_split
 
 if TYPE_CHECKING:
@@ -32,13 +47,16 @@ __all__ = ["SourceTask"]
 
 log = logging.getLogger("streamflow.task")
 
+_UNKNOWN_SPLITS = "<splits not known yet>"
+"""Stands for the splits of a reader without ``active_splits()`` until its first batch."""
+
 
 class SourceTask(Task):
     """Polls a source reader and pushes its batches through the chain behind it.
 
     After each batch's records: records the reader could not decode go to the source's
-    error policy (``batch.failures``), then the reader's watermark is forwarded when it
-    advanced (``batch.watermark``).
+    error policy (``batch.failures``), then the batch's event time follows (see the
+    module docstring).
     """
 
     def __init__(
@@ -51,6 +69,7 @@ class SourceTask(Task):
         batch_size: int,
         poll_wait: float,
         error_policy: ErrorPolicy = FAIL,
+        watermark_strategy: WatermarkStrategy | None = None,
         **kwargs: Any,
     ) -> None:
         self.source_uid = source_uid
@@ -71,6 +90,8 @@ class SourceTask(Task):
         self.records_out = 0
         self.exhausted = False
         self.suspended_at: int | None = None  # checkpoint id of a stop with savepoint in flight
+        self.split_watermarks = SplitWatermarks(watermark_strategy) if watermark_strategy is not None else None
+        self._next_emit = float("inf")
 
     async def _open(self) -> None:
         restored = self._restored_for(self.source_uid)
@@ -95,9 +116,10 @@ class SourceTask(Task):
         gate = self.gate
         reader = self.reader
         assert reader is not None
-        emit = self._emit
         offload = self.offload
         origin_cache: dict[str, SourceRef] = {}
+        if self.split_watermarks is not None:
+            await self._start_event_time()
         while not self._finished:
             reading = not self.exhausted and self.suspended_at is None
             timeout = 0.0 if reading else self._timer_timeout()
@@ -116,7 +138,7 @@ class SourceTask(Task):
                 self.exhausted = True
                 # As in Flink, bounded input ends with the final watermark: every pending
                 # event-time timer fires before end_input (processing-time timers do not).
-                await self._advance_watermark(float("inf"))
+                await self._final_watermark()
                 await self._end_of_input()
             else:
                 if batch.records:
@@ -124,15 +146,85 @@ class SourceTask(Task):
                     if origin is None:
                         origin = origin_cache[batch.split] = SourceRef(self.source_uid, self.global_subtask, batch.split)
                     self.records_out += len(batch.records)
-                    await emit(Batch(batch.records, batch.positions, origin))
+                    if self.split_watermarks is None:
+                        await self._emit(Batch(batch.records, batch.positions, origin, timestamps=batch.timestamps))
+                    else:
+                        await self._emit_stamped(batch, origin)
                 if batch.failures:
                     await self._on_failures(batch)
-                if batch.watermark is not None and batch.watermark > self._watermark:
-                    await self._advance_watermark(batch.watermark)
+                if self.split_watermarks is not None:
+                    if self.clock.now() >= self._next_emit:
+                        await self._periodic_emit()
+                elif batch.watermark is not None and batch.watermark > self.input_watermark:
+                    await self._forward_input((batch.watermark,))
             # A reader with data at hand and a chain that never blocks would otherwise run
             # the whole input without yielding: no checkpoint trigger, cancel or other task,
             # and no worker thread (see offload) would get the GIL.
             await offload.pause()
+
+    # -- event time -------------------------------------------------------------------
+
+    def _reader_splits(self) -> list[str] | None:
+        active_splits = getattr(self.reader, "active_splits", None)
+        return None if active_splits is None else list(active_splits())
+
+    async def _start_event_time(self) -> None:
+        """Track the reader's splits from the start; announce IDLE without any."""
+        splits = self.split_watermarks
+        assert splits is not None  # only with a watermark strategy
+        now = self.clock.now()
+        names = self._reader_splits()
+        for name in [_UNKNOWN_SPLITS] if names is None else names:
+            splits.add_split(name, now)
+        if splits.status is WatermarkStatus.IDLE:
+            await self._forward_input((WatermarkStatus.IDLE,))
+        self._next_emit = now + splits.strategy.emit_interval
+
+    async def _periodic_emit(self) -> None:
+        """The periodic step: splits found or finished since, then the generators' watermarks."""
+        splits = self.split_watermarks
+        assert splits is not None  # only with a watermark strategy
+        now = self.clock.now()
+        names = self._reader_splits()
+        emissions: Emissions = NO_EMISSIONS
+        if names is not None:
+            held = set(splits.splits)
+            for name in names:
+                if name not in held:
+                    emissions += splits.add_split(name, now)
+            for gone in held.difference(names):
+                emissions += splits.finish_split(gone)
+        emissions += splits.on_periodic_emit(now)
+        await self._forward_input(emissions)
+        self._next_emit = now + splits.strategy.emit_interval
+
+    async def _emit_stamped(self, batch: SourceBatch, origin: SourceRef) -> None:
+        """The records with the timestamps the strategy gave them, between what their
+        split's watermark answered before and after them."""
+        splits = self.split_watermarks
+        assert splits is not None  # only with a watermark strategy
+        stamped = splits.stamp(batch.split, batch.records, batch.timestamps, self.clock.now())
+        before = stamped.before
+        if batch.split != _UNKNOWN_SPLITS and _UNKNOWN_SPLITS in splits.splits:
+            before += splits.finish_split(_UNKNOWN_SPLITS)  # the reader's first batch: its splits show
+        await self._forward_input(before)
+        records, positions = batch.records, batch.positions
+        if stamped.failures:
+            errors = self.errors
+            for failure in stamped.failures:
+                record = records[failure.index]
+                where = origin.at(positions[failure.index]) if positions is not None else None
+                if not errors.takes(failure.error):
+                    raise timestamp_error(
+                        "source", self.source_uid, self.subtask, record, where, failure.error
+                    ) from failure.error
+                errors.set_aside(failure.error, record, where, f"the record at {where}")
+            await errors.flush(self._dead_letter.emit if self._dead_letter is not None else None)
+            records, positions = drop_failed(records, positions, stamped.failures)
+        if records:
+            timestamps: list[float | None] = list(stamped.timestamps)
+            await self._emit(Batch(records, positions, origin, timestamps=timestamps))
+        await self._forward_input(stamped.after)
 
     async def _on_failures(self, batch: SourceBatch) -> None:
         """Apply the source's error policy to the records the reader could not decode."""

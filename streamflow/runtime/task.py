@@ -21,12 +21,19 @@ Checkpoint n in a task, in order:
    canonical snapshot read from them), then the bytes written to checkpoint storage,
    then acked per operator; a failure declines checkpoint n, the job goes on.
 
-End of input: a source reader that is exhausted sends END_OF_INPUT; a task whose every
-input ended calls ``end_input`` on its operators (they may still emit), forwards
-END_OF_INPUT and reports to the coordinator. Channels stay open: the final checkpoint's
-barriers still travel them. When that checkpoint completed (or at once without
-checkpointing) the coordinator posts FINISH; the task finishes its operators (a sink
-makes everything visible) and ends.
+Event time: a task combines the watermarks and WatermarkStatus elements of its input
+channels (a :class:`~streamflow.eventtime.WatermarkCombiner` over the channels, Flink's
+StatusWatermarkValve: the minimum over the active channels; an idle channel holds
+nothing back; all idle makes the task idle) and hands what changes to its head
+operator; each operator of the chain forwards it to the next (see
+:mod:`streamflow.runtime.operators.base`), the tail to every output channel.
+
+End of input: a source reader that is exhausted sends the final watermark (+inf) and
+END_OF_INPUT; a task whose every input ended calls ``end_input`` on its operators (they
+may still emit), forwards END_OF_INPUT and reports to the coordinator. Channels stay
+open: the final checkpoint's barriers still travel them. When that checkpoint completed
+(or at once without checkpointing) the coordinator posts FINISH; the task finishes its
+operators (a sink makes everything visible) and ends.
 
 Unaligned checkpoints (``CheckpointConfig.unaligned``): a task takes barrier n out of its
 input channel as soon as it is queued there (after ``aligned_timeout`` since the trigger,
@@ -59,6 +66,8 @@ from streamflow.core.elements import END_OF_INPUT, Barrier, Batch, EndOfInput, W
 from streamflow.core.ids import CheckpointId
 from streamflow.core.services import JobServices
 from streamflow.errors import CheckpointError, StateSerializationError
+from streamflow.eventtime.combiner import WatermarkCombiner
+from streamflow.eventtime.status import Emissions, WatermarkStatus
 from streamflow.runtime.alignment import AlignmentStep, BarrierAligner
 from streamflow.runtime.checkpoint_timing import CheckpointTimings
 from streamflow.runtime.channel import MAIL, TIMEOUT, InputGate
@@ -71,7 +80,7 @@ from streamflow.runtime.mailbox import (
     CoordinatorLink,
     OperatorWakeup,
 )
-from streamflow.runtime.operators.base import Emit, Restored, StreamOperator
+from streamflow.runtime.operators.base import Emit, EmitStatus, EmitWatermark, Restored, StreamOperator
 from streamflow.runtime.partitioners import RecordWriter
 
 if TYPE_CHECKING:
@@ -80,6 +89,9 @@ if TYPE_CHECKING:
     from streamflow.checkpoint.storage import CheckpointStorage
 
 log = logging.getLogger("streamflow.task")
+
+_NEG_INF = float("-inf")
+_INF = float("inf")
 
 
 class TaskStats:
@@ -114,6 +126,7 @@ class Task:
         restored: dict[str, Restored] | None,
         services: JobServices | None = None,
         channel_inputs: list[int] | None = None,
+        tagged_outputs: dict[str, dict[str, list[RecordWriter]]] | None = None,
         unaligned: bool = False,
         aligned_timeout: float | None = None,
     ) -> None:
@@ -122,7 +135,8 @@ class Task:
         self.operators = operators
         self.gate = gate
         self.outputs = outputs
-        self.side_outputs = side_outputs
+        self.side_outputs = side_outputs  # dead letters, by the uid of the operator (or source) routing them
+        self.tagged_outputs = tagged_outputs or {}  # uid -> side output tag name -> writers
         self.coordinator = coordinator
         self.storage = storage
         self.clock = clock
@@ -142,8 +156,11 @@ class Task:
         self._finished = False
         self._stopped = False
         self._ended_inputs: set[int] = set()
-        self._watermarks = [float("-inf")] * len(gate.channels)
-        self._watermark = float("-inf")
+        self.valve = WatermarkCombiner.for_channels(len(gate.channels))
+        self.input_watermark = _NEG_INF  # what the head operator got last (currentInputWatermark)
+        self.input_status = WatermarkStatus.ACTIVE
+        self.output_watermark = _NEG_INF  # what the tail forwarded last (currentOutputWatermark)
+        self.output_status = WatermarkStatus.ACTIVE
         # channel_inputs[i]: which input of the head operator gate channel i feeds (a
         # broadcast operator has two); None: all feed input 0.
         self._channel_inputs = channel_inputs if channel_inputs is not None else [0] * len(gate.channels)
@@ -153,17 +170,51 @@ class Task:
 
     def _wire(self) -> None:
         ops = self.operators
-        for op, following in zip(ops, ops[1:]):
-            op.emit = following.process
-            op.emit_watermark = following.process_watermark
-        if ops:
-            ops[-1].emit = self._network_emit()
-            ops[-1].emit_watermark = self._broadcast_watermark
         for op in ops:
             writer = self.side_outputs.get(op.uid)
             if writer is not None:
                 op.dead_letter = writer.emit
             op.request_wakeup = functools.partial(self.gate.post, OperatorWakeup(op))
+            op.side_outputs = {tag: _fan_out(writers) for tag, writers in self.tagged_outputs.get(op.uid, {}).items()}
+        for op, following in zip(ops, ops[1:]):
+            op.emit = following.process
+            op.emit_watermark, op.emit_watermark_status = self._event_time_outputs(
+                op.uid, following.process_watermark, following.process_watermark_status
+            )
+        if ops:
+            tail = ops[-1]
+            tail.emit = self._network_emit()
+            tail.emit_watermark, tail.emit_watermark_status = self._event_time_outputs(
+                tail.uid, self._network_watermark, self._network_status
+            )
+            self._head_watermark: EmitWatermark = ops[0].process_watermark
+            self._head_status: EmitStatus = ops[0].process_watermark_status
+        else:
+            self._head_watermark, self._head_status = self._network_watermark, self._network_status
+
+    def _event_time_outputs(
+        self, uid: str, watermark: EmitWatermark, status: EmitStatus
+    ) -> tuple[EmitWatermark, EmitStatus]:
+        """Where operator ``uid``'s event time goes: ``watermark`` / ``status`` (the next
+        operator, or the network) and its own dead-letter and side-output channels."""
+        side = [w for ws in self.tagged_outputs.get(uid, {}).values() for w in ws]
+        dead_letters = self.side_outputs.get(uid)
+        if dead_letters is not None:
+            side.append(dead_letters)
+        if not side:
+            return watermark, status
+
+        async def watermark_to_all(element: Watermark) -> None:
+            for writer in side:
+                await writer.broadcast_control(element)
+            await watermark(element)
+
+        async def status_to_all(element: WatermarkStatus) -> None:
+            for writer in side:
+                await writer.broadcast_control(element)
+            await status(element)
+
+        return watermark_to_all, status_to_all
 
     def _network_emit(self) -> Callable[[Batch], Coroutine[Any, Any, None]]:
         outputs = self.outputs
@@ -175,6 +226,16 @@ class Task:
                 await writer.emit(batch)
 
         return emit_all
+
+    async def _network_watermark(self, watermark: Watermark) -> None:
+        self.output_watermark = watermark.timestamp
+        for writer in self.outputs:
+            await writer.broadcast_control(watermark)
+
+    async def _network_status(self, status: WatermarkStatus) -> None:
+        self.output_status = status
+        for writer in self.outputs:
+            await writer.broadcast_control(status)
 
     def _restored_for(self, uid: str) -> Restored | None:
         """The snapshots of ``uid`` per old subtask, or None when it starts fresh.
@@ -195,20 +256,11 @@ class Task:
 
     @property
     def all_writers(self) -> list[RecordWriter]:
-        return [*self.outputs, *self.side_outputs.values()]
+        tagged = [w for by_tag in self.tagged_outputs.values() for ws in by_tag.values() for w in ws]
+        return [*self.outputs, *self.side_outputs.values(), *tagged]
 
     def output_blocked_seconds(self) -> float:
         return sum(c.current_blocked_seconds() for w in self.all_writers for c in w.channels)
-
-    @property
-    def input_watermark(self) -> float:
-        """The lowest watermark over this task's inputs (a source: its own), -inf before any."""
-        return min(self._watermarks) if self._watermarks else self._watermark
-
-    @property
-    def output_watermark(self) -> float:
-        """The last watermark this task forwarded, -inf before any."""
-        return self._watermark
 
     # -- main loop --------------------------------------------------------------------
 
@@ -303,8 +355,13 @@ class Task:
             elif kind is Barrier:
                 await self._on_barrier(index, element)
             elif kind is Watermark:
-                await self._on_watermark(index, element)
+                await self._forward_input(self.valve.on_watermark(index, element.timestamp))
+            elif kind is WatermarkStatus:
+                await self._forward_input(self.valve.on_status(index, element))
             elif kind is EndOfInput:
+                # An ended channel holds event time back no more (its upstream sent +inf
+                # before it ended; this covers one that did not).
+                await self._forward_input(self.valve.on_watermark(index, _INF))
                 self._ended_inputs.add(index)
                 if len(self._ended_inputs) == len(gate.channels):
                     await self._end_of_input()
@@ -401,27 +458,27 @@ class Task:
             self._in_flight.cancel()
             self._in_flight = None
 
-    async def _on_watermark(self, channel: int, watermark: Watermark) -> None:
-        self._watermarks[channel] = max(self._watermarks[channel], watermark.timestamp)
-        await self._advance_watermark(min(self._watermarks))
-
-    async def _advance_watermark(self, low: float) -> None:
-        """Event time moved to ``low``: through the chain (each operator fires its
-        event-time timers and passes it on, an async one once the records before it are
-        out), then to every output."""
-        if low > self._watermark:
-            self._watermark = low
-            current = Watermark(low)
-            if self.operators:
-                await self.operators[0].process_watermark(current)
+    async def _forward_input(self, emissions: Emissions) -> None:
+        """Hand the input's new event time (watermarks and statuses, in order) to the head."""
+        for emission in emissions:
+            if isinstance(emission, WatermarkStatus):
+                self.input_status = emission
+                await self._head_status(emission)
             else:
-                await self._broadcast_watermark(current)
+                self.input_watermark = emission
+                await self._head_watermark(Watermark(emission))
 
-    async def _broadcast_watermark(self, watermark: Watermark) -> None:
-        for writer in self.all_writers:
-            await writer.broadcast_control(watermark)
+    async def _final_watermark(self) -> None:
+        """Event time ends (+inf) for the chain, active: every pending event-time timer
+        fires before ``end_input``, as in Flink."""
+        if self.input_watermark == _INF:
+            return
+        if self.input_status is WatermarkStatus.IDLE:
+            await self._forward_input((WatermarkStatus.ACTIVE,))
+        await self._forward_input((_INF,))
 
     async def _end_of_input(self) -> None:
+        await self._final_watermark()
         for op in self.operators:
             await op.end_input()
         for writer in self.all_writers:
@@ -574,3 +631,15 @@ class Task:
         self.checkpoint_timings.written(checkpoint_id, written)
         for uid, acked in handles.items():
             self.coordinator.acknowledge(checkpoint_id, (uid, self.subtask), acked)
+
+
+def _fan_out(writers: list[RecordWriter]) -> Emit:
+    """One emit for the writers of a side output (several streams may read one tag)."""
+    if len(writers) == 1:
+        return writers[0].emit
+
+    async def emit_all(batch: Batch) -> None:
+        for writer in writers:
+            await writer.emit(batch)
+
+    return emit_all

@@ -5,9 +5,10 @@ For every attempt, in order:
 1. one bounded channel per edge, upstream subtask and downstream subtask (a forward
    edge connects subtask i to subtask i only), bounded as the downstream operator says
    (``channel_capacity(...)``) or else as the job does;
-2. per chain and subtask: the record writers of its outgoing edges (a dead-letter edge
-   becomes a side output of the operator that feeds it), its operators, each with its
-   context (and a keyed state backend when keyed), and the input gate over its channels;
+2. per chain and subtask: the record writers of its outgoing edges (a dead-letter or
+   side-output edge belongs to the operator that feeds it, wherever it sits in the
+   chain), its operators, each with its context (and a keyed state backend when keyed),
+   and the input gate over its channels;
 3. a :class:`~streamflow.runtime.task.Task` (its input channels refilled with the
    records an unaligned checkpoint held in flight, before any task runs), or a
    :class:`~streamflow.runtime.source_task.SourceTask` when the chain starts with a
@@ -104,6 +105,14 @@ def wire_attempt(
     return Attempt(tasks, wiring.channels, coordinator)
 
 
+def plan_node_name(chain: ChainSpec, node_id: int) -> str:
+    """The name of operator ``node_id`` of ``chain``."""
+    for op in chain.operators:
+        if op.node_id == node_id:
+            return op.name
+    raise KeyError(node_id)
+
+
 class _Wiring:
     """The channels of one attempt, and the tasks made over them."""
 
@@ -148,6 +157,9 @@ class _Wiring:
                 for j in targets:
                     if edge.dead_letter:
                         name = f"{up_chain.name}[{i}] -dead letters-> sink[{j}]"
+                    elif edge.side_output is not None:
+                        up_name = plan_node_name(up_chain, edge.upstream)
+                        name = f"{up_name}[{i}] -{edge.side_output}-> {down_chain.head.name}[{j}]"
                     else:
                         name = f"{up_chain.tail.name}[{i}] -> {down_chain.head.name}[{j}]"
                     channel = Channel(name, capacity, records)
@@ -162,6 +174,7 @@ class _Wiring:
         uid_of = {op.node_id: uid for uid, op in members.items()}
         outputs: list[RecordWriter] = []
         side_outputs: dict[str, RecordWriter] = {}
+        tagged_outputs: dict[str, dict[str, list[RecordWriter]]] = {}
         for index, edge in enumerate(plan.edges):
             if edge.upstream not in uid_of:
                 continue
@@ -171,6 +184,8 @@ class _Wiring:
             )
             if edge.dead_letter:
                 side_outputs[uid_of[edge.upstream]] = writer
+            elif edge.side_output is not None:
+                tagged_outputs.setdefault(uid_of[edge.upstream], {}).setdefault(edge.side_output, []).append(writer)
             else:
                 outputs.append(writer)
         common: dict[str, Any] = dict(
@@ -184,6 +199,7 @@ class _Wiring:
             gate=InputGate(self._incoming.get((chain.chain_id, subtask), [])),
             outputs=outputs,
             side_outputs=side_outputs,
+            tagged_outputs=tagged_outputs,
             mode=self.mode,
             coordinator=coordinator,
             storage=self.storage,
@@ -213,6 +229,7 @@ class _Wiring:
             batch_size=settings.source_batch_size,
             poll_wait=settings.source_poll_wait,
             error_policy=head.error_policy,
+            watermark_strategy=head.watermark_strategy,
             **common,
         )
 

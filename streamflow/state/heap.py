@@ -39,6 +39,7 @@ from streamflow.state.keyed import (
     no_current_key,
 )
 from streamflow.state.keyed_ttl import TtlAggregatingState, TtlListState, TtlMapState, TtlReducingState, TtlValueState
+from streamflow.state.serializers import stores_in_place
 from streamflow.state.ttl import StateTtlConfig, TtlPolicy
 
 __all__ = ["SNAPSHOT_FORMAT", "HashMapStateBackend", "HeapKeyedStateBackend"]
@@ -180,6 +181,25 @@ class HeapKeyedStateBackend(KeyedStateBackend):
             state.policy = TtlPolicy(ttl, self._clock, state.table, state.shape.purge)
             if ttl.incremental_per_record:
                 self._per_record.append(state.policy)
+
+    def live_table(self, descriptor: StateDescriptor) -> Table | None:
+        """The live table of ``descriptor``'s state, ``table[key_group][key] -> value``, for
+        an operator that runs its own loop over a whole batch (the window operator's fast
+        path); None when the state stores anything but the plain values (a TTL or a
+        serializer other than the default), where only the handles know the format.
+
+        Writes go straight into the state: keep its shape (a map state's value is the
+        dict of its entries; delete a key whose map became empty) and write nothing for
+        key groups this subtask does not own.
+        """
+        handle = self.get_state(descriptor)
+        state = self._states[descriptor.name]
+        if state.policy is not None or state.encoded or state.serializer is None:
+            return None
+        if not stores_in_place(state.serializer):
+            return None
+        assert handle is state.handle  # registered just now
+        return state.table
 
     def keys(self, state_name: str) -> Iterator[tuple[Any, int]]:
         """``(key, key_group)`` of every key with a value in ``state_name``.

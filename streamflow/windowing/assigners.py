@@ -144,6 +144,15 @@ class _Tumbling(WindowAssigner):
         start = at - (at - self._offset_us) % size
         return (TimeWindow.of_micros(start, start + size),)
 
+    @property
+    def size_micros(self) -> int:
+        """The window size in whole microseconds (for runtimes that compute windows in bulk)."""
+        return self._size_us
+
+    @property
+    def offset_micros(self) -> int:
+        return self._offset_us
+
 
 class TumblingEventTimeWindows(_Tumbling):
     """Windows ``[offset + k*size, offset + (k+1)*size)`` by event time.
@@ -192,6 +201,19 @@ class _Sliding(WindowAssigner):
             windows.append(TimeWindow.of_micros(start, start + size))
             start -= slide
         return windows
+
+    @property
+    def size_micros(self) -> int:
+        """The window size in whole microseconds (for runtimes that compute windows in bulk)."""
+        return self._size_us
+
+    @property
+    def slide_micros(self) -> int:
+        return self._slide_us
+
+    @property
+    def offset_micros(self) -> int:
+        return self._offset_us
 
 
 class SlidingEventTimeWindows(_Sliding):

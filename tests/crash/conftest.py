@@ -43,7 +43,7 @@ def crash_lab(
 ) -> Iterator[CrashLab]:
     selected = request.config.stash.get(_SELECTED, [])
     kafka = mysql_server = None
-    if any(s.sink in ("mysql", "mysql-offsets") for s in selected):  # the servers start only if needed
+    if any(s.sink in crash_job.MYSQL_OUTPUT for s in selected):  # the servers start only if needed
         mysql_server = request.getfixturevalue("mysql_server_url")
     if any(s.sink in crash_job.KAFKA_INPUT for s in selected):
         bootstrap = request.getfixturevalue("kafka_bootstrap")

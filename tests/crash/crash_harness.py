@@ -116,11 +116,11 @@ class ScenarioResult:
     output_topic: str | None = None  # Kafka scenarios
     mysql_url: str | None = None  # MySQL scenarios: a database of the scenario's own
     runs: list[JobRun] = field(default_factory=list)
-    committed: list[list[crash_job.Result]] = field(default_factory=list)  # after each run
+    committed: list[list[Any]] = field(default_factory=list)  # after each run (Results, or WindowResults)
     inspections: list[Inspection] = field(default_factory=list)  # after each run
 
     @property
-    def final(self) -> list[crash_job.Result]:
+    def final(self) -> list[Any]:
         return self.committed[-1]
 
     def describe(self) -> str:
@@ -140,16 +140,17 @@ def inspect_kafka(kafka: KafkaInput, output_topic: str, committed: int, run: Job
     return Inspection(subtasks, committed, leftovers)
 
 
-def inspect_mysql(url: str) -> Inspection:
+def inspect_mysql(url: str, sink: str = "mysql") -> Inspection:
     """Committed XA transactions leave their marker rows (subtask); prepared xids of this
     database's sink that are still on the server are leftovers."""
     from streamflow.testing.mysql import prepared_xids_of, query, table_exists
 
-    leftovers = [f"prepared XA transaction {xid}" for xid in prepared_xids_of(url, "crash-job", "mysql-sink")]
+    leftovers = [f"prepared XA transaction {xid}" for xid in prepared_xids_of(url, "crash-job", f"{sink}-sink")]
     if not table_exists(url, "_streamflow_xa_markers"):
         return Inspection(set(), 0, leftovers)
     subtasks = {int(r[0]) for r in query(url, "SELECT DISTINCT subtask FROM _streamflow_xa_markers")}
-    (count,), = query(url, f"SELECT count(*) FROM {crash_job.TABLE}")
+    table = crash_job.WINDOW_TABLE if sink in crash_job.WINDOW_SINKS else crash_job.TABLE
+    (count,), = query(url, f"SELECT count(*) FROM {table}")
     return Inspection(subtasks, int(count), leftovers)
 
 
@@ -249,7 +250,7 @@ def run_scenario(scenario: Scenario, inputs: Path, base: Path, kafka: KafkaInput
     base.mkdir(parents=True, exist_ok=False)
     result = ScenarioResult(scenario, base / "out", base / "checkpoints")
     target = None
-    if scenario.sink in ("mysql", "mysql-offsets"):
+    if scenario.sink in crash_job.MYSQL_OUTPUT:
         from streamflow.testing.mysql import create_database
 
         if kafka is None or mysql_server is None:
@@ -272,7 +273,7 @@ def run_scenario(scenario: Scenario, inputs: Path, base: Path, kafka: KafkaInput
         if result.mysql_url is not None and kafka is not None and scenario.sink == "mysql-offsets":
             result.inspections.append(inspect_mysql_offsets(result.mysql_url, kafka))
         elif result.mysql_url is not None:
-            result.inspections.append(inspect_mysql(result.mysql_url))
+            result.inspections.append(inspect_mysql(result.mysql_url, scenario.sink))
         elif kafka is not None and result.output_topic is not None:
             result.inspections.append(inspect_kafka(kafka, result.output_topic, len(committed), run))
         else:

@@ -37,6 +37,19 @@ Every key lives in exactly one input file, so its records reach the counter in t
 of that file whatever the parallelism and timing: the output is deterministic and each
 record is unique, and a multiset comparison with a failure-free run is exact.
 
+The window jobs read the same Kafka topic with event time: a line's time is its line id
+(seconds), increasing within each partition, one watermark per partition
+(``WatermarkStrategy`` on the source, so a partition read ahead of another never makes
+the other's records late). ``--sink kafka-session``: per key, session windows with a gap
+of ``SESSION_GAP`` s, each session ``key,start,end,count,total`` (total: the sum of its
+line ids) written to the output topic by an exactly-once KafkaSink. ``--sink
+mysql-tumbling``: per key, tumbling windows of ``TUMBLE`` s into the rows of
+``windows(key, start, end, count, total)`` by an exactly-once (XA) MySqlSink, UNIQUE
+(key, start). No record is ever late (every split is in order, and the window operators
+keep the event time they reached across a restore), so each window fires exactly once
+with all its records, whatever the timing: the output is the hand computation of
+:func:`expected_windows`.
+
 Checkpoints every 0.2 s (exactly-once) into ``--checkpoints``; a process started on the
 same directory restores from the latest complete checkpoint. ``--state-backend rocksdb``
 keeps the counts in RocksDB (databases under ``--out``'s parent) with incremental
@@ -81,7 +94,14 @@ from streamflow.connectors.mysql import MySqlOffsetsSink, MySqlSink, load_offset
 from streamflow.connectors.mysql.offsets_sink import PROGRESS_TABLE
 from streamflow.connectors.sqlite import ExactlyOnceSqliteSink
 from streamflow.core.faults import FaultInjector
+from streamflow.eventtime import WatermarkStrategy
 from streamflow.state import EmbeddedRocksDBStateBackend, ValueStateDescriptor
+from streamflow.windowing import (
+    AggregateFunction,
+    EventTimeSessionWindows,
+    ProcessWindowFunction,
+    TumblingEventTimeWindows,
+)
 
 INPUT_FILES = 4
 LINES_PER_FILE = 3_000
@@ -96,11 +116,15 @@ ABORT_EVERY = 4  # checkpoints 4, 8, ... are aborted after the sink pre-committe
 UNALIGNED_CHANNEL_CAPACITY = 16  # batches: with --unaligned, many records in flight at each barrier
 
 SINKS = ("file", "sqlite", "kafka", "mysql", "mysql-offsets")
+WINDOW_SINKS = ("kafka-session", "mysql-tumbling")
 # Kafka -> count -> map_async -> exactly-once Kafka (see the module docstring), in input
 # order, or per key after a key_by (tests/crash/test_crash_async.py)
 ASYNC_SINKS = ("kafka-async", "kafka-async-per-key")
-KAFKA_INPUT = ("kafka", "mysql", "mysql-offsets", *ASYNC_SINKS)  # the sinks whose jobs read the input topic
-KAFKA_OUTPUT = ("kafka", *ASYNC_SINKS)  # the sinks that write the output topic
+KAFKA_INPUT = ("kafka", "mysql", "mysql-offsets", *ASYNC_SINKS, *WINDOW_SINKS)  # the sinks whose jobs read the input topic
+KAFKA_OUTPUT = ("kafka", *ASYNC_SINKS, "kafka-session")  # the sinks writing an output topic
+MYSQL_OUTPUT = ("mysql", "mysql-offsets", "mysql-tumbling")  # the sinks writing a database
+SESSION_GAP = 25.0  # seconds (line ids) without a record of the key that end a session
+TUMBLE = 100.0
 ASYNC_CAPACITY = 32
 FLAKY_EVERY = 61  # the first call of every line id divisible by it fails, and is retried
 OFFSETS_NAME = "crash-job"  # whose offsets MySqlOffsetsSink stores
@@ -126,8 +150,17 @@ OFFSETS_DDL = (
     " lineid INT NOT NULL, UNIQUE KEY lineid (lineid)) ENGINE=InnoDB"
 )
 OFFSETS_INSERT = f"INSERT INTO {TABLE} (`key`, lineid) VALUES (%s, %s)"
+WINDOW_TABLE = "windows"
+WINDOW_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {WINDOW_TABLE} ("
+    " seq BIGINT AUTO_INCREMENT PRIMARY KEY, `key` VARCHAR(16) NOT NULL, start DOUBLE NOT NULL,"
+    " end DOUBLE NOT NULL, count INT NOT NULL, total BIGINT NOT NULL, UNIQUE KEY key_start (`key`, start))"
+    " ENGINE=InnoDB"
+)
+WINDOW_INSERT = f"INSERT INTO {WINDOW_TABLE} (`key`, start, end, count, total) VALUES (%s, %s, %s, %s, %s)"
 
 Result = tuple[str, int, int]  # (key, count, line id)
+WindowResult = tuple[str, float, float, int, int]  # (key, window start, window end, records, sum of line ids)
 
 
 # -- input ----------------------------------------------------------------------------
@@ -163,6 +196,38 @@ async def fill_input_topic(directory: Path, bootstrap: str, topic: str) -> None:
 
 def input_paths(directory: Path) -> list[Path]:
     return [directory / f"input-{f}.csv" for f in range(INPUT_FILES)]
+
+
+def expected_windows(directory: Path, sink: str) -> list[WindowResult]:
+    """The windows a correct window job emits, computed from the input alone: per key in
+    the order they end (the order a key's windows fire in)."""
+    times: dict[str, list[int]] = {}
+    for path in input_paths(directory):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            key, lineid = parse(line)
+            times.setdefault(key, []).append(lineid)
+    out: list[WindowResult] = []
+    for key, ids in times.items():
+        groups: list[list[int]] = []
+        for lineid in sorted(ids):
+            if sink == "kafka-session":
+                # [t, t + gap) windows that overlap or touch merge: a gap of at most SESSION_GAP
+                if groups and lineid - groups[-1][-1] <= SESSION_GAP:
+                    groups[-1].append(lineid)
+                else:
+                    groups.append([lineid])
+            elif groups and lineid // TUMBLE == groups[-1][0] // TUMBLE:
+                groups[-1].append(lineid)
+            else:
+                groups.append([lineid])
+        for group in groups:
+            if sink == "kafka-session":
+                start, end = float(group[0]), group[-1] + SESSION_GAP
+            else:
+                start = group[0] // TUMBLE * TUMBLE
+                end = start + TUMBLE
+            out.append((key, float(start), float(end), len(group), sum(group)))
+    return out
 
 
 def expected_results(directory: Path) -> list[Result]:
@@ -248,6 +313,75 @@ def to_kafka_value(record: Result) -> bytes:
     return to_line(record).encode()
 
 
+def time_of_line(line: str) -> float:
+    """A line's event time: its line id, in seconds."""
+    return float(line.partition(",")[2])
+
+
+class CountAndTotal(AggregateFunction[tuple[str, int], tuple[int, int], tuple[int, int]]):
+    """(records, sum of line ids) of a window; sessions merge them."""
+
+    def create_accumulator(self) -> tuple[int, int]:
+        return (0, 0)
+
+    def add(self, value: tuple[str, int], accumulator: tuple[int, int]) -> tuple[int, int]:
+        return (accumulator[0] + 1, accumulator[1] + value[1])
+
+    def get_result(self, accumulator: tuple[int, int]) -> tuple[int, int]:
+        return accumulator
+
+    def merge(self, a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+        return (a[0] + b[0], a[1] + b[1])
+
+
+class WindowRow(ProcessWindowFunction):
+    """(key, start, end, records, total) of a window that fired."""
+
+    def process(self, key: Any, context: Any, elements: Any, out: Any) -> None:
+        for count, total in elements:
+            out.collect((key, context.window.start, context.window.end, count, total))
+
+
+def to_window_row(record: WindowResult) -> WindowResult:
+    return record
+
+
+def window_value(record: WindowResult) -> bytes:
+    return ",".join(str(field) for field in record).encode()
+
+
+def build_windows(env: StreamEnvironment, sink: str, args: argparse.Namespace) -> None:
+    """The window jobs of the module docstring."""
+    pause = RUN_SECONDS * PACE_EVERY * env.parallelism / TOTAL_RECORDS
+    source = KafkaSource(args.bootstrap, topics=args.input_topic, bounded=True, value_deserializer="str")
+    strategy = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(time_of_line)
+    keyed = (
+        env.from_source(source, name="input", watermark_strategy=strategy).uid("input")
+        .map(parse).uid("parse")
+        .map(Pace(PACE_EVERY, pause)).uid("pace")
+        .key_by(lambda r: r[0])
+    )
+    assigner: Any = EventTimeSessionWindows.with_gap(SESSION_GAP) if sink == "kafka-session" else (
+        TumblingEventTimeWindows.of(TUMBLE)
+    )
+    windows = keyed.window(assigner).aggregate(CountAndTotal(), window_function=WindowRow()).uid("windows")
+    if sink == "kafka-session":
+        windows.sink_to(
+            AbortWitness(KafkaSink(
+                args.bootstrap, args.output_topic, delivery_guarantee=DeliveryGuarantee.EXACTLY_ONCE,
+                transactional_id_prefix=args.output_topic, key=lambda r: r[0], key_serializer="str",
+                value_serializer=window_value,
+            )),
+            name=f"{sink}-sink",
+        ).uid(f"{sink}-sink")
+    else:
+        windows.sink_to(
+            AbortWitness(MySqlSink(args.mysql_url, table=WINDOW_TABLE, statement=WINDOW_INSERT, row_fn=to_window_row,
+                                   delivery_guarantee=DeliveryGuarantee.EXACTLY_ONCE, batch_size=100)),
+            name=f"{sink}-sink",
+        ).uid(f"{sink}-sink")
+
+
 class AbortWitness:
     """The job's sink, wrapped to see what reaches it: the largest batch, and the
     aborted checkpoints whose epoch had records (the abort path with data at stake).
@@ -299,6 +433,9 @@ class WitnessWriter:
 
 def build(env: StreamEnvironment, sink: str, inputs: list[Path], out: Path, args: argparse.Namespace,
           starting: StartingOffsets | None = None) -> None:
+    if sink in WINDOW_SINKS:
+        build_windows(env, sink, args)
+        return
     pause = RUN_SECONDS * PACE_EVERY * env.parallelism / TOTAL_RECORDS
     if sink in KAFKA_INPUT:
         source: Any = KafkaSource(
@@ -426,11 +563,36 @@ def applied_checkpoint(mysql_url: str) -> int | None:
 # -- reading the committed output (used by the tests) -----------------------------------
 
 
+def read_committed_windows(sink: str, kafka: tuple[str, str] | None = None,
+                           mysql_url: str | None = None) -> list[WindowResult]:
+    """The committed windows of a window job: in offset order per partition (Kafka, as a
+    read_committed consumer sees it), insertion order (MySQL)."""
+    if sink == "kafka-session":
+        from streamflow.testing.kafka import read_committed as read_kafka
+
+        assert kafka is not None
+        records = asyncio.run(read_kafka(*kafka, timeout=20.0))
+        results = []
+        for record in records:
+            key, start, end, count, total = record.value.decode().split(",")
+            results.append((key, float(start), float(end), int(count), int(total)))
+        return results
+    from streamflow.testing.mysql import query, table_exists
+
+    assert mysql_url is not None
+    if not table_exists(mysql_url, WINDOW_TABLE):
+        return []
+    rows = query(mysql_url, f"SELECT `key`, start, end, count, total FROM {WINDOW_TABLE} ORDER BY seq")
+    return [(k, float(s), float(e), int(c), int(t)) for k, s, e, c, t in rows]
+
+
 def read_committed(sink: str, out: Path, kafka: tuple[str, str] | None = None,
-                   mysql_url: str | None = None) -> list[Result]:
+                   mysql_url: str | None = None) -> list[Any]:
     """The committed output in commit order per subtask (file), insertion order (SQLite,
     MySQL; counts derived from it for mysql-offsets) or offset order per partition (Kafka, ``kafka=(bootstrap, output topic)``, as
-    a read_committed consumer sees it)."""
+    a read_committed consumer sees it); a window job's windows (:func:`read_committed_windows`)."""
+    if sink in WINDOW_SINKS:
+        return read_committed_windows(sink, kafka, mysql_url)
     if sink in ("mysql", "mysql-offsets"):
         from streamflow.testing.mysql import query, table_exists
 
@@ -476,7 +638,7 @@ def read_committed(sink: str, out: Path, kafka: tuple[str, str] | None = None,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sink", choices=SINKS + ASYNC_SINKS, required=True)
+    parser.add_argument("--sink", choices=(*SINKS, *ASYNC_SINKS, *WINDOW_SINKS), required=True)
     parser.add_argument("--input", type=Path, help="directory of the generated input files")
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers (--sink kafka)")
     parser.add_argument("--input-topic", help="the input topic (--sink kafka)")
@@ -489,10 +651,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unaligned", action="store_true", help="unaligned checkpoints, channels of 16 batches")
     parser.add_argument("--aligned-timeout", type=float, default=None, help="with --unaligned: switch after S seconds")
     args = parser.parse_args(argv)
-    if args.sink in ("mysql", "mysql-offsets"):  # the table is the user's to create, as with any MySqlSink
+    if args.sink in MYSQL_OUTPUT:  # the table is the user's to create, as with any MySqlSink
         from streamflow.testing.mysql import execute
 
-        execute(args.mysql_url, MYSQL_DDL if args.sink == "mysql" else OFFSETS_DDL)
+        ddl = {"mysql": MYSQL_DDL, "mysql-offsets": OFFSETS_DDL, "mysql-tumbling": WINDOW_DDL}[args.sink]
+        execute(args.mysql_url, ddl)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in ("streamflow.job", "streamflow.checkpoint"):
         logging.getLogger(name).setLevel(logging.INFO)

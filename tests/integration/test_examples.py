@@ -121,6 +121,17 @@ def test_custom_2pc_sink_example_publishes_a_completed_checkpoint_after_a_crash_
     assert sorted(ids) == list(range(3000))
 
 
+def test_user_sessions_example_routes_late_events_to_a_side_output_and_checks_itself(tmp_path: Path) -> None:
+    """examples/user_sessions.py: session windows over the bundled events, late events aside."""
+    done = run([sys.executable, str(REPO / "examples" / "user_sessions.py"), "--out", str(tmp_path)], REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 malformed lines skipped" in done.stdout
+    assert "CHECK OK: 1149 sessions of 200 users, 19959 events" in done.stdout, done.stdout
+    assert "38 late events in the side output" in done.stdout
+    late = [json.loads(line) for line in read_committed_lines(tmp_path / "late")]
+    assert {event["user"] for event in late} == {"u011", "u042", "u123", "u170"}
+
+
 def test_backpressure_dashboard_example_serves_its_dashboard_and_ends(tmp_path: Path) -> None:
     done = run([sys.executable, str(REPO / "examples" / "backpressure_dashboard.py"), "--seconds", "2",
                 "--parallelism", "2"], tmp_path, timeout=60)

@@ -1,6 +1,6 @@
 """KafkaSource against the real broker: what a record looks like (values, KafkaRecord),
-records that do not deserialize under each error policy, watermarks from Kafka
-timestamps, and the errors for a missing topic and an unreachable broker."""
+records that do not deserialize under each error policy, timestamps and per-partition
+watermarks from Kafka timestamps, and the errors for a missing topic and an unreachable broker."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streamflow import ErrorPolicy, JobFailedError, KeyedProcessFunction, ProcessFunction
+from streamflow import ErrorPolicy, JobFailedError, KeyedProcessFunction
 from streamflow.connectors.debug import CollectSink
-from streamflow.connectors.kafka import BoundedOutOfOrderness, KafkaOutput, KafkaRecord, KafkaSource
+from streamflow.connectors.kafka import KafkaOutput, KafkaRecord, KafkaSource
 from streamflow.errors import ConnectorError, DeserializationError
+from streamflow.eventtime import WatermarkStrategy
 from streamflow.testing.kafka import create_topic, produce, unique_topic
 from kafka_source_kit import job
 
@@ -141,14 +142,22 @@ async def test_dead_letter_policy_sends_raw_records_with_position_and_error(kafk
 # -- watermarks ------------------------------------------------------------------------
 
 
-class SeenWatermark(ProcessFunction):
-    """Emits (record value, the operator's watermark when the record arrived)."""
+class StampAndProbe(KeyedProcessFunction):
+    """Emits (value, its timestamp) and registers two event-time timers per record: one
+    the bound (plus the microsecond that makes watermarks exclusive) behind its
+    timestamp, which the watermark reaches once the newest record is in; one a little
+    less far behind, which the newest record's never reaches."""
 
     def process_element(self, value: Any, ctx: Any, out: Any) -> None:
-        out.collect((value.value, ctx.current_watermark()))
+        out.collect((value.value, ctx.timestamp()))
+        ctx.timer_service.register_event_time_timer(ctx.timestamp() - 1.000001)
+        ctx.timer_service.register_event_time_timer(ctx.timestamp() - 0.999)
+
+    def on_timer(self, timestamp: float, ctx: Any, out: Any) -> None:
+        out.collect(("timer", timestamp))
 
 
-async def test_watermark_trails_the_highest_timestamp_by_the_bound_and_late_records_do_not_lower_it(
+async def test_records_carry_their_kafka_timestamp_and_the_watermark_trails_the_newest_by_the_bound(
     kafka_bootstrap: str, out: str
 ) -> None:
     topic = unique_topic("watermarks")
@@ -162,19 +171,28 @@ async def test_watermark_trails_the_highest_timestamp_by_the_bound_and_late_reco
     finally:
         await producer.stop()
     env = job(1)
-    env.set_source_batch_size(1)  # a watermark after every record
     env.from_source(
         KafkaSource(
-            kafka_bootstrap, topics=topic, bounded=True, output=KafkaOutput.RECORD, value_deserializer="str",
-            watermarks=BoundedOutOfOrderness(max_out_of_orderness=1.0),
+            kafka_bootstrap, topics=topic, output=KafkaOutput.RECORD, value_deserializer="str",
+            watermark_strategy=WatermarkStrategy.for_bounded_out_of_orderness(1.0),
         )
-    ).uid("src").process(SeenWatermark()).uid("seen").sink_to(CollectSink(out))
-    await env.execute("watermarks")
+    ).uid("src").key_by(lambda r: r.partition).process(StampAndProbe()).uid("probe").sink_to(CollectSink(out))
+    client = env.execute_async("watermarks")
     b = base / 1000
+    # The watermark ends at b + 5 - 1.000001 (d's timestamp less the bound): every first
+    # timer fires, the second of a, b and c fire, d's second (at b + 4.001) never does.
+    fired = [b - 1.000001, b + 0.999999, b - 0.000001, b + 3.999999, b - 0.999, b + 1.001, b + 0.001]
+    try:
+        deadline = time.monotonic() + 10
+        while len([r for r in CollectSink.results(out) if r[0] == "timer"]) < len(fired):
+            assert time.monotonic() < deadline, CollectSink.results(out)
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.6)  # three more periodic watermarks: nothing more fires
+    finally:
+        await client.cancel()
     got = CollectSink.results(out)
-    assert [v for v, _ in got] == ["a", "b", "c", "d"]
-    assert [w for _, w in got][0] == float("-inf")
-    assert [w for _, w in got][1:] == pytest.approx([b - 1.001, b + 2 - 1.001, b + 2 - 1.001])
+    assert [r for r in got if r[0] != "timer"] == [(n, pytest.approx(b + t)) for n, t in (("a", 0), ("b", 2), ("c", 1), ("d", 5))]
+    assert sorted(t for name, t in got if name == "timer") == pytest.approx(sorted(fired))
 
 
 class FireAtRecordTime(KeyedProcessFunction):
@@ -206,11 +224,14 @@ async def test_a_partition_without_records_holds_the_watermark_until_it_is_idle(
     topic = unique_topic("idle")
     await create_topic(kafka_bootstrap, topic, 2)  # partition 1 stays empty
     base = 1_700_000_000_000
+    strategy = WatermarkStrategy.for_monotonous_timestamps()
+    if idle_timeout is not None:
+        strategy = strategy.with_idleness(idle_timeout)
     env = job(1)
     env.from_source(
         KafkaSource(
             kafka_bootstrap, topics=topic, output=KafkaOutput.RECORD,
-            watermarks=BoundedOutOfOrderness(idle_timeout=idle_timeout),
+            watermark_strategy=strategy,
         )
     ).uid("src").key_by(lambda r: r.partition).process(FireAtRecordTime()).uid("timers").sink_to(CollectSink(out))
     client = env.execute_async("idle")
@@ -227,6 +248,36 @@ async def test_a_partition_without_records_holds_the_watermark_until_it_is_idle(
             # Event time follows partition 0 alone, in order: timers fire up to its newest record.
             fired = CollectSink.results(out)
             assert fired == pytest.approx([base / 1000 + i for i in range(len(fired))])
+    finally:
+        writer.cancel()
+        await client.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await writer
+
+
+async def test_a_source_subtask_without_partitions_is_idle_and_holds_no_event_time_back(
+    kafka_bootstrap: str, out: str
+) -> None:
+    topic = unique_topic("no-partitions")
+    await create_topic(kafka_bootstrap, topic, 1)  # two source subtasks, one partition: subtask 1 has none
+    base = 1_700_000_000_000
+    env = job(2)
+    env.from_source(
+        KafkaSource(kafka_bootstrap, topics=topic, output=KafkaOutput.RECORD),
+        watermark_strategy=WatermarkStrategy.for_monotonous_timestamps(),  # no idle timeout
+    ).uid("src").key_by(lambda r: r.partition).process(FireAtRecordTime()).uid("timers").sink_to(CollectSink(out))
+    client = env.execute_async("no-partitions")
+    writer = asyncio.create_task(keep_writing(kafka_bootstrap, topic, base))
+    try:
+        deadline = time.monotonic() + 10
+        while len(CollectSink.results(out)) < 4:
+            assert time.monotonic() < deadline, CollectSink.results(out)
+            await asyncio.sleep(0.02)
+        fired = CollectSink.results(out)
+        assert fired == pytest.approx([base / 1000 + i for i in range(len(fired))])
+        tasks = client.metrics()["tasks"]
+        idle = [name for name, task in tasks.items() if name.startswith("src[") and task["output_watermark"] == float("-inf")]
+        assert len(idle) == 1  # the subtask without a partition sent no watermark, only IDLE
     finally:
         writer.cancel()
         await client.cancel()

@@ -10,12 +10,13 @@ results go out from the task's own asyncio task, in the queue's order. So:
    the queue is full, the operator emits what is done and waits for a call to end (a
    full capacity is backpressure: the task reads nothing meanwhile, its input channels
    fill). Waiting time is counted in ``capacity_wait_seconds``.
-2. ``process_watermark``: held behind the records before it (unordered mode too), and
-   passed on once they are out.
+2. ``process_watermark`` / ``process_watermark_status``: held behind the records before
+   it (unordered mode too), and passed on once they are out; so no result crosses a
+   watermark. Results keep their input record's event timestamp.
 3. ``snapshot(n)`` at barrier n: the inputs of every record still held (call running,
    waiting, or done and not yet emitted) go into ``OperatorSnapshot.async_inputs``, in
-   arrival order, with their source positions and keys. Their results, emitted after
-   the barrier, belong to the next checkpoint.
+   arrival order, with their source positions, keys and timestamps. Their results,
+   emitted after the barrier, belong to the next checkpoint.
 4. ``open(restored)``: restored inputs are held and called again before any new record
    (ordered mode keeps their order); after a rescale they are dealt out evenly, or by
    key group after ``key_by``.
@@ -39,6 +40,7 @@ from typing import Any, NoReturn
 from streamflow.checkpoint.snapshot import OperatorSnapshot, SnapshotType
 from streamflow.core.elements import Batch, Watermark
 from streamflow.errors import ConfigError, StateError, UserFunctionError
+from streamflow.eventtime.status import WatermarkStatus
 from streamflow.graph.spec import OperatorSpec
 from streamflow.partitioning.keygroups import KeyGroupAssigner
 from streamflow.runtime.operators.async_calls import AsyncCallMetrics, call_with_retries
@@ -108,7 +110,8 @@ class AsyncOperator(StreamOperator):
             log.info("async operator %r subtask %d calls again %d input(s) held at its restored checkpoint",
                      self.uid, self.ctx.subtask_index, len(inputs))  # fmt: skip
         for stored in inputs:
-            self._hold(stored["record"], stored["position"], stored["origin"], stored["key"])
+            # "timestamp": absent in checkpoints written before records carried event time
+            self._hold(stored["record"], stored["position"], stored["origin"], stored["key"], stored.get("timestamp"))
 
     def _restored_inputs(self, restored: Restored) -> list[dict[str, Any]]:
         """This subtask's share of the old subtasks' held inputs: by key group after
@@ -124,7 +127,7 @@ class AsyncOperator(StreamOperator):
 
     async def snapshot(self, checkpoint_id: int, snapshot_type: SnapshotType) -> OperatorSnapshot:
         held = [
-            {"record": e.record, "position": e.position, "origin": e.origin, "key": e.key}
+            {"record": e.record, "position": e.position, "origin": e.origin, "key": e.key, "timestamp": e.timestamp}
             for e in self.queue.held_entries()
         ]
         return OperatorSnapshot(async_inputs=held)
@@ -161,7 +164,7 @@ class AsyncOperator(StreamOperator):
     async def process(self, batch: Batch) -> None:
         records = batch.records
         self.metrics.records_in += len(records)
-        positions, origin = batch.positions, batch.origin
+        positions, origin, timestamps = batch.positions, batch.origin, batch.timestamps
         keys = self._keys_of(batch) if self.keyed else None
         queue = self.queue
         for index, record in enumerate(records):
@@ -172,6 +175,7 @@ class AsyncOperator(StreamOperator):
                 positions[index] if positions is not None else None,
                 origin,
                 keys[index] if keys is not None else None,
+                timestamps[index] if timestamps is not None else None,
             )
         await self._emit_ready()
 
@@ -180,6 +184,12 @@ class AsyncOperator(StreamOperator):
         if not self.queue.add_watermark(watermark):
             await self.emit_watermark(watermark)
 
+    async def process_watermark_status(self, status: WatermarkStatus) -> None:
+        """Held as a watermark is: an IDLE passed ahead of held results would let event
+        time downstream move past them."""
+        if not self.queue.add_watermark(status):
+            await self.emit_watermark_status(status)
+
     def _keys_of(self, batch: Batch) -> list[Any]:
         if batch.keys is not None:
             return batch.keys
@@ -187,9 +197,9 @@ class AsyncOperator(StreamOperator):
         assert selector is not None  # only called on keyed operators
         return [selector(r) for r in batch.records]
 
-    def _hold(self, record: Any, position: Any, origin: Any, key: Any) -> None:
+    def _hold(self, record: Any, position: Any, origin: Any, key: Any, timestamp: float | None) -> None:
         self._seq += 1
-        for entry in self.queue.add(AsyncEntry(self._seq, record, position, origin, key)):
+        for entry in self.queue.add(AsyncEntry(self._seq, record, position, origin, key, timestamp)):
             self._start(entry)
 
     def _start(self, entry: AsyncEntry) -> None:
@@ -261,7 +271,8 @@ class AsyncOperator(StreamOperator):
 
     async def _emit_ready(self) -> None:
         """Emit what the queue releases, in its order: results in batches of one origin
-        (a source split), watermarks between them; failed records to the error policy."""
+        (a source split) with their inputs' timestamps, watermarks and statuses between
+        them; failed records to the error policy."""
         if self._failed is not None:
             self._fail(self._failed)
         ready = self.queue.pop_ready()
@@ -269,15 +280,19 @@ class AsyncOperator(StreamOperator):
             return
         out: list[Any] = []
         positions: list[Any] = []
+        stamps: list[float | None] = []
         origin = None
         emitted = 0
         for item in ready:
-            if isinstance(item, Watermark):
+            if not isinstance(item, AsyncEntry):
                 if out:
                     emitted += len(out)
-                    await self.emit(Batch(out, positions, origin))
-                    out, positions = [], []
-                await self.emit_watermark(item)
+                    await self.emit(_batch(out, positions, origin, stamps))
+                    out, positions, stamps = [], [], []
+                if isinstance(item, Watermark):
+                    await self.emit_watermark(item)
+                else:
+                    await self.emit_watermark_status(item)
                 continue
             entry = item
             if entry.error is not None:
@@ -288,14 +303,15 @@ class AsyncOperator(StreamOperator):
                 continue
             if entry.origin is not origin and entry.origin != origin and out:
                 emitted += len(out)
-                await self.emit(Batch(out, positions, origin))
-                out, positions = [], []
+                await self.emit(_batch(out, positions, origin, stamps))
+                out, positions, stamps = [], [], []
             origin = entry.origin
             out.extend(results)
             positions.extend([entry.position] * len(results))
+            stamps.extend([entry.timestamp] * len(results))
         if out:
             emitted += len(out)
-            await self.emit(Batch(out, positions, origin))
+            await self.emit(_batch(out, positions, origin, stamps))
         self.metrics.records_out += emitted
         if self.errors.pending:
             await self.errors.flush(self.dead_letter)
@@ -329,3 +345,9 @@ class AsyncOperator(StreamOperator):
         self.errors.set_aside(
             error, entry.record, position, f"record {short_repr(entry.record)} {where} after {entry.attempts} attempt(s)"
         )
+
+
+def _batch(records: list[Any], positions: list[Any], origin: Any, stamps: list[float | None]) -> Batch:
+    """Results with their inputs' timestamps (no list when none has one, as Batch wants)."""
+    has_time = any(stamp is not None for stamp in stamps)
+    return Batch(records, positions, origin, timestamps=stamps if has_time else None)

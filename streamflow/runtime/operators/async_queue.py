@@ -14,6 +14,9 @@ stream element queues, in three orderings (:class:`~streamflow.api.async_io.Asyn
   starts when the previous one of its key completed, so one key's results complete, and
   go out, in input order.
 
+A :class:`~streamflow.eventtime.WatermarkStatus` is held like a watermark: an IDLE passed
+ahead of held results would let the watermark downstream move past their timestamps.
+
 Capacity: the operator adds a record only while fewer than ``capacity`` are held (added
 and not yet popped), and never more than ``capacity`` calls run at once; entries beyond
 it (restored inputs of several old subtasks after a rescale) wait to start.
@@ -26,6 +29,7 @@ from typing import Any
 
 from streamflow.api.async_io import AsyncOrdering
 from streamflow.core.elements import SourceRef, Watermark
+from streamflow.eventtime.status import WatermarkStatus
 
 __all__ = ["AsyncEntry", "AsyncQueue"]
 
@@ -33,14 +37,25 @@ __all__ = ["AsyncEntry", "AsyncQueue"]
 class AsyncEntry:
     """One record handed to the async function, from its arrival to its emission."""
 
-    __slots__ = ("seq", "record", "position", "origin", "key", "results", "error", "attempts", "done", "segment")
+    __slots__ = (
+        "seq", "record", "position", "origin", "key", "timestamp", "results", "error", "attempts", "done", "segment"
+    )
 
-    def __init__(self, seq: int, record: Any, position: Any, origin: SourceRef | None, key: Any = None) -> None:
+    def __init__(
+        self,
+        seq: int,
+        record: Any,
+        position: Any,
+        origin: SourceRef | None,
+        key: Any = None,
+        timestamp: float | None = None,
+    ) -> None:
         self.seq = seq  # arrival order in this subtask
         self.record = record
         self.position = position  # source position within origin (None: none known)
         self.origin = origin
         self.key = key  # after key_by: the record's key (per-key order, rescale by key group)
+        self.timestamp = timestamp  # the record's event time, which its results keep (None: none)
         self.results: list[Any] = []  # the call's outputs, once done without error
         self.error: Exception | None = None  # why the call failed, once done
         self.attempts = 0
@@ -63,10 +78,11 @@ class _Segment:
     def __init__(self) -> None:
         self.pending: set[AsyncEntry] = set()  # calls not complete
         self.done: deque[AsyncEntry] = deque()  # complete, in completion order, not yet popped
-        self.watermark: Watermark | None = None  # the watermark that closes the segment
+        self.watermark: EventTime | None = None  # the watermark (or status) that closes the segment
 
 
-Element = AsyncEntry | Watermark
+EventTime = Watermark | WatermarkStatus
+Element = AsyncEntry | EventTime
 
 
 class AsyncQueue:
@@ -123,9 +139,9 @@ class AsyncQueue:
         self._startable.append(entry)
         return self._start_some()
 
-    def add_watermark(self, watermark: Watermark) -> bool:
-        """Hold ``watermark`` behind the records before it; False when nothing is held
-        (the caller forwards it at once)."""
+    def add_watermark(self, watermark: EventTime) -> bool:
+        """Hold ``watermark`` (or a status) behind the records before it; False when
+        nothing is held (the caller forwards it at once)."""
         if self.ordering is AsyncOrdering.ORDERED:
             if not self._ordered:
                 return False

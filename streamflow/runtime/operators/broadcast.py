@@ -26,7 +26,7 @@ from streamflow.core.elements import Batch
 from streamflow.errors import ConfigError, StateError
 from streamflow.runtime.operators.base import Emit, Restored
 from streamflow.runtime.operators.contexts import CallContext, OperatorContext
-from streamflow.runtime.operators.function import FunctionOperator
+from streamflow.runtime.operators.function import FunctionOperator, carry_along
 from streamflow.state.broadcast import BroadcastState, ReadOnlyBroadcastState
 from streamflow.state.descriptors import MapStateDescriptor, StateDescriptor
 from streamflow.state.keyed import NO_KEY, NO_KEY_GROUP
@@ -105,30 +105,41 @@ class BroadcastProcessOperator(FunctionOperator):
         records = batch.records
         self.metrics.records_in += len(records)
         positions = batch.positions
+        timestamps = batch.timestamps
         keys, key_groups = self._keys_of(batch) if keyed else (None, None)
         out: list[Any] = []
         out_positions: list[Any] | None = [] if positions is not None else None
+        out_timestamps: list[float | None] | None = [] if timestamps is not None else None
         collector = self._collector
-        collector.collect = out.append
+        collector.reset(out)
+        side = self.side_buffer
         for index, record in enumerate(records):
             if keys is not None and key_groups is not None:
                 self.set_key(keys[index], key_groups[index])
+            self.current_timestamp = None if timestamps is None else timestamps[index]
+            self.current_position = None if positions is None else positions[index]
             before = len(out)
+            side_before = len(side.pending)
             try:
                 result = call(record, context, collector)
                 if is_async:
                     await result
             except Exception as exc:
                 del out[before:]
+                collector.forget_from(before)
+                side.forget_from(side_before)
                 self._on_error(exc, batch, index)
                 continue
-            if out_positions is not None and len(out) > before:
-                out_positions.extend([positions[index]] * (len(out) - before))  # type: ignore[index]
+            carry_along(out_positions, out_timestamps, positions, timestamps, index, len(out) - before)
+        if collector.stamped:
+            out_timestamps = collector.apply_timestamps(out_timestamps, len(out))
         self.metrics.records_out += len(out)
         if self.errors.pending:
             await self.errors.flush(self.dead_letter)
         if out:
-            await self.emit(Batch(out, out_positions, batch.origin))
+            await self.emit(Batch(out, out_positions, batch.origin, timestamps=out_timestamps))
+        if side.pending:
+            await side.flush(batch.origin)
 
 
 class ElementContext(CallContext):

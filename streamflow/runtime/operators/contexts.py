@@ -1,21 +1,26 @@
 """The contexts the runtime hands to user functions.
 
 ``OperatorContext`` is the RuntimeContext given to ``open`` (subtask, parallelism, keyed
-state). A process function gets a ``CallContext`` (current key, timers, time) and a
-``ListCollector`` as ``out`` for each record; both are reused across records and read
-their operator's current key at call time, so they cost nothing per record.
+state). A process function gets a ``CallContext`` (current key, timestamp, timers, time,
+side outputs) and a ``ListCollector`` as ``out`` for each record; both are reused across
+records and read their operator's current key at call time, so they cost nothing per
+record.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 from streamflow.api.functions import checkpoint_hook
+from streamflow.api.side_outputs import OutputTag
 from streamflow.core.clock import Clock
+from streamflow.core.elements import Batch, SourceRef
 from streamflow.core.services import JobServices
-from streamflow.errors import StateError
+from streamflow.errors import ConfigError, StateError
+from streamflow.eventtime.tracker import InvalidTimestampError
 from streamflow.graph.spec import OperatorSpec
 from streamflow.partitioning.keygroups import key_group_range
 from streamflow.runtime.timers import TimerQueue
@@ -116,10 +121,88 @@ class SnapshotContext:
 
 
 class ListCollector:
-    """``out`` of a process function: ``collect`` is rebound to the output list's append."""
+    """``out`` of a process function: ``collect(value)`` appends to the operator's output
+    list; ``collect(value, timestamp=t)`` also gives the output record its own event
+    timestamp (float seconds) instead of the input record's."""
 
-    __slots__ = ("collect",)
-    collect: Callable[[Any], None]
+    __slots__ = ("_out", "_append", "stamped")
+
+    def __init__(self) -> None:
+        self.reset([])
+
+    def reset(self, out: list[Any]) -> None:
+        """Collect into ``out`` from now on."""
+        self._out = out
+        self._append = out.append
+        self.stamped: list[tuple[int, float]] = []  # (index in out, timestamp) set by collect
+
+    def collect(self, value: Any, timestamp: float | None = None) -> None:
+        self._append(value)
+        if timestamp is not None:
+            if isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)) or not math.isfinite(timestamp):
+                del self._out[-1]
+                raise InvalidTimestampError(
+                    f"out.collect(..., timestamp={timestamp!r}): a timestamp must be finite float seconds since the epoch"
+                )
+            self.stamped.append((len(self._out) - 1, float(timestamp)))
+
+    def forget_from(self, index: int) -> None:
+        """The outputs from ``index`` on were dropped (their record failed)."""
+        stamped = self.stamped
+        while stamped and stamped[-1][0] >= index:
+            stamped.pop()
+
+    def apply_timestamps(self, timestamps: list[float | None] | None, count: int) -> list[float | None]:
+        """``timestamps`` of ``count`` outputs (None: none had one) with the ones set by
+        ``collect(..., timestamp=)`` in place."""
+        if timestamps is None:
+            timestamps = [None] * count
+        for index, timestamp in self.stamped:
+            timestamps[index] = timestamp
+        self.stamped = []
+        return timestamps
+
+
+class SideOutputBuffer:
+    """What ``ctx.output(tag, value)`` sent during one batch (or one round of timers),
+    with the position and timestamp of the record being processed; flushed per tag after
+    the main output."""
+
+    __slots__ = ("_op", "pending")
+
+    def __init__(self, op: Any) -> None:
+        self._op = op
+        self.pending: list[tuple[str, Any, Any, float | None]] = []
+
+    def add(self, tag: OutputTag, value: Any) -> None:
+        if not isinstance(tag, OutputTag):
+            raise ConfigError(f"ctx.output(tag, value) needs an OutputTag as tag, got {tag!r}; e.g. OutputTag('late')")
+        op = self._op
+        self.pending.append((tag.name, value, op.current_position, op.current_timestamp))
+
+    def forget_from(self, index: int) -> None:
+        """What was sent from entry ``index`` on is dropped (its record failed)."""
+        del self.pending[index:]
+
+    async def flush(self, origin: SourceRef | None) -> None:
+        pending, self.pending = self.pending, []
+        by_tag: dict[str, tuple[list[Any], list[Any], list[float | None]]] = {}
+        for name, value, position, timestamp in pending:
+            records, positions, timestamps = by_tag.setdefault(name, ([], [], []))
+            records.append(value)
+            positions.append(position)
+            timestamps.append(timestamp)
+        emit_side_output: Callable[[str, Batch], Awaitable[None]] = self._op.emit_side_output
+        for name, (records, positions, timestamps) in by_tag.items():
+            await emit_side_output(
+                name,
+                Batch(
+                    records,
+                    positions if origin is not None and any(p is not None for p in positions) else None,
+                    origin,
+                    timestamps=timestamps if any(t is not None for t in timestamps) else None,
+                ),
+            )
 
 
 class TimerScope(Protocol):
@@ -132,8 +215,10 @@ class TimerScope(Protocol):
     watermark: float
     current_key: Any
     current_key_group: int
+    current_timestamp: float | None
     processing_timers: TimerQueue
     event_timers: TimerQueue
+    side_buffer: SideOutputBuffer
 
 
 class CallContext:
@@ -156,6 +241,16 @@ class CallContext:
 
     def current_watermark(self) -> float:
         return self._op.watermark
+
+    def timestamp(self) -> float | None:
+        """The event timestamp of the record being processed (float seconds), or of the
+        event-time timer firing; None when it has none."""
+        return self._op.current_timestamp
+
+    def output(self, tag: OutputTag, value: Any) -> None:
+        """Send ``value`` to the side output ``tag`` (read it with
+        ``stream.get_side_output(tag)``), with this record's timestamp."""
+        self._op.side_buffer.add(tag, value)
 
 
 class OperatorTimerService:

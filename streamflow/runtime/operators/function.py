@@ -6,6 +6,14 @@ chosen once per operator (:class:`RecordPath`): a synchronous map that is not ke
 a synchronous keyed reduce each have a loop of their own; every other kind, keyed or
 not, sync or async, goes through the general loop. The fast paths are shortcuts of the
 general one: same output, same positions, same state, same error handling.
+
+Timestamps: every output record carries the event timestamp of the record it came from
+(a reduce's output, the record reduced in; a process function's, the input's unless
+``out.collect(value, timestamp=...)`` sets one); what ``on_timer`` emits carries the
+timer's time for an event-time timer and none for a processing-time timer. A process
+function reads the current one with ``ctx.timestamp()`` and sends values to side
+outputs with ``ctx.output(tag, value)``; they leave after the batch's main output, with
+the position and timestamp of the record that produced them.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import copy
 import enum
 import inspect
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 from streamflow.api.functions import is_checkpointed_function
 from streamflow.checkpoint.incremental import KeyedCheckpoints
@@ -30,6 +38,7 @@ from streamflow.runtime.operators.contexts import (
     InitContext,
     ListCollector,
     OperatorContext,
+    SideOutputBuffer,
     SnapshotContext,
     maybe_await,
 )
@@ -38,9 +47,11 @@ from streamflow.runtime.timers import TimerQueue
 from streamflow.state.descriptors import ValueStateDescriptor
 from streamflow.state.operator import OperatorStateStore, restore_operator_state
 
-__all__ = ["FunctionOperator", "RecordPath", "own_copy"]
+__all__ = ["FunctionOperator", "RecordPath", "carry_along", "own_copy"]
 
 log = logging.getLogger("streamflow.operator")
+
+_V = TypeVar("_V")
 
 
 class RecordPath(enum.Enum):
@@ -78,6 +89,9 @@ class FunctionOperator(StreamOperator):
         self.watermark = float("-inf")
         self.current_key: Any = None
         self.current_key_group = 0
+        self.current_timestamp: float | None = None  # of the record (or event-time timer) being processed
+        self.current_position: Any = None  # of the record being processed (None for a timer)
+        self.side_buffer = SideOutputBuffer(self)
         self.errors = RecordErrorHandler(
             spec.error_policy, owner="operator", uid=self.uid, subtask=ctx.subtask_index, metrics=self.metrics,
             logger=log,
@@ -216,18 +230,22 @@ class FunctionOperator(StreamOperator):
         self.metrics.records_in += len(records)
         path = self.path
         if path is RecordPath.MAP:
-            out, positions = self._map_fast(batch)
+            out, failed = self._map_fast(batch)
+            positions, timestamps = _without(batch.positions, failed), _without(batch.timestamps, failed)
         elif path is RecordPath.REDUCE:
-            out, positions = self._reduce_fast(batch)
+            out, failed = self._reduce_fast(batch)
+            positions, timestamps = _without(batch.positions, failed), _without(batch.timestamps, failed)
         else:
-            out, positions = await self._general(batch)
+            out, positions, timestamps = await self._general(batch)
         self.metrics.records_out += len(out)
         if self.errors.pending:
             await self.errors.flush(self.dead_letter)
         if out:
-            await self.emit(Batch(out, positions, batch.origin))
+            await self.emit(Batch(out, positions, batch.origin, timestamps=timestamps))
+        if self.side_buffer.pending:
+            await self.side_buffer.flush(batch.origin)
 
-    def _reduce_fast(self, batch: Batch) -> tuple[list[Any], list[Any] | None]:
+    def _reduce_fast(self, batch: Batch) -> tuple[list[Any], list[int]]:
         """A synchronous running reduce in one tight loop, no per-record dispatch.
 
         A record whose reduce raises changes no state and goes to the error policy; the
@@ -260,9 +278,9 @@ class FunctionOperator(StreamOperator):
                 failed.append(index)
         if records:
             self.current_key, self.current_key_group = keys[-1], key_groups[-1]
-        return out, _without(batch.positions, failed)
+        return out, failed
 
-    def _map_fast(self, batch: Batch) -> tuple[list[Any], list[Any] | None]:
+    def _map_fast(self, batch: Batch) -> tuple[list[Any], list[int]]:
         fn = self.call
         records = batch.records
         out: list[Any] = []
@@ -278,27 +296,34 @@ class FunctionOperator(StreamOperator):
                 index = len(out) + len(failed)
                 self._on_error(exc, batch, index)
                 failed.append(index)
-        return out, _without(batch.positions, failed)
+        return out, failed
 
-    async def _general(self, batch: Batch) -> tuple[list[Any], list[Any] | None]:
+    async def _general(self, batch: Batch) -> tuple[list[Any], list[Any] | None, list[float | None] | None]:
         """Every kind, keyed or not, sync or async: one record at a time."""
         kind = self.spec.kind
         call = self.call
         is_async = self.is_async
         records = batch.records
         positions = batch.positions
+        timestamps = batch.timestamps
         keys, key_groups = self._keys_of(batch) if self.keyed else (None, None)
         out: list[Any] = []
         append = out.append
         out_positions: list[Any] | None = [] if positions is not None else None
+        out_timestamps: list[float | None] | None = [] if timestamps is not None else None
         collector = self._collector
-        collector.collect = append
+        collector.reset(out)
         context = self._context
+        side = self.side_buffer
         reduce_state = self._reduce_state if kind is OperatorKind.REDUCE else None
         for index, record in enumerate(records):
             if keys is not None:
                 self.set_key(keys[index], key_groups[index])  # type: ignore[index]
+            if kind is OperatorKind.PROCESS:
+                self.current_timestamp = None if timestamps is None else timestamps[index]
+                self.current_position = None if positions is None else positions[index]
             before = len(out)
+            side_before = len(side.pending)
             try:
                 if kind is OperatorKind.MAP:
                     value = call(record)
@@ -327,15 +352,21 @@ class FunctionOperator(StreamOperator):
                     append(value)
             except Exception as exc:
                 del out[before:]
+                collector.forget_from(before)
+                side.forget_from(side_before)
                 self._on_error(exc, batch, index)
                 continue
-            if out_positions is not None:
-                produced = len(out) - before
-                if produced == 1:
+            produced = len(out) - before
+            if produced == 1:
+                if out_positions is not None:
                     out_positions.append(positions[index])  # type: ignore[index]
-                elif produced:
-                    out_positions.extend([positions[index]] * produced)  # type: ignore[index]
-        return out, out_positions
+                if out_timestamps is not None:
+                    out_timestamps.append(timestamps[index])  # type: ignore[index]
+            elif produced:
+                carry_along(out_positions, out_timestamps, positions, timestamps, index, produced)
+        if collector.stamped:
+            out_timestamps = collector.apply_timestamps(out_timestamps, len(out))
+        return out, out_positions, out_timestamps
 
     @property
     def _reduce_state(self) -> Any:
@@ -351,23 +382,35 @@ class FunctionOperator(StreamOperator):
         return self.processing_timers.next_time()
 
     async def on_processing_time(self, now: float) -> None:
-        await self._fire(self.processing_timers.pop_due(now))
+        await self._fire(self.processing_timers.pop_due(now), event_time=False)
 
     async def on_watermark(self, watermark: Watermark) -> None:
         self.watermark = watermark.timestamp
-        await self._fire(self.event_timers.pop_due(watermark.timestamp))
+        await self._fire(self.event_timers.pop_due(watermark.timestamp), event_time=True)
 
-    async def _fire(self, due: list[tuple[float, int, Any]]) -> None:
+    async def _fire(self, due: list[tuple[float, int, Any]], *, event_time: bool) -> None:
+        """``on_timer`` for each due timer; what it emits carries the timer's time as its
+        timestamp for an event-time timer, none for a processing-time one."""
         if not due or self._on_timer is None:
             return
         out: list[Any] = []
-        self._collector.collect = out.append
+        timestamps: list[float | None] = []
+        collector = self._collector
+        collector.reset(out)
+        self.current_position = None
         for timestamp, key_group, key in due:
             self.set_key(key, key_group)
-            await maybe_await(self._on_timer(timestamp, self._context, self._collector))
+            self.current_timestamp = timestamp if event_time else None
+            before = len(out)
+            await maybe_await(self._on_timer(timestamp, self._context, collector))
+            timestamps.extend([self.current_timestamp] * (len(out) - before))
+        if collector.stamped:
+            collector.apply_timestamps(timestamps, len(out))
         if out:
             self.metrics.records_out += len(out)
-            await self.emit(Batch(out))
+            await self.emit(Batch(out, timestamps=timestamps if event_time or collector.stamped else None))
+        if self.side_buffer.pending:
+            await self.side_buffer.flush(None)
 
 
 def own_copy(fn: Any, uid: str) -> Any:
@@ -389,9 +432,25 @@ def own_copy(fn: Any, uid: str) -> Any:
         return fn
 
 
-def _without(positions: list[Any] | None, failed: list[int]) -> list[Any] | None:
-    """``positions`` minus the indexes of records that produced no output."""
-    if not failed or positions is None:
-        return positions
+def _without(values: list[_V] | None, failed: list[int]) -> list[_V] | None:
+    """``values`` (positions, timestamps) minus the indexes of records that produced no output."""
+    if not failed or values is None:
+        return values
     gone = set(failed)
-    return [p for i, p in enumerate(positions) if i not in gone]
+    return [p for i, p in enumerate(values) if i not in gone]
+
+
+def carry_along(
+    out_positions: list[Any] | None,
+    out_timestamps: list[float | None] | None,
+    positions: list[Any] | None,
+    timestamps: list[float | None] | None,
+    index: int,
+    produced: int,
+) -> None:
+    """Input record ``index``'s position and timestamp, once per output it ``produced``
+    (the out lists exist exactly when the input's do)."""
+    if out_positions is not None:
+        out_positions.extend([positions[index]] * produced)  # type: ignore[index]
+    if out_timestamps is not None:
+        out_timestamps.extend([timestamps[index]] * produced)  # type: ignore[index]

@@ -1,5 +1,6 @@
 """KafkaSource's pure logic, without a broker: partition ownership, starting-offset and
-configuration validation, split states, deserialization of fetched records, watermarks.
+configuration validation, split states, deserialization of fetched records, event time
+(timestamps and the deprecated ``watermarks=``).
 
 Fetched records are real ``aiokafka.structs.ConsumerRecord`` values built by hand.
 """
@@ -29,8 +30,8 @@ from streamflow.connectors.kafka import (
 from streamflow.connectors.kafka.deserializers import decode_batch, resolve_deserializer
 from streamflow.connectors.kafka.offsets import KafkaSplit, OffsetKind, owner_of
 from streamflow.connectors.kafka.records import new_record
-from streamflow.connectors.kafka.watermarks import PartitionWatermarks
 from streamflow.errors import ConfigError, StateError
+from streamflow.eventtime import WatermarkStrategy
 
 # -- ownership -------------------------------------------------------------------------
 
@@ -116,6 +117,7 @@ def test_source_normalises_its_arguments() -> None:
         ({"topics": "a", "request_timeout": None}, "request_timeout is required"),
         ({"topics": "a", "consumer_options": {"group_id": "g"}}, r"may not set \['group_id'\]"),
         ({"topics": "a", "watermarks": 5.0}, "BoundedOutOfOrderness"),
+        ({"topics": "a", "watermark_strategy": 5.0}, "must be a WatermarkStrategy"),
         ({"topics": "a", "bounded": "yes"}, "True or False"),
     ],
 )
@@ -168,10 +170,10 @@ def decode(fetched: list[Any], output: KafkaOutput, value_fn: Any, key_fn: Any) 
 def test_values_pass_through_or_deserialize_and_tombstones_stay_none() -> None:
     fetched = [record(10, b'{"a": 1}'), record(11, None), record(12, b"[2]")]
     assert decode(fetched, KafkaOutput.VALUE, resolve_deserializer("bytes", "v"), None) == (
-        [b'{"a": 1}', None, b"[2]"], [10, 11, 12], None,
+        [b'{"a": 1}', None, b"[2]"], [10, 11, 12], [1.0, 1.0, 1.0], None,
     )
     assert decode(fetched, KafkaOutput.VALUE, resolve_deserializer("json", "v"), None) == (
-        [{"a": 1}, None, [2]], [10, 11, 12], None,
+        [{"a": 1}, None, [2]], [10, 11, 12], [1.0, 1.0, 1.0], None,
     )
     assert decode(fetched, KafkaOutput.VALUE, resolve_deserializer("str", "v"), None)[0] == [
         '{"a": 1}', None, "[2]",
@@ -179,12 +181,12 @@ def test_values_pass_through_or_deserialize_and_tombstones_stay_none() -> None:
 
 
 def test_records_that_fail_are_set_aside_with_offset_and_raw_record_and_the_rest_go_on() -> None:
-    fetched = [record(10, b"1"), record(11, b"{bad"), record(12, b"3"), record(13, b"\xff"), record(14, b"5")]
-    values, offsets, failures = decode(fetched, KafkaOutput.VALUE, resolve_deserializer("json", "v"), None)
-    assert values == [1, 3, 5] and offsets == [10, 12, 14]
+    fetched = [record(10 + i, value, ts=1000 * i) for i, value in enumerate([b"1", b"{bad", b"3", b"\xff", b"5"])]
+    values, offsets, timestamps, failures = decode(fetched, KafkaOutput.VALUE, resolve_deserializer("json", "v"), None)
+    assert values == [1, 3, 5] and offsets == [10, 12, 14] and timestamps == [0.0, 2.0, 4.0]
     assert failures is not None and [f.position for f in failures] == [11, 13]
     assert all(isinstance(f.error, orjson.JSONDecodeError) for f in failures)
-    assert failures[0].record == KafkaRecord("t", 2, 11, 1.0, None, b"{bad", (("h", b"1"),))
+    assert failures[0].record == KafkaRecord("t", 2, 11, 1.0, None, b"{bad", (("h", b"1"),))  # ts 1000 ms
 
 
 def test_a_custom_callable_sees_every_value_once_including_none() -> None:
@@ -197,7 +199,7 @@ def test_a_custom_callable_sees_every_value_once_including_none() -> None:
         return "NONE" if raw is None else raw.decode().upper()
 
     fetched = [record(0, b"a"), record(1, b"boom"), record(2, None)]
-    values, offsets, failures = decode(fetched, KafkaOutput.VALUE, upper, None)
+    values, offsets, _, failures = decode(fetched, KafkaOutput.VALUE, upper, None)
     assert values == ["A", "NONE"] and offsets == [0, 2]
     assert seen == [b"a", b"boom", None]
     assert failures is not None and str(failures[0].error) == "boom"
@@ -205,11 +207,11 @@ def test_a_custom_callable_sees_every_value_once_including_none() -> None:
 
 def test_record_output_has_every_field_and_a_bad_key_fails_the_record() -> None:
     fetched = [record(7, b'{"x": 1}', key=b"k1", ts=1_700_000_000_123), record(8, b"{}", key=b"\xff")]
-    values, offsets, failures = decode(
+    values, offsets, timestamps, failures = decode(
         fetched, KafkaOutput.RECORD, resolve_deserializer("json", "v"), resolve_deserializer("str", "k")
     )
     assert values == [KafkaRecord("t", 2, 7, 1_700_000_000.123, "k1", {"x": 1}, (("h", b"1"),))]
-    assert offsets == [7]
+    assert offsets == [7] and timestamps == [1_700_000_000.123]
     assert failures is not None and failures[0].position == 8
     assert isinstance(failures[0].error, UnicodeDecodeError)
 
@@ -222,13 +224,13 @@ def test_record_output_of_bytes_as_read_by_the_record_batch_reader() -> None:
     builder.append(1, 1_700_000_000_456, None, None, [])
     fetched = list(DefaultRecordBatch(bytes(builder.build())))
     bytes_as_read = resolve_deserializer("bytes", "v")
-    values, offsets, failures = decode(fetched, KafkaOutput.RECORD, bytes_as_read, bytes_as_read)
+    values, offsets, timestamps, failures = decode(fetched, KafkaOutput.RECORD, bytes_as_read, bytes_as_read)
     assert values == [
         KafkaRecord("t", 2, 0, 1_700_000_000.123, b"k1", b"v1", (("h", b"1"),)),
         KafkaRecord("t", 2, 1, 1_700_000_000.456, None, None, ()),
     ]
-    assert offsets == [0, 1] and failures is None
-    assert decode(fetched, KafkaOutput.VALUE, bytes_as_read, None) == ([b"v1", None], [0, 1], None)
+    assert offsets == [0, 1] and timestamps == [1_700_000_000.123, 1_700_000_000.456] and failures is None
+    assert decode(fetched, KafkaOutput.VALUE, bytes_as_read, None) == ([b"v1", None], [0, 1], [1_700_000_000.123, 1_700_000_000.456], None)
 
 
 def test_new_record_builds_an_ordinary_kafka_record() -> None:
@@ -244,36 +246,21 @@ def test_new_record_builds_an_ordinary_kafka_record() -> None:
     assert dataclasses.replace(fast, offset=43) == KafkaRecord("t", 3, 43, 1.5, b"k", "v", (("h", b"x"),))
 
 
-# -- watermarks ------------------------------------------------------------------------
+# -- event time ------------------------------------------------------------------------
 
 
-def test_reader_watermark_is_the_min_over_partitions_minus_the_bound() -> None:
-    marks = PartitionWatermarks(BoundedOutOfOrderness(max_out_of_orderness=2.0))
-    marks.track("t-0", now=0.0)
-    marks.track("t-1", now=0.0)
-    assert marks.current(now=0.0) is None  # no partition has seen a record
-    marks.on_records("t-0", 100.0, now=1.0)
-    assert marks.current(now=1.0) is None  # t-1 holds it back: no idle timeout
-    marks.on_records("t-1", 50.0, now=1.0)
-    assert marks.current(now=1.0) == pytest.approx(50.0 - 2.0 - 0.001)
-    marks.on_records("t-1", 40.0, now=2.0)  # late record: the partition's max stays
-    assert marks.current(now=2.0) == pytest.approx(47.999)
-    marks.finish("t-1")  # a finished partition never holds it back
-    assert marks.current(now=2.0) == pytest.approx(97.999)
+def test_the_deprecated_watermarks_argument_becomes_the_equal_watermark_strategy() -> None:
+    with pytest.warns(DeprecationWarning, match=r"watermark_strategy=WatermarkStrategy\.for_bounded_out_of_orderness\(2\.0\)\.with_idleness\(5\.0\)"):
+        source = KafkaSource("127.0.0.1:9092", topics="a", watermarks=BoundedOutOfOrderness(2.0, idle_timeout=5.0))
+    assert source.watermark_strategy == WatermarkStrategy.for_bounded_out_of_orderness(2.0).with_idleness(5.0)
 
 
-def test_an_idle_partition_stops_holding_the_watermark_until_it_emits_again() -> None:
-    marks = PartitionWatermarks(BoundedOutOfOrderness(max_out_of_orderness=timedelta(0), idle_timeout=5.0))
-    marks.track("t-0", now=0.0)
-    marks.track("t-1", now=0.0)
-    marks.on_records("t-0", 100.0, now=1.0)
-    assert marks.current(now=4.9) is None  # t-1 not idle yet
-    assert marks.current(now=5.0) == pytest.approx(99.999)
-    marks.track("t-1", now=5.5)  # assigned again (after discovery): still idle
-    assert marks.current(now=5.5) == pytest.approx(99.999)
-    marks.on_records("t-1", 10.0, now=6.0)  # active again, and behind
-    assert marks.current(now=6.0) == pytest.approx(9.999)
-    assert marks.current(now=100.0) is None  # everything idle: no opinion
+def test_both_event_time_arguments_at_once_are_refused_saying_which_to_drop() -> None:
+    with pytest.raises(ConfigError, match="drop watermarks"):
+        KafkaSource(
+            "127.0.0.1:9092", topics="a", watermarks=BoundedOutOfOrderness(1.0),
+            watermark_strategy=WatermarkStrategy.for_monotonous_timestamps(),
+        )
 
 
 @pytest.mark.parametrize(

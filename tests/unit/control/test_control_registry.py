@@ -98,7 +98,13 @@ def test_list_and_status_views() -> None:
                 "history": [{"id": 4, "status": "completed", "duration": 0.0123, "size": 310, "reason": None,
                              "final": False, "savepoint": "/sp/savepoint-wc-4-012345"}],
             },
-            "tasks": {"count[0]": {"busy_ratio": 0.25, "idle_ratio": 0.5, "backpressured_ratio": 0.25}},
+            "tasks": {
+                "count[0]": {
+                    "busy_ratio": 0.25, "idle_ratio": 0.5, "backpressured_ratio": 0.25,
+                    "input_watermark": 1763700000.5, "output_watermark": float("-inf"), "input_idle": True,
+                },
+            },
+            "operators": {"count[0]": {"records_late_dropped": 3}, "lines[0]": {"records_late_dropped": 0}},
             "channels": {"lines[0] -> count[0]": {"fill": 0.5, "blocked_seconds": 1.5}},
         },
     }
@@ -112,10 +118,12 @@ def test_list_and_status_views() -> None:
         "  restored from checkpoint 3 (/sp/savepoint-wc-3-abcdef)",
         "checkpoints: 1 completed, 0 failed",
         "  4   completed  0.012s    310 B  savepoint /sp/savepoint-wc-4-012345",
-        "  count[0]  25%   50%   25%",
+        "  count[0]  25%   50%   25%            2025-11-21 04:40:00.500 (idle)  -",
+        "  count[0]  3",
         "  lines[0] -> count[0]  50%   1.50s",
     ]:
         assert line in text.splitlines(), (line, text)
+    assert "lines[0]  0" not in text  # only operators that dropped late records are listed
 
 
 def test_an_entry_carries_the_jobs_dashboard_and_metrics_addresses(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 :class:`AsyncHarness` builds an :class:`AsyncOperator` from the same settings
 ``map_async`` takes, feeds it batches and watermarks, serves its wake-ups (as the task's
 mailbox would: ``on_wakeup`` from the test's own task, never from a call), and records
-everything it emits, records and watermarks, in one list in emission order.
+everything it emits, records (with their timestamps), watermarks and watermark statuses,
+in one list in emission order.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from streamflow.api.errors_policy import FAIL, ErrorPolicy
 from streamflow.checkpoint.snapshot import OperatorSnapshot, SnapshotType
 from streamflow.core.clock import ManualClock
 from streamflow.core.elements import Batch, SourceRef, Watermark
+from streamflow.eventtime.status import WatermarkStatus
 from streamflow.graph.spec import OperatorKind, OperatorSpec
 from streamflow.runtime.operators import make_operator
 from streamflow.runtime.operators.async_io import AsyncOperator
@@ -28,11 +30,12 @@ ORIGIN = SourceRef("src", 0, "split-0")
 
 @dataclass(frozen=True)
 class Out:
-    """One emitted record, with the source position it carries."""
+    """One emitted record, with the source position and event timestamp it carries."""
 
     record: Any
     position: Any
     origin: SourceRef | None
+    timestamp: float | None = None
 
 
 class AsyncHarness:
@@ -70,22 +73,27 @@ class AsyncHarness:
         assert isinstance(operator, AsyncOperator)
         self.operator = operator
         self.fn: Any = operator.fn  # the subtask's own copy of ``fn``: the one that is called
-        self.out: list[Out | Watermark] = []
+        self.out: list[Out | Watermark | WatermarkStatus] = []
         self.dead: list[dict[str, Any]] = []
         self.wakeups = 0
         self._woken = asyncio.Event()
         operator.emit = self._emit
         operator.emit_watermark = self._emit_watermark
+        operator.emit_watermark_status = self._emit_status
         operator.dead_letter = self._dead_letter
         operator.request_wakeup = self._request_wakeup
         self._next_position = 0
 
     async def _emit(self, batch: Batch) -> None:
         positions = batch.positions or [None] * len(batch.records)
-        self.out.extend(Out(r, p, batch.origin) for r, p in zip(batch.records, positions))
+        stamps = batch.timestamps or [None] * len(batch.records)
+        self.out.extend(Out(r, p, batch.origin, t) for r, p, t in zip(batch.records, positions, stamps))
 
     async def _emit_watermark(self, watermark: Watermark) -> None:
         self.out.append(watermark)
+
+    async def _emit_status(self, status: WatermarkStatus) -> None:
+        self.out.append(status)
 
     async def _dead_letter(self, batch: Batch) -> None:
         self.dead.extend(batch.records)
@@ -101,15 +109,20 @@ class AsyncHarness:
     async def open(self, restored: list[OperatorSnapshot] | None = None) -> None:
         await self.operator.open(restored)
 
-    async def process(self, records: list[Any], *, keys: list[Any] | None = None) -> None:
+    async def process(
+        self, records: list[Any], *, keys: list[Any] | None = None, timestamps: list[float | None] | None = None
+    ) -> None:
         """One batch from ORIGIN; positions count on from the previous batch."""
         first = self._next_position
         self._next_position += len(records)
         positions = list(range(first, self._next_position))
-        await self.operator.process(Batch(list(records), positions, ORIGIN, keys=keys))
+        await self.operator.process(Batch(list(records), positions, ORIGIN, keys=keys, timestamps=timestamps))
 
     async def watermark(self, timestamp: float) -> None:
         await self.operator.process_watermark(Watermark(timestamp))
+
+    async def status(self, status: WatermarkStatus) -> None:
+        await self.operator.process_watermark_status(status)
 
     async def serve(self, until: Callable[[], bool], timeout: float = 5.0) -> None:
         """Serve wake-ups (``on_wakeup``, as the task does) until ``until()`` holds."""

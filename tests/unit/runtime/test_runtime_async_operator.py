@@ -19,6 +19,7 @@ from streamflow.api.async_io import AsyncFunction, AsyncRetry
 from streamflow.checkpoint.snapshot import OperatorSnapshot
 from streamflow.connectors import DiscardingSink
 from streamflow.core.elements import Watermark
+from streamflow.eventtime.status import WatermarkStatus
 from streamflow.partitioning.keygroups import key_group_for, key_group_range
 from streamflow.state import ValueStateDescriptor
 
@@ -131,6 +132,52 @@ async def test_a_watermark_waits_for_every_record_before_it_and_none_after_it_ov
     ]
 
 
+@pytest.mark.parametrize("ordered", [False, True])
+async def test_results_keep_the_event_timestamps_of_their_input_records(ordered: bool) -> None:
+    async def twice(x: int) -> list[str]:
+        await asyncio.sleep(0.001 * (4 - x))  # later records complete first
+        return [f"r{x}", f"r{x}!"]
+
+    h = AsyncHarness(twice, ordered=ordered, flat=True)
+    await h.open()
+    await h.process([1, 2, 3], timestamps=[10.0, None, 30.0])
+    await h.operator.end_input()
+    stamps = {o.record: o.timestamp for o in h.out if isinstance(o, Out)}
+    assert stamps == {"r1": 10.0, "r1!": 10.0, "r2": None, "r2!": None, "r3": 30.0, "r3!": 30.0}
+
+
+async def test_a_watermark_status_is_held_behind_the_records_before_it_like_a_watermark() -> None:
+    h = AsyncHarness(Gated(), ordered=False)
+    fn = h.fn
+    await h.open()
+    await h.status(WatermarkStatus.ACTIVE)  # nothing held: passes at once
+    await h.process([1], timestamps=[5.0])
+    await h.status(WatermarkStatus.IDLE)  # an IDLE ahead of r1 would let event time pass it downstream
+    await h.process([2], timestamps=[6.0])
+    fn.release(2)
+    await settle()
+    await h.operator.on_wakeup()
+    assert h.out == [WatermarkStatus.ACTIVE]
+    fn.release(1)
+    await h.serve(lambda: len(h.out) == 4)
+    assert h.out == [WatermarkStatus.ACTIVE, Out("r1", 0, ORIGIN, 5.0), WatermarkStatus.IDLE, Out("r2", 1, ORIGIN, 6.0)]
+
+
+async def test_held_inputs_keep_their_timestamps_through_a_snapshot_and_a_restore() -> None:
+    h = AsyncHarness(Gated(), ordered=True)
+    await h.open()
+    await h.process(["a", "b"], timestamps=[1.5, None])
+    snapshot = await h.snapshot()
+    assert [(i["record"], i["timestamp"]) for i in snapshot.async_inputs or []] == [("a", 1.5), ("b", None)]
+    await h.close()
+    stored = OperatorSnapshot.from_stored(snapshot.to_stored())
+    again = AsyncHarness(Gated(), ordered=True)
+    await again.open([stored])
+    again.fn.release("a", "b")
+    await again.operator.end_input()
+    assert again.out == [Out("ra", 0, ORIGIN, 1.5), Out("rb", 1, ORIGIN, None)]
+
+
 async def test_a_watermark_with_nothing_held_passes_at_once() -> None:
     h = AsyncHarness(Gated())
     await h.open()
@@ -217,8 +264,8 @@ async def test_a_snapshot_holds_the_inputs_of_calls_in_flight_and_of_results_not
     await h.serve(lambda: len(h.out) == 1)
     snapshot = await h.snapshot()
     assert snapshot.async_inputs == [
-        {"record": ("y", 2), "position": 1, "origin": ORIGIN, "key": None},
-        {"record": ("z", 3), "position": 2, "origin": ORIGIN, "key": None},
+        {"record": ("y", 2), "position": 1, "origin": ORIGIN, "key": None, "timestamp": None},
+        {"record": ("z", 3), "position": 2, "origin": ORIGIN, "key": None, "timestamp": None},
     ]
     assert type(snapshot.async_inputs[0]["record"]) is tuple  # exact values: the task pickles them
     await h.close()

@@ -1,0 +1,224 @@
+"""The window operator's fast path: tumbling and sliding event-time windows that reduce or
+aggregate, on the in-memory state backend.
+
+These are most windows in practice, and for them the general path spends most of its
+time on what does not change the result: a trigger call per element (the event-time
+trigger only registers the window's timer), a cleanup timer registered again for every
+element (it is the same timer as the trigger's when there is no allowed lateness), a
+window object built per element, the key set per element. Here one loop over the batch
+computes each element's window start in integer microseconds, reuses the window object
+of that start, and folds the element straight into the contents table of the keyed
+state (``table[key_group][key][window]``, the table the general path's store reads), and
+registers the window's timers only when the window is new for its key.
+
+Everything else is exactly the general path's: the same state (so a checkpoint of one
+restores into the other), the same timers, the same firing (timers always go through
+:class:`~streamflow.windowing.WindowOperatorLogic`), the same late-data handling. An
+element the loop does not take on itself goes through the logic, with its key set: one
+without a timestamp (an error for the error policy), or one arriving for a window whose
+end the watermark has passed but whose lateness has not (a late firing). A reduce or
+aggregate that raises leaves every window of the element unchanged and sends the record
+to the error policy.
+
+Chosen when the operator opens (:meth:`FastWindowPath.for_operator`): an event-time
+tumbling or sliding assigner, the plain :class:`EventTimeTrigger`, no evictor, a reduce or
+aggregate function (a ProcessWindowFunction after it is fine: firing is the logic's), and
+a backend that hands out the live contents table (the heap backend).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Protocol
+
+from streamflow.core.elements import Batch
+from streamflow.eventtime.resolution import MICROS_PER_SECOND
+from streamflow.runtime.operators.contexts import OperatorContext
+from streamflow.runtime.timers import TimerQueue
+from streamflow.runtime.operators.window_state import CONTENTS_STATE
+from streamflow.state.descriptors import MapStateDescriptor
+from streamflow.windowing.assigners import SlidingEventTimeWindows, TumblingEventTimeWindows
+from streamflow.windowing.emission import WindowEmission
+from streamflow.windowing.logic import ElementFate, WindowOperatorLogic
+from streamflow.windowing.store import ABSENT
+from streamflow.windowing.triggers import EventTimeTrigger
+from streamflow.windowing.windows import TimeWindow
+
+__all__ = ["FastWindowPath"]
+
+_WINDOW_CACHE_LIMIT: Final = 4096  # window objects kept per subtask before the cache is dropped
+
+
+class WindowOperator(Protocol):
+    """What the fast path uses of its window operator (a keyed FunctionOperator)."""
+
+    ctx: OperatorContext
+    event_timers: TimerQueue
+    current_key: Any
+
+    def _keys_of(self, batch: Batch) -> tuple[list[Any], list[int]]: ...
+
+    def set_key(self, key: Any, key_group: int) -> None: ...
+
+    def _on_error(self, exc: Exception, batch: Batch, index: int) -> None: ...
+
+
+class FastWindowPath:
+    """The batch loop of one window operator subtask (see the module docstring)."""
+
+    __slots__ = (
+        "_op", "_logic", "_table", "_size", "_slide", "_offset", "_lateness", "_reduce", "_aggregate",
+        "_register", "_windows", "_late_tag",
+    )  # fmt: skip
+
+    def __init__(self, op: WindowOperator, logic: WindowOperatorLogic, table: dict[int, dict[Any, Any]]) -> None:
+        config = logic.config
+        assigner = config.assigner
+        self._op = op
+        self._logic = logic
+        self._table = table
+        self._size: int = assigner.size_micros  # type: ignore[attr-defined]
+        self._slide: int = getattr(assigner, "slide_micros", self._size)
+        self._offset: int = assigner.offset_micros  # type: ignore[attr-defined]
+        self._lateness = config.allowed_lateness
+        self._reduce = config.reduce_fn
+        self._aggregate = config.aggregate_fn
+        self._register = op.event_timers.register
+        self._windows: dict[int, TimeWindow] = {}
+        self._late_tag = config.late_data_tag
+
+    @classmethod
+    def for_operator(cls, op: WindowOperator, logic: WindowOperatorLogic) -> FastWindowPath | None:
+        """The fast path for ``op``, or None when its windows need the general one."""
+        config = logic.config
+        if type(config.assigner) not in (TumblingEventTimeWindows, SlidingEventTimeWindows):
+            return None
+        if type(config.trigger) is not EventTimeTrigger or config.evictor is not None:
+            return None
+        if config.reduce_fn is None and config.aggregate_fn is None:
+            return None
+        backend = op.ctx.keyed_backend
+        live_table = getattr(backend, "live_table", None)
+        if live_table is None:
+            return None
+        table = live_table(MapStateDescriptor[Any, Any](CONTENTS_STATE))
+        return None if table is None else cls(op, logic, table)
+
+    def process(self, batch: Batch) -> dict[int, Any]:
+        """Every record of ``batch`` into its windows; returns output index -> source
+        position of the late records sent to the side output (as the general path)."""
+        op = self._op
+        logic = self._logic
+        keys, key_groups = op._keys_of(batch)
+        records = batch.records
+        timestamps = batch.timestamps
+        positions = batch.positions
+        late_positions: dict[int, Any] = {}
+        if timestamps is None:  # no record has a timestamp: each one is the logic's (an error)
+            for index in range(len(records)):
+                self._through_logic(batch, index, keys, key_groups, late_positions)
+            return late_positions
+        table = self._table
+        windows_at = self._windows
+        if len(windows_at) > _WINDOW_CACHE_LIMIT:
+            windows_at.clear()
+        size, slide, offset = self._size, self._slide, self._offset
+        watermark = logic.watermark
+        lateness = self._lateness
+        reduce, aggregate = self._reduce, self._aggregate
+        register = self._register
+        last_key: Any = ABSENT
+        for index, record in enumerate(records):
+            timestamp = timestamps[index]
+            if timestamp is None:
+                self._through_logic(batch, index, keys, key_groups, late_positions)
+                last_key = ABSENT
+                continue
+            at = round(timestamp * MICROS_PER_SECOND)
+            start = at - (at - offset) % slide
+            targets = []
+            assigned = late_firing = False
+            while start > at - size:
+                assigned = True
+                window = windows_at.get(start)
+                if window is None:
+                    window = windows_at[start] = TimeWindow.of_micros(start, start + size)
+                end = window.max_timestamp
+                if end + lateness > watermark:  # not over yet (else this window is late)
+                    if end <= watermark:
+                        late_firing = True
+                    targets.append(window)
+                start -= slide
+            if not targets:
+                if assigned:  # (no window at all: a gap between sliding windows, as the logic says)
+                    self._late(record, timestamp, index, positions, late_positions)
+                continue
+            if late_firing:
+                self._through_logic(batch, index, keys, key_groups, late_positions)
+                last_key = ABSENT
+                continue
+            key = keys[index]
+            key_group = key_groups[index]
+            group = table.get(key_group)
+            contents = None if group is None else group.get(key)
+            try:
+                if contents is None:
+                    updates = [(w, record if reduce is not None else aggregate.add(record, aggregate.create_accumulator()))
+                               for w in targets]
+                else:
+                    updates = [
+                        (w, (record if reduce is not None else aggregate.add(record, aggregate.create_accumulator()))
+                         if (stored := contents.get(w, ABSENT)) is ABSENT
+                         else (reduce(stored, record) if reduce is not None else aggregate.add(record, stored)))
+                        for w in targets
+                    ]
+            except Exception as exc:
+                op._on_error(exc, batch, index)
+                continue
+            if contents is None:
+                if group is None:
+                    group = table[key_group] = {}
+                contents = group[key] = {}
+            for window, value in updates:
+                if window not in contents:
+                    end = window.max_timestamp
+                    register(end, (key, window), key_group)
+                    if lateness:
+                        register(end + lateness, (key, window), key_group)
+                contents[window] = value
+            last_key = key
+        if last_key is not ABSENT:
+            op.current_key = last_key
+        return late_positions
+
+    def _late(
+        self, record: Any, timestamp: float, index: int, positions: list[Any] | None, late_positions: dict[int, Any]
+    ) -> None:
+        """Every window of the record is over: the late-data side output, or dropped and counted."""
+        logic = self._logic
+        tag = self._late_tag
+        if tag is None:
+            logic.late_records_dropped += 1
+            return
+        logic.output.append(WindowEmission(record, timestamp, tag))
+        if positions is not None:
+            late_positions[len(logic.output) - 1] = positions[index]
+
+    def _through_logic(
+        self, batch: Batch, index: int, keys: list[Any], key_groups: list[int], late_positions: dict[int, Any]
+    ) -> None:
+        """One record the general way (as the operator's general loop does it)."""
+        op = self._op
+        logic = self._logic
+        key = keys[index]
+        op.set_key(key, key_groups[index])
+        output = logic.output
+        before = len(output)
+        timestamps = batch.timestamps
+        try:
+            fate = logic.process_element(key, batch.records[index], None if timestamps is None else timestamps[index])
+        except Exception as exc:
+            del output[before:]
+            op._on_error(exc, batch, index)
+            return
+        if fate is ElementFate.LATE_SIDE_OUTPUT and batch.positions is not None:
+            late_positions[len(output) - 1] = batch.positions[index]
