@@ -178,6 +178,21 @@ def test_restore_puts_in_flight_elements_back_ahead_of_anything_new() -> None:
     assert gate[1].pop() == Watermark(2.0) and gate[1].pop().records == ["b1"]
 
 
+def test_event_time_elements_in_flight_come_back_whole() -> None:
+    """A batch with its event timestamps and a watermark status, as the windows runtime
+    sends them: stored as elements, not as a list of fields."""
+    from streamflow.eventtime.status import WatermarkStatus
+
+    stored = [{"channel": "up[0] -> rec[0]", "elements": [
+        encode(Batch(["a1", "a2"], timestamps=[1.5, 2.5])), encode(WatermarkStatus.IDLE), encode(Watermark(2.0)),
+    ]}]  # fmt: skip
+    gate = channels("up[0] -> rec[0]")
+    assert restore_channel_state("rec", 0, [OperatorSnapshot(channel_state=stored)], gate, parallelism=1) == 3
+    batch = gate[0].pop()
+    assert (batch.records, batch.timestamps) == (["a1", "a2"], [1.5, 2.5])
+    assert gate[0].pop() is WatermarkStatus.IDLE and gate[0].pop() == Watermark(2.0)
+
+
 def test_restore_refuses_to_move_in_flight_records_to_another_parallelism() -> None:
     stored = [{"channel": "up[0] -> rec[0]", "elements": [encode(Batch(["a1"]))]}]
     snapshots = [OperatorSnapshot(channel_state=stored), OperatorSnapshot()]
