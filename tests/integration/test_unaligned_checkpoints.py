@@ -70,6 +70,15 @@ def sink(request: pytest.FixtureRequest) -> Any:
     CollectSink.clear(name)
 
 
+async def fail_after_checkpoint_3(tmp_path: Path, sink: str, *, stateless_head: bool = False) -> Any:
+    """Run the job at parallelism 2 until checkpoint 3 completed, then fail; its metadata."""
+    faults = FaultInjector()
+    faults.arm("after_completion", 3, action="raise")
+    with pytest.raises(JobFailedError, match="injected failure at after_completion"):
+        await job(tmp_path / "chk", sink, 2, faults, stateless_head=stateless_head).execute("unaligned")
+    return await CheckpointStorage(tmp_path / "chk").read_metadata(3)
+
+
 def persisted_per_handle(metadata: Any) -> dict[tuple[str, int], int]:
     return {(uid, s): h.persisted_bytes for uid, s, h in metadata.handles() if h.unaligned}
 
@@ -111,11 +120,7 @@ async def test_a_savepoint_of_an_unaligned_job_is_aligned(tmp_path: Path, sink: 
 async def test_rescaling_from_a_checkpoint_with_records_in_flight_is_refused_with_the_way_out(
     tmp_path: Path, sink: str
 ) -> None:
-    faults = FaultInjector()
-    faults.arm("after_completion", 3, action="raise")
-    with pytest.raises(JobFailedError, match="injected failure at after_completion"):
-        await job(tmp_path / "chk", sink, 2, faults).execute("unaligned")
-    metadata = await CheckpointStorage(tmp_path / "chk").read_metadata(3)
+    metadata = await fail_after_checkpoint_3(tmp_path, sink)
     assert any(persisted_per_handle(metadata).values()), "checkpoint 3 held nothing in flight: no backpressure?"
     with pytest.raises(JobFailedError) as failed:
         await job(tmp_path / "chk", sink, 3).execute("unaligned")
@@ -124,7 +129,7 @@ async def test_rescaling_from_a_checkpoint_with_records_in_flight_is_refused_wit
     message = str(cause)
     assert "'count' was checkpointed unaligned at parallelism 2" in message
     assert "this job gives it parallelism 3" in message and "take a savepoint" in message
-    # at the old parallelism it restores and finishes, every record counted once
+    # at the old parallelism it restores and finishes
     CollectSink.clear(sink)
     result = await job(tmp_path / "chk", sink, 2).execute("unaligned")
     assert result.restored_from == 3
@@ -133,11 +138,7 @@ async def test_rescaling_from_a_checkpoint_with_records_in_flight_is_refused_wit
 async def test_a_first_operator_without_state_carries_the_channel_state_across_a_restore(
     tmp_path: Path, sink: str
 ) -> None:
-    faults = FaultInjector()
-    faults.arm("after_completion", 3, action="raise")
-    with pytest.raises(JobFailedError, match="injected failure at after_completion"):
-        await job(tmp_path / "chk", sink, 2, faults, stateless_head=True).execute("unaligned")
-    metadata = await CheckpointStorage(tmp_path / "chk").read_metadata(3)
+    metadata = await fail_after_checkpoint_3(tmp_path, sink, stateless_head=True)
     assert any(v for (uid, _), v in persisted_per_handle(metadata).items() if uid == "route"), metadata
     before = Counter(CollectSink.results(sink))
     result = await job(tmp_path / "chk", sink, 2, stateless_head=True).execute("unaligned")
