@@ -10,6 +10,7 @@ Uses only APIs older trees share, so the same file measures a baseline tree too:
 
 from __future__ import annotations
 
+import argparse
 import timeit
 
 from streamflow.checkpoint import serde
@@ -22,12 +23,17 @@ MAX_PARALLELISM = 128
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--keys", type=int, default=USERS, help="users in the state (default 10,000)")
+    parser.add_argument("--repeats", type=int, default=300)
+    args = parser.parse_args()
+    users, repeats = args.keys, args.repeats
     backend = HashMapStateBackend().create_keyed_backend(
         operator_uid="sum-per-user", subtask_index=0, max_parallelism=MAX_PARALLELISM,
         key_group_range=range(MAX_PARALLELISM), clock=ManualClock(0.0),
     )  # fmt: skip
     state = backend.get_state(ValueStateDescriptor("reduce"))
-    for i in range(USERS):
+    for i in range(users):
         user = f"user-{i}"
         backend.set_current_key(user, key_group_for(user, MAX_PARALLELISM))
         state.update({"user": user, "amount": i * 3})
@@ -35,8 +41,8 @@ def main() -> None:
     def step() -> bytes:
         return serde.encode({"keyed": backend.snapshot(), "timers": {"processing": [], "event": []}})
 
-    best = min(timeit.repeat(step, number=1, repeat=300))
-    print(f"snapshot + encode of {USERS:,} keys: {best * 1e3:.2f} ms (min of 300), {len(step()):,} bytes")
+    best = min(timeit.repeat(step, number=1, repeat=repeats))
+    print(f"snapshot + encode of {users:,} keys: {best * 1e3:.2f} ms (min of {repeats}), {len(step()):,} bytes")
 
 
 if __name__ == "__main__":

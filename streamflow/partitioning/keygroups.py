@@ -123,6 +123,7 @@ def key_group_for(key: Any, max_parallelism: int) -> KeyGroup:
 # Key types whose key group is cached: stable_hash agrees with equality for them, so a
 # cache keyed by the key itself (where 1, 1.0 and True are one entry) is exact.
 _CACHED_TYPES = frozenset({int, tuple, float, bool, bytes})
+_LOOKUP_TYPES = _CACHED_TYPES | {str}
 
 
 class KeyGroupAssigner:
@@ -154,6 +155,18 @@ class KeyGroupAssigner:
                 cache.clear()
             cache[key] = group
         return group
+
+    def of_all(self, keys: list[Any]) -> list[int]:
+        """The key group of each of ``keys``: passes in C when all are of cached types
+        and cached (the steady state of a hot path), else :meth:`__call__` per key. The
+        type check keeps an uncached type that equals a cached key (``Decimal(1) == 1``)
+        out of the cache lookup, so it is hashed (or refused) exactly as one by one."""
+        if set(map(type, keys)) <= _LOOKUP_TYPES:
+            try:
+                return list(map(self._cache.__getitem__, keys))
+            except (KeyError, TypeError):
+                pass
+        return [self(key) for key in keys]
 
 
 def key_group_range(max_parallelism: int, parallelism: int, subtask: int) -> range:

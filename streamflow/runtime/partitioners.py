@@ -6,6 +6,7 @@ in order with the batches, so each downstream subtask sees them between the same
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any, Callable
 
 from streamflow.core.elements import Batch
@@ -49,41 +50,45 @@ class RecordWriter:
             await channels[index].put(batch)
 
     async def _emit_hashed(self, batch: Batch) -> None:
+        """Split ``batch`` by owning subtask, each part carrying its records' keys and key
+        groups (the keyed operator downstream never computes them again).
+
+        Keys and key groups are mapped over the whole batch, one loop sorts record
+        indexes by target, and each part's lists are picked by ``itemgetter`` (in C).
+        """
         selector = self._selector
         assert selector is not None  # a hash edge always carries its key selector
-        key_group_of = self._key_group
-        table = self._table
-        records = batch.records
-        positions = batch.positions
-        timestamps = batch.timestamps
-        count = len(self.channels)
-        if count == 1:  # one subtask downstream: the batch goes whole, keyed
-            keys = [selector(record) for record in records]
-            await self.channels[0].put(
-                Batch(records, positions, batch.origin, keys, [key_group_of(k) for k in keys], timestamps)
-            )
+        records, positions = batch.records, batch.positions
+        keys = list(map(selector, records))
+        key_groups = self._key_group.of_all(keys)
+        channels = self.channels
+        if len(channels) == 1:  # one subtask downstream: the batch goes whole, keyed
+            await channels[0].put(Batch(records, positions, batch.origin, keys, key_groups, batch.timestamps))
             return
-        parts: list[tuple[list[Any], list[Any], list[int], list[Any] | None, list[float | None] | None]] = [
-            ([], [], [], [] if positions is not None else None, [] if timestamps is not None else None)
-            for _ in range(count)
-        ]
-        for index, record in enumerate(records):
-            key = selector(record)
-            key_group = key_group_of(key)
-            part = parts[table[key_group]]
-            part[0].append(record)
-            part[1].append(key)
-            part[2].append(key_group)
-            if positions is not None:
-                part[3].append(positions[index])  # type: ignore[union-attr]
-            if timestamps is not None:
-                part[4].append(timestamps[index])  # type: ignore[union-attr]
-        for target, (part_records, keys, key_groups, part_positions, part_timestamps) in enumerate(parts):
-            if part_records:
-                await self.channels[target].put(
-                    Batch(part_records, part_positions, batch.origin, keys, key_groups, part_timestamps)
-                )
+        buckets: list[list[int]] = [[] for _ in channels]
+        add = [bucket.append for bucket in buckets]
+        table = self._table
+        for index, key_group in enumerate(key_groups):
+            add[table[key_group]](index)
+        timestamps = batch.timestamps
+        for channel, indexes in zip(channels, buckets):
+            if not indexes:
+                continue
+            pick = _picker(indexes)
+            await channel.put(Batch(
+                pick(records), None if positions is None else pick(positions), batch.origin, pick(keys),
+                pick(key_groups), None if timestamps is None else pick(timestamps),
+            ))
 
     async def broadcast_control(self, element: Any) -> None:
         for channel in self.channels:
             await channel.put(element)
+
+
+def _picker(indexes: list[int]) -> Callable[[list[Any]], list[Any]]:
+    """A function taking the items at ``indexes`` (at least one) out of a list."""
+    if len(indexes) == 1:
+        only = indexes[0]
+        return lambda items: [items[only]]
+    get = itemgetter(*indexes)
+    return lambda items: list(get(items))

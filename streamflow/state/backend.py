@@ -40,6 +40,7 @@ from streamflow.state.keyed import AggregatingState, KeyedState, ListState, MapS
 
 __all__ = [
     "KeyedStateBackend", "KeyedStateStore", "NativeSnapshot", "NativeSnapshotBackend", "RestoredNative", "StateBackend",
+    "ValueTableBackend",
 ]
 
 T = TypeVar("T")
@@ -100,6 +101,17 @@ class KeyedStateBackend(KeyedStateStore, Protocol):
         subtasks (rescaling hands in all of them); ignore other key groups."""
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ValueTableBackend(KeyedStateBackend, Protocol):
+    """A keyed backend whose value states live in dicts it may hand out (the heap's), so
+    the runtime's reduce loop costs a couple of dict operations per record."""
+
+    def value_table(self, state_name: str) -> dict[int, dict[Any, Any]] | None:
+        """The live ``table[key_group][key] -> value`` of a registered value state, or
+        None when its handle must be used (TTL, a default value, per-record cleanup).
+        Writes into it are writes of the state; valid until the next call."""
 
 
 class StateBackend(Protocol):

@@ -111,6 +111,20 @@ class HeapKeyedStateBackend(KeyedStateBackend):
         for policy in self._per_record:
             policy.incremental_step()
 
+    def value_table(self, state_name: str) -> Table | None:
+        """The live table (``table[key_group][key] -> value``) of a registered value state,
+        for a hot loop that reads and writes it with plain dict operations instead of the
+        handle; None when the handle does more than that (TTL, a default value) or some
+        state needs :meth:`on_record` per record. Ask again per batch: it changes as
+        states are registered."""
+        state = self._states.get(state_name)
+        if state is None or state.kind != "value" or state.policy is not None or state.encoded or self._per_record:
+            return None
+        descriptor = state.descriptor
+        if descriptor is None or getattr(descriptor, "default", None) is not None:
+            return None
+        return state.table
+
     # -- registration ---------------------------------------------------------------
 
     def get_state(self, descriptor: Any) -> Any:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from state_backends import STATE_BACKENDS, BackendFactory, ClosingBackends
 
 from streamflow import ErrorPolicy, KeyedProcessFunction, ProcessFunction, UserFunctionError
 from streamflow.connectors import DiscardingSink
@@ -26,7 +27,8 @@ from streamflow.partitioning.keygroups import KeyGroupAssigner
 from streamflow.runtime.operators import make_operator
 from streamflow.runtime.operators.contexts import OperatorContext
 from streamflow.runtime.operators.function import FunctionOperator, RecordPath
-from streamflow.state import HashMapStateBackend, ValueStateDescriptor
+from streamflow.state import HashMapStateBackend, StateBackend, StateTtlConfig, ValueStateDescriptor
+from streamflow.state.heap import HeapKeyedStateBackend
 
 MAX_PARALLELISM = 128
 RECORDS = list(range(12))
@@ -233,7 +235,9 @@ def batches(keyed: bool, with_keys: bool) -> list[Batch]:
     return made
 
 
-async def run(case: Case, policy: ErrorPolicy, *, with_keys: bool = True) -> Run:
+async def run(
+    case: Case, policy: ErrorPolicy, *, with_keys: bool = True, state_backend: StateBackend | None = None
+) -> Run:
     spec = OperatorSpec(
         node_id=1,
         kind=case.kind,
@@ -243,7 +247,7 @@ async def run(case: Case, policy: ErrorPolicy, *, with_keys: bool = True) -> Run
         error_policy=policy,
     )
     backend = (
-        HashMapStateBackend().create_keyed_backend(
+        (state_backend or HashMapStateBackend()).create_keyed_backend(
             operator_uid=spec.effective_uid, subtask_index=0, max_parallelism=MAX_PARALLELISM,
             key_group_range=range(MAX_PARALLELISM), clock=ManualClock(),
         )
@@ -333,3 +337,59 @@ async def test_keyed_operators_apply_the_key_selector_when_the_batch_has_no_keys
     result = await run(case, ErrorPolicy.skip(), with_keys=False)
     out, positions, state = model(case.kind, case.keyed)
     assert (result.records, result.positions, keyed_state(result, case)) == (out, positions, state)
+
+
+REDUCE_FAST = next(case for case in CASES if case.id == "reduce-sync-keyed-fast")
+
+
+@pytest.mark.parametrize("with_keys", [True, False], ids=["keys-given", "keys-computed"])
+@pytest.mark.parametrize("factory", STATE_BACKENDS)
+async def test_the_fast_reduce_gives_the_model_on_every_state_backend(factory: BackendFactory, with_keys: bool) -> None:
+    """The heap hands the reduce its value table (dict operations per record); other
+    backends go through the state handle: the two loops must not differ in anything."""
+    backends = ClosingBackends(factory)
+    try:
+        result = await run(REDUCE_FAST, ErrorPolicy.skip(), with_keys=with_keys, state_backend=backends())
+        backend = result.operator.ctx.keyed_backend
+        assert backend is not None
+        assert backend.get_current_key() == key_of(RECORDS[-1])  # as if each record had set it
+        out, positions, state = model(REDUCE_FAST.kind, REDUCE_FAST.keyed)
+        assert (result.records, result.positions, keyed_state(result, REDUCE_FAST)) == (out, positions, state)
+    finally:
+        backends.close_all()
+
+
+class CountingRecords(HeapKeyedStateBackend):
+    """The heap backend, counting the runtime's per-record calls."""
+
+    calls = 0
+
+    def on_record(self) -> None:
+        self.calls += 1
+        super().on_record()
+
+
+class CountingHeap:
+    def create_keyed_backend(self, **kwargs: Any) -> CountingRecords:
+        return CountingRecords(**kwargs)
+
+
+async def test_the_fast_reduce_runs_per_record_ttl_cleanup_when_a_state_asks_for_it() -> None:
+    class SweepingSum:
+        def open(self, ctx: Any) -> None:  # a state with per-record incremental cleanup
+            ttl = StateTtlConfig(ttl=60.0, cleanup_incremental=2, incremental_per_record=True)
+            ctx.get_state(ValueStateDescriptor[int]("swept", ttl=ttl))
+
+        def __call__(self, a: int, b: int) -> int:
+            check(b)
+            return a + b
+
+    case = Case(OperatorKind.REDUCE, False, True, "fast", SweepingSum)
+    result = await run(case, ErrorPolicy.skip(), state_backend=CountingHeap())
+    out, _, state = model(OperatorKind.REDUCE, True)
+    assert (result.records, keyed_state(result, case)) == (out, state)
+    backend = result.operator.ctx.keyed_backend
+    assert isinstance(backend, CountingRecords) and backend.calls == len(RECORDS)
+    plain = await run(REDUCE_FAST, ErrorPolicy.skip(), state_backend=CountingHeap())
+    assert isinstance(plain.operator.ctx.keyed_backend, CountingRecords)
+    assert plain.operator.ctx.keyed_backend.calls == 0  # nothing to clean: the table loop, no call per record

@@ -44,6 +44,7 @@ from streamflow.runtime.operators.contexts import (
 )
 from streamflow.runtime.record_errors import RecordErrorHandler
 from streamflow.runtime.timers import TimerQueue
+from streamflow.state.backend import ValueTableBackend
 from streamflow.state.descriptors import ValueStateDescriptor
 from streamflow.state.operator import OperatorStateStore, restore_operator_state
 
@@ -112,6 +113,7 @@ class FunctionOperator(StreamOperator):
         self._context = CallContext(self)
         self._collector = ListCollector()
         backend, owner = ctx.keyed_backend, f"{self.uid}-{ctx.subtask_index}"
+        self._value_tables = backend if isinstance(backend, ValueTableBackend) else None
         self.keyed_checkpoints = (  # the keyed state's way through checkpoints (canonical or incremental)
             None if backend is None else KeyedCheckpoints(backend, owner=owner, checkpoint_directory=ctx.checkpoint_directory)
         )
@@ -211,9 +213,8 @@ class FunctionOperator(StreamOperator):
             return batch.keys, batch.key_groups
         selector = self.key_selector
         assert selector is not None  # only called on keyed operators
-        keys = [selector(r) for r in batch.records]
-        key_group_of = self._key_group_of
-        return keys, [key_group_of(k) for k in keys]
+        keys = list(map(selector, batch.records))
+        return keys, self._key_group_of.of_all(keys)
 
     def set_key(self, key: Any, key_group: int) -> None:
         self.current_key = key
@@ -248,14 +249,59 @@ class FunctionOperator(StreamOperator):
     def _reduce_fast(self, batch: Batch) -> tuple[list[Any], list[int]]:
         """A synchronous running reduce in one tight loop, no per-record dispatch.
 
-        A record whose reduce raises changes no state and goes to the error policy; the
-        loop then continues with the next record (the iterator keeps its place).
+        On a backend that hands out its value table (the heap's, no TTL) a record costs
+        a few dict operations; otherwise it goes through the state handle, with the
+        backend's per-record work (``on_record``). A record whose reduce raises changes
+        no state and goes to the error policy; the loop then continues with the next
+        record (the iterator keeps its place).
         """
-        fn = self.call
         keys, key_groups = self._keys_of(batch)
+        state = self._reduce_state  # registers the state before its table is asked for
+        tables = self._value_tables
+        table = None if tables is None else tables.value_table(state.name)
+        if table is None:
+            out, failed = self._reduce_by_handle(batch, keys, key_groups)
+        else:
+            out, failed = self._reduce_in_table(batch, keys, key_groups, table)
+        if keys:
+            self.current_key, self.current_key_group = keys[-1], key_groups[-1]
+            backend = self.ctx.keyed_backend
+            assert backend is not None  # the reduce path is keyed
+            backend.set_current_key(keys[-1], key_groups[-1])
+        return out, failed
+
+    def _reduce_in_table(
+        self, batch: Batch, keys: list[Any], key_groups: list[int], table: dict[int, dict[Any, Any]]
+    ) -> tuple[list[Any], list[int]]:
+        fn = self.call
+        out: list[Any] = []
+        append = out.append
+        failed: list[int] = []
+        rows = enumerate(zip(keys, key_groups, batch.records))
+        index = 0
+        while True:
+            try:
+                for index, (key, key_group, record) in rows:
+                    group = table.get(key_group)
+                    if group is None:
+                        table[key_group] = {key: record}
+                        append(record)
+                        continue
+                    previous = group.get(key)
+                    value = record if previous is None else fn(previous, record)
+                    group[key] = value
+                    append(value)
+                break
+            except Exception as exc:
+                self._on_error(exc, batch, index)
+                failed.append(index)
+        return out, failed
+
+    def _reduce_by_handle(self, batch: Batch, keys: list[Any], key_groups: list[int]) -> tuple[list[Any], list[int]]:
+        fn = self.call
         backend = self.ctx.keyed_backend
         assert backend is not None  # the reduce path is keyed
-        set_current_key = backend.set_current_key
+        set_current_key, on_record = backend.set_current_key, backend.on_record
         state = self._reduce_state
         read, write = state.value, state.update
         out: list[Any] = []
@@ -268,6 +314,7 @@ class FunctionOperator(StreamOperator):
             try:
                 for index in indexes:
                     set_current_key(keys[index], key_groups[index])
+                    on_record()
                     previous = read()
                     value = records[index] if previous is None else fn(previous, records[index])
                     write(value)
@@ -276,8 +323,6 @@ class FunctionOperator(StreamOperator):
             except Exception as exc:
                 self._on_error(exc, batch, index)
                 failed.append(index)
-        if records:
-            self.current_key, self.current_key_group = keys[-1], key_groups[-1]
         return out, failed
 
     def _map_fast(self, batch: Batch) -> tuple[list[Any], list[int]]:

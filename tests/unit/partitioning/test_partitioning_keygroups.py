@@ -180,3 +180,22 @@ def test_the_assigner_caches_every_common_key_type_and_copes_with_unhashable_one
     assert len(assign._cache) <= 4  # bounded
     assert assign(("t", [1, 2])) == key_group_for(("t", [1, 2]), 128)  # not a dict key: not cached
     assert assign([1, 2]) == key_group_for([1, 2], 128)
+
+
+def test_key_groups_of_a_whole_batch_agree_with_one_by_one_cached_or_not() -> None:
+    assign = KeyGroupAssigner(128)
+    keys: list[Any] = ["u1", "u2", 7, ("t", 1), b"b", 2.5, [1, 2], ("t", [1]), Colour.RED]
+    expected = [key_group_for(key, 128) for key in keys]
+    assert assign.of_all(keys) == expected  # first sight: one by one, filling the cache
+    assert assign.of_all(keys) == expected  # again, with uncacheable keys among them
+    hashable = [key for key in keys if not isinstance(key, list) and key != ("t", [1])]
+    assert assign.of_all(hashable) == [key_group_for(key, 128) for key in hashable]  # all cached now
+
+
+def test_a_batch_lookup_never_gives_an_uncached_type_the_group_of_an_equal_cached_key() -> None:
+    class Loose(int):  # equals and hashes as its int, but stable_hash may see it otherwise
+        pass
+
+    assign = KeyGroupAssigner(128)
+    assign.of_all([1, 1])
+    assert assign.of_all([1, Loose(1)]) == [key_group_for(1, 128), assign(Loose(1))]

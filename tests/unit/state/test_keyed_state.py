@@ -336,3 +336,28 @@ def test_close_drops_state(make_backend: MakeBackend) -> None:
     backend.get_state(ValueStateDescriptor("v"))
     backend.close()
     assert backend.snapshot() == {"format": 2, "states": {}}
+
+
+def test_the_heap_hands_out_a_value_table_only_where_plain_dict_operations_are_the_state() -> None:
+    from streamflow.state import HashMapStateBackend
+    from streamflow.state.backend import ValueTableBackend
+
+    backend = HashMapStateBackend().create_keyed_backend(
+        operator_uid="op", subtask_index=0, max_parallelism=MAX_PARALLELISM,
+        key_group_range=range(MAX_PARALLELISM), clock=ManualClock(),
+    )  # fmt: skip
+    assert isinstance(backend, ValueTableBackend)
+    assert backend.value_table("total") is None  # not registered
+    total = backend.get_state(ValueStateDescriptor[int]("total"))
+    table = backend.value_table("total")
+    assert table is not None
+    table.setdefault(key_group_for("a", MAX_PARALLELISM), {})["a"] = 5  # a write of the table is a write of the state
+    use(backend, "a")
+    assert total.value() == 5
+    backend.get_state(ValueStateDescriptor[int]("counted", default=0))
+    backend.get_state(ValueStateDescriptor[int]("timed", ttl=StateTtlConfig(ttl=10.0)))
+    backend.get_state(ListStateDescriptor[int]("listed"))
+    assert [backend.value_table(name) for name in ("counted", "timed", "listed")] == [None, None, None]
+    assert backend.value_table("total") is table
+    backend.get_state(ValueStateDescriptor[int]("swept", ttl=StateTtlConfig(ttl=10.0, cleanup_incremental=2, incremental_per_record=True)))
+    assert backend.value_table("total") is None  # on_record has work per record now
