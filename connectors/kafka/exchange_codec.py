@@ -16,9 +16,10 @@ Every exchange record's Kafka key says what it is and who wrote it::
     bytes 6-9    writers: the writing side's global parallelism
     bytes 10-    generation (UTF-8): the deployment that wrote it
 
-The value is the pack (DATA: the pickled pair ``(records, timestamps)``), the watermark as a big-endian double (WATERMARK), or
-empty. Control records go to every partition, in the same transaction as the data
-around them, so a reader sees them in order with the data and only once committed.
+The value is the pack (DATA: the pickled pair ``(records, timestamps)``), the watermark
+as a big-endian double (WATERMARK), or empty. Control records go to every partition, in
+the same transaction as the data around them, so a reader sees them in order with the
+data and only once committed.
 """
 
 from __future__ import annotations

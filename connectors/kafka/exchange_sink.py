@@ -7,10 +7,11 @@ checkpoint completes, committed again or aborted on restore, lingering ones of o
 layouts aborted. What it adds:
 
 1. ``write_timestamped`` (``write`` without timestamps): records, with their event
-   timestamps when they have any, are grouped by partition (HASH: the partition of the record's key
-   group; REBALANCE: a whole batch to the next partition in turn; BROADCAST: always the
-   partition ``subtask % E``, so the writer's order holds for every reader) and each
-   group is pickled into packs (:mod:`.exchange_codec`), one Kafka record per pack.
+   timestamps when they have any, are grouped by partition (HASH: the partition of the
+   record's key group; REBALANCE: a whole batch to the next partition in turn;
+   BROADCAST: always the partition ``subtask % E``, so the writer's order holds for
+   every reader) and each group is pickled into packs (:mod:`.exchange_codec`), one
+   Kafka record per pack.
 2. Event time: ``on_watermark`` keeps the newest watermark; ``snapshot(n)`` writes it
    into every partition, before pre-committing, when it moved since the last one written.
    Readers see data only at commit, so writing watermarks more often would show them
