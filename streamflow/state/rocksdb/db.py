@@ -89,6 +89,7 @@ class MemoryBudget:
 
 
 _MISSING = object()
+_DIRTY_LIMIT = 1 << 18  # writes between two write-backs (8 bytes each in the list)
 _ENTRY_OVERHEAD = 100  # bytes of a cached entry beside its key and value (two bytes objects, a dict slot)
 
 
@@ -98,39 +99,45 @@ class CachedDatabase:
     Point operations, the per-record work of every state handle, go through the cache:
     :meth:`get` reads RocksDB once per entry (absent ones too), later reads hit the
     cache; :meth:`put` and :meth:`delete` change the cache only and mark the entry dirty.
-    :meth:`write_back` writes every dirty entry to RocksDB in one batch. Everything else
+    :meth:`write_back` writes every dirty entry to RocksDB in one batch (also after
+    ``_DIRTY_LIMIT`` writes since the last one). Everything else
     writes back first: a scan (:meth:`items`), a memtable :meth:`flush` (a native
     snapshot), and :meth:`write` and :meth:`delete_range`, which also drop the cache
     (they may change any entry). Past ``capacity`` bytes (keys, values and an estimate of
-    Python's overhead) the cache is written back and emptied. Not thread-safe: used by one task at a time (a restore's copy runs in a
-    thread while the task waits for it).
+    Python's overhead) the cache is written back and emptied. Not thread-safe: used by one
+    task at a time (a restore's copy runs in a thread while the task waits for it).
 
     Values are the encoded bytes of the database, never live objects: a value read is a
     fresh copy, as without the cache.
+
+    :attr:`cache` (entry key -> value bytes, None for an absent entry) is public for the
+    hottest reads, which look a hit up there without a call to :meth:`get`; it is never
+    written to from outside, and never replaced (emptied in place), so a reference to
+    it stays valid.
     """
 
-    __slots__ = ("raw", "_cache", "_dirty", "_capacity", "_bytes")
+    __slots__ = ("raw", "cache", "_dirty", "_capacity", "_bytes")
 
     def __init__(self, raw: Rdict, capacity: int) -> None:
         self.raw = raw
-        self._cache: dict[bytes, bytes | None] = {}
-        self._dirty: set[bytes] = set()
+        self.cache: dict[bytes, bytes | None] = {}
+        self._dirty: list[bytes] = []  # in order of writing, with repeats: an append is cheaper than a set's add
         self._capacity = capacity
         self._bytes = 0
 
     def get(self, key: bytes) -> bytes | None:
-        value = self._cache.get(key, _MISSING)
+        value = self.cache.get(key, _MISSING)
         if value is _MISSING:
             value = cast("bytes | None", self.raw.get(key))
             size = len(key) + (0 if value is None else len(value)) + _ENTRY_OVERHEAD
             if self._bytes + size > self._capacity:
                 self._evict()
             self._bytes += size
-            self._cache[key] = value
+            self.cache[key] = value
         return value  # type: ignore[return-value]
 
     def put(self, key: bytes, value: bytes | None) -> None:
-        cache = self._cache
+        cache = self.cache
         old = cache.get(key, _MISSING)
         if old is _MISSING:
             self._bytes += len(key) + _ENTRY_OVERHEAD
@@ -139,9 +146,12 @@ class CachedDatabase:
         if value is not None:
             self._bytes += len(value)
         cache[key] = value
-        self._dirty.add(key)
+        dirty = self._dirty
+        dirty.append(key)
         if self._bytes > self._capacity:
             self._evict()
+        elif len(dirty) > _DIRTY_LIMIT:  # a long run of writes without a checkpoint: bound the list
+            self.write_back()
 
     def delete(self, key: bytes) -> None:
         self.put(key, None)
@@ -151,8 +161,8 @@ class CachedDatabase:
         if not self._dirty:
             return
         batch = WriteBatch(raw_mode=True)
-        cache = self._cache
-        for key in self._dirty:
+        cache = self.cache
+        for key in set(self._dirty):
             value = cache[key]
             if value is None:
                 batch.delete(key)
@@ -163,7 +173,7 @@ class CachedDatabase:
 
     def _evict(self) -> None:
         self.write_back()
-        self._cache.clear()
+        self.cache.clear()
         self._bytes = 0
 
     def items(self, *, from_key: bytes, read_opt: ReadOptions) -> Iterator[tuple[bytes, bytes]]:
@@ -185,7 +195,7 @@ class CachedDatabase:
 
     def close(self) -> None:
         """Close without writing back: the state of a closed subtask is dropped."""
-        self._cache.clear()
+        self.cache.clear()
         self._dirty.clear()
         self._bytes = 0
         self.raw.close()

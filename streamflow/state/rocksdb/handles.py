@@ -9,6 +9,11 @@ branch on ``ttl`` costs nothing measurable, and TTL stays a codec of the stored 
 Every call reads the current key at call time from the :class:`RocksKeyContext` the
 backend shares with its handles; the canonical encoding of the key is computed once
 per key (lazily, on the first state access after ``set_current_key``).
+
+ValueState, the state of a running reduce, has a hot path: for str, int and bytes keys
+it keeps each key's whole RocksDB key per state (:meth:`StateAccess.entry_key_of`), and
+reads a cache hit and calls pickle without a function call of its own between. Per
+record, the serializer is then the largest part of the work beside the heap backend's.
 """
 
 from __future__ import annotations
@@ -75,9 +80,14 @@ ACC = TypeVar("ACC")
 OUT = TypeVar("OUT")
 
 _MISSING: Any = object()
+_pickle_dumps = pickle.dumps
+_pickle_loads = pickle.loads
 
 
 _MEMO_LIMIT = 1 << 16
+MEMO_KINDS = frozenset((str, int, bytes))
+"""Key types whose equal keys have equal encodings and the :data:`PLAIN` header: exact
+types only (``True == 1`` and ``1.0 == 1`` but their headers keep their types)."""
 
 
 class RocksKeyContext(KeyContext):
@@ -96,8 +106,7 @@ class RocksKeyContext(KeyContext):
 
 def _parts(ctx: RocksKeyContext, name: str) -> tuple[bytes, bytes, bytes]:
     key = ctx.key
-    kind = type(key)
-    if kind is str or kind is int or kind is bytes:
+    if type(key) in MEMO_KINDS:
         parts = ctx.memo.get(key)
         if parts is None:
             encoded = encode_key(key)[0]
@@ -134,10 +143,18 @@ class StateAccess:
 
     ``dumps`` / ``loads`` are the serializer's own (pickle's C functions for the
     default one) for the hot paths, which wrap their failures with :meth:`dump_failure`
-    / :meth:`load_failure`; :meth:`dump` and :meth:`load` do both in one call.
+    / :meth:`load_failure`; :meth:`dump` and :meth:`load` do both in one call. With
+    ``pickled`` (the default serializer) the ValueState hot path calls
+    ``pickle.dumps(value, 5)`` itself: a call through ``functools.partial`` costs a
+    third more. ``cache`` is the database's cache of entries (see
+    :class:`~streamflow.state.rocksdb.db.CachedDatabase`), ``entry_keys`` the RocksDB
+    keys of recent str, int and bytes keys in this state.
     """
 
-    __slots__ = ("name", "operator", "subtask", "sid", "db", "serializer", "dumps", "loads", "ttl", "ctx")
+    __slots__ = (
+        "name", "operator", "subtask", "sid", "db", "cache", "entry_keys", "serializer", "pickled", "dumps", "loads",
+        "ttl", "ctx",
+    )  # fmt: skip
 
     def __init__(
         self, name: str, operator: str, subtask: int, state_id: int, db: CachedDatabase, serializer: StateSerializer,
@@ -148,12 +165,28 @@ class StateAccess:
         self.subtask = subtask
         self.sid = state_id.to_bytes(2, "big")
         self.db = db
+        self.cache = db.cache
+        self.entry_keys: dict[Any, bytes] = {}
         self.serializer = serializer
         fast = type(serializer) is PickleSerializer
+        self.pickled = fast
         self.dumps: Callable[[Any], bytes] = partial(pickle.dumps, protocol=5) if fast else serializer.dumps
         self.loads: Callable[[bytes], Any] = pickle.loads if fast else serializer.loads
         self.ttl = ttl
         self.ctx = ctx
+
+    def entry_key_of(self, key: Any, key_group: int) -> bytes:
+        """The RocksDB key of ``key``'s entry (a str, int or bytes key: one whose header
+        is :data:`PLAIN`), kept in :attr:`entry_keys` for the next records of that key.
+
+        The hot paths look a key up there rather than concatenate its parts: no new
+        bytes object whose hash must be computed, and the cache finds the very object
+        it holds (an identity match, no byte comparison)."""
+        entries = self.entry_keys
+        if len(entries) >= _MEMO_LIMIT:
+            entries.clear()
+        entry = entries[key] = key_group.to_bytes(2, "big") + self.sid + key_part(encode_key(key)[0])
+        return entry
 
     def dump(self, value: Any, where: str = "") -> bytes:
         """``serializer.dumps(value)``, a refusal raised as :meth:`dump_failure`."""
@@ -276,34 +309,44 @@ class RocksValueState(_OneEntry, ValueState[T]):
         if st.ttl is not None:
             st.ttl.on_access()
             payload = read_single(st, entry_of(self)[0])
-        else:  # the hot path, inline
+            if payload is None:
+                return self._default
+        else:  # the hot path, inline: a cache hit calls no function but the serializer's
             ctx = self._ctx
-            parts = ctx.parts or _parts(ctx, self.name)  # type: ignore[attr-defined, arg-type]
-            raw = st.db.get(parts[0] + st.sid + parts[1])
+            key = ctx.key
+            if type(key) in MEMO_KINDS:
+                entry = st.entry_keys.get(key) or st.entry_key_of(key, ctx.key_group)
+            else:
+                entry = entry_of(self)[0]
+            raw = st.cache.get(entry, _MISSING)
+            if raw is _MISSING:
+                raw = st.db.get(entry)
             if raw is None:
                 return self._default
             payload = raw[1:] if raw[0] == 0 else raw[body_offset(raw) :]
-        if payload is None:
-            return self._default
         try:
-            return st.loads(payload)  # type: ignore[no-any-return]
+            return _pickle_loads(payload) if st.pickled else st.loads(payload)  # type: ignore[no-any-return]
         except Exception as exc:  # noqa: BLE001 - a serializer may raise anything
             raise st.load_failure(exc) from exc
 
     def update(self, value: T) -> None:
         st = self._st
         try:
-            payload = st.dumps(value)
+            payload = _pickle_dumps(value, 5) if st.pickled else st.dumps(value)
         except Exception as exc:  # noqa: BLE001 - a serializer may raise anything
             raise st.dump_failure(exc, value) from exc
         if st.ttl is not None:
             st.ttl.on_access()
-            key, head = entry_of(self)
-            write_single(st, key, head, payload)
+            entry, head = entry_of(self)
+            write_single(st, entry, head, payload)
             return
         ctx = self._ctx
-        parts = ctx.parts or _parts(ctx, self.name)  # type: ignore[attr-defined, arg-type]
-        st.db.put(parts[0] + st.sid + parts[1], parts[2] + payload)
+        key = ctx.key
+        if type(key) in MEMO_KINDS:
+            st.db.put(st.entry_keys.get(key) or st.entry_key_of(key, ctx.key_group), PLAIN + payload)
+        else:
+            entry, head = entry_of(self)
+            st.db.put(entry, head + payload)
 
 
 class RocksReducingState(_OneEntry, ReducingState[T]):

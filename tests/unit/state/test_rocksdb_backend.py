@@ -324,3 +324,30 @@ def test_window_state_keyed_by_windows_finds_equal_windows_and_restores_their_ty
     assert {type(key[0]) for key in items} == {TimeWindow, type(None), type(GLOBAL_WINDOW)}
     backend.close()
     restored.close()
+
+
+def test_equal_keys_of_other_types_share_one_value_beside_the_remembered_entry_keys(tmp_path: Path) -> None:
+    """ValueState remembers the entry key of str, int and bytes keys per state; a key
+    equal to one of them but of another type (True, 1.0) must reach the same entry, as in
+    a dict, and the key comes back in the form of the last write."""
+    backend = rocks(tmp_path)
+    count = backend.get_state(ValueStateDescriptor[int]("count"))
+    other = backend.get_state(ValueStateDescriptor[str]("other"))
+    backend.set_current_key(1, 5)
+    count.update(10)
+    other.update("one")
+    backend.set_current_key(True, 5)
+    assert (count.value(), other.value()) == (10, "one")
+    count.update(11)
+    backend.set_current_key(1.0, 5)
+    assert count.value() == 11
+    backend.set_current_key(1, 5)
+    assert count.value() == 11
+    assert [(key, type(key)) for key, _ in backend.keys("count")] == [(True, bool)]
+    count.update(12)
+    assert [(key, type(key)) for key, _ in backend.keys("count")] == [(1, int)]
+    backend.set_current_key(b"raw", 3)
+    count.update(1)
+    backend.set_current_key("raw", 3)  # equal bytes in another key type: another key
+    assert count.value() is None
+    backend.close()

@@ -72,3 +72,20 @@ def test_the_cache_stays_within_its_bytes(tmp_path: Path) -> None:
         assert on_disk(db, (0).to_bytes(4, "big")) == b"v" * 100
     finally:
         db.close()
+
+
+def test_many_writes_without_a_checkpoint_are_written_back_with_their_last_values(
+    database: rdb.CachedDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dirty entries are a list with repeats (cheap to append to): past its limit it
+    is written back, each entry once with its newest value, so it never grows unbounded."""
+    monkeypatch.setattr(rdb, "_DIRTY_LIMIT", 8)
+    for round_ in range(3):
+        for key in (b"a", b"b", b"c"):
+            database.put(key, b"%d" % round_)
+    assert on_disk(database, b"a") == b"2"  # 9 writes > 8: written back at the ninth
+    database.delete(b"b")
+    for n in range(8):
+        database.put(b"c", b"late-%d" % n)
+    assert (on_disk(database, b"b"), on_disk(database, b"c")) == (None, b"late-7")
+    assert len(database._dirty) <= 8  # noqa: SLF001 - the bound is the point
