@@ -14,8 +14,10 @@ answers after, after it), and is asked for the periodic watermark every
 ``strategy.emit_interval`` seconds. A subtask without splits announces IDLE at once, so
 it never holds back the operators after it. Records whose timestamp cannot be had go to
 the source's error policy. Without a strategy, records keep the timestamps the reader
-gave them and the reader's own ``batch.watermark`` is forwarded. Either way, bounded
-input ends with the final watermark (+inf).
+gave them and the reader's own ``batch.watermark`` is forwarded, and so is its
+``watermark_status`` when it has one (an exchange reader whose writers are all idle):
+ACTIVE before a batch's records, IDLE after its watermark, each when it changed. Either
+way, bounded input ends with the final watermark (+inf).
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ if TYPE_CHECKING:
 __all__ = ["SourceTask"]
 
 log = logging.getLogger("streamflow.task")
+
+_ACTIVE = WatermarkStatus.ACTIVE
+_IDLE = WatermarkStatus.IDLE
 
 _UNKNOWN_SPLITS = "<splits not known yet>"
 """Stands for the splits of a reader without ``active_splits()`` until its first batch."""
@@ -118,6 +123,8 @@ class SourceTask(Task):
         assert reader is not None
         offload = self.offload
         origin_cache: dict[str, SourceRef] = {}
+        # A reader's own idleness counts only where its own watermarks do: without a strategy.
+        reads_status = self.split_watermarks is None and hasattr(reader, "watermark_status")
         if self.split_watermarks is not None:
             await self._start_event_time()
         while not self._finished:
@@ -132,6 +139,9 @@ class SourceTask(Task):
                 continue
             polled = time.perf_counter()
             batch = await reader.poll(self._batch_size, self._poll_wait)
+            status = reader.watermark_status if reads_status else None  # type: ignore[attr-defined]
+            if status is _ACTIVE and self.input_status is _IDLE:
+                await self._forward_input((_ACTIVE,))  # before the records of the writers back
             if batch is not None and not batch.records:
                 self.stats.empty_poll_seconds += time.perf_counter() - polled
             if batch is None:
@@ -157,6 +167,8 @@ class SourceTask(Task):
                         await self._periodic_emit()
                 elif batch.watermark is not None and batch.watermark > self.input_watermark:
                     await self._forward_input((batch.watermark,))
+                if status is _IDLE and self.input_status is _ACTIVE:
+                    await self._forward_input((_IDLE,))
             # A reader with data at hand and a chain that never blocks would otherwise run
             # the whole input without yielding: no checkpoint trigger, cancel or other task,
             # and no worker thread (see offload) would get the GIL.
