@@ -126,17 +126,20 @@ async def _finish(soak: WorkerSoak, number: int, workers: list[JobProcess], argv
 
 
 async def open_transactions(bootstrap: str, topics: list[str]) -> list[str]:
-    """Partitions of ``topics`` whose last stable offset is below the high watermark."""
+    """Partitions of ``topics`` whose last stable offset is below the high watermark, and
+    topics that do not exist (the soak would otherwise check nothing)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         described = await admin.describe_topics(topics)
     finally:
         await admin.close()
+    missing = [f"{t['topic']}: not found (error code {t['error_code']}): the soak checks the wrong exchange topic"
+               for t in described if t["error_code"] != 0]
     partitions = [TopicPartition(t["topic"], p["partition"]) for t in described if t["error_code"] == 0
                   for p in t["partitions"]]
     if not partitions:
-        return []
+        return missing
     ends = {}
     for isolation in ("read_committed", "read_uncommitted"):
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation)
@@ -145,6 +148,6 @@ async def open_transactions(bootstrap: str, topics: list[str]) -> list[str]:
             ends[isolation] = await consumer.end_offsets(partitions)
         finally:
             await consumer.stop()
-    return [f"{tp.topic}-{tp.partition}: last stable offset {ends['read_committed'][tp]} below the high watermark "
+    return missing + [f"{tp.topic}-{tp.partition}: last stable offset {ends['read_committed'][tp]} below the high watermark "
             f"{ends['read_uncommitted'][tp]} (a transaction left open)"
             for tp in partitions if ends["read_committed"][tp] < ends["read_uncommitted"][tp]]
