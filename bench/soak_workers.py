@@ -148,6 +148,6 @@ async def open_transactions(bootstrap: str, topics: list[str]) -> list[str]:
             ends[isolation] = await consumer.end_offsets(partitions)
         finally:
             await consumer.stop()
-    return missing + [f"{tp.topic}-{tp.partition}: last stable offset {ends['read_committed'][tp]} below the high watermark "
-            f"{ends['read_uncommitted'][tp]} (a transaction left open)"
-            for tp in partitions if ends["read_committed"][tp] < ends["read_uncommitted"][tp]]
+    return missing + [f"{tp.topic}-{tp.partition}: last stable offset {ends['read_committed'][tp]} below the "
+                      f"high watermark {ends['read_uncommitted'][tp]} (a transaction left open)"
+                      for tp in partitions if ends["read_committed"][tp] < ends["read_uncommitted"][tp]]
