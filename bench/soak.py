@@ -3,7 +3,7 @@
     python3 bench/soak.py [--kills 100] [--target kafka|mysql|both] [--seed S]
                           [--records 200000] [--rate 10000] [--parallelism 2] [--workers N]
                           [--kill-delay 0.5 5] [--db-restarts K] [--report FILE]
-                          [--state-backend heap|rocksdb] [--stages async,windows]
+                          [--state-backend heap|rocksdb] [--stages async,windows] [--unaligned]
 
 For each target, the job of ``soak_job.py`` (Kafka -> keyed count -> an exactly-once
 Kafka sink, or an XA MySQL sink) runs as a real process on a checkpoint directory. The
@@ -49,6 +49,11 @@ expected output is unchanged. ``--stages windows`` adds an event-time tumbling w
 count per key (1 s windows of the input's event time, bounded out-of-orderness
 watermarks per input partition) whose results go through the same exactly-once sink and
 are checked like the counts (``soak_data.py``). The two combine: ``--stages async,windows``.
+
+``--unaligned`` takes unaligned checkpoints: a barrier overtakes the records queued
+between the job's tasks (after each ``key_by``), which go into the checkpoint as channel
+state and back into their channels on restore. With the stages, kills land while
+records wait in channels behind the lookup and the window.
 
 ``--at-least-once`` is the negative control: the same jobs with at-least-once sinks, which
 write some results again after a restart; the soak must then report duplicates and fail,
@@ -167,6 +172,7 @@ class TargetSoak:
                 "--checkpoint-interval", str(self.args.checkpoint_interval), *output.job_args, *workers,
                 "--state-backend", self.args.state_backend, "--state-dir", str(self.workdir / "rocksdb"),
                 "--stages", ",".join(self.args.stages),
+                *(["--unaligned"] if self.args.unaligned else []),
                 *(["--at-least-once"] if self.args.at_least_once else [])]
 
     async def run_round(self, number: int) -> bool:
@@ -331,6 +337,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--stages", type=parse_stages, default=(),
                         help="optional stages of the job, comma-separated: async (a keyed map_async before the "
                         "count), windows (an event-time window count per key beside it)")
+    parser.add_argument("--unaligned", action="store_true",
+                        help="unaligned checkpoints: barriers overtake the records between tasks, which go into "
+                        "the checkpoint as channel state and back into their channels on restore")
     parser.add_argument("--report", type=Path, help="also write the report as JSON to this file")
     parser.add_argument("--workdir", type=Path, help="logs and checkpoints (default: a temporary "
                         "directory, removed when the soak passes)")

@@ -174,7 +174,7 @@ def build(env: StreamEnvironment, args: argparse.Namespace) -> None:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     env = StreamEnvironment(parallelism=args.parallelism)
-    env.enable_checkpointing(args.checkpoint_interval, directory=args.checkpoints)
+    env.enable_checkpointing(args.checkpoint_interval, directory=args.checkpoints, unaligned=args.unaligned)
     env.set_restart_strategy(RESTARTS)
     if args.state_backend == "rocksdb":
         env.set_state_backend(EmbeddedRocksDBStateBackend(args.state_dir, memory_budget=64 << 20))
@@ -212,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exchange-partitions", type=int, default=8, help="partitions of the exchange topics")
     parser.add_argument("--state-backend", choices=("heap", "rocksdb"), default="heap")
     parser.add_argument("--state-dir", help="--state-backend rocksdb: where the databases go")
+    parser.add_argument("--unaligned", action="store_true",
+                        help="unaligned checkpoints: records in flight between tasks go into the checkpoint")
     parser.add_argument("--at-least-once", action="store_true",
                         help="the sink at least once (a plain INSERT for MySQL): the soak's negative control")
     parser.add_argument("--stages", type=parse_stages, default=(),

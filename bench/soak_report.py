@@ -100,6 +100,7 @@ def print_report(reports: list[TargetReport], args: argparse.Namespace, wall: fl
           f"{args.rate:g}/s, {args.workers} worker(s) of parallelism {args.parallelism}, kill delay {args.kill_delay[0]:g}-"
           f"{args.kill_delay[1]:g}s, checkpoint interval {args.checkpoint_interval:g}s, state backend "
           f"{args.state_backend}, stages {','.join(args.stages) or 'none'}, "
+          f"{'unaligned' if args.unaligned else 'aligned'} checkpoints, "
           f"wall time {wall:.0f}s")
     for report in reports:
         v = report.verdict

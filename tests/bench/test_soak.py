@@ -136,6 +136,22 @@ def test_kafka_job_with_an_async_stage_killed_three_times_commits_every_record_o
     assert target["lookup_retries"] > 0
 
 
+def test_kafka_job_with_unaligned_checkpoints_killed_three_times_commits_every_record_once(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """``--unaligned --stages async,windows``: barriers overtake the records queued behind
+    the lookup and the window, which go into the checkpoints as channel state and back
+    into their channels on restore; every count and window is committed once."""
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    data = run_soak(tmp_path, env, "--target", "kafka", "--kills", "3", "--seed", "13", "--unaligned",
+                    "--stages", "async,windows")
+    assert data["options"]["unaligned"] is True
+    (target,) = data["targets"]
+    with_windows = make_input(RECORDS, partitions=INPUT_PARTITIONS, keys=200, seed=13).expected(windows=True)
+    assert_exact(target, kills=3, results_per_round=len(with_windows))
+    assert target["async_inputs_called_again"] > 0
+
+
 def test_kafka_job_with_event_time_windows_killed_three_times_commits_every_window_once(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
