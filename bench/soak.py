@@ -3,7 +3,7 @@
     python3 bench/soak.py [--kills 100] [--target kafka|mysql|both] [--seed S]
                           [--records 200000] [--rate 10000] [--parallelism 2] [--workers N]
                           [--kill-delay 0.5 5] [--db-restarts K] [--report FILE]
-                          [--state-backend heap|rocksdb]
+                          [--state-backend heap|rocksdb] [--stages async,windows] [--unaligned]
 
 For each target, the job of ``soak_job.py`` (Kafka -> keyed count -> an exactly-once
 Kafka sink, or an XA MySQL sink) runs as a real process on a checkpoint directory. The
@@ -42,6 +42,19 @@ random, which is started again alone while the others run on (``soak_workers.py`
 directory, those of killed processes removed by the next start) with incremental
 checkpoints: every restore then reads shared SST files.
 
+``--stages async`` adds a keyed ``map_async`` before the count (``soak_stages.py``): a
+short random sleep per call, capacity 50, per-key order, a planned failure retried by
+AsyncRetry, so kills land with calls in flight; its answer is the record, so the
+expected output is unchanged. ``--stages windows`` adds an event-time tumbling window
+count per key (1 s windows of the input's event time, bounded out-of-orderness
+watermarks per input partition) whose results go through the same exactly-once sink and
+are checked like the counts (``soak_data.py``). The two combine: ``--stages async,windows``.
+
+``--unaligned`` takes unaligned checkpoints: a barrier overtakes the records queued
+between the job's tasks (after each ``key_by``), which go into the checkpoint as channel
+state and back into their channels on restore. With the stages, kills land while
+records wait in channels behind the lookup and the window.
+
 ``--at-least-once`` is the negative control: the same jobs with at-least-once sinks, which
 write some results again after a restart; the soak must then report duplicates and fail,
 which shows that its check can fail.
@@ -72,6 +85,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from soak_data import SoakInput, compare, make_input  # noqa: E402
 from soak_process import KILLED, JobProcess  # noqa: E402
 from soak_report import DbRestart, Kill, TargetReport, print_report, write_json  # noqa: E402
+from soak_stages import LOOKUP_UID, WINDOW_UID, parse_stages  # noqa: E402
 from soak_servers import INPUT_PARTITIONS, Servers, SoakOutput, fill_input, open_servers  # noqa: E402
 from soak_workers import open_transactions, run_workers  # noqa: E402
 
@@ -106,7 +120,7 @@ class TargetSoak:
         self.args = args
         self.servers = servers
         self.input_topic = input_topic
-        self.expected = soak_input.expected()
+        self.expected = soak_input.expected(windows="windows" in args.stages)
         self.workdir = workdir
         self.rng = random.Random(f"{args.seed}/{target}")  # the same kill times alone or with --target both
         self.report = TargetReport(target)
@@ -139,9 +153,16 @@ class TargetSoak:
         return self.report
 
     def exchange_topics(self) -> list[str]:
-        """The exchange topics of the multi-worker job (its key_by)."""
+        """The exchange topics of the multi-worker job (one per key_by)."""
         upstream = "hold-rate" if self.args.rate > 0 else "parse"
-        return [f"streamflow.soak.{upstream}.count.0"]
+        edges = []
+        if "async" in self.args.stages:
+            edges.append((upstream, LOOKUP_UID))
+            upstream = LOOKUP_UID
+        edges.append((upstream, "count"))
+        if "windows" in self.args.stages:
+            edges.append((upstream, WINDOW_UID))
+        return [f"streamflow.soak.{up}.{down}.0" for up, down in edges]
 
     def job_argv(self, output: SoakOutput, checkpoints: Path, worker: int = 0) -> list[str]:
         workers = ["--workers", str(self.args.workers), "--worker-index", str(worker)] if self.args.workers > 1 else []
@@ -150,6 +171,8 @@ class TargetSoak:
                 "--parallelism", str(self.args.parallelism), "--rate", str(self.args.rate),
                 "--checkpoint-interval", str(self.args.checkpoint_interval), *output.job_args, *workers,
                 "--state-backend", self.args.state_backend, "--state-dir", str(self.workdir / "rocksdb"),
+                "--stages", ",".join(self.args.stages),
+                *(["--unaligned"] if self.args.unaligned else []),
                 *(["--at-least-once"] if self.args.at_least_once else [])]
 
     async def run_round(self, number: int) -> bool:
@@ -211,7 +234,7 @@ class TargetSoak:
             self.report.in_process_restarts += process.in_process_restarts
             checkpointed = checkpointed or process.checkpoints_completed > 0
             if life is Life.FINISHED:
-                self.note_restart(process)
+                self.note_ended(process)
                 return True
             if life is Life.KILLED:
                 failed_in_a_row = 0
@@ -248,7 +271,7 @@ class TargetSoak:
         if (code := await process.kill()) != KILLED:
             return Life.of(code)  # it ended on its own just before the signal
         self.report.kills = kill_number
-        self.note_restart(process)
+        self.note_ended(process)
         committed = await output.committed_count()
         self.report.kill_log.append(Kill(kill_number, self.report.rounds, killed_at, process.restart,
                                          process.restored_from, process.restart_seconds, committed,
@@ -258,8 +281,11 @@ class TargetSoak:
                  f"committed so far {shown}/{len(self.expected):,}")
         return Life.KILLED
 
-    def note_restart(self, process: JobProcess) -> None:
-        """Count a process that restarted the job: its restart time, or that it has none."""
+    def note_ended(self, process: JobProcess) -> None:
+        """Count what a process that was killed or finished reports: the async stage's
+        counts, and for a process that restarted the job its restart time, or that it has none."""
+        self.report.async_inputs_called_again += process.async_inputs_called_again
+        self.report.lookup_retries += process.lookup_retries
         if not process.restart:
             return
         if process.restore_seconds is not None:
@@ -308,6 +334,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="negative control: the sinks at least once; the soak must then FAIL with duplicates")
     parser.add_argument("--state-backend", choices=("heap", "rocksdb"), default="heap",
                         help="where the job keeps its counts (rocksdb: incremental checkpoints)")
+    parser.add_argument("--stages", type=parse_stages, default=(),
+                        help="optional stages of the job, comma-separated: async (a keyed map_async before the "
+                        "count), windows (an event-time window count per key beside it)")
+    parser.add_argument("--unaligned", action="store_true",
+                        help="unaligned checkpoints: barriers overtake the records between tasks, which go into "
+                        "the checkpoint as channel state and back into their channels on restore")
     parser.add_argument("--report", type=Path, help="also write the report as JSON to this file")
     parser.add_argument("--workdir", type=Path, help="logs and checkpoints (default: a temporary "
                         "directory, removed when the soak passes)")

@@ -14,6 +14,10 @@ emitting ``(key, n, id)`` -> an exactly-once sink: a transactional KafkaSink wri
 unique key, so a duplicate lands and the soak's reader counts it instead of the job
 failing on it).
 
+``--stages async`` puts a keyed ``map_async`` before the count (``soak_stages.py``: calls
+in flight at every kill, some retried); the output stays the same. ``--stages windows``
+adds an event-time tumbling window count per key beside the count, into the same sink.
+
 ``--at-least-once`` runs the same sinks at least once (MySQL: the same plain INSERT, no
 upsert), so that a restart writes some results again: the soak's negative control.
 
@@ -23,7 +27,8 @@ processes (the soak's multi-worker mode): ``--checkpoints`` is then the workers'
 root, and the key_by crosses workers through exchange topics on the same broker. Failures inside the process are retried by a failure-rate restart
 strategy (a database restart is ridden out in-process); ``streamflow.job`` and
 ``streamflow.checkpoint`` log at INFO on stderr, which is what the soak parses for its
-restart times. A finished job prints one JSON line on stdout (attempts, restored_from,
+restart times (and ``streamflow.operator``, ``soak.lookup`` for the async stage). A
+finished job prints one JSON line on stdout (attempts, restored_from,
 checkpoints_completed, duration).
 """
 
@@ -38,12 +43,16 @@ from typing import Any
 
 import orjson
 
-from streamflow import KeyedProcessFunction, RestartStrategy, StreamEnvironment
+from streamflow import AsyncRetry, KeyedProcessFunction, RestartStrategy, StreamEnvironment
 from streamflow.connectors.kafka import DeliveryGuarantee, KafkaExchange, KafkaSink, KafkaSource
 from streamflow.connectors.mysql import MySqlSink
+from streamflow.eventtime import WatermarkStrategy
 from streamflow.state import EmbeddedRocksDBStateBackend, ValueStateDescriptor
+from streamflow.windowing import AggregateFunction, ProcessWindowFunction, TumblingEventTimeWindows
 
-from soak_data import Result, format_result, parse_input
+from soak_data import MAX_JITTER_MS, WINDOW_MS, Result, event_seconds, format_result, parse_input, window_result
+from soak_stages import (LOOKUP_ATTEMPTS, LOOKUP_CAPACITY, LOOKUP_LOGGER, LOOKUP_RETRY_DELAY, LOOKUP_UID,
+                         WINDOW_UID, SlowLookup, parse_stages)
 
 JOB_NAME = "soak"
 SINK_UID = "soak-sink"
@@ -97,20 +106,59 @@ class HoldRate:
         return record
 
 
+class CountRecords(AggregateFunction[tuple[str, int], int, int]):
+    """The records of a key's window, counted as they come (one int per open window)."""
+
+    def create_accumulator(self) -> int:
+        return 0
+
+    def add(self, value: tuple[str, int], accumulator: int) -> int:
+        return accumulator + 1
+
+    def get_result(self, accumulator: int) -> int:
+        return accumulator
+
+    def merge(self, a: int, b: int) -> int:
+        return a + b
+
+
+class LabelWindow(ProcessWindowFunction):
+    """A fired window's count as the soak's window result (key and window start in ms)."""
+
+    def process(self, key: str, context: Any, counts: Any, out: Any) -> None:
+        for count in counts:
+            out.collect(window_result(key, round(context.window.start * 1000), count))
+
+
+def record_key(record: tuple[str, int]) -> str:
+    return record[0]
+
+
 def result_value(result: Result) -> bytes:
     return format_result(result).encode()
 
 
 def build(env: StreamEnvironment, args: argparse.Namespace) -> None:
+    windows = "windows" in args.stages
+    event_time = (WatermarkStrategy.for_bounded_out_of_orderness(MAX_JITTER_MS / 1000)
+                  .with_timestamp_assigner(event_seconds)) if windows else None  # a watermark per partition
     parsed = (
         env.from_source(KafkaSource(args.bootstrap, topics=args.input_topic, bounded=True,
-                                    value_deserializer="str"), name="input").uid("input")
+                                    value_deserializer="str"), name="input", watermark_strategy=event_time).uid("input")
         .map(parse_input).uid("parse")
     )
     if args.rate > 0:  # chained to the source: it reads slower, no queue builds up before a barrier
         subtasks = env.parallelism * args.workers  # the rate is the whole job's, over every worker
         parsed = parsed.map(HoldRate(args.rate / subtasks)).uid("hold-rate")
-    counted = parsed.key_by(lambda record: record[0]).process(CountPerKey()).uid("count")
+    if "async" in args.stages:  # a keyed lookup: kills and barriers find calls in flight
+        parsed = parsed.key_by(record_key).map_async(
+            SlowLookup(), capacity=LOOKUP_CAPACITY, ordered="per_key",
+            retry=AsyncRetry.fixed_delay(LOOKUP_ATTEMPTS, LOOKUP_RETRY_DELAY)).uid(LOOKUP_UID)
+    counted = parsed.key_by(record_key).process(CountPerKey()).uid("count")
+    if windows:  # the window results go through the same exactly-once sink
+        counted = counted.union(
+            parsed.key_by(record_key).window(TumblingEventTimeWindows.of(WINDOW_MS / 1000))
+            .aggregate(CountRecords(), window_function=LabelWindow()).uid(WINDOW_UID))
     guarantee = DeliveryGuarantee.AT_LEAST_ONCE if args.at_least_once else DeliveryGuarantee.EXACTLY_ONCE
     if args.sink == "kafka":
         sink: Any = KafkaSink(
@@ -126,7 +174,7 @@ def build(env: StreamEnvironment, args: argparse.Namespace) -> None:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     env = StreamEnvironment(parallelism=args.parallelism)
-    env.enable_checkpointing(args.checkpoint_interval, directory=args.checkpoints)
+    env.enable_checkpointing(args.checkpoint_interval, directory=args.checkpoints, unaligned=args.unaligned)
     env.set_restart_strategy(RESTARTS)
     if args.state_backend == "rocksdb":
         env.set_state_backend(EmbeddedRocksDBStateBackend(args.state_dir, memory_budget=64 << 20))
@@ -164,14 +212,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exchange-partitions", type=int, default=8, help="partitions of the exchange topics")
     parser.add_argument("--state-backend", choices=("heap", "rocksdb"), default="heap")
     parser.add_argument("--state-dir", help="--state-backend rocksdb: where the databases go")
+    parser.add_argument("--unaligned", action="store_true",
+                        help="unaligned checkpoints: records in flight between tasks go into the checkpoint")
     parser.add_argument("--at-least-once", action="store_true",
                         help="the sink at least once (a plain INSERT for MySQL): the soak's negative control")
+    parser.add_argument("--stages", type=parse_stages, default=(),
+                        help="optional stages, comma-separated: async (a keyed map_async before the count), "
+                        "windows (an event-time window count per key beside it)")
     args = parser.parse_args(argv)
     if (args.sink == "kafka") != (args.output_topic is not None) or (args.sink == "mysql") != (args.mysql_url is not None):
         parser.error("--sink kafka takes --output-topic, --sink mysql takes --mysql-url")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for name in ("streamflow.job", "streamflow.checkpoint"):
+    # streamflow.operator: an async operator's restore says how many held inputs it calls again
+    for name in ("streamflow.job", "streamflow.checkpoint", "streamflow.operator", LOOKUP_LOGGER):
         logging.getLogger(name).setLevel(logging.INFO)
     if args.sink == "mysql":
         create_table(args.mysql_url)

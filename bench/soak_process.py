@@ -8,7 +8,10 @@ measures:
   (a restart);
 * ``checkpoint N complete``: the first one after start is the end of the restart time
   (state restored, the restored transactions committed, new output durable again);
-* ``job 'soak' attempt N failed``: a restart inside the process (a database restart).
+* ``job 'soak' attempt N failed``: a restart inside the process (a database restart);
+* ``calls again N input(s) held at its restored checkpoint``: an async operator's
+  restore found calls that were in flight at the checkpoint (``--stages async``);
+* ``N planned failures retried``: the async stage's lookup at a subtask's end.
 
 Every line also goes to the round's log file (a finished job's JSON summary too), so a
 failure can be read in full.
@@ -30,6 +33,8 @@ from typing import IO
 _RESTORED = re.compile(r"restores from checkpoint (\d+)")
 _COMPLETED = re.compile(r"checkpoint (\d+) complete")
 _ATTEMPT_FAILED = re.compile(r"attempt \d+ failed")
+_ASYNC_CALLED_AGAIN = re.compile(r"calls again (\d+) input\(s\) held")
+_LOOKUP_RETRIED = re.compile(r"(\d+) planned failures retried")
 
 KILLED = -signal.SIGKILL  # asyncio's returncode of a process ended by SIGKILL
 
@@ -47,6 +52,8 @@ class JobProcess:
         self.first_checkpoint_at: float | None = None
         self.checkpoints_completed = 0
         self.in_process_restarts = 0
+        self.async_inputs_called_again = 0  # held async inputs its restores called again
+        self.lookup_retries = 0  # planned lookup failures its subtasks retried (logged at their end)
         self.tail: deque[str] = deque(maxlen=40)
         self._log = log
         self._checkpoint_seen = asyncio.Event()
@@ -117,6 +124,10 @@ class JobProcess:
                     self.restored_at = now
             elif _ATTEMPT_FAILED.search(line):
                 self.in_process_restarts += 1
+            elif (match := _ASYNC_CALLED_AGAIN.search(line)) is not None:
+                self.async_inputs_called_again += int(match.group(1))
+            elif (match := _LOOKUP_RETRIED.search(line)) is not None:
+                self.lookup_retries += int(match.group(1))
 
     async def wait(self, timeout: float | None) -> int | None:
         """The exit code once the process ends, or None if it still runs after ``timeout``."""

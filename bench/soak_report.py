@@ -47,6 +47,8 @@ class TargetReport:
     restore_seconds: list[float] = field(default_factory=list)  # process start -> restore logged
     restarts_killed_early: int = 0  # restarts killed before their first checkpoint (no restart time)
     in_process_restarts: int = 0
+    async_inputs_called_again: int = 0  # --stages async: inputs in flight at a restored checkpoint, called again
+    lookup_retries: int = 0  # --stages async: planned lookup failures retried (by processes that finished)
     db_restarts: list[DbRestart] = field(default_factory=list)
     unexpected_exits: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -97,7 +99,9 @@ def print_report(reports: list[TargetReport], args: argparse.Namespace, wall: fl
     print(f"seed {args.seed}, commit {commit()}, {args.records:,} records a round over {args.keys} keys at "
           f"{args.rate:g}/s, {args.workers} worker(s) of parallelism {args.parallelism}, kill delay {args.kill_delay[0]:g}-"
           f"{args.kill_delay[1]:g}s, checkpoint interval {args.checkpoint_interval:g}s, state backend "
-          f"{args.state_backend}, wall time {wall:.0f}s")
+          f"{args.state_backend}, stages {','.join(args.stages) or 'none'}, "
+          f"{'unaligned' if args.unaligned else 'aligned'} checkpoints, "
+          f"wall time {wall:.0f}s")
     for report in reports:
         v = report.verdict
         restarts = report.restart_summary()
@@ -113,6 +117,9 @@ def print_report(reports: list[TargetReport], args: argparse.Namespace, wall: fl
         restores = report.restore_summary()
         print(f"  of which start to restore (interpreter, imports, reading the checkpoint): "
               f"p50 {_seconds(restores['p50'])}, max {_seconds(restores['max'])}")
+        if "async" in args.stages:
+            print(f"  async stage: {report.async_inputs_called_again} inputs in flight at a restored checkpoint "
+                  f"called again; {report.lookup_retries} planned call failures retried (processes that finished)")
         if report.in_process_restarts:
             print(f"  in-process restarts (attempts failed and retried): {report.in_process_restarts}")
         for i, db in enumerate(report.db_restarts, 1):

@@ -41,7 +41,7 @@ class WorkerSoak(Protocol):
     def say(self, line: str) -> None: ...
     def kill_delay(self) -> float: ...
     def pick(self, choices: list[int]) -> int: ...
-    def note_restart(self, process: JobProcess) -> None: ...
+    def note_ended(self, process: JobProcess) -> None: ...
     @property
     def kills_wanted(self) -> int: ...
 
@@ -71,7 +71,7 @@ async def run_workers(
                 continue  # it ended on its own just before the signal
             last_kill = time.monotonic()
             soak.report.kills += 1
-            soak.note_restart(process)
+            soak.note_ended(process)
             committed = await committed_count()
             soak.report.kill_log.append(Kill(soak.report.kills, number, killed_at, process.restart,
                                              process.restored_from, process.restart_seconds, committed, False,
@@ -121,22 +121,25 @@ async def _finish(soak: WorkerSoak, number: int, workers: list[JobProcess], argv
         await asyncio.sleep(0.5)
     for worker in workers:
         await worker.wait(5.0)
-        soak.note_restart(worker)
+        soak.note_ended(worker)
     return True
 
 
 async def open_transactions(bootstrap: str, topics: list[str]) -> list[str]:
-    """Partitions of ``topics`` whose last stable offset is below the high watermark."""
+    """Partitions of ``topics`` whose last stable offset is below the high watermark, and
+    topics that do not exist (the soak would otherwise check nothing)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         described = await admin.describe_topics(topics)
     finally:
         await admin.close()
+    missing = [f"{t['topic']}: not found (error code {t['error_code']}): the soak checks the wrong exchange topic"
+               for t in described if t["error_code"] != 0]
     partitions = [TopicPartition(t["topic"], p["partition"]) for t in described if t["error_code"] == 0
                   for p in t["partitions"]]
     if not partitions:
-        return []
+        return missing
     ends = {}
     for isolation in ("read_committed", "read_uncommitted"):
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation)
@@ -145,6 +148,6 @@ async def open_transactions(bootstrap: str, topics: list[str]) -> list[str]:
             ends[isolation] = await consumer.end_offsets(partitions)
         finally:
             await consumer.stop()
-    return [f"{tp.topic}-{tp.partition}: last stable offset {ends['read_committed'][tp]} below the high watermark "
-            f"{ends['read_uncommitted'][tp]} (a transaction left open)"
-            for tp in partitions if ends["read_committed"][tp] < ends["read_uncommitted"][tp]]
+    return missing + [f"{tp.topic}-{tp.partition}: last stable offset {ends['read_committed'][tp]} below the "
+                      f"high watermark {ends['read_uncommitted'][tp]} (a transaction left open)"
+                      for tp in partitions if ends["read_committed"][tp] < ends["read_uncommitted"][tp]]

@@ -68,6 +68,7 @@ from streamflow.control.workers import take_savepoint_set
 from streamflow.datastream.environment import StreamEnvironment
 from streamflow.devtools.commands import add_dev_commands, run_dev
 from streamflow.errors import ConfigError, JobCancelledError, StreamflowError
+from streamflow.lab.command import add_lab_command
 from streamflow.runtime.eventloop import LOOP_VARIABLE, LOOPS, run as run_on_loop
 from streamflow.savepoint.describe import describe_snapshot, format_description
 from streamflow.savepoint.location import local_path
@@ -115,7 +116,11 @@ async def run_job(args: argparse.Namespace) -> int:
             args.checkpoint_interval,
             CheckpointingMode.AT_LEAST_ONCE if args.at_least_once else CheckpointingMode.EXACTLY_ONCE,
             directory=args.checkpoint_dir,
+            unaligned=args.unaligned,
+            aligned_timeout=args.aligned_timeout,
         )
+    elif args.unaligned or args.aligned_timeout is not None:
+        raise ConfigError("--unaligned and --aligned-timeout need checkpoints: add --checkpoint-interval SECONDS")
     elif args.checkpoint_dir is not None:
         env.set_checkpoint_dir(args.checkpoint_dir)
     if args.savepoint_dir is not None:
@@ -379,6 +384,14 @@ def parser() -> argparse.ArgumentParser:
         "--checkpoint-interval", type=float, default=None, help="seconds between checkpoints (off if not given)"
     )
     run.add_argument("--at-least-once", action="store_true", help="do not align barriers")
+    run.add_argument(
+        "--unaligned", action="store_true",
+        help="unaligned checkpoints: barriers overtake queued records, which are stored with the checkpoint",
+    )
+    run.add_argument(
+        "--aligned-timeout", type=float, default=None, metavar="SECONDS",
+        help="with --unaligned: start each checkpoint aligned, switch to unaligned after this many seconds",
+    )
     run.add_argument("--job-name", default=None, help="job name (default: the module's last name)")
     run.add_argument("--metrics-interval", type=float, default=10.0, help="seconds between metrics log lines")
     run.add_argument(
@@ -476,6 +489,7 @@ def parser() -> argparse.ArgumentParser:
     )
     look.add_argument("--json", action="store_true", help="machine-readable output")
     look.add_argument("--log-level", default="WARNING")
+    add_lab_command(commands)
     add_dev_commands(commands)
     return root
 

@@ -57,6 +57,13 @@ class CheckpointConfig:
             attempt fails.
         retained: how many completed checkpoints to keep on disk (the newest).
         retention_on_cancel: keep or delete retained checkpoints when cancelled.
+        unaligned: let barriers overtake the records queued in channels (Flink's
+            unaligned checkpoints): a task snapshots on the first barrier n and stores
+            the records it overtook as channel state, so a backed-up pipeline no longer
+            delays its checkpoints. Exactly-once mode only; savepoints stay aligned.
+        aligned_timeout: with ``unaligned``, start each checkpoint aligned and let a
+            barrier overtake only once it has waited this many seconds since the
+            trigger (queued in a channel or aligning). None: unaligned from the start.
     """
 
     interval: float
@@ -67,10 +74,15 @@ class CheckpointConfig:
     tolerable_failures: int = 0
     retained: int = 2
     retention_on_cancel: RetentionOnCancel = RetentionOnCancel.RETAIN
+    unaligned: bool = False
+    aligned_timeout: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("interval", "timeout", "min_pause"):
             object.__setattr__(self, name, seconds(getattr(self, name), f"CheckpointConfig.{name}"))
+        if self.aligned_timeout is not None:
+            timeout = seconds(self.aligned_timeout, "CheckpointConfig.aligned_timeout")
+            object.__setattr__(self, "aligned_timeout", timeout)
         if self.interval <= 0:
             raise ConfigError(f"CheckpointConfig.interval must be > 0 seconds, got {self.interval!r}")
         if self.timeout <= 0:
@@ -90,6 +102,47 @@ class CheckpointConfig:
             )
         if not isinstance(self.mode, CheckpointingMode):
             raise ConfigError(f"CheckpointConfig.mode must be a CheckpointingMode, got {self.mode!r}")
+        self._check_unaligned()
+
+    def _check_unaligned(self) -> None:
+        if not isinstance(self.unaligned, bool):
+            raise ConfigError(f"CheckpointConfig.unaligned must be True or False, got {self.unaligned!r}")
+        if self.aligned_timeout is not None:
+            if not self.unaligned:
+                raise ConfigError(
+                    "CheckpointConfig.aligned_timeout only applies to unaligned checkpoints: set unaligned=True "
+                    "as well, or drop aligned_timeout"
+                )
+            if self.aligned_timeout < 0:
+                raise ConfigError(f"CheckpointConfig.aligned_timeout must be >= 0 seconds, got {self.aligned_timeout!r}")
+        if self.unaligned and self.mode is not CheckpointingMode.EXACTLY_ONCE:
+            raise ConfigError(
+                "CheckpointConfig.unaligned needs mode=EXACTLY_ONCE (at-least-once never holds a channel, so there "
+                "is no alignment to skip): drop unaligned=True or use exactly-once"
+            )
+        if self.unaligned and self.max_concurrent != 1:
+            raise ConfigError(
+                f"CheckpointConfig.unaligned allows one checkpoint in flight at a time, got max_concurrent="
+                f"{self.max_concurrent!r}: set max_concurrent=1"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelCapacity:
+    """How much a channel holds before its writer blocks (backpressure): ``batches``,
+    and at most ``records`` records when given (whichever bound is reached first; an
+    empty channel always takes one batch, however large)."""
+
+    batches: int
+    records: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.batches, bool) or not isinstance(self.batches, int) or self.batches < 1:
+            raise ConfigError(f"channel capacity must be a positive number of batches, got {self.batches!r}")
+        if self.records is not None and (
+            isinstance(self.records, bool) or not isinstance(self.records, int) or self.records < 1
+        ):
+            raise ConfigError(f"channel capacity in records must be a positive int or None, got {self.records!r}")
 
 
 class RestartKind(enum.Enum):

@@ -1,7 +1,8 @@
 """The records of an exchange topic: packs of pipeline records and control records.
 
 Records cross workers with exactly their Python types, as state does: a batch of
-records bound for one partition is pickled into one Kafka record (a *pack*), which
+records bound for one partition is pickled, with the records' event timestamps (or
+``None`` when none has one), into one Kafka record (a *pack*), which
 costs one Kafka record per partition per written batch instead of one per pipeline
 record. A pack above :data:`MAX_PACK_BYTES` is split in halves (a single huge record
 travels alone). Pickle runs code when loading: exchange topics must be writable by the
@@ -9,15 +10,16 @@ job alone (Kafka ACLs), as its checkpoint directory must.
 
 Every exchange record's Kafka key says what it is and who wrote it::
 
-    byte 0       format version (1)
+    byte 0       format version (2: packs carry timestamps; 1 had none)
     byte 1       kind: DATA, WATERMARK, IDLE, ACTIVE or END
     bytes 2-5    writer: the global subtask index of the writing subtask (big-endian)
     bytes 6-9    writers: the writing side's global parallelism
     bytes 10-    generation (UTF-8): the deployment that wrote it
 
-The value is the pack (DATA), the watermark as a big-endian double (WATERMARK), or
-empty. Control records go to every partition, in the same transaction as the data
-around them, so a reader sees them in order with the data and only once committed.
+The value is the pack (DATA: the pickled pair ``(records, timestamps)``), the watermark
+as a big-endian double (WATERMARK), or empty. Control records go to every partition, in
+the same transaction as the data around them, so a reader sees them in order with the
+data and only once committed.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ __all__ = [
     "unpack_records",
 ]
 
-FORMAT = 1
+FORMAT = 2
 MAX_PACK_BYTES = 512 * 1024
 """Packs stay below this size (Kafka's default message limit is 1 MiB)."""
 
@@ -89,7 +91,11 @@ def decode_key(key: bytes | None) -> ExchangeKey:
         raise ValueError(f"not an exchange record: its key {key!r} is shorter than {_HEADER.size} bytes")
     version, kind, writer, writers = _HEADER.unpack_from(key)
     if version != FORMAT:
-        raise ValueError(f"exchange record of format {version}; this streamflow reads format {FORMAT}")
+        raise ValueError(
+            f"exchange record of format {version}; this streamflow reads format {FORMAT} only: the topic was "
+            "written by another streamflow version. Let the jobs of one version drain their exchange topics "
+            "(stop with a savepoint) before upgrading, or run the job under a new name (new exchange topics)"
+        )
     try:
         return ExchangeKey(RecordKind(kind), writer, writers, key[_HEADER.size:].decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
@@ -107,21 +113,35 @@ def decode_watermark(value: bytes | None) -> float:
     return timestamp
 
 
-def pack_records(records: list[Any], limit: int = MAX_PACK_BYTES) -> list[bytes]:
-    """``records`` pickled into packs of at most ``limit`` bytes (a lone record may be
-    larger). Raises what pickle raises for a record it cannot pickle."""
-    blob = pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL)
+def pack_records(
+    records: list[Any], timestamps: list[float | None] | None = None, limit: int = MAX_PACK_BYTES
+) -> list[bytes]:
+    """``records`` with their ``timestamps`` (a parallel list, or None when no record has
+    one) pickled into packs of at most ``limit`` bytes (a lone record may be larger).
+    Raises what pickle raises for a record it cannot pickle."""
+    blob = pickle.dumps((records, timestamps), protocol=pickle.HIGHEST_PROTOCOL)
     if len(blob) <= limit or len(records) == 1:
         return [blob]
     half = len(records) // 2
-    return pack_records(records[:half], limit) + pack_records(records[half:], limit)
+    if timestamps is None:
+        return pack_records(records[:half], None, limit) + pack_records(records[half:], None, limit)
+    return pack_records(records[:half], timestamps[:half], limit) + pack_records(
+        records[half:], timestamps[half:], limit
+    )
 
 
-def unpack_records(value: bytes | None) -> list[Any]:
-    """The records of a pack; raises ValueError (or what unpickling raises) if it is none."""
+def unpack_records(value: bytes | None) -> tuple[list[Any], list[float | None] | None]:
+    """The records of a pack and their timestamps (None when no record had one); raises
+    ValueError (or what unpickling raises) if it is none."""
     if value is None:
         raise ValueError("an exchange pack has no value")
-    records = pickle.loads(value)
-    if not isinstance(records, list):
-        raise ValueError(f"an exchange pack holds a list of records, this one a {type(records).__name__}")
-    return records
+    pack = pickle.loads(value)
+    if not (isinstance(pack, tuple) and len(pack) == 2 and isinstance(pack[0], list)):
+        raise ValueError(f"an exchange pack holds a pair (records, timestamps), this one a {type(pack).__name__}")
+    records, timestamps = pack
+    if timestamps is not None and (not isinstance(timestamps, list) or len(timestamps) != len(records)):
+        raise ValueError(
+            f"an exchange pack of {len(records)} records holds {timestamps!r:.80} as their timestamps, not a list "
+            "of as many"
+        )
+    return records, timestamps

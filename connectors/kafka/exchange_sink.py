@@ -6,10 +6,12 @@ per subtask per checkpoint, prepared at the barrier, committed when the writing 
 checkpoint completes, committed again or aborted on restore, lingering ones of other
 layouts aborted. What it adds:
 
-1. ``write``: records are grouped by partition (HASH: the partition of the record's key
-   group; REBALANCE: a whole batch to the next partition in turn; BROADCAST: always the
-   partition ``subtask % E``, so the writer's order holds for every reader) and each
-   group is pickled into packs (:mod:`.exchange_codec`), one Kafka record per pack.
+1. ``write_timestamped`` (``write`` without timestamps): records, with their event
+   timestamps when they have any, are grouped by partition (HASH: the partition of the
+   record's key group; REBALANCE: a whole batch to the next partition in turn;
+   BROADCAST: always the partition ``subtask % E``, so the writer's order holds for
+   every reader) and each group is pickled into packs (:mod:`.exchange_codec`), one
+   Kafka record per pack.
 2. Event time: ``on_watermark`` keeps the newest watermark; ``snapshot(n)`` writes it
    into every partition, before pre-committing, when it moved since the last one written.
    Readers see data only at commit, so writing watermarks more often would show them
@@ -19,8 +21,8 @@ layouts aborted. What it adds:
    checkpoint commits it, and readers stop waiting for this writer. Without
    checkpointing ``finish`` writes it and commits.
 
-``on_watermark``, ``on_watermark_status`` and ``end_input`` are hooks the runtime calls on
-sink writers that have them.
+``write_timestamped``, ``on_watermark``, ``on_watermark_status`` and ``end_input`` are
+hooks the runtime calls on sink writers that have them.
 """
 
 from __future__ import annotations
@@ -119,14 +121,19 @@ class ExchangeWriter:
         await self._inner.open()
 
     async def write(self, records: list[Any]) -> None:
+        await self.write_timestamped(records, None)
+
+    async def write_timestamped(self, records: list[Any], timestamps: list[float | None] | None) -> None:
+        """``records`` with their event timestamps (a parallel list, or None when none
+        has one): a window after the exchange sees the same event time as before it."""
         if not records:
             return
         envelopes = self._control(RecordKind.ACTIVE) if self._idle else []
         self._idle = False
         data = self._keys[RecordKind.DATA]
-        for partition, group in self._group(records):
+        for partition, group, stamps in self._group(records, timestamps):
             try:
-                packs = pack_records(group)
+                packs = pack_records(group, stamps)
             except Exception as exc:
                 raise self._record_error("pickling", _unpicklable(group), exc) from exc
             envelopes.extend(Envelope(partition, data, pack) for pack in packs)
@@ -174,30 +181,45 @@ class ExchangeWriter:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _group(self, records: list[Any]) -> list[tuple[int, list[Any]]]:
+    def _group(
+        self, records: list[Any], timestamps: list[float | None] | None
+    ) -> list[tuple[int, list[Any], list[float | None] | None]]:
+        """``(partition, records, their timestamps)`` per partition the records go to."""
         kind = self._spec.kind
         if kind is ExchangeKind.BROADCAST:
-            return [(self._next, records)]
+            return [(self._next, records, timestamps)]
         if kind is ExchangeKind.REBALANCE:
             partition = self._next
             self._next = (partition + 1) % len(self._partitions)
-            return [(partition, records)]
+            return [(partition, records, timestamps)]
         selector = self._spec.key_selector
         assert selector is not None  # ExchangeSpec checks that a HASH exchange has one
         key_group, table = self._key_group, self._table
         groups: dict[int, list[Any]] = {}
         record = None
         try:
-            for record in records:
+            if timestamps is None:  # the common case stays one lookup per record
+                for record in records:
+                    partition = table[key_group(selector(record))]
+                    group = groups.get(partition)
+                    if group is None:
+                        groups[partition] = [record]
+                    else:
+                        group.append(record)
+                return [(partition, group, None) for partition, group in groups.items()]
+            stamps: dict[int, list[float | None]] = {}
+            for record, timestamp in zip(records, timestamps):
                 partition = table[key_group(selector(record))]
                 group = groups.get(partition)
                 if group is None:
                     groups[partition] = [record]
+                    stamps[partition] = [timestamp]
                 else:
                     group.append(record)
+                    stamps[partition].append(timestamp)
         except Exception as exc:
             raise self._record_error("selecting the key of", record, exc) from exc
-        return list(groups.items())
+        return [(partition, group, stamps[partition]) for partition, group in groups.items()]
 
     def _control(self, kind: RecordKind, value: bytes = b"") -> list[Envelope]:
         key = self._keys[kind]

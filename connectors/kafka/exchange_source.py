@@ -6,12 +6,14 @@ fetching; this reader owns the exchange's meaning of what it fetches:
 1. ``open``: create or check the topic; keep the restored positions of the partitions
    this reader owns now (HASH and REBALANCE: ``reader_partitions(E, G, g)`` of its global
    subtask, whatever subtask held them before; BROADCAST: every partition) and seek there.
-2. ``poll``: unpack the packs of one partition into pipeline records, at most
+2. ``poll``: unpack the packs of one partition into pipeline records with their event
+   timestamps (the batch's ``timestamps`` stay None while no record has one), at most
    ``max_records`` per batch, a pack possibly split across batches; apply control
    records to the event time (:mod:`.exchange_watermarks`) in order with the data.
    Records of a deployment this partition does not accept are skipped (see below).
-   The batch carries the combined watermark. Once every owned partition has ended (END
-   from every writer), the input is exhausted.
+   The batch carries the combined watermark, and ``watermark_status`` says whether every
+   writer it waits for is idle (the runtime forwards both). Once every owned partition
+   has ended (END from every writer), the input is exhausted.
 3. ``snapshot_splits(n)``: per owned partition the position of the NEXT record to hand
    out, ``(offset of its pack, records of that pack already handed out)``, the accepted
    generations and the writers' event time.
@@ -109,6 +111,7 @@ class ExchangeReader:
         self._chunk: list[KafkaRecord] = []  # the fetched records of one partition not yet handed out
         self._at = 0  # index into _chunk
         self._pack: list[Any] | None = None  # the unpacked records of _chunk[_at], once touched
+        self._pack_timestamps: list[float | None] | None = None  # their timestamps (None: none has one)
 
     # -- open ---------------------------------------------------------------------------
 
@@ -144,7 +147,9 @@ class ExchangeReader:
 
     @property
     def watermark_status(self) -> WatermarkStatus:
-        """Whether every writer this reader hears is idle (for the runtime's status)."""
+        """IDLE while every writer this reader waits for is idle: the runtime forwards it
+        after each batch, so a worker whose own input is idle does not hold back the
+        event time after the exchange."""
         return self._watermarks.status
 
     async def poll(self, max_records: int, max_wait: float) -> SourceBatch | None:
@@ -152,7 +157,8 @@ class ExchangeReader:
             if all(self._watermarks.ended(p) for p in self._owned):
                 return None  # every writer ended in every partition (at once without any)
             fetched = await self._fetcher.poll(max_records, max_wait)
-            self._chunk, self._at, self._pack = (fetched.records if fetched is not None else []), 0, None
+            self._chunk, self._at = (fetched.records if fetched is not None else []), 0
+            self._pack = self._pack_timestamps = None
             if not self._chunk:
                 return SourceBatch([], [], "", None, self._watermarks.watermark)
         return self._hand_out(max_records)
@@ -161,6 +167,7 @@ class ExchangeReader:
         """Records of the current chunk (one partition) up to ``max_records``."""
         records: list[Any] = []
         positions: list[Any] = []
+        timestamps: list[float | None] | None = None  # made at the first pack with timestamps
         failures: list[RecordFailure] = []
         chunk = self._chunk
         partition = chunk[0].partition
@@ -181,24 +188,34 @@ class ExchangeReader:
                     continue
                 watermarks.on_data(partition, key)
                 if self._pack is None:
-                    self._pack = unpack_records(record.value)
+                    self._pack, self._pack_timestamps = unpack_records(record.value)
             except Exception as exc:  # noqa: BLE001 - a bad record goes to the source's error policy
                 failures.append(RecordFailure(record.offset, record, exc))
                 self._next_record(position, record)
                 continue
             pack = self._pack
-            take = pack[position.skip : position.skip + max_records - len(records)]
+            end = position.skip + max_records - len(records)
+            take = pack[position.skip : end]
+            stamps = self._pack_timestamps
+            if stamps is not None:
+                if timestamps is None:
+                    timestamps = [None] * len(records)
+                timestamps.extend(stamps[position.skip : end])
+            elif timestamps is not None:
+                timestamps.extend([None] * len(take))
             records.extend(take)
             positions.extend((record.offset, position.skip + i) for i in range(len(take)))
             position.skip += len(take)
             if position.skip >= len(pack):
                 self._next_record(position, record)
-        return SourceBatch(records, positions, self._names[partition], failures or None, watermarks.watermark)
+        return SourceBatch(
+            records, positions, self._names[partition], failures or None, watermarks.watermark, timestamps
+        )
 
     def _next_record(self, position: _Position, record: KafkaRecord) -> None:
         position.offset, position.skip = record.offset + 1, 0
         self._at += 1
-        self._pack = None
+        self._pack = self._pack_timestamps = None
 
     def metrics(self) -> dict[str, float]:
         """The fetching reader's ``pendingRecords``: Kafka records (packs and control

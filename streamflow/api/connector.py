@@ -78,7 +78,8 @@ class SourceBatch:
 
     ``timestamps[i]`` is record i's own event time in float seconds (a Kafka record's
     timestamp), ``None`` for a record without one; the whole list is ``None`` when the
-    source knows no timestamps. The records carry them downstream, and a
+    source knows no timestamps (then nothing per record is spent on them). The records
+    carry them downstream (across the exchanges between workers too), and a
     ``WatermarkStrategy`` given to ``env.from_source`` takes them as the records' event
     time unless it has a timestamp assigner of its own.
 
@@ -86,7 +87,9 @@ class SourceBatch:
     seconds, ``None`` for no watermark), for readers that compute watermarks themselves:
     the runtime forwards it after the records when it is higher than the last one. An
     empty batch may carry a watermark too (idle input). It is ignored when the source was
-    given a ``WatermarkStrategy``, which makes the watermarks instead.
+    given a ``WatermarkStrategy``, which makes the watermarks instead. Such a reader may
+    also have a ``watermark_status`` attribute (a ``WatermarkStatus``), read after every
+    poll: while it is IDLE the subtask holds back no event time downstream.
     """
 
     records: list[Any]

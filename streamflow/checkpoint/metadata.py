@@ -19,8 +19,16 @@ job's ``shared/`` folder (an incremental checkpoint, see
     "0": {"file": "count-0", "size": 812, "sha256": "ab...",
           "shared": [{"name": "12-count-0-000042.sst", "size": 65536, "sha256": "cd..."}]}
 
-A checkpoint without shared files is written as version 1, so earlier versions of
-streamflow still read it (every savepoint is). ``format_version`` is a major version: a
+``format_version`` 3 adds, to the handle of a task's head operator in an unaligned
+checkpoint, that it ran unaligned and how many bytes of in-flight records (channel state,
+inside its state file) it persisted::
+
+    "0": {"file": "count-0", "size": 812, "sha256": "ab...", "unaligned": true, "persisted_bytes": 5120}
+
+An earlier streamflow would restore such a checkpoint without its in-flight records, so
+it must refuse the version instead. A checkpoint without shared files or channel state is
+written as version 1, so earlier versions of streamflow still read it (every savepoint
+is). ``format_version`` is a major version: a
 reader refuses any version it does not know, by name, rather than guess at the meaning
 of fields.
 """
@@ -45,9 +53,9 @@ __all__ = [
     "UnsupportedCheckpointVersionError",
 ]
 
-FORMAT_VERSION = 2
-"""The newest version written and read; 1 is read too (see the module docstring)."""
-READ_VERSIONS = frozenset({1, 2})
+FORMAT_VERSION = 3
+"""The newest version written and read; 1 and 2 are read too (see the module docstring)."""
+READ_VERSIONS = frozenset({1, 2, 3})
 
 
 class UnsupportedCheckpointVersionError(CheckpointError):
@@ -72,12 +80,24 @@ class StateHandle:
         size: payload size in bytes (without the file's checksum header).
         sha256: hex SHA-256 of the payload.
         shared: the files of the job's ``shared/`` folder the state also needs.
+        unaligned: the subtask took this checkpoint unaligned (its head operator's
+            state file holds the channel state).
+        persisted_bytes: bytes of in-flight records in that channel state.
     """
 
     file: str
     size: int
     sha256: str
     shared: tuple[SharedFile, ...] = ()
+    unaligned: bool = False
+    persisted_bytes: int = 0
+
+    def with_channel_state(self, persisted_bytes: int) -> StateHandle:
+        """This handle, marked as holding the channel state of an unaligned checkpoint."""
+        return StateHandle(
+            file=self.file, size=self.size, sha256=self.sha256, shared=self.shared, unaligned=True,
+            persisted_bytes=persisted_bytes,
+        )
 
     @property
     def total_size(self) -> int:
@@ -93,6 +113,9 @@ class StateHandle:
         data: dict[str, Any] = {"file": self.file, "size": self.size, "sha256": self.sha256}
         if self.shared:
             data["shared"] = [shared.to_dict() for shared in self.shared]
+        if self.unaligned:
+            data["unaligned"] = True
+            data["persisted_bytes"] = self.persisted_bytes
         return data
 
     @classmethod
@@ -105,7 +128,13 @@ class StateHandle:
         shared = data.get("shared", [])
         if not isinstance(shared, list):
             raise CheckpointError(f"state handle lists its shared files as a {type(shared).__name__}: {dict(data)!r}")
-        return cls(file=file, size=size, sha256=sha256, shared=tuple(SharedFile.from_dict(s) for s in shared))
+        unaligned, persisted = data.get("unaligned", False), data.get("persisted_bytes", 0)
+        if not isinstance(unaligned, bool) or isinstance(persisted, bool) or not isinstance(persisted, int):
+            raise CheckpointError(f"state handle has an invalid unaligned or persisted_bytes: {dict(data)!r}")
+        return cls(
+            file=file, size=size, sha256=sha256, shared=tuple(SharedFile.from_dict(s) for s in shared),
+            unaligned=unaligned, persisted_bytes=persisted,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,8 +201,10 @@ class CheckpointMetadata:
         return [found[name] for name in sorted(found)]
 
     def to_json(self) -> bytes:
-        """The JSON of ``_metadata``: version 2 when a handle lists shared files, else 1."""
-        version = 2 if any(handle.shared for _uid, _subtask, handle in self.handles()) else 1
+        """The JSON of ``_metadata``: version 3 when a handle holds channel state, 2 when
+        one lists shared files, else 1."""
+        handles = [handle for _uid, _subtask, handle in self.handles()]
+        version = 3 if any(h.unaligned for h in handles) else 2 if any(h.shared for h in handles) else 1
         return orjson.dumps(
             {
                 "format_version": version,
@@ -203,7 +234,7 @@ class CheckpointMetadata:
         if version not in READ_VERSIONS or isinstance(version, bool):
             raise UnsupportedCheckpointVersionError(
                 f"checkpoint metadata has format_version {version!r}, but this streamflow "
-                f"only reads format_version {' and '.join(map(str, sorted(READ_VERSIONS)))}; use the streamflow "
+                f"only reads format_version {', '.join(map(str, sorted(READ_VERSIONS)))}; use the streamflow "
                 "version that wrote it",
                 found=version,
                 supported=FORMAT_VERSION,

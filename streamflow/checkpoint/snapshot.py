@@ -17,8 +17,9 @@ per record it held at the barrier (call running, waiting, or done and not yet em
 in arrival order; ``origin`` is the record's :class:`~streamflow.core.elements.SourceRef`
 (or None), ``key`` its key after ``key_by`` (else None) and ``timestamp`` its event time
 (None without; absent in checkpoints written before records carried timestamps).
-``"channel_state"`` (records in flight in channels, for unaligned checkpoints) is
-reserved and written by nothing yet.
+``"channel_state"`` is the in-flight elements of an unaligned checkpoint, in the snapshot
+of a task's first operator: one ``{"channel": name, "elements": [encoded element, ...]}``
+per input channel (see :mod:`streamflow.runtime.channel_state`).
 
 Which parts a subtask wrote tells what it was: a source has a ``source`` part and a sink
 a ``sink`` part, even when empty (a restore checks that a uid is not handed to an
@@ -102,7 +103,7 @@ class OperatorSnapshot:
     timers: TimerSnapshot | None = None
     """A keyed operator's timers."""
     channel_state: list[Any] | None = None
-    """Reserved: records in flight in the input channels (unaligned checkpoints)."""
+    """Unaligned checkpoints: the elements in flight in the task's input channels."""
     async_inputs: list[Any] | None = None
     """An async operator's held records at the barrier (see the module docstring)."""
     pending: PendingKeyedState | None = None

@@ -11,7 +11,7 @@ from streamflow.api.collection import CollectionSource
 from streamflow.api.connector import Source
 from streamflow.api.connector_checks import check_source
 from streamflow.api.exchange import ExchangeFactory
-from streamflow.config import CheckpointConfig, CheckpointingMode, RestartStrategy, seconds
+from streamflow.config import ChannelCapacity, CheckpointConfig, CheckpointingMode, RestartStrategy, seconds
 from streamflow.core.clock import Clock, SystemClock
 from streamflow.core.faults import FaultInjector
 from streamflow.datastream.client import JobClient
@@ -57,7 +57,7 @@ class StreamEnvironment:
         self._restart = RestartStrategy.exponential_delay()
         self._state_backend: StateBackend | None = None
         self._clock: Clock = SystemClock()
-        self._channel_capacity = 8
+        self._channel_capacity = ChannelCapacity(8)
         self._source_batch_size = 1000
         self._source_poll_wait = 0.05
         self._metrics_interval: float | None = None
@@ -137,11 +137,11 @@ class StreamEnvironment:
         self._faults = faults
         return self
 
-    def set_channel_capacity(self, batches: int) -> StreamEnvironment:
-        """How many batches a channel holds before its writer blocks (backpressure)."""
-        if not isinstance(batches, int) or batches < 1:
-            raise ConfigError(f"channel capacity must be a positive number of batches, got {batches!r}")
-        self._channel_capacity = batches
+    def set_channel_capacity(self, batches: int, *, records: int | None = None) -> StreamEnvironment:
+        """How many batches (and, with ``records``, at most how many records) a channel
+        holds before its writer blocks (backpressure); ``DataStream.channel_capacity``
+        sets it for the channels into one operator."""
+        self._channel_capacity = ChannelCapacity(batches, records)
         return self
 
     def set_source_batch_size(self, records: int) -> StreamEnvironment:
@@ -264,7 +264,8 @@ class StreamEnvironment:
             restart=self._restart,
             state_backend=backend,
             clock=self._clock,
-            channel_capacity=self._channel_capacity,
+            channel_capacity=self._channel_capacity.batches,
+            channel_records=self._channel_capacity.records,
             source_batch_size=self._source_batch_size,
             source_poll_wait=self._source_poll_wait,
             restore_from=restore_from,

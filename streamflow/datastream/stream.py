@@ -29,7 +29,7 @@ from streamflow.api.connector_checks import check_sink
 from streamflow.api.errors_policy import ErrorAction, ErrorPolicy
 from streamflow.api.functions import KeyedProcessFunction, ProcessFunction
 from streamflow.api.side_outputs import OutputTag
-from streamflow.config import seconds
+from streamflow.config import ChannelCapacity, seconds
 from streamflow.datastream.broadcast import BroadcastConnectedStream, BroadcastStream
 from streamflow.datastream.joins import IntervalJoinBuilder, JoinedStreams, JoinKey
 from streamflow.datastream.windowed import WindowedStream
@@ -134,6 +134,24 @@ class DataStream(Generic[T]):
     def start_new_chain(self) -> Self:
         """Run this operator in its own task (a channel in front of it, visible fill)."""
         self._graph.update(self._only_node("start_new_chain()"), start_new_chain=True)
+        return self
+
+    def channel_capacity(self, batches: int, *, records: int | None = None) -> Self:
+        """Bound the channels into this operator: ``batches``, and at most ``records``
+        records when given (instead of the job's ``env.set_channel_capacity``). Smaller
+        channels hold less in flight in front of a slow operator: aligned barriers wait
+        behind less, at some cost in throughput when input comes in bursts. The operator
+        then runs in a task of its own, as after ``start_new_chain()``: a channel bound
+        needs a channel."""
+        capacity = ChannelCapacity(batches, records)
+        node_id = self._only_node("channel_capacity()")
+        spec = self._graph.nodes[node_id]
+        if spec.kind is OperatorKind.SOURCE:
+            raise ConfigError(
+                f"channel_capacity() bounds the channels into an operator, and source {spec.name!r} has none: "
+                "call it on the operator that reads from the source"
+            )
+        self._graph.update(node_id, input_capacity=capacity)
         return self
 
     def with_error_policy(self, policy: ErrorPolicy) -> Self:

@@ -91,7 +91,7 @@ def build_plan(
         if not chaining or not edge.is_main:
             return False
         up, down = graph.node(edge.upstream), graph.node(edge.downstream)
-        if down.start_new_chain or down.kind is OperatorKind.SOURCE:
+        if down.start_new_chain or down.input_capacity is not None or down.kind is OperatorKind.SOURCE:
             return False
         if len([e for e in graph.outputs(up.node_id) if e.is_main]) != 1:
             return False

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from streamflow.api.async_io import AsyncIOConfig
 from streamflow.api.errors_policy import FAIL, ErrorPolicy
 from streamflow.api.functions import is_checkpointed_function
+from streamflow.config import ChannelCapacity
 from streamflow.eventtime.strategy import WatermarkStrategy
 from streamflow.state.descriptors import MapStateDescriptor
 
@@ -52,6 +53,7 @@ class OperatorSpec:
     ``watermark_strategy`` is a source's, given to ``env.from_source``: its records get
     timestamps and watermarks per split.
     ``async_io`` holds the settings of an ASYNC operator (None for every other kind).
+    ``input_capacity`` bounds the channels into this operator (``channel_capacity(...)``).
     """
 
     node_id: int
@@ -66,6 +68,7 @@ class OperatorSpec:
     broadcast_states: tuple[MapStateDescriptor[Any, Any], ...] = ()
     watermark_strategy: WatermarkStrategy | None = None
     async_io: AsyncIOConfig | None = None
+    input_capacity: ChannelCapacity | None = None  # its input channels' bound; None: the job's
 
     @property
     def effective_uid(self) -> str:

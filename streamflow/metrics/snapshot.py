@@ -103,6 +103,7 @@ def _tasks_and_operators(execution: Execution) -> tuple[dict[str, Any], dict[str
         entry["input_idle"] = task.input_status.value == "idle"  # every input channel is idle
         last = task.checkpoint_timings.last
         entry["checkpoint"] = None if last is None else timing_dict(last)
+        entry["restored_in_flight"] = task.restored_in_flight  # elements an unaligned checkpoint put back
         placed = {"task": task.name, "vertex": vertex, "subtask": task.subtask}
         if isinstance(task, SourceTask):  # its reader and the records it read
             entry["source_records_out"] = task.records_out
@@ -159,6 +160,8 @@ def _channels(execution: Execution) -> dict[str, Any]:
             "fill": c.fill,
             "queued": len(c),
             "capacity": c.capacity,
+            "record_capacity": c.record_capacity,  # None: bounded in batches only
+            "queued_records": c.records if c.record_capacity is not None else None,
             "blocked_seconds": c.current_blocked_seconds(),
             "puts": c.puts,
             "upstream": upstream,

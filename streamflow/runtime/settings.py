@@ -26,9 +26,10 @@ class ExecutionSettings:
     restart: RestartStrategy
     state_backend: StateBackend
     clock: Clock
-    channel_capacity: int
+    channel_capacity: int  # batches per channel, unless the downstream operator sets its own
     source_batch_size: int
     source_poll_wait: float
+    channel_records: int | None = None  # and at most this many records per channel
     # a savepoint (or checkpoint) to start from, or one worker's part of a savepoint set
     restore_from: RestoreSettings | SetRestoreSettings | None = None
     savepoint_dir: Path | None = None  # default target of savepoints without a directory

@@ -14,8 +14,16 @@ answers after, after it), and is asked for the periodic watermark every
 ``strategy.emit_interval`` seconds. A subtask without splits announces IDLE at once, so
 it never holds back the operators after it. Records whose timestamp cannot be had go to
 the source's error policy. Without a strategy, records keep the timestamps the reader
-gave them and the reader's own ``batch.watermark`` is forwarded. Either way, bounded
-input ends with the final watermark (+inf).
+gave them and the reader's own ``batch.watermark`` is forwarded, and so is its
+``watermark_status`` when it has one (an exchange reader whose writers are all idle):
+ACTIVE before a batch's records, IDLE after its watermark, each when it changed. Either
+way, bounded input ends with the final watermark (+inf).
+
+Idleness is timed on the subtask's input activity, not the wall clock: the time spent
+handing a batch downstream (the operators chained to the source, a full output channel)
+does not count, as Flink pauses its idleness timer under backpressure. Otherwise a split
+whose records wait behind a slow batch of another split would turn idle, and its records
+would then come late.
 """
 
 from __future__ import annotations
@@ -46,6 +54,9 @@ if TYPE_CHECKING:
 __all__ = ["SourceTask"]
 
 log = logging.getLogger("streamflow.task")
+
+_ACTIVE = WatermarkStatus.ACTIVE
+_IDLE = WatermarkStatus.IDLE
 
 _UNKNOWN_SPLITS = "<splits not known yet>"
 """Stands for the splits of a reader without ``active_splits()`` until its first batch."""
@@ -92,6 +103,12 @@ class SourceTask(Task):
         self.suspended_at: int | None = None  # checkpoint id of a stop with savepoint in flight
         self.split_watermarks = SplitWatermarks(watermark_strategy) if watermark_strategy is not None else None
         self._next_emit = float("inf")
+        self._handing_down = 0.0
+        """Seconds spent handing batches downstream, which idleness does not count."""
+
+    def _activity_now(self) -> float:
+        """The clock of idleness: the task's time less what it spent handing batches down."""
+        return self.clock.now() - self._handing_down
 
     async def _open(self) -> None:
         restored = self._restored_for(self.source_uid)
@@ -118,6 +135,8 @@ class SourceTask(Task):
         assert reader is not None
         offload = self.offload
         origin_cache: dict[str, SourceRef] = {}
+        # A reader's own idleness counts only where its own watermarks do: without a strategy.
+        reads_status = self.split_watermarks is None and hasattr(reader, "watermark_status")
         if self.split_watermarks is not None:
             await self._start_event_time()
         while not self._finished:
@@ -132,6 +151,9 @@ class SourceTask(Task):
                 continue
             polled = time.perf_counter()
             batch = await reader.poll(self._batch_size, self._poll_wait)
+            status = reader.watermark_status if reads_status else None  # type: ignore[attr-defined]
+            if status is _ACTIVE and self.input_status is _IDLE:
+                await self._forward_input((_ACTIVE,))  # before the records of the writers back
             if batch is not None and not batch.records:
                 self.stats.empty_poll_seconds += time.perf_counter() - polled
             if batch is None:
@@ -149,7 +171,9 @@ class SourceTask(Task):
                     if self.split_watermarks is None:
                         await self._emit(Batch(batch.records, batch.positions, origin, timestamps=batch.timestamps))
                     else:
+                        handing = self.clock.now()
                         await self._emit_stamped(batch, origin)
+                        self._handing_down += self.clock.now() - handing
                 if batch.failures:
                     await self._on_failures(batch)
                 if self.split_watermarks is not None:
@@ -157,6 +181,8 @@ class SourceTask(Task):
                         await self._periodic_emit()
                 elif batch.watermark is not None and batch.watermark > self.input_watermark:
                     await self._forward_input((batch.watermark,))
+                if status is _IDLE and self.input_status is _ACTIVE:
+                    await self._forward_input((_IDLE,))
             # A reader with data at hand and a chain that never blocks would otherwise run
             # the whole input without yielding: no checkpoint trigger, cancel or other task,
             # and no worker thread (see offload) would get the GIL.
@@ -172,19 +198,19 @@ class SourceTask(Task):
         """Track the reader's splits from the start; announce IDLE without any."""
         splits = self.split_watermarks
         assert splits is not None  # only with a watermark strategy
-        now = self.clock.now()
+        now = self._activity_now()
         names = self._reader_splits()
         for name in [_UNKNOWN_SPLITS] if names is None else names:
             splits.add_split(name, now)
         if splits.status is WatermarkStatus.IDLE:
             await self._forward_input((WatermarkStatus.IDLE,))
-        self._next_emit = now + splits.strategy.emit_interval
+        self._next_emit = self.clock.now() + splits.strategy.emit_interval
 
     async def _periodic_emit(self) -> None:
         """The periodic step: splits found or finished since, then the generators' watermarks."""
         splits = self.split_watermarks
         assert splits is not None  # only with a watermark strategy
-        now = self.clock.now()
+        now = self._activity_now()
         names = self._reader_splits()
         emissions: Emissions = NO_EMISSIONS
         if names is not None:
@@ -196,14 +222,14 @@ class SourceTask(Task):
                 emissions += splits.finish_split(gone)
         emissions += splits.on_periodic_emit(now)
         await self._forward_input(emissions)
-        self._next_emit = now + splits.strategy.emit_interval
+        self._next_emit = self.clock.now() + splits.strategy.emit_interval
 
     async def _emit_stamped(self, batch: SourceBatch, origin: SourceRef) -> None:
         """The records with the timestamps the strategy gave them, between what their
         split's watermark answered before and after them."""
         splits = self.split_watermarks
         assert splits is not None  # only with a watermark strategy
-        stamped = splits.stamp(batch.split, batch.records, batch.timestamps, self.clock.now())
+        stamped = splits.stamp(batch.split, batch.records, batch.timestamps, self._activity_now())
         before = stamped.before
         if batch.split != _UNKNOWN_SPLITS and _UNKNOWN_SPLITS in splits.splits:
             before += splits.finish_split(_UNKNOWN_SPLITS)  # the reader's first batch: its splits show

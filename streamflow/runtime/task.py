@@ -1,5 +1,9 @@
 """Tasks: one asyncio task per chain per parallel instance.
 
+(About 560 lines, over the usual size: the loop and the steps of a checkpoint in it,
+aligned and unaligned, are one state machine over the same fields - the gate, the
+aligner, the recorder of channel state, the writers - and read best in one place.)
+
 A :class:`Task` reads its input gate, pushes batches through its chain of operators and
 writes the output to its record writers. A
 :class:`~streamflow.runtime.source_task.SourceTask` polls a source reader instead of a
@@ -31,6 +35,14 @@ open: the final checkpoint's barriers still travel them. When that checkpoint co
 (or at once without checkpointing) the coordinator posts FINISH; the task finishes its
 operators (a sink makes everything visible) and ends.
 
+Unaligned checkpoints (``CheckpointConfig.unaligned``): a task takes barrier n out of its
+input channel as soon as it is queued there (after ``aligned_timeout`` since the trigger,
+when one is set), past the elements ahead of it, and at the first barrier n snapshots at
+once and puts barrier n on its outputs without waiting for space. What it overtook and
+what it reads on the channels whose barrier n is still to come is recorded
+(:class:`~streamflow.runtime.channel_state.InFlightRecorder`); once the last barrier n
+came, that channel state joins the head operator's snapshot and the task acks.
+
 Stop with savepoint: a source task whose trigger says ``stop`` reads nothing after that
 barrier (no end of input, no final watermark: timers and windows stay in the state). If
 the savepoint completes, every task gets STOP after the completion notice and ends
@@ -56,9 +68,10 @@ from streamflow.core.services import JobServices
 from streamflow.errors import CheckpointError, StateSerializationError
 from streamflow.eventtime.combiner import WatermarkCombiner
 from streamflow.eventtime.status import Emissions, WatermarkStatus
-from streamflow.runtime.alignment import BarrierAligner
+from streamflow.runtime.alignment import AlignmentStep, BarrierAligner
 from streamflow.runtime.checkpoint_timing import CheckpointTimings
 from streamflow.runtime.channel import MAIL, TIMEOUT, InputGate
+from streamflow.runtime.channel_state import InFlightRecorder
 from streamflow.runtime.mailbox import (
     FINISH,
     STOP,
@@ -114,6 +127,8 @@ class Task:
         services: JobServices | None = None,
         channel_inputs: list[int] | None = None,
         tagged_outputs: dict[str, dict[str, list[RecordWriter]]] | None = None,
+        unaligned: bool = False,
+        aligned_timeout: float | None = None,
     ) -> None:
         self.name = name
         self.subtask = subtask
@@ -129,7 +144,13 @@ class Task:
         self._restored = restored
         self.services = services if services is not None else JobServices()  # the job run's
         self.offload = self.services.offload
-        self.aligner = BarrierAligner(len(gate.channels), mode)
+        self.aligner = BarrierAligner(len(gate.channels), mode, unaligned=unaligned and aligned_timeout is None)
+        self._unaligned = unaligned
+        self._aligned_timeout = aligned_timeout
+        self._in_flight: InFlightRecorder | None = None  # channel state of the unaligned checkpoint being taken
+        self.restored_in_flight = 0  # elements put back into the input channels by the restore
+        if unaligned and aligned_timeout is None:
+            gate.on_urgent = self._release_outputs_for
         self.stats = TaskStats()
         self.checkpoint_timings = CheckpointTimings()  # phases of recent checkpoints (metrics)
         self._finished = False
@@ -258,6 +279,7 @@ class Task:
             raise
         finally:
             self.stats.ended = time.perf_counter()
+            self._drop_in_flight()
         for op in self.operators:
             await op.close()
 
@@ -274,7 +296,23 @@ class Task:
             t = op.next_timer()
             if t is not None and (deadline is None or t < deadline):
                 deadline = t
+        if self._aligned_timeout is not None:  # wake up when a waiting barrier may overtake
+            barrier = self._waiting_barrier()
+            if barrier is not None:
+                t = barrier.timestamp + self._aligned_timeout
+                deadline = t if deadline is None else min(deadline, t)
         return None if deadline is None else max(0.0, deadline - self.clock.now())
+
+    def _waiting_barrier(self) -> Barrier | None:
+        """The barrier an aligned timeout applies to: the one aligning, or one queued."""
+        current = self.aligner.current
+        if current is not None and not self.aligner.in_flight:
+            return None if current.is_savepoint else current
+        if self.gate.channels and any(c.barriers for c in self.gate.channels):
+            queued = self.gate.queued_barrier()
+            if queued is not None and not queued[1].is_savepoint:  # savepoints align, never time out
+                return queued[1]
+        return None
 
     async def _fire_timers(self) -> None:
         now = self.clock.now()
@@ -296,7 +334,10 @@ class Task:
         gate = self.gate
         offload = self.offload
         handlers = self._input_handlers()  # per channel: one list index per batch
+        overtaking = self._unaligned
         while not self._finished:
+            if overtaking and await self._overtake():
+                continue
             index, element = await gate.next(self._timer_timeout())
             if index == MAIL:
                 if element is TIMEOUT:
@@ -304,6 +345,8 @@ class Task:
                 else:
                     await self._on_mail(element)
                 continue
+            if self._in_flight is not None:
+                self._in_flight.note(index, element)
             kind = type(element)
             if kind is Batch:
                 await handlers[index](element)
@@ -323,18 +366,97 @@ class Task:
                 if len(self._ended_inputs) == len(gate.channels):
                     await self._end_of_input()
 
-    async def _on_barrier(self, channel: int, barrier: Barrier) -> None:
+    def _release_outputs_for(self, element: Any) -> None:
+        """A barrier reached this task (queued in an input channel, or a source's trigger
+        in its mailbox) while it may be blocked writing a full output channel: that write
+        goes in past capacity, so that the barrier is not held back by the backpressure
+        it is meant to overtake."""
+        barrier = element if type(element) is Barrier else getattr(element, "barrier", None)
+        if type(barrier) is Barrier and not barrier.is_savepoint:
+            for writer in self.all_writers:
+                for channel in writer.channels:
+                    channel.release_writer()
+
+    async def _overtake(self) -> bool:
+        """Unaligned checkpoints: take a queued barrier out of its channel, past the
+        elements ahead of it, once it may overtake them; or switch an alignment that
+        took longer than the aligned timeout. True when it did something."""
+        gate, aligner = self.gate, self.aligner
+        timeout = self._aligned_timeout
+        if timeout is not None and aligner.current is not None and not aligner.in_flight:
+            current = aligner.current
+            if not current.is_savepoint and self.clock.now() - current.timestamp >= timeout:
+                await self._apply(aligner.go_unaligned(), None, [])
+                return True
+        if not any(c.barriers for c in gate.channels):
+            return False
+        queued = gate.queued_barrier()
+        if queued is None:
+            return False
+        index, barrier = queued
+        if barrier.is_savepoint:
+            return False  # savepoints align: it is read in its turn
+        in_flight = aligner.in_flight and aligner.current is not None
+        if timeout is not None and not in_flight and self.clock.now() - barrier.timestamp < timeout:
+            return False
+        taken = gate.channels[index].take_barrier()
+        assert taken is not None and taken[0] is barrier  # internal invariant: queued_barrier found it
+        await self._on_barrier(index, barrier, taken[1])
+        return True
+
+    async def _on_barrier(self, channel: int, barrier: Barrier, ahead: list[Any] | None = None) -> None:
         self.checkpoint_timings.barrier_arrived(barrier.checkpoint_id, barrier.timestamp, self.clock.now())
-        step = self.aligner.on_barrier(channel, barrier)
+        step = self.aligner.on_barrier(channel, barrier, overtaking=ahead is not None)
+        recorder = self._in_flight
+        if recorder is not None and barrier.checkpoint_id < recorder.checkpoint_id:
+            # a stale barrier (of an aborted checkpoint) closes no channel of the one in
+            # flight: what was ahead of it is recorded as it is read
+            await self._apply(step, None, [])
+        else:
+            await self._apply(step, channel, ahead or [])
+
+    async def _apply(self, step: AlignmentStep, channel: int | None, ahead: list[Any]) -> None:
+        """Carry out what the aligner said after barrier n came on ``channel`` with
+        ``ahead`` overtaken (``channel`` None: an aligned timeout switched to unaligned)."""
         if step.abandoned is not None:
             self._decline(step.abandoned, "a newer barrier overtook its alignment")
+            self._drop_in_flight()
             # inputs held for the abandoned checkpoint must deliver the newer barrier too
             self.gate.release_all()
         if step.hold:
+            assert channel is not None
             self.gate.hold(channel)
-        if step.trigger is not None:
+        if step.trigger is not None and step.unaligned:
+            self.gate.release_all()
+            n = step.trigger.checkpoint_id
+            open_channels = set(range(len(self.gate.channels))) - self.aligner.arrived
+            if channel is not None:
+                open_channels.add(channel)  # closes below, after what it overtook
+            recorder = InFlightRecorder(n, [c.name for c in self.gate.channels], open_channels)
+            self._in_flight = recorder
+            self._note_overtaken(channel, ahead)
+            await self._checkpoint(step.trigger, {}, recorder)
+        elif step.trigger is not None:
             self.gate.release_all()
             await self._checkpoint(step.trigger, {})
+        else:
+            self._note_overtaken(channel, ahead)
+        if step.in_flight_done is not None and self._in_flight is not None:
+            self._in_flight = None  # complete: its ack goes out from the background write
+
+    def _note_overtaken(self, channel: int | None, ahead: list[Any]) -> None:
+        recorder = self._in_flight
+        if recorder is not None and channel is not None:
+            try:
+                recorder.overtaken(channel, ahead)
+            except StateSerializationError as exc:
+                self._decline(recorder.checkpoint_id, str(exc.in_operator(self._state_owners()[0], self.subtask)))
+                self._drop_in_flight()
+
+    def _drop_in_flight(self) -> None:
+        if self._in_flight is not None:
+            self._in_flight.cancel()
+            self._in_flight = None
 
     async def _forward_input(self, emissions: Emissions) -> None:
         """Hand the input's new event time (watermarks and statuses, in order) to the head."""
@@ -371,6 +493,8 @@ class Task:
         elif kind is CheckpointAborted:
             if self.aligner.abort(mail.checkpoint_id):
                 self.gate.release_all()
+            if self._in_flight is not None and self._in_flight.checkpoint_id <= mail.checkpoint_id:
+                self._drop_in_flight()
             for op in self.operators:
                 if mail.shared_files_lost:
                     op.notify_shared_files_lost()
@@ -393,13 +517,21 @@ class Task:
     def _state_owners(self) -> list[str]:
         return [op.uid for op in self.operators]
 
-    async def _checkpoint(self, barrier: Barrier, extra: dict[str, OperatorSnapshot]) -> None:
-        """Steps 2-4 of the docstring: forward, copy synchronously, write in background."""
+    async def _checkpoint(
+        self, barrier: Barrier, extra: dict[str, OperatorSnapshot], in_flight: InFlightRecorder | None = None
+    ) -> None:
+        """Steps 2-4 of the docstring: forward, copy synchronously, write in background.
+        ``in_flight``: the checkpoint is unaligned; its channel state is recorded there."""
         n = barrier.checkpoint_id
         snapshot_type = SnapshotType.SAVEPOINT if barrier.is_savepoint else SnapshotType.CHECKPOINT
         self.checkpoint_timings.aligned(n, barrier.timestamp, self.clock.now())
-        for writer in self.all_writers:
-            await writer.broadcast_control(barrier)
+        if in_flight is not None or (self._unaligned and not barrier.is_savepoint):
+            for writer in self.all_writers:  # the reader takes it out past what is queued
+                for channel in writer.channels:
+                    channel.put_now(barrier)
+        else:
+            for writer in self.all_writers:
+                await writer.broadcast_control(barrier)
         copy_started = time.perf_counter()
         blobs: dict[str, bytes | None] = {}
         pending: dict[str, PendingKeyedState] = {}
@@ -428,14 +560,46 @@ class Task:
             self._decline(n, str(failure))
             for work in pending.values():
                 self._spawn(work.discard())
+            if in_flight is not None:
+                self._drop_in_flight()
             return
         self.checkpoint_timings.synced(n, copy_started)
-        self._spawn(self._write_and_ack(n, blobs, pending))
+        self._spawn(self._write_and_ack(n, blobs, pending, in_flight))
+
+    async def _with_channel_state(
+        self, checkpoint_id: CheckpointId, blobs: dict[str, bytes | None], in_flight: InFlightRecorder
+    ) -> dict[str, bytes | None] | None:
+        """``blobs`` with the channel state in the head operator's snapshot, once every
+        barrier came; None when the checkpoint was given up meanwhile."""
+        try:
+            channel_state = await in_flight.result()
+        except asyncio.CancelledError:
+            if in_flight.given_up():
+                return None
+            raise
+        head = self._state_owners()[0]
+        data = blobs.get(head)
+        stored = {} if data is None else decode(data)
+        stored["channel_state"] = channel_state
+        timing = self.checkpoint_timings.get(checkpoint_id)
+        if timing is not None:
+            timing.unaligned = True
+            timing.persisted_bytes = in_flight.persisted_bytes
+        return {**blobs, head: encode(stored, operator=head, subtask=self.subtask)}
 
     async def _write_and_ack(
-        self, checkpoint_id: CheckpointId, blobs: dict[str, bytes | None], pending: dict[str, PendingKeyedState]
+        self,
+        checkpoint_id: CheckpointId,
+        blobs: dict[str, bytes | None],
+        pending: dict[str, PendingKeyedState],
+        in_flight: InFlightRecorder | None = None,
     ) -> None:
         try:
+            if in_flight is not None:
+                with_channels = await self._with_channel_state(checkpoint_id, blobs, in_flight)
+                if with_channels is None:
+                    return  # aborted or abandoned while barriers were still to come
+                blobs = with_channels
             handles: dict[str, StateHandle | None] = {}
             for uid, data in blobs.items():
                 self.services.faults.state_write(uid, checkpoint_id)
@@ -450,9 +614,12 @@ class Task:
                     if finished.keyed is not None:  # a canonical snapshot read from native files
                         stored = {**decode(data), "keyed": finished.keyed}
                         data = encode(stored, operator=uid, subtask=self.subtask)
-                handles[uid] = await self.offload.tracked(
+                written_handle = await self.offload.tracked(
                     self.storage.write_state(checkpoint_id, f"{uid}-{self.subtask}", data, shared)
                 )
+                if in_flight is not None and uid == self._state_owners()[0]:
+                    written_handle = written_handle.with_channel_state(in_flight.persisted_bytes)
+                handles[uid] = written_handle
         except Exception as exc:  # a failed write fails the checkpoint, not the job
             log.warning("task %s could not write state of checkpoint %d: %r", self.name, checkpoint_id, exc)
             self._decline(checkpoint_id, f"state write failed: {exc!r}")
@@ -462,8 +629,8 @@ class Task:
                 await work.discard()
         written = sum(h.written_for(checkpoint_id) for h in handles.values() if h is not None)
         self.checkpoint_timings.written(checkpoint_id, written)
-        for uid, handle in handles.items():
-            self.coordinator.acknowledge(checkpoint_id, (uid, self.subtask), handle)
+        for uid, acked in handles.items():
+            self.coordinator.acknowledge(checkpoint_id, (uid, self.subtask), acked)
 
 
 def _fan_out(writers: list[RecordWriter]) -> Emit:

@@ -3,12 +3,14 @@
 For every attempt, in order:
 
 1. one bounded channel per edge, upstream subtask and downstream subtask (a forward
-   edge connects subtask i to subtask i only);
+   edge connects subtask i to subtask i only), bounded as the downstream operator says
+   (``channel_capacity(...)``) or else as the job does;
 2. per chain and subtask: the record writers of its outgoing edges (a dead-letter or
    side-output edge belongs to the operator that feeds it, wherever it sits in the
    chain), its operators, each with its context (and a keyed state backend when keyed),
    and the input gate over its channels;
-3. a :class:`~streamflow.runtime.task.Task`, or a
+3. a :class:`~streamflow.runtime.task.Task` (its input channels refilled with the
+   records an unaligned checkpoint held in flight, before any task runs), or a
    :class:`~streamflow.runtime.source_task.SourceTask` when the chain starts with a
    source (its reader is made when the task opens, from the restored splits);
 4. the checkpoint coordinator, attached to every task's mailbox.
@@ -35,6 +37,7 @@ from streamflow.core.services import JobServices
 from streamflow.graph.plan import ChainSpec, PhysicalPlan
 from streamflow.graph.spec import OperatorKind, OperatorSpec, Partitioning
 from streamflow.runtime.channel import Channel, InputGate
+from streamflow.runtime.channel_state import restore_channel_state
 from streamflow.runtime.checkpoint_stats import CheckpointStats
 from streamflow.runtime.coordinator import CheckpointCoordinator
 from streamflow.runtime.operators import make_operator
@@ -132,6 +135,8 @@ class _Wiring:
         self.spawn = spawn
         checkpoint = settings.checkpoint
         self.mode = checkpoint.mode if checkpoint is not None else CheckpointingMode.EXACTLY_ONCE
+        self.unaligned = checkpoint is not None and checkpoint.unaligned
+        self.aligned_timeout = checkpoint.aligned_timeout if checkpoint is not None else None
         self.channels: list[Channel] = []
         # (edge index, upstream subtask) -> downstream subtask -> channel
         self._outgoing: dict[tuple[int, int], dict[int, Channel]] = {}
@@ -141,9 +146,12 @@ class _Wiring:
         self._make_channels()
 
     def _make_channels(self) -> None:
-        plan, capacity = self.plan, self.settings.channel_capacity
+        plan, settings = self.plan, self.settings
         for index, edge in enumerate(plan.edges):
             up_chain, down_chain = plan.chain_of(edge.upstream), plan.chain_of(edge.downstream)
+            bound = next(op.input_capacity for op in down_chain.operators if op.node_id == edge.downstream)
+            capacity = bound.batches if bound is not None else settings.channel_capacity
+            records = bound.records if bound is not None else settings.channel_records
             for i in range(plan.parallelism[edge.upstream]):
                 targets = [i] if edge.partitioning is Partitioning.FORWARD else range(plan.parallelism[edge.downstream])
                 for j in targets:
@@ -154,7 +162,7 @@ class _Wiring:
                         name = f"{up_name}[{i}] -{edge.side_output}-> {down_chain.head.name}[{j}]"
                     else:
                         name = f"{up_chain.tail.name}[{i}] -> {down_chain.head.name}[{j}]"
-                    channel = Channel(name, capacity)
+                    channel = Channel(name, capacity, records)
                     self._outgoing.setdefault((index, i), {})[j] = channel
                     self._incoming.setdefault((down_chain.chain_id, j), []).append(channel)
                     self._input_of.setdefault((down_chain.chain_id, j), []).append(edge.input_index)
@@ -200,10 +208,18 @@ class _Wiring:
             restored=self.restored,
             services=self.services,
             channel_inputs=self._input_of.get((chain.chain_id, subtask)),
+            unaligned=self.unaligned,
+            aligned_timeout=self.aligned_timeout,
         )
         head = chain.head
         if head.kind is not OperatorKind.SOURCE:
-            return Task(**common)
+            task = Task(**common)
+            snapshots = self.restored.get(head.effective_uid) if self.restored is not None else None
+            if snapshots:  # in-flight records of an unaligned checkpoint go back first
+                task.restored_in_flight = restore_channel_state(
+                    head.effective_uid, subtask, snapshots, task.gate.channels, parallelism=chain.parallelism
+                )
+            return task
         layout = settings.layout
         return SourceTask(
             source_uid=head.effective_uid,

@@ -8,7 +8,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from soak_data import Result, Verdict, compare, format_result, make_input, parse_result  # noqa: E402
+from soak_data import (  # noqa: E402
+    MAX_JITTER_MS,
+    RECORDS_PER_MS,
+    WINDOW_MS,
+    Result,
+    Verdict,
+    compare,
+    event_ms,
+    format_result,
+    make_input,
+    parse_input,
+    parse_result,
+)
 
 
 def test_input_puts_each_key_in_one_partition_and_expected_counts_run_one_to_n() -> None:
@@ -27,6 +39,30 @@ def test_input_puts_each_key_in_one_partition_and_expected_counts_run_one_to_n()
     assert all(ns == list(range(1, len(ns) + 1)) for ns in counts.values())
     assert make_input(5_000, partitions=4, keys=50, seed=3) == soak_input  # the seed decides
     assert make_input(5_000, partitions=4, keys=50, seed=4) != soak_input
+
+
+def test_event_times_trail_the_input_order_by_at_most_the_jitter_and_windows_count_every_record() -> None:
+    soak_input = make_input(6_000, partitions=4, keys=50, seed=3)
+    for lines in soak_input.partitions:
+        newest = 0
+        for line in lines:
+            record_id, at = parse_input(line)[1], event_ms(line)
+            assert record_id // RECORDS_PER_MS - MAX_JITTER_MS <= at <= record_id // RECORDS_PER_MS
+            assert at >= newest - MAX_JITTER_MS  # never later than the bounded out-of-orderness allows
+            newest = max(newest, at)
+    plain = soak_input.expected()
+    with_windows = soak_input.expected(windows=True)
+    assert with_windows[: len(plain)] == plain
+    windows = with_windows[len(plain):]
+    assert windows and all(n == 1 and "@" in key for key, n, _ in windows)  # each window fires once
+    assert sum(count for _, _, count in windows) == 6_000
+    starts = {int(key.partition("@")[2]) for key, _, _ in windows}
+    assert starts == set(range(0, 3_000, WINDOW_MS))  # 6,000 records span 3 s of event time
+    # A window fired twice, or with a wrong count, is caught like any other result.
+    assert compare(with_windows, [*with_windows, windows[0]]).duplicates == 1
+    key, n, count = windows[0]
+    wrong = compare(with_windows, [*with_windows[:-len(windows)], (key, n, count + 1), *windows[1:]])
+    assert (wrong.losses, wrong.unexpected) == (1, 1)
 
 
 def test_results_survive_their_text_form() -> None:

@@ -52,16 +52,24 @@ class Scenario:
     parallelism: int
     crashes: tuple[str, ...] = ()
     state_backend: str = "heap"  # or "rocksdb"
+    unaligned: bool = False  # unaligned checkpoints under backpressure (crash_job --unaligned)
+    aligned_timeout: float | None = None  # with unaligned: start aligned, switch after this
 
     @property
     def id(self) -> str:
         crashes = "+".join(c.replace(":", "@") for c in self.crashes) or "no-crash"
         backend = "" if self.state_backend == "heap" else f"-{self.state_backend}"
-        return f"{self.sink}{backend}-p{self.parallelism}-{crashes}"
+        unaligned = "-unaligned" if self.unaligned else ""
+        if self.aligned_timeout is not None:
+            unaligned += f"-after-{self.aligned_timeout}s"
+        return f"{self.sink}{backend}{unaligned}-p{self.parallelism}-{crashes}"
 
     @property
     def reference(self) -> Scenario:
-        return Scenario(self.sink, self.parallelism, state_backend=self.state_backend)
+        return Scenario(
+            self.sink, self.parallelism, state_backend=self.state_backend, unaligned=self.unaligned,
+            aligned_timeout=self.aligned_timeout,
+        )
 
 
 @dataclass(slots=True)
@@ -205,6 +213,10 @@ def run_job(
         "--parallelism", str(scenario.parallelism),
         "--state-backend", scenario.state_backend,
     ]  # fmt: skip
+    if scenario.unaligned:
+        argv.append("--unaligned")
+    if scenario.aligned_timeout is not None:
+        argv += ["--aligned-timeout", str(scenario.aligned_timeout)]
     if kafka is not None:
         argv += ["--bootstrap", kafka.bootstrap, "--input-topic", kafka.topic]
     if output_topic is not None:

@@ -113,6 +113,7 @@ PACE_EVERY = 200  # records per pause of the paced map (per subtask)
 RUN_SECONDS = 2.0  # roughly how long the pauses of a whole run add up to
 SOURCE_BATCH = 50  # small batches: barriers interleave finely with records
 ABORT_EVERY = 4  # checkpoints 4, 8, ... are aborted after the sink pre-committed them
+UNALIGNED_CHANNEL_CAPACITY = 16  # batches: with --unaligned, many records in flight at each barrier
 
 SINKS = ("file", "sqlite", "kafka", "mysql", "mysql-offsets")
 WINDOW_SINKS = ("kafka-session", "mysql-tumbling")
@@ -506,7 +507,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         checkpoints = args.checkpoints / f"process-{uuid.uuid4().hex}"
         starting = StartingOffsets.offsets(await load_offsets(args.mysql_url, OFFSETS_NAME))
         resumed_from = applied_checkpoint(args.mysql_url)
-    env.enable_checkpointing(CHECKPOINT_INTERVAL, directory=checkpoints, tolerable_failures=1)
+    env.enable_checkpointing(CHECKPOINT_INTERVAL, directory=checkpoints, tolerable_failures=1,
+                             unaligned=args.unaligned, aligned_timeout=args.aligned_timeout)
+    if args.unaligned:  # under backpressure: the source fills the channels to the slow counting chain
+        env.set_channel_capacity(UNALIGNED_CHANNEL_CAPACITY)
     if args.state_backend == "rocksdb":
         env.set_state_backend(EmbeddedRocksDBStateBackend(args.out.parent / "rocksdb", memory_budget=32 << 20))
     env.set_restart_strategy(RestartStrategy.none())
@@ -525,7 +529,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     history = result.metrics.get("checkpoints", {}).get("history", [])
     calls = [m["async"] for n, m in result.metrics.get("operators", {}).items() if n.startswith("enrich[")]
+    tasks = result.metrics.get("tasks", {}).values()
     return {
+        "restored_in_flight": sum(t.get("restored_in_flight", 0) for t in tasks),
+        "unaligned_checkpoints": sum(
+            1 for h in history if h["status"] == "completed"
+            and any(s.get("unaligned") and s.get("persisted_bytes") for s in h.get("subtasks", {}).values())
+        ),
         "async_restored_inputs": sum(c["restored_inputs"] for c in calls),
         "async_retries": sum(c["retries"] for c in calls),
         "attempts": result.attempts,
@@ -638,6 +648,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoints", type=Path, required=True)
     parser.add_argument("--parallelism", type=int, default=1)
     parser.add_argument("--state-backend", choices=("heap", "rocksdb"), default="heap")
+    parser.add_argument("--unaligned", action="store_true", help="unaligned checkpoints, channels of 16 batches")
+    parser.add_argument("--aligned-timeout", type=float, default=None, help="with --unaligned: switch after S seconds")
     args = parser.parse_args(argv)
     if args.sink in MYSQL_OUTPUT:  # the table is the user's to create, as with any MySqlSink
         from streamflow.testing.mysql import execute

@@ -158,6 +158,16 @@ def _reference(lab: CrashLab, scenario: Scenario) -> ScenarioResult:
     return reference
 
 
+def check_restored_from(result: ScenarioResult, ranges: dict[str, tuple[int, int | None]]) -> str:
+    """The last process restored a checkpoint within ``ranges[point]`` (min, max or None)
+    of the scenario's first crash point; returns that point's name."""
+    point = result.scenario.crashes[0].partition(":")[0]
+    low, high = ranges[point]
+    restored = result.runs[-1].summary["restored_from"]
+    assert restored is not None and restored >= low and (high is None or restored <= high), result.describe()
+    return point
+
+
 def check_recovery(lab: CrashLab, scenario: Scenario) -> ScenarioResult:
     reference = _reference(lab, scenario)
     result = lab.result(scenario)

@@ -11,6 +11,7 @@ a watermark after each (``every_record``), so the expectation is exact.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 from event_time_kit import Count, ScriptedSource, collected, environment, every_record, wait_for
 
+from streamflow.api.connector import SourceBatch
 from streamflow import ErrorPolicy, JobFailedError, KeyedProcessFunction, ProcessFunction
 from streamflow.connectors.collection import CollectionSource
 from streamflow.connectors.debug import CollectSink
@@ -265,6 +267,72 @@ async def test_a_source_subtask_without_splits_is_idle_from_the_start(out: str) 
         assert sorted(collected(out)) == [("k", 0.0, 60), ("k", 60.0, 60)]
     finally:
         await client.cancel()
+
+
+class TwoSplitSource:
+    """One subtask reading splits "ahead" and "behind" in turns, a record a batch:
+    "ahead" at 500 s, 600 s, ..., "behind" at 0 s, 100 s, ..., 500 s behind in event time."""
+
+    stateful = False
+
+    def create_reader(self, ctx: Any) -> TwoSplitReader:
+        return TwoSplitReader()
+
+
+class TwoSplitReader:
+    SCRIPTS = {"ahead": [float(100 * i) for i in range(5, 11)], "behind": [float(100 * i) for i in range(6)]}
+
+    def __init__(self) -> None:
+        self.read = 0
+
+    async def open(self) -> None:
+        return None
+
+    def active_splits(self) -> list[str]:
+        return [split for split, times in self.SCRIPTS.items() if self.read // 2 < len(times)]
+
+    async def poll(self, max_records: int, max_wait: float) -> SourceBatch | None:
+        turn, self.read = self.read, self.read + 1
+        split = ("ahead", "behind")[turn % 2]
+        times = self.SCRIPTS[split]
+        if turn // 2 >= len(times):
+            return None
+        return SourceBatch([(split, turn // 2)], [turn // 2], split, timestamps=[times[turn // 2]])
+
+    def snapshot_splits(self, checkpoint_id: int) -> list[Any]:
+        return []
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+def slow(record: Any) -> Any:
+    time.sleep(0.15)  # longer than the idle timeout between two records of a split
+    return record
+
+
+async def test_a_split_waiting_behind_a_slow_batch_of_another_split_does_not_turn_idle(out: str) -> None:
+    """Each split's next record comes 0.3 s later on the wall clock, past the 0.2 s idle
+    timeout, only because the chain is busy with the other split's record: that time is
+    not idleness, or "ahead" alone would move event time and the 100 s windows of
+    "behind" would be over before its records came."""
+    env = environment(1)
+    (
+        env.from_source(TwoSplitSource(), watermark_strategy=WatermarkStrategy.for_monotonous_timestamps()
+                        .with_idleness(0.2).with_emit_interval(0.05)).uid("src")
+        .map(slow).uid("slow")
+        .key_by(lambda record: "all")
+        .window(TumblingEventTimeWindows.of(100.0))
+        .aggregate(Count()).uid("count")
+        .sink_to(CollectSink(out))
+    )
+    client = env.execute_async("busy-not-idle")
+    await client.wait()
+    assert sorted(collected(out)) == [1] * 10 + [2]  # eleven windows; 500 s holds one record of each split
+    assert client.metrics()["operators"]["count[0]"]["records_late_dropped"] == 0
 
 
 async def test_an_idle_input_of_a_union_stops_holding_back_event_time(out: str) -> None:

@@ -99,9 +99,10 @@ def run_arguments(
     index: int | None = None,
     parallelism: int = 2,
     extra: tuple[str, ...] = (),
+    entry: str = "workers_job:build",
 ) -> list[str]:
     args = [
-        "run", "workers_job:build", "--job-name", job, "--parallelism", str(parallelism),
+        "run", entry, "--job-name", job, "--parallelism", str(parallelism),
         "--checkpoint-dir", str(root), "--checkpoint-interval", str(CHECKPOINT_INTERVAL),
         "--metrics-interval", "0", "--log-level", "WARNING",
     ]

@@ -1,11 +1,18 @@
 """The operator that feeds a sink's writer (see :mod:`streamflow.api.connector`).
 
-Besides the SinkWriter protocol, a writer may have two hooks, called when it defines
-them: ``on_watermark(timestamp)`` when event time advances at the sink, and
-``end_input()`` when the sink's input ended, before the final checkpoint (so what it
-writes then is committed by that checkpoint, unlike what ``finish`` writes after it).
-The exchange writer of a job on several workers uses both: watermarks cross to the
-next worker, and its end of input is committed where the readers can see it.
+Besides the SinkWriter protocol, a writer may have hooks, called when it defines them:
+
+- ``write_timestamped(records, timestamps)`` instead of ``write(records)`` for a batch
+  whose records carry event timestamps (``timestamps[i]`` is record i's, float seconds
+  or None); batches without any still go to ``write``;
+- ``on_watermark(timestamp)`` when event time advances at the sink;
+- ``on_watermark_status(status)`` when the sink's input turns idle or active again;
+- ``end_input()`` when the sink's input ended, before the final checkpoint (so what it
+  writes then is committed by that checkpoint, unlike what ``finish`` writes after it).
+
+The exchange writer of a job on several workers uses them all: records keep their event
+time on the next worker, watermarks and idleness cross to it, and its end of input is
+committed where the readers can see it.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from streamflow.api.connector_checks import check_writer
 from streamflow.api.functions import is_checkpointed_function
 from streamflow.checkpoint.snapshot import OperatorSnapshot, SnapshotType
 from streamflow.core.elements import Batch, Watermark
+from streamflow.eventtime.status import WatermarkStatus
 from streamflow.graph.spec import OperatorSpec
 from streamflow.runtime.operators.base import Restored, StreamOperator
 from streamflow.runtime.operators.contexts import InitContext, OperatorContext, SnapshotContext, maybe_await
@@ -39,7 +47,9 @@ class SinkOperator(StreamOperator):
         self.writer: Any = None
         self.operator_state = OperatorStateStore()
         self._checkpointed = False
+        self._write_timestamped: Callable[[list[Any], list[float | None]], Any] | None = None
         self._on_watermark: Callable[[float], Any] | None = None
+        self._on_watermark_status: Callable[[WatermarkStatus], Any] | None = None
         self._end_input: Callable[[], Any] | None = None
 
     async def open(self, restored: Restored | None) -> None:
@@ -65,7 +75,9 @@ class SinkOperator(StreamOperator):
         self.writer = self.spec.function.create_writer(sink_ctx)
         check_writer(self.writer, self.uid)  # before open: a writer that breaks the contract fails the job at once
         self._checkpointed = is_checkpointed_function(self.writer)
+        self._write_timestamped = _hook(self.writer, "write_timestamped")
         self._on_watermark = _hook(self.writer, "on_watermark")
+        self._on_watermark_status = _hook(self.writer, "on_watermark_status")
         self._end_input = _hook(self.writer, "end_input")
         await self.writer.open()
         if self._checkpointed:
@@ -74,7 +86,10 @@ class SinkOperator(StreamOperator):
     async def process(self, batch: Batch) -> None:
         count = len(batch.records)
         self.metrics.records_in += count
-        await self.writer.write(batch.records)
+        if batch.timestamps is not None and self._write_timestamped is not None:
+            await maybe_await(self._write_timestamped(batch.records, batch.timestamps))
+        else:
+            await self.writer.write(batch.records)
         self.ctx.services.faults.records_written(count)
 
     async def snapshot(self, checkpoint_id: int, snapshot_type: SnapshotType) -> OperatorSnapshot | None:
@@ -95,6 +110,10 @@ class SinkOperator(StreamOperator):
     async def on_watermark(self, watermark: Watermark) -> None:
         if self._on_watermark is not None:
             await maybe_await(self._on_watermark(watermark.timestamp))
+
+    async def on_watermark_status(self, status: WatermarkStatus) -> None:
+        if self._on_watermark_status is not None:
+            await maybe_await(self._on_watermark_status(status))
 
     async def end_input(self) -> None:
         if self._end_input is not None:

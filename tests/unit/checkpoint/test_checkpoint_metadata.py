@@ -37,7 +37,7 @@ def test_round_trip() -> None:
     meta = make_metadata()
     restored = CheckpointMetadata.from_json(meta.to_json())
     assert restored == meta
-    assert restored.format_version == 1 and FORMAT_VERSION == 2  # no shared files: still written as version 1
+    assert restored.format_version == 1 and FORMAT_VERSION == 3  # no shared files or channel state: version 1
     assert list(restored.operators["count"].subtasks) == [0, 1]
     assert [(uid, sub) for uid, sub, _ in restored.handles()] == [("count", 0), ("count", 1)]
 
@@ -48,16 +48,16 @@ def test_json_layout_is_plain() -> None:
     assert raw["operators"]["count"]["subtasks"]["0"] == {"file": "count-0", "size": 10, "sha256": "a" * 64}
 
 
-@pytest.mark.parametrize("version", [3, 0, "1", None, True])
+@pytest.mark.parametrize("version", [4, 0, "1", None, True])
 def test_unknown_version_rejected_by_name(version: object) -> None:
     raw = orjson.loads(make_metadata().to_json())
     raw["format_version"] = version
     with pytest.raises(
-        UnsupportedCheckpointVersionError, match=rf"format_version {version!r}.*only reads format_version 1 and 2"
+        UnsupportedCheckpointVersionError, match=rf"format_version {version!r}.*only reads format_version 1, 2, 3"
     ) as info:
         CheckpointMetadata.from_json(orjson.dumps(raw))
     assert info.value.found == version
-    assert info.value.supported == 2
+    assert info.value.supported == 3
     assert not info.value.retriable
 
 
@@ -70,3 +70,23 @@ def test_unknown_version_rejected_by_name(version: object) -> None:
 def test_malformed_metadata_rejected(data: bytes) -> None:
     with pytest.raises(CheckpointError, match="metadata|state handle"):
         CheckpointMetadata.from_json(data)
+
+
+def test_an_unaligned_handle_is_written_as_version_3_with_its_persisted_bytes() -> None:
+    """An earlier streamflow would restore it without the records in flight: it must refuse it."""
+    meta = make_metadata()
+    handle = meta.operators["count"].subtasks[0].with_channel_state(5120)
+    unaligned = CheckpointMetadata(
+        job_name=meta.job_name, checkpoint_id=meta.checkpoint_id, timestamp=meta.timestamp,
+        operators={"count": OperatorStateMeta(parallelism=2, max_parallelism=128, subtasks={0: handle})},
+    )
+    raw = orjson.loads(unaligned.to_json())
+    assert raw["format_version"] == 3
+    assert raw["operators"]["count"]["subtasks"]["0"]["unaligned"] is True
+    assert raw["operators"]["count"]["subtasks"]["0"]["persisted_bytes"] == 5120
+    restored = CheckpointMetadata.from_json(unaligned.to_json())
+    assert restored == unaligned and restored.format_version == 3
+    assert restored.operators["count"].subtasks[0].persisted_bytes == 5120
+    raw["operators"]["count"]["subtasks"]["0"]["persisted_bytes"] = "5k"
+    with pytest.raises(CheckpointError, match="invalid unaligned or persisted_bytes"):
+        CheckpointMetadata.from_json(orjson.dumps(raw))

@@ -48,8 +48,8 @@ VALUES = [
 
 def test_records_cross_with_exactly_their_types() -> None:
     (pack,) = pack_records(VALUES)
-    back = unpack_records(pack)
-    assert back == VALUES
+    back, timestamps = unpack_records(pack)
+    assert back == VALUES and timestamps is None
     assert [type(v) for v in back] == [type(v) for v in VALUES]
     assert type(back[2][(2, 3)]) is set and isinstance(next(iter(back[2])), int)
 
@@ -58,23 +58,44 @@ def test_a_pack_over_the_limit_is_split_and_a_lone_big_record_travels_alone() ->
     records = [f"record-{i}-" + "x" * 100 for i in range(1000)]
     packs = pack_records(records, limit=4096)
     assert len(packs) > 1 and all(len(p) <= 4096 for p in packs)
-    assert [r for p in packs for r in unpack_records(p)] == records
+    assert [r for p in packs for r in unpack_records(p)[0]] == records
     big = ["y" * 10_000, "small"]
-    assert [unpack_records(p) for p in pack_records(big, limit=4096)] == [["y" * 10_000], ["small"]]
+    assert [unpack_records(p) for p in pack_records(big, limit=4096)] == [(["y" * 10_000], None), (["small"], None)]
     assert MAX_PACK_BYTES < 1024 * 1024
+
+
+def test_timestamps_travel_beside_their_records_through_split_packs() -> None:
+    records = [f"record-{i}-" + "x" * 100 for i in range(1000)]
+    timestamps: list[float | None] = [None if i % 7 == 0 else i * 0.5 for i in range(1000)]
+    packs = pack_records(records, timestamps, limit=4096)
+    assert len(packs) > 1
+    back = [unpack_records(p) for p in packs]
+    assert [r for rs, _ in back for r in rs] == records
+    assert [t for rs, ts in back for t in (ts or [])] == timestamps
+    assert all(ts is not None and len(ts) == len(rs) for rs, ts in back)
+
+
+def test_a_pack_of_an_older_format_or_with_bad_timestamps_is_refused_by_name() -> None:
+    older = b"\x01" + encode_key(RecordKind.DATA, 0, 2, "g")[1:]
+    with pytest.raises(ValueError, match="format 1; this streamflow reads format 2 only.*savepoint"):
+        decode_key(older)
+    with pytest.raises(ValueError, match="not a list of as many"):
+        unpack_records(pickle.dumps((["a", "b"], [1.0])))
 
 
 def test_keys_say_kind_writer_and_generation() -> None:
     key = encode_key(RecordKind.WATERMARK, 3, 8, "gen-ä")
     assert decode_key(key) == ExchangeKey(RecordKind.WATERMARK, 3, 8, "gen-ä")
     assert decode_watermark(encode_watermark(12.5)) == 12.5
-    for bad in (None, b"\x01\x00", b"\x02" + key[1:], key[:1] + b"\x09" + key[2:]):
+    for bad in (None, b"\x01\x00", b"\x03" + key[1:], key[:1] + b"\x09" + key[2:]):
         with pytest.raises(ValueError):
             decode_key(bad)
     with pytest.raises(ValueError, match="8 bytes"):
         decode_watermark(b"\x00")
-    with pytest.raises(ValueError, match="list of records"):
+    with pytest.raises(ValueError, match="pair \\(records, timestamps\\)"):
         unpack_records(pickle.dumps({"not": "a list"}))
+    with pytest.raises(ValueError, match="pair"):
+        unpack_records(pickle.dumps(["a list of format 1"]))
 
 
 def ctl(kind: RecordKind, writer: int, writers: int = 2, generation: str = "g") -> ExchangeKey:

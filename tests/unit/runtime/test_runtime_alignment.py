@@ -117,3 +117,61 @@ def test_consecutive_checkpoints_align_independently() -> None:
     for n in (1, 2, 3):
         assert aligner.on_barrier(n % 2, barrier(n)).hold
         assert aligner.on_barrier((n + 1) % 2, barrier(n)).trigger == barrier(n)
+
+
+# -- unaligned ------------------------------------------------------------------------------
+
+
+def test_unaligned_triggers_on_the_first_barrier_and_says_when_the_last_came() -> None:
+    aligner = BarrierAligner(3, EXACTLY_ONCE, unaligned=True)
+    first = aligner.on_barrier(1, barrier(1))
+    assert first == AlignmentStep(trigger=barrier(1), unaligned=True)
+    assert aligner.in_flight and aligner.arrived == {1}
+    assert aligner.on_barrier(0, barrier(1)) == AlignmentStep()
+    assert aligner.on_barrier(2, barrier(1)) == AlignmentStep(in_flight_done=1)
+    assert not aligner.in_flight and aligner.current is None
+    assert aligner.on_barrier(2, barrier(1)) == AlignmentStep()  # stale now
+
+
+def test_unaligned_with_one_input_is_done_at_the_trigger() -> None:
+    aligner = BarrierAligner(1, EXACTLY_ONCE, unaligned=True)
+    assert aligner.on_barrier(0, barrier(2)) == AlignmentStep(trigger=barrier(2), unaligned=True, in_flight_done=2)
+    assert not aligner.in_flight
+
+
+def test_a_savepoint_barrier_aligns_even_when_unaligned() -> None:
+    aligner = BarrierAligner(2, EXACTLY_ONCE, unaligned=True)
+    savepoint = Barrier(CheckpointId(3), timestamp=3.0, is_savepoint=True)
+    assert aligner.on_barrier(0, savepoint) == AlignmentStep(hold=True)
+    assert aligner.go_unaligned() == AlignmentStep()  # a savepoint never switches either
+    assert aligner.on_barrier(1, savepoint) == AlignmentStep(trigger=savepoint)
+
+
+def test_an_aligned_timeout_switches_the_alignment_in_progress() -> None:
+    aligner = BarrierAligner(3, EXACTLY_ONCE)  # aligned first: unaligned only by go_unaligned
+    assert aligner.go_unaligned() == AlignmentStep()  # nothing aligning
+    assert aligner.on_barrier(0, barrier(1)).hold
+    switched = aligner.go_unaligned()
+    assert switched == AlignmentStep(trigger=barrier(1), unaligned=True)
+    assert aligner.arrived == {0} and aligner.in_flight
+    assert aligner.go_unaligned() == AlignmentStep()  # already switched
+    assert aligner.on_barrier(1, barrier(1)) == AlignmentStep()
+    assert aligner.on_barrier(2, barrier(1)) == AlignmentStep(in_flight_done=1)
+
+
+def test_unaligned_in_flight_checkpoint_is_abandoned_by_a_newer_barrier_and_dropped_by_abort() -> None:
+    aligner = BarrierAligner(2, EXACTLY_ONCE, unaligned=True)
+    aligner.on_barrier(0, barrier(1))
+    step = aligner.on_barrier(1, barrier(2))  # channel 1 never got barrier 1 (aborted upstream)
+    assert step == AlignmentStep(trigger=barrier(2), abandoned=1, unaligned=True)
+    assert aligner.abort(2) and not aligner.in_flight
+
+
+def test_a_barrier_taken_past_queued_records_makes_its_checkpoint_unaligned() -> None:
+    """Aligned timeout: the task took barrier 1 out of the middle of channel 0. Holding
+    channel 0 now would put the records it overtook after the snapshot (lost): it goes
+    unaligned instead, whatever the other channels did so far."""
+    aligner = BarrierAligner(2, EXACTLY_ONCE)
+    assert aligner.on_barrier(0, barrier(1), overtaking=True) == AlignmentStep(trigger=barrier(1), unaligned=True)
+    assert aligner.on_barrier(1, barrier(1)) == AlignmentStep(in_flight_done=1)
+    assert aligner.on_barrier(0, barrier(2)).hold  # the next one starts aligned again

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from streamflow.core.ids import CheckpointId
 from streamflow.runtime.channel import MAIL, TIMEOUT, Channel, InputGate
 
 
@@ -168,3 +169,59 @@ async def test_cancelling_a_reader_woken_at_the_same_moment_still_cancels_it() -
         reader.cancel()  # ... and cancels it in the same iteration
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(reader, 1.0)
+
+
+# -- bounds in records, and the writer an unaligned barrier releases -------------------------
+
+
+async def test_a_record_bound_blocks_the_writer_before_the_batch_bound() -> None:
+    from streamflow.core.elements import Batch
+
+    channel = Channel("a -> b", 10, record_capacity=5)
+    await channel.put(Batch([1, 2, 3]))
+    await channel.put(Batch([4, 5, 6]))  # 3 < 5 records queued: it goes in, now 6
+    assert channel.records == 6 and channel.fill == 6 / 5
+    writer = asyncio.create_task(channel.put(Batch([7])))
+    await asyncio.sleep(0.01)
+    assert channel.is_blocked and not writer.done()
+    assert channel.pop().records == [1, 2, 3]  # 3 records left: room again
+    await asyncio.wait_for(writer, 1.0)
+    assert channel.records == 4 and len(channel) == 2
+
+
+async def test_an_empty_channel_takes_a_batch_larger_than_its_record_bound() -> None:
+    from streamflow.core.elements import Batch
+
+    channel = Channel("a -> b", 4, record_capacity=2)
+    await asyncio.wait_for(channel.put(Batch(list(range(10)))), 1.0)
+    assert channel.records == 10
+
+
+async def test_release_writer_lets_a_blocked_put_in_past_capacity_once() -> None:
+    channel = Channel("a -> b", 1)
+    await channel.put("first")
+    writer = asyncio.create_task(channel.put("second"))
+    await asyncio.sleep(0.01)
+    assert not writer.done()
+    channel.release_writer()
+    await asyncio.wait_for(writer, 1.0)
+    assert len(channel) == 2
+    third = asyncio.create_task(channel.put("third"))  # the release was for one put only
+    await asyncio.sleep(0.01)
+    assert not third.done()
+    third.cancel()
+
+
+def test_take_barrier_removes_the_first_barrier_and_returns_what_was_ahead() -> None:
+    from streamflow.core.elements import Barrier
+
+    channel = Channel("a -> b", 2)
+    for item in ("r1", "r2"):
+        channel.put_now(item)
+    channel.put_now(Barrier(CheckpointId(1), 0.0))
+    channel.put_now("r3")
+    assert channel.barriers == 1 and channel.first_barrier() == Barrier(CheckpointId(1), 0.0)
+    barrier, ahead = channel.take_barrier()  # type: ignore[misc]
+    assert barrier.checkpoint_id == 1 and ahead == ["r1", "r2"]
+    assert channel.barriers == 0 and channel.take_barrier() is None
+    assert [channel.pop() for _ in range(3)] == ["r1", "r2", "r3"]

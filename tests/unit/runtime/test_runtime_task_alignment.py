@@ -54,11 +54,21 @@ def barrier(n: int) -> Barrier:
     return Barrier(CheckpointId(n), 0.0)
 
 
-def make_task(mode: CheckpointingMode) -> tuple[Task, list[Channel], Channel, list[Any], FakeCoordinator]:
-    inputs = [Channel("in0", 16), Channel("in1", 16)]
-    output = Channel("out", 64)
+def make_task(
+    mode: CheckpointingMode,
+    *,
+    inputs: list[Channel] | None = None,
+    output: Channel | None = None,
+    coordinator: FakeCoordinator | None = None,
+    **options: Any,
+) -> tuple[Task, list[Channel], Channel, list[Any], FakeCoordinator]:
+    """A task over two input channels and one output; ``options`` go to Task (storage,
+    clock, unaligned...)."""
+    inputs = inputs or [Channel("in0", 16), Channel("in1", 16)]
+    output = output or Channel("out", 64)
     events: list[Any] = []
-    coordinator = FakeCoordinator()
+    coordinator = coordinator or FakeCoordinator()
+    options = {"storage": None, "clock": ManualClock(), **options}
     task = Task(
         name="rec[0]",
         subtask=0,
@@ -68,10 +78,9 @@ def make_task(mode: CheckpointingMode) -> tuple[Task, list[Channel], Channel, li
         side_outputs={},
         mode=mode,
         coordinator=coordinator,
-        storage=None,
-        clock=ManualClock(),
         spawn=asyncio.get_running_loop().create_task,
         restored=None,
+        **options,
     )
     return task, inputs, output, events, coordinator
 

@@ -122,8 +122,8 @@ async def test_damage_and_unknown_versions_are_named(tmp_path: Path) -> None:
 
     _storage, newer = await savepoint(tmp_path / "v2")
     header, _, payload = (newer / METADATA_FILE).read_bytes().partition(b"\n")
-    (newer / METADATA_FILE).write_bytes(header + b"\n" + payload.replace(b'"format_version":1', b'"format_version":3'))
-    with pytest.raises(UnsupportedCheckpointVersionError, match="format_version 3, but this streamflow only reads"):
+    (newer / METADATA_FILE).write_bytes(header + b"\n" + payload.replace(b'"format_version":1', b'"format_version":4'))
+    with pytest.raises(UnsupportedCheckpointVersionError, match="format_version 4, but this streamflow only reads"):
         await locate_snapshot(newer)
 
     (newer / METADATA_FILE).write_bytes(b"SFMD1 nonsense\n{")
