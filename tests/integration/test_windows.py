@@ -32,6 +32,7 @@ from streamflow.connectors.generator import GeneratorSource
 from streamflow.errors import ConfigError
 from streamflow.eventtime import WatermarkStrategy
 from streamflow.runtime.operators.window_fast import FastWindowPath
+from streamflow.runtime.operators.window_session_fast import FastSessionPath
 from streamflow.state import ValueStateDescriptor
 from streamflow.windowing import (
     AggregateFunction,
@@ -530,19 +531,25 @@ def test_bad_window_configuration_is_refused_at_build_time_saying_what_to_change
 # -- the fast path, cleanup --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("lateness", [0.0, 30.0])
-async def test_the_fast_path_gives_what_the_general_path_gives(
-    out: str, lateness: float, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def spy_on_fast_path(path: Any, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each window operator that opened took ``path`` (a fast path class)."""
     used: list[bool] = []
-    original = FastWindowPath.for_operator.__func__  # type: ignore[attr-defined]
+    original = path.for_operator.__func__
 
     def spy(cls: Any, op: Any, logic: Any) -> Any:
         fast = original(cls, op, logic)
         used.append(fast is not None)
         return fast
 
-    monkeypatch.setattr(FastWindowPath, "for_operator", classmethod(spy))
+    monkeypatch.setattr(path, "for_operator", classmethod(spy))
+    return used
+
+
+@pytest.mark.parametrize("lateness", [0.0, 30.0])
+async def test_the_fast_path_gives_what_the_general_path_gives(
+    out: str, lateness: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    used = spy_on_fast_path(FastWindowPath, monkeypatch)
     script = LATENESS_SCRIPT + [(("k", ts), ts) for ts in (130.0, 100.0, 200.0, 150.0, 61.0)]
     results = []
     for fast in (True, False):
@@ -562,6 +569,50 @@ async def test_the_fast_path_gives_what_the_general_path_gives(
         counted.sink_to(CollectSink(out))
         counted.get_side_output(LATE).sink_to(CollectSink(f"{out}-late"))
         await env.execute("fast-or-not")
+        results.append((collected(out), collected(f"{out}-late")))
+    assert used == [True]  # the first run took the fast path
+    assert results[0] == results[1] and results[0][0] and results[0][1]
+
+
+# Sessions of gap 10 s under a watermark 20 s behind: elements inside a session, ones that
+# grow it at either end, two sessions in flight that a third element joins, sessions of
+# their own, and late ones (a late firing within 30 s of lateness, or too late for it; the
+# last two are too late whatever the batching).
+SESSION_SCRIPT = [
+    (("a", ts), ts) if key == "a" else (("b", ts), ts)
+    for key, ts in [
+        ("a", 0.0), ("b", 2.0), ("a", 4.0), ("a", 25.0), ("a", 13.0), ("b", 8.0), ("a", 26.0), ("a", 3.0),
+        ("b", 50.0), ("a", 60.0), ("a", 1.0), ("b", 55.0), ("a", 64.5), ("a", 120.0), ("a", 30.0), ("b", 121.0),
+        ("a", 118.0), ("a", 131.0), ("b", 119.0), ("a", 200.0), ("b", 300.0), ("a", 301.0), ("b", 302.0),
+        ("a", 303.0), ("a", 5.0), ("b", 6.0),
+    ]
+]
+
+
+@pytest.mark.parametrize("lateness", [0.0, 30.0])
+@pytest.mark.parametrize("batch_size", [1, 4])
+async def test_the_session_fast_path_gives_what_the_general_path_gives(
+    out: str, lateness: float, batch_size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    used = spy_on_fast_path(FastSessionPath, monkeypatch)
+    results = []
+    for fast in (True, False):
+        if not fast:
+            monkeypatch.setattr(FastSessionPath, "for_operator", classmethod(lambda cls, op, logic: None))
+        for name in (out, f"{out}-late"):
+            CollectSink.clear(name)
+        env = environment(1, batch_size=batch_size)
+        summed = (
+            env.from_source(ScriptedSource([SESSION_SCRIPT]), watermark_strategy=every_record(20.0)).uid("src")
+            .key_by(lambda e: e[0])
+            .window(EventTimeSessionWindows.with_gap(10.0))
+            .allowed_lateness(lateness)
+            .side_output_late_data(LATE)
+            .reduce(lambda a, b: (a[0], a[1] + b[1]), window_function=Label()).uid("sessions")
+        )
+        summed.sink_to(CollectSink(out))
+        summed.get_side_output(LATE).sink_to(CollectSink(f"{out}-late"))
+        await env.execute("session-fast-or-not")
         results.append((collected(out), collected(f"{out}-late")))
     assert used == [True]  # the first run took the fast path
     assert results[0] == results[1] and results[0][0] and results[0][1]

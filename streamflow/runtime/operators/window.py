@@ -20,8 +20,9 @@ window's ``max_timestamp`` as timestamp; late records routed to the late-data si
 output keep their own timestamp and source position. A window function that raises
 while a window fires fails the attempt with an error naming the key and the window.
 
-The fast path (:mod:`.window_fast`) takes over ``process`` for the common windows; the
-firing is always the logic's.
+The fast paths (:mod:`.window_fast` for tumbling and sliding windows,
+:mod:`.window_session_fast` for sessions) take over ``process`` for the common windows;
+the firing is always the logic's.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from streamflow.runtime.operators.base import Restored, short_repr
 from streamflow.runtime.operators.contexts import OperatorContext, maybe_await
 from streamflow.runtime.operators.function import FunctionOperator
 from streamflow.runtime.operators.window_fast import FastWindowPath
+from streamflow.runtime.operators.window_session_fast import FastSessionPath
 from streamflow.runtime.operators.window_state import KeyedWindowStore, KeyedWindowTimers, SavedWatermark
 from streamflow.windowing.config import WindowConfig
 from streamflow.windowing.emission import WindowEmission
@@ -58,7 +60,7 @@ class WindowOperator(FunctionOperator):
         self.config = cast(WindowConfig, self.fn)  # this subtask's own copy
         self.timer_service = KeyedWindowTimers(self)
         self.logic: WindowOperatorLogic | None = None
-        self.fast: FastWindowPath | None = None
+        self.fast: FastWindowPath | FastSessionPath | None = None
         self.saved_watermark: SavedWatermark | None = None
 
     async def _open(self, restored: Restored | None) -> None:
@@ -69,7 +71,7 @@ class WindowOperator(FunctionOperator):
         self.saved_watermark = SavedWatermark(self.operator_state)
         self.logic.advance_watermark(self.saved_watermark.restored())
         self.watermark = self.logic.watermark
-        self.fast = FastWindowPath.for_operator(self, self.logic)
+        self.fast = FastWindowPath.for_operator(self, self.logic) or FastSessionPath.for_operator(self, self.logic)
         for fn in _user_functions(self.config):
             if hasattr(fn, "open"):
                 await maybe_await(fn.open(self.ctx))

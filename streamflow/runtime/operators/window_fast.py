@@ -43,7 +43,7 @@ from streamflow.windowing.store import ABSENT
 from streamflow.windowing.triggers import EventTimeTrigger
 from streamflow.windowing.windows import TimeWindow
 
-__all__ = ["FastWindowPath"]
+__all__ = ["FastWindowPath", "WindowOperator", "each_through_logic", "process_through_logic"]
 
 _WINDOW_CACHE_LIMIT: Final = 4096  # window objects kept per subtask before the cache is dropped
 
@@ -112,11 +112,9 @@ class FastWindowPath:
         records = batch.records
         timestamps = batch.timestamps
         positions = batch.positions
-        late_positions: dict[int, Any] = {}
         if timestamps is None:  # no record has a timestamp: each one is the logic's (an error)
-            for index in range(len(records)):
-                self._through_logic(batch, index, keys, key_groups, late_positions)
-            return late_positions
+            return each_through_logic(op, logic, batch, keys, key_groups)
+        late_positions: dict[int, Any] = {}
         table = self._table
         windows_at = self._windows
         if len(windows_at) > _WINDOW_CACHE_LIMIT:
@@ -130,7 +128,7 @@ class FastWindowPath:
         for index, record in enumerate(records):
             timestamp = timestamps[index]
             if timestamp is None:
-                self._through_logic(batch, index, keys, key_groups, late_positions)
+                process_through_logic(op, logic, batch, index, keys, key_groups, late_positions)
                 last_key = ABSENT
                 continue
             at = round(timestamp * MICROS_PER_SECOND)
@@ -153,7 +151,7 @@ class FastWindowPath:
                     self._late(record, timestamp, index, positions, late_positions)
                 continue
             if late_firing:
-                self._through_logic(batch, index, keys, key_groups, late_positions)
+                process_through_logic(op, logic, batch, index, keys, key_groups, late_positions)
                 last_key = ABSENT
                 continue
             key = keys[index]
@@ -203,22 +201,38 @@ class FastWindowPath:
         if positions is not None:
             late_positions[len(logic.output) - 1] = positions[index]
 
-    def _through_logic(
-        self, batch: Batch, index: int, keys: list[Any], key_groups: list[int], late_positions: dict[int, Any]
-    ) -> None:
-        """One record the general way (as the operator's general loop does it)."""
-        op = self._op
-        logic = self._logic
-        key = keys[index]
-        op.set_key(key, key_groups[index])
-        output = logic.output
-        before = len(output)
-        timestamps = batch.timestamps
-        try:
-            fate = logic.process_element(key, batch.records[index], None if timestamps is None else timestamps[index])
-        except Exception as exc:
-            del output[before:]
-            op._on_error(exc, batch, index)
-            return
-        if fate is ElementFate.LATE_SIDE_OUTPUT and batch.positions is not None:
-            late_positions[len(output) - 1] = batch.positions[index]
+
+def process_through_logic(
+    op: WindowOperator,
+    logic: WindowOperatorLogic,
+    batch: Batch,
+    index: int,
+    keys: list[Any],
+    key_groups: list[int],
+    late_positions: dict[int, Any],
+) -> None:
+    """Record ``index`` of ``batch`` the general way, with its key set (as the operator's
+    general loop does it): for the records a fast path does not take on itself."""
+    key = keys[index]
+    op.set_key(key, key_groups[index])
+    output = logic.output
+    before = len(output)
+    timestamps = batch.timestamps
+    try:
+        fate = logic.process_element(key, batch.records[index], None if timestamps is None else timestamps[index])
+    except Exception as exc:
+        del output[before:]
+        op._on_error(exc, batch, index)
+        return
+    if fate is ElementFate.LATE_SIDE_OUTPUT and batch.positions is not None:
+        late_positions[len(output) - 1] = batch.positions[index]
+
+
+def each_through_logic(
+    op: WindowOperator, logic: WindowOperatorLogic, batch: Batch, keys: list[Any], key_groups: list[int]
+) -> dict[int, Any]:
+    """Every record of ``batch`` the general way; returns the late records' positions."""
+    late_positions: dict[int, Any] = {}
+    for index in range(len(batch.records)):
+        process_through_logic(op, logic, batch, index, keys, key_groups, late_positions)
+    return late_positions
