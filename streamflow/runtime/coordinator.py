@@ -384,7 +384,13 @@ class CheckpointCoordinator:
         # Finished even if the attempt is cancelled meanwhile, as the executor does with
         # state writes: a write cancelled inside aiofiles.open would leak the file, and
         # one that completes is as good as a crash right after its rename.
-        await finish_even_if_cancelled(self.services.offload.tracked(self.storage.write_metadata(n, metadata)))
+        # A full or failing disk here aborts checkpoint n like a state file that cannot be
+        # written: the job goes on, within tolerable_failures.
+        try:
+            await finish_even_if_cancelled(self.services.offload.tracked(self.storage.write_metadata(n, metadata)))
+        except OSError as exc:
+            await self._abort(pending, f"its _metadata could not be written: {exc!r}")
+            return
         self._savepoints.ended(n, completed=True)
         pending.complete()
         del self._pending[n]

@@ -13,6 +13,7 @@ declined (its subtasks told to reuse nothing), without counting as a failure.
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +150,44 @@ async def test_a_user_checkpoint_waits_for_a_checkpoint_in_flight(setup: Setup) 
     (second,) = await in_flight(coordinator)
     await ack(coordinator, storage, second)
     assert await second_request == second == first + 1
+
+
+async def test_a_metadata_write_that_fails_aborts_that_checkpoint_and_the_job_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk at the ``_metadata`` write aborts checkpoint n, counted against
+    tolerable_failures, like a state file that cannot be written; the next one completes."""
+    task = FakeTask("op")
+    storage = CheckpointStorage(tmp_path / "chk")
+    coordinator = CheckpointCoordinator(
+        job_name="unit", config=CheckpointConfig(interval=1000.0, tolerable_failures=1, max_concurrent=1),
+        storage=storage, clock=ManualClock(), start_id=0, parallelism={"op": 1}, max_parallelism=128,
+        stats=CheckpointStats(),
+    )
+    coordinator.attach([task.gate], sources=[])
+    runner = asyncio.create_task(coordinator.run())
+    write_metadata = storage.write_metadata
+
+    async def disk_full_once(checkpoint_id: int, metadata: Any) -> None:
+        monkeypatch.setattr(storage, "write_metadata", write_metadata)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(storage, "write_metadata", disk_full_once)
+    try:
+        first = asyncio.create_task(coordinator.trigger_checkpoint())
+        (n,) = await in_flight(coordinator)
+        await ack(coordinator, storage, n)
+        with pytest.raises(CheckpointAbortedError, match="_metadata could not be written.*No space left"):
+            await first
+        assert await drain(task) == [CheckpointAborted(n)] and not runner.done()
+        assert coordinator.stats.failed == 1 and not storage.checkpoint_path(n).exists()
+        second = asyncio.create_task(coordinator.trigger_checkpoint())
+        (m,) = await in_flight(coordinator)
+        await ack(coordinator, storage, m)
+        assert await second == m == n + 1
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
 
 
 async def test_waiters_fail_when_the_attempt_ends_and_later_triggers_are_refused(setup: Setup, tmp_path: Path) -> None:
