@@ -27,9 +27,10 @@ service, so a checkpoint of those is a checkpoint of the windows.
 
 User code (assigner gap functions, reduce, aggregate, process, triggers) may raise; the
 exception leaves the call and the runtime applies the operator's error policy. The new
-contents of every window of an element are computed before any is stored, so an
-element whose reduce or aggregate raises changes no window (unless the aggregate
-function changed an accumulator in place before raising).
+contents of every window of an element are computed before any is stored (for
+sessions: before the key's session set, its timers and triggers change), so an element
+whose reduce or aggregate raises changes no window (unless the aggregate function
+changed an accumulator in place before raising).
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ __all__ = ["CONTENTS", "MERGING_WINDOWS", "ElementFate", "WindowOperatorLogic"]
 CONTENTS: Final = "contents"
 MERGING_WINDOWS: Final = "merging-windows"
 _INF: Final = float("inf")
+
+_SessionStep = tuple[TimeWindow, list[Merge], list[tuple[TimeWindow, Any]], TimeWindow | None]
+"""One window of an element's session plan: where it went, the merges, the contents to
+write (ABSENT: remove), and its state window (None: too late)."""
 
 
 class ElementFate(enum.Enum):
@@ -148,31 +153,71 @@ class WindowOperatorLogic(EmittingLogic):
     def _add_to_sessions(
         self, key: Any, value: Any, timestamp: float | None, windows: Sequence[TimeWindow]
     ) -> bool:
-        store, contents = self.store, self._contents
-        sessions = self._sessions(key)
-        added = False
+        """Plan on a copy of the key's sessions, then apply: the plan runs the user's
+        reduce or aggregate (merging contents, adding the element) and changes nothing
+        stored, so an element whose function raises leaves the sessions, their timers
+        and contents as they were. Triggers run only in the apply step."""
+        sessions = self._sessions(key).copy()
+        steps = self._plan_sessions(key, value, timestamp, windows, sessions)
+        store = self.store
         try:
-            for window in windows:
-                actual, merges = sessions.add_window(window)
+            for actual, merges, writes, state_window in steps:
                 for merge in merges:
-                    self._merge(key, merge)
-                if self._is_late(actual):
-                    sessions.retire_window(actual)
-                    continue
-                added = True
-                state_window = sessions.state_window(actual)
-                stored = contents.add(store.get(key, state_window, CONTENTS), value, timestamp)
-                store.put(key, state_window, CONTENTS, stored)
+                    self._merge_triggers(key, merge)
+                for namespace, stored in writes:
+                    if stored is ABSENT:
+                        store.remove(key, namespace, CONTENTS)
+                    else:
+                        store.put(key, namespace, CONTENTS, stored)
+                if state_window is None:
+                    continue  # too late: retired in the plan
                 result = self._trigger.on_element(value, timestamp, actual, self._trigger_ctx.at(key, actual))
                 self._apply(key, actual, state_window, result)
                 self._register_cleanup(key, actual)
         finally:
             self._persist(key, sessions)  # merges already applied to the store must stay mapped
-        return added
+        return any(state_window is not None for *_, state_window in steps)
 
-    def _merge(self, key: Any, merge: Merge) -> None:
-        """Apply one session merge: the trigger learns of it, the merged windows' trigger
-        state and cleanup timers go, their contents fold into the state window."""
+    def _plan_sessions(
+        self, key: Any, value: Any, timestamp: float | None, windows: Sequence[TimeWindow], sessions: MergingWindowSet
+    ) -> list[_SessionStep]:
+        """One step per window, computed on ``sessions`` (a copy) without storing.
+        Merging assigners give one window per element, so no firing of an earlier
+        window can change contents this plan has read."""
+        store, contents = self.store, self._contents
+        planned: dict[TimeWindow, Any] = {}
+
+        def current(namespace: TimeWindow) -> Any:
+            return planned[namespace] if namespace in planned else store.get(key, namespace, CONTENTS)
+
+        steps: list[_SessionStep] = []
+        for window in windows:
+            actual, merges = sessions.add_window(window)
+            writes: list[tuple[TimeWindow, Any]] = []
+            for merge in merges:
+                if not merge.merged_state_windows:
+                    continue
+                sources = (merge.state_window, *merge.merged_state_windows)
+                parts = [stored for stored in map(current, sources) if stored is not ABSENT]
+                for source in merge.merged_state_windows:
+                    writes.append((source, ABSENT))
+                    planned[source] = ABSENT
+                if parts:
+                    planned[merge.state_window] = merged = contents.merge(parts)
+                    writes.append((merge.state_window, merged))
+            if self._is_late(actual):
+                sessions.retire_window(actual)
+                steps.append((actual, merges, writes, None))
+                continue
+            state_window = cast(TimeWindow, sessions.state_window(actual))
+            planned[state_window] = stored = contents.add(current(state_window), value, timestamp)
+            writes.append((state_window, stored))
+            steps.append((actual, merges, writes, state_window))
+        return steps
+
+    def _merge_triggers(self, key: Any, merge: Merge) -> None:
+        """Apply one session merge to the triggers: the trigger learns of it, the merged
+        windows' trigger state and cleanup timers go (contents are the plan's)."""
         ctx = self._trigger_ctx.at(key, merge.result)
         ctx.merged = merge.merged
         try:
@@ -182,17 +227,6 @@ class WindowOperatorLogic(EmittingLogic):
         for window in merge.merged:
             self._trigger.clear(window, self._trigger_ctx.at(key, window))
             self._delete_cleanup(key, window)
-        if merge.merged_state_windows:
-            store = self.store
-            parts = []
-            for source in (merge.state_window, *merge.merged_state_windows):
-                stored = store.get(key, source, CONTENTS)
-                if stored is not ABSENT:
-                    parts.append(stored)
-            for source in merge.merged_state_windows:
-                store.remove(key, source, CONTENTS)
-            if parts:
-                store.put(key, merge.state_window, CONTENTS, self._contents.merge(parts))
 
     def _late(self, value: Any, timestamp: float) -> ElementFate:
         tag = self.config.late_data_tag

@@ -66,6 +66,12 @@ class MergingWindowSet:
     def restore(cls, assigner: WindowMerger, data: list[list[float]]) -> MergingWindowSet:
         return cls(assigner, {TimeWindow(a, b): TimeWindow(c, d) for a, b, c, d in data})
 
+    def copy(self) -> MergingWindowSet:
+        """An independent set with the same windows (and ``changed`` flag), to plan on."""
+        twin = MergingWindowSet(self._assigner, self._mapping)
+        twin.changed = self.changed
+        return twin
+
     def mark_persisted(self) -> None:
         self.changed = False
 

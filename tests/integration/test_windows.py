@@ -33,7 +33,7 @@ from streamflow.errors import ConfigError
 from streamflow.eventtime import WatermarkStrategy
 from streamflow.runtime.operators.window_fast import FastWindowPath
 from streamflow.runtime.operators.window_session_fast import FastSessionPath
-from streamflow.state import ValueStateDescriptor
+from streamflow.state import EmbeddedRocksDBStateBackend, ValueStateDescriptor
 from streamflow.windowing import (
     AggregateFunction,
     ContinuousEventTimeTrigger,
@@ -638,3 +638,67 @@ async def test_every_window_state_and_timer_is_gone_once_its_lateness_is_over(ou
         states = snapshot["keyed"]["states"]
         assert all(not entry["key_groups"] for entry in states.values()), (uid, states)
         assert snapshot["timers"] == {"processing": [], "event": []}
+
+
+class CountUnlessRefused(AggregateFunction[tuple[str, float, bool], int, int]):
+    """Counts a session's elements; raises for an element marked refused."""
+
+    def create_accumulator(self) -> int:
+        return 0
+
+    def add(self, value: tuple[str, float, bool], accumulator: int) -> int:
+        if value[2]:
+            raise ValueError(f"refused {value[0]}@{value[1]}")
+        return accumulator + 1
+
+    def get_result(self, accumulator: int) -> int:
+        return accumulator
+
+    def merge(self, a: int, b: int) -> int:
+        return a + b
+
+
+# SESSION_EVENTS and two refused elements: ("a", 9.0) would join [0, 10) and [18, 28),
+# ("b", 49.0) would grow [40, 54) to [40, 59).
+REFUSED_SESSION_SCRIPT = [
+    ((key, ts, refused), ts)
+    for key, ts, refused in [
+        ("a", 0.0, False), ("a", 18.0, False), ("b", 5.0, False), ("a", 9.0, True), ("a", 50.0, False),
+        ("b", 40.0, False), ("b", 44.0, False), ("b", 49.0, True),
+    ]
+]
+
+
+@pytest.mark.parametrize("path", ["fast", "general", "general-rocksdb"])
+@pytest.mark.parametrize("policy", ["skip", "dead-letter"])
+async def test_a_refused_record_neither_joins_nor_grows_a_session(
+    out: str, path: str, policy: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    used = spy_on_fast_path(FastSessionPath, monkeypatch)
+    if path == "general":
+        monkeypatch.setattr(FastSessionPath, "for_operator", classmethod(lambda cls, op, logic: None))
+    env = environment(1, batch_size=1)
+    if path == "general-rocksdb":  # no live table: the fast path declines it
+        env.set_state_backend(EmbeddedRocksDBStateBackend(tmp_path / "rocksdb", memory_budget=16 << 20))
+    error_policy = ErrorPolicy.skip() if policy == "skip" else ErrorPolicy.dead_letter(CollectSink(f"{out}-late"))
+    (
+        env.from_source(ScriptedSource([REFUSED_SESSION_SCRIPT]), watermark_strategy=every_record(10.0)).uid("src")
+        .key_by(lambda e: e[0])
+        .window(EventTimeSessionWindows.with_gap(10.0))
+        .aggregate(CountUnlessRefused(), window_function=Label()).uid("sessions")
+        .with_error_policy(error_policy)
+        .sink_to(CollectSink(out))
+    )
+    result = await env.execute("refused-session")
+    assert used == {"fast": [True], "general": [], "general-rocksdb": [False]}[path]
+    # what the job gives without the refused elements
+    assert sorted(collected(out)) == [
+        ("a", 0.0, 10.0, 1), ("a", 18.0, 28.0, 1), ("a", 50.0, 60.0, 1), ("b", 5.0, 15.0, 1), ("b", 40.0, 54.0, 2)
+    ]
+    if policy == "skip":
+        assert result.metrics["operators"]["sessions[0]"]["records_skipped"] == 2
+    else:
+        assert [(d["record"], d["position"], d["error"]) for d in collected(f"{out}-late")] == [
+            (("a", 9.0, True), "src[0] script-0 @ 3", "ValueError: refused a@9.0"),
+            (("b", 49.0, True), "src[0] script-0 @ 7", "ValueError: refused b@49.0"),
+        ]

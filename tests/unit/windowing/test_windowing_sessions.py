@@ -76,6 +76,36 @@ def test_merging_window_set_snapshot_restores_exactly_and_knows_when_it_changed(
         restored.retire_window(TimeWindow(100, 110))
 
 
+def test_a_copy_of_a_merging_window_set_changes_apart_from_it() -> None:
+    sessions = MergingWindowSet(GAP_10)
+    sessions.add_window(TimeWindow(0, 10))
+    sessions.mark_persisted()
+    twin = sessions.copy()
+    assert twin.snapshot() == sessions.snapshot() and not twin.changed
+    twin.add_window(TimeWindow(5, 15))
+    assert twin.windows() == [TimeWindow(0, 15)] and twin.changed
+    assert sessions.windows() == [TimeWindow(0, 10)] and not sessions.changed
+
+
+def sum_unless_negative(a: int, b: int) -> int:
+    if b < 0:
+        raise ValueError("negative")
+    return a + b
+
+
+@pytest.mark.parametrize("timestamp", [2.0, 12.0, 25.0], ids=["inside", "grows", "joins-two"])
+def test_an_element_whose_reduce_raises_leaves_sessions_contents_and_timers_as_they_were(timestamp: float) -> None:
+    harness = WindowHarness(WindowConfig(assigner=GAP_10, reduce_fn=sum_unless_negative))
+    harness.add("u", 1, 0.0)
+    harness.add("u", 10, 4.0)
+    harness.add("u", 100, 30.0)  # sessions [0, 14) and [30, 40)
+    before = harness.checkpoint()
+    with pytest.raises(ValueError, match="negative"):
+        harness.add("u", -1, timestamp)
+    assert harness.checkpoint() == before
+    assert harness.advance_watermark(100.0) == [WindowEmission(11, 13.999999), WindowEmission(100, 39.999999)]
+
+
 def test_a_merge_that_joins_two_sessions_joins_their_contents() -> None:
     harness = WindowHarness(WindowConfig(assigner=GAP_10, process_fn=Elements()))
     for value, ts in (("e1", 0.0), ("e2", 30.0), ("e3", 15.0), ("e4", 8.0)):
