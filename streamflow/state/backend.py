@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol, TypeVar, overload, runtime_checkable
 
 from streamflow.core.clock import Clock
+from streamflow.errors import ConfigError
 from streamflow.state.descriptors import (
     AggregatingStateDescriptor,
     ListStateDescriptor,
@@ -40,8 +41,18 @@ from streamflow.state.keyed import AggregatingState, KeyedState, ListState, MapS
 
 __all__ = [
     "KeyedStateBackend", "KeyedStateStore", "NativeSnapshot", "NativeSnapshotBackend", "RestoredNative", "StateBackend",
-    "ValueTableBackend",
+    "ValueTableBackend", "check_key_group_range",
 ]
+
+def check_key_group_range(operator_uid: str, subtask_index: int, max_parallelism: int, key_group_range: range) -> None:
+    """Refuse a key-group range a keyed backend cannot own: every backend stores and
+    snapshots whole key groups, so its range must be contiguous within max_parallelism."""
+    if key_group_range.step != 1 or key_group_range.start < 0 or key_group_range.stop > max_parallelism:
+        raise ConfigError(
+            f"key_group_range {key_group_range!r} of {operator_uid!r}[{subtask_index}] must be a contiguous "
+            f"range within 0..{max_parallelism}; compute it with partitioning.keygroups.key_group_range"
+        )
+
 
 T = TypeVar("T")
 K = TypeVar("K")

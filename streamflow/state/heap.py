@@ -15,7 +15,7 @@ from typing import Any
 
 from streamflow.core.clock import Clock
 from streamflow.errors import ConfigError, StateError
-from streamflow.state.backend import KeyedStateBackend
+from streamflow.state.backend import KeyedStateBackend, check_key_group_range
 from streamflow.state.descriptors import (
     StateDescriptor,
 )
@@ -73,11 +73,7 @@ class HeapKeyedStateBackend(KeyedStateBackend):
     ) -> None:
         if max_parallelism < 1:
             raise ConfigError(f"max_parallelism must be >= 1, got {max_parallelism!r}")
-        if key_group_range.step != 1 or key_group_range.start < 0 or key_group_range.stop > max_parallelism:
-            raise ConfigError(
-                f"key_group_range {key_group_range!r} of {operator_uid!r}[{subtask_index}] must be a contiguous "
-                f"range within 0..{max_parallelism}; compute it with partitioning.keygroups.key_group_range"
-            )
+        check_key_group_range(operator_uid, subtask_index, max_parallelism, key_group_range)
         self.operator_uid = operator_uid
         self.subtask_index = subtask_index
         self.max_parallelism = max_parallelism

@@ -31,7 +31,7 @@ from rocksdict import WriteBatch
 
 from streamflow.errors import ConfigError, StateError
 from streamflow.core.clock import Clock
-from streamflow.state.backend import KeyedStateBackend, NativeSnapshot, RestoredNative
+from streamflow.state.backend import KeyedStateBackend, NativeSnapshot, RestoredNative, check_key_group_range
 from streamflow.state.descriptors import StateDescriptor
 from streamflow.state.heap_snapshot import SNAPSHOT_FORMAT
 from streamflow.state.keyed import NO_KEY, no_current_key
@@ -103,11 +103,7 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
     ) -> None:
         if not 1 <= max_parallelism <= 32768:
             raise ConfigError(f"max_parallelism must be in 1..32768 for RocksDB state, got {max_parallelism!r}")
-        if key_group_range.step != 1 or key_group_range.start < 0 or key_group_range.stop > max_parallelism:
-            raise ConfigError(
-                f"key_group_range {key_group_range!r} of {operator_uid!r}[{subtask_index}] must be a contiguous "
-                f"range within 0..{max_parallelism}; compute it with partitioning.keygroups.key_group_range"
-            )
+        check_key_group_range(operator_uid, subtask_index, max_parallelism, key_group_range)
         self.operator_uid = operator_uid
         self.subtask_index = subtask_index
         self.max_parallelism = max_parallelism
