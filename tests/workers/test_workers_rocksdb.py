@@ -87,9 +87,11 @@ async def test_workers_on_rocksdb_restore_alone_from_shared_files_and_rescale_th
             assert log.count("injected crash") == 1, run.describe()
             restarts = re.findall(r"worker (\d+) \(pid \d+\) ended with exit code 137; restarting it alone", log)
             assert restarts == ["1"], run.describe()
-            # the restarted worker 1 restored an incremental checkpoint with state (its shared files)
+            # the restarted worker 1 restored a checkpoint of its own once, from its shared
+            # files: which one depends on how many records the exchange had handed its sink
+            # by then (a fast machine reaches the 400th within checkpoint 1's delivery)
             restored = [int(n) for n in re.findall(r"job 'rocks' restores from checkpoint (\d+)", log)]
-            assert len(restored) == 1 and restored[0] >= 2, run.describe()
+            assert len(restored) == 1 and restored[0] >= 1, run.describe()
 
     rows = await wait_for_output(settings, len(records), timeout=30.0)
     check_exact(rows, records, "2 workers on RocksDB (one killed), then 3 from their savepoint set")  # type: ignore[arg-type]
