@@ -101,7 +101,7 @@ CASES = [
     Case("session-process", lambda: WindowConfig(
         assigner=EventTimeSessionWindows.with_gap(25.0), process_fn=Sessions(), late_data_tag=LATE), False),
     Case("session-aggregate", lambda: WindowConfig(
-        assigner=EventTimeSessionWindows.with_gap(25.0), aggregate_fn=SumAndCount(), allowed_lateness=20.0), False),
+        assigner=EventTimeSessionWindows.with_gap(25.0), aggregate_fn=SumAndCount(), allowed_lateness=20.0), True),
     Case("count-sliding", lambda: WindowConfig(
         assigner=COUNTS.assigner, trigger=COUNTS.trigger, evictor=COUNTS.evictor, reduce_fn=add), False),
     Case("continuous-trigger", lambda: WindowConfig(
@@ -315,3 +315,29 @@ async def test_a_window_function_that_raises_while_its_window_fires_fails_naming
         r"at 59.999999: ValueError: no result"
     )):
         await subtask.watermark(100.0)
+
+
+@pytest.mark.parametrize("general", [False, True], ids=["into-fast", "into-general"])
+async def test_a_session_grown_on_the_fast_path_since_the_last_watermark_is_saved_with_its_timers(
+    general: bool,
+) -> None:
+    """The fast path moves a grown session's timers lazily; a snapshot taken before any
+    watermark moved them still holds them at the session's new end."""
+    def config() -> WindowConfig:
+        return WindowConfig(assigner=EventTimeSessionWindows.with_gap(10.0), aggregate_fn=SumAndCount())
+
+    first = Subtask(config(), HashMapStateBackend, 0, 1, general=False)
+    await first.open(None)
+    assert first.operator.fast is not None
+    for element in [("a", 1, 0.0), ("a", 2, 5.0), ("a", 3, 12.0)]:  # [0, 10) grows to [0, 15), then [0, 22)
+        await first.feed([element])
+    restored = [OperatorSnapshot.from_stored(pickle.loads(pickle.dumps(
+        (await canonical_snapshot(first.operator, 1)).to_stored()
+    )))]
+    second = Subtask(config(), HashMapStateBackend, 0, 1, general)
+    await second.open(restored)
+    await second.watermark(15.0)  # past the first element's session end: nothing fires
+    assert second.out == []
+    await second.watermark(100.0)
+    assert second.out == [((6, 3), 21.999999)]
+    assert (await canonical_snapshot(second.operator, 2)).timers.event == []  # type: ignore[union-attr]

@@ -80,6 +80,8 @@ class WindowOperator(FunctionOperator):
     async def snapshot(self, checkpoint_id: int, snapshot_type: SnapshotType) -> OperatorSnapshot | None:
         if self.saved_watermark is not None and self.logic is not None:
             self.saved_watermark.save(self.logic.watermark)
+        if isinstance(self.fast, FastSessionPath):
+            self.fast.sync()  # (its sessions' timers where the general path keeps them)
         snapshot = await super().snapshot(checkpoint_id, snapshot_type)
         due = self.fast.due if isinstance(self.fast, FastWindowPath) else None
         if snapshot is None or snapshot.timers is None or due is None or not len(due):
@@ -122,6 +124,8 @@ class WindowOperator(FunctionOperator):
         assert logic is not None  # opened
         logic.advance_watermark(watermark.timestamp)
         time = self.watermark = logic.watermark  # (after a restore, not below the saved one)
+        if isinstance(self.fast, FastSessionPath):
+            self.fast.sync()
         pop_next = self.event_timers.pop_next
         windows = self.fast.due if isinstance(self.fast, FastWindowPath) else None
         while windows is not None and (end := windows.next_end()) is not None and end <= time:

@@ -12,9 +12,14 @@ those calls amount to for that case, on the same state:
 - the contents of the session's state window (the ``window-contents`` table), folded with
   the reduce or aggregate function;
 - when the session grows: its entry in the key's session set (``window-state`` under
-  ``(None, "merging-windows")``, the same plain rows the general path writes), its
-  trigger and cleanup timers moved from the old end to the new one, in the order the
-  general path moves them (so timers due together still fire in the same order).
+  ``(None, "merging-windows")``, the same plain rows the general path writes). Its
+  trigger and cleanup timers move from the old end to the new one later, in
+  :meth:`FastSessionPath.sync`: before any timer fires (the operator syncs on each
+  watermark), before a snapshot, and before the logic takes an element of that key. A
+  session grows with nearly every element, so this moves each key's timers once per
+  watermark instead of once per element; what a checkpoint holds and when windows fire
+  is the general path's (sessions of different keys due at the same instant may fire in
+  another order among themselves, as the order of keys is not part of the result).
 
 Every other element goes through :class:`~streamflow.windowing.WindowOperatorLogic` with
 its key set: a key with no session or more than one in flight, an element that opens a
@@ -53,7 +58,7 @@ _NONE: Final[dict[Any, Any]] = {}
 class FastSessionPath:
     """The batch loop of one session window operator subtask (see the module docstring)."""
 
-    __slots__ = ("_op", "_logic", "_contents", "_other", "_gap", "_lateness", "_reduce", "_aggregate")
+    __slots__ = ("_op", "_logic", "_contents", "_other", "_gap", "_lateness", "_reduce", "_aggregate", "_moved")
 
     def __init__(
         self,
@@ -71,6 +76,9 @@ class FastSessionPath:
         self._lateness = config.allowed_lateness
         self._reduce = config.reduce_fn
         self._aggregate = config.aggregate_fn
+        # key -> (key group, the window its timers are registered for): sessions grown
+        # here since their timers last moved (see sync)
+        self._moved: dict[Any, tuple[int, TimeWindow]] = {}
 
     @classmethod
     def for_operator(cls, op: WindowOperator, logic: WindowOperatorLogic) -> FastSessionPath | None:
@@ -99,14 +107,14 @@ class FastSessionPath:
         keys, key_groups = op._keys_of(batch)
         timestamps = batch.timestamps
         if timestamps is None:  # no record has a timestamp: each one is the logic's (an error)
+            self.sync()
             return each_through_logic(op, logic, batch, keys, key_groups)
         late_positions: dict[int, Any] = {}
         contents_table, other_table = self._contents, self._other
         cached_sessions = logic._sessions_of
         gap, lateness = self._gap, self._lateness
         reduce, aggregate = self._reduce, self._aggregate
-        timers = op.event_timers
-        register, delete = timers.register, timers.delete
+        moved = self._moved
         watermark = logic.watermark
         last_key: Any = ABSENT
         for index, record in enumerate(batch.records):
@@ -118,7 +126,7 @@ class FastSessionPath:
             raw = None if entries is None else entries.get(_SESSIONS_ENTRY)
             cached = None if raw is None else cached_sessions.get(key)
             if timestamp is None or cached is None or cached[0] is not raw or len(raw) != 1:
-                process_through_logic(op, logic, batch, index, keys, key_groups, late_positions)
+                self._through_logic(batch, index, keys, key_groups, late_positions)
                 last_key = ABSENT
                 continue
             sessions = cached[1]
@@ -127,19 +135,20 @@ class FastSessionPath:
             at = round(timestamp * MICROS_PER_SECOND)
             start, end = at / MICROS_PER_SECOND, (at + gap) / MICROS_PER_SECOND
             if start > window.end or end < window.start:  # a session of its own
-                process_through_logic(op, logic, batch, index, keys, key_groups, late_positions)
+                self._through_logic(batch, index, keys, key_groups, late_positions)
                 last_key = ABSENT
                 continue
             grown = start < window.start or end > window.end
-            session = TimeWindow(min(start, window.start), max(end, window.end)) if grown else window
-            fires_at = session.max_timestamp
-            if fires_at <= watermark:  # over (late) or firing at once (a late firing): the logic's
-                process_through_logic(op, logic, batch, index, keys, key_groups, late_positions)
+            session = TimeWindow.of_micros(
+                min(at, round(window.start * MICROS_PER_SECOND)), max(at + gap, round(window.end * MICROS_PER_SECOND))
+            ) if grown else window
+            if session.max_timestamp <= watermark:  # over (late) or firing at once (a late firing): the logic's
+                self._through_logic(batch, index, keys, key_groups, late_positions)
                 last_key = ABSENT
                 continue
             key_contents = contents_table.get(key_group, _NONE).get(key)
             if key_contents is None:  # (a session whose first element failed: no contents yet)
-                process_through_logic(op, logic, batch, index, keys, key_groups, late_positions)
+                self._through_logic(batch, index, keys, key_groups, late_positions)
                 last_key = ABSENT
                 continue
             stored = key_contents.get(state_window, ABSENT)
@@ -151,27 +160,48 @@ class FastSessionPath:
             except Exception as exc:
                 op._on_error(exc, batch, index)
                 continue
-            if grown:
-                # As the general path: the merge's trigger timer, the old window's trigger
-                # and cleanup timers deleted, the element's trigger timer, the cleanup timer.
+            if grown:  # the session set as the general path writes it; the timers move in sync()
                 assert entries is not None  # (it holds raw)
                 mapping.clear()
                 mapping[session] = state_window
                 raw = [[session.start, session.end, state_window.start, state_window.end]]
                 entries[_SESSIONS_ENTRY] = raw
                 cached_sessions[key] = (raw, sessions)
-                timer_key = (key, session)
-                register(fires_at, timer_key, key_group)
-                old_key = (key, window)
-                delete(window.max_timestamp, old_key)
-                delete(window.max_timestamp + lateness, old_key)
-                register(fires_at + lateness, timer_key, key_group)
-            else:
-                timer_key = (key, session)
-                register(fires_at, timer_key, key_group)
-                register(fires_at + lateness, timer_key, key_group)
+                if key not in moved:
+                    moved[key] = (key_group, window)
             key_contents[state_window] = value
             last_key = key
         if last_key is not ABSENT:
             op.current_key = last_key
         return late_positions
+
+    def _through_logic(
+        self, batch: Batch, index: int, keys: list[Any], key_groups: list[int], late_positions: dict[int, Any]
+    ) -> None:
+        """Record ``index`` the general way, its key's timers moved first (the logic reads
+        and deletes them as it merges sessions)."""
+        if keys[index] in self._moved:
+            self._sync_key(keys[index])
+        process_through_logic(self._op, self._logic, batch, index, keys, key_groups, late_positions)
+
+    def sync(self) -> None:
+        """Move the timers of every session grown since the last move from its old end to
+        its new one: before timers fire and before they are snapshotted. A session grows
+        with most of its elements; its timers move once per watermark or checkpoint."""
+        for key in list(self._moved):
+            self._sync_key(key)
+
+    def _sync_key(self, key: Any) -> None:
+        key_group, registered = self._moved.pop(key)
+        timers = self._op.event_timers
+        lateness = self._lateness
+        ((session, _),) = self._logic._sessions_of[key][1]._mapping.items()  # (one session: the loop grew it)
+        # as the general path: the merged window's trigger timer, the old window's trigger
+        # and cleanup timers deleted, the cleanup timer of the merged window
+        timer_key = (key, session)
+        fires_at = session.max_timestamp
+        timers.register(fires_at, timer_key, key_group)
+        old_key = (key, registered)
+        timers.delete(registered.max_timestamp, old_key)
+        timers.delete(registered.max_timestamp + lateness, old_key)
+        timers.register(fires_at + lateness, timer_key, key_group)
