@@ -90,8 +90,8 @@ class DueWindows:
         for key, key_group in keys.items():
             group = table.get(key_group)
             contents = None if group is None else group.get(key)
-            if contents is None or window not in contents:
-                continue  # (cannot happen: the contents go only at the cleanup time)
+            if group is None or contents is None or window not in contents:
+                continue  # no contents: nothing to fire (as on the timer path)
             if keep:
                 stored = contents[window]
             else:
@@ -110,7 +110,7 @@ class DueWindows:
     def as_timers(self) -> list[tuple[float, int, Any]]:
         """The noted windows as the end timers ``(time, key group, (key, window))`` the
         general path would hold for them, in time order."""
-        timers = []
+        timers: list[tuple[float, int, Any]] = []
         for start in sorted(self._open):
             window, keys = self._open[start]
             end = window.max_timestamp

@@ -50,6 +50,7 @@ from streamflow.windowing.windows import TimeWindow
 __all__ = ["FastWindowPath", "WindowOperator", "each_through_logic", "process_through_logic"]
 
 _WINDOW_CACHE_LIMIT: Final = 4096  # window objects kept per subtask before the cache is dropped
+_NO_WINDOW: Final = TimeWindow.of_micros(-1, 0)  # (a placeholder until a batch's first window)
 
 
 class WindowOperator(Protocol):
@@ -128,7 +129,7 @@ class FastWindowPath:
         reduce, aggregate = self._reduce, self._aggregate
         tumbling = self._slide == size
         open_start = -1  # the start of `window`, a window the watermark has not reached (-1: none yet)
-        window: TimeWindow | None = None
+        window = _NO_WINDOW
         last_key: Any = ABSENT
         for index, record in enumerate(records):
             timestamp = timestamps[index]
@@ -138,9 +139,10 @@ class FastWindowPath:
             at = round(timestamp * MICROS_PER_SECOND)
             start = at - (at - offset) % size
             if start != open_start:  # (the records of a batch mostly share their window)
-                window = windows_at.get(start)
-                if window is None:
-                    window = windows_at[start] = TimeWindow.of_micros(start, start + size)
+                cached = windows_at.get(start)
+                if cached is None:
+                    cached = windows_at[start] = TimeWindow.of_micros(start, start + size)
+                window = cached
                 if window.max_timestamp <= watermark:  # late, or a late firing: the general way
                     last_key = self._place(batch, index, keys, key_groups, late_positions, last_key)
                     continue
@@ -158,13 +160,15 @@ class FastWindowPath:
             except Exception as exc:
                 op._on_error(exc, batch, index)
                 continue
-            if stored is ABSENT:
-                if contents is None:
-                    if group is None:
-                        group = table[key_group] = {}
-                    contents = group[key] = {}
+            if contents is None:
+                if group is None:
+                    group = table[key_group] = {}
+                group[key] = {window: value}
                 self._opened(start, window, key, key_group)
-            contents[window] = value
+            else:
+                contents[window] = value
+                if stored is ABSENT:
+                    self._opened(start, window, key, key_group)
             last_key = key
         if last_key is not ABSENT:
             op.current_key = last_key
