@@ -48,12 +48,12 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import orjson  # noqa: E402
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 from aiokafka.partitioner import murmur2  # noqa: E402
 
 from kafka_child import ChildFailed  # noqa: E402
-from kafka_pipeline import broker, delete_topics, find_peer_python  # noqa: E402
-from kafka_work import USERS, key_at  # noqa: E402
+from kafka_pipeline import broker, delete_topics, fill_topic, find_peer_python  # noqa: E402
+from kafka_work import key_at  # noqa: E402
 from streamflow.testing.kafka import create_topic, unique_topic  # noqa: E402
 from workers import PARTITIONS, Contender, committed_end, first_call, started  # noqa: E402
 
@@ -70,43 +70,25 @@ def event_at(i: int) -> tuple[bytes, int, float]:
     return key_at(i), START_MS + i, ((i * 31337) % 10_000) / 100
 
 
-async def fill_events(bootstrap: str, topic: str, count: int) -> Totals:
-    """Write the input (see the module docstring); returns the windows both contenders
-    must emit, with their count and sum."""
-    await create_topic(bootstrap, topic, PARTITIONS)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_batch_size=256 * 1024)
-    await producer.start()
+def record_at(i: int) -> tuple[bytes, bytes, int]:
+    """Record ``i`` as written: key, JSON value, timestamp (ms)."""
+    key, ts, amount = event_at(i)
+    return key, orjson.dumps({"user": key.decode(), "amount": amount, "ts": ts}), ts
+
+
+def closed_windows(count: int) -> Totals:
+    """The windows of the first ``count`` records both contenders must emit, with their
+    count and sum: those ending at least the grace before the newest event time of every
+    partition."""
     windows: dict[tuple[str, int], list[Any]] = defaultdict(lambda: [0, 0.0])
-    last_ms = [0] * PARTITIONS
-    try:
-        partition_of = {key_at(i): (murmur2(key_at(i)) & 0x7FFFFFFF) % PARTITIONS for i in range(USERS)}
-        for start in range(0, count, 20_000):
-            batches: dict[int, Any] = {}
-            pending = []
-            for i in range(start, min(count, start + 20_000)):
-                key, ts, amount = event_at(i)
-                user = key.decode()
-                value = orjson.dumps({"user": user, "amount": amount, "ts": ts})
-                window = windows[(user, ts - ts % MINUTE_MS)]
-                window[0] += 1
-                window[1] += amount
-                partition = partition_of[key]
-                last_ms[partition] = ts
-                batch = batches.get(partition)
-                if batch is None:
-                    batch = batches[partition] = producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=ts) is None:
-                    batch.close()
-                    pending.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = batches[partition] = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=ts)
-            for partition, batch in batches.items():
-                batch.close()
-                pending.append(await producer.send_batch(batch, topic, partition=partition))
-            await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-    closed_before = min(last_ms) - GRACE_MS  # windows ending at or before this close (on every partition)
+    newest = [0] * PARTITIONS
+    for i in range(count):
+        key, ts, amount = event_at(i)
+        window = windows[(key.decode(), ts - ts % MINUTE_MS)]
+        window[0] += 1
+        window[1] += amount
+        newest[(murmur2(key) & 0x7FFFFFFF) % PARTITIONS] = ts
+    closed_before = min(newest) - GRACE_MS
     return {w: (c, s) for w, (c, s) in windows.items() if w[1] + MINUTE_MS <= closed_before}
 
 
@@ -207,7 +189,8 @@ async def run(args: argparse.Namespace, bootstrap: str) -> None:
     chosen = [c for c in every if c.name in wanted]
     source = unique_topic("windows-in")
     began = time.monotonic()
-    want = await fill_events(bootstrap, source, args.records)
+    await fill_topic(bootstrap, source, args.records, PARTITIONS, record_at)
+    want = closed_windows(args.records)
     print(f"input: {args.records:,} records in {source} ({PARTITIONS} partitions, {time.monotonic() - began:.0f} s "
           f"to write); {len(want):,} windows to emit", flush=True)
     seconds: dict[str, list[float]] = {c.name: [] for c in chosen}
