@@ -125,7 +125,7 @@ class WindowOperator(FunctionOperator):
         logic.advance_watermark(watermark.timestamp)
         time = self.watermark = logic.watermark  # (after a restore, not below the saved one)
         if isinstance(self.fast, FastSessionPath):
-            self.fast.sync()
+            self.fast.sync(time)
         pop_next = self.event_timers.pop_next
         windows = self.fast.due if isinstance(self.fast, FastWindowPath) else None
         while windows is not None and (end := windows.next_end()) is not None and end <= time:

@@ -14,11 +14,11 @@ those calls amount to for that case, on the same state:
 - when the session grows: its entry in the key's session set (``window-state`` under
   ``(None, "merging-windows")``, the same plain rows the general path writes). Its
   trigger and cleanup timers move from the old end to the new one later, in
-  :meth:`FastSessionPath.sync`: before any timer fires (the operator syncs on each
-  watermark), before a snapshot, and before the logic takes an element of that key. A
-  session grows with nearly every element, so this moves each key's timers once per
-  watermark instead of once per element; what a checkpoint holds and when windows fire
-  is the general path's (sessions of different keys due at the same instant may fire in
+  :meth:`FastSessionPath.sync`: when the watermark reaches the old end (sessions only
+  grow, so no timer of the session is due before), before a snapshot, and before the
+  logic takes an element of that key. A session grows with nearly every element, so
+  this moves a key's timers about once per gap of event time instead of once per
+  element; what a checkpoint holds and when windows fire is the general path's (sessions of different keys due at the same instant may fire in
   another order among themselves, as the order of keys is not part of the result).
 
 Every other element goes through :class:`~streamflow.windowing.WindowOperatorLogic` with
@@ -36,6 +36,8 @@ and a backend that hands out its live tables (the heap backend).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from typing import Any, Final
 
 from streamflow.core.elements import Batch
@@ -53,12 +55,16 @@ __all__ = ["FastSessionPath"]
 
 _SESSIONS_ENTRY: Final = (None, MERGING_WINDOWS)  # the key's session set in the window-state map
 _NONE: Final[dict[Any, Any]] = {}
+_INF: Final = float("inf")
 
 
 class FastSessionPath:
     """The batch loop of one session window operator subtask (see the module docstring)."""
 
-    __slots__ = ("_op", "_logic", "_contents", "_other", "_gap", "_lateness", "_reduce", "_aggregate", "_moved")
+    __slots__ = (
+        "_op", "_logic", "_contents", "_other", "_gap", "_lateness", "_reduce", "_aggregate", "_moved", "_moved_ends",
+        "_order",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -79,6 +85,10 @@ class FastSessionPath:
         # key -> (key group, the window its timers are registered for): sessions grown
         # here since their timers last moved (see sync)
         self._moved: dict[Any, tuple[int, TimeWindow]] = {}
+        # (end of the window with the timers, order, key) of each key in _moved; stale
+        # entries (the key synced since) are skipped
+        self._moved_ends: list[tuple[float, int, Any]] = []
+        self._order = itertools.count()  # (keys need not be comparable)
 
     @classmethod
     def for_operator(cls, op: WindowOperator, logic: WindowOperatorLogic) -> FastSessionPath | None:
@@ -114,7 +124,7 @@ class FastSessionPath:
         cached_sessions = logic._sessions_of
         gap, lateness = self._gap, self._lateness
         reduce, aggregate = self._reduce, self._aggregate
-        moved = self._moved
+        moved, moved_ends, order = self._moved, self._moved_ends, self._order
         watermark = logic.watermark
         last_key: Any = ABSENT
         for index, record in enumerate(batch.records):
@@ -169,6 +179,7 @@ class FastSessionPath:
                 cached_sessions[key] = (raw, sessions)
                 if key not in moved:
                     moved[key] = (key_group, window)
+                    heapq.heappush(moved_ends, (window.max_timestamp, next(order), key))
             key_contents[state_window] = value
             last_key = key
         if last_key is not ABSENT:
@@ -184,12 +195,22 @@ class FastSessionPath:
             self._sync_key(keys[index])
         process_through_logic(self._op, self._logic, batch, index, keys, key_groups, late_positions)
 
-    def sync(self) -> None:
-        """Move the timers of every session grown since the last move from its old end to
-        its new one: before timers fire and before they are snapshotted. A session grows
-        with most of its elements; its timers move once per watermark or checkpoint."""
-        for key in list(self._moved):
-            self._sync_key(key)
+    def sync(self, watermark: float = _INF) -> None:
+        """Move the timers of the sessions grown since their timers last moved, from the
+        old end to the new one: of every such session before a snapshot (no argument),
+        of those whose timers the ``watermark`` would fire before timers fire. A session
+        only grows, so one whose old end is not due yet has no timer due either; its
+        timers move when that end comes up or at the next snapshot."""
+        moved, ends = self._moved, self._moved_ends
+        if watermark == _INF:
+            for key in list(moved):
+                self._sync_key(key)
+            ends.clear()
+            return
+        while ends and ends[0][0] <= watermark:
+            _, _, key = heapq.heappop(ends)
+            if key in moved:
+                self._sync_key(key)
 
     def _sync_key(self, key: Any) -> None:
         key_group, registered = self._moved.pop(key)
