@@ -4,8 +4,8 @@ once, on one real broker, in one run.
 
 Input, written once per run: ``--records`` JSON records ``{"user", "amount", "ts"}`` over
 10,000 users (kafka_work.key_at, the Kafka key), 1,000 per second of event time from a
-minute boundary (so 1 M records span ~17 minutes), the Kafka record timestamp equal to
-``ts`` (ms), in order within each of 8 partitions. Contenders (each a child process):
+minute boundary two hours before the run (so 1 M records span ~17 minutes), the Kafka
+record timestamp equal to ``ts`` (ms), in order within each of 8 partitions. Contenders (each a child process):
 
   streamflow  bench/windows_kafka_job.py: Kafka source with per-partition watermarks
               (record timestamps, 0.5 s of allowed disorder) -> parse -> key_by(user) ->
@@ -58,32 +58,39 @@ from streamflow.testing.kafka import create_topic, unique_topic  # noqa: E402
 from workers import PARTITIONS, Contender, committed_end, first_call, started  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
-START_MS = 1_763_700_000_000  # a minute boundary
 MINUTE_MS = 60_000
 GRACE_MS = 500
 
 Totals = dict[tuple[str, int], tuple[int, float]]  # (user, window start ms) -> (count, sum)
 
 
-def event_at(i: int) -> tuple[bytes, int, float]:
+def first_event_ms() -> int:
+    """The event time of record 0: a minute boundary two hours ago. Not a fixed date: the
+    broker deletes a segment whose newest timestamp is older than its retention (7 days
+    by default) while the contenders read it."""
+    now_ms = time.time_ns() // 1_000_000
+    return now_ms - now_ms % MINUTE_MS - 120 * MINUTE_MS
+
+
+def event_at(i: int, first_ms: int) -> tuple[bytes, int, float]:
     """Record ``i``: its key (the user), event time (ms) and amount."""
-    return key_at(i), START_MS + i, ((i * 31337) % 10_000) / 100
+    return key_at(i), first_ms + i, ((i * 31337) % 10_000) / 100
 
 
-def record_at(i: int) -> tuple[bytes, bytes, int]:
+def record_at(i: int, first_ms: int) -> tuple[bytes, bytes, int]:
     """Record ``i`` as written: key, JSON value, timestamp (ms)."""
-    key, ts, amount = event_at(i)
+    key, ts, amount = event_at(i, first_ms)
     return key, orjson.dumps({"user": key.decode(), "amount": amount, "ts": ts}), ts
 
 
-def closed_windows(count: int) -> Totals:
+def closed_windows(count: int, first_ms: int) -> Totals:
     """The windows of the first ``count`` records both contenders must emit, with their
     count and sum: those ending at least the grace before the newest event time of every
     partition."""
     windows: dict[tuple[str, int], list[Any]] = defaultdict(lambda: [0, 0.0])
     newest = [0] * PARTITIONS
     for i in range(count):
-        key, ts, amount = event_at(i)
+        key, ts, amount = event_at(i, first_ms)
         window = windows[(key.decode(), ts - ts % MINUTE_MS)]
         window[0] += 1
         window[1] += amount
@@ -189,8 +196,9 @@ async def run(args: argparse.Namespace, bootstrap: str) -> None:
     chosen = [c for c in every if c.name in wanted]
     source = unique_topic("windows-in")
     began = time.monotonic()
-    await fill_topic(bootstrap, source, args.records, PARTITIONS, record_at)
-    want = closed_windows(args.records)
+    first_ms = first_event_ms()
+    await fill_topic(bootstrap, source, args.records, PARTITIONS, lambda i: record_at(i, first_ms))
+    want = closed_windows(args.records, first_ms)
     print(f"input: {args.records:,} records in {source} ({PARTITIONS} partitions, {time.monotonic() - began:.0f} s "
           f"to write); {len(want):,} windows to emit", flush=True)
     seconds: dict[str, list[float]] = {c.name: [] for c in chosen}
