@@ -23,6 +23,7 @@ from typing import Any, Callable
 import pytest
 
 from state_backends import STATE_BACKENDS, BackendFactory, rocksdb
+from streamflow.api.errors_policy import FAIL, ErrorPolicy
 from streamflow.api.side_outputs import OutputTag
 from streamflow.checkpoint.snapshot import OperatorSnapshot, SnapshotType
 from streamflow.core.clock import ManualClock
@@ -116,8 +117,12 @@ def key_of(element: int) -> str:
 class Subtask:
     """One WindowOperator subtask: feeds it batches and watermarks, keeps what it emits."""
 
-    def __init__(self, config: WindowConfig, backend: BackendFactory, index: int, parallelism: int, general: bool) -> None:
-        spec = OperatorSpec(node_id=1, kind=OperatorKind.WINDOW, name="window", function=config, key_selector=key_of)
+    def __init__(
+        self, config: WindowConfig, backend: BackendFactory, index: int, parallelism: int, general: bool,
+        error_policy: ErrorPolicy = FAIL,
+    ) -> None:
+        spec = OperatorSpec(node_id=1, kind=OperatorKind.WINDOW, name="window", function=config, key_selector=key_of,
+                            error_policy=error_policy)
         self.owned = key_group_range(MAX_PARALLELISM, parallelism, index)
         keyed = backend().create_keyed_backend(
             operator_uid="window", subtask_index=index, max_parallelism=MAX_PARALLELISM, key_group_range=self.owned,
@@ -341,3 +346,27 @@ async def test_a_session_grown_on_the_fast_path_since_the_last_watermark_is_save
     await second.watermark(100.0)
     assert second.out == [((6, 3), 21.999999)]
     assert (await canonical_snapshot(second.operator, 2)).timers.event == []  # type: ignore[union-attr]
+
+
+class RefusesNegative(SumAndCount):
+    def add(self, value: int, accumulator: tuple[int, int]) -> tuple[int, int]:
+        if value < 0:
+            raise ValueError("negative")
+        return super().add(value, accumulator)
+
+
+@pytest.mark.parametrize("general", [False, True], ids=["fast", "general"])
+async def test_a_refused_late_firing_record_leaves_its_other_sliding_window_to_fire(general: bool) -> None:
+    """A record late for one sliding window (a late firing, through the logic) and on
+    time for another, whose aggregate raises: neither window changes, and the on-time
+    one still fires at its end."""
+    config = WindowConfig(assigner=SlidingEventTimeWindows.of(60.0, 30.0), aggregate_fn=RefusesNegative(),
+                          allowed_lateness=60.0)
+    subtask = Subtask(config, HashMapStateBackend, 0, 1, general, error_policy=ErrorPolicy.skip())
+    await subtask.open(None)
+    await subtask.feed([("a", 1, 50.0)])  # windows [0, 60) and [30, 90)
+    await subtask.watermark(70.0)
+    assert subtask.out == [((1, 1), 59.999999)]
+    await subtask.feed([("a", -5, 55.0)])  # late for [0, 60) (within the lateness), on time for [30, 90)
+    await subtask.watermark(200.0)
+    assert subtask.out == [((1, 1), 59.999999), ((1, 1), 89.999999)]

@@ -50,7 +50,7 @@ from streamflow.windowing.windows import TimeWindow
 __all__ = ["FastWindowPath", "WindowOperator", "each_through_logic", "process_through_logic"]
 
 _WINDOW_CACHE_LIMIT: Final = 4096  # window objects kept per subtask before the cache is dropped
-_NO_WINDOW: Final = TimeWindow.of_micros(-1, 0)  # (a placeholder until a batch's first window)
+_NO_WINDOW: Final = TimeWindow.of_micros(0, 1)  # (a placeholder: never used while open_start is None)
 
 
 class WindowOperator(Protocol):
@@ -128,7 +128,7 @@ class FastWindowPath:
         watermark = logic.watermark
         reduce, aggregate = self._reduce, self._aggregate
         tumbling = self._slide == size
-        open_start = -1  # the start of `window`, a window the watermark has not reached (-1: none yet)
+        open_start: int | None = None  # the start of `window`, a window the watermark has not reached
         window = _NO_WINDOW
         last_key: Any = ABSENT
         for index, record in enumerate(records):
@@ -218,10 +218,10 @@ class FastWindowPath:
             return last_key
         key = keys[index]
         if late_firing:
-            process_through_logic(op, logic, batch, index, keys, key_groups, late_positions)
-            for start, window in targets:  # the logic registered the end timers of the others
-                if window.max_timestamp > watermark:
-                    self.due.forget(start, key)
+            if process_through_logic(op, logic, batch, index, keys, key_groups, late_positions):
+                for start, window in targets:  # the logic registered the end timers of the others
+                    if window.max_timestamp > watermark:
+                        self.due.forget(start, key)
             return ABSENT
         key_group = key_groups[index]
         group = self._table.get(key_group)
@@ -269,9 +269,10 @@ def process_through_logic(
     keys: list[Any],
     key_groups: list[int],
     late_positions: dict[int, Any],
-) -> None:
+) -> bool:
     """Record ``index`` of ``batch`` the general way, with its key set (as the operator's
-    general loop does it): for the records a fast path does not take on itself."""
+    general loop does it): for the records a fast path does not take on itself. False
+    when the logic raised (the record went to the error policy, no window changed)."""
     key = keys[index]
     op.set_key(key, key_groups[index])
     output = logic.output
@@ -282,9 +283,10 @@ def process_through_logic(
     except Exception as exc:
         del output[before:]
         op._on_error(exc, batch, index)
-        return
+        return False
     if fate is ElementFate.LATE_SIDE_OUTPUT and batch.positions is not None:
         late_positions[len(output) - 1] = batch.positions[index]
+    return True
 
 
 def each_through_logic(
