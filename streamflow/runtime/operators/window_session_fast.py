@@ -163,8 +163,8 @@ class FastSessionPath:
                 timer_key = (key, session)
                 register(fires_at, timer_key, key_group)
                 old_key = (key, window)
-                delete(window.max_timestamp, old_key)
-                delete(window.max_timestamp + lateness, old_key)
+                delete(window.max_timestamp, old_key, key_group)
+                delete(window.max_timestamp + lateness, old_key, key_group)
                 register(fires_at + lateness, timer_key, key_group)
             else:
                 timer_key = (key, session)
