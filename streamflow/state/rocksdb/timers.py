@@ -122,13 +122,15 @@ class RocksTimerStore:
             self._read_head(key_group)
         self._loaded = True
 
-    def _read_head(self, key_group: int) -> None:
-        """Read ``key_group``'s first timers from the database into its head."""
+    def _read_head(self, key_group: int, after: bytes = b"") -> None:
+        """Read ``key_group``'s first timers from the database into its head, those
+        after ``after`` (a suffix no live timer precedes: the scan starts there rather
+        than walking over the deletion markers of the timers fired before it)."""
         prefix = group_prefix(key_group, self._id)
         options = ReadOptions()
         options.set_iterate_upper_bound(successor(prefix))
         head: list[tuple[bytes, bytes]] = []
-        for entry, value in self._source.database.items(from_key=prefix, read_opt=options):
+        for entry, value in self._source.database.items(from_key=prefix + after, read_opt=options):
             if len(head) == HEAD_SIZE:
                 self._partial.add(key_group)
                 break
@@ -197,13 +199,15 @@ class RocksTimerStore:
         if index < len(head) and head[index][0] == suffix:
             del head[index]
             if index == 0:
-                self._refill(key_group, head)
+                self._refill(key_group, head, suffix)
 
-    def _refill(self, key_group: int, head: list[tuple[bytes, bytes]]) -> None:
-        """After ``key_group``'s earliest timer left its head: queue the next one."""
+    def _refill(self, key_group: int, head: list[tuple[bytes, bytes]], removed: bytes) -> None:
+        """After ``key_group``'s earliest timer (``removed``) left its head: queue the
+        next one. A head that ran out was a prefix of the key group's timers ending at
+        ``removed``: the database's next ones follow it."""
         if not head:
             if key_group in self._partial:
-                self._read_head(key_group)  # pushes the new head
+                self._read_head(key_group, removed)  # pushes the new head
             else:
                 del self._heads[key_group]
             return
@@ -251,7 +255,7 @@ class RocksTimerStore:
         self._source.database.delete(group_prefix(key_group, self._id) + suffix)
         timestamp, key = decode_timer(suffix, value)
         self._recent.pop((timestamp, key), None)
-        self._refill(key_group, head)
+        self._refill(key_group, head, suffix)
         return timestamp, key_group, key
 
     def _entries(self) -> Iterator[tuple[float, int, Any]]:
