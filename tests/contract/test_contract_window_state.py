@@ -10,6 +10,9 @@ timestamps and what went to the late-data output must be the same. Halfway, the
 operator's snapshot is restored into two new subtasks that split the key groups
 (rescaling), which finish the input: the union of what they emit must still be the
 harness's. Finally no window state and no timer may be left: every window was cleaned up.
+
+On RocksDB the timers live in the database: through an incremental checkpoint (a real
+shared folder) they travel in its files alone, restored into RocksDB or into the heap.
 """
 
 from __future__ import annotations
@@ -18,11 +21,15 @@ import dataclasses
 import pickle
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-from state_backends import STATE_BACKENDS, BackendFactory
+from state_backends import STATE_BACKENDS, BackendFactory, rocksdb
+from streamflow.checkpoint.incremental import locate_native
+from streamflow.checkpoint.metadata import StateHandle
+from streamflow.checkpoint.shared_files import SharedFileStore
 from streamflow.api.side_outputs import OutputTag
 from streamflow.checkpoint.snapshot import OperatorSnapshot, SnapshotType
 from streamflow.core.clock import ManualClock
@@ -180,6 +187,21 @@ async def canonical_snapshot(operator: WindowOperator, checkpoint_id: int) -> Op
     return dataclasses.replace(snapshot, keyed=finished.keyed, pending=None)
 
 
+async def incremental_snapshot(operator: WindowOperator, checkpoint_id: int, checkpoints: Path) -> OperatorSnapshot:
+    """The operator's checkpoint snapshot, as a restore reads it back: on RocksDB a native
+    one, its files uploaded into ``checkpoints``' shared folder and located there."""
+    snapshot = await operator.snapshot(checkpoint_id, SnapshotType.CHECKPOINT)
+    assert snapshot is not None and snapshot.keyed is not None
+    if snapshot.pending is None:
+        return snapshot
+    try:
+        finished = await snapshot.pending.finish(SharedFileStore(checkpoints))
+    finally:
+        await snapshot.pending.discard()
+    handle = StateHandle(file=f"window-{checkpoint_id}", size=1, sha256="0" * 64, shared=finished.shared)
+    return dataclasses.replace(snapshot, keyed=locate_native(snapshot.keyed, handle, checkpoints), pending=None)
+
+
 def harness_run(config: WindowConfig) -> tuple[Counter[Any], Counter[Any]]:
     harness = WindowHarness(config)
     emitted: list[WindowEmission] = []
@@ -198,9 +220,13 @@ def _hashable(value: Any) -> Any:
     return repr(value)  # lists and tuples alike, each shown exactly
 
 
-async def operator_run(config: Callable[[], WindowConfig], backend: BackendFactory, general: bool) -> tuple[
-    Counter[Any], Counter[Any], list[Subtask]
-]:
+async def operator_run(
+    config: Callable[[], WindowConfig], backend: BackendFactory, general: bool, *,
+    into: BackendFactory | None = None, checkpoints: Path | None = None,
+) -> tuple[Counter[Any], Counter[Any], list[Subtask]]:
+    """Half the input through one subtask, its snapshot restored into two (of the
+    ``into`` backend, else the same), the rest through them. The snapshot is a savepoint,
+    or with ``checkpoints`` an incremental checkpoint there."""
     half = len(ELEMENTS) // 2
     first = Subtask(config(), backend, 0, 1, general)
     await first.open(None)
@@ -210,9 +236,14 @@ async def operator_run(config: Callable[[], WindowConfig], backend: BackendFacto
         newest = max(newest, element[2])
         if step % 4 == 3:
             await first.watermark(newest - 15.0)
-    snapshot = pickle.loads(pickle.dumps((await canonical_snapshot(first.operator, 1)).to_stored()))
+    if checkpoints is None:
+        taken = await canonical_snapshot(first.operator, 1)
+    else:
+        taken = await incremental_snapshot(first.operator, 1, checkpoints)
+        assert taken.timers is None, "the native files hold the timers"
+    snapshot = pickle.loads(pickle.dumps(taken.to_stored()))
     restored = [OperatorSnapshot.from_stored(snapshot)]
-    second = [Subtask(config(), backend, index, 2, general) for index in range(2)]
+    second = [Subtask(config(), into or backend, index, 2, general) for index in range(2)]
     for subtask in second:
         await subtask.open(restored)
     for step, element in enumerate(ELEMENTS[half:], start=half):
@@ -259,3 +290,19 @@ async def test_the_window_operator_on_keyed_state_gives_what_the_pure_logic_give
                     for entries in group.values() for entry in entries]
             # only a ProcessWindowFunction's per-key state outlives the windows, as in Flink
             assert all(namespace is None and name.startswith("global:") for namespace, name in left), left
+
+
+@pytest.mark.parametrize("into", STATE_BACKENDS)
+@pytest.mark.parametrize("case", [pytest.param(case, id=case.name) for case in CASES])
+async def test_window_timers_held_in_rocksdb_go_through_an_incremental_checkpoint(
+    case: Case, into: BackendFactory, tmp_path: Path
+) -> None:
+    want_main, want_late = harness_run(case.config())
+    got_main, got_late, last = await operator_run(
+        case.config, rocksdb, general=True, into=into, checkpoints=tmp_path / "chk"
+    )
+    assert got_main == want_main
+    assert got_late == want_late
+    if case.name != "count-sliding":  # (global windows never end)
+        for subtask in last:
+            assert len(subtask.operator.event_timers) == 0 and len(subtask.operator.processing_timers) == 0
