@@ -19,8 +19,10 @@ What stays in memory, as in Flink's RocksDB timer service: per key group the fir
 a heap of each key group's earliest timer (``_queue``), so finding the next timer is a
 heap look-up and a key group's database range is read only when its cached head runs
 out. Both are bounded by the number of key groups, whatever the number of timers.
-``_recent`` remembers a bounded number of timers known to be registered, so a window
-operator registering its window's timer for every record writes it once.
+``_recent`` remembers a bounded number of timers known to be registered, with their
+entry bytes, so a window operator registering its window's timer for every record
+writes it once, and deleting a timer registered a moment ago (a session window's
+merge) does not encode it again.
 
 Timers of one timestamp fire in the order of key group, then key bytes (the heap
 backend's keep registration order): deterministic, and stable across restores.
@@ -47,7 +49,7 @@ TIMER_IDS: Final[dict[TimerDomain, int]] = {"event": 0xFFFF, "processing": 0xFFF
 """The state ids the timer domains use (the top ones: keyed states take ids from 0 up)."""
 FIRST_TIMER_ID: Final = min(TIMER_IDS.values())
 HEAD_SIZE: Final = 32  # timers per key group kept in memory
-_RECENT_LIMIT: Final = 4096  # timers remembered as registered before the memory is dropped
+_RECENT_LIMIT: Final = 16384  # timers remembered as registered before the memory is dropped
 _DOUBLE = struct.Struct(">d")
 _BITS = struct.Struct(">Q")
 _SIGN = 1 << 63
@@ -108,7 +110,7 @@ class RocksTimerStore:
         self._heads: dict[int, list[tuple[bytes, bytes]]] = {}  # key group -> its first (suffix, value)s
         self._partial: set[int] = set()  # key groups whose database range holds more than their head
         self._queue: list[tuple[bytes, int]] = []  # (suffix, key group) of heads; stale ones are skipped
-        self._recent: dict[tuple[Any, Any], None] = {}
+        self._recent: dict[tuple[Any, Any], bytes] = {}  # (timestamp, key) -> entry suffix
         self._loaded = False
 
     # -- the head cache ---------------------------------------------------------------
@@ -165,8 +167,8 @@ class RocksTimerStore:
             return
         if len(recent) >= _RECENT_LIMIT:
             recent.clear()
-        recent[marker] = None
         suffix, value = encode_timer(timestamp, key)
+        recent[marker] = suffix
         self._source.database.put(group_prefix(key_group, self._id) + suffix, value)
         head = self._heads.get(key_group)
         if head is None:  # no timer of this key group in the database before
@@ -189,8 +191,9 @@ class RocksTimerStore:
     def delete(self, timestamp: float, key: Any, key_group: int) -> None:
         if not self._loaded:
             self._load()
-        self._recent.pop((timestamp, key), None)
-        suffix, _ = encode_timer(timestamp, key)
+        suffix = self._recent.pop((timestamp, key), None)
+        if suffix is None:
+            suffix = encode_timer(timestamp, key)[0]
         self._source.database.delete(group_prefix(key_group, self._id) + suffix)
         head = self._heads.get(key_group)
         if head is None:
@@ -227,11 +230,9 @@ class RocksTimerStore:
         return None
 
     def next_time(self) -> float | None:
+        """The earliest timer's time (as a float: the task's loop only compares it)."""
         top = self._peek()
-        if top is None:
-            return None
-        suffix, key_group = top
-        return decode_timer(suffix, self._heads[key_group][0][1])[0]  # type: ignore[no-any-return]
+        return None if top is None else decode_time(top[0])
 
     def pop_due(self, now: float) -> list[tuple[float, int, Any]]:
         """Timers with timestamp <= now, in time order; they are removed."""
