@@ -18,7 +18,7 @@ store: this checkout's timer stores alone, ``--timers`` event-time timers over 5
   holds after registering (tracemalloc, a separate pass).
 
 Usage: python3 bench/rocksdb_timers.py [--records N] [--repeats R] [--timers N]
-       [--before COMMIT] [--skip windows,store]
+       [--before COMMIT] [--skip windows,store] [--pipelines tumbling,session]
 """
 
 from __future__ import annotations
@@ -82,9 +82,19 @@ def child(pipeline: str, backend: str, records: int) -> dict[str, Any]:
         "seconds": seconds,
         "windows": count,
         "checkpoints": checkpoints,
-        "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "maxrss_mib": peak_rss_mib(),
         "tree": os.path.dirname(os.path.dirname(__import__("streamflow").__file__)),
     }
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS (VmHWM: unlike ru_maxrss it starts afresh at exec, so a
+    child does not report its parent's peak)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_child(tree: Path, pipeline: str, backend: str, records: int) -> dict[str, Any]:
@@ -101,9 +111,9 @@ def run_child(tree: Path, pipeline: str, backend: str, records: int) -> dict[str
     return result
 
 
-def bench_windows(before_tree: Path, records: int, repeats: int) -> None:
+def bench_windows(before_tree: Path, records: int, repeats: int, pipelines: list[str]) -> None:
     trees = {"before": before_tree, "after": REPO}
-    for pipeline in PIPELINES:
+    for pipeline in pipelines:
         samples: dict[str, list[dict[str, Any]]] = {variant: [] for variant in VARIANTS}
         for variant in VARIANTS:  # warm-up (file caches, .pyc)
             backend, which = variant.split("-")
@@ -197,6 +207,7 @@ def main() -> None:
     parser.add_argument("--timers", type=int, default=200_000)
     parser.add_argument("--before", default=None, help="the commit to compare with (default: merge-base with main)")
     parser.add_argument("--skip", default="")
+    parser.add_argument("--pipelines", default=",".join(PIPELINES))
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -215,7 +226,7 @@ def main() -> None:
         tree = before_tree(commit)
         try:
             print(f"windows: before = {commit[:10]}, after = this checkout")
-            bench_windows(tree, args.records, args.repeats)
+            bench_windows(tree, args.records, args.repeats, args.pipelines.split(","))
         finally:
             shutil.rmtree(tree, ignore_errors=True)
     print(f"load at the end {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
