@@ -20,7 +20,7 @@ import heapq
 import itertools
 from typing import Any, Iterable, Sequence
 
-from streamflow.state.timers import owned_timer_entries
+from streamflow.state.timers import owned_timer_entries, pop_due
 
 
 class TimerQueue:
@@ -54,10 +54,7 @@ class TimerQueue:
 
     def pop_due(self, now: float) -> list[tuple[float, int, Any]]:
         """Timers with timestamp <= now, in time order; they are removed."""
-        due = []
-        while (entry := self.pop_next(now)) is not None:
-            due.append(entry)
-        return due
+        return pop_due(self, now)
 
     def pop_next(self, now: float) -> tuple[float, int, Any] | None:
         """The earliest timer with timestamp <= now (removed), or None. Called in a loop,

@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from streamflow.partitioning.keygroups import key_group_for
 from streamflow.state.shapes import tuplify
 
-__all__ = ["TimerDomain", "TimerStore", "TimerStoreBackend", "owned_timer_entries"]
+__all__ = ["TimerDomain", "TimerStore", "TimerStoreBackend", "owned_timer_entries", "pop_due"]
 
 TimerDomain = Literal["processing", "event"]
 
@@ -51,6 +51,15 @@ class TimerStoreBackend(Protocol):
 
     def timer_store(self, domain: TimerDomain) -> TimerStore:
         """The store of ``domain``'s timers (the same object on every call)."""
+
+
+def pop_due(store: TimerStore, now: float) -> list[tuple[float, int, Any]]:
+    """Every timer of ``store`` with timestamp <= ``now``, in time order (removed),
+    those registered meanwhile too: ``pop_next`` until there is none."""
+    due = []
+    while (entry := store.pop_next(now)) is not None:
+        due.append(entry)
+    return due
 
 
 def owned_timer_entries(

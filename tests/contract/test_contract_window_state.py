@@ -26,9 +26,8 @@ from typing import Any, Callable
 
 import pytest
 
+from native_parts import upload_native
 from state_backends import STATE_BACKENDS, BackendFactory, rocksdb
-from streamflow.checkpoint.incremental import locate_native
-from streamflow.checkpoint.metadata import StateHandle
 from streamflow.checkpoint.shared_files import SharedFileStore
 from streamflow.api.side_outputs import OutputTag
 from streamflow.checkpoint.snapshot import OperatorSnapshot, SnapshotType
@@ -194,12 +193,8 @@ async def incremental_snapshot(operator: WindowOperator, checkpoint_id: int, che
     assert snapshot is not None and snapshot.keyed is not None
     if snapshot.pending is None:
         return snapshot
-    try:
-        finished = await snapshot.pending.finish(SharedFileStore(checkpoints))
-    finally:
-        await snapshot.pending.discard()
-    handle = StateHandle(file=f"window-{checkpoint_id}", size=1, sha256="0" * 64, shared=finished.shared)
-    return dataclasses.replace(snapshot, keyed=locate_native(snapshot.keyed, handle, checkpoints), pending=None)
+    keyed = await upload_native(snapshot.keyed, snapshot.pending, SharedFileStore(checkpoints), checkpoint_id, "window")
+    return dataclasses.replace(snapshot, keyed=keyed, pending=None)
 
 
 def harness_run(config: WindowConfig) -> tuple[Counter[Any], Counter[Any]]:

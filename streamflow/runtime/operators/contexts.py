@@ -23,9 +23,9 @@ from streamflow.errors import ConfigError, StateError
 from streamflow.eventtime.tracker import InvalidTimestampError
 from streamflow.graph.spec import OperatorSpec
 from streamflow.partitioning.keygroups import key_group_range
-from streamflow.state.timers import TimerStore
 from streamflow.state.backend import KeyedStateBackend
 from streamflow.state.operator import OperatorStateStore
+from streamflow.state.timers import TimerStore
 
 
 class OperatorContext:

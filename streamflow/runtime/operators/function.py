@@ -89,13 +89,13 @@ class FunctionOperator(StreamOperator):
         backend = ctx.keyed_backend
         # timers in the keyed backend when it holds them (RocksDB: its native checkpoints
         # carry them), else in memory
+        self.processing_timers: TimerStore
+        self.event_timers: TimerStore
         self.timers_in_backend = isinstance(backend, TimerStoreBackend)
-        self.processing_timers: TimerStore = (
-            backend.timer_store("processing") if isinstance(backend, TimerStoreBackend) else TimerQueue()
-        )
-        self.event_timers: TimerStore = (
-            backend.timer_store("event") if isinstance(backend, TimerStoreBackend) else TimerQueue()
-        )
+        if isinstance(backend, TimerStoreBackend):
+            self.processing_timers, self.event_timers = backend.timer_store("processing"), backend.timer_store("event")
+        else:
+            self.processing_timers, self.event_timers = TimerQueue(), TimerQueue()
         self.watermark = float("-inf")
         self.current_key: Any = None
         self.current_key_group = 0

@@ -33,9 +33,9 @@ from typing import Any, Final, Protocol
 from streamflow.core.elements import Batch
 from streamflow.eventtime.resolution import MICROS_PER_SECOND
 from streamflow.runtime.operators.contexts import OperatorContext
-from streamflow.state.timers import TimerStore
 from streamflow.runtime.operators.window_state import CONTENTS_STATE
 from streamflow.state.descriptors import MapStateDescriptor
+from streamflow.state.timers import TimerStore
 from streamflow.windowing.assigners import SlidingEventTimeWindows, TumblingEventTimeWindows
 from streamflow.windowing.emission import WindowEmission
 from streamflow.windowing.logic import ElementFate, WindowOperatorLogic

@@ -38,10 +38,10 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any, Protocol
 
-from streamflow.state.timers import TimerStore
 from streamflow.state.backend import KeyedStateBackend
 from streamflow.state.descriptors import ListStateDescriptor, MapStateDescriptor
 from streamflow.state.operator import OperatorStateStore
+from streamflow.state.timers import TimerStore
 from streamflow.windowing.logic import CONTENTS
 from streamflow.windowing.store import ABSENT
 

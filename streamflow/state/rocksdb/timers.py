@@ -41,7 +41,7 @@ from rocksdict import ReadOptions
 
 from streamflow.state.rocksdb import db as rdb
 from streamflow.state.rocksdb.keys import decode_key, encode_key, group_prefix, successor
-from streamflow.state.timers import TimerDomain, owned_timer_entries
+from streamflow.state.timers import TimerDomain, owned_timer_entries, pop_due
 
 __all__ = ["HEAD_SIZE", "TIMER_IDS", "RocksTimerStore", "decode_timer", "read_timers"]
 
@@ -236,10 +236,7 @@ class RocksTimerStore:
 
     def pop_due(self, now: float) -> list[tuple[float, int, Any]]:
         """Timers with timestamp <= now, in time order; they are removed."""
-        due = []
-        while (entry := self.pop_next(now)) is not None:
-            due.append(entry)
-        return due
+        return pop_due(self, now)
 
     def pop_next(self, now: float) -> tuple[float, int, Any] | None:
         """The earliest timer with timestamp <= now (removed), or None; in a loop it

@@ -18,8 +18,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from streamflow.checkpoint.incremental import KeyedCheckpoints, locate_native
-from streamflow.checkpoint.metadata import StateHandle
+from contract.native_parts import upload_native
+from streamflow.checkpoint.incremental import KeyedCheckpoints
 from streamflow.checkpoint.shared_files import SharedFileStore
 from streamflow.checkpoint.snapshot import SnapshotType
 from streamflow.core.clock import ManualClock
@@ -284,12 +284,7 @@ def all_timers(entries: list[tuple[float, int, Any]]) -> list[tuple[Any, int, st
 async def checkpoint(keyed: KeyedCheckpoints, n: int, store: SharedFileStore) -> dict[str, Any]:
     part, pending = await keyed.snapshot(n, SnapshotType.CHECKPOINT)
     assert part is not None and pending is not None
-    try:
-        finished = await pending.finish(store)
-    finally:
-        await pending.discard()
-    handle = StateHandle(file=f"timed-{n}", size=1, sha256="0" * 64, shared=finished.shared)
-    return locate_native(part, handle, store.directory.parent)
+    return await upload_native(part, pending, store, n, "timed")
 
 
 def checkpoints(backend: KeyedStateBackend, chk: Path, subtask: int) -> KeyedCheckpoints:
