@@ -10,6 +10,8 @@ range of key groups is one contiguous range of the database (a rescale reads ran
 iteration is deterministic); the state id next, so a state's entries in a key group are
 one contiguous run; the length prefix keeps key ``"ab"`` from being a prefix of key
 ``"abc"``, so a map's entries are exactly the keys that start with its prefix.
+The two highest state ids are the operator's timers (processing and event time; see
+:mod:`streamflow.state.rocksdb.timers`), whose entries hold a timestamp before the key.
 
 A RocksDB lookup matches bytes, while a Python dict matches ``==``: equal keys must
 encode to the same bytes. Hence the canonical encoding (a tag byte, then the payload):
