@@ -43,13 +43,13 @@ from streamflow.state.rocksdb import db as rdb
 from streamflow.state.rocksdb.keys import decode_key, encode_key, group_prefix, successor
 from streamflow.state.timers import TimerDomain, owned_timer_entries, pop_due
 
-__all__ = ["HEAD_SIZE", "TIMER_IDS", "RocksTimerStore", "decode_timer", "read_timers"]
+__all__ = ["HEAD_SIZE", "RECENT_LIMIT", "TIMER_IDS", "RocksTimerStore", "decode_timer", "read_timers"]
 
 TIMER_IDS: Final[dict[TimerDomain, int]] = {"event": 0xFFFF, "processing": 0xFFFE}
 """The state ids the timer domains use (the top ones: keyed states take ids from 0 up)."""
 FIRST_TIMER_ID: Final = min(TIMER_IDS.values())
 HEAD_SIZE: Final = 32  # timers per key group kept in memory
-_RECENT_LIMIT: Final = 16384  # timers remembered as registered before the memory is dropped
+RECENT_LIMIT: Final = 16384  # timers remembered as registered before the memory is dropped
 _DOUBLE = struct.Struct(">d")
 _BITS = struct.Struct(">Q")
 _SIGN = 1 << 63
@@ -165,7 +165,7 @@ class RocksTimerStore:
         marker = (timestamp, key)
         if marker in recent:
             return
-        if len(recent) >= _RECENT_LIMIT:
+        if len(recent) >= RECENT_LIMIT:
             recent.clear()
         suffix, value = encode_timer(timestamp, key)
         recent[marker] = suffix
