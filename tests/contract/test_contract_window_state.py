@@ -10,6 +10,9 @@ timestamps and what went to the late-data output must be the same. Halfway, the
 operator's snapshot is restored into two new subtasks that split the key groups
 (rescaling), which finish the input: the union of what they emit must still be the
 harness's. Finally no window state and no timer may be left: every window was cleaned up.
+
+On RocksDB the timers live in the database: through an incremental checkpoint (a real
+shared folder) they travel in its files alone, restored into RocksDB or into the heap.
 """
 
 from __future__ import annotations
@@ -18,13 +21,16 @@ import dataclasses
 import pickle
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
+from native_parts import upload_native
 from state_backends import STATE_BACKENDS, BackendFactory, rocksdb
 from streamflow.api.errors_policy import FAIL, ErrorPolicy
 from streamflow.api.side_outputs import OutputTag
+from streamflow.checkpoint.shared_files import SharedFileStore
 from streamflow.checkpoint.snapshot import OperatorSnapshot, SnapshotType
 from streamflow.core.clock import ManualClock
 from streamflow.core.elements import Batch, Watermark
@@ -186,6 +192,17 @@ async def canonical_snapshot(operator: WindowOperator, checkpoint_id: int) -> Op
     return dataclasses.replace(snapshot, keyed=finished.keyed, pending=None)
 
 
+async def incremental_snapshot(operator: WindowOperator, checkpoint_id: int, checkpoints: Path) -> OperatorSnapshot:
+    """The operator's checkpoint snapshot, as a restore reads it back: on RocksDB a native
+    one, its files uploaded into ``checkpoints``' shared folder and located there."""
+    snapshot = await operator.snapshot(checkpoint_id, SnapshotType.CHECKPOINT)
+    assert snapshot is not None and snapshot.keyed is not None
+    if snapshot.pending is None:
+        return snapshot
+    keyed = await upload_native(snapshot.keyed, snapshot.pending, SharedFileStore(checkpoints), checkpoint_id, "window")
+    return dataclasses.replace(snapshot, keyed=keyed, pending=None)
+
+
 def harness_run(config: WindowConfig) -> tuple[Counter[Any], Counter[Any]]:
     harness = WindowHarness(config)
     emitted: list[WindowEmission] = []
@@ -206,10 +223,12 @@ def _hashable(value: Any) -> Any:
 
 async def operator_run(
     config: Callable[[], WindowConfig], backend: BackendFactory, general: bool,
-    then: tuple[BackendFactory, bool] | None = None,
+    then: tuple[BackendFactory, bool] | None = None, *, checkpoints: Path | None = None,
 ) -> tuple[Counter[Any], Counter[Any], list[Subtask]]:
-    """The input through one subtask, then (from its savepoint) through two that split
-    its key groups; ``then``: the backend and path of the two, when not the first's."""
+    """Half the input through one subtask, its snapshot restored into two that split its
+    key groups, the rest through them; ``then``: the backend and path of the two, when
+    not the first's. The snapshot is a savepoint, or with ``checkpoints`` an incremental
+    checkpoint there."""
     half = len(ELEMENTS) // 2
     first = Subtask(config(), backend, 0, 1, general)
     await first.open(None)
@@ -219,7 +238,12 @@ async def operator_run(
         newest = max(newest, element[2])
         if step % 4 == 3:
             await first.watermark(newest - 15.0)
-    snapshot = pickle.loads(pickle.dumps((await canonical_snapshot(first.operator, 1)).to_stored()))
+    if checkpoints is None:
+        taken = await canonical_snapshot(first.operator, 1)
+    else:
+        taken = await incremental_snapshot(first.operator, 1, checkpoints)
+        assert taken.timers is None, "the native files hold the timers"
+    snapshot = pickle.loads(pickle.dumps(taken.to_stored()))
     restored = [OperatorSnapshot.from_stored(snapshot)]
     backend, general = then or (backend, general)
     second = [Subtask(config(), backend, index, 2, general) for index in range(2)]
@@ -370,3 +394,19 @@ async def test_a_refused_late_firing_record_leaves_its_other_sliding_window_to_f
     await subtask.feed([("a", -5, 55.0)])  # late for [0, 60) (within the lateness), on time for [30, 90)
     await subtask.watermark(200.0)
     assert subtask.out == [((1, 1), 59.999999), ((1, 1), 89.999999)]
+
+
+@pytest.mark.parametrize("into", STATE_BACKENDS)
+@pytest.mark.parametrize("case", [pytest.param(case, id=case.name) for case in CASES])
+async def test_window_timers_held_in_rocksdb_go_through_an_incremental_checkpoint(
+    case: Case, into: BackendFactory, tmp_path: Path
+) -> None:
+    want_main, want_late = harness_run(case.config())
+    got_main, got_late, last = await operator_run(
+        case.config, rocksdb, True, (into, True), checkpoints=tmp_path / "chk"
+    )
+    assert got_main == want_main
+    assert got_late == want_late
+    if case.name != "count-sliding":  # (global windows never end)
+        for subtask in last:
+            assert len(subtask.operator.event_timers) == 0 and len(subtask.operator.processing_timers) == 0

@@ -37,9 +37,9 @@ from streamflow.core.elements import Batch
 from streamflow.eventtime.resolution import MICROS_PER_SECOND
 from streamflow.runtime.operators.contexts import OperatorContext
 from streamflow.runtime.operators.window_due import DueWindows
-from streamflow.runtime.timers import TimerQueue
 from streamflow.runtime.operators.window_state import CONTENTS_STATE
 from streamflow.state.descriptors import MapStateDescriptor
+from streamflow.state.timers import TimerStore
 from streamflow.windowing.assigners import SlidingEventTimeWindows, TumblingEventTimeWindows
 from streamflow.windowing.emission import WindowEmission
 from streamflow.windowing.logic import ElementFate, WindowOperatorLogic
@@ -57,7 +57,7 @@ class WindowOperator(Protocol):
     """What the fast path uses of its window operator (a keyed FunctionOperator)."""
 
     ctx: OperatorContext
-    event_timers: TimerQueue
+    event_timers: TimerStore
     current_key: Any
 
     def _keys_of(self, batch: Batch) -> tuple[list[Any], list[int]]: ...

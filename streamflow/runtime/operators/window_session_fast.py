@@ -240,9 +240,9 @@ class FastSessionPath:
         fires_at = session.max_timestamp
         timers.register(fires_at, timer_key, grown.key_group)
         old_key = (key, grown.registered)
-        timers.delete(grown.registered.max_timestamp, old_key)
+        timers.delete(grown.registered.max_timestamp, old_key, grown.key_group)
         if lateness:  # (else the cleanup timers are the trigger timers)
-            timers.delete(grown.registered.max_timestamp + lateness, old_key)
+            timers.delete(grown.registered.max_timestamp + lateness, old_key, grown.key_group)
             timers.register(fires_at + lateness, timer_key, grown.key_group)
 
 
