@@ -47,7 +47,8 @@ from streamflow.state.backend import KeyedStateBackend, NativeSnapshot, NativeSn
 from streamflow.state.rocksdb.native import NATIVE_FORMAT, canonical_from_parts, timers_from_parts
 
 __all__ = [
-    "CanonicalFromNative", "KeyedCheckpoints", "SharedUpload", "is_native_part", "locate_native", "native_summary",
+    "CanonicalFromNative", "KeyedCheckpoints", "SharedUpload", "is_native_part", "locate_native", "materialize_native",
+    "native_summary",
 ]
 
 log = logging.getLogger("streamflow.checkpoint")
@@ -190,7 +191,7 @@ class KeyedCheckpoints:
             else backend.working_directory / _RESTORE
         )
         try:
-            restored = [await _materialize(part, scratch / str(index)) for index, part in enumerate(relevant)]
+            restored = [await materialize_native(part, scratch / str(index)) for index, part in enumerate(relevant)]
             if backend is None:
                 for part in relevant:
                     if part.get("format") != NATIVE_FORMAT:
@@ -280,7 +281,8 @@ def _overlaps(key_groups: Sequence[int], own: range) -> bool:
     return start < own.stop and own.start < stop
 
 
-async def _materialize(part: Mapping[str, Any], directory: Path) -> RestoredNative:
+async def materialize_native(part: Mapping[str, Any], directory: Path) -> RestoredNative:
+    """Put the files of a located native part (:func:`locate_native`) into ``directory``."""
     store = SharedFileStore(part["checkpoint_directory"])
     files = {local: (ref["name"], int(ref["size"])) for local, ref in part["files"].items()}
     await store.materialize(files, directory, immutable=frozenset(part["immutable"]))

@@ -48,7 +48,7 @@ from streamflow.state.timers import TimerDomain
 
 __all__ = [
     "NATIVE_FORMAT", "NativeSource", "canonical_from_native", "canonical_from_parts", "is_native", "restore_native",
-    "take_native_snapshot", "timers_from_parts",
+    "take_native_snapshot", "timer_counts", "timers_from_parts",
 ]
 
 NATIVE_FORMAT = "rocksdb-native-1"
@@ -159,6 +159,24 @@ def timers_from_parts(parts: Sequence[RestoredNative], key_groups: range) -> dic
     for entries in out.values():
         entries.sort(key=lambda entry: entry[0])
     return out
+
+
+def timer_counts(part: RestoredNative) -> dict[TimerDomain, int]:
+    """How many timers of each domain a native part's files hold (``streamflow inspect``:
+    counted, not decoded). Runs in a thread."""
+    counts: dict[TimerDomain, int] = {domain: 0 for domain in TIMER_IDS}
+    if not part.meta.get("timers"):
+        return counts
+    start, stop = part.meta["key_groups"]
+    db = rdb.open_read_only(part.directory, rdb.MemoryBudget(rdb.MIN_BUDGET))
+    try:
+        for domain, timer_id in TIMER_IDS.items():
+            for key_group in range(start, stop):
+                prefix = group_prefix(key_group, timer_id)
+                counts[domain] += sum(1 for _ in rdb.scan(db, prefix, successor(prefix)))
+    finally:
+        db.close()
+    return counts
 
 
 def check_parts(parts: Sequence[RestoredNative], max_parallelism: int, operator: str) -> None:
