@@ -44,7 +44,7 @@ from streamflow.checkpoint.shared_files import ReuseTracker, SharedFile, SharedF
 from streamflow.checkpoint.snapshot import FinishedKeyedState, PendingKeyedState, SnapshotType, TimerSnapshot
 from streamflow.errors import CheckpointError, StateError
 from streamflow.state.backend import KeyedStateBackend, NativeSnapshot, NativeSnapshotBackend, RestoredNative
-from streamflow.state.rocksdb.native import NATIVE_FORMAT, canonical_from_parts, timers_from_parts
+from streamflow.state.rocksdb.native import LEGACY_FORMATS, NATIVE_FORMAT, canonical_from_parts, timers_from_parts
 
 __all__ = [
     "CanonicalFromNative", "KeyedCheckpoints", "SharedUpload", "is_native_part", "locate_native", "materialize_native",
@@ -180,8 +180,9 @@ class KeyedCheckpoints:
         return timers
 
     async def _restore_native(self, parts: list[dict[str, Any]], timers: list[TimerSnapshot]) -> list[dict[str, Any]]:
-        """Native parts into the backend; for a backend without native restore, the
-        canonical snapshots read from them (and their timers appended to ``timers``)."""
+        """Native parts into the backend; for a backend without native restore, or parts
+        of a legacy format, the canonical snapshots read from them (and their timers
+        appended to ``timers``)."""
         own = self.backend.key_group_range
         relevant = [part for part in parts if _overlaps(part["key_groups"], own)]
         backend = self.native
@@ -192,9 +193,10 @@ class KeyedCheckpoints:
         )
         try:
             restored = [await materialize_native(part, scratch / str(index)) for index, part in enumerate(relevant)]
-            if backend is None:
+            legacy = any(part.get("format") in LEGACY_FORMATS for part in relevant)
+            if backend is None or legacy:  # read entry by entry into canonical snapshots
                 for part in relevant:
-                    if part.get("format") != NATIVE_FORMAT:
+                    if part.get("format") != NATIVE_FORMAT and part.get("format") not in LEGACY_FORMATS:
                         raise StateError(
                             f"operator {self.owner!r}: a native snapshot of format {part.get('format')!r} cannot be "
                             "restored into this state backend; restore it with the backend that took it",

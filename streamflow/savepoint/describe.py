@@ -59,7 +59,7 @@ async def describe_snapshot(path: str | Path) -> dict[str, Any]:
                 state = decode(await located.storage.read_state(located.completed.checkpoint_id, handle))
                 entry.update(file=handle.file, size=handle.size, **_describe_state(state))
                 keyed = state.get("keyed") if isinstance(state, dict) else None
-                if is_native_part(keyed) and keyed.get("timers"):
+                if isinstance(keyed, dict) and is_native_part(keyed) and keyed.get("timers"):
                     entry["timers"] = await _native_timers(keyed, handle, located.storage.directory)
                 if handle.shared:
                     entry["shared_files"] = {

@@ -65,7 +65,7 @@ def test_a_job_runs_on_rocksdb_from_the_command_line_and_inspect_shows_its_files
     code, text, err = run(["inspect", str(checkpoints)], capsys)
     assert code == 0, err
     assert "format version 2" in text and "shared file(s)" in text
-    assert text.count("rocksdb-native-1 files: ") == 2  # one line per subtask of 'count'
+    assert text.count("rocksdb-native-2 files: ") == 2  # one line per subtask of 'count'
     assert "keyed state 'n' (value): in the files above" in text
     code, raw, err = run(["inspect", str(checkpoints), "--json"], capsys)
     described: dict[str, Any] = json.loads(raw)
