@@ -10,7 +10,8 @@ It imports no streamflow, so it runs in the peers' own environment
 with SIGTERM once the output topic holds every record; it reports ``first`` (see
 kafka_work.stamped) on stdout.
 
-Usage (the harness does this): python kafka_peers.py quix|quix-count|quix-key-count|quix-window|faust --bootstrap HOST:PORT
+Usage (the harness does this):
+    python kafka_peers.py quix|quix-count|quix-key-count|quix-window|faust --bootstrap HOST:PORT
     --input TOPIC --output TOPIC --group GROUP [--guarantee at-least-once|exactly-once]
 """
 

@@ -52,12 +52,11 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import orjson  # noqa: E402
-from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 
 from kafka_child import ChildFailed  # noqa: E402
-from kafka_pipeline import broker, delete_topics, fill_topic, find_peer_python  # noqa: E402
-from streamflow.testing.kafka import create_topic, unique_topic  # noqa: E402
-from workers import PARTITIONS, Contender, committed_end, first_call, started  # noqa: E402
+from kafka_pipeline import broker, delete_topics, fill_topic, find_peer_python, read_committed_values  # noqa: E402
+from streamflow.testing.kafka import unique_topic  # noqa: E402
+from workers import PARTITIONS, Contender, run_checked  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 RECORD_BYTES = 100
@@ -110,25 +109,10 @@ def quix_contender(bootstrap: str, peer_python: str, interval: float, profile: P
 
 async def read_counts(bootstrap: str, topic: str) -> list[tuple[str, int]]:
     """Every ``(user, count)`` in ``topic``, read_committed."""
-    parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False)
-    await consumer.start()
-    found: list[tuple[str, int]] = []
-    try:
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        deadline = time.monotonic() + 600
-        while any([await consumer.position(tp) < ends[tp] for tp in parts]):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic} back did not reach {ends}")
-            for tp, records in (await consumer.getmany(timeout_ms=500, max_records=20_000)).items():
-                for record in records:
-                    if record.offset < ends[tp]:
-                        value = orjson.loads(record.value)
-                        found.append((value["user"], value["count"]))
-    finally:
-        await consumer.stop()
+    found = []
+    for raw in await read_committed_values(bootstrap, topic, PARTITIONS):
+        value = orjson.loads(raw)
+        found.append((value["user"], value["count"]))
     return found
 
 
@@ -154,22 +138,9 @@ def check(name: str, found: list[tuple[str, int]], want: Counter[str]) -> None:
 async def run_once(bootstrap: str, contender: Contender, source: str, want: Counter[str], logs: Path,
                    tag: str) -> float:
     """Seconds from the first parse to the complete output, checked record by record."""
-    output, group = unique_topic(f"kcount-{contender.name}"), unique_topic(f"kcount-{contender.name}")
-    await create_topic(bootstrap, output, PARTITIONS)
-    total = sum(want.values())
-    try:
-        async with started(contender, source, output, group, logs, tag) as children:
-            first = await first_call(children, timeout=180)
-            end = await committed_end(bootstrap, output, total, children, timeout=max(300.0, total / 500))
-            found = await read_counts(bootstrap, output)
-            waited = time.monotonic()
-            while len(found) < total and time.monotonic() - waited < 30:  # (markers counted: a last commit)
-                await asyncio.sleep(0.5)
-                found = await read_counts(bootstrap, output)
-        check(contender.name, found, want)
-        return end - first
-    finally:
-        await delete_topics(bootstrap, [output], prefixes=(group,))
+    return await run_checked(bootstrap, contender, source, sum(want.values()), logs, tag,
+                             lambda output: read_counts(bootstrap, output),
+                             lambda found: check(contender.name, found, want))
 
 
 def state_share(profile: Path, modules: tuple[str, ...]) -> tuple[float, float]:
@@ -211,7 +182,8 @@ async def profile_each(args: argparse.Namespace, bootstrap: str, peer_python: st
 async def run(args: argparse.Namespace, bootstrap: str) -> None:
     logs = Path(tempfile.mkdtemp(prefix="kcount-logs-"))
     root = Path(tempfile.mkdtemp(prefix="kcount-checkpoints-"))
-    print(f"machine: {os.cpu_count()} CPUs ({platform.machine()}), load {' '.join(f'{x:.1f}' for x in os.getloadavg())}, "
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"machine: {os.cpu_count()} CPUs ({platform.machine()}), load {load}, "
           f"Python {platform.python_version()}, broker {bootstrap}; logs in {logs}", flush=True)
     peer_python, problem = find_peer_python(args.peer_python)
     every = [streamflow_contender(bootstrap, "rocksdb", args.interval, root, None),

@@ -51,9 +51,10 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -157,6 +158,28 @@ async def committed_end(bootstrap: str, topic: str, count: int, children: list[C
             await asyncio.sleep(0.01)
     finally:
         await consumer.stop()
+
+
+async def run_checked(bootstrap: str, contender: Contender, source: str, expected: int, logs: Path, tag: str,
+                      read: Callable[[str], Awaitable[list[Any]]], check: Callable[[list[Any]], None]) -> float:
+    """Run ``contender`` on ``source`` into a fresh output topic until it holds
+    ``expected`` results, ``read`` them back and ``check`` them; seconds from the first
+    parse to the complete output (the window and keyed-count Kafka benchmarks)."""
+    output, group = unique_topic(f"out-{contender.name}"), unique_topic(f"group-{contender.name}")
+    await create_topic(bootstrap, output, PARTITIONS)
+    try:
+        async with started(contender, source, output, group, logs, tag) as children:
+            first = await first_call(children, timeout=180)
+            end = await committed_end(bootstrap, output, expected, children, timeout=max(300.0, expected / 200))
+            found = await read(output)
+            waited = time.monotonic()
+            while len(found) < expected and time.monotonic() - waited < 30:  # (markers counted: a last commit)
+                await asyncio.sleep(0.5)
+                found = await read(output)
+        check(found)
+        return end - first
+    finally:
+        await delete_topics(bootstrap, [output], prefixes=(group,))
 
 
 @dataclass(frozen=True, slots=True)
