@@ -42,7 +42,6 @@ import asyncio
 import os
 import platform
 import pstats
-import statistics
 import sys
 import tempfile
 import time
@@ -56,7 +55,7 @@ import orjson  # noqa: E402
 from kafka_child import ChildFailed  # noqa: E402
 from kafka_pipeline import broker, delete_topics, fill_topic, find_peer_python, read_committed_values  # noqa: E402
 from streamflow.testing.kafka import unique_topic  # noqa: E402
-from workers import PARTITIONS, Contender, run_checked  # noqa: E402
+from workers import PARTITIONS, Contender, alternate, run_checked  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 RECORD_BYTES = 100
@@ -201,21 +200,11 @@ async def run(args: argparse.Namespace, bootstrap: str) -> None:
         want = expected_counts(args.records, args.keys)
         print(f"input: {args.records:,} records over {len(want):,} keys in {source} ({PARTITIONS} partitions, "
               f"{time.monotonic() - began:.0f} s to write)", flush=True)
-        seconds: dict[str, list[float]] = {c.name: [] for c in chosen}
         try:
-            for r in range(args.rounds):
-                for contender in chosen[r % len(chosen):] + chosen[: r % len(chosen)]:
-                    took = await run_once(bootstrap, contender, source, want, logs, f"{contender.name}-r{r}")
-                    seconds[contender.name].append(took)
-                    print(f"round {r + 1}: {contender.name}: {args.records / took:,.0f} records/s ({took:.1f} s)",
-                          flush=True)
+            rates = await alternate(chosen, args.rounds, args.records,
+                                    lambda contender, tag: run_once(bootstrap, contender, source, want, logs, tag))
         finally:
             await delete_topics(bootstrap, [source])
-        rates = {name: statistics.median(args.records / s for s in runs) for name, runs in seconds.items() if runs}
-        print(f"\n{args.records:,} records, {args.rounds} rounds, median records/s (each round's in brackets):\n")
-        for contender in chosen:
-            each = ", ".join(f"{args.records / s:,.0f}" for s in seconds[contender.name])
-            print(f"| {contender.label:<36} | {rates[contender.name]:>9,.0f} | [{each}]")
         print()
         for top, bottom in (("sf-rocksdb", "quix"), ("sf-rocksdb", "sf-heap"), ("sf-heap", "quix")):
             if top in rates and bottom in rates:

@@ -37,7 +37,6 @@ import asyncio
 import math
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -54,7 +53,7 @@ from kafka_child import ChildFailed  # noqa: E402
 from kafka_pipeline import broker, delete_topics, fill_topic, find_peer_python, read_committed_values  # noqa: E402
 from kafka_work import key_at  # noqa: E402
 from streamflow.testing.kafka import unique_topic  # noqa: E402
-from workers import PARTITIONS, Contender, run_checked  # noqa: E402
+from workers import PARTITIONS, Contender, alternate, run_checked  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 MINUTE_MS = 60_000
@@ -173,20 +172,11 @@ async def run(args: argparse.Namespace, bootstrap: str) -> None:
     want = closed_windows(args.records, first_ms)
     print(f"input: {args.records:,} records in {source} ({PARTITIONS} partitions, {time.monotonic() - began:.0f} s "
           f"to write); {len(want):,} windows to emit", flush=True)
-    seconds: dict[str, list[float]] = {c.name: [] for c in chosen}
     try:
-        for r in range(args.rounds):
-            for contender in chosen[r % len(chosen):] + chosen[: r % len(chosen)]:
-                took = await run_once(bootstrap, contender, source, want, logs, f"{contender.name}-r{r}")
-                seconds[contender.name].append(took)
-                print(f"round {r + 1}: {contender.name}: {args.records / took:,.0f} records/s ({took:.1f} s)", flush=True)
+        rates = await alternate(chosen, args.rounds, args.records,
+                                lambda contender, tag: run_once(bootstrap, contender, source, want, logs, tag))
     finally:
         await delete_topics(bootstrap, [source])
-    rates = {name: statistics.median(args.records / s for s in runs) for name, runs in seconds.items() if runs}
-    print(f"\n{args.records:,} records, {args.rounds} rounds, median records/s (each round's in brackets):\n")
-    for contender in chosen:
-        each = ", ".join(f"{args.records / s:,.0f}" for s in seconds[contender.name])
-        print(f"| {contender.label:<36} | {rates[contender.name]:>9,.0f} | [{each}]")
     if "streamflow" in rates and "quix" in rates:
         ratio = rates["streamflow"] / rates["quix"]
         print(f"\nstreamflow / quix = {ratio:.2f} (goal >= 2: {'met' if ratio >= 2 else 'NOT met'})")

@@ -182,6 +182,25 @@ async def run_checked(bootstrap: str, contender: Contender, source: str, expecte
         await delete_topics(bootstrap, [output], prefixes=(group,))
 
 
+async def alternate(chosen: list[Contender], rounds: int, records: int,
+                    run: Callable[[Contender, str], Awaitable[float]]) -> dict[str, float]:
+    """Run the contenders ``rounds`` times in rotating order (``run(contender, tag)``:
+    seconds for ``records``), print each round and a table of medians; the median
+    records/s per contender name."""
+    seconds: dict[str, list[float]] = {c.name: [] for c in chosen}
+    for r in range(rounds):
+        for contender in chosen[r % len(chosen):] + chosen[: r % len(chosen)]:
+            took = await run(contender, f"{contender.name}-r{r}")
+            seconds[contender.name].append(took)
+            print(f"round {r + 1}: {contender.name}: {records / took:,.0f} records/s ({took:.1f} s)", flush=True)
+    rates = {name: statistics.median(records / s for s in runs) for name, runs in seconds.items() if runs}
+    print(f"\n{records:,} records, {rounds} rounds, median records/s (each round's in brackets):\n")
+    for contender in chosen:
+        each = ", ".join(f"{records / s:,.0f}" for s in seconds[contender.name])
+        print(f"| {contender.label:<36} | {rates[contender.name]:>9,.0f} | [{each}]")
+    return rates
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
     seconds: float
