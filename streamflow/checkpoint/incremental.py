@@ -2,7 +2,9 @@
 
 One :class:`KeyedCheckpoints` per keyed operator subtask decides what barrier n takes:
 
-- a backend without native snapshots (the heap): its canonical snapshot, at once;
+- a backend without native snapshots (the heap): its canonical snapshot, at once, or,
+  when the backend asks for it (a large heap state), taken and pickled by a forked child
+  while the task goes on (:mod:`streamflow.checkpoint.forked_snapshot`);
 - a :class:`~streamflow.state.backend.NativeSnapshotBackend` (RocksDB), checkpoint,
   ``incremental``: in order,
 
@@ -38,11 +40,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from streamflow.checkpoint.forked_snapshot import fork_snapshot
 from streamflow.checkpoint.metadata import StateHandle
 from streamflow.checkpoint.shared_files import ReuseTracker, SharedFile, SharedFileStore, shared_file_name
 from streamflow.checkpoint.snapshot import FinishedKeyedState, PendingKeyedState, SnapshotType
 from streamflow.errors import CheckpointError, StateError
-from streamflow.state.backend import KeyedStateBackend, NativeSnapshot, NativeSnapshotBackend, RestoredNative
+from streamflow.state.backend import (
+    ChildSnapshotBackend,
+    KeyedStateBackend,
+    NativeSnapshot,
+    NativeSnapshotBackend,
+    RestoredNative,
+)
 from streamflow.state.rocksdb.native import NATIVE_FORMAT, canonical_from_parts
 
 __all__ = [
@@ -224,6 +233,10 @@ class KeyedCheckpoints:
         """
         backend = self.native
         if backend is None:
+            forkable = self.backend
+            if isinstance(forkable, ChildSnapshotBackend) and forkable.snapshot_in_child():
+                child = fork_snapshot(forkable.snapshot, operator=forkable.operator_uid, subtask=forkable.subtask_index)
+                return None, child
             return self.backend.snapshot(), None
         directory = backend.working_directory / _STAGING / str(checkpoint_id)
         try:

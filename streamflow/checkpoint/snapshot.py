@@ -38,6 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from streamflow.checkpoint.serde import PickledPart
 from streamflow.checkpoint.shared_files import SharedFile, SharedFileStore
 from streamflow.errors import StateError
 
@@ -57,10 +58,11 @@ class SnapshotType(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class FinishedKeyedState:
     """What the background part of a keyed snapshot produced: the keyed part, when it
-    could not be built at the barrier (else None: the stored one stands), and the shared
-    files the state needs."""
+    could not be built at the barrier (else None: the stored one stands; a
+    :class:`~streamflow.checkpoint.serde.PickledPart` when it comes encoded), and the
+    shared files the state needs."""
 
-    keyed: dict[str, Any] | None
+    keyed: dict[str, Any] | PickledPart | None
     shared: tuple[SharedFile, ...]
 
 

@@ -40,8 +40,8 @@ from streamflow.state.descriptors import (
 from streamflow.state.keyed import AggregatingState, KeyedState, ListState, MapState, ReducingState, ValueState
 
 __all__ = [
-    "KeyedStateBackend", "KeyedStateStore", "NativeSnapshot", "NativeSnapshotBackend", "RestoredNative", "StateBackend",
-    "ValueTableBackend", "check_key_group_range",
+    "ChildSnapshotBackend", "KeyedStateBackend", "KeyedStateStore", "NativeSnapshot", "NativeSnapshotBackend",
+    "RestoredNative", "StateBackend", "ValueTableBackend", "check_key_group_range",
 ]
 
 def check_key_group_range(operator_uid: str, subtask_index: int, max_parallelism: int, key_group_range: range) -> None:
@@ -123,6 +123,19 @@ class ValueTableBackend(KeyedStateBackend, Protocol):
         """The live ``table[key_group][key] -> value`` of a registered value state, or
         None when its handle must be used (TTL, a default value, per-record cleanup).
         Writes into it are writes of the state; valid until the next call."""
+
+
+@runtime_checkable
+class ChildSnapshotBackend(KeyedStateBackend, Protocol):
+    """A backend whose :meth:`~KeyedStateBackend.snapshot` a forked child may take (the
+    heap backend at a large size): the child sees the state as it was at the barrier."""
+
+    operator_uid: str
+    subtask_index: int
+
+    def snapshot_in_child(self) -> bool:
+        """Whether the next snapshot should be taken by a forked child."""
+        ...
 
 
 class StateBackend(Protocol):
