@@ -124,7 +124,14 @@ def _child(take: Callable[[], dict[str, Any]], write_fd: int, *, operator: str, 
         os.closerange(3, write_fd)
         os.closerange(write_fd + 1, os.sysconf("SC_OPEN_MAX"))
         try:
-            body = _OK + encode(take(), operator=operator, subtask=subtask)
+            keyed = take()
+            try:
+                body = _OK + encode(keyed, operator=operator, subtask=subtask)
+            except StateSerializationError:
+                # again inside an operator snapshot, so that the error names the keyed state
+                # and the key, as when the task encodes the snapshot itself
+                encode({"keyed": keyed}, operator=operator, subtask=subtask)
+                raise
         except StateSerializationError as exc:
             body = _FAILED + pickle.dumps(exc.in_operator(operator, subtask))
         except Exception as exc:  # noqa: BLE001 - any failure is reported to the parent
