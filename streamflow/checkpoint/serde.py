@@ -8,7 +8,9 @@ side information:
   UUIDs, enums, dataclasses and user classes come back as themselves, in keyed state,
   operator state, timers, source splits and sink handles alike. One ``pickle.dumps`` per
   snapshot; it runs in the task's synchronous snapshot step, so it is also the copy that
-  later changes to live state cannot reach.
+  later changes to live state cannot reach (or in a child forked at that step, which
+  sees the same memory: a large heap state; its bytes come back as a
+  :class:`PickledPart`).
 - ``b"J"``: orjson, written before exact state types. Still decoded, so checkpoints and
   savepoints of earlier versions restore (their state is in format 1, which the state
   stores read; tuples came back from it as lists).
