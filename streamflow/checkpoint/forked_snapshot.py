@@ -10,7 +10,8 @@ can build and pickle the snapshot while the task goes on, on another core:
 1. at the barrier, :func:`fork_snapshot` forks: the child closes every descriptor but its
    pipe, builds the snapshot (``take()``, with TTL cleanup and user serializers, as it
    would run in the task), encodes it with :func:`~streamflow.checkpoint.serde.encode` and
-   writes ``b"K" + bytes`` (or ``b"E" + an error message``) to the pipe, then exits;
+   writes ``b"K"``, their length and the bytes (or ``b"E"`` and the pickled error) to the
+   pipe, then exits;
 2. in the background, :meth:`ForkedSnapshot.finish` reads the pipe in a thread, reaps the
    child and hands the bytes over as a :class:`PickledPart`; the state file embeds them as
    they are (pickling a :class:`~streamflow.checkpoint.serde.PickledPart` costs a copy of
@@ -43,6 +44,7 @@ __all__ = ["ForkedSnapshot", "fork_snapshot"]
 
 _OK = b"K"
 _FAILED = b"E"
+_HEADER = 9  # the tag, then the length of what follows (8 bytes): a child killed midway is seen
 _CHUNK = 1 << 20
 
 
@@ -69,12 +71,14 @@ class ForkedSnapshot:
                 it met, naming operator, subtask and value), or it died before writing.
         """
         body = await asyncio.shield(self._collect())
-        if body[:1] == _OK:
-            return FinishedKeyedState(PickledPart(body[1:]), ())
-        if body[:1] == _FAILED:
-            raise pickle.loads(body[1:])
+        tag, size, payload = body[:1], int.from_bytes(body[1:_HEADER], "big"), body[_HEADER:]
+        if tag == _OK and size == len(payload):
+            return FinishedKeyedState(PickledPart(payload), ())
+        if tag == _FAILED and size == len(payload):
+            raise pickle.loads(payload)
         raise StateSerializationError(
-            f"the child process {self.pid} that pickles the keyed snapshot ended without writing it",
+            f"the child process {self.pid} that pickles the keyed snapshot ended without writing all of it "
+            f"({len(body):,} bytes came); was it killed (out of memory)?",
         ).in_operator(self.operator, self.subtask)
 
     async def discard(self) -> None:
@@ -102,7 +106,12 @@ def fork_snapshot(take: Callable[[], dict[str, Any]], *, operator: str, subtask:
         # a lock another thread held. This child takes no lock: it pickles objects in
         # memory and writes to a pipe, then leaves with os._exit.
         warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read_fd)
+            os.close(write_fd)
+            raise
     if pid == 0:  # pragma: no cover - the child; coverage does not follow it
         _child(take, write_fd, operator=operator, subtask=subtask)
     os.close(write_fd)
@@ -126,20 +135,21 @@ def _child(take: Callable[[], dict[str, Any]], write_fd: int, *, operator: str, 
         try:
             keyed = take()
             try:
-                body = _OK + encode(keyed, operator=operator, subtask=subtask)
+                tag, body = _OK, encode(keyed, operator=operator, subtask=subtask)
             except StateSerializationError:
                 # again inside an operator snapshot, so that the error names the keyed state
                 # and the key, as when the task encodes the snapshot itself
                 encode({"keyed": keyed}, operator=operator, subtask=subtask)
                 raise
         except StateSerializationError as exc:
-            body = _FAILED + pickle.dumps(exc.in_operator(operator, subtask))
+            tag, body = _FAILED, pickle.dumps(exc.in_operator(operator, subtask))
         except Exception as exc:  # noqa: BLE001 - any failure is reported to the parent
             failure = StateSerializationError(f"the keyed snapshot failed: {type(exc).__name__}: {exc}")
-            body = _FAILED + pickle.dumps(failure.in_operator(operator, subtask))
-        view = memoryview(body)
-        while view:
-            view = view[os.write(write_fd, view) :]
+            tag, body = _FAILED, pickle.dumps(failure.in_operator(operator, subtask))
+        for part in (tag + len(body).to_bytes(_HEADER - 1, "big"), body):
+            view = memoryview(part)
+            while view:
+                view = view[os.write(write_fd, view) :]
     finally:
         os._exit(0)
 
@@ -152,5 +162,8 @@ def _read_and_reap(pid: int, read_fd: int) -> bytes:
             chunks.append(chunk)
     finally:
         os.close(read_fd)
-        os.waitpid(pid, 0)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # reaped by someone waiting for any child; the length tells
+            pass
     return b"".join(chunks)

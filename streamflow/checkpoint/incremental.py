@@ -235,8 +235,14 @@ class KeyedCheckpoints:
         if backend is None:
             forkable = self.backend
             if isinstance(forkable, ChildSnapshotBackend) and forkable.snapshot_in_child():
-                child = fork_snapshot(forkable.snapshot, operator=forkable.operator_uid, subtask=forkable.subtask_index)
-                return None, child
+                try:
+                    child = fork_snapshot(
+                        forkable.snapshot, operator=forkable.operator_uid, subtask=forkable.subtask_index
+                    )
+                except OSError as exc:  # no memory or processes left for a child: pickle here
+                    log.warning("operator %s could not fork to snapshot (%r); snapshotting in the task", self.owner, exc)
+                else:
+                    return None, child
             return self.backend.snapshot(), None
         directory = backend.working_directory / _STAGING / str(checkpoint_id)
         try:

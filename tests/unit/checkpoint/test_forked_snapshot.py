@@ -1,7 +1,8 @@
 """Heap snapshots taken by a forked child (real fork, real pipe): the keyed part equals the
 inline snapshot type for type, whatever the task changes after the barrier; a value that
-does not pickle fails the snapshot with the operator and subtask named; a discarded
-child is killed and reaped; below the threshold nothing forks."""
+does not pickle fails the snapshot with the operator, subtask, state and key named, as
+inline; a child that dies midway fails it; a discarded child is killed and reaped; below
+the threshold, or when fork fails, the task snapshots itself."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from streamflow.checkpoint.forked_snapshot import ForkedSnapshot
+from streamflow.checkpoint.forked_snapshot import ForkedSnapshot, fork_snapshot
 from streamflow.checkpoint.incremental import KeyedCheckpoints
 from streamflow.checkpoint.serde import PickledPart, decode, encode
 from streamflow.checkpoint.shared_files import SharedFileStore
@@ -172,3 +173,27 @@ async def test_savepoints_fork_too_and_read_back_the_same(tmp_path: Any) -> None
 def test_a_threshold_that_is_not_a_number_of_keys_is_refused(bad: Any) -> None:
     with pytest.raises(ConfigError, match="fork_snapshots_from must be a number of keys"):
         HashMapStateBackend(fork_snapshots_from=bad)
+
+
+async def test_a_child_that_dies_before_writing_all_fails_the_snapshot(tmp_path: Any) -> None:
+    pending = fork_snapshot(lambda: os._exit(3), operator="count", subtask=1)  # dies as if killed
+    try:
+        with pytest.raises(StateSerializationError, match=r"^operator 'count' \(subtask 1\): the child process \d+ "):
+            await pending.finish(SharedFileStore(tmp_path))
+    finally:
+        await pending.discard()
+
+
+async def test_when_fork_fails_the_task_snapshots_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    live = backend(0)
+    fill(live)
+    opened = len(os.listdir("/proc/self/fd"))
+
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    keyed, pending = await keyed_checkpoints(live).snapshot(1, SnapshotType.CHECKPOINT)
+    assert pending is None and keyed is not None
+    same(decode(encode(keyed)), decode(encode(live.snapshot())))
+    assert len(os.listdir("/proc/self/fd")) == opened  # the pipe was closed
