@@ -3,8 +3,9 @@
 All keyed state of a subtask lives in Python dicts: per state name a table
 ``table[key_group][key] -> stored value`` (see :mod:`streamflow.state.keyed`). Its
 snapshot is described in :mod:`streamflow.state.heap_snapshot`: the tables themselves,
-for states with the default serializer, which the task pickles at once, so every key and
-value comes back with exactly its type.
+for states with the default serializer, which the task pickles at once (or a child forked
+at the barrier does, from ``fork_snapshots_from`` keys), so every key and value comes back
+with exactly its type.
 """
 
 from __future__ import annotations
@@ -250,7 +251,8 @@ class HeapKeyedStateBackend(KeyedStateBackend):
 
         The result shares the live dicts of states with the default serializer: encode
         it before any state changes (the runtime pickles it at once, in the same
-        synchronous step; that pickle is the copy). States with ``cleanup_full_snapshot``
+        synchronous step, or calls it in a child forked at that step: see
+        :meth:`snapshot_in_child`; that pickle is the copy). States with ``cleanup_full_snapshot``
         leave expired values out (live state keeps them).
 
         Raises:
