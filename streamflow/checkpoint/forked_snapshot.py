@@ -13,10 +13,10 @@ can build and pickle the snapshot while the task goes on, on another core:
    writes ``b"K"``, their length and the bytes (or ``b"E"`` and the pickled error) to the
    pipe, then exits;
 2. in the background, :meth:`ForkedSnapshot.finish` reads the pipe in a thread, reaps the
-   child and hands the bytes over as a :class:`PickledPart`; the state file embeds them as
-   they are (pickling a :class:`~streamflow.checkpoint.serde.PickledPart` costs a copy of
-   its bytes, not a walk over the state), and decoding the state file gives the snapshot dict back, the same as an
-   inline snapshot's;
+   child and hands the bytes over as a :class:`~streamflow.checkpoint.serde.PickledPart`;
+   the state file embeds them as they are (pickling one costs a copy of its bytes, not a
+   walk over the state), and decoding the state file gives the snapshot dict back, the
+   same as an inline snapshot's;
 3. :meth:`ForkedSnapshot.discard` kills and reaps a child whose result was not taken
    (the checkpoint was declined first).
 

@@ -141,7 +141,7 @@ class KeyGroupAssigner:
     ``stable_hash`` refuses, such as a Decimal, is accepted when an equal tuple was seen
     first: it is the same dict key, so it shares that key's state anyway.)
 
-    Why the cache is small and steps aside: a hit (about 50 ns per key in a batch) beats
+    Why the cache is bounded and steps aside: a hit (about 50 ns per key in a batch) beats
     ``stable_hash`` (about 150 ns for a short str) only while the cache stays in the CPU's
     caches; at a million keys a lookup in a million-entry dict costs as much as the hash,
     and a cache of ``limit`` entries over a larger key set mostly misses, paying lookup,
@@ -189,7 +189,8 @@ class KeyGroupAssigner:
 
     def of_all(self, keys: list[Any]) -> list[int]:
         """The key group of each of ``keys``: passes in C when all are of cached types
-        and cached (the steady state of a hot path), else :meth:`__call__` per key. The
+        and cached (the steady state of a hot path), hashes each while the cache is
+        bypassed, else :meth:`__call__` per key. The
         type check keeps an uncached type that equals a cached key (``Decimal(1) == 1``)
         out of the cache lookup, so it is hashed (or refused) exactly as one by one."""
         if self._bypass >= len(keys):

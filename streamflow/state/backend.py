@@ -8,9 +8,9 @@ function fetches its handles once in ``open`` and uses them for every record.
 Snapshots are dicts the runtime pickles at once, in the same synchronous step as
 ``snapshot`` (so a snapshot may share live containers: that pickle is the copy, and keys
 and values keep exactly their types), or that a child forked at that step takes and
-pickles (:class:`ChildSnapshotBackend`), which sees the memory of that moment. A state whose descriptor names a serializer other
-than the default stores each value as that serializer's bytes, and every snapshot records
-each state's serializer name; ``restore`` (or the ``get_state`` after it) refuses a
+pickles (:class:`ChildSnapshotBackend`), which sees the memory of that moment. A state
+whose descriptor names a serializer other than the default stores each value as that
+serializer's bytes, and every snapshot records each state's serializer name; ``restore`` (or the ``get_state`` after it) refuses a
 descriptor whose serializer has another name. ``restore`` takes ownership of the key
 groups it keeps: hand it freshly decoded snapshots.
 

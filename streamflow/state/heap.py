@@ -252,8 +252,8 @@ class HeapKeyedStateBackend(KeyedStateBackend):
         The result shares the live dicts of states with the default serializer: encode
         it before any state changes (the runtime pickles it at once, in the same
         synchronous step, or calls it in a child forked at that step: see
-        :meth:`snapshot_in_child`; that pickle is the copy). States with ``cleanup_full_snapshot``
-        leave expired values out (live state keeps them).
+        :meth:`snapshot_in_child`; that pickle is the copy). States with
+        ``cleanup_full_snapshot`` leave expired values out (live state keeps them).
 
         Raises:
             StateSerializationError: a state's serializer refused one of its values.
