@@ -10,9 +10,9 @@ Snapshots are dicts the runtime pickles at once, in the same synchronous step as
 and values keep exactly their types), or that a child forked at that step takes and
 pickles (:class:`ChildSnapshotBackend`), which sees the memory of that moment. A state
 whose descriptor names a serializer other than the default stores each value as that
-serializer's bytes, and every snapshot records each state's serializer name; ``restore`` (or the ``get_state`` after it) refuses a
-descriptor whose serializer has another name. ``restore`` takes ownership of the key
-groups it keeps: hand it freshly decoded snapshots.
+serializer's bytes, and every snapshot records each state's serializer name; ``restore``
+(or the ``get_state`` after it) refuses a descriptor whose serializer has another name.
+``restore`` takes ownership of the key groups it keeps: hand it freshly decoded snapshots.
 
 A backend that keeps its state in files of its own (RocksDB) may also take *native*
 snapshots (:class:`NativeSnapshotBackend`): a consistent copy of its files in a local
