@@ -7,13 +7,15 @@ loop. A forked child sees the process memory exactly as it was at the fork, what
 parent writes afterwards (the kernel copies each page the parent touches), so the child
 can build and pickle the snapshot while the task goes on, on another core:
 
-1. at the barrier, :func:`fork_snapshot` forks: the child closes every descriptor but its
-   pipe, builds the snapshot (``take()``, with TTL cleanup and user serializers, as it
-   would run in the task), encodes it with :func:`~streamflow.checkpoint.serde.encode` and
-   writes ``b"K"``, their length and the bytes (or ``b"E"`` and the pickled error) to the
-   pipe, then exits;
-2. in the background, :meth:`ForkedSnapshot.finish` reads the pipe in a thread, reaps the
-   child and hands the bytes over as a :class:`~streamflow.checkpoint.serde.PickledPart`;
+1. at the barrier, :func:`fork_snapshot` makes an anonymous in-memory file (memfd) and
+   forks: the child closes every other descriptor, builds the snapshot (``take()``, with
+   TTL cleanup and user serializers, as it would run in the task), encodes it with
+   :func:`~streamflow.checkpoint.serde.encode`, writes ``b"K"``, the length and the bytes
+   (or ``b"E"`` and the pickled error) into the file, and exits;
+2. in the background, :meth:`ForkedSnapshot.ready` waits for the child's exit on its
+   pidfd (in the event loop: no thread, and the task is not slowed down to make room for
+   one); :meth:`ForkedSnapshot.finish` then reaps the child, reads the file in one call
+   and hands the bytes over as a :class:`~streamflow.checkpoint.serde.PickledPart`;
    the state file embeds them as they are (pickling one costs a copy of its bytes, not a
    walk over the state), and decoding the state file gives the snapshot dict back, the
    same as an inline snapshot's;
@@ -45,23 +47,52 @@ __all__ = ["ForkedSnapshot", "fork_snapshot"]
 _OK = b"K"
 _FAILED = b"E"
 _HEADER = 9  # the tag, then the length of what follows (8 bytes): a child killed midway is seen
-_CHUNK = 1 << 20
 
 
 class ForkedSnapshot:
     """The background part of a snapshot taken by a forked child (module docstring)."""
 
-    def __init__(self, pid: int, read_fd: int, *, operator: str, subtask: int) -> None:
+    def __init__(self, pid: int, output_fd: int, *, operator: str, subtask: int) -> None:
         self.pid = pid
         self.operator = operator
         self.subtask = subtask
-        self._read_fd = read_fd
-        self._collecting: asyncio.Future[bytes] | None = None
+        self._output_fd = output_fd
+        self._exit: asyncio.Future[None] | None = None
+        self._reaped = False
 
-    def _collect(self) -> asyncio.Future[bytes]:
-        if self._collecting is None:
-            self._collecting = asyncio.ensure_future(asyncio.to_thread(_read_and_reap, self.pid, self._read_fd))
-        return self._collecting
+    def _exited(self) -> asyncio.Future[None]:
+        """Done when the child exited: its pidfd becomes readable (no thread, no GIL)."""
+        if self._exit is None:
+            loop = asyncio.get_running_loop()
+            self._exit = exit_ = loop.create_future()
+            try:
+                pidfd = os.pidfd_open(self.pid)  # a zombie's too: readable at once
+            except ProcessLookupError:  # already reaped by someone waiting for any child
+                self._reaped = True
+                exit_.set_result(None)
+                return exit_
+
+            def on_exit() -> None:
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+                if not exit_.done():
+                    exit_.set_result(None)
+
+            loop.add_reader(pidfd, on_exit)
+        return self._exit
+
+    def _reap(self) -> None:
+        if not self._reaped:
+            self._reaped = True
+            try:
+                os.waitpid(self.pid, 0)  # it exited: returns at once
+            except ChildProcessError:  # reaped by someone waiting for any child; the length tells
+                pass
+
+    async def ready(self) -> None:
+        """Wait until the child exited; the task goes on meanwhile (nothing of this
+        process's runs for it, so no need to make room for it: see ``core.offload``)."""
+        await asyncio.shield(self._exited())
 
     async def finish(self, store: SharedFileStore) -> FinishedKeyedState:
         """The child's encoded snapshot, once it exited.
@@ -70,7 +101,9 @@ class ForkedSnapshot:
             StateSerializationError: the child could not encode the snapshot (the error
                 it met, naming operator, subtask and value), or it died before writing.
         """
-        body = await asyncio.shield(self._collect())
+        await self.ready()
+        self._reap()
+        body = await asyncio.to_thread(_read_all, self._output_fd)
         tag, size, payload = body[:1], int.from_bytes(body[1:_HEADER], "big"), body[_HEADER:]
         if tag == _OK and size == len(payload):
             return FinishedKeyedState(PickledPart(payload), ())
@@ -82,44 +115,45 @@ class ForkedSnapshot:
         ).in_operator(self.operator, self.subtask)
 
     async def discard(self) -> None:
-        """Kill the child if its result was not taken, and reap it."""
-        collecting = self._collecting
-        if collecting is None or not collecting.done():
+        """Kill the child if it still runs, reap it, drop what it wrote."""
+        exited = self._exited()
+        if not exited.done():
             try:
                 os.kill(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        try:
-            await asyncio.shield(self._collect())
-        except Exception:  # noqa: BLE001 - reaping only; finish reported any failure
-            pass
+            await asyncio.shield(exited)
+        self._reap()
+        if self._output_fd >= 0:
+            os.close(self._output_fd)
+            self._output_fd = -1
 
 
 def fork_snapshot(take: Callable[[], dict[str, Any]], *, operator: str, subtask: int) -> ForkedSnapshot:
-    """Fork a child that encodes ``take()``; the parent returns at once.
+    """Fork a child that encodes ``take()`` into an anonymous in-memory file; the parent
+    returns at once. ``take`` runs in the child only, on the memory as it was at the fork.
 
-    ``take`` runs in the child only, on the memory as it was at the fork.
+    Raises:
+        OSError: no child could be made (no memory, too many processes).
     """
-    read_fd, write_fd = os.pipe()
+    output_fd = os.memfd_create("streamflow-snapshot", os.MFD_CLOEXEC)
     with warnings.catch_warnings():
         # Python 3.12 warns about fork in a process with threads: a child could block on
         # a lock another thread held. This child takes no lock: it pickles objects in
-        # memory and writes to a pipe, then leaves with os._exit.
+        # memory and writes to a file, then leaves with os._exit.
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
             pid = os.fork()
         except OSError:
-            os.close(read_fd)
-            os.close(write_fd)
+            os.close(output_fd)
             raise
     if pid == 0:  # pragma: no cover - the child; coverage does not follow it
-        _child(take, write_fd, operator=operator, subtask=subtask)
-    os.close(write_fd)
-    return ForkedSnapshot(pid, read_fd, operator=operator, subtask=subtask)
+        _child(take, output_fd, operator=operator, subtask=subtask)
+    return ForkedSnapshot(pid, output_fd, operator=operator, subtask=subtask)
 
 
-def _child(take: Callable[[], dict[str, Any]], write_fd: int, *, operator: str, subtask: int) -> None:
-    """Encode ``take()`` into ``write_fd`` and exit; never returns."""
+def _child(take: Callable[[], dict[str, Any]], output_fd: int, *, operator: str, subtask: int) -> None:
+    """Encode ``take()`` into ``output_fd`` and exit; never returns."""
     try:
         gc.disable()  # a collection would only copy pages the child does not need
         signal.set_wakeup_fd(-1)  # signals to the child must not wake the parent's loop
@@ -130,8 +164,8 @@ def _child(take: Callable[[], dict[str, Any]], write_fd: int, *, operator: str, 
         null = os.open(os.devnull, os.O_RDWR)
         for standard in (0, 1, 2):
             os.dup2(null, standard)
-        os.closerange(3, write_fd)
-        os.closerange(write_fd + 1, os.sysconf("SC_OPEN_MAX"))
+        os.closerange(3, output_fd)
+        os.closerange(output_fd + 1, os.sysconf("SC_OPEN_MAX"))
         try:
             keyed = take()
             try:
@@ -149,21 +183,20 @@ def _child(take: Callable[[], dict[str, Any]], write_fd: int, *, operator: str, 
         for part in (tag + len(body).to_bytes(_HEADER - 1, "big"), body):
             view = memoryview(part)
             while view:
-                view = view[os.write(write_fd, view) :]
+                view = view[os.write(output_fd, view) :]
     finally:
         os._exit(0)
 
 
-def _read_and_reap(pid: int, read_fd: int) -> bytes:
-    """Everything the child wrote, once it exited (runs in a thread)."""
+def _read_all(fd: int) -> bytes:
+    """What the child wrote into ``fd`` (runs in a thread: one read, without the GIL)."""
+    size = os.fstat(fd).st_size
     chunks = []
-    try:
-        while chunk := os.read(read_fd, _CHUNK):
-            chunks.append(chunk)
-    finally:
-        os.close(read_fd)
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:  # reaped by someone waiting for any child; the length tells
-            pass
-    return b"".join(chunks)
+    offset = 0
+    while offset < size:
+        chunk = os.pread(fd, size - offset, offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -116,6 +116,9 @@ class SharedUpload:
         self.new = new
         self.tracker = tracker
 
+    async def ready(self) -> None:
+        """Nothing runs outside this process: the upload is :meth:`finish`'s."""
+
     async def finish(self, store: SharedFileStore) -> FinishedKeyedState:
         native = self.native
         files = dict(self.reused)
@@ -136,6 +139,9 @@ class CanonicalFromNative:
     def __init__(self, backend: NativeSnapshotBackend, native: NativeSnapshot) -> None:
         self.backend = backend
         self.native = native
+
+    async def ready(self) -> None:
+        """Nothing runs outside this process: the reading is :meth:`finish`'s."""
 
     async def finish(self, store: SharedFileStore) -> FinishedKeyedState:
         return FinishedKeyedState(await asyncio.to_thread(self.backend.canonical_from_native, self.native), ())

@@ -69,8 +69,13 @@ class FinishedKeyedState:
 class PendingKeyedState(Protocol):
     """The part of a keyed snapshot that runs after the barrier, in the background.
 
-    The task calls :meth:`finish` once, then :meth:`discard` whatever happened (also
-    when the checkpoint was declined before :meth:`finish` ran)."""
+    The task awaits :meth:`ready`, calls :meth:`finish` once, then :meth:`discard`
+    whatever happened (also when the checkpoint was declined before :meth:`finish` ran).
+    ``finish`` runs threads the task makes room for (see ``core.offload``); ``ready`` waits
+    for what runs outside the process (a forked child), and the task does not slow down
+    for it."""
+
+    async def ready(self) -> None: ...
 
     async def finish(self, store: SharedFileStore) -> FinishedKeyedState: ...
 

@@ -609,6 +609,7 @@ class Task:
                 shared: tuple[SharedFile, ...] = ()
                 work = pending.get(uid)
                 if work is not None:
+                    await work.ready()  # a forked child's pickling: the task need not make room for it
                     finished = await self.offload.tracked(work.finish(self.storage.shared))
                     shared = finished.shared
                     if finished.keyed is not None:  # a canonical snapshot read from native files
