@@ -329,9 +329,21 @@ class HeapKeyedStateBackend(KeyedStateBackend):
         )
 
 
-FORK_AVAILABLE = sys.platform.startswith("linux") and hasattr(os, "fork")
-"""Whether snapshots may be taken by a forked child here (Linux: fork is cheap, and safe
-for a child that only pickles and writes to a pipe)."""
+def _fork_available() -> bool:
+    """Linux with pidfds and memfds (kernel 5.3 or later): fork is cheap there, and safe
+    for a child that only pickles and writes to a file."""
+    if not sys.platform.startswith("linux") or not hasattr(os, "fork"):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+        os.close(os.memfd_create("streamflow-probe"))
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
+FORK_AVAILABLE = _fork_available()
+"""Whether snapshots may be taken by a forked child here."""
 
 FORK_SNAPSHOTS_FROM = 50_000
 """The default size (keys, over all states of a subtask) from which a forked child takes
