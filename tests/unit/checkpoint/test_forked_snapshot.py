@@ -1,4 +1,4 @@
-"""Heap snapshots taken by a forked child (real fork, real pipe): the keyed part equals the
+"""Heap snapshots taken by a forked child (real fork, real memfd and pidfd): the keyed part equals the
 inline snapshot type for type, whatever the task changes after the barrier; a value that
 does not pickle fails the snapshot with the operator, subtask, state and key named, as
 inline; a child that dies midway fails it; a discarded child is killed and reaped; below
@@ -196,4 +196,4 @@ async def test_when_fork_fails_the_task_snapshots_itself(monkeypatch: pytest.Mon
     keyed, pending = await keyed_checkpoints(live).snapshot(1, SnapshotType.CHECKPOINT)
     assert pending is None and keyed is not None
     same(decode(encode(keyed)), decode(encode(live.snapshot())))
-    assert len(os.listdir("/proc/self/fd")) == opened  # the pipe was closed
+    assert len(os.listdir("/proc/self/fd")) == opened  # the memfd was closed
