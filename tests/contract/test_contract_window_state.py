@@ -177,7 +177,11 @@ async def canonical_snapshot(operator: WindowOperator, checkpoint_id: int) -> Op
     assert snapshot is not None
     if snapshot.pending is None:
         return snapshot
-    finished = await snapshot.pending.finish(None)  # type: ignore[arg-type]  # a canonical snapshot stores no file
+    try:
+        await snapshot.pending.ready()
+        finished = await snapshot.pending.finish(None)  # type: ignore[arg-type]  # a canonical snapshot stores no file
+    finally:
+        await snapshot.pending.discard()
     keyed = finished.keyed
     if isinstance(keyed, PickledPart):  # encoded by a forked child (a large heap state)
         keyed = decode(keyed.data)
