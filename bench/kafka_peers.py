@@ -1,14 +1,15 @@
 """The peer contenders of the Kafka benchmarks, each run as a child process of
 ``kafka_pipeline.py``: Quix Streams and Faust (faust-streaming) doing Kafka -> map -> Kafka;
-and of ``workers.py``: Quix Streams doing Kafka -> parse -> group_by -> count -> Kafka
-(``quix-count``; several processes in one consumer group scale it out).
+of ``workers.py``: Quix Streams doing Kafka -> parse -> group_by -> count -> Kafka
+(``quix-count``; several processes in one consumer group scale it out); and of
+``windows_kafka.py``: Quix Streams' tumbling window count and sum per key (``quix-window``).
 
 It imports no streamflow, so it runs in the peers' own environment
 (``bench/setup.sh`` makes ``bench/.venv-peers``). A child runs until the harness stops it
 with SIGTERM once the output topic holds every record; it reports ``first`` (see
 kafka_work.stamped) on stdout.
 
-Usage (the harness does this): python kafka_peers.py quix|quix-count|faust --bootstrap HOST:PORT
+Usage (the harness does this): python kafka_peers.py quix|quix-count|quix-window|faust --bootstrap HOST:PORT
     --input TOPIC --output TOPIC --group GROUP [--guarantee at-least-once|exactly-once]
 """
 
@@ -97,6 +98,29 @@ def run_quix_count(args: argparse.Namespace) -> None:
     app.run()
 
 
+def run_quix_window(args: argparse.Namespace) -> None:
+    """Quix Streams, the Kafka window benchmark's job (bench/windows_kafka.py): JSON values,
+    ``tumbling_window`` of one minute with a grace of 500 ms over the message timestamps,
+    ``agg(count=Count(), total=Sum("amount"))`` per message key (the user), ``final()``
+    closing windows by the partition's event time (as a watermark does), results as JSON
+    to ``--output``. Exactly-once, a commit every ``--commit-interval`` seconds."""
+    from quixstreams.dataframe.windows import Count, Sum
+
+    app = _quix_application(args, "quix-window-", auto_create_topics=True)  # (the window's changelog topic)
+    source = app.topic(args.input, key_deserializer="bytes", value_deserializer="json")
+    sink = app.topic(args.output, key_serializer="bytes", value_serializer="json")
+    frame = app.dataframe(source)
+    frame = frame.apply(stamped(lambda value: value))  # type: ignore[arg-type, return-value]  # reports `first`
+    frame = (
+        frame.tumbling_window(duration_ms=60_000, grace_ms=500)
+        .agg(count=Count(), total=Sum("amount"))
+        .final(closing_strategy="partition")
+    )
+    frame.to_topic(sink)
+    report("ready")
+    app.run()
+
+
 def run_faust(args: argparse.Namespace) -> None:
     """Faust: one agent over the input topic, ``await sink.send(...)`` per event, the way
     Faust's documentation writes a stream processor. At-least-once (Faust's default: an
@@ -137,7 +161,7 @@ def run_faust(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("peer", choices=("quix", "quix-count", "faust"))
+    parser.add_argument("peer", choices=("quix", "quix-count", "quix-window", "faust"))
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--input", required=True)
     parser.add_argument("--output", required=True)
@@ -147,7 +171,8 @@ def main() -> None:
     parser.add_argument("--linger-ms", type=float, default=0.0, help="Faust: producer linger")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    {"quix": run_quix, "quix-count": run_quix_count, "faust": run_faust}[args.peer](args)
+    peers = {"quix": run_quix, "quix-count": run_quix_count, "quix-window": run_quix_window, "faust": run_faust}
+    peers[args.peer](args)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 from aiokafka.partitioner import murmur2  # noqa: E402
 
 from kafka_child import Child, ChildFailed  # noqa: E402
-from kafka_work import USERS, key_at, sent_at, value_at  # noqa: E402
+from kafka_work import key_at, sent_at, value_at  # noqa: E402
 from streamflow.testing.kafka import create_topic, unique_topic  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
@@ -178,29 +178,40 @@ def find_peer_python(chosen: str | None) -> tuple[str | None, str]:
 # -- topics -------------------------------------------------------------------------------
 
 
-async def fill_topic(bootstrap: str, topic: str, count: int, partitions: int = PARTITIONS) -> None:
-    """Create ``topic`` and write records 0..count-1 to it, every one acknowledged."""
+def record_at(i: int) -> tuple[bytes, bytes, int | None]:
+    """Record ``i`` of the benchmarks' input: key, value and no timestamp of its own."""
+    return key_at(i), value_at(i), None
+
+
+async def fill_topic(
+    bootstrap: str, topic: str, count: int, partitions: int = PARTITIONS,
+    record: Callable[[int], tuple[bytes, bytes, int | None]] = record_at,
+) -> None:
+    """Create ``topic`` and write records 0..count-1 to it (``record(i)``: key, value,
+    timestamp in ms or None), every one acknowledged."""
     await create_topic(bootstrap, topic, partitions)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_batch_size=256 * 1024)
     await producer.start()
     try:
         # Whole batches per partition (Kafka's default partitioner: murmur2 of the key):
         # several times faster than a send per record, which matters for 1 M records.
-        partition_of = {key_at(i): (murmur2(key_at(i)) & 0x7FFFFFFF) % partitions for i in range(USERS)}
+        partition_of: dict[bytes, int] = {}
         for start in range(0, count, 20_000):
             batches: dict[int, Any] = {}
             pending = []
             for i in range(start, min(count, start + 20_000)):
-                key = key_at(i)
-                partition = partition_of[key]
+                key, value, timestamp = record(i)
+                partition = partition_of.get(key)
+                if partition is None:
+                    partition = partition_of[key] = (murmur2(key) & 0x7FFFFFFF) % partitions
                 batch = batches.get(partition)
                 if batch is None:
                     batch = batches[partition] = producer.create_batch()
-                if batch.append(key=key, value=value_at(i), timestamp=None) is None:
+                if batch.append(key=key, value=value, timestamp=timestamp) is None:
                     batch.close()
                     pending.append(await producer.send_batch(batch, topic, partition=partition))
                     batch = batches[partition] = producer.create_batch()
-                    batch.append(key=key, value=value_at(i), timestamp=None)
+                    batch.append(key=key, value=value, timestamp=timestamp)
             for partition, batch in batches.items():
                 batch.close()
                 pending.append(await producer.send_batch(batch, topic, partition=partition))

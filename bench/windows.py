@@ -30,8 +30,8 @@ Memory: streamflow (tumbling and session, checkpoint 1 s) in subprocesses on N a
 events (N: ``--memory-records``) generated inside the reader; windows close as event
 time moves, so the peak RSS should stay flat (10 N within 1.5x of N).
 
-Not here: (c) Quix Streams' tumbling window, which reads Kafka (a Kafka variant on the
-lines of bench/kafka_contenders.py is still to be written).
+Not here: (c) Quix Streams' tumbling window, which reads Kafka: bench/windows_kafka.py
+compares it with streamflow from Kafka to Kafka.
 
 Usage: python3 bench/windows.py [--records N] [--repeats R] [--memory-records N]
 [--no-memory] [--profile]

@@ -27,7 +27,8 @@ Restore: canonical parts go to the backend's ``restore``. Native parts learn whe
 files are when the checkpoint is read (:func:`locate_native`), and :meth:`KeyedCheckpoints.restore`
 puts the files of the old subtasks whose key groups overlap this subtask's into a local
 directory, then hands them to the backend's ``restore_native``; a backend without
-native restore (the heap) gets the canonical snapshot read from them.
+native restore (the heap) gets the canonical snapshot read from them, and its operator
+the timers the files hold (:meth:`KeyedCheckpoints.restore` returns them).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from typing import Any
 from streamflow.checkpoint.forked_snapshot import fork_snapshot
 from streamflow.checkpoint.metadata import StateHandle
 from streamflow.checkpoint.shared_files import ReuseTracker, SharedFile, SharedFileStore, shared_file_name
-from streamflow.checkpoint.snapshot import FinishedKeyedState, PendingKeyedState, SnapshotType
+from streamflow.checkpoint.snapshot import FinishedKeyedState, PendingKeyedState, SnapshotType, TimerSnapshot
 from streamflow.errors import CheckpointError, StateError
 from streamflow.state.backend import (
     ChildSnapshotBackend,
@@ -52,7 +53,7 @@ from streamflow.state.backend import (
     NativeSnapshotBackend,
     RestoredNative,
 )
-from streamflow.state.rocksdb.native import NATIVE_FORMAT, canonical_from_parts
+from streamflow.state.rocksdb.native import NATIVE_FORMAT, canonical_from_parts, timers_from_parts
 
 __all__ = [
     "CanonicalFromNative", "KeyedCheckpoints", "SharedUpload", "is_native_part", "locate_native", "native_summary",
@@ -173,8 +174,11 @@ class KeyedCheckpoints:
 
     # -- restore --------------------------------------------------------------------
 
-    async def restore(self, parts: Sequence[dict[str, Any]]) -> None:
-        """Load the key groups of this subtask from the old subtasks' keyed parts.
+    async def restore(self, parts: Sequence[dict[str, Any]]) -> list[TimerSnapshot]:
+        """Load the key groups of this subtask from the old subtasks' keyed parts;
+        returns the timers of this subtask's key groups that native parts hold in their
+        files when the backend cannot take native parts (else they are in the backend
+        now, and the list is empty).
 
         Raises:
             CheckpointCorruptedError: a shared file is missing or of another size.
@@ -182,14 +186,16 @@ class KeyedCheckpoints:
         """
         canonical = [part for part in parts if not is_native_part(part)]
         native = [part for part in parts if is_native_part(part)]
+        timers: list[TimerSnapshot] = []
         if native:
-            canonical += await self._restore_native(native)
+            canonical += await self._restore_native(native, timers)
         if canonical:
             self.backend.restore(canonical)
+        return timers
 
-    async def _restore_native(self, parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def _restore_native(self, parts: list[dict[str, Any]], timers: list[TimerSnapshot]) -> list[dict[str, Any]]:
         """Native parts into the backend; for a backend without native restore, the
-        canonical snapshots read from them."""
+        canonical snapshots read from them (and their timers appended to ``timers``)."""
         own = self.backend.key_group_range
         relevant = [part for part in parts if _overlaps(part["key_groups"], own)]
         backend = self.native
@@ -207,6 +213,8 @@ class KeyedCheckpoints:
                             f"operator {self.owner!r}: a native snapshot of format {part.get('format')!r} cannot be "
                             "restored into this state backend; restore it with the backend that took it",
                         )
+                held = await asyncio.to_thread(timers_from_parts, restored, own)
+                timers.append(TimerSnapshot(processing=held["processing"], event=held["event"]))
                 return await asyncio.to_thread(canonical_from_parts, restored, own)
             await backend.restore_native(restored)
             if getattr(backend, "reused_files", False) and self._own_files(relevant[0]):

@@ -10,8 +10,9 @@ The stored form is a plain dict with one key per part that is present, the same 
 checkpoints and savepoints have always had: ``"source"`` (the reader's split states),
 ``"sink"`` (the writer's state list: a two-phase-commit writer's prepared handles),
 ``"keyed"`` (the keyed state backend's snapshot), ``"operator"`` (the operator state
-store's snapshot) and ``"timers"`` (``{"processing": [...], "event": [...]}``). Every
-checkpoint written so far reads back unchanged. ``"async_inputs"`` is an async
+store's snapshot) and ``"timers"`` (``{"processing": [...], "event": [...]}``; absent
+when a native keyed part holds the timers in its files, as RocksDB's incremental
+checkpoints do). Every checkpoint written so far reads back unchanged. ``"async_inputs"`` is an async
 operator's (map_async): one dict ``{"record", "position", "origin", "key", "timestamp"}``
 per record it held at the barrier (call running, waiting, or done and not yet emitted),
 in arrival order; ``origin`` is the record's :class:`~streamflow.core.elements.SourceRef`

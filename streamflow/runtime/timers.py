@@ -8,9 +8,10 @@ key)`` tuples, so they move with their keys on rescale; the snapshot is pickled,
 keep their types. A window operator's timer key is ``(key, window)``: its timers are
 namespaced by window, with the key group of the key.
 
-Snapshots written before exact state types (JSON) hold ``[timestamp, key_group, key]``
-lists whose tuple keys came back as lists; those are turned back into tuples, and their
-key group is recomputed as the keyed state's is (see ``streamflow.state.heap_snapshot``).
+Snapshots written before exact state types (JSON) are read as
+:func:`~streamflow.state.timers.owned_timer_entries` says. This is the
+:class:`~streamflow.state.timers.TimerStore` of operators whose keyed backend does not
+hold timers itself (the heap backend; RocksDB keeps them in its database).
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ import heapq
 import itertools
 from typing import Any, Iterable, Sequence
 
-from streamflow.partitioning.keygroups import key_group_for
-from streamflow.state.shapes import tuplify
+from streamflow.state.timers import owned_timer_entries, pop_due
 
 
 class TimerQueue:
@@ -42,7 +42,8 @@ class TimerQueue:
             self._live.add(entry)
             heapq.heappush(self._heap, (timestamp, next(self._order), key_group, key))
 
-    def delete(self, timestamp: float, key: Any) -> None:
+    def delete(self, timestamp: float, key: Any, key_group: int = 0) -> None:
+        """Delete the timer (its key group is not needed here)."""
         self._live.discard((timestamp, key))
 
     def next_time(self) -> float | None:
@@ -53,10 +54,7 @@ class TimerQueue:
 
     def pop_due(self, now: float) -> list[tuple[float, int, Any]]:
         """Timers with timestamp <= now, in time order; they are removed."""
-        due = []
-        while (entry := self.pop_next(now)) is not None:
-            due.append(entry)
-        return due
+        return pop_due(self, now)
 
     def pop_next(self, now: float) -> tuple[float, int, Any] | None:
         """The earliest timer with timestamp <= now (removed), or None. Called in a loop,
@@ -88,11 +86,5 @@ class TimerQueue:
 
     def restore(self, entries: Iterable[Sequence[Any]], key_groups: range, max_parallelism: int) -> None:
         """Register the snapshot's timers whose key group is in ``key_groups``."""
-        for entry in entries:
-            timestamp, key_group, key = entry
-            if type(entry) is list:  # written before exact state types
-                key = tuplify(key)
-                if type(key) is not str and type(key) is not int:
-                    key_group = key_group_for(key, max_parallelism)
-            if key_group in key_groups:
-                self.register(timestamp, key, key_group)
+        for timestamp, key_group, key in owned_timer_entries(entries, key_groups, max_parallelism):
+            self.register(timestamp, key, key_group)

@@ -67,8 +67,17 @@ class TimeWindow:
 
     @classmethod
     def of_micros(cls, start: int, end: int) -> TimeWindow:
-        """The window ``[start, end)`` given in whole microseconds."""
-        return cls(from_micros(start), from_micros(end))
+        """The window ``[start, end)`` given in whole microseconds: what ``TimeWindow(start
+        / 10**6, end / 10**6)`` gives, without its checks and conversions (the fast paths
+        build one per new window or grown session)."""
+        window = object.__new__(cls)
+        setter = object.__setattr__
+        start_seconds, end_seconds = from_micros(start), from_micros(end)
+        setter(window, "start", start_seconds)
+        setter(window, "end", end_seconds)
+        setter(window, "max_timestamp", from_micros(end - 1))
+        setter(window, "_hash", hash((start_seconds, end_seconds)))
+        return window
 
     def intersects(self, other: TimeWindow) -> bool:
         """Whether the two windows overlap or touch (sessions that touch merge)."""

@@ -10,6 +10,9 @@ timestamps and what went to the late-data output must be the same. Halfway, the
 operator's snapshot is restored into two new subtasks that split the key groups
 (rescaling), which finish the input: the union of what they emit must still be the
 harness's. Finally no window state and no timer may be left: every window was cleaned up.
+
+On RocksDB the timers live in the database: through an incremental checkpoint (a real
+shared folder) they travel in its files alone, restored into RocksDB or into the heap.
 """
 
 from __future__ import annotations
@@ -18,16 +21,21 @@ import dataclasses
 import pickle
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-from state_backends import STATE_BACKENDS, BackendFactory
+from native_parts import upload_native
+from state_backends import STATE_BACKENDS, BackendFactory, rocksdb
+from streamflow.api.errors_policy import FAIL, ErrorPolicy
 from streamflow.api.side_outputs import OutputTag
 from streamflow.checkpoint.serde import PickledPart, decode
+from streamflow.checkpoint.shared_files import SharedFileStore
 from streamflow.checkpoint.snapshot import OperatorSnapshot, SnapshotType
 from streamflow.core.clock import ManualClock
 from streamflow.core.elements import Batch, Watermark
+from streamflow.errors import UserFunctionError
 from streamflow.graph.spec import OperatorKind, OperatorSpec
 from streamflow.partitioning.keygroups import KeyGroupAssigner, key_group_range
 from streamflow.runtime.operators import make_operator
@@ -101,7 +109,7 @@ CASES = [
     Case("session-process", lambda: WindowConfig(
         assigner=EventTimeSessionWindows.with_gap(25.0), process_fn=Sessions(), late_data_tag=LATE), False),
     Case("session-aggregate", lambda: WindowConfig(
-        assigner=EventTimeSessionWindows.with_gap(25.0), aggregate_fn=SumAndCount(), allowed_lateness=20.0), False),
+        assigner=EventTimeSessionWindows.with_gap(25.0), aggregate_fn=SumAndCount(), allowed_lateness=20.0), True),
     Case("count-sliding", lambda: WindowConfig(
         assigner=COUNTS.assigner, trigger=COUNTS.trigger, evictor=COUNTS.evictor, reduce_fn=add), False),
     Case("continuous-trigger", lambda: WindowConfig(
@@ -116,8 +124,12 @@ def key_of(element: int) -> str:
 class Subtask:
     """One WindowOperator subtask: feeds it batches and watermarks, keeps what it emits."""
 
-    def __init__(self, config: WindowConfig, backend: BackendFactory, index: int, parallelism: int, general: bool) -> None:
-        spec = OperatorSpec(node_id=1, kind=OperatorKind.WINDOW, name="window", function=config, key_selector=key_of)
+    def __init__(
+        self, config: WindowConfig, backend: BackendFactory, index: int, parallelism: int, general: bool,
+        error_policy: ErrorPolicy = FAIL,
+    ) -> None:
+        spec = OperatorSpec(node_id=1, kind=OperatorKind.WINDOW, name="window", function=config, key_selector=key_of,
+                            error_policy=error_policy)
         self.owned = key_group_range(MAX_PARALLELISM, parallelism, index)
         keyed = backend().create_keyed_backend(
             operator_uid="window", subtask_index=index, max_parallelism=MAX_PARALLELISM, key_group_range=self.owned,
@@ -188,6 +200,17 @@ async def canonical_snapshot(operator: WindowOperator, checkpoint_id: int) -> Op
     return dataclasses.replace(snapshot, keyed=keyed, pending=None)
 
 
+async def incremental_snapshot(operator: WindowOperator, checkpoint_id: int, checkpoints: Path) -> OperatorSnapshot:
+    """The operator's checkpoint snapshot, as a restore reads it back: on RocksDB a native
+    one, its files uploaded into ``checkpoints``' shared folder and located there."""
+    snapshot = await operator.snapshot(checkpoint_id, SnapshotType.CHECKPOINT)
+    assert snapshot is not None and snapshot.keyed is not None
+    if snapshot.pending is None:
+        return snapshot
+    keyed = await upload_native(snapshot.keyed, snapshot.pending, SharedFileStore(checkpoints), checkpoint_id, "window")
+    return dataclasses.replace(snapshot, keyed=keyed, pending=None)
+
+
 def harness_run(config: WindowConfig) -> tuple[Counter[Any], Counter[Any]]:
     harness = WindowHarness(config)
     emitted: list[WindowEmission] = []
@@ -206,9 +229,14 @@ def _hashable(value: Any) -> Any:
     return repr(value)  # lists and tuples alike, each shown exactly
 
 
-async def operator_run(config: Callable[[], WindowConfig], backend: BackendFactory, general: bool) -> tuple[
-    Counter[Any], Counter[Any], list[Subtask]
-]:
+async def operator_run(
+    config: Callable[[], WindowConfig], backend: BackendFactory, general: bool,
+    then: tuple[BackendFactory, bool] | None = None, *, checkpoints: Path | None = None,
+) -> tuple[Counter[Any], Counter[Any], list[Subtask]]:
+    """Half the input through one subtask, its snapshot restored into two that split its
+    key groups, the rest through them; ``then``: the backend and path of the two, when
+    not the first's. The snapshot is a savepoint, or with ``checkpoints`` an incremental
+    checkpoint there."""
     half = len(ELEMENTS) // 2
     first = Subtask(config(), backend, 0, 1, general)
     await first.open(None)
@@ -218,8 +246,14 @@ async def operator_run(config: Callable[[], WindowConfig], backend: BackendFacto
         newest = max(newest, element[2])
         if step % 4 == 3:
             await first.watermark(newest - 15.0)
-    snapshot = pickle.loads(pickle.dumps((await canonical_snapshot(first.operator, 1)).to_stored()))
+    if checkpoints is None:
+        taken = await canonical_snapshot(first.operator, 1)
+    else:
+        taken = await incremental_snapshot(first.operator, 1, checkpoints)
+        assert taken.timers is None, "the native files hold the timers"
+    snapshot = pickle.loads(pickle.dumps(taken.to_stored()))
     restored = [OperatorSnapshot.from_stored(snapshot)]
+    backend, general = then or (backend, general)
     second = [Subtask(config(), backend, index, 2, general) for index in range(2)]
     for subtask in second:
         await subtask.open(restored)
@@ -240,6 +274,36 @@ async def operator_run(config: Callable[[], WindowConfig], backend: BackendFacto
 
 RUNS = [pytest.param(case, path, id=f"{case.name}-{path}") for case in CASES for path in ("fast", "general")
         if path == "general" or case.fast]
+
+
+FAST_CASES = [pytest.param(case, id=case.name) for case in CASES if case.fast]
+
+
+@pytest.mark.parametrize("then", [
+    pytest.param((HashMapStateBackend, True), id="heap-general"), pytest.param((rocksdb, False), id="rocksdb"),
+])
+@pytest.mark.parametrize("case", FAST_CASES)
+async def test_a_fast_path_savepoint_restores_into_the_general_path_and_into_rocksdb(
+    case: Case, then: tuple[BackendFactory, bool]
+) -> None:
+    """The windows the fast path keeps open without timers are in its savepoint as the
+    general path's timers: the general path restored from it fires every one of them."""
+    want_main, want_late = harness_run(case.config())
+    got_main, got_late, last = await operator_run(case.config, HashMapStateBackend, general=False, then=then)
+    assert all(s.operator.fast is None for s in last)
+    assert got_main == want_main
+    assert got_late == want_late
+
+
+@pytest.mark.parametrize("case", FAST_CASES)
+async def test_a_general_path_savepoint_restores_into_the_fast_path(case: Case) -> None:
+    want_main, want_late = harness_run(case.config())
+    got_main, got_late, last = await operator_run(
+        case.config, HashMapStateBackend, general=True, then=(HashMapStateBackend, False)
+    )
+    assert all(s.operator.fast is not None for s in last)
+    assert got_main == want_main
+    assert got_late == want_late
 
 
 @pytest.mark.parametrize("backend", STATE_BACKENDS)
@@ -267,3 +331,90 @@ async def test_the_window_operator_on_keyed_state_gives_what_the_pure_logic_give
                     for entries in group.values() for entry in entries]
             # only a ProcessWindowFunction's per-key state outlives the windows, as in Flink
             assert all(namespace is None and name.startswith("global:") for namespace, name in left), left
+
+
+class ResultRaises(SumAndCount):
+    def get_result(self, accumulator: tuple[int, int]) -> tuple[int, int]:
+        raise ValueError("no result")
+
+
+@pytest.mark.parametrize("general", [False, True], ids=["fast", "general"])
+async def test_a_window_function_that_raises_while_its_window_fires_fails_naming_the_key_and_window(
+    general: bool,
+) -> None:
+    subtask = Subtask(WindowConfig(assigner=TumblingEventTimeWindows.of(60.0), aggregate_fn=ResultRaises()),
+                      HashMapStateBackend, 0, 1, general)
+    await subtask.open(None)
+    assert (subtask.operator.fast is None) == general
+    await subtask.feed([("b", 1, 10.0), ("a", 0, 70.0)])
+    with pytest.raises(UserFunctionError, match=(
+        r"window operator 'window#1' \(subtask 0\) failed firing window TimeWindow\(start=0.0, end=60.0\) of key 'b' "
+        r"at 59.999999: ValueError: no result"
+    )):
+        await subtask.watermark(100.0)
+
+
+@pytest.mark.parametrize("general", [False, True], ids=["into-fast", "into-general"])
+async def test_a_session_grown_on_the_fast_path_since_the_last_watermark_is_saved_with_its_timers(
+    general: bool,
+) -> None:
+    """The fast path moves a grown session's timers lazily; a snapshot taken before any
+    watermark moved them still holds them at the session's new end."""
+    def config() -> WindowConfig:
+        return WindowConfig(assigner=EventTimeSessionWindows.with_gap(10.0), aggregate_fn=SumAndCount())
+
+    first = Subtask(config(), HashMapStateBackend, 0, 1, general=False)
+    await first.open(None)
+    assert first.operator.fast is not None
+    for element in [("a", 1, 0.0), ("a", 2, 5.0), ("a", 3, 12.0)]:  # [0, 10) grows to [0, 15), then [0, 22)
+        await first.feed([element])
+    restored = [OperatorSnapshot.from_stored(pickle.loads(pickle.dumps(
+        (await canonical_snapshot(first.operator, 1)).to_stored()
+    )))]
+    second = Subtask(config(), HashMapStateBackend, 0, 1, general)
+    await second.open(restored)
+    await second.watermark(15.0)  # past the first element's session end: nothing fires
+    assert second.out == []
+    await second.watermark(100.0)
+    assert second.out == [((6, 3), 21.999999)]
+    assert (await canonical_snapshot(second.operator, 2)).timers.event == []  # type: ignore[union-attr]
+
+
+class RefusesNegative(SumAndCount):
+    def add(self, value: int, accumulator: tuple[int, int]) -> tuple[int, int]:
+        if value < 0:
+            raise ValueError("negative")
+        return super().add(value, accumulator)
+
+
+@pytest.mark.parametrize("general", [False, True], ids=["fast", "general"])
+async def test_a_refused_late_firing_record_leaves_its_other_sliding_window_to_fire(general: bool) -> None:
+    """A record late for one sliding window (a late firing, through the logic) and on
+    time for another, whose aggregate raises: neither window changes, and the on-time
+    one still fires at its end."""
+    config = WindowConfig(assigner=SlidingEventTimeWindows.of(60.0, 30.0), aggregate_fn=RefusesNegative(),
+                          allowed_lateness=60.0)
+    subtask = Subtask(config, HashMapStateBackend, 0, 1, general, error_policy=ErrorPolicy.skip())
+    await subtask.open(None)
+    await subtask.feed([("a", 1, 50.0)])  # windows [0, 60) and [30, 90)
+    await subtask.watermark(70.0)
+    assert subtask.out == [((1, 1), 59.999999)]
+    await subtask.feed([("a", -5, 55.0)])  # late for [0, 60) (within the lateness), on time for [30, 90)
+    await subtask.watermark(200.0)
+    assert subtask.out == [((1, 1), 59.999999), ((1, 1), 89.999999)]
+
+
+@pytest.mark.parametrize("into", STATE_BACKENDS)
+@pytest.mark.parametrize("case", [pytest.param(case, id=case.name) for case in CASES])
+async def test_window_timers_held_in_rocksdb_go_through_an_incremental_checkpoint(
+    case: Case, into: BackendFactory, tmp_path: Path
+) -> None:
+    want_main, want_late = harness_run(case.config())
+    got_main, got_late, last = await operator_run(
+        case.config, rocksdb, True, (into, True), checkpoints=tmp_path / "chk"
+    )
+    assert got_main == want_main
+    assert got_late == want_late
+    if case.name != "count-sliding":  # (global windows never end)
+        for subtask in last:
+            assert len(subtask.operator.event_timers) == 0 and len(subtask.operator.processing_timers) == 0

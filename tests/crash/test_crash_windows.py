@@ -12,11 +12,13 @@ few), and after every crash it must be a duplicate-free prefix, per key, of the 
 windows in the order they end.
 
 The session job also runs on RocksDB with incremental checkpoints, at two points: the
-window state and timers restored from native snapshot files.
+window state and timers restored from native snapshot files (the timers live in the
+database, and its files are all a checkpoint holds of them).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -24,8 +26,10 @@ import pytest
 
 import crash_job
 from crash_harness import CRASH_EXIT_CODE, CrashLab, Scenario, ScenarioResult
+from streamflow.checkpoint import serde
 from streamflow.checkpoint.metadata import CheckpointMetadata
 from streamflow.checkpoint.shared_files import uploaded_for
+from streamflow.checkpoint.storage import CheckpointStorage
 
 pytestmark = pytest.mark.crash
 
@@ -128,6 +132,12 @@ def test_a_failure_free_window_job_emits_the_hand_computed_windows(scenario: Sce
         newest = max(metadata, key=lambda m: m.checkpoint_id)
         shared = [f for uid, _, handle in newest.handles() if uid == "windows" for f in handle.shared]
         assert shared and any((uploaded_for(f.name) or 0) < newest.checkpoint_id for f in shared), shared
+        # the windows' timers are in the database files too, not in a pickled list beside them
+        storage = CheckpointStorage(result.checkpoints)
+        for uid, subtask, handle in newest.handles():
+            if uid == "windows":
+                stored = serde.decode(asyncio.run(storage.read_state(newest.checkpoint_id, handle)))
+                assert stored["keyed"]["timers"] is True and "timers" not in stored, (subtask, sorted(stored))
 
 
 @pytest.mark.parametrize("scenario", _params(SCENARIOS))

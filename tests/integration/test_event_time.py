@@ -14,6 +14,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from streamflow.connectors.debug import CollectSink
 from streamflow.errors import TimestampError
 from streamflow.eventtime import WatermarkStrategy
 from streamflow.metrics.definitions import Scope
+from streamflow.state import EmbeddedRocksDBStateBackend
 from streamflow.windowing import TumblingEventTimeWindows
 
 CONFIGS = [
@@ -101,8 +103,13 @@ class TimerAtStamp(KeyedProcessFunction):
         out.collect((ctx.get_current_key(), "timer", ctx.timestamp()))
 
 
-async def test_a_process_function_sets_output_timestamps_and_a_timer_stamps_with_its_time(out: str) -> None:
+@pytest.mark.parametrize("backend", ["heap", "rocksdb"])
+async def test_a_process_function_sets_output_timestamps_and_a_timer_stamps_with_its_time(
+    out: str, backend: str, tmp_path: Path
+) -> None:
     env = environment(2)
+    if backend == "rocksdb":  # its timers in the database
+        env.set_state_backend(EmbeddedRocksDBStateBackend(tmp_path, memory_budget=16 << 20))
     (
         env.from_collection([1, 2, 3])
         .assign_timestamps_and_watermarks(WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(by_value))

@@ -32,7 +32,7 @@ from streamflow.connectors.collection import CollectionSource
 from streamflow.connectors.debug import CollectSink
 from streamflow.core.faults import FaultInjector
 from streamflow.runtime.channel import InputGate
-from streamflow.state import ListStateDescriptor, ValueStateDescriptor
+from streamflow.state import EmbeddedRocksDBStateBackend, ListStateDescriptor, ValueStateDescriptor
 
 faults = FaultInjector()  # the faults these tests arm; every job built here gets it
 
@@ -276,10 +276,14 @@ class CountWithTimer(KeyedProcessFunction):
         out.collect(("timer", ctx.get_current_key()))
 
 
-async def test_keyed_process_function_state_and_processing_time_timer(make_env: Setup, out: str) -> None:
+@pytest.mark.parametrize("backend", ["heap", "rocksdb"])
+async def test_keyed_process_function_state_and_processing_time_timer(
+    make_env: Setup, out: str, backend: str, tmp_path: Path
+) -> None:
     """Each key's first record comes early; the input keeps flowing for well over the 20 ms
     timer delay (an async map paces it), so every timer fires before the end of input
-    (timers still pending at the end of input are not guaranteed to fire)."""
+    (timers still pending at the end of input are not guaranteed to fire). On RocksDB
+    the state and the timers are in its database."""
 
     async def paced(x: str) -> str:
         await asyncio.sleep(0.004)
@@ -288,6 +292,8 @@ async def test_keyed_process_function_state_and_processing_time_timer(make_env: 
     keys = ["a", "b", "c"]
     data = [keys[i % 3] for i in range(60)]
     env = make_env()
+    if backend == "rocksdb":
+        env.set_state_backend(EmbeddedRocksDBStateBackend(tmp_path, memory_budget=16 << 20))
     env.set_source_batch_size(2)
     (
         env.from_source(CollectionSource(data, batch_size=2)).uid("src")

@@ -3,7 +3,8 @@ windows are open and their timers pending, a job at parallelism 3 resumes from i
 stops with another, a job at parallelism 2 finishes. The committed output (exactly-once
 file sink) must equal the hand computation: every window fired once, with all its
 records, whichever job fired it; the window contents and timers moved by key group. Run
-on the heap and on RocksDB (incremental checkpoints; savepoints canonical).
+on the heap, on RocksDB (incremental checkpoints; savepoints canonical), and alternating
+between the two.
 
 And a window that fired before a savepoint does not fire again in the job that resumes
 from it, for a record that was late before (the operator keeps the event time it reached).
@@ -137,18 +138,21 @@ async def open_windows(savepoint: Path, uid: str) -> tuple[set[int], int]:
     return groups, timers
 
 
-@pytest.mark.parametrize("backend", ["heap", "rocksdb"])
+@pytest.mark.parametrize("backends", ["heap", "rocksdb", "heap-rocksdb-heap", "rocksdb-heap-rocksdb"])
 async def test_open_windows_and_pending_timers_rescale_1_3_2_through_savepoints_exactly(
-    tmp_path: Path, backend: str
+    tmp_path: Path, backends: str
 ) -> None:
+    """The three jobs on one backend, or alternating (savepoints are canonical: windows
+    and timers move between the heap and RocksDB, which keeps timers in its database)."""
     out, savepoints = tmp_path / "out", tmp_path / "savepoints"
-    rocksdb = tmp_path / "rocksdb" if backend == "rocksdb" else None
-    first = await stop_after(job(1, tmp_path / "chk-1", out, rocksdb, 200).execute_async("windows"), 200, savepoints)
+    stages = backends.split("-") if "-" in backends else [backends] * 3
+    first_db, second_db, third_db = (tmp_path / f"rocksdb-{n}" if b == "rocksdb" else None for n, b in enumerate(stages))
+    first = await stop_after(job(1, tmp_path / "chk-1", out, first_db, 200).execute_async("windows"), 200, savepoints)
     for uid in ("minutes", "sessions"):
         groups, timers = await open_windows(first, uid)
         assert groups and timers, f"{uid}: no open window or timer in the first savepoint"
     second = await stop_after(
-        job(3, tmp_path / "chk-3", out, rocksdb, 400).execute_async("windows", from_savepoint=first), 200, savepoints
+        job(3, tmp_path / "chk-3", out, second_db, 400).execute_async("windows", from_savepoint=first), 200, savepoints
     )
     groups, timers = await open_windows(second, "minutes")
     assert groups and timers
@@ -160,7 +164,7 @@ async def test_open_windows_and_pending_timers_rescale_1_3_2_through_savepoints_
         stored = {int(g) for g in state["keyed"]["states"]["window-contents"]["key_groups"]}
         assert stored <= set(owned)
         assert all(owned.start <= group < owned.stop for _, group, _ in state["timers"]["event"])
-    await job(2, tmp_path / "chk-2", out, rocksdb).execute("windows", from_savepoint=second)
+    await job(2, tmp_path / "chk-2", out, third_db).execute("windows", from_savepoint=second)
     assert Counter(read_committed_lines(out)) == expected()
 
 

@@ -112,12 +112,12 @@ async def test_each_misconfigured_worker_is_refused_at_start_up_saying_what_to_c
 
     worker0 = await start_job(args(0), env, "worker 0")
     await wait_for_workers(home, job, 1)
-    await asyncio.gather(
-        refused(args(0), "worker 0 is already running", "Give each worker process its own index"),
-        refused(args(1, workers=3), "runs with workers 3, the job with 2", "start every worker with --workers 2"),
-        refused(args(1, job="another-job"), "belongs to job 'refusals'", "--job-name refusals"),
-        refused(args(1, parallelism=3), "another job graph than the job's other workers", "parallelism 3"),
-    )
+    await refused(args(0), "worker 0 is already running", "Give each worker process its own index")
+    # one at a time: each holds worker 1's lock while it compares, and two at once would
+    # refuse each other as "worker 1 is already running"
+    await refused(args(1, workers=3), "runs with workers 3, the job with 2", "start every worker with --workers 2")
+    await refused(args(1, job="another-job"), "belongs to job 'refusals'", "--job-name refusals")
+    await refused(args(1, parallelism=3), "another job graph than the job's other workers", "parallelism 3")
     assert worker0.process.returncode is None, worker0.describe()  # undisturbed
     worker1 = await start_job(args(1), env, "worker 1")
     assert await worker1.wait(RUN_TIMEOUT) == 0, worker1.describe()

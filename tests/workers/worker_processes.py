@@ -69,11 +69,22 @@ class JobRun:
     log: list[str] = field(default_factory=list)
 
     async def wait(self, timeout: float) -> int:
-        async with asyncio.timeout(timeout):
-            self.stdout, self.stderr = await self.process.communicate()
+        """The exit code; a run still going after ``timeout`` is killed and the test fails
+        with what it printed."""
+        communicating = asyncio.ensure_future(self.process.communicate())
+        done, _ = await asyncio.wait({communicating}, timeout=timeout)
+        if not done:
+            raise AssertionError(f"still running after {timeout:.0f} s, killed: {await self.kill(communicating)}")
+        self.stdout, self.stderr = communicating.result()
         assert self.process.returncode is not None
         self.code = self.process.returncode
         return self.code
+
+    async def kill(self, communicating: asyncio.Future[tuple[bytes, bytes]] | None = None) -> str:
+        """Kill the run and its workers; what it printed (:meth:`describe`)."""
+        kill_tree(self.process.pid)
+        self.stdout, self.stderr = await (communicating or self.process.communicate())
+        return self.describe()
 
     def describe(self) -> str:
         return f"{self.name} exit {self.code}\n{self.stdout.decode()[-2000:]}\n{self.stderr.decode()[-6000:]}"
@@ -138,10 +149,15 @@ async def kill_leftovers() -> None:
     while STARTED:
         run = STARTED.pop()
         if run.process.returncode is None:
-            for pid in [*_descendants(run.process.pid), run.process.pid]:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            kill_tree(run.process.pid)
             await run.process.communicate()
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every process it started (their pipes close with them)."""
+    for each in [*_descendants(pid), pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(each, signal.SIGKILL)
 
 
 def _descendants(pid: int) -> list[int]:
@@ -159,15 +175,11 @@ def _descendants(pid: int) -> list[int]:
 
 
 async def cli(args: list[str], env: dict[str, str], timeout: float = 120.0) -> tuple[int, str, str]:
-    """``streamflow <args>``: exit code, stdout, stderr."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "streamflow", *args, cwd=HERE, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(timeout):
-        out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    """``streamflow <args>``: exit code, stdout, stderr (killed, failing the test, after
+    ``timeout``; killed at the test's end if the test fails while it runs)."""
+    run = await start_job(args, env, f"streamflow {args[0]}")
+    code = await run.wait(timeout)
+    return code, run.stdout.decode(), run.stderr.decode()
 
 
 async def output_rows(bootstrap: str, topic: str) -> list[dict[str, Any]]:
@@ -186,7 +198,9 @@ async def wait_for_output(
             return rows
         ended = [r for r in runs if r.process.returncode is not None and r.process.returncode != 0]
         assert not ended, f"a job process ended with {ended[0].process.returncode} before its output was complete"
-        assert time.monotonic() < deadline, f"{len(rows)} of {count} records after {timeout}s"
+        if time.monotonic() >= deadline:
+            printed = [await r.kill() for r in runs if r.process.returncode is None]
+            raise AssertionError(f"{len(rows)} of {count} records after {timeout}s; " + "\n".join(printed))
         await asyncio.sleep(0.3)
 
 

@@ -19,7 +19,10 @@ ids (:func:`expected_output`), whatever the number of workers, restarts and resc
 settings from the environment (``WORKERS_JOB_*``, see :class:`JobSettings`). A crash
 point (``STREAMFLOW_CRASH``) is armed only in the worker ``WORKERS_JOB_CRASH_WORKER``
 names, and only in its first process: a marker file in the checkpoint root says it was
-armed, so the supervisor's restart of the crashed worker runs unarmed.
+armed, so the supervisor's restart of the crashed worker runs unarmed. With
+``stall_lookup``, that process's lookup service stops answering instead and arms the
+crash itself (see :class:`StalledService`), so the checkpoint it restores surely holds
+calls in flight, however fast or loaded the machine.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from streamflow import BroadcastProcessFunction, KeyedProcessFunction, StreamEnv
 from streamflow.connectors.kafka import DeliveryGuarantee, KafkaSink, KafkaSource
 from streamflow.core.faults import FaultInjector
 from streamflow.state import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
+from streamflow.workers.manifest import worker_directory
 
 PARTITIONS = 8
 CODES = 6
@@ -85,6 +89,7 @@ class JobSettings:
     crash_worker: int | None = None
     checkpoint_root: Path | None = None
     lookup_delay: float = 0.0  # > 0: a per-key map_async of that many seconds per call before ``count``
+    stall_lookup: bool = False  # the crash worker's first process: lookup calls never answer
 
     @classmethod
     def from_environment(cls) -> JobSettings:
@@ -97,6 +102,7 @@ class JobSettings:
             pace=float(env.get("WORKERS_JOB_PACE", "0")), crash_worker=None if crash is None else int(crash),
             checkpoint_root=None if root is None else Path(root),
             lookup_delay=float(env.get("WORKERS_JOB_LOOKUP_DELAY", "0")),
+            stall_lookup=env.get("WORKERS_JOB_STALL_LOOKUP") == "1",
         )
 
     def environment(self) -> dict[str, str]:
@@ -106,6 +112,7 @@ class JobSettings:
             "WORKERS_JOB_CODES": self.codes, "WORKERS_JOB_OUTPUT": self.output,
             "WORKERS_JOB_BOUNDED": "1" if self.bounded else "0", "WORKERS_JOB_PACE": str(self.pace),
             "WORKERS_JOB_LOOKUP_DELAY": str(self.lookup_delay),
+            "WORKERS_JOB_STALL_LOOKUP": "1" if self.stall_lookup else "0",
         }
         if self.crash_worker is not None:
             env["WORKERS_JOB_CRASH_WORKER"] = str(self.crash_worker)
@@ -172,14 +179,52 @@ class Enrich(BroadcastProcessFunction):
         self.waiting = still
 
 
+class StalledService:
+    """A lookup service that stopped answering, in the crash worker's first process.
+
+    Its first call arms the crash at the completion of the second checkpoint after the
+    newest one complete in the worker's directory: one checkpoint runs at a time, so that
+    checkpoint's barrier reached the lookup after the call started, and as no call ever
+    answers, the checkpoint holds every input the lookup had by then. A crash point
+    counted in records written would land before or after such a checkpoint depending
+    on the machine's speed.
+    """
+
+    def __init__(self, faults: FaultInjector, directory: Path) -> None:
+        self.faults = faults
+        self.directory = directory
+        self.armed = False
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> StalledService:
+        return self  # one service, which every subtask's copy of the lookup calls
+
+    async def never_answer(self) -> None:
+        if not self.armed:
+            self.armed = True
+            self.faults.arm("after_completion", newest_complete_checkpoint(self.directory) + 2)
+        await asyncio.Event().wait()
+
+
+def newest_complete_checkpoint(directory: Path) -> int:
+    """The highest ``n`` with a ``chk-<n>/_metadata`` in ``directory`` (0: none yet)."""
+    complete = [
+        int(chk.name.removeprefix("chk-")) for chk in directory.glob("chk-*")
+        if chk.name.removeprefix("chk-").isdigit() and (chk / "_metadata").exists()
+    ]
+    return max(complete, default=0)
+
+
 class Lookup:
     """An async call per record (a service that answers after ``delay`` seconds), which
     returns the record unchanged: its calls in flight at a barrier are operator state."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float, stalled: StalledService | None = None) -> None:
         self.delay = delay
+        self.stalled = stalled
 
     async def __call__(self, record: Any) -> Any:
+        if self.stalled is not None:
+            await self.stalled.never_answer()
         await asyncio.sleep(self.delay)
         return record
 
@@ -205,8 +250,9 @@ def key_of(record: Any) -> str:
     return str(record[1])
 
 
-def declare(env: StreamEnvironment, settings: JobSettings) -> None:
-    """The pipeline of the module docstring, on ``env``."""
+def declare(env: StreamEnvironment, settings: JobSettings, stalled: StalledService | None = None) -> None:
+    """The pipeline of the module docstring, on ``env``; ``stalled``: the lookup's service
+    does not answer."""
     codes = (
         env.from_source(
             KafkaSource(settings.bootstrap, topics=[settings.codes], bounded=settings.bounded), name="codes"
@@ -224,7 +270,12 @@ def declare(env: StreamEnvironment, settings: JobSettings) -> None:
         .key_by(key_of)
     )
     if settings.lookup_delay > 0:
-        named = named.map_async(Lookup(settings.lookup_delay), ordered="per_key", capacity=64).uid("lookup").key_by(key_of)
+        # room and time for every input a worker of the tests gets: a stalled service holds
+        # them all (a barrier behind inputs with no room would never pass) until the crash
+        named = (
+            named.map_async(Lookup(settings.lookup_delay, stalled), ordered="per_key", capacity=512, timeout=120.0)
+            .uid("lookup").key_by(key_of)
+        )
     (
         named.process(Count()).uid("count")
         .sink_to(KafkaSink(
@@ -237,13 +288,17 @@ def declare(env: StreamEnvironment, settings: JobSettings) -> None:
 def build(env: StreamEnvironment) -> None:
     """``streamflow run workers_job:build``: settings from the environment."""
     settings = JobSettings.from_environment()
-    arm_crash(env, settings)
-    declare(env, settings)
+    faults = arm_crash(env, settings)
+    stalled = None
+    if faults is not None and settings.stall_lookup and env.workers is not None and settings.checkpoint_root is not None:
+        stalled = StalledService(faults, worker_directory(settings.checkpoint_root, env.workers.index))
+    declare(env, settings, stalled)
 
 
-def arm_crash(env: StreamEnvironment, settings: JobSettings) -> None:
+def arm_crash(env: StreamEnvironment, settings: JobSettings) -> FaultInjector | None:
     """Arm ``STREAMFLOW_CRASH`` in the chosen worker's first process only (see the module
-    docstring); every other process runs unarmed."""
+    docstring); every other process runs unarmed. Returns that process's injector (None
+    in every other process)."""
     faults = FaultInjector()
     workers = env.workers
     if (
@@ -255,4 +310,7 @@ def arm_crash(env: StreamEnvironment, settings: JobSettings) -> None:
             settings.checkpoint_root.mkdir(parents=True, exist_ok=True)
             marker.touch()
             faults = FaultInjector.from_environment()
+            env.set_fault_injector(faults)
+            return faults
     env.set_fault_injector(faults)
+    return None

@@ -23,9 +23,9 @@ from streamflow.errors import ConfigError, StateError
 from streamflow.eventtime.tracker import InvalidTimestampError
 from streamflow.graph.spec import OperatorSpec
 from streamflow.partitioning.keygroups import key_group_range
-from streamflow.runtime.timers import TimerQueue
 from streamflow.state.backend import KeyedStateBackend
 from streamflow.state.operator import OperatorStateStore
+from streamflow.state.timers import TimerStore
 
 
 class OperatorContext:
@@ -216,8 +216,8 @@ class TimerScope(Protocol):
     current_key: Any
     current_key_group: int
     current_timestamp: float | None
-    processing_timers: TimerQueue
-    event_timers: TimerQueue
+    processing_timers: TimerStore
+    event_timers: TimerStore
     side_buffer: SideOutputBuffer
 
 
@@ -275,10 +275,10 @@ class OperatorTimerService:
         self._op.processing_timers.register(timestamp, *self._key())
 
     def delete_processing_time_timer(self, timestamp: float) -> None:
-        self._op.processing_timers.delete(timestamp, self._key()[0])
+        self._op.processing_timers.delete(timestamp, *self._key())
 
     def register_event_time_timer(self, timestamp: float) -> None:
         self._op.event_timers.register(timestamp, *self._key())
 
     def delete_event_time_timer(self, timestamp: float) -> None:
-        self._op.event_timers.delete(timestamp, self._key()[0])
+        self._op.event_timers.delete(timestamp, *self._key())

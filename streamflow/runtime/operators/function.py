@@ -25,7 +25,7 @@ import logging
 from typing import Any, TypeVar
 
 from streamflow.api.functions import is_checkpointed_function
-from streamflow.checkpoint.incremental import KeyedCheckpoints
+from streamflow.checkpoint.incremental import KeyedCheckpoints, is_native_part
 from streamflow.checkpoint.snapshot import OperatorSnapshot, SnapshotType, TimerSnapshot
 from streamflow.core.elements import Batch, Watermark
 from streamflow.errors import StateError, UserFunctionError
@@ -47,6 +47,7 @@ from streamflow.runtime.timers import TimerQueue
 from streamflow.state.backend import ValueTableBackend
 from streamflow.state.descriptors import ValueStateDescriptor
 from streamflow.state.operator import OperatorStateStore, restore_operator_state
+from streamflow.state.timers import TimerStore, TimerStoreBackend
 
 __all__ = ["FunctionOperator", "RecordPath", "carry_along", "own_copy"]
 
@@ -85,8 +86,16 @@ class FunctionOperator(StreamOperator):
         self.keyed = spec.key_selector is not None
         self.key_selector = spec.key_selector
         self.operator_state = OperatorStateStore()
-        self.processing_timers = TimerQueue()
-        self.event_timers = TimerQueue()
+        backend = ctx.keyed_backend
+        # timers in the keyed backend when it holds them (RocksDB: its native checkpoints
+        # carry them), else in memory
+        self.processing_timers: TimerStore
+        self.event_timers: TimerStore
+        self.timers_in_backend = isinstance(backend, TimerStoreBackend)
+        if isinstance(backend, TimerStoreBackend):
+            self.processing_timers, self.event_timers = backend.timer_store("processing"), backend.timer_store("event")
+        else:
+            self.processing_timers, self.event_timers = TimerQueue(), TimerQueue()
         self.watermark = float("-inf")
         self.current_key: Any = None
         self.current_key_group = 0
@@ -112,7 +121,7 @@ class FunctionOperator(StreamOperator):
         self.path = RecordPath.for_operator(spec.kind, self.keyed, self.is_async)
         self._context = CallContext(self)
         self._collector = ListCollector()
-        backend, owner = ctx.keyed_backend, f"{self.uid}-{ctx.subtask_index}"
+        owner = f"{self.uid}-{ctx.subtask_index}"
         self._value_tables = backend if isinstance(backend, ValueTableBackend) else None
         self.keyed_checkpoints = (  # the keyed state's way through checkpoints (canonical or incremental)
             None if backend is None else KeyedCheckpoints(backend, owner=owner, checkpoint_directory=ctx.checkpoint_directory)
@@ -137,12 +146,11 @@ class FunctionOperator(StreamOperator):
         backend = self.ctx.keyed_backend
         if restored is not None:
             if backend is not None and self.keyed_checkpoints is not None:
-                await self.keyed_checkpoints.restore([s.keyed for s in restored if s.keyed])
+                held = await self.keyed_checkpoints.restore([s.keyed for s in restored if s.keyed])
                 owned, groups = backend.key_group_range, backend.max_parallelism
-                for s in restored:
-                    if s.timers is not None:
-                        self.processing_timers.restore(s.timers.processing, owned, groups)
-                        self.event_timers.restore(s.timers.event, owned, groups)
+                for timers in [s.timers for s in restored if s.timers is not None] + held:
+                    self.processing_timers.restore(timers.processing, owned, groups)
+                    self.event_timers.restore(timers.event, owned, groups)
             self.operator_state = restore_operator_state(
                 [s.operator or {} for s in restored], self.ctx.subtask_index, self.ctx.parallelism
             )
@@ -159,12 +167,10 @@ class FunctionOperator(StreamOperator):
         if self.keyed_checkpoints is None:
             return None if operator_part is None else OperatorSnapshot(operator=operator_part)
         keyed, pending = await self.keyed_checkpoints.snapshot(checkpoint_id, snapshot_type)
-        return OperatorSnapshot(
-            operator=operator_part,
-            keyed=keyed,
-            timers=TimerSnapshot(processing=self.processing_timers.snapshot(), event=self.event_timers.snapshot()),
-            pending=pending,
-        )
+        timers = None
+        if not (self.timers_in_backend and is_native_part(keyed)):  # (else the native files hold them)
+            timers = TimerSnapshot(processing=self.processing_timers.snapshot(), event=self.event_timers.snapshot())
+        return OperatorSnapshot(operator=operator_part, keyed=keyed, timers=timers, pending=pending)
 
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         if self.keyed_checkpoints is not None:

@@ -27,6 +27,7 @@ the firing is always the logic's.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, Callable, cast
 
@@ -79,7 +80,15 @@ class WindowOperator(FunctionOperator):
     async def snapshot(self, checkpoint_id: int, snapshot_type: SnapshotType) -> OperatorSnapshot | None:
         if self.saved_watermark is not None and self.logic is not None:
             self.saved_watermark.save(self.logic.watermark)
-        return await super().snapshot(checkpoint_id, snapshot_type)
+        if isinstance(self.fast, FastSessionPath):
+            self.fast.sync()  # (its sessions' timers where the general path keeps them)
+        snapshot = await super().snapshot(checkpoint_id, snapshot_type)
+        due = self.fast.due if isinstance(self.fast, FastWindowPath) else None
+        if snapshot is None or snapshot.timers is None or due is None or not len(due):
+            return snapshot
+        # The fast path's windows are saved as the end timers the general path keeps.
+        event = sorted([*snapshot.timers.event, *due.as_timers()], key=_timer_time)
+        return dataclasses.replace(snapshot, timers=dataclasses.replace(snapshot.timers, event=event))
 
     async def close(self) -> None:
         for fn in _user_functions(self.config):
@@ -115,9 +124,17 @@ class WindowOperator(FunctionOperator):
         assert logic is not None  # opened
         logic.advance_watermark(watermark.timestamp)
         time = self.watermark = logic.watermark  # (after a restore, not below the saved one)
+        if isinstance(self.fast, FastSessionPath):
+            self.fast.sync(time)
         pop_next = self.event_timers.pop_next
-        while (due := pop_next(time)) is not None:
-            self._fire_window(due, logic.on_event_time)
+        windows = self.fast.due if isinstance(self.fast, FastWindowPath) else None
+        while windows is not None and (end := windows.next_end()) is not None and end <= time:
+            # in time order with the timers: those up to this end, then its windows
+            while (timer := pop_next(end)) is not None:
+                self._fire_window(timer, logic.on_event_time)
+            windows.fire_earliest(self._fire_end_timer, self._firing_failed)
+        while (timer := pop_next(time)) is not None:
+            self._fire_window(timer, logic.on_event_time)
         await self._emit(logic.take_output(), None, {})
 
     async def on_processing_time(self, now: float) -> None:
@@ -128,21 +145,30 @@ class WindowOperator(FunctionOperator):
             self._fire_window(due, logic.on_processing_time)
         await self._emit(logic.take_output(), None, {})
 
+    def _fire_end_timer(self, due: tuple[float, int, Any]) -> None:
+        logic = self.logic
+        assert logic is not None  # opened
+        self._fire_window(due, logic.on_event_time)
+
     def _fire_window(self, due: tuple[float, int, Any], on_timer: Any) -> None:
         time, key_group, (key, window) = due
         self.set_key(key, key_group)
         try:
             on_timer(key, window, time)
         except Exception as exc:
-            raise UserFunctionError(
-                f"window operator {self.uid!r} (subtask {self.ctx.subtask_index}) failed firing window "
-                f"{cast(Window, window)!r} of key {short_repr(key)} at {time!r}: {type(exc).__name__}: {exc}. "
-                "A window function, trigger or evictor raised on a timer, where no record's error policy "
-                "applies; the job attempt fails and the restart strategy decides. Fix the function.",
-                operator=self.uid,
-                subtask=self.ctx.subtask_index,
-                record=f"window {window!r} of key {short_repr(key)}",
-            ) from exc
+            raise self._firing_failed(key, window, time, exc) from exc
+
+    def _firing_failed(self, key: Any, window: Window, time: float, exc: Exception) -> UserFunctionError:
+        """The error of a window function, trigger or evictor that raised as a window fired."""
+        return UserFunctionError(
+            f"window operator {self.uid!r} (subtask {self.ctx.subtask_index}) failed firing window "
+            f"{window!r} of key {short_repr(key)} at {time!r}: {type(exc).__name__}: {exc}. "
+            "A window function, trigger or evictor raised on a timer, where no record's error policy "
+            "applies; the job attempt fails and the restart strategy decides. Fix the function.",
+            operator=self.uid,
+            subtask=self.ctx.subtask_index,
+            record=f"window {window!r} of key {short_repr(key)}",
+        )
 
 
 def feed_records(
@@ -204,6 +230,10 @@ async def emit_window_output(
             name, Batch(values, positions if known else None, origin if known else None, timestamps=stamps)
         )
     return len(records)
+
+
+def _timer_time(timer: tuple[float, int, Any]) -> float:
+    return timer[0]
 
 
 def _user_functions(config: WindowConfig) -> list[Any]:

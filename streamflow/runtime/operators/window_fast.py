@@ -5,25 +5,28 @@ These are most windows in practice, and for them the general path spends most of
 time on what does not change the result: a trigger call per element (the event-time
 trigger only registers the window's timer), a cleanup timer registered again for every
 element (it is the same timer as the trigger's when there is no allowed lateness), a
-window object built per element, the key set per element. Here one loop over the batch
-computes each element's window start in integer microseconds, reuses the window object
-of that start, and folds the element straight into the contents table of the keyed
-state (``table[key_group][key][window]``, the table the general path's store reads), and
-registers the window's timers only when the window is new for its key.
+window object built per element, the key set per element, and a timer per window and key
+that fires through the trigger and the store. Here one loop over the batch computes each
+element's window start in integer microseconds, reuses the window object of that start,
+and folds the element straight into the contents table of the keyed state
+(``table[key_group][key][window]``, the table the general path's store reads). A window
+new for its key is noted in :class:`~.window_due.DueWindows`, which the operator fires
+by a watermark scan over window ends instead of an end timer (a tumbling window takes
+the shortest loop: one window per element); only a cleanup timer for allowed lateness
+is registered.
 
-Everything else is exactly the general path's: the same state (so a checkpoint of one
-restores into the other), the same timers, the same firing (timers always go through
-:class:`~streamflow.windowing.WindowOperatorLogic`), the same late-data handling. An
-element the loop does not take on itself goes through the logic, with its key set: one
-without a timestamp (an error for the error policy), or one arriving for a window whose
-end the watermark has passed but whose lateness has not (a late firing). A reduce or
-aggregate that raises leaves every window of the element unchanged and sends the record
-to the error policy.
+Everything else is exactly the general path's: the same state and, in snapshots, the
+same timers (so a checkpoint of one restores into the other), the same results, the same
+late-data handling. An element the loop does not take on itself goes through the logic,
+with its key set: one without a timestamp (an error for the error policy), or one
+arriving for a window whose end the watermark has passed but whose lateness has not (a
+late firing). A reduce or aggregate that raises leaves every window of the element
+unchanged and sends the record to the error policy.
 
 Chosen when the operator opens (:meth:`FastWindowPath.for_operator`): an event-time
 tumbling or sliding assigner, the plain :class:`EventTimeTrigger`, no evictor, a reduce or
-aggregate function (a ProcessWindowFunction after it is fine: firing is the logic's), and
-a backend that hands out the live contents table (the heap backend).
+aggregate function (a ProcessWindowFunction after it is fine: it fires through the
+logic), and a backend that hands out the live contents table (the heap backend).
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ from typing import Any, Final, Protocol
 from streamflow.core.elements import Batch
 from streamflow.eventtime.resolution import MICROS_PER_SECOND
 from streamflow.runtime.operators.contexts import OperatorContext
-from streamflow.runtime.timers import TimerQueue
+from streamflow.runtime.operators.window_due import DueWindows
 from streamflow.runtime.operators.window_state import CONTENTS_STATE
 from streamflow.state.descriptors import MapStateDescriptor
+from streamflow.state.timers import TimerStore
 from streamflow.windowing.assigners import SlidingEventTimeWindows, TumblingEventTimeWindows
 from streamflow.windowing.emission import WindowEmission
 from streamflow.windowing.logic import ElementFate, WindowOperatorLogic
@@ -46,13 +50,14 @@ from streamflow.windowing.windows import TimeWindow
 __all__ = ["FastWindowPath", "WindowOperator", "each_through_logic", "process_through_logic"]
 
 _WINDOW_CACHE_LIMIT: Final = 4096  # window objects kept per subtask before the cache is dropped
+_NO_WINDOW: Final = TimeWindow.of_micros(0, 1)  # (a placeholder: never used while open_start is None)
 
 
 class WindowOperator(Protocol):
     """What the fast path uses of its window operator (a keyed FunctionOperator)."""
 
     ctx: OperatorContext
-    event_timers: TimerQueue
+    event_timers: TimerStore
     current_key: Any
 
     def _keys_of(self, batch: Batch) -> tuple[list[Any], list[int]]: ...
@@ -67,7 +72,7 @@ class FastWindowPath:
 
     __slots__ = (
         "_op", "_logic", "_table", "_size", "_slide", "_offset", "_lateness", "_reduce", "_aggregate",
-        "_register", "_windows", "_late_tag",
+        "_register", "_windows", "_late_tag", "due",
     )  # fmt: skip
 
     def __init__(self, op: WindowOperator, logic: WindowOperatorLogic, table: dict[int, dict[Any, Any]]) -> None:
@@ -85,6 +90,7 @@ class FastWindowPath:
         self._register = op.event_timers.register
         self._windows: dict[int, TimeWindow] = {}
         self._late_tag = config.late_data_tag
+        self.due = DueWindows(logic, table)  # the windows opened here, fired by the operator's watermark scan
 
     @classmethod
     def for_operator(cls, op: WindowOperator, logic: WindowOperatorLogic) -> FastWindowPath | None:
@@ -111,7 +117,6 @@ class FastWindowPath:
         keys, key_groups = op._keys_of(batch)
         records = batch.records
         timestamps = batch.timestamps
-        positions = batch.positions
         if timestamps is None:  # no record has a timestamp: each one is the logic's (an error)
             return each_through_logic(op, logic, batch, keys, key_groups)
         late_positions: dict[int, Any] = {}
@@ -119,74 +124,128 @@ class FastWindowPath:
         windows_at = self._windows
         if len(windows_at) > _WINDOW_CACHE_LIMIT:
             windows_at.clear()
-        size, slide, offset = self._size, self._slide, self._offset
+        size, offset = self._size, self._offset
         watermark = logic.watermark
-        lateness = self._lateness
         reduce, aggregate = self._reduce, self._aggregate
-        register = self._register
+        tumbling = self._slide == size
+        open_start: int | None = None  # the start of `window`, a window the watermark has not reached
+        window = _NO_WINDOW
         last_key: Any = ABSENT
         for index, record in enumerate(records):
             timestamp = timestamps[index]
-            if timestamp is None:
-                process_through_logic(op, logic, batch, index, keys, key_groups, late_positions)
-                last_key = ABSENT
+            if not tumbling or timestamp is None:
+                last_key = self._place(batch, index, keys, key_groups, late_positions, last_key)
                 continue
             at = round(timestamp * MICROS_PER_SECOND)
-            start = at - (at - offset) % slide
-            targets = []
-            assigned = late_firing = False
-            while start > at - size:
-                assigned = True
-                window = windows_at.get(start)
-                if window is None:
-                    window = windows_at[start] = TimeWindow.of_micros(start, start + size)
-                end = window.max_timestamp
-                if end + lateness > watermark:  # not over yet (else this window is late)
-                    if end <= watermark:
-                        late_firing = True
-                    targets.append(window)
-                start -= slide
-            if not targets:
-                if assigned:  # (no window at all: a gap between sliding windows, as the logic says)
-                    self._late(record, timestamp, index, positions, late_positions)
-                continue
-            if late_firing:
-                process_through_logic(op, logic, batch, index, keys, key_groups, late_positions)
-                last_key = ABSENT
-                continue
+            start = at - (at - offset) % size
+            if start != open_start:  # (the records of a batch mostly share their window)
+                cached = windows_at.get(start)
+                if cached is None:
+                    cached = windows_at[start] = TimeWindow.of_micros(start, start + size)
+                window = cached
+                if window.max_timestamp <= watermark:  # late, or a late firing: the general way
+                    last_key = self._place(batch, index, keys, key_groups, late_positions, last_key)
+                    continue
+                open_start = start
             key = keys[index]
             key_group = key_groups[index]
             group = table.get(key_group)
             contents = None if group is None else group.get(key)
+            stored = ABSENT if contents is None else contents.get(window, ABSENT)
             try:
-                if contents is None:
-                    updates = [(w, record if reduce is not None else aggregate.add(record, aggregate.create_accumulator()))
-                               for w in targets]
+                if stored is ABSENT:
+                    value = record if reduce is not None else aggregate.add(record, aggregate.create_accumulator())
                 else:
-                    updates = [
-                        (w, (record if reduce is not None else aggregate.add(record, aggregate.create_accumulator()))
-                         if (stored := contents.get(w, ABSENT)) is ABSENT
-                         else (reduce(stored, record) if reduce is not None else aggregate.add(record, stored)))
-                        for w in targets
-                    ]
+                    value = reduce(stored, record) if reduce is not None else aggregate.add(record, stored)
             except Exception as exc:
                 op._on_error(exc, batch, index)
                 continue
             if contents is None:
                 if group is None:
                     group = table[key_group] = {}
-                contents = group[key] = {}
-            for window, value in updates:
-                if window not in contents:
-                    end = window.max_timestamp
-                    register(end, (key, window), key_group)
-                    if lateness:
-                        register(end + lateness, (key, window), key_group)
+                group[key] = {window: value}
+                self._opened(start, window, key, key_group)
+            else:
                 contents[window] = value
+                if stored is ABSENT:
+                    self._opened(start, window, key, key_group)
             last_key = key
         if last_key is not ABSENT:
             op.current_key = last_key
         return late_positions
+
+    def _opened(self, start: int, window: TimeWindow, key: Any, key_group: int) -> None:
+        """``window`` is new for ``key``: noted to fire by the watermark scan at its end,
+        and its cleanup timer registered when the allowed lateness keeps it longer."""
+        self.due.keys_of(start, window)[key] = key_group
+        if self._lateness:
+            self._register(window.max_timestamp + self._lateness, (key, window), key_group)
+
+    def _place(
+        self, batch: Batch, index: int, keys: list[Any], key_groups: list[int], late_positions: dict[int, Any],
+        last_key: Any,
+    ) -> Any:
+        """Record ``index`` into each of its windows (sliding windows, and the records of
+        windows the watermark has reached); returns the key the backend has set now."""
+        op = self._op
+        logic = self._logic
+        timestamp = batch.timestamps[index] if batch.timestamps is not None else None
+        if timestamp is None:
+            process_through_logic(op, logic, batch, index, keys, key_groups, late_positions)
+            return ABSENT
+        record = batch.records[index]
+        size, slide = self._size, self._slide
+        watermark = logic.watermark
+        lateness = self._lateness
+        at = round(timestamp * MICROS_PER_SECOND)
+        start = at - (at - self._offset) % slide
+        targets = []
+        assigned = late_firing = False
+        while start > at - size:
+            assigned = True
+            window = self._windows.get(start)
+            if window is None:
+                window = self._windows[start] = TimeWindow.of_micros(start, start + size)
+            end = window.max_timestamp
+            if end + lateness > watermark:  # not over yet (else this window is late)
+                if end <= watermark:
+                    late_firing = True
+                targets.append((start, window))
+            start -= slide
+        if not targets:
+            if assigned:  # (no window at all: a gap between sliding windows, as the logic says)
+                self._late(record, timestamp, index, batch.positions, late_positions)
+            return last_key
+        key = keys[index]
+        if late_firing:
+            if process_through_logic(op, logic, batch, index, keys, key_groups, late_positions):
+                for start, window in targets:  # the logic registered the end timers of the others
+                    if window.max_timestamp > watermark:
+                        self.due.forget(start, key)
+            return ABSENT
+        key_group = key_groups[index]
+        group = self._table.get(key_group)
+        contents = None if group is None else group.get(key)
+        reduce, aggregate = self._reduce, self._aggregate
+        try:
+            updates = [
+                (start, window, (record if reduce is not None else aggregate.add(record, aggregate.create_accumulator()))
+                 if contents is None or (stored := contents.get(window, ABSENT)) is ABSENT
+                 else (reduce(stored, record) if reduce is not None else aggregate.add(record, stored)))
+                for start, window in targets
+            ]
+        except Exception as exc:
+            op._on_error(exc, batch, index)
+            return last_key
+        if contents is None:
+            if group is None:
+                group = self._table[key_group] = {}
+            contents = group[key] = {}
+        for start, window, value in updates:
+            if window not in contents:
+                self._opened(start, window, key, key_group)
+            contents[window] = value
+        return key
 
     def _late(
         self, record: Any, timestamp: float, index: int, positions: list[Any] | None, late_positions: dict[int, Any]
@@ -210,9 +269,10 @@ def process_through_logic(
     keys: list[Any],
     key_groups: list[int],
     late_positions: dict[int, Any],
-) -> None:
+) -> bool:
     """Record ``index`` of ``batch`` the general way, with its key set (as the operator's
-    general loop does it): for the records a fast path does not take on itself."""
+    general loop does it): for the records a fast path does not take on itself. False
+    when the logic raised (the record went to the error policy, no window changed)."""
     key = keys[index]
     op.set_key(key, key_groups[index])
     output = logic.output
@@ -223,9 +283,10 @@ def process_through_logic(
     except Exception as exc:
         del output[before:]
         op._on_error(exc, batch, index)
-        return
+        return False
     if fate is ElementFate.LATE_SIDE_OUTPUT and batch.positions is not None:
         late_positions[len(output) - 1] = batch.positions[index]
+    return True
 
 
 def each_through_logic(

@@ -38,10 +38,10 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any, Protocol
 
-from streamflow.runtime.timers import TimerQueue
 from streamflow.state.backend import KeyedStateBackend
 from streamflow.state.descriptors import ListStateDescriptor, MapStateDescriptor
 from streamflow.state.operator import OperatorStateStore
+from streamflow.state.timers import TimerStore
 from streamflow.windowing.logic import CONTENTS
 from streamflow.windowing.store import ABSENT
 
@@ -90,8 +90,8 @@ class KeyedWindowStore:
 class TimerOwner(Protocol):
     """What the timers read of their operator: its timer queues and the current key group."""
 
-    event_timers: TimerQueue
-    processing_timers: TimerQueue
+    event_timers: TimerStore
+    processing_timers: TimerStore
     current_key_group: int
 
 
@@ -108,14 +108,16 @@ class KeyedWindowTimers:
         op.event_timers.register(timestamp, (key, namespace), op.current_key_group)
 
     def delete_event_time_timer(self, key: Any, namespace: Hashable, timestamp: float) -> None:
-        self._op.event_timers.delete(timestamp, (key, namespace))
+        op = self._op
+        op.event_timers.delete(timestamp, (key, namespace), op.current_key_group)
 
     def register_processing_time_timer(self, key: Any, namespace: Hashable, timestamp: float) -> None:
         op = self._op
         op.processing_timers.register(timestamp, (key, namespace), op.current_key_group)
 
     def delete_processing_time_timer(self, key: Any, namespace: Hashable, timestamp: float) -> None:
-        self._op.processing_timers.delete(timestamp, (key, namespace))
+        op = self._op
+        op.processing_timers.delete(timestamp, (key, namespace), op.current_key_group)
 
 
 class SavedWatermark:

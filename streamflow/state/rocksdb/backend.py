@@ -14,7 +14,9 @@ What differs:
 - MapState iterates in the order of its canonical key bytes, not insertion order;
 - besides the canonical :meth:`~RocksDBKeyedStateBackend.snapshot`, a native, incremental
   one (:mod:`streamflow.state.rocksdb.native`): a RocksDB checkpoint whose immutable SST
-  files later checkpoints share.
+  files later checkpoints share;
+- its operator's timers live in the database too (:meth:`~RocksDBKeyedStateBackend.timer_store`,
+  :mod:`streamflow.state.rocksdb.timers`), so native snapshots carry them.
 
 (A little over 400 lines: the state registry, its registration rules and the restore
 hooks that change it belong together.)
@@ -53,12 +55,13 @@ from streamflow.state.rocksdb.handles import (
     RocksValueState,
     StateAccess,
 )
-from streamflow.state.rocksdb.keys import MAX_STATES
 from streamflow.state.rocksdb.map_handle import RocksMapState
 from streamflow.state.rocksdb.native import canonical_from_native, restore_native, take_native_snapshot
+from streamflow.state.rocksdb.timers import FIRST_TIMER_ID, RocksTimerStore
 from streamflow.state.rocksdb.ttl import ExpirySweeper, RocksTtl, purge_entry, purge_list
 from streamflow.state.rocksdb.values import TS, body_offset
 from streamflow.state.serializers import PickleSerializer, StateSerializer, serializer_mismatch
+from streamflow.state.timers import TimerDomain
 
 __all__ = ["RocksDBKeyedStateBackend"]
 
@@ -123,6 +126,7 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
         self._closed = False
         self.incremental = incremental
         self.reused_files = False  # whether a native restore took over one old subtask's files as they are
+        self._timers: dict[TimerDomain, RocksTimerStore] = {}
 
     # -- per record -----------------------------------------------------------------
 
@@ -228,7 +232,13 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
 
     def _new_state(self, name: str, kind: str, has_ttl: bool, written_with: str) -> StateInfo:
         used = {info.state_id for info in self._states.values()}
-        state_id = next(n for n in range(MAX_STATES) if n not in used)
+        state_id = next((n for n in range(FIRST_TIMER_ID) if n not in used), None)
+        if state_id is None:
+            raise StateError(
+                f"operator {self.operator_uid!r} registers more than {FIRST_TIMER_ID} keyed states; "
+                "a RocksDB backend holds at most that many per operator",
+                operator=self.operator_uid,
+            )
         info = self._states[name] = StateInfo(name, kind, state_id, has_ttl, written_with)
         return info
 
@@ -298,6 +308,16 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
             visible = partial(_any_alive, info.kind == "list", ttl.ttl, self._clock.now())
         return state_keys(self._db, info, self.key_group_range, visible)
 
+    # -- timers -------------------------------------------------------------------------
+
+    def timer_store(self, domain: TimerDomain) -> RocksTimerStore:
+        """The operator's ``domain`` timers, held in this database (one store per
+        domain); a :class:`~streamflow.state.timers.TimerStoreBackend`."""
+        store = self._timers.get(domain)
+        if store is None:
+            store = self._timers[domain] = RocksTimerStore(self, domain)
+        return store
+
     # -- canonical snapshot and restore ---------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
@@ -366,6 +386,8 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
         """
         self._check_open()
         self.reused_files = await restore_native(self, parts)
+        for store in self._timers.values():
+            store.reload()
 
     @property
     def database(self) -> rdb.CachedDatabase:

@@ -10,6 +10,8 @@ range of key groups is one contiguous range of the database (a rescale reads ran
 iteration is deterministic); the state id next, so a state's entries in a key group are
 one contiguous run; the length prefix keeps key ``"ab"`` from being a prefix of key
 ``"abc"``, so a map's entries are exactly the keys that start with its prefix.
+The two highest state ids are the operator's timers (processing and event time; see
+:mod:`streamflow.state.rocksdb.timers`), whose entries hold a timestamp before the key.
 
 A RocksDB lookup matches bytes, while a Python dict matches ``==``: equal keys must
 encode to the same bytes. Hence the canonical encoding (a tag byte, then the payload):
@@ -110,7 +112,15 @@ def encode_key(key: Any) -> tuple[bytes, bool]:
         return _tuple(key, True)
     if key is None:
         return b"N", True
+    if kind in _PICKLED:
+        return _pickled(key)
     return _other(key)
+
+
+_PICKLED: set[type] = set()
+"""Types found to be encoded by their pickle (no case of :func:`_other` matched them,
+which depends on the type alone): later keys of these types skip the checks (a window
+operator's windows, in every state entry and timer of it)."""
 
 
 def _int(value: int) -> bytes:
@@ -176,14 +186,20 @@ def _other(key: Any) -> tuple[bytes, bool]:
         return b"E" + key.isoformat().encode(), kind is datetime.date
     if isinstance(key, uuid.UUID):
         return b"U" + key.bytes, kind is uuid.UUID
+    return _pickled(key)
+
+
+def _pickled(key: Any) -> tuple[bytes, bool]:
     try:
-        return b"P" + pickle.dumps(key, protocol=5), True
+        data = b"P" + pickle.dumps(key, protocol=5)
     except Exception as exc:  # noqa: BLE001 - pickle raises TypeError, AttributeError, PicklingError...
         raise StateError(
             f"key {key!r} of type {type_name(key)} cannot be stored in RocksDB state: it is not one of the types "
             f"encoded by value (str, bytes, numbers, None, tuples, frozensets, datetimes, UUIDs) and it does not "
             f"pickle ({type(exc).__name__}: {exc}); key by a plain value, or make the type picklable"
         ) from exc
+    _PICKLED.add(type(key))
+    return data, True
 
 
 def _datetime(key: datetime.datetime) -> tuple[bytes, bool]:

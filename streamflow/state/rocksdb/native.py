@@ -9,18 +9,23 @@ subtask's state file::
 
     {"format": "rocksdb-native-1", "operator": "count", "max_parallelism": 128,
      "key_groups": [0, 64], "taken_at": 1.7e9,
-     "states": [{"name", "id", "kind", "ttl", "serializer", "recorded", "cut"}, ...]}
+     "states": [{"name", "id", "kind", "ttl", "serializer", "recorded", "cut"}, ...],
+     "timers": True}
 
-(``cut``: the TTL after which a full snapshot leaves a value out, or None.)
+(``cut``: the TTL after which a full snapshot leaves a value out, or None. ``timers``:
+the files hold the operator's timers (:mod:`streamflow.state.rocksdb.timers`); native
+snapshots written before timers moved into the database lack it and have their timers
+in the operator snapshot's ``timers`` part.)
 
 :func:`restore_native` restores the files of any number of old subtasks, put back into
 local directories: when one old subtask's key groups cover all of this subtask's (the
 same parallelism, or a scale-up), its files become this subtask's database as they are
 and the key groups outside this subtask's range are deleted; otherwise each old
 subtask's files are opened read-only and the key-group ranges this subtask owns are
-copied over. :func:`canonical_from_native` and :func:`canonical_from_parts` read native
-files into the canonical snapshot (a savepoint of a RocksDB job; a restore of a native
-checkpoint into the heap backend).
+copied over, the timers' ranges with them. :func:`canonical_from_native` and
+:func:`canonical_from_parts` read native files into the canonical snapshot (a savepoint
+of a RocksDB job; a restore of a native checkpoint into the heap backend), and
+:func:`timers_from_parts` their timers (the latter).
 """
 
 from __future__ import annotations
@@ -38,10 +43,12 @@ from streamflow.state.backend import NativeSnapshot, RestoredNative
 from streamflow.state.rocksdb import db as rdb
 from streamflow.state.rocksdb.canonical import StateInfo, write_canonical
 from streamflow.state.rocksdb.keys import group_prefix, successor
+from streamflow.state.rocksdb.timers import TIMER_IDS, read_timers
+from streamflow.state.timers import TimerDomain
 
 __all__ = [
     "NATIVE_FORMAT", "NativeSource", "canonical_from_native", "canonical_from_parts", "is_native", "restore_native",
-    "take_native_snapshot",
+    "take_native_snapshot", "timers_from_parts",
 ]
 
 NATIVE_FORMAT = "rocksdb-native-1"
@@ -90,6 +97,7 @@ def take_native_snapshot(
         "key_groups": [backend.key_group_range.start, backend.key_group_range.stop],
         "taken_at": now,
         "states": [{**info.meta(), "cut": cut(info)} for info in backend.state_infos()],
+        "timers": True,
     }
     # SST files never change; RocksDB writes options to a new OPTIONS-<n> file each time
     # (MANIFEST and CURRENT do change: they are stored anew with every snapshot)
@@ -127,6 +135,29 @@ def canonical_from_parts(parts: Sequence[RestoredNative], key_groups: range) -> 
             out.append(write_canonical(db, infos, groups, 0.0, lambda _info: None))
         finally:
             db.close()
+    return out
+
+
+def timers_from_parts(parts: Sequence[RestoredNative], key_groups: range) -> dict[TimerDomain, list[Any]]:
+    """The timers of the key groups of ``key_groups`` held by native parts, as
+    ``(timestamp, key_group, key)`` entries per domain (a native checkpoint restored
+    into a backend that keeps timers in memory). Runs in a thread."""
+    budget = rdb.MemoryBudget(rdb.MIN_BUDGET)
+    out: dict[TimerDomain, list[Any]] = {domain: [] for domain in TIMER_IDS}
+    for part in parts:
+        start, stop = part.meta["key_groups"]
+        groups = range(max(start, key_groups.start), min(stop, key_groups.stop))
+        if not groups or not part.meta.get("timers"):
+            continue
+        db = rdb.open_read_only(part.directory, budget)
+        try:
+            for domain, timer_id in TIMER_IDS.items():
+                for key_group in groups:
+                    out[domain].extend(read_timers(db, key_group, timer_id))
+        finally:
+            db.close()
+    for entries in out.values():
+        entries.sort(key=lambda entry: entry[0])
     return out
 
 
@@ -169,6 +200,8 @@ async def restore_native(backend: NativeSource, parts: Sequence[RestoredNative])
             backend.adopt_database(part.directory, [_info(state) for state in part.meta["states"]])
             return (start, stop) == (own.start, own.stop)
         ids = {state["id"]: backend.state_for_restore(_info(state)).state_id for state in part.meta["states"]}
+        if part.meta.get("timers"):
+            ids.update({timer_id: timer_id for timer_id in TIMER_IDS.values()})
         groups = range(max(start, own.start), min(stop, own.stop))
         await asyncio.to_thread(_copy_ranges, backend.database, backend.budget, part.directory, ids, groups)
         await asyncio.to_thread(rdb.remove_directory, part.directory)

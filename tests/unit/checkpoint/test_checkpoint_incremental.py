@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from streamflow.checkpoint.incremental import KeyedCheckpoints, locate_native
-from streamflow.checkpoint.metadata import StateHandle
+from contract.native_parts import upload_native
+from streamflow.checkpoint.incremental import KeyedCheckpoints
 from streamflow.checkpoint.shared_files import SharedFile, SharedFileStore, orphans
 from streamflow.checkpoint.snapshot import SnapshotType
 from streamflow.core.clock import ManualClock
@@ -94,12 +94,7 @@ async def checkpoint(keyed: KeyedCheckpoints, n: int, store: SharedFileStore) ->
     the keyed part as a restore reads it back (its files located, with checksums)."""
     part, pending = await keyed.snapshot(n, SnapshotType.CHECKPOINT)
     assert part is not None and pending is not None
-    try:
-        finished = await pending.finish(store)
-    finally:
-        await pending.discard()
-    handle = StateHandle(file=f"count-{n}", size=1, sha256="0" * 64, shared=finished.shared)
-    return locate_native(part, handle, store.directory.parent)
+    return await upload_native(part, pending, store, n, "count")
 
 
 def names(part: dict[str, Any]) -> set[str]:

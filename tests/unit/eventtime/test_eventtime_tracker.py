@@ -85,6 +85,29 @@ def test_a_bad_timestamp_is_a_failure_value_naming_it(value: Any, message: str) 
     assert re.search(message, str(failure.error)), str(failure.error)
 
 
+@pytest.mark.parametrize(
+    ("own", "kept", "failed"),
+    [
+        ([1.0, 3.0, 2.0], [1.0, 3.0, 2.0], []),  # all finite floats: the batch at once
+        ([1.0, float("nan"), 2.0], [1.0, 2.0], [1]),
+        ([math.inf, 1.0], [1.0], [0]),
+        ([1.0, -math.inf, math.inf], [1.0], [1, 2]),  # (their sum is nan)
+        ([1.0, 7, None], [1.0, 7.0], [2]),  # an int becomes a float; None has no timestamp
+        ([1e308, 1e308, 2.0], [1e308, 1e308, 2.0], []),  # finite, though their sum is not
+    ],
+)
+def test_the_records_own_timestamps_are_checked_one_by_one_when_any_is_not_a_finite_float(
+    own: list[Any], kept: list[float], failed: list[int]
+) -> None:
+    tracker = WatermarkTracker(WatermarkStrategy.for_bounded_out_of_orderness(1.0), now=0.0)
+    stamped = tracker.stamp(["r"] * len(own), own, now=0.0)
+    assert stamped.timestamps == kept
+    assert all(type(t) is float for t in stamped.timestamps)
+    assert [f.index for f in stamped.failures] == failed
+    assert all(isinstance(f.error, InvalidTimestampError) for f in stamped.failures)
+    assert tracker.on_periodic_emit(now=1.0) == (pytest.approx(max(kept) - 1.0 - 1e-6),)
+
+
 def test_an_assigner_that_raises_gives_its_own_exception_back() -> None:
     strategy = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(_raises)
     tracker = WatermarkTracker(strategy, now=0.0)

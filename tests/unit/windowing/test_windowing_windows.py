@@ -1,9 +1,13 @@
 """TimeWindow through pickle (checkpoints pickle every open window): exact round trip,
-and windows pickled by the earlier form (a slots dataclass's state) still load."""
+and windows pickled by the earlier form (a slots dataclass's state) still load; the
+fast paths' constructor from microseconds builds the window the checked one does."""
 
 from __future__ import annotations
 
 import pickle
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from streamflow.windowing.windows import TimeWindow
 
@@ -29,3 +33,11 @@ def test_a_window_pickled_in_the_earlier_form_still_loads() -> None:
     assert type(restored) is TimeWindow and restored == TimeWindow(60.0, 120.0)
     assert restored.max_timestamp == TimeWindow(60.0, 120.0).max_timestamp
     assert hash(restored) == hash(TimeWindow(60.0, 120.0))
+
+
+@given(st.integers(-(2**50), 2**50), st.integers(1, 10**12))
+def test_a_window_from_microseconds_is_the_window_from_seconds(start: int, length: int) -> None:
+    fast, checked = TimeWindow.of_micros(start, start + length), TimeWindow(start / 10**6, (start + length) / 10**6)
+    assert type(fast) is TimeWindow and fast == checked and hash(fast) == hash(checked)
+    assert (fast.start, fast.end, fast.max_timestamp) == (checked.start, checked.end, checked.max_timestamp)
+    assert type(fast.start) is float and type(fast.max_timestamp) is float

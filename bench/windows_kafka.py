@@ -1,0 +1,238 @@
+"""Window benchmark, Kafka variant: a tumbling one-minute count and sum per user from a
+Kafka topic to a Kafka topic, streamflow against Quix Streams' tumbling window, exactly
+once, on one real broker, in one run.
+
+Input, written once per run: ``--records`` JSON records ``{"user", "amount", "ts"}`` over
+10,000 users (kafka_work.key_at, the Kafka key), 1,000 per second of event time from a
+minute boundary two hours before the run (so 1 M records span ~17 minutes), the Kafka
+record timestamp equal to ``ts`` (ms), in order within each of 8 partitions. Contenders (each a child process):
+
+  streamflow  bench/windows_kafka_job.py: Kafka source with per-partition watermarks
+              (record timestamps, 0.5 s of allowed disorder) -> parse -> key_by(user) ->
+              TumblingEventTimeWindows.of(60) -> aggregate (count, sum) -> Kafka sink,
+              exactly once, parallelism 1, checkpoint every ``--interval`` s
+  quix        bench/kafka_peers.py quix-window: ``tumbling_window(60 s, grace 500 ms)
+              .agg(count=Count(), total=Sum("amount")).final(closing_strategy="partition")``
+              over the message timestamps, exactly once, commit every ``--interval`` s
+
+Both read unbounded and emit a window once event time passes its end plus 0.5 s, so both
+emit the same windows: every (user, minute) but those of the last, still open minute.
+Time runs from the first call of the parse step (past start-up, group join, assignment;
+kafka_work.stamped) to the moment the output topic's last stable offsets reach the number
+of windows (the transaction markers count too, a few in ~170 k, for both alike). Then the
+output is read back read_committed and must hold every window exactly once with the
+count and sum computed here from the input. Contenders alternate over ``--rounds``;
+medians are compared: streamflow / Quix (the goal of issue 13: >= 2).
+
+Broker: $KAFKA_BOOTSTRAP_SERVERS (or --bootstrap) if set, else a broker of its own.
+Quix Streams comes from bench/.venv-peers (bench/setup.sh).
+
+Usage: python3 bench/windows_kafka.py [--records 1000000] [--rounds 3] [--only streamflow,quix]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import orjson  # noqa: E402
+from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
+from aiokafka.partitioner import murmur2  # noqa: E402
+
+from kafka_child import ChildFailed  # noqa: E402
+from kafka_pipeline import broker, delete_topics, fill_topic, find_peer_python  # noqa: E402
+from kafka_work import key_at  # noqa: E402
+from streamflow.testing.kafka import create_topic, unique_topic  # noqa: E402
+from workers import PARTITIONS, Contender, committed_end, first_call, started  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+MINUTE_MS = 60_000
+GRACE_MS = 500
+
+Totals = dict[tuple[str, int], tuple[int, float]]  # (user, window start ms) -> (count, sum)
+
+
+def first_event_ms() -> int:
+    """The event time of record 0: a minute boundary two hours ago. Not a fixed date: the
+    broker deletes a segment whose newest timestamp is older than its retention (7 days
+    by default) while the contenders read it."""
+    now_ms = time.time_ns() // 1_000_000
+    return now_ms - now_ms % MINUTE_MS - 120 * MINUTE_MS
+
+
+def event_at(i: int, first_ms: int) -> tuple[bytes, int, float]:
+    """Record ``i``: its key (the user), event time (ms) and amount."""
+    return key_at(i), first_ms + i, ((i * 31337) % 10_000) / 100
+
+
+def record_at(i: int, first_ms: int) -> tuple[bytes, bytes, int]:
+    """Record ``i`` as written: key, JSON value, timestamp (ms)."""
+    key, ts, amount = event_at(i, first_ms)
+    return key, orjson.dumps({"user": key.decode(), "amount": amount, "ts": ts}), ts
+
+
+def closed_windows(count: int, first_ms: int) -> Totals:
+    """The windows of the first ``count`` records both contenders must emit, with their
+    count and sum: those ending at least the grace before the newest event time of every
+    partition."""
+    windows: dict[tuple[str, int], list[Any]] = defaultdict(lambda: [0, 0.0])
+    newest = [0] * PARTITIONS
+    for i in range(count):
+        key, ts, amount = event_at(i, first_ms)
+        window = windows[(key.decode(), ts - ts % MINUTE_MS)]
+        window[0] += 1
+        window[1] += amount
+        newest[(murmur2(key) & 0x7FFFFFFF) % PARTITIONS] = ts
+    closed_before = min(newest) - GRACE_MS
+    return {w: (c, s) for w, (c, s) in windows.items() if w[1] + MINUTE_MS <= closed_before}
+
+
+async def read_windows(bootstrap: str, topic: str) -> list[tuple[str, int, int, float]]:
+    """Every window result in ``topic`` (read_committed): (user, start ms, count, sum)."""
+    parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False)
+    await consumer.start()
+    found = []
+    try:
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        deadline = time.monotonic() + 300
+        while any([await consumer.position(tp) < ends[tp] for tp in parts]):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic} back did not reach {ends}")
+            for tp, records in (await consumer.getmany(timeout_ms=500, max_records=10_000)).items():
+                for record in records:
+                    if record.offset < ends[tp]:
+                        value = orjson.loads(record.value)
+                        found.append((record.key.decode(), value["start"], value["count"], value["total"]))
+    finally:
+        await consumer.stop()
+    return found
+
+
+def check(name: str, found: list[tuple[str, int, int, float]], want: Totals) -> None:
+    """Every window once, with the input's count and sum."""
+    seen = {(user, start): (count, total) for user, start, count, total in found}
+    if len(seen) != len(found):
+        raise ChildFailed(f"{name}: {len(found) - len(seen)} windows emitted more than once")
+    if seen.keys() != want.keys():
+        raise ChildFailed(f"{name}: {len(seen.keys() - want.keys())} windows too many, "
+                          f"{len(want.keys() - seen.keys())} missing of {len(want)}")
+    wrong = [w for w, (count, total) in seen.items()
+             if count != want[w][0] or not math.isclose(total, want[w][1], rel_tol=1e-9, abs_tol=1e-9)]
+    if wrong:
+        raise ChildFailed(f"{name}: {len(wrong)} windows with a wrong count or sum, e.g. {wrong[0]}: "
+                          f"{seen[wrong[0]]} instead of {want[wrong[0]]}")
+
+
+def streamflow_contender(bootstrap: str, interval: float, root: Path) -> Contender:
+    def argv(source: str, output: str, group: str, index: int) -> list[str]:
+        return [
+            sys.executable, "-m", "streamflow", "run", "windows_kafka_job:build", "--job-name", group,
+            "--parallelism", "1", "--checkpoint-interval", str(interval), "--checkpoint-dir", str(root / group),
+            "--metrics-interval", "0", "--no-control", "--log-level", "WARNING",
+        ]
+
+    def environment(source: str, output: str) -> dict[str, str]:
+        path = os.pathsep.join(filter(None, [str(BENCH), os.environ.get("PYTHONPATH")]))  # windows_kafka_job
+        return {"WINDOWS_BOOTSTRAP": bootstrap, "WINDOWS_INPUT": source, "WINDOWS_OUTPUT": output, "PYTHONPATH": path}
+
+    return Contender("streamflow", f"streamflow, checkpoint {interval:g} s", 1, argv, environment)
+
+
+def quix_contender(bootstrap: str, peer_python: str, interval: float) -> Contender:
+    def argv(source: str, output: str, group: str, index: int) -> list[str]:
+        return [peer_python, str(BENCH / "kafka_peers.py"), "quix-window", "--bootstrap", bootstrap,
+                "--input", source, "--output", output, "--group", group, "--guarantee", "exactly-once",
+                "--commit-interval", str(interval)]
+
+    return Contender("quix", f"Quix Streams, commit {interval:g} s", 1, argv)
+
+
+async def run_once(bootstrap: str, contender: Contender, source: str, want: Totals, logs: Path, tag: str) -> float:
+    """Seconds from the first parse to the complete output, checked record by record."""
+    output, group = unique_topic(f"windows-{contender.name}"), unique_topic(f"windows-{contender.name}")
+    await create_topic(bootstrap, output, PARTITIONS)
+    try:
+        async with started(contender, source, output, group, logs, tag) as children:
+            first = await first_call(children, timeout=180)
+            end = await committed_end(bootstrap, output, len(want), children, timeout=max(300.0, len(want) / 200))
+            found = await read_windows(bootstrap, output)
+            waited = time.monotonic()
+            while len(found) < len(want) and time.monotonic() - waited < 30:  # (markers counted: a last commit)
+                await asyncio.sleep(0.5)
+                found = await read_windows(bootstrap, output)
+        check(contender.name, found, want)
+        return end - first
+    finally:
+        await delete_topics(bootstrap, [output], prefixes=(group,))
+
+
+async def run(args: argparse.Namespace, bootstrap: str) -> None:
+    logs = Path(tempfile.mkdtemp(prefix="windows-kafka-logs-"))
+    root = Path(tempfile.mkdtemp(prefix="windows-kafka-checkpoints-"))
+    print(f"machine: {os.cpu_count()} CPUs ({platform.machine()}), load {os.getloadavg()[0]:.1f}, Python "
+          f"{platform.python_version()}, broker {bootstrap}; logs in {logs}", flush=True)
+    peer_python, problem = find_peer_python(args.peer_python)
+    every = [streamflow_contender(bootstrap, args.interval, root)]
+    if peer_python is not None:
+        every.append(quix_contender(bootstrap, peer_python, args.interval))
+    else:
+        print(f"skipped Quix Streams: {problem}")
+    wanted = args.only.split(",") if args.only else [c.name for c in every]
+    chosen = [c for c in every if c.name in wanted]
+    source = unique_topic("windows-in")
+    began = time.monotonic()
+    first_ms = first_event_ms()
+    await fill_topic(bootstrap, source, args.records, PARTITIONS, lambda i: record_at(i, first_ms))
+    want = closed_windows(args.records, first_ms)
+    print(f"input: {args.records:,} records in {source} ({PARTITIONS} partitions, {time.monotonic() - began:.0f} s "
+          f"to write); {len(want):,} windows to emit", flush=True)
+    seconds: dict[str, list[float]] = {c.name: [] for c in chosen}
+    try:
+        for r in range(args.rounds):
+            for contender in chosen[r % len(chosen):] + chosen[: r % len(chosen)]:
+                took = await run_once(bootstrap, contender, source, want, logs, f"{contender.name}-r{r}")
+                seconds[contender.name].append(took)
+                print(f"round {r + 1}: {contender.name}: {args.records / took:,.0f} records/s ({took:.1f} s)", flush=True)
+    finally:
+        await delete_topics(bootstrap, [source])
+    rates = {name: statistics.median(args.records / s for s in runs) for name, runs in seconds.items() if runs}
+    print(f"\n{args.records:,} records, {args.rounds} rounds, median records/s (each round's in brackets):\n")
+    for contender in chosen:
+        each = ", ".join(f"{args.records / s:,.0f}" for s in seconds[contender.name])
+        print(f"| {contender.label:<36} | {rates[contender.name]:>9,.0f} | [{each}]")
+    if "streamflow" in rates and "quix" in rates:
+        ratio = rates["streamflow"] / rates["quix"]
+        print(f"\nstreamflow / quix = {ratio:.2f} (goal >= 2: {'met' if ratio >= 2 else 'NOT met'})")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", default="", help="comma-separated: streamflow,quix")
+    parser.add_argument("--interval", type=float, default=1.0, help="checkpoint / commit interval")
+    parser.add_argument("--bootstrap", default=None, help="default: $KAFKA_BOOTSTRAP_SERVERS, else own broker")
+    parser.add_argument("--peer-python", default=None, help="interpreter with quixstreams (default: bench/.venv-peers)")
+    args = parser.parse_args()
+    with broker(args.bootstrap) as bootstrap:
+        asyncio.run(run(args, bootstrap))
+
+
+if __name__ == "__main__":
+    main()
