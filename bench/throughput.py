@@ -6,7 +6,8 @@ in memory (user id out of 10,000, event type, amount, timestamp, padding):
 (a) source -> map(orjson.loads, amount * 1.1, event upper-cased, orjson.dumps) -> count
 (b) source -> map(orjson.loads) -> key_by(user) -> reduce(running sum of amount) -> count
 (b 1M keys, with --wide) pipeline (b) over 1,000,000 users: keyed state of a size where
-    the synchronous snapshot step shows
+    the synchronous snapshot step shows; checkpointing with snapshots taken by a forked
+    child (the default from 50,000 keys) and pickled in the task (``no fork``)
 (c) pipeline (b) with the reduce and the sink at parallelism 2 (source and map at 1): a
     real hash exchange through channels inside the one process, against (b) itself,
     which the planner chains into one task at parallelism 1: the cost of a channel hop
@@ -63,6 +64,7 @@ import orjson
 import streamflow
 from streamflow.api.connector import SinkContext, SourceBatch, SourceContext
 from streamflow.api.connector import SinkWriterBase
+from streamflow.state import HashMapStateBackend
 
 USERS = 10_000
 WIDE_USERS = 1_000_000
@@ -199,9 +201,12 @@ async def _stall_probe(worst: list[float]) -> None:
         worst[0] = max(worst[0], time.perf_counter() - started - 0.01)
 
 
-def run_streamflow(pipeline: str, source: BenchSource, batch: int, checkpoint: bool, loop: str = "asyncio") -> Sample:
+def run_streamflow(pipeline: str, source: BenchSource, batch: int, checkpoint: bool, loop: str = "asyncio",
+                   fork_snapshots: bool = True) -> Sample:
     async def job(directory: str | None) -> Sample:
         env = streamflow.StreamEnvironment(parallelism=2 if pipeline == "c" else 1).set_source_batch_size(batch)
+        if not fork_snapshots:  # every snapshot pickled in the task, as before forked snapshots
+            env.set_state_backend(HashMapStateBackend(fork_snapshots_from=None))
         if directory is not None:
             env.enable_checkpointing(1.0, directory=directory)
         sink = CountingSink()
@@ -313,6 +318,9 @@ def variants(records: list[bytes], batch: int, uvloop: bool = False,
         table[f"{WIDE} hand loop"] = lambda: run_hand("b", wide, batch)
         table[f"{WIDE} streamflow, no checkpoints"] = lambda: run_streamflow("b", wide_source, batch, False)
         table[f"{WIDE} streamflow, checkpoint 1 s"] = lambda: run_streamflow("b", wide_source, batch, True)
+        table[f"{WIDE} streamflow, checkpoint 1 s, no fork"] = lambda: run_streamflow(
+            "b", wide_source, batch, True, fork_snapshots=False
+        )
     if uvloop:
         table["a streamflow on uvloop, no checkpoints"] = lambda: run_streamflow("a", shared, batch, False, "uvloop")
         table["b streamflow on uvloop, no checkpoints"] = lambda: run_streamflow("b", shared, batch, False, "uvloop")
@@ -414,6 +422,9 @@ def report(figures: dict[str, Sample], memory: list[dict[str, Any]], args: argpa
             (f"({WIDE}) checkpoint 1 s / none",
              ratio(f"{WIDE} streamflow, checkpoint 1 s", f"{WIDE} streamflow, no checkpoints"), 0.95, ">=",
              cadence_problem(wide_cp)),
+            (f"({WIDE}) same, snapshots not forked",
+             ratio(f"{WIDE} streamflow, checkpoint 1 s, no fork", f"{WIDE} streamflow, no checkpoints"), None, "",
+             ""),
         ]
     hop = ratio("b streamflow, no checkpoints", "c streamflow p=2, no checkpoints")  # time of (c) / time of (b)
     rows.append(("(c) p=2 / p=1 chained, records/s", ratio("c streamflow p=2, no checkpoints",

@@ -2,7 +2,9 @@
 
 One :class:`KeyedCheckpoints` per keyed operator subtask decides what barrier n takes:
 
-- a backend without native snapshots (the heap): its canonical snapshot, at once;
+- a backend without native snapshots (the heap): its canonical snapshot, at once, or,
+  when the backend asks for it (a large heap state), taken and pickled by a forked child
+  while the task goes on (:mod:`streamflow.checkpoint.forked_snapshot`);
 - a :class:`~streamflow.state.backend.NativeSnapshotBackend` (RocksDB), checkpoint,
   ``incremental``: in order,
 
@@ -39,11 +41,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from streamflow.checkpoint.forked_snapshot import fork_snapshot
 from streamflow.checkpoint.metadata import StateHandle
 from streamflow.checkpoint.shared_files import ReuseTracker, SharedFile, SharedFileStore, shared_file_name
 from streamflow.checkpoint.snapshot import FinishedKeyedState, PendingKeyedState, SnapshotType, TimerSnapshot
 from streamflow.errors import CheckpointError, StateError
-from streamflow.state.backend import KeyedStateBackend, NativeSnapshot, NativeSnapshotBackend, RestoredNative
+from streamflow.state.backend import (
+    ChildSnapshotBackend,
+    KeyedStateBackend,
+    NativeSnapshot,
+    NativeSnapshotBackend,
+    RestoredNative,
+)
 from streamflow.state.rocksdb.native import LEGACY_FORMATS, NATIVE_FORMAT, canonical_from_parts, timers_from_parts
 
 __all__ = [
@@ -109,6 +118,9 @@ class SharedUpload:
         self.new = new
         self.tracker = tracker
 
+    async def ready(self) -> None:
+        """Nothing runs outside this process: the upload is :meth:`finish`'s."""
+
     async def finish(self, store: SharedFileStore) -> FinishedKeyedState:
         native = self.native
         files = dict(self.reused)
@@ -129,6 +141,9 @@ class CanonicalFromNative:
     def __init__(self, backend: NativeSnapshotBackend, native: NativeSnapshot) -> None:
         self.backend = backend
         self.native = native
+
+    async def ready(self) -> None:
+        """Nothing runs outside this process: the reading is :meth:`finish`'s."""
 
     async def finish(self, store: SharedFileStore) -> FinishedKeyedState:
         return FinishedKeyedState(await asyncio.to_thread(self.backend.canonical_from_native, self.native), ())
@@ -235,6 +250,16 @@ class KeyedCheckpoints:
         """
         backend = self.native
         if backend is None:
+            forkable = self.backend
+            if isinstance(forkable, ChildSnapshotBackend) and forkable.snapshot_in_child():
+                try:
+                    child = fork_snapshot(
+                        forkable.snapshot, operator=forkable.operator_uid, subtask=forkable.subtask_index
+                    )
+                except OSError as exc:  # no memory or processes left for a child: pickle here
+                    log.warning("operator %s could not fork to snapshot (%r); snapshotting in the task", self.owner, exc)
+                else:
+                    return None, child
             return self.backend.snapshot(), None
         directory = backend.working_directory / _STAGING / str(checkpoint_id)
         try:

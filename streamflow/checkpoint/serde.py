@@ -8,7 +8,9 @@ side information:
   UUIDs, enums, dataclasses and user classes come back as themselves, in keyed state,
   operator state, timers, source splits and sink handles alike. One ``pickle.dumps`` per
   snapshot; it runs in the task's synchronous snapshot step, so it is also the copy that
-  later changes to live state cannot reach.
+  later changes to live state cannot reach (or in a child forked at that step, which
+  sees the same memory: a large heap state; its bytes come back as a
+  :class:`PickledPart`).
 - ``b"J"``: orjson, written before exact state types. Still decoded, so checkpoints and
   savepoints of earlier versions restore (their state is in format 1, which the state
   stores read; tuples came back from it as lists).
@@ -25,7 +27,7 @@ checkpoints or savepoints from an untrusted source.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -33,7 +35,7 @@ import orjson
 from streamflow.errors import CheckpointCorruptedError, CheckpointError, StateSerializationError
 from streamflow.state.serializers import type_name
 
-__all__ = ["JSON_TAG", "PICKLE_TAG", "decode", "encode"]
+__all__ = ["JSON_TAG", "PICKLE_TAG", "PickledPart", "decode", "encode"]
 
 JSON_TAG = b"J"
 PICKLE_TAG = b"P"
@@ -50,6 +52,23 @@ def encode(snapshot: Any, *, operator: str | None = None, subtask: int | None = 
         return PICKLE_TAG + pickle.dumps(snapshot, protocol=5)
     except Exception as exc:  # noqa: BLE001 - pickle raises TypeError, AttributeError, PicklingError...
         raise _unpicklable(snapshot, exc, operator, subtask) from exc
+
+
+class PickledPart:
+    """A part of a snapshot already encoded by :func:`encode` (a keyed snapshot a forked
+    child pickled): pickling it embeds the bytes as they are, and unpickling decodes them,
+    so a snapshot holding one reads back with the part itself in its place."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce__(self) -> tuple[Callable[[bytes], Any], tuple[bytes]]:
+        return decode, (self.data,)
+
+    def __repr__(self) -> str:
+        return f"PickledPart({len(self.data):,} bytes)"
 
 
 def decode(data: bytes) -> Any:

@@ -39,6 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from streamflow.checkpoint.serde import PickledPart
 from streamflow.checkpoint.shared_files import SharedFile, SharedFileStore
 from streamflow.errors import StateError
 
@@ -58,18 +59,24 @@ class SnapshotType(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class FinishedKeyedState:
     """What the background part of a keyed snapshot produced: the keyed part, when it
-    could not be built at the barrier (else None: the stored one stands), and the shared
-    files the state needs."""
+    could not be built at the barrier (else None: the stored one stands; a
+    :class:`~streamflow.checkpoint.serde.PickledPart` when it comes encoded), and the
+    shared files the state needs."""
 
-    keyed: dict[str, Any] | None
+    keyed: dict[str, Any] | PickledPart | None
     shared: tuple[SharedFile, ...]
 
 
 class PendingKeyedState(Protocol):
     """The part of a keyed snapshot that runs after the barrier, in the background.
 
-    The task calls :meth:`finish` once, then :meth:`discard` whatever happened (also
-    when the checkpoint was declined before :meth:`finish` ran)."""
+    The task awaits :meth:`ready`, calls :meth:`finish` once, then :meth:`discard`
+    whatever happened (also when the checkpoint was declined before :meth:`finish` ran).
+    ``finish`` runs threads the task makes room for (see ``core.offload``); ``ready`` waits
+    for what runs outside the process (a forked child), and the task does not slow down
+    for it."""
+
+    async def ready(self) -> None: ...
 
     async def finish(self, store: SharedFileStore) -> FinishedKeyedState: ...
 

@@ -609,6 +609,7 @@ class Task:
                 shared: tuple[SharedFile, ...] = ()
                 work = pending.get(uid)
                 if work is not None:
+                    await work.ready()  # a forked child's pickling: the task need not make room for it
                     finished = await self.offload.tracked(work.finish(self.storage.shared))
                     shared = finished.shared
                     if finished.keyed is not None:  # a canonical snapshot read from native files
@@ -620,6 +621,10 @@ class Task:
                 if in_flight is not None and uid == self._state_owners()[0]:
                     written_handle = written_handle.with_channel_state(in_flight.persisted_bytes)
                 handles[uid] = written_handle
+        except StateSerializationError as exc:  # a snapshot encoded in the background (a forked child) refused
+            log.error("task %s declines checkpoint %d: %s", self.name, checkpoint_id, exc)
+            self._decline(checkpoint_id, str(exc))
+            return
         except Exception as exc:  # a failed write fails the checkpoint, not the job
             log.warning("task %s could not write state of checkpoint %d: %r", self.name, checkpoint_id, exc)
             self._decline(checkpoint_id, f"state write failed: {exc!r}")

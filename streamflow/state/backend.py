@@ -7,11 +7,12 @@ function fetches its handles once in ``open`` and uses them for every record.
 
 Snapshots are dicts the runtime pickles at once, in the same synchronous step as
 ``snapshot`` (so a snapshot may share live containers: that pickle is the copy, and keys
-and values keep exactly their types). A state whose descriptor names a serializer other
-than the default stores each value as that serializer's bytes, and every snapshot records
-each state's serializer name; ``restore`` (or the ``get_state`` after it) refuses a
-descriptor whose serializer has another name. ``restore`` takes ownership of the key
-groups it keeps: hand it freshly decoded snapshots.
+and values keep exactly their types), or that a child forked at that step takes and
+pickles (:class:`ChildSnapshotBackend`), which sees the memory of that moment. A state
+whose descriptor names a serializer other than the default stores each value as that
+serializer's bytes, and every snapshot records each state's serializer name; ``restore``
+(or the ``get_state`` after it) refuses a descriptor whose serializer has another name.
+``restore`` takes ownership of the key groups it keeps: hand it freshly decoded snapshots.
 
 A backend that keeps its state in files of its own (RocksDB) may also take *native*
 snapshots (:class:`NativeSnapshotBackend`): a consistent copy of its files in a local
@@ -40,8 +41,8 @@ from streamflow.state.descriptors import (
 from streamflow.state.keyed import AggregatingState, KeyedState, ListState, MapState, ReducingState, ValueState
 
 __all__ = [
-    "KeyedStateBackend", "KeyedStateStore", "NativeSnapshot", "NativeSnapshotBackend", "RestoredNative", "StateBackend",
-    "ValueTableBackend", "check_key_group_range",
+    "ChildSnapshotBackend", "KeyedStateBackend", "KeyedStateStore", "NativeSnapshot", "NativeSnapshotBackend",
+    "RestoredNative", "StateBackend", "ValueTableBackend", "check_key_group_range",
 ]
 
 def check_key_group_range(operator_uid: str, subtask_index: int, max_parallelism: int, key_group_range: range) -> None:
@@ -123,6 +124,19 @@ class ValueTableBackend(KeyedStateBackend, Protocol):
         """The live ``table[key_group][key] -> value`` of a registered value state, or
         None when its handle must be used (TTL, a default value, per-record cleanup).
         Writes into it are writes of the state; valid until the next call."""
+
+
+@runtime_checkable
+class ChildSnapshotBackend(KeyedStateBackend, Protocol):
+    """A backend whose :meth:`~KeyedStateBackend.snapshot` a forked child may take (the
+    heap backend at a large size): the child sees the state as it was at the barrier."""
+
+    operator_uid: str
+    subtask_index: int
+
+    def snapshot_in_child(self) -> bool:
+        """Whether the next snapshot should be taken by a forked child."""
+        ...
 
 
 class StateBackend(Protocol):

@@ -30,6 +30,7 @@ from native_parts import upload_native
 from state_backends import STATE_BACKENDS, BackendFactory, rocksdb
 from streamflow.api.errors_policy import FAIL, ErrorPolicy
 from streamflow.api.side_outputs import OutputTag
+from streamflow.checkpoint.serde import PickledPart, decode
 from streamflow.checkpoint.shared_files import SharedFileStore
 from streamflow.checkpoint.snapshot import OperatorSnapshot, SnapshotType
 from streamflow.core.clock import ManualClock
@@ -188,8 +189,15 @@ async def canonical_snapshot(operator: WindowOperator, checkpoint_id: int) -> Op
     assert snapshot is not None
     if snapshot.pending is None:
         return snapshot
-    finished = await snapshot.pending.finish(None)  # type: ignore[arg-type]  # a canonical snapshot stores no file
-    return dataclasses.replace(snapshot, keyed=finished.keyed, pending=None)
+    try:
+        await snapshot.pending.ready()
+        finished = await snapshot.pending.finish(None)  # type: ignore[arg-type]  # a canonical snapshot stores no file
+    finally:
+        await snapshot.pending.discard()
+    keyed = finished.keyed
+    if isinstance(keyed, PickledPart):  # encoded by a forked child (a large heap state)
+        keyed = decode(keyed.data)
+    return dataclasses.replace(snapshot, keyed=keyed, pending=None)
 
 
 async def incremental_snapshot(operator: WindowOperator, checkpoint_id: int, checkpoints: Path) -> OperatorSnapshot:

@@ -51,7 +51,7 @@ class Scenario:
     sink: str
     parallelism: int
     crashes: tuple[str, ...] = ()
-    state_backend: str = "heap"  # or "rocksdb"
+    state_backend: str = "heap"  # or "rocksdb", "heap-fork"
     unaligned: bool = False  # unaligned checkpoints under backpressure (crash_job --unaligned)
     aligned_timeout: float | None = None  # with unaligned: start aligned, switch after this
 

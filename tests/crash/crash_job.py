@@ -53,7 +53,8 @@ with all its records, whatever the timing: the output is the hand computation of
 Checkpoints every 0.2 s (exactly-once) into ``--checkpoints``; a process started on the
 same directory restores from the latest complete checkpoint. ``--state-backend rocksdb``
 keeps the counts in RocksDB (databases under ``--out``'s parent) with incremental
-checkpoints, so a restore reads the files the checkpoints share. No restarts inside the
+checkpoints, so a restore reads the files the checkpoints share; ``heap-fork`` keeps them
+on the heap with every snapshot taken by a forked child process. No restarts inside the
 process (RestartStrategy.none()): a failure ends the process with exit code 1 at once, a crash
 point armed through ``STREAMFLOW_CRASH=<point>:<n>`` with exit code 137, and a finished
 job with 0 after printing one JSON line (attempts, restored_from, checkpoints_completed,
@@ -95,7 +96,7 @@ from streamflow.connectors.mysql.offsets_sink import PROGRESS_TABLE
 from streamflow.connectors.sqlite import ExactlyOnceSqliteSink
 from streamflow.core.faults import FaultInjector
 from streamflow.eventtime import WatermarkStrategy
-from streamflow.state import EmbeddedRocksDBStateBackend, ValueStateDescriptor
+from streamflow.state import EmbeddedRocksDBStateBackend, HashMapStateBackend, ValueStateDescriptor
 from streamflow.windowing import (
     AggregateFunction,
     EventTimeSessionWindows,
@@ -513,6 +514,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         env.set_channel_capacity(UNALIGNED_CHANNEL_CAPACITY)
     if args.state_backend == "rocksdb":
         env.set_state_backend(EmbeddedRocksDBStateBackend(args.out.parent / "rocksdb", memory_budget=32 << 20))
+    elif args.state_backend == "heap-fork":  # every snapshot taken by a forked child
+        env.set_state_backend(HashMapStateBackend(fork_snapshots_from=0))
     env.set_restart_strategy(RestartStrategy.none())
     env.set_source_batch_size(SOURCE_BATCH)
     faults = FaultInjector.from_environment()  # the crash point of STREAMFLOW_CRASH, if any
@@ -647,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--checkpoints", type=Path, required=True)
     parser.add_argument("--parallelism", type=int, default=1)
-    parser.add_argument("--state-backend", choices=("heap", "rocksdb"), default="heap")
+    parser.add_argument("--state-backend", choices=("heap", "heap-fork", "rocksdb"), default="heap")
     parser.add_argument("--unaligned", action="store_true", help="unaligned checkpoints, channels of 16 batches")
     parser.add_argument("--aligned-timeout", type=float, default=None, help="with --unaligned: switch after S seconds")
     args = parser.parse_args(argv)

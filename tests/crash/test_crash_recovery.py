@@ -15,7 +15,9 @@ whose rows and offsets MySQL held when the process started.
 
 The file sink's scenarios run on the RocksDB state backend as well (incremental
 checkpoints: the counts a restarted process continues from come out of SST files that
-several checkpoints share), at every named point.
+several checkpoints share), at every named point; and on the heap with every snapshot
+pickled by a forked child process while the job goes on (a crash at ``after_barrier``
+kills the job while its child may still be writing).
 
 Every run also aborts checkpoints 4, 8, ... after the sink pre-committed them (a failed
 state write); the failure-free runs show that each sink's abort path ran with records in
@@ -88,8 +90,9 @@ def _params(scenarios: list[Scenario]) -> list[object]:
     return [pytest.param(s, id=s.id) for s in scenarios]
 
 
-# every sink on the heap; the file sink on RocksDB too (the backend's part is the same for all)
-VARIANTS = [(s, "heap") for s in SINKS] + [("file", "rocksdb")]
+# every sink on the heap; the file sink on RocksDB too (the backend's part is the same for
+# all), and on the heap with every snapshot taken by a forked child (heap-fork)
+VARIANTS = [(s, "heap") for s in SINKS] + [("file", "rocksdb"), ("file", "heap-fork")]
 REFERENCES = [Scenario(s, p, state_backend=b) for s, b in VARIANTS for p in PARALLELISMS]
 SINGLE = [Scenario(s, p, (point,), b) for s, b in VARIANTS for p in PARALLELISMS for point in POINTS]
 TWICE = [Scenario(s, p, DOUBLE, b) for s, b in VARIANTS for p in PARALLELISMS]

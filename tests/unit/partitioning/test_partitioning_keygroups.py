@@ -199,3 +199,27 @@ def test_a_batch_lookup_never_gives_an_uncached_type_the_group_of_an_equal_cache
     assign = KeyGroupAssigner(128)
     assign.of_all([1, 1])
     assert assign.of_all([1, Loose(1)]) == [key_group_for(1, 128), assign(Loose(1))]
+
+
+def test_a_cache_that_mostly_misses_steps_aside_then_tries_again() -> None:
+    """A key set larger than the cache: once it filled with mostly misses it is bypassed
+    for 16 keys per entry (the groups stay right), then it caches again."""
+    assign = KeyGroupAssigner(128, limit=8)
+    wide = [f"user-{i}" for i in range(200)]
+    assert assign.of_all(wide[:9]) == [key_group_for(key, 128) for key in wide[:9]]  # 9 misses: full at the 9th
+    assert assign._cache == {} and assign._bypass == 16 * 8
+    assert assign.of_all(wide[9:137]) == [key_group_for(key, 128) for key in wide[9:137]]  # bypassed: 128 keys
+    assert assign._cache == {} and assign._bypass == 0
+    assert [assign(key) for key in wide[137:140]] == [key_group_for(key, 128) for key in wide[137:140]]
+    assert set(assign._cache) == set(wide[137:140])  # caching again
+
+
+def test_a_cache_that_mostly_hits_is_cleared_when_full_and_keeps_caching() -> None:
+    """A key set that drifts slowly: many hits before the cache fills, so it starts over
+    and goes on caching."""
+    assign = KeyGroupAssigner(128, limit=8)
+    hot = [f"hot-{i}" for i in range(8)]
+    for _ in range(5):
+        assert assign.of_all(hot) == [key_group_for(key, 128) for key in hot]
+    assert assign("new") == key_group_for("new", 128)  # full after 40 lookups, 32 of them hits
+    assert assign._bypass == 0 and set(assign._cache) == {"new"}
