@@ -134,7 +134,8 @@ def test_inspect_counts_the_timers_in_the_files_of_an_incremental_checkpoint(
     checkpoints = tmp_path / "chk"
     code, _out, err = run(
         ["run", "timer_job:build", "-p", "2", "--checkpoint-dir", str(checkpoints), "--checkpoint-interval", "0.01",
-         "--state-backend", "rocksdb", "--state-dir", str(tmp_path / "state"), "--no-control", "--log-level", "WARNING"],
+         "--state-backend", "rocksdb", "--state-dir", str(tmp_path / "state"), "--no-control",
+         "--log-level", "WARNING"],
         capsys,
     )  # fmt: skip
     assert code == 0, err

@@ -50,8 +50,8 @@ from streamflow.state.rocksdb.timers import TIMER_IDS, read_timers
 from streamflow.state.timers import TimerDomain
 
 __all__ = [
-    "LEGACY_FORMATS", "NATIVE_FORMAT", "NativeSource", "canonical_from_native", "canonical_from_parts", "is_native", "restore_native",
-    "take_native_snapshot", "timer_counts", "timers_from_parts",
+    "LEGACY_FORMATS", "NATIVE_FORMAT", "NativeSource", "canonical_from_native", "canonical_from_parts", "is_native",
+    "restore_native", "take_native_snapshot", "timer_counts", "timers_from_parts",
 ]
 
 NATIVE_FORMAT = "rocksdb-native-2"
