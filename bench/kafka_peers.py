@@ -2,14 +2,16 @@
 ``kafka_pipeline.py``: Quix Streams and Faust (faust-streaming) doing Kafka -> map -> Kafka;
 of ``workers.py``: Quix Streams doing Kafka -> parse -> group_by -> count -> Kafka
 (``quix-count``; several processes in one consumer group scale it out); and of
-``windows_kafka.py``: Quix Streams' tumbling window count and sum per key (``quix-window``).
+``windows_kafka.py``: Quix Streams' tumbling window count and sum per key (``quix-window``); of
+``keyed_count_kafka.py``: the count per message key, without ``group_by`` (``quix-key-count``).
 
 It imports no streamflow, so it runs in the peers' own environment
 (``bench/setup.sh`` makes ``bench/.venv-peers``). A child runs until the harness stops it
 with SIGTERM once the output topic holds every record; it reports ``first`` (see
 kafka_work.stamped) on stdout.
 
-Usage (the harness does this): python kafka_peers.py quix|quix-count|quix-window|faust --bootstrap HOST:PORT
+Usage (the harness does this):
+    python kafka_peers.py quix|quix-count|quix-key-count|quix-window|faust --bootstrap HOST:PORT
     --input TOPIC --output TOPIC --group GROUP [--guarantee at-least-once|exactly-once]
 """
 
@@ -25,6 +27,8 @@ import tempfile
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import orjson  # noqa: E402
 
 from kafka_work import report, stamped, transform  # noqa: E402
 
@@ -78,24 +82,40 @@ def run_quix_count(args: argparse.Namespace) -> None:
     ``{"user", "count", "ts"}`` to ``--output``. Exactly-once (Kafka transactions, commit
     every ``--commit-interval`` seconds); several processes with the same ``--group``
     share the partitions, each with a state directory of its own."""
-    import orjson
-
     app = _quix_application(args, "quix-count-", auto_create_topics=True)  # the repartition topic of group_by
     source = app.topic(args.input, key_deserializer="bytes", value_deserializer="bytes")
     sink = app.topic(args.output, key_serializer="str", value_serializer="bytes")  # key: group_by's user
-
-    def count(record: dict, state) -> bytes:  # type: ignore[no-untyped-def, type-arg]
-        n = state.get("count", 0) + 1
-        state.set("count", n)
-        return orjson.dumps({"user": record["user"], "count": n, "ts": record["ts"]})
-
     frame = app.dataframe(source)
     frame = frame.apply(stamped(orjson.loads))
     frame = frame.group_by(lambda record: record["user"], name="user")
-    frame = frame.apply(count, stateful=True)
+    frame = frame.apply(_count_in_state, stateful=True)
     frame.to_topic(sink)
     report("ready")
     app.run()
+
+
+def run_quix_key_count(args: argparse.Namespace) -> None:
+    """Quix Streams, the state benchmark's job (bench/keyed_count_kafka.py): parse, count per
+    message key (the input is keyed by user, so no ``group_by``: Quix's state is scoped to
+    the message key, as streamflow's ``key_by`` scopes it in memory) in Quix's RocksDB
+    state, ``{"user", "count", "ts"}`` to ``--output``. Exactly-once, a commit every
+    ``--commit-interval`` seconds."""
+    app = _quix_application(args, "quix-key-count-", auto_create_topics=True)  # (the state's changelog topic)
+    source = app.topic(args.input, key_deserializer="str", value_deserializer="bytes")
+    sink = app.topic(args.output, key_serializer="str", value_serializer="bytes")
+    frame = app.dataframe(source)
+    frame = frame.apply(stamped(orjson.loads))
+    frame = frame.apply(_count_in_state, stateful=True)
+    frame.to_topic(sink)
+    report("ready")
+    app.run()
+
+
+def _count_in_state(record: dict, state) -> bytes:  # type: ignore[no-untyped-def, type-arg]
+    """The user's records so far, kept in Quix's state (scoped to the message key)."""
+    n = state.get("count", 0) + 1
+    state.set("count", n)
+    return orjson.dumps({"user": record["user"], "count": n, "ts": record["ts"]})
 
 
 def run_quix_window(args: argparse.Namespace) -> None:
@@ -161,7 +181,7 @@ def run_faust(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("peer", choices=("quix", "quix-count", "quix-window", "faust"))
+    parser.add_argument("peer", choices=("quix", "quix-count", "quix-key-count", "quix-window", "faust"))
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--input", required=True)
     parser.add_argument("--output", required=True)
@@ -171,7 +191,8 @@ def main() -> None:
     parser.add_argument("--linger-ms", type=float, default=0.0, help="Faust: producer linger")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    peers = {"quix": run_quix, "quix-count": run_quix_count, "quix-window": run_quix_window, "faust": run_faust}
+    peers = {"quix": run_quix, "quix-count": run_quix_count, "quix-key-count": run_quix_key_count,
+             "quix-window": run_quix_window, "faust": run_faust}
     peers[args.peer](args)
 
 

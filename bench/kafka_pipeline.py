@@ -292,6 +292,24 @@ async def read_back(bootstrap: str, topic: str, isolation: str, partitions: int 
         return count, len(seen)
 
 
+async def read_committed_values(bootstrap: str, topic: str, partitions: int) -> list[bytes]:
+    """Every value in ``topic`` up to its end offsets at the start, read_committed (the
+    harnesses that check an output record by record)."""
+    parts = [TopicPartition(topic, p) for p in range(partitions)]
+    values: list[bytes] = []
+    async with offsets_reader(bootstrap, "read_committed") as consumer:
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        deadline = time.monotonic() + 600
+        while any([await consumer.position(tp) < ends[tp] for tp in parts]):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic} back did not reach {ends}")
+            for tp, records in (await consumer.getmany(timeout_ms=500, max_records=20_000)).items():
+                values.extend(record.value for record in records if record.offset < ends[tp])
+    return values
+
+
 # -- one throughput run -------------------------------------------------------------------
 
 

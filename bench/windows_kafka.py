@@ -37,7 +37,6 @@ import asyncio
 import math
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -48,14 +47,13 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import orjson  # noqa: E402
-from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 from aiokafka.partitioner import murmur2  # noqa: E402
 
 from kafka_child import ChildFailed  # noqa: E402
-from kafka_pipeline import broker, delete_topics, fill_topic, find_peer_python  # noqa: E402
+from kafka_pipeline import broker, delete_topics, fill_topic, find_peer_python, read_committed_values  # noqa: E402
 from kafka_work import key_at  # noqa: E402
-from streamflow.testing.kafka import create_topic, unique_topic  # noqa: E402
-from workers import PARTITIONS, Contender, committed_end, first_call, started  # noqa: E402
+from streamflow.testing.kafka import unique_topic  # noqa: E402
+from workers import PARTITIONS, Contender, alternate, run_checked  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 MINUTE_MS = 60_000
@@ -101,25 +99,10 @@ def closed_windows(count: int, first_ms: int) -> Totals:
 
 async def read_windows(bootstrap: str, topic: str) -> list[tuple[str, int, int, float]]:
     """Every window result in ``topic`` (read_committed): (user, start ms, count, sum)."""
-    parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False)
-    await consumer.start()
     found = []
-    try:
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        deadline = time.monotonic() + 300
-        while any([await consumer.position(tp) < ends[tp] for tp in parts]):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic} back did not reach {ends}")
-            for tp, records in (await consumer.getmany(timeout_ms=500, max_records=10_000)).items():
-                for record in records:
-                    if record.offset < ends[tp]:
-                        value = orjson.loads(record.value)
-                        found.append((record.key.decode(), value["start"], value["count"], value["total"]))
-    finally:
-        await consumer.stop()
+    for raw in await read_committed_values(bootstrap, topic, PARTITIONS):
+        value = orjson.loads(raw)
+        found.append((value["user"], value["start"], value["count"], value["total"]))
     return found
 
 
@@ -164,21 +147,9 @@ def quix_contender(bootstrap: str, peer_python: str, interval: float) -> Contend
 
 async def run_once(bootstrap: str, contender: Contender, source: str, want: Totals, logs: Path, tag: str) -> float:
     """Seconds from the first parse to the complete output, checked record by record."""
-    output, group = unique_topic(f"windows-{contender.name}"), unique_topic(f"windows-{contender.name}")
-    await create_topic(bootstrap, output, PARTITIONS)
-    try:
-        async with started(contender, source, output, group, logs, tag) as children:
-            first = await first_call(children, timeout=180)
-            end = await committed_end(bootstrap, output, len(want), children, timeout=max(300.0, len(want) / 200))
-            found = await read_windows(bootstrap, output)
-            waited = time.monotonic()
-            while len(found) < len(want) and time.monotonic() - waited < 30:  # (markers counted: a last commit)
-                await asyncio.sleep(0.5)
-                found = await read_windows(bootstrap, output)
-        check(contender.name, found, want)
-        return end - first
-    finally:
-        await delete_topics(bootstrap, [output], prefixes=(group,))
+    return await run_checked(bootstrap, contender, source, len(want), logs, tag,
+                             lambda output: read_windows(bootstrap, output),
+                             lambda found: check(contender.name, found, want))
 
 
 async def run(args: argparse.Namespace, bootstrap: str) -> None:
@@ -201,20 +172,11 @@ async def run(args: argparse.Namespace, bootstrap: str) -> None:
     want = closed_windows(args.records, first_ms)
     print(f"input: {args.records:,} records in {source} ({PARTITIONS} partitions, {time.monotonic() - began:.0f} s "
           f"to write); {len(want):,} windows to emit", flush=True)
-    seconds: dict[str, list[float]] = {c.name: [] for c in chosen}
     try:
-        for r in range(args.rounds):
-            for contender in chosen[r % len(chosen):] + chosen[: r % len(chosen)]:
-                took = await run_once(bootstrap, contender, source, want, logs, f"{contender.name}-r{r}")
-                seconds[contender.name].append(took)
-                print(f"round {r + 1}: {contender.name}: {args.records / took:,.0f} records/s ({took:.1f} s)", flush=True)
+        rates = await alternate(chosen, args.rounds, args.records,
+                                lambda contender, tag: run_once(bootstrap, contender, source, want, logs, tag))
     finally:
         await delete_topics(bootstrap, [source])
-    rates = {name: statistics.median(args.records / s for s in runs) for name, runs in seconds.items() if runs}
-    print(f"\n{args.records:,} records, {args.rounds} rounds, median records/s (each round's in brackets):\n")
-    for contender in chosen:
-        each = ", ".join(f"{args.records / s:,.0f}" for s in seconds[contender.name])
-        print(f"| {contender.label:<36} | {rates[contender.name]:>9,.0f} | [{each}]")
     if "streamflow" in rates and "quix" in rates:
         ratio = rates["streamflow"] / rates["quix"]
         print(f"\nstreamflow / quix = {ratio:.2f} (goal >= 2: {'met' if ratio >= 2 else 'NOT met'})")

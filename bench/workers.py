@@ -51,9 +51,10 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -157,6 +158,47 @@ async def committed_end(bootstrap: str, topic: str, count: int, children: list[C
             await asyncio.sleep(0.01)
     finally:
         await consumer.stop()
+
+
+async def run_checked(bootstrap: str, contender: Contender, source: str, expected: int, logs: Path, tag: str,
+                      read: Callable[[str], Awaitable[list[Any]]], check: Callable[[list[Any]], None]) -> float:
+    """Run ``contender`` on ``source`` into a fresh output topic until it holds
+    ``expected`` results, ``read`` them back and ``check`` them; seconds from the first
+    parse to the complete output (the window and keyed-count Kafka benchmarks)."""
+    output, group = unique_topic(f"out-{contender.name}"), unique_topic(f"group-{contender.name}")
+    await create_topic(bootstrap, output, PARTITIONS)
+    try:
+        async with started(contender, source, output, group, logs, tag) as children:
+            first = await first_call(children, timeout=180)
+            end = await committed_end(bootstrap, output, expected, children, timeout=max(300.0, expected / 200))
+            found = await read(output)
+            waited = time.monotonic()
+            while len(found) < expected and time.monotonic() - waited < 30:  # (markers counted: a last commit)
+                await asyncio.sleep(0.5)
+                found = await read(output)
+        check(found)
+        return end - first
+    finally:
+        await delete_topics(bootstrap, [output], prefixes=(group,))
+
+
+async def alternate(chosen: list[Contender], rounds: int, records: int,
+                    run: Callable[[Contender, str], Awaitable[float]]) -> dict[str, float]:
+    """Run the contenders ``rounds`` times in rotating order (``run(contender, tag)``:
+    seconds for ``records``), print each round and a table of medians; the median
+    records/s per contender name."""
+    seconds: dict[str, list[float]] = {c.name: [] for c in chosen}
+    for r in range(rounds):
+        for contender in chosen[r % len(chosen):] + chosen[: r % len(chosen)]:
+            took = await run(contender, f"{contender.name}-r{r}")
+            seconds[contender.name].append(took)
+            print(f"round {r + 1}: {contender.name}: {records / took:,.0f} records/s ({took:.1f} s)", flush=True)
+    rates = {name: statistics.median(records / s for s in runs) for name, runs in seconds.items() if runs}
+    print(f"\n{records:,} records, {rounds} rounds, median records/s (each round's in brackets):\n")
+    for contender in chosen:
+        each = ", ".join(f"{records / s:,.0f}" for s in seconds[contender.name])
+        print(f"| {contender.label:<36} | {rates[contender.name]:>9,.0f} | [{each}]")
+    return rates
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,10 +53,11 @@ from streamflow.state.backend import (
     NativeSnapshotBackend,
     RestoredNative,
 )
-from streamflow.state.rocksdb.native import NATIVE_FORMAT, canonical_from_parts, timers_from_parts
+from streamflow.state.rocksdb.native import LEGACY_FORMATS, NATIVE_FORMAT, canonical_from_parts, timers_from_parts
 
 __all__ = [
-    "CanonicalFromNative", "KeyedCheckpoints", "SharedUpload", "is_native_part", "locate_native", "native_summary",
+    "CanonicalFromNative", "KeyedCheckpoints", "SharedUpload", "is_native_part", "locate_native", "materialize_native",
+    "native_summary",
 ]
 
 log = logging.getLogger("streamflow.checkpoint")
@@ -194,8 +195,9 @@ class KeyedCheckpoints:
         return timers
 
     async def _restore_native(self, parts: list[dict[str, Any]], timers: list[TimerSnapshot]) -> list[dict[str, Any]]:
-        """Native parts into the backend; for a backend without native restore, the
-        canonical snapshots read from them (and their timers appended to ``timers``)."""
+        """Native parts into the backend; for a backend without native restore, or parts
+        of a legacy format, the canonical snapshots read from them (and their timers
+        appended to ``timers``)."""
         own = self.backend.key_group_range
         relevant = [part for part in parts if _overlaps(part["key_groups"], own)]
         backend = self.native
@@ -205,10 +207,11 @@ class KeyedCheckpoints:
             else backend.working_directory / _RESTORE
         )
         try:
-            restored = [await _materialize(part, scratch / str(index)) for index, part in enumerate(relevant)]
-            if backend is None:
+            restored = [await materialize_native(part, scratch / str(index)) for index, part in enumerate(relevant)]
+            legacy = any(part.get("format") in LEGACY_FORMATS for part in relevant)
+            if backend is None or legacy:  # read entry by entry into canonical snapshots
                 for part in relevant:
-                    if part.get("format") != NATIVE_FORMAT:
+                    if part.get("format") != NATIVE_FORMAT and part.get("format") not in LEGACY_FORMATS:
                         raise StateError(
                             f"operator {self.owner!r}: a native snapshot of format {part.get('format')!r} cannot be "
                             "restored into this state backend; restore it with the backend that took it",
@@ -305,7 +308,8 @@ def _overlaps(key_groups: Sequence[int], own: range) -> bool:
     return start < own.stop and own.start < stop
 
 
-async def _materialize(part: Mapping[str, Any], directory: Path) -> RestoredNative:
+async def materialize_native(part: Mapping[str, Any], directory: Path) -> RestoredNative:
+    """Put the files of a located native part (:func:`locate_native`) into ``directory``."""
     store = SharedFileStore(part["checkpoint_directory"])
     files = {local: (ref["name"], int(ref["size"])) for local, ref in part["files"].items()}
     await store.materialize(files, directory, immutable=frozenset(part["immutable"]))

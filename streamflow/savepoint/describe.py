@@ -6,7 +6,8 @@ the key groups it owned, its keyed states (name, kind, TTL, keys), timers, opera
 states (lists, broadcast maps), source splits and the sink's pending transactions. For
 keyed state in RocksDB files (an incremental checkpoint) it shows the files instead of
 key counts: how many, their bytes, and how many were written for this checkpoint
-(the others it shares with earlier ones).
+(the others it shares with earlier ones); the timers those files hold are counted by
+reading them (put into a scratch directory and opened read-only).
 :func:`format_description` renders that for a terminal. Values themselves are not
 printed (they may be large or private); counts and sizes are, and source splits and
 transaction handles, which are small positions and names.
@@ -14,18 +15,22 @@ transaction handles, which are small positions and names.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from streamflow.checkpoint.incremental import is_native_part
+from streamflow.checkpoint.incremental import is_native_part, locate_native, materialize_native
+from streamflow.checkpoint.metadata import StateHandle
 from streamflow.checkpoint.serde import decode
 from streamflow.checkpoint.shared_files import uploaded_for
 from streamflow.checkpoint.snapshot import STORED_PARTS, OperatorSnapshot
 from streamflow.partitioning.keygroups import key_group_range
 from streamflow.savepoint.location import locate_snapshot
 from streamflow.savepoint.restore import is_auto_uid
+from streamflow.state.rocksdb.native import timer_counts
 
 __all__ = ["describe_snapshot", "format_description"]
 
@@ -53,6 +58,9 @@ async def describe_snapshot(path: str | Path) -> dict[str, Any]:
             else:
                 state = decode(await located.storage.read_state(located.completed.checkpoint_id, handle))
                 entry.update(file=handle.file, size=handle.size, **_describe_state(state))
+                keyed = state.get("keyed") if isinstance(state, dict) else None
+                if isinstance(keyed, dict) and is_native_part(keyed) and keyed.get("timers"):
+                    entry["timers"] = await _native_timers(keyed, handle, located.storage.directory)
                 if handle.shared:
                     entry["shared_files"] = {
                         "files": len(handle.shared),
@@ -86,6 +94,15 @@ async def describe_snapshot(path: str | Path) -> dict[str, Any]:
         "shared_size": sum(file.size for file in shared),
         "operators": operators,
     }
+
+
+async def _native_timers(keyed: dict[str, Any], handle: StateHandle, directory: Path) -> dict[str, int]:
+    """The timers a native part's files hold, per domain."""
+    part = locate_native(keyed, handle, directory)
+    with tempfile.TemporaryDirectory(prefix="streamflow-inspect-") as scratch:
+        restored = await materialize_native(part, Path(scratch) / "db")
+        counts = await asyncio.to_thread(timer_counts, restored)
+    return {"processing": counts["processing"], "event": counts["event"]}
 
 
 def _describe_state(state: Any) -> dict[str, Any]:

@@ -65,7 +65,7 @@ def test_a_job_runs_on_rocksdb_from_the_command_line_and_inspect_shows_its_files
     code, text, err = run(["inspect", str(checkpoints)], capsys)
     assert code == 0, err
     assert "format version 2" in text and "shared file(s)" in text
-    assert text.count("rocksdb-native-1 files: ") == 2  # one line per subtask of 'count'
+    assert text.count("rocksdb-native-2 files: ") == 2  # one line per subtask of 'count'
     assert "keyed state 'n' (value): in the files above" in text
     code, raw, err = run(["inspect", str(checkpoints), "--json"], capsys)
     described: dict[str, Any] = json.loads(raw)
@@ -109,3 +109,41 @@ def test_a_state_dir_that_cannot_be_written_is_refused_naming_it(
     assert f"the RocksDB working directory {str(blocker / 'db')!r} is not writable" in err
     assert "pass EmbeddedRocksDBStateBackend(directory=...) a directory this process can write" in err
     assert not (job_module / "out").exists()
+
+
+TIMER_JOB = (
+    "from streamflow.connectors import CollectionSource, DiscardingSink\n"
+    "from streamflow import KeyedProcessFunction\n"
+    "class Remind(KeyedProcessFunction):\n"
+    "    def process_element(self, word, ctx, out):\n"
+    "        ctx.timer_service.register_processing_time_timer(4e9)  # 2096: never fires here\n"
+    "def build(env):\n"
+    "    words = [f'w{i % 50}' for i in range(2000)]\n"
+    "    (env.from_source(CollectionSource(words, batch_size=10), name='words').uid('words')\n"
+    "        .key_by(lambda w: w).process(Remind()).uid('remind')\n"
+    "        .sink_to(DiscardingSink()).uid('out'))\n"
+)
+
+
+def test_inspect_counts_the_timers_in_the_files_of_an_incremental_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "timer_job.py").write_text(TIMER_JOB)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    checkpoints = tmp_path / "chk"
+    code, _out, err = run(
+        ["run", "timer_job:build", "-p", "2", "--checkpoint-dir", str(checkpoints), "--checkpoint-interval", "0.01",
+         "--state-backend", "rocksdb", "--state-dir", str(tmp_path / "state"), "--no-control",
+         "--log-level", "WARNING"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    code, raw, err = run(["inspect", str(checkpoints), "--json"], capsys)
+    assert code == 0, err
+    remind = next(op for op in json.loads(raw)["operators"] if op["uid"] == "remind")
+    timers = [sub["timers"] for sub in remind["subtasks"]]
+    assert sum(t["processing"] for t in timers) == 50 and sum(t["event"] for t in timers) == 0
+    code, text, err = run(["inspect", str(checkpoints)], capsys)
+    assert code == 0, err
+    assert text.count("processing-time, 0 event-time") == 2

@@ -24,6 +24,9 @@ encode to the same bytes. Hence the canonical encoding (a tag byte, then the pay
 - str and str subclasses (str enums) -> ``S`` + UTF-8; bytes -> ``B``;
 - tuples (NamedTuples too) -> ``T`` + each item's encoding, length-prefixed;
   frozensets -> ``Z`` + the sorted encodings of their members;
+- window namespaces: a :class:`~streamflow.windowing.TimeWindow` -> ``W`` + its start and
+  end as two IEEE 754 doubles (16 bytes: a window operator encodes one in every state
+  entry and timer, so it is neither pickled nor checked against the by-value cases);
 - datetimes -> ``D`` (aware ones as the same instant in UTC: equal instants in other
   zones are equal keys), dates -> ``E``, UUIDs -> ``U`` + 16 bytes;
 - anything else -> ``P`` + its pickle. Caveat: two equal objects of such a type whose
@@ -51,6 +54,7 @@ from typing import Any
 
 from streamflow.errors import StateError
 from streamflow.state.serializers import type_name
+from streamflow.windowing.windows import TimeWindow
 
 __all__ = [
     "decode_key",
@@ -66,6 +70,7 @@ __all__ = [
 ]
 
 _DOUBLE = struct.Struct(">d")
+_WINDOW = struct.Struct(">dd")
 _UTC = datetime.timezone.utc
 MAX_STATES = 1 << 16
 
@@ -110,6 +115,8 @@ def encode_key(key: Any) -> tuple[bytes, bool]:
         return b"B" + key, True
     if kind is tuple:
         return _tuple(key, True)
+    if kind is TimeWindow:
+        return _window(key)
     if key is None:
         return b"N", True
     if kind in _PICKLED:
@@ -119,8 +126,8 @@ def encode_key(key: Any) -> tuple[bytes, bool]:
 
 _PICKLED: set[type] = set()
 """Types found to be encoded by their pickle (no case of :func:`_other` matched them,
-which depends on the type alone): later keys of these types skip the checks (a window
-operator's windows, in every state entry and timer of it)."""
+which depends on the type alone): later keys of these types skip the checks (a custom
+window type, in every state entry and timer of its operator)."""
 
 
 def _int(value: int) -> bytes:
@@ -135,6 +142,14 @@ def _tuple(items: tuple[Any, ...], exact: bool) -> tuple[bytes, bool]:
         parts.append(varint(len(data)))
         parts.append(data)
     return b"".join(parts), exact
+
+
+def _window(window: TimeWindow) -> tuple[bytes, bool]:
+    """A window's bounds (+ 0.0: the equal -0.0 and 0.0 give one key, and only -0.0 does
+    not come back as itself)."""
+    start, end = window.start, window.end
+    exact = (start != 0.0 or math.copysign(1.0, start) > 0) and (end != 0.0 or math.copysign(1.0, end) > 0)
+    return b"W" + _WINDOW.pack(start + 0.0, end + 0.0), exact
 
 
 def _number(value: Any) -> tuple[bytes, bool]:
@@ -224,6 +239,8 @@ def decode_key(data: bytes) -> Any:
         return tuple(_items(data))
     if tag == b"N":
         return None
+    if tag == b"W":
+        return TimeWindow(*_WINDOW.unpack(data[1:]))
     if tag == b"F":
         return _DOUBLE.unpack(data[1:])[0]
     if tag == b"Q":

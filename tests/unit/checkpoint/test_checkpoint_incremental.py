@@ -30,7 +30,9 @@ from streamflow.state import (
     StateTtlConfig,
     ValueStateDescriptor,
 )
-from streamflow.state.rocksdb import EmbeddedRocksDBStateBackend
+from streamflow.state.rocksdb import EmbeddedRocksDBStateBackend, keys
+from streamflow.state.rocksdb.native import NATIVE_FORMAT
+from streamflow.windowing import TimeWindow
 
 MAX_PARALLELISM = 16
 VALUE = ValueStateDescriptor("value", default=0)
@@ -241,3 +243,31 @@ async def test_a_native_restore_keeps_the_serializer_check(subtasks: Subtasks) -
     with pytest.raises(StateError, match="keyed state 'value' was saved with serializer 'pickle', but its descriptor "
                        "now uses 'json'"):  # fmt: skip
         restored.backend.get_state(ValueStateDescriptor("value", default=0, serializer=JsonSerializer()))
+
+
+async def test_a_format_1_snapshot_with_pickled_windows_is_restored_by_decoding_its_entries(
+    subtasks: Subtasks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SharedFileStore(subtasks.chk)
+    original = subtasks.make()
+    key = ("user-1", TimeWindow(0.0, 60.0))
+    group = key_group_for(key, MAX_PARALLELISM)
+    monkeypatch.setattr(keys, "TimeWindow", type("NotAWindow", (), {}))  # windows pickled, as format 1 wrote them
+    original.backend.set_current_key(key, group)
+    original.backend.get_state(VALUE).update(5)
+    original.backend.timer_store("event").register(59.999999, key, group)  # type: ignore[attr-defined]
+    part = await checkpoint(original, 1, store)
+    monkeypatch.undo()
+    part["format"] = "rocksdb-native-1"
+
+    adopted = subtasks.make()  # what adopting the files as they are would give: the entry is not found
+    await adopted.restore([{**part, "format": NATIVE_FORMAT}])
+    adopted.backend.set_current_key(key, group)
+    assert adopted.backend.get_state(VALUE).value() == 0
+
+    restored = subtasks.make()
+    held = await restored.restore([part])
+    restored.backend.set_current_key(key, group)
+    assert restored.backend.get_state(VALUE).value() == 5
+    assert [timers.event for timers in held] == [[(59.999999, group, key)]]
+    assert type(held[0].event[0][2][1]) is TimeWindow

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import struct
 import uuid
 from decimal import Decimal
 from fractions import Fraction
@@ -15,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamflow.errors import StateError
+from streamflow.windowing import TimeWindow
 from streamflow.state.rocksdb.keys import (
     decode_key,
     encode_key,
@@ -158,3 +160,20 @@ def test_uuid_and_date_keys_round_trip() -> None:
     for key in (uuid.UUID(int=7), datetime.date(2020, 2, 29), datetime.datetime(2020, 1, 1, 0, 0, 1, 5)):
         data, exact = encode_key(key)
         assert exact and decode_key(data) == key and type(decode_key(data)) is type(key)
+
+
+def test_a_time_window_is_sixteen_bytes_of_its_bounds_and_comes_back_exactly() -> None:
+    window = TimeWindow(120.0, 180.0)
+    data, exact = encode_key(window)
+    assert data == b"W" + struct.pack(">dd", 120.0, 180.0)
+    back = decode_key(data)
+    assert exact and type(back) is TimeWindow and back == window and back.max_timestamp == window.max_timestamp
+    nested, nested_exact = encode_key(("user-1", window))
+    assert nested_exact and decode_key(nested) == ("user-1", window)
+    assert encode_key(TimeWindow(1.5, 2.5))[0] != encode_key(TimeWindow(1.5, 3.5))[0]
+
+
+def test_a_window_starting_at_minus_zero_is_the_zero_key_and_not_exact() -> None:
+    minus, minus_exact = encode_key(TimeWindow(-0.0, 60.0))
+    plus, plus_exact = encode_key(TimeWindow(0.0, 60.0))
+    assert minus == plus and plus_exact and not minus_exact
