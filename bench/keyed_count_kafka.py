@@ -53,9 +53,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import orjson  # noqa: E402
 
 from kafka_child import ChildFailed  # noqa: E402
-from kafka_pipeline import broker, delete_topics, fill_topic, find_peer_python, read_committed_values  # noqa: E402
+from kafka_pipeline import delete_topics, fill_topic, find_peer_python, read_committed_values  # noqa: E402
 from streamflow.testing.kafka import unique_topic  # noqa: E402
-from workers import PARTITIONS, Contender, alternate, run_checked  # noqa: E402
+from workers import PARTITIONS, Contender, alternate, peer_parser, run_checked, run_on_broker  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 RECORD_BYTES = 100
@@ -215,19 +215,11 @@ async def run(args: argparse.Namespace, bootstrap: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=int, default=1_000_000)
+    parser = peer_parser(__doc__, rounds=2, contenders="sf-rocksdb,sf-heap,quix")
     parser.add_argument("--keys", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--only", default="", help="comma-separated: sf-rocksdb,sf-heap,quix")
-    parser.add_argument("--interval", type=float, default=1.0, help="checkpoint / commit interval")
     parser.add_argument("--profile", action="store_true", help="also profile each contender once")
     parser.add_argument("--profile-records", type=int, default=300_000)
-    parser.add_argument("--bootstrap", default=None, help="default: $KAFKA_BOOTSTRAP_SERVERS, else own broker")
-    parser.add_argument("--peer-python", default=None, help="interpreter with quixstreams (default: bench/.venv-peers)")
-    args = parser.parse_args()
-    with broker(args.bootstrap) as bootstrap:
-        asyncio.run(run(args, bootstrap))
+    run_on_broker(parser, run)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ Usage: python3 bench/windows_kafka.py [--records 1000000] [--rounds 3] [--only s
 from __future__ import annotations
 
 import argparse
-import asyncio
 import math
 import os
 import platform
@@ -50,10 +49,10 @@ import orjson  # noqa: E402
 from aiokafka.partitioner import murmur2  # noqa: E402
 
 from kafka_child import ChildFailed  # noqa: E402
-from kafka_pipeline import broker, delete_topics, fill_topic, find_peer_python, read_committed_values  # noqa: E402
+from kafka_pipeline import delete_topics, fill_topic, find_peer_python, read_committed_values  # noqa: E402
 from kafka_work import key_at  # noqa: E402
 from streamflow.testing.kafka import unique_topic  # noqa: E402
-from workers import PARTITIONS, Contender, alternate, run_checked  # noqa: E402
+from workers import PARTITIONS, Contender, alternate, peer_parser, run_checked, run_on_broker  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 MINUTE_MS = 60_000
@@ -184,16 +183,7 @@ async def run(args: argparse.Namespace, bootstrap: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", default="", help="comma-separated: streamflow,quix")
-    parser.add_argument("--interval", type=float, default=1.0, help="checkpoint / commit interval")
-    parser.add_argument("--bootstrap", default=None, help="default: $KAFKA_BOOTSTRAP_SERVERS, else own broker")
-    parser.add_argument("--peer-python", default=None, help="interpreter with quixstreams (default: bench/.venv-peers)")
-    args = parser.parse_args()
-    with broker(args.bootstrap) as bootstrap:
-        asyncio.run(run(args, bootstrap))
+    run_on_broker(peer_parser(__doc__, rounds=3, contenders="streamflow,quix"), run)
 
 
 if __name__ == "__main__":

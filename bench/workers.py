@@ -311,23 +311,37 @@ async def run(args: argparse.Namespace, bootstrap: str) -> None:
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def peer_parser(doc: str | None, *, rounds: int, contenders: str, interval_help: str = "checkpoint / commit interval"
+                ) -> argparse.ArgumentParser:
+    """The options every Kafka benchmark against a peer starts with (its own follow)."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
     parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", default="", help="comma-separated: sf-1,sf-2,quix-1,quix-2")
-    parser.add_argument("--interval", type=float, default=1.0, help="checkpoint / commit interval (throughput)")
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--only", default="", help=f"comma-separated: {contenders}")
+    parser.add_argument("--interval", type=float, default=1.0, help=interval_help)
+    return parser
+
+
+def run_on_broker(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace, str], Awaitable[None]]) -> None:
+    """Add the broker and peer options, parse, and ``run(args, bootstrap)`` on the given
+    broker, else on a broker of its own."""
+    parser.add_argument("--bootstrap", default=None, help="default: $KAFKA_BOOTSTRAP_SERVERS, else own broker")
+    parser.add_argument("--peer-python", default=None, help="interpreter with quixstreams (default: bench/.venv-peers)")
+    args = parser.parse_args()
+    with broker(args.bootstrap) as bootstrap:
+        asyncio.run(run(args, bootstrap))
+
+
+def main() -> None:
+    parser = peer_parser(__doc__, rounds=3, contenders="sf-1,sf-2,quix-1,quix-2",
+                         interval_help="checkpoint / commit interval (throughput)")
     parser.add_argument("--latency", action="store_true", help="also measure the latency through one exchange hop")
     parser.add_argument("--latency-rate", type=int, default=2_000, help="records/s produced in the latency runs")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--latency-intervals", default="0.2,0.5,1",
                         type=lambda text: [float(x) for x in text.split(",")])
     parser.add_argument("--no-throughput", action="store_true")
-    parser.add_argument("--bootstrap", default=None, help="default: $KAFKA_BOOTSTRAP_SERVERS, else own broker")
-    parser.add_argument("--peer-python", default=None, help="interpreter with quixstreams (default: bench/.venv-peers)")
-    args = parser.parse_args()
-    with broker(args.bootstrap) as bootstrap:
-        asyncio.run(run(args, bootstrap))
+    run_on_broker(parser, run)
 
 
 if __name__ == "__main__":

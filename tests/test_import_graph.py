@@ -4,6 +4,7 @@ inside functions and under ``if TYPE_CHECKING:`` (see streamflow.devtools.import
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -23,6 +24,7 @@ REPO = checkout()
 MODULES = module_graph(REPO)
 PACKAGES = package_graph(MODULES)
 LAYERS = read_layers(REPO / "docs" / "architecture.md")
+VIOLATION = re.compile(r"(\S+) \(layer \d+\) imports (\S+) \(layer")  # layer_violations' sentence
 
 
 def test_the_layers_are_written_down_and_every_package_has_one() -> None:
@@ -33,8 +35,8 @@ def test_the_layers_are_written_down_and_every_package_has_one() -> None:
 def test_every_import_goes_down_a_layer() -> None:
     problems = layer_violations(PACKAGES, LAYERS)
     details = [
-        f"{problem}\n    " + "\n    ".join(importers(MODULES, *problem.split(" (layer")[0].split(" imports ")))
-        if " imports " in problem
+        f"{problem}\n    " + "\n    ".join(importers(MODULES, *found.groups()))
+        if (found := VIOLATION.match(problem))
         else problem
         for problem in problems
     ]

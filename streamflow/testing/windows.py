@@ -21,7 +21,7 @@ from streamflow.windowing.config import WindowConfig
 from streamflow.windowing.emission import WindowEmission
 from streamflow.windowing.logic import ElementFate, WindowOperatorLogic
 from streamflow.windowing.store import InMemoryWindowStore, WindowTimers
-from streamflow.windowing.windows import Window
+from streamflow.eventtime.windows import Window
 
 __all__ = ["WindowHarness"]
 

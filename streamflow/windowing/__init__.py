@@ -41,7 +41,7 @@ from streamflow.windowing.triggers import (
     TriggerContext,
     TriggerResult,
 )
-from streamflow.windowing.windows import GLOBAL_WINDOW, GlobalWindow, TimeWindow, Window
+from streamflow.eventtime.windows import GLOBAL_WINDOW, GlobalWindow, TimeWindow, Window
 
 __all__ = [
     "ABSENT",

@@ -28,7 +28,7 @@ from streamflow.eventtime.durations import positive_seconds
 from streamflow.eventtime.resolution import from_micros, to_micros
 from streamflow.eventtime.tracker import InvalidTimestampError
 from streamflow.windowing.triggers import EventTimeTrigger, NeverTrigger, ProcessingTimeTrigger, Trigger
-from streamflow.windowing.windows import GLOBAL_WINDOW, GlobalWindow, TimeWindow, Window
+from streamflow.eventtime.windows import GLOBAL_WINDOW, GlobalWindow, TimeWindow, Window
 
 __all__ = [
     "EventTimeSessionWindows",

@@ -26,7 +26,7 @@ from streamflow.windowing.assigners import MergingWindowAssigner, WindowAssigner
 from streamflow.windowing.evictors import Evictor
 from streamflow.windowing.functions import ProcessWindowFunction, has_merge
 from streamflow.windowing.triggers import Trigger
-from streamflow.windowing.windows import Window
+from streamflow.eventtime.windows import Window
 
 __all__ = ["WindowConfig"]
 

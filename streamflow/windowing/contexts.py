@@ -17,7 +17,7 @@ from streamflow.windowing.config import WindowConfig
 from streamflow.windowing.emission import WindowEmission
 from streamflow.windowing.scoped_state import merge_scoped, scoped_state
 from streamflow.windowing.store import WindowStateStore, WindowTimerService
-from streamflow.windowing.windows import GLOBAL_WINDOW, Window
+from streamflow.eventtime.windows import GLOBAL_WINDOW, Window
 
 __all__ = ["WindowFunctionContext", "WindowScope", "WindowTriggerContext"]
 

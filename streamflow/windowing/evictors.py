@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, Protocol
 
 from streamflow.errors import ConfigError
 from streamflow.eventtime.durations import positive_seconds
-from streamflow.windowing.windows import Window
+from streamflow.eventtime.windows import Window
 
 __all__ = ["CountEvictor", "Evictor", "EvictorContext", "TimeEvictor", "TimestampedValue"]
 

@@ -20,7 +20,7 @@ from typing import Any, Generic, Iterable, Protocol, TypeVar
 
 from streamflow.api.side_outputs import OutputTag
 from streamflow.state.descriptors import StateDescriptor
-from streamflow.windowing.windows import Window
+from streamflow.eventtime.windows import Window
 
 __all__ = ["AggregateFunction", "Collector", "ProcessWindowContext", "ProcessWindowFunction", "has_merge"]
 

@@ -53,7 +53,7 @@ from streamflow.windowing.evictors import TimestampedValue
 from streamflow.windowing.merging import Merge, MergingWindowSet
 from streamflow.windowing.store import ABSENT, WindowStateStore, WindowTimerService
 from streamflow.windowing.triggers import TriggerResult
-from streamflow.windowing.windows import TimeWindow, Window
+from streamflow.eventtime.windows import TimeWindow, Window
 
 __all__ = ["CONTENTS", "MERGING_WINDOWS", "ElementFate", "WindowOperatorLogic"]
 

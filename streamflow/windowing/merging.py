@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 from streamflow.errors import StateError
-from streamflow.windowing.windows import TimeWindow
+from streamflow.eventtime.windows import TimeWindow
 
 __all__ = ["Merge", "MergingWindowSet"]
 

@@ -29,7 +29,7 @@ from streamflow.errors import ConfigError
 from streamflow.eventtime.durations import positive_seconds
 from streamflow.eventtime.resolution import from_micros, to_micros
 from streamflow.state.descriptors import ReducingStateDescriptor, StateDescriptor
-from streamflow.windowing.windows import Window
+from streamflow.eventtime.windows import Window
 
 __all__ = [
     "ContinuousEventTimeTrigger",

@@ -32,7 +32,7 @@ from streamflow import ProcessFunction, StreamEnvironment, WatermarkStrategy
 from streamflow.connectors.kafka import DeliveryGuarantee, KafkaSink, KafkaSource
 from streamflow.windowing import TumblingEventTimeWindows
 from streamflow.windowing.functions import ProcessWindowFunction
-from streamflow.windowing.windows import TimeWindow
+from streamflow.eventtime.windows import TimeWindow
 
 WINDOW = 10.0
 BOUND = 1.0  # seconds of out of orderness the watermarks allow

@@ -44,7 +44,7 @@ from streamflow.runtime.operators.window_state import KeyedWindowStore, KeyedWin
 from streamflow.windowing.config import WindowConfig
 from streamflow.windowing.emission import WindowEmission
 from streamflow.windowing.logic import ElementFate, WindowOperatorLogic
-from streamflow.windowing.windows import Window
+from streamflow.eventtime.windows import Window
 
 __all__ = ["WindowOperator", "emit_window_output", "feed_records"]
 

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from streamflow.windowing.emission import WindowEmission
 from streamflow.windowing.logic import WindowOperatorLogic
-from streamflow.windowing.windows import TimeWindow
+from streamflow.eventtime.windows import TimeWindow
 
 __all__ = ["DueWindows"]
 

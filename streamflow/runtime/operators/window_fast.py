@@ -45,7 +45,7 @@ from streamflow.windowing.emission import WindowEmission
 from streamflow.windowing.logic import ElementFate, WindowOperatorLogic
 from streamflow.windowing.store import ABSENT
 from streamflow.windowing.triggers import EventTimeTrigger
-from streamflow.windowing.windows import TimeWindow
+from streamflow.eventtime.windows import TimeWindow
 
 __all__ = ["FastWindowPath", "WindowOperator", "each_through_logic", "process_through_logic"]
 

@@ -52,7 +52,7 @@ from streamflow.windowing.logic import MERGING_WINDOWS, WindowOperatorLogic
 from streamflow.windowing.merging import MergingWindowSet
 from streamflow.windowing.store import ABSENT
 from streamflow.windowing.triggers import EventTimeTrigger
-from streamflow.windowing.windows import TimeWindow
+from streamflow.eventtime.windows import TimeWindow
 
 __all__ = ["FastSessionPath"]
 

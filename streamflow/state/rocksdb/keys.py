@@ -54,7 +54,7 @@ from typing import Any
 
 from streamflow.errors import StateError
 from streamflow.state.serializers import type_name
-from streamflow.windowing.windows import TimeWindow
+from streamflow.eventtime.windows import TimeWindow
 
 __all__ = [
     "decode_key",

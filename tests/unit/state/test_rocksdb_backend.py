@@ -303,7 +303,7 @@ def test_window_state_keyed_by_windows_finds_equal_windows_and_restores_their_ty
     """Window contents are keyed state whose namespace is a window (a window state store
     over keyed handles keeps ``(namespace, name)`` map keys): a window built again from
     the same instants must find its entry, and come back a TimeWindow after a restore."""
-    from streamflow.windowing.windows import GLOBAL_WINDOW, TimeWindow
+    from streamflow.eventtime.windows import GLOBAL_WINDOW, TimeWindow
 
     backend = rocks(tmp_path)
     store = backend.get_state(MapStateDescriptor[Any, Any]("window-state"))
