@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from streamflow import RestartStrategy, StreamEnvironment
-from streamflow.api.connector import SourceBatch, SourceContext
+from streamflow.api.connector import SourceBatch, SourceContext, SourceReaderBase
 from streamflow.connectors.debug import CollectSink
 from streamflow.eventtime import WatermarkGenerator, WatermarkOutput, WatermarkStrategy
 from streamflow.eventtime.resolution import RESOLUTION
@@ -43,16 +43,13 @@ class ScriptedSource:
         return ScriptedReader(script, f"script-{ctx.subtask_index}", self.bounded, self.pause)
 
 
-class ScriptedReader:
+class ScriptedReader(SourceReaderBase):
     def __init__(self, script: Script | None, name: str, bounded: bool, pause: float) -> None:
         self.script = script
         self.name = name
         self.bounded = bounded
         self.pause = pause
         self.next = 0
-
-    async def open(self) -> None:
-        return None
 
     def active_splits(self) -> list[str]:
         if self.script is None or (self.bounded and self.next >= len(self.script)):
@@ -77,12 +74,6 @@ class ScriptedReader:
 
     def snapshot_splits(self, checkpoint_id: int) -> list[Any]:
         return []
-
-    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
 
 
 class EveryRecord(WatermarkGenerator):

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from event_time_kit import Count, ScriptedSource, collected, environment, every_record, wait_for
 
-from streamflow.api.connector import SourceBatch
+from streamflow.api.connector import SourceBatch, SourceReaderBase
 from streamflow import ErrorPolicy, JobFailedError, KeyedProcessFunction, ProcessFunction
 from streamflow.connectors.collection import CollectionSource
 from streamflow.connectors.debug import CollectSink
@@ -164,21 +164,18 @@ async def test_each_split_of_a_source_has_its_own_watermark_so_a_slow_split_make
         def create_reader(self, ctx: Any) -> Any:
             return InterleavedReader()
 
-    class InterleavedReader:
+    class InterleavedReader(SourceReaderBase):
         """One subtask, two splits, batches of one record taking turns."""
 
         def __init__(self) -> None:
             self.queue = [item for pair in zip(fast, slow) for item in pair]
             self.next = 0
 
-        async def open(self) -> None:
-            return None
-
         def active_splits(self) -> list[str]:
             return [name for name in ("fast", "slow") if any(r[0] == name for r, _ in self.queue[self.next:])]
 
         async def poll(self, max_records: int, max_wait: float) -> Any:
-            from streamflow.api.connector import SourceBatch
+            from streamflow.api.connector import SourceBatch, SourceReaderBase
 
             if self.next >= len(self.queue):
                 return None
@@ -187,12 +184,6 @@ async def test_each_split_of_a_source_has_its_own_watermark_so_a_slow_split_make
 
         def snapshot_splits(self, checkpoint_id: int) -> list[Any]:
             return []
-
-        async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-            return None
-
-        async def close(self) -> None:
-            return None
 
     env = environment(1)
     env.from_source(TwoSplits([]), watermark_strategy=every_record()).uid("src").process(OnTime()).sink_to(
@@ -286,14 +277,11 @@ class TwoSplitSource:
         return TwoSplitReader()
 
 
-class TwoSplitReader:
+class TwoSplitReader(SourceReaderBase):
     SCRIPTS = {"ahead": [float(100 * i) for i in range(5, 11)], "behind": [float(100 * i) for i in range(6)]}
 
     def __init__(self) -> None:
         self.read = 0
-
-    async def open(self) -> None:
-        return None
 
     def active_splits(self) -> list[str]:
         return [split for split, times in self.SCRIPTS.items() if self.read // 2 < len(times)]
@@ -308,12 +296,6 @@ class TwoSplitReader:
 
     def snapshot_splits(self, checkpoint_id: int) -> list[Any]:
         return []
-
-    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
 
 
 def slow(record: Any) -> Any:

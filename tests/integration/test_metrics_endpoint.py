@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamflow import RestartStrategy, StreamEnvironment
-from streamflow.api.connector import SourceBatch
+from streamflow.api.connector import SourceBatch, SourceReaderBase
 from streamflow.connectors.collection import CollectionSource
 from streamflow.connectors.file_sink import ExactlyOnceFileSink
 from streamflow.errors import ConfigError
@@ -197,7 +197,7 @@ class QuietSource:
     def create_reader(self, ctx: Any) -> Any:
         seconds = self.seconds
 
-        class Reader:
+        class Reader(SourceReaderBase):
             async def open(self) -> None:
                 self.until = time.monotonic() + seconds
 
@@ -209,12 +209,6 @@ class QuietSource:
 
             def snapshot_splits(self, checkpoint_id: int) -> list[Any]:
                 return []
-
-            async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-                return None
-
-            async def close(self) -> None:
-                return None
 
         return Reader()
 
