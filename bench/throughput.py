@@ -35,7 +35,7 @@ its ru_maxrss. Flat means the 10 N peak is within 1.5x of the N peak.
 ``--uvloop`` adds streamflow (a) and (b) without checkpoints on uvloop's event loop, next
 to the same on asyncio's, to see what the loop itself costs.
 
-Usage: python3 bench/throughput.py [--records N] [--quick] [--profile] [--uvloop]
+Usage: python3 bench/throughput.py [--records N] [--quick] [--profile] [--uvloop] [--only bc]
 """
 
 from __future__ import annotations
@@ -301,7 +301,7 @@ def run_bytewax(records: list[bytes], batch: int) -> Sample:
 
 
 def variants(records: list[bytes], batch: int, uvloop: bool = False,
-             wide: list[bytes] | None = None) -> dict[str, Callable[[], Sample]]:
+             wide: list[bytes] | None = None, only: str | None = None) -> dict[str, Callable[[], Sample]]:
     n = len(records)
     shared = BenchSource(records, n)
     table: dict[str, Callable[[], Sample]] = {
@@ -324,23 +324,26 @@ def variants(records: list[bytes], batch: int, uvloop: bool = False,
     if uvloop:
         table["a streamflow on uvloop, no checkpoints"] = lambda: run_streamflow("a", shared, batch, False, "uvloop")
         table["b streamflow on uvloop, no checkpoints"] = lambda: run_streamflow("b", shared, batch, False, "uvloop")
-    try:
-        import bytewax  # noqa: F401
-    except ImportError:
-        print("bytewax is not installed (pip install 'bytewax>=0.21'): skipping it", file=sys.stderr)
-    else:
-        table["a bytewax"] = lambda: run_bytewax(records, batch)
+    if only is None or "a" in only:  # Bytewax runs pipeline (a) only
+        try:
+            import bytewax  # noqa: F401
+        except ImportError:
+            print("bytewax is not installed (pip install 'bytewax>=0.21'): skipping it", file=sys.stderr)
+        else:
+            table["a bytewax"] = lambda: run_bytewax(records, batch)
+    if only is not None:  # the pipelines named, e.g. "bc": variants "b ..." and "c ..."
+        table = {name: run for name, run in table.items() if name.split(" ")[0] in only}
     return table
 
 
 def measure(records: list[bytes], warmup: list[bytes], batch: int, repeats: int,
-            uvloop: bool = False, wide: list[bytes] | None = None) -> dict[str, Sample]:
+            uvloop: bool = False, wide: list[bytes] | None = None, only: str | None = None) -> dict[str, Sample]:
     """The median run (by time) of each variant."""
-    for run in variants(warmup, batch, uvloop, None if wide is None else warmup).values():
+    for run in variants(warmup, batch, uvloop, None if wide is None else warmup, only).values():
         run()
     runs: dict[str, list[Sample]] = {}
     for _ in range(repeats):
-        for name, run in variants(records, batch, uvloop, wide).items():
+        for name, run in variants(records, batch, uvloop, wide, only).items():
             gc.collect()
             runs.setdefault(name, []).append(run())
     return {name: sorted(samples, key=lambda x: x.seconds)[len(samples) // 2] for name, samples in runs.items()}
@@ -371,10 +374,12 @@ def measure_memory(n: int, batch: int) -> list[dict[str, Any]]:
 # -- report -----------------------------------------------------------------------------
 
 
-def cadence_problem(sample: Sample, interval: float = 1.0) -> str:
+def cadence_problem(sample: Sample | None, interval: float = 1.0) -> str:
     """Why ``sample`` does not show the cost of checkpointing every ``interval`` ("" if it
     does): it needs one completed checkpoint per elapsed interval (the periodic ones plus
     the final one). A run shorter than two intervals has no periodic checkpoint to show."""
+    if sample is None:
+        return "not run"
     if sample.seconds < 2 * interval:
         return f"run of {sample.seconds:.1f} s: no periodic checkpoint; use more --records"
     if sample.checkpoints < int(sample.seconds / interval):
@@ -397,7 +402,7 @@ def report(figures: dict[str, Sample], memory: list[dict[str, Any]], args: argpa
             return None
         return figures[bottom].seconds / figures[top].seconds
 
-    a_cp, b_cp = figures["a streamflow, checkpoint 1 s"], figures["b streamflow, checkpoint 1 s"]
+    a_cp, b_cp = figures.get("a streamflow, checkpoint 1 s"), figures.get("b streamflow, checkpoint 1 s")
     # (label, value, goal (None: for information), sense, why the figure cannot count)
     rows: list[tuple[str, float | None, float | None, str, str]] = [
         ("(a) streamflow / hand, no checkpoints", ratio("a streamflow, no checkpoints", "a hand loop"), None, "", ""),
@@ -478,6 +483,7 @@ def main() -> None:
     parser.add_argument("--pipelines", default="abc", help="which pipelines --profile profiles (default abc)")
     parser.add_argument("--no-memory", action="store_true", help="skip the N / 10 N memory subprocesses")
     parser.add_argument("--uvloop", action="store_true", help="also run streamflow (a) and (b) on uvloop")
+    parser.add_argument("--only", help="run only these pipelines' variants, e.g. bc (default: all)")
     parser.add_argument("--wide", action="store_true",
                         help=f"also run (b) over {WIDE_USERS:,} users (hand loop, streamflow with and without checkpoints)")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
@@ -487,11 +493,11 @@ def main() -> None:
         return
     if args.quick:
         args.records, args.repeats = 100_000, 1
-    memory = [] if args.no_memory else measure_memory(args.records, args.batch_size)
+    memory = [] if args.no_memory or args.only else measure_memory(args.records, args.batch_size)
     records = make_records(args.records)
     warmup = make_records(min(10_000, args.records))
     wide = make_records(args.records, WIDE_USERS) if args.wide else None
-    figures = measure(records, warmup, args.batch_size, args.repeats, args.uvloop, wide)
+    figures = measure(records, warmup, args.batch_size, args.repeats, args.uvloop, wide, args.only)
     report(figures, memory, args)
     if args.profile:
         profile(records, args.batch_size, args.pipelines)
