@@ -56,7 +56,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -187,11 +187,14 @@ class CountingWriter(SinkWriterBase):
 class Sample:
     """One timed run. ``max_stall`` is the longest the event loop could not serve another
     task (a 10 ms sleeper's worst lateness): that bounds checkpoint trigger and cancel
-    latency. Measured for streamflow only; the hand loop never yields, by design."""
+    latency. Measured for streamflow only; the hand loop never yields, by design.
+    ``cpu_seconds``: the process's CPU time over the job (streamflow only), which a machine
+    busy with other work disturbs much less than elapsed time."""
 
     seconds: float
     checkpoints: int = 0
     max_stall: float | None = None
+    cpu_seconds: float | None = None
 
 
 async def _stall_probe(worst: list[float]) -> None:
@@ -221,13 +224,13 @@ def run_streamflow(pipeline: str, source: BenchSource, batch: int, checkpoint: b
             stream.map(parse).key_by(user_of).reduce(add_amount).uid("sum-per-user").sink_to(sink)
         worst = [0.0]
         probe = asyncio.create_task(_stall_probe(worst))
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         result = await env.execute(f"bench-{pipeline}")
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         probe.cancel()
         if sink.count != source.count:
             raise RuntimeError(f"streamflow ({pipeline}) counted {sink.count} of {source.count} records")
-        return Sample(seconds=elapsed, checkpoints=result.checkpoints_completed, max_stall=worst[0])
+        return Sample(seconds=elapsed, checkpoints=result.checkpoints_completed, max_stall=worst[0], cpu_seconds=cpu)
 
     if not checkpoint:
         return streamflow.run(job(None), loop=loop)
@@ -338,7 +341,7 @@ def variants(records: list[bytes], batch: int, uvloop: bool = False,
 
 def measure(records: list[bytes], warmup: list[bytes], batch: int, repeats: int,
             uvloop: bool = False, wide: list[bytes] | None = None, only: str | None = None) -> dict[str, Sample]:
-    """The median run (by time) of each variant."""
+    """The median run (by time) of each variant, with the median CPU time of its runs."""
     for run in variants(warmup, batch, uvloop, None if wide is None else warmup, only).values():
         run()
     runs: dict[str, list[Sample]] = {}
@@ -346,7 +349,12 @@ def measure(records: list[bytes], warmup: list[bytes], batch: int, repeats: int,
         for name, run in variants(records, batch, uvloop, wide, only).items():
             gc.collect()
             runs.setdefault(name, []).append(run())
-    return {name: sorted(samples, key=lambda x: x.seconds)[len(samples) // 2] for name, samples in runs.items()}
+    medians = {}
+    for name, samples in runs.items():
+        median = sorted(samples, key=lambda x: x.seconds)[len(samples) // 2]
+        cpu = [x.cpu_seconds for x in samples if x.cpu_seconds is not None]
+        medians[name] = replace(median, cpu_seconds=statistics.median(cpu) if cpu else None)
+    return medians
 
 
 # -- memory: streamflow (a) with lazily generated input, in a subprocess -----------------
@@ -435,6 +443,11 @@ def report(figures: dict[str, Sample], memory: list[dict[str, Any]], args: argpa
     rows.append(("(c) p=2 / p=1 chained, records/s", ratio("c streamflow p=2, no checkpoints",
                                                            "b streamflow, no checkpoints"), None, "", ""))
     rows.append(("(c) channel hop cost: time p=2 / p=1 - 1", None if hop is None else hop - 1, 0.15, "<=", ""))
+    b_run, c_run = figures.get("b streamflow, no checkpoints"), figures.get("c streamflow p=2, no checkpoints")
+    cpu_hop = None
+    if b_run is not None and c_run is not None and b_run.cpu_seconds and c_run.cpu_seconds:
+        cpu_hop = c_run.cpu_seconds / b_run.cpu_seconds - 1
+    rows.append(("(c) the same by CPU time (median of runs)", cpu_hop, None, "", ""))
     for pipeline in "ab":
         on_uvloop = ratio(f"{pipeline} streamflow on uvloop, no checkpoints", f"{pipeline} streamflow, no checkpoints")
         if on_uvloop is not None:
