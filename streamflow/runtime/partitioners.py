@@ -76,11 +76,12 @@ class HashSplit:
     """Splits keyed batches by the subtask that owns each record's key group, keeping
     input order within each part.
 
-    The hot path of a hash exchange (about half its cost per record): one loop files each
-    record's index with its owner, through a table of each key group's index-list
-    ``append`` built once; each part's lists are then picked by ``itemgetter`` (in C).
-    The index lists are reused from batch to batch, and so are the index numbers (ints
-    above 256 are objects: counting them out anew per record costs an allocation each).
+    What a hash exchange to several subtasks costs per record beyond computing keys and
+    key groups: one loop files each record's index with its owner, through a table of
+    each key group's index-list ``append`` built once; each part's lists are then picked
+    by ``itemgetter`` (in C). The index lists are reused from batch to batch, and so are
+    the index numbers (ints above 256 are objects: counting them out anew per record
+    costs an allocation each).
     """
 
     __slots__ = ("_indexes", "_file_under_owner", "_numbers")
@@ -109,11 +110,11 @@ class HashSplit:
 
     @staticmethod
     def _part(batch: Batch, keys: list[Any], key_groups: list[int], indexes: list[int], count: int) -> Batch | None:
+        if not indexes:
+            return None
         records, positions, timestamps = batch.records, batch.positions, batch.timestamps
         if len(indexes) == count:  # every record goes to this subtask: the lists as they are
             return Batch(records, positions, batch.origin, keys, key_groups, timestamps)
-        if not indexes:
-            return None
         if len(indexes) == 1:
             only = indexes[0]
             return Batch(

@@ -85,11 +85,13 @@ def test_a_hash_split_reused_over_batches_of_any_size_splits_each_as_one_record_
     for size in sizes:
         records = [{"user": f"u{(n * 7919) % 97}", "n": n} for n in range(size)]
         keys = [user_of(r) for r in records]
-        parts = split.parts(Batch(records, None, ORIGIN), keys, [key_group_for(k, MAX_PARALLELISM) for k in keys])
+        key_groups: list[int] = [key_group_for(k, MAX_PARALLELISM) for k in keys]
+        parts = split.parts(Batch(records, None, ORIGIN), keys, key_groups)
         assert [received(part) for part in parts] == one_by_one(records, parallelism)
+        assert all(part is None or part.records for part in parts)  # no subtask gets an empty batch
     single = [{"user": "u1", "n": n} for n in range(50)]
     keys = [user_of(r) for r in single]
-    groups = [key_group_for(k, MAX_PARALLELISM) for k in keys]
+    groups: list[int] = [key_group_for(k, MAX_PARALLELISM) for k in keys]
     parts = split.parts(Batch(single, [f"p{n}" for n in range(50)], ORIGIN, timestamps=[1.0] * 50), keys, groups)
     owner = subtask_for_key_group(groups[0], MAX_PARALLELISM, parallelism)
     assert [part is None for part in parts] == [subtask != owner for subtask in range(parallelism)]
