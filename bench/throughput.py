@@ -349,7 +349,7 @@ def measure(records: list[bytes], warmup: list[bytes], batch: int, repeats: int,
         for name, run in variants(records, batch, uvloop, wide, only).items():
             gc.collect()
             runs.setdefault(name, []).append(run())
-    medians = {}
+    medians: dict[str, Sample] = {}
     for name, samples in runs.items():
         median = sorted(samples, key=lambda x: x.seconds)[len(samples) // 2]
         cpu = [x.cpu_seconds for x in samples if x.cpu_seconds is not None]
@@ -496,7 +496,7 @@ def main() -> None:
     parser.add_argument("--pipelines", default="abc", help="which pipelines --profile profiles (default abc)")
     parser.add_argument("--no-memory", action="store_true", help="skip the N / 10 N memory subprocesses")
     parser.add_argument("--uvloop", action="store_true", help="also run streamflow (a) and (b) on uvloop")
-    parser.add_argument("--only", help="run only these pipelines' variants, e.g. bc (default: all)")
+    parser.add_argument("--only", help="run only these pipelines' variants, e.g. bc, and no memory check (default: all)")
     parser.add_argument("--wide", action="store_true",
                         help=f"also run (b) over {WIDE_USERS:,} users (hand loop, streamflow with and without checkpoints)")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
