@@ -24,10 +24,13 @@ import heapq
 from typing import Any, Callable
 
 from streamflow.windowing.emission import WindowEmission
+from streamflow.windowing.field_aggregates import Count, Max, Min, Sum
 from streamflow.windowing.logic import WindowOperatorLogic
 from streamflow.eventtime.windows import TimeWindow
 
 __all__ = ["DueWindows"]
+
+_RESULT_IS_ACCUMULATOR = (Sum, Count, Min, Max)
 
 FireTimer = Callable[[tuple[float, int, Any]], None]
 """Fires the timer ``(time, key group, (key, window))`` through the logic, its key set
@@ -50,7 +53,10 @@ class DueWindows:
         self._table = table  # the live table of the contents state: key group -> key -> window -> value
         self._logic = logic
         aggregate = config.aggregate_fn
-        self._result: Callable[[Any], Any] | None = None if aggregate is None else aggregate.get_result
+        # (None: the stored value is the result, as for the built-ins whose get_result returns it)
+        self._result: Callable[[Any], Any] | None = (
+            None if aggregate is None or type(aggregate) in _RESULT_IS_ACCUMULATOR else aggregate.get_result
+        )
         self._keep = config.allowed_lateness > 0  # late firings need the contents until cleanup
         self._through_logic = config.process_fn is not None
 

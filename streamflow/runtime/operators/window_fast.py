@@ -31,7 +31,8 @@ logic), and a backend that hands out the live contents table (the heap backend).
 
 from __future__ import annotations
 
-from typing import Any, Final, Protocol
+import math
+from typing import Any, Callable, Final, Protocol
 
 from streamflow.core.elements import Batch
 from streamflow.eventtime.resolution import MICROS_PER_SECOND
@@ -42,12 +43,16 @@ from streamflow.state.descriptors import MapStateDescriptor
 from streamflow.state.timers import TimerStore
 from streamflow.windowing.assigners import SlidingEventTimeWindows, TumblingEventTimeWindows
 from streamflow.windowing.emission import WindowEmission
+from streamflow.windowing.field_aggregates import Count, Max, MaxBy, Mean, Min, MinBy, Sum
 from streamflow.windowing.logic import ElementFate, WindowOperatorLogic
 from streamflow.windowing.store import ABSENT
 from streamflow.windowing.triggers import EventTimeTrigger
 from streamflow.eventtime.windows import TimeWindow
 
 __all__ = ["FastWindowPath", "WindowOperator", "each_through_logic", "process_through_logic"]
+
+_ADDING: Final = (Sum, Count)  # built-ins whose accumulator is the running sum of the batch values
+_FOLDING: Final = (Min, Max, Mean, MinBy, MaxBy)  # built-ins folding a value through fold_record
 
 _WINDOW_CACHE_LIMIT: Final = 4096  # window objects kept per subtask before the cache is dropped
 _NO_WINDOW: Final = TimeWindow.of_micros(0, 1)  # (a placeholder: never used while open_start is None)
@@ -72,7 +77,7 @@ class FastWindowPath:
 
     __slots__ = (
         "_op", "_logic", "_table", "_size", "_slide", "_offset", "_lateness", "_reduce", "_aggregate",
-        "_register", "_windows", "_late_tag", "due",
+        "_register", "_windows", "_late_tag", "due", "_values_of", "_fold", "_empty", "_spans",
     )  # fmt: skip
 
     def __init__(self, op: WindowOperator, logic: WindowOperatorLogic, table: dict[int, dict[Any, Any]]) -> None:
@@ -91,6 +96,19 @@ class FastWindowPath:
         self._windows: dict[int, TimeWindow] = {}
         self._late_tag = config.late_data_tag
         self.due = DueWindows(logic, table)  # the windows opened here, fired by the operator's watermark scan
+        aggregate = config.aggregate_fn
+        tumbling = self._slide == self._size
+        kind = type(aggregate)
+        # a built-in field aggregation (exactly one: a subclass may fold otherwise) on
+        # tumbling windows: its values taken per batch in C (see _fold_values)
+        self._values_of: Callable[[list[Any]], list[Any] | None] | None = (
+            aggregate.batch_values if tumbling and kind in _ADDING + _FOLDING else None
+        )
+        self._fold: Callable[[Any, Any, Any], Any] | None = (
+            aggregate.fold_record if kind in _FOLDING else None  # None: the accumulator is the running sum
+        )
+        self._empty = None if aggregate is None else aggregate.create_accumulator()  # (the built-ins' are immutable)
+        self._spans: dict[int, tuple[TimeWindow, float, float]] = {}  # start (µs) -> window, its timestamps' bounds
 
     @classmethod
     def for_operator(cls, op: WindowOperator, logic: WindowOperatorLogic) -> FastWindowPath | None:
@@ -119,6 +137,10 @@ class FastWindowPath:
         timestamps = batch.timestamps
         if timestamps is None:  # no record has a timestamp: each one is the logic's (an error)
             return each_through_logic(op, logic, batch, keys, key_groups)
+        if self._values_of is not None and None not in timestamps:
+            values = self._values_of(records)
+            if values is not None:
+                return self._fold_values(batch, keys, key_groups, timestamps, values)
         late_positions: dict[int, Any] = {}
         table = self._table
         windows_at = self._windows
@@ -173,6 +195,77 @@ class FastWindowPath:
         if last_key is not ABSENT:
             op.current_key = last_key
         return late_positions
+
+    def _fold_values(
+        self, batch: Batch, keys: list[Any], key_groups: list[int], timestamps: list[Any], values: list[Any]
+    ) -> dict[int, Any]:
+        """The tumbling loop for a built-in field aggregation: ``values`` are the records'
+        fields, read and checked (ints and floats) for the whole batch in C, so a record
+        costs no Python call. A sum or count keeps the running number as the
+        accumulator (``0 + value`` for a new window, as ``create_accumulator`` and ``add``
+        give it); the others fold through ``fold_record``. A record's window is found by
+        comparing its timestamp with the float bounds of the current window (exactly the
+        timestamps whose microsecond falls in it, see :func:`_span_of`), not by
+        computing its start."""
+        records = batch.records
+        late_positions: dict[int, Any] = {}
+        table = self._table
+        spans = self._spans
+        if len(spans) > _WINDOW_CACHE_LIMIT:
+            spans.clear()
+            self._windows.clear()
+        fold = self._fold
+        empty = self._empty
+        watermark = self._logic.watermark
+        low = high = math.inf  # the current window's timestamps: low <= timestamp < high
+        window = _NO_WINDOW
+        start = 0
+        last_key: Any = ABSENT
+        for index, (timestamp, key, value) in enumerate(zip(timestamps, keys, values)):
+            if not low <= timestamp < high:  # (the records of a batch mostly share their window)
+                at = round(timestamp * MICROS_PER_SECOND)
+                start = at - (at - self._offset) % self._size
+                span = spans.get(start)
+                if span is None:
+                    span = spans[start] = (self._window_at(start), *_span_of(start, start + self._size))
+                window = span[0]
+                if window.max_timestamp <= watermark:  # late, or a late firing: the general way
+                    low = high = math.inf
+                    last_key = self._place(batch, index, keys, key_groups, late_positions, last_key)
+                    continue
+                low, high = span[1], span[2]
+            key_group = key_groups[index]
+            group = table.get(key_group)
+            contents = None if group is None else group.get(key)
+            stored = ABSENT if contents is None else contents.get(window, ABSENT)
+            try:
+                if fold is None:
+                    value = 0 + value if stored is ABSENT else stored + value
+                else:
+                    value = fold(value, records[index], empty if stored is ABSENT else stored)
+            except Exception as exc:  # (an int too large for a float sum, say)
+                self._op._on_error(exc, batch, index)
+                continue
+            if contents is None:
+                if group is None:
+                    group = table[key_group] = {}
+                group[key] = {window: value}
+                self._opened(start, window, key, key_group)
+            else:
+                contents[window] = value
+                if stored is ABSENT:
+                    self._opened(start, window, key, key_group)
+            last_key = key
+        if last_key is not ABSENT:
+            self._op.current_key = last_key
+        return late_positions
+
+    def _window_at(self, start: int) -> TimeWindow:
+        """The window object of ``start`` (µs), one per start while cached."""
+        window = self._windows.get(start)
+        if window is None:
+            window = self._windows[start] = TimeWindow.of_micros(start, start + self._size)
+        return window
 
     def _opened(self, start: int, window: TimeWindow, key: Any, key_group: int) -> None:
         """``window`` is new for ``key``: noted to fire by the watermark scan at its end,
@@ -259,6 +352,23 @@ class FastWindowPath:
         logic.output.append(WindowEmission(record, timestamp, tag))
         if positions is not None:
             late_positions[len(logic.output) - 1] = positions[index]
+
+
+def _span_of(start: int, end: int) -> tuple[float, float]:
+    """The float timestamps of the window ``[start, end)`` (µs): ``low <= t < high``
+    exactly when ``round(t * MICROS_PER_SECOND)`` is in it (that rounding is monotonic
+    in ``t``, so both bounds exist and are found by stepping to the neighbouring floats)."""
+    return _first_at(start), _first_at(end)
+
+
+def _first_at(micros: int) -> float:
+    """The least float ``t`` with ``round(t * MICROS_PER_SECOND) >= micros``."""
+    t = (micros - 0.5) / MICROS_PER_SECOND  # (within a few floats of it)
+    while round(t * MICROS_PER_SECOND) >= micros:
+        t = math.nextafter(t, -math.inf)
+    while round(t * MICROS_PER_SECOND) < micros:
+        t = math.nextafter(t, math.inf)
+    return t
 
 
 def process_through_logic(
