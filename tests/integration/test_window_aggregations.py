@@ -166,7 +166,8 @@ async def test_bad_records_go_to_the_dead_letter_sink_naming_operator_position_a
     assert sorted(collected(out)) == [sum(range(0, 20, 2)), sum(range(1, 20, 2))]  # ann: the evens, bob: the odds
     dead = [(d["record"], d["position"], d["error"]) for d in collected(f"{out}-dead")]
     assert dead == [
-        (BAD, "src[0] collection[0:22] @ 5", "FieldValueError: sum('cents'): field 'cents' is '12' (str), not a number"),
+        (BAD, "src[0] collection[0:22] @ 5",
+         "FieldValueError: sum('cents'): field 'cents' is '12' (str), not a number"),
         (MISSING, "src[0] collection[0:22] @ 13",
          "FieldValueError: sum('cents'): the record has no field 'cents' (KeyError: 'cents')"),
     ]

@@ -6,10 +6,13 @@ time on what does not change the result: a trigger call per element (the event-t
 trigger only registers the window's timer), a cleanup timer registered again for every
 element (it is the same timer as the trigger's when there is no allowed lateness), a
 window object built per element, the key set per element, and a timer per window and key
-that fires through the trigger and the store. Here one loop over the batch computes each
-element's window start in integer microseconds, reuses the window object of that start,
-and folds the element straight into the contents table of the keyed state
-(``table[key_group][key][window]``, the table the general path's store reads). A window
+that fires through the trigger and the store. Here one loop over the batch finds each
+element's window (for tumbling windows by comparing its timestamp with the current
+window's bounds; a new window's start is computed in integer microseconds), reuses the
+window object of that start, and folds the element straight into the contents table of
+the keyed state (``table[key_group][key][window]``, the table the general path's store
+reads). The built-in field aggregations (``sum`` and the like) fold a tumbling batch
+from its values read in C, without a Python call per element. A window
 new for its key is noted in :class:`~.window_due.DueWindows`, which the operator fires
 by a watermark scan over window ends instead of an end timer (a tumbling window takes
 the shortest loop: one window per element); only a cleanup timer for allowed lateness
@@ -32,6 +35,7 @@ logic), and a backend that hands out the live contents table (the heap backend).
 from __future__ import annotations
 
 import math
+from itertools import count
 from typing import Any, Callable, Final, Protocol
 
 from streamflow.core.elements import Batch
@@ -108,7 +112,7 @@ class FastWindowPath:
             aggregate.fold_record if kind in _FOLDING else None  # None: the accumulator is the running sum
         )
         self._empty = None if aggregate is None else aggregate.create_accumulator()  # (the built-ins' are immutable)
-        self._spans: dict[int, tuple[TimeWindow, float, float]] = {}  # start (µs) -> window, its timestamps' bounds
+        self._spans: dict[int, tuple[int, TimeWindow, float, float]] = {}  # start (µs) -> see _span_of
 
     @classmethod
     def for_operator(cls, op: WindowOperator, logic: WindowOperatorLogic) -> FastWindowPath | None:
@@ -141,36 +145,30 @@ class FastWindowPath:
             values = self._values_of(records)
             if values is not None:
                 return self._fold_values(batch, keys, key_groups, timestamps, values)
+        if self._slide != self._size:  # sliding: each record into each of its windows
+            return self._each_placed(batch, keys, key_groups)
         late_positions: dict[int, Any] = {}
         table = self._table
-        windows_at = self._windows
-        if len(windows_at) > _WINDOW_CACHE_LIMIT:
-            windows_at.clear()
-        size, offset = self._size, self._offset
+        self._trim_caches()
         watermark = logic.watermark
         reduce, aggregate = self._reduce, self._aggregate
-        tumbling = self._slide == size
-        open_start: int | None = None  # the start of `window`, a window the watermark has not reached
+        lateness = self._lateness
+        low = high = math.inf  # the current window's timestamps: low <= timestamp < high
         window = _NO_WINDOW
+        start = 0
+        due_keys: dict[Any, int] = {}
         last_key: Any = ABSENT
-        for index, record in enumerate(records):
-            timestamp = timestamps[index]
-            if not tumbling or timestamp is None:
+        for index, record, timestamp, key, key_group in zip(count(), records, timestamps, keys, key_groups):
+            if timestamp is None:
                 last_key = self._place(batch, index, keys, key_groups, late_positions, last_key)
                 continue
-            at = round(timestamp * MICROS_PER_SECOND)
-            start = at - (at - offset) % size
-            if start != open_start:  # (the records of a batch mostly share their window)
-                cached = windows_at.get(start)
-                if cached is None:
-                    cached = windows_at[start] = TimeWindow.of_micros(start, start + size)
-                window = cached
+            if not low <= timestamp < high:  # (the records of a batch mostly share their window)
+                start, window, low, high = self._span_of(timestamp)
                 if window.max_timestamp <= watermark:  # late, or a late firing: the general way
+                    low = high = math.inf
                     last_key = self._place(batch, index, keys, key_groups, late_positions, last_key)
                     continue
-                open_start = start
-            key = keys[index]
-            key_group = key_groups[index]
+                due_keys = self.due.keys_of(start, window)
             group = table.get(key_group)
             contents = None if group is None else group.get(key)
             stored = ABSENT if contents is None else contents.get(window, ABSENT)
@@ -186,11 +184,14 @@ class FastWindowPath:
                 if group is None:
                     group = table[key_group] = {}
                 group[key] = {window: value}
-                self._opened(start, window, key, key_group)
             else:
                 contents[window] = value
-                if stored is ABSENT:
-                    self._opened(start, window, key, key_group)
+                if stored is not ABSENT:
+                    last_key = key
+                    continue
+            due_keys[key] = key_group  # (a window new for its key: fired by the watermark scan)
+            if lateness:
+                self._register(window.max_timestamp + lateness, (key, window), key_group)
             last_key = key
         if last_key is not ABSENT:
             op.current_key = last_key
@@ -203,38 +204,28 @@ class FastWindowPath:
         fields, read and checked (ints and floats) for the whole batch in C, so a record
         costs no Python call. A sum or count keeps the running number as the
         accumulator (``0 + value`` for a new window, as ``create_accumulator`` and ``add``
-        give it); the others fold through ``fold_record``. A record's window is found by
-        comparing its timestamp with the float bounds of the current window (exactly the
-        timestamps whose microsecond falls in it, see :func:`_span_of`), not by
-        computing its start."""
+        give it); the others fold through ``fold_record``. Otherwise as :meth:`process`."""
         records = batch.records
         late_positions: dict[int, Any] = {}
         table = self._table
-        spans = self._spans
-        if len(spans) > _WINDOW_CACHE_LIMIT:
-            spans.clear()
-            self._windows.clear()
+        self._trim_caches()
         fold = self._fold
         empty = self._empty
         watermark = self._logic.watermark
+        lateness = self._lateness
         low = high = math.inf  # the current window's timestamps: low <= timestamp < high
         window = _NO_WINDOW
         start = 0
+        due_keys: dict[Any, int] = {}
         last_key: Any = ABSENT
-        for index, (timestamp, key, value) in enumerate(zip(timestamps, keys, values)):
+        for index, timestamp, key, key_group, value in zip(count(), timestamps, keys, key_groups, values):
             if not low <= timestamp < high:  # (the records of a batch mostly share their window)
-                at = round(timestamp * MICROS_PER_SECOND)
-                start = at - (at - self._offset) % self._size
-                span = spans.get(start)
-                if span is None:
-                    span = spans[start] = (self._window_at(start), *_span_of(start, start + self._size))
-                window = span[0]
+                start, window, low, high = self._span_of(timestamp)
                 if window.max_timestamp <= watermark:  # late, or a late firing: the general way
                     low = high = math.inf
                     last_key = self._place(batch, index, keys, key_groups, late_positions, last_key)
                     continue
-                low, high = span[1], span[2]
-            key_group = key_groups[index]
+                due_keys = self.due.keys_of(start, window)
             group = table.get(key_group)
             contents = None if group is None else group.get(key)
             stored = ABSENT if contents is None else contents.get(window, ABSENT)
@@ -250,22 +241,48 @@ class FastWindowPath:
                 if group is None:
                     group = table[key_group] = {}
                 group[key] = {window: value}
-                self._opened(start, window, key, key_group)
             else:
                 contents[window] = value
-                if stored is ABSENT:
-                    self._opened(start, window, key, key_group)
+                if stored is not ABSENT:
+                    last_key = key
+                    continue
+            due_keys[key] = key_group  # (a window new for its key: fired by the watermark scan)
+            if lateness:
+                self._register(window.max_timestamp + lateness, (key, window), key_group)
             last_key = key
         if last_key is not ABSENT:
             self._op.current_key = last_key
         return late_positions
 
-    def _window_at(self, start: int) -> TimeWindow:
-        """The window object of ``start`` (µs), one per start while cached."""
-        window = self._windows.get(start)
-        if window is None:
-            window = self._windows[start] = TimeWindow.of_micros(start, start + self._size)
-        return window
+    def _span_of(self, timestamp: float) -> tuple[int, TimeWindow, float, float]:
+        """The tumbling window of ``timestamp``: its start (µs), the window object (one
+        per start while cached) and the float bounds of exactly the timestamps whose
+        microsecond falls in it (see :func:`_bounds_of`), so that the loops find a
+        record's window by two comparisons instead of computing its start."""
+        at = round(timestamp * MICROS_PER_SECOND)
+        start = at - (at - self._offset) % self._size
+        span = self._spans.get(start)
+        if span is None:
+            window = self._windows.get(start)
+            if window is None:
+                window = self._windows[start] = TimeWindow.of_micros(start, start + self._size)
+            span = self._spans[start] = (start, window, *_bounds_of(start, start + self._size))
+        return span
+
+    def _trim_caches(self) -> None:
+        if len(self._spans) > _WINDOW_CACHE_LIMIT or len(self._windows) > _WINDOW_CACHE_LIMIT:
+            self._spans.clear()
+            self._windows.clear()
+
+    def _each_placed(self, batch: Batch, keys: list[Any], key_groups: list[int]) -> dict[int, Any]:
+        late_positions: dict[int, Any] = {}
+        self._trim_caches()
+        last_key: Any = ABSENT
+        for index in range(len(batch.records)):
+            last_key = self._place(batch, index, keys, key_groups, late_positions, last_key)
+        if last_key is not ABSENT:
+            self._op.current_key = last_key
+        return late_positions
 
     def _opened(self, start: int, window: TimeWindow, key: Any, key_group: int) -> None:
         """``window`` is new for ``key``: noted to fire by the watermark scan at its end,
@@ -354,7 +371,7 @@ class FastWindowPath:
             late_positions[len(logic.output) - 1] = positions[index]
 
 
-def _span_of(start: int, end: int) -> tuple[float, float]:
+def _bounds_of(start: int, end: int) -> tuple[float, float]:
     """The float timestamps of the window ``[start, end)`` (µs): ``low <= t < high``
     exactly when ``round(t * MICROS_PER_SECOND)`` is in it (that rounding is monotonic
     in ``t``, so both bounds exist and are found by stepping to the neighbouring floats)."""

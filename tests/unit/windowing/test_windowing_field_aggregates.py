@@ -172,7 +172,8 @@ def test_the_built_ins_pickle_as_their_field() -> None:
     for aggregate in (Sum("x"), Min(0), Max(-1), MinBy("y"), MaxBy(2), Mean("z"), Count()):
         copy = pickle.loads(pickle.dumps(aggregate))
         assert type(copy) is type(aggregate) and repr(copy) == repr(aggregate)
-        assert copy.add(_record(), copy.create_accumulator()) == aggregate.add(_record(), aggregate.create_accumulator())
+        record = _record()
+        assert copy.add(record, copy.create_accumulator()) == aggregate.add(record, aggregate.create_accumulator())
 
 
 def _record() -> dict[Any, Any]:
