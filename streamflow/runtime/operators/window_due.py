@@ -99,8 +99,7 @@ class DueWindows:
         fired_keys = []
         for key, key_group in keys.items():
             group = table.get(key_group)
-            contents = None if group is None else group.get(key)
-            if contents is None:
+            if group is None or (contents := group.get(key)) is None:
                 continue  # no contents: nothing to fire (as on the timer path)
             if keep:
                 stored = contents.get(window, ABSENT)
