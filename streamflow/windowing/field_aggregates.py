@@ -3,8 +3,8 @@ max_by, mean, and count (no field).
 
 They are what most windows compute (totals per user per minute, the largest order of a
 session), so they come ready-made, as Flink's ``WindowedStream.sum(field)`` and Quix
-Streams' ``Sum("amount")`` do, and the tumbling fast path folds them without a Python
-call per record (see :meth:`FieldAggregate.batch_values`).
+Streams' ``Sum("amount")`` do, and the tumbling fast path folds a sum or a count without
+a Python call per record (see :meth:`FieldAggregate.batch_values`).
 
 A field names where the number is in a record:
 
@@ -78,9 +78,9 @@ def field_of(field: Any, function: str) -> Callable[[Any], Any]:
 class FieldAggregate(AggregateFunction[Any, Any, Any]):
     """An aggregation of one numeric field (see the module docstring).
 
-    Subclasses say how a checked value folds into the accumulator (:meth:`fold`);
-    reading and checking the field is shared, one record at a time (:meth:`value_of`)
-    or a whole batch in C (:meth:`batch_values`).
+    Subclasses fold a record's checked value into the accumulator (``add``); reading
+    and checking the field is shared, one record at a time (:meth:`value_of`) or a
+    whole batch in C (:meth:`batch_values`, for the fast path's sums and counts).
     """
 
     name: str = "aggregate"
@@ -120,17 +120,6 @@ class FieldAggregate(AggregateFunction[Any, Any, Any]):
             return None
         return values if set(map(type, values)) <= _FAST_NUMBERS else None
 
-    def fold(self, value: Any, accumulator: Any) -> Any:
-        """``accumulator`` with the checked ``value`` folded in."""
-        raise NotImplementedError
-
-    def fold_record(self, value: Any, record: Any, accumulator: Any) -> Any:
-        """``accumulator`` after ``record``, whose field holds the checked ``value``."""
-        return self.fold(value, accumulator)
-
-    def add(self, value: Any, accumulator: Any) -> Any:
-        return self.fold_record(self.value_of(value), value, accumulator)
-
     def get_result(self, accumulator: Any) -> Any:
         return accumulator
 
@@ -143,8 +132,8 @@ class Sum(FieldAggregate):
     def create_accumulator(self) -> Any:
         return 0
 
-    def fold(self, value: Any, accumulator: Any) -> Any:
-        return accumulator + value
+    def add(self, value: Any, accumulator: Any) -> Any:
+        return accumulator + self.value_of(value)
 
     def merge(self, a: Any, b: Any) -> Any:
         return a + b
@@ -158,11 +147,12 @@ class Min(FieldAggregate):
     def create_accumulator(self) -> Any:
         return None
 
-    def fold(self, value: Any, accumulator: Any) -> Any:
-        return value if accumulator is None or value < accumulator else accumulator
+    def add(self, value: Any, accumulator: Any) -> Any:
+        number = self.value_of(value)
+        return number if accumulator is None or number < accumulator else accumulator
 
     def merge(self, a: Any, b: Any) -> Any:
-        return a if b is None else b if a is None else self.fold(b, a)
+        return a if b is None else b if a is None or b < a else a
 
 
 class Max(Min):
@@ -170,8 +160,12 @@ class Max(Min):
 
     name = "max"
 
-    def fold(self, value: Any, accumulator: Any) -> Any:
-        return value if accumulator is None or value > accumulator else accumulator
+    def add(self, value: Any, accumulator: Any) -> Any:
+        number = self.value_of(value)
+        return number if accumulator is None or number > accumulator else accumulator
+
+    def merge(self, a: Any, b: Any) -> Any:
+        return a if b is None else b if a is None or b > a else a
 
 
 class MinBy(FieldAggregate):
@@ -184,11 +178,12 @@ class MinBy(FieldAggregate):
     def create_accumulator(self) -> Any:
         return None
 
-    def fold_record(self, value: Any, record: Any, accumulator: Any) -> Any:
-        return (value, record) if accumulator is None or value < accumulator[0] else accumulator
+    def add(self, value: Any, accumulator: Any) -> Any:
+        number = self.value_of(value)
+        return (number, value) if accumulator is None or number < accumulator[0] else accumulator
 
     def merge(self, a: Any, b: Any) -> Any:
-        return a if b is None else b if a is None else self.fold_record(b[0], b[1], a)
+        return a if b is None else b if a is None or b[0] < a[0] else a
 
     def get_result(self, accumulator: Any) -> Any:
         return accumulator[1]
@@ -199,8 +194,12 @@ class MaxBy(MinBy):
 
     name = "max_by"
 
-    def fold_record(self, value: Any, record: Any, accumulator: Any) -> Any:
-        return (value, record) if accumulator is None or value > accumulator[0] else accumulator
+    def add(self, value: Any, accumulator: Any) -> Any:
+        number = self.value_of(value)
+        return (number, value) if accumulator is None or number > accumulator[0] else accumulator
+
+    def merge(self, a: Any, b: Any) -> Any:
+        return a if b is None else b if a is None or b[0] > a[0] else a
 
 
 class Mean(FieldAggregate):
@@ -211,8 +210,8 @@ class Mean(FieldAggregate):
     def create_accumulator(self) -> Any:
         return (0, 0)
 
-    def fold(self, value: Any, accumulator: Any) -> Any:
-        return (accumulator[0] + value, accumulator[1] + 1)
+    def add(self, value: Any, accumulator: Any) -> Any:
+        return (accumulator[0] + self.value_of(value), accumulator[1] + 1)
 
     def merge(self, a: Any, b: Any) -> Any:
         return (a[0] + b[0], a[1] + b[1])

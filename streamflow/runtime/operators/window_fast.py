@@ -47,7 +47,7 @@ from streamflow.state.descriptors import MapStateDescriptor
 from streamflow.state.timers import TimerStore
 from streamflow.windowing.assigners import SlidingEventTimeWindows, TumblingEventTimeWindows
 from streamflow.windowing.emission import WindowEmission
-from streamflow.windowing.field_aggregates import Count, Max, MaxBy, Mean, Min, MinBy, Sum
+from streamflow.windowing.field_aggregates import Count, Sum
 from streamflow.windowing.logic import ElementFate, WindowOperatorLogic
 from streamflow.windowing.store import ABSENT
 from streamflow.windowing.triggers import EventTimeTrigger
@@ -55,8 +55,7 @@ from streamflow.eventtime.windows import TimeWindow
 
 __all__ = ["FastWindowPath", "WindowOperator", "each_through_logic", "process_through_logic"]
 
-_ADDING: Final = (Sum, Count)  # built-ins whose accumulator is the running sum of the batch values
-_FOLDING: Final = (Min, Max, Mean, MinBy, MaxBy)  # built-ins folding a value through fold_record
+_ADDING: Final = (Sum, Count)  # built-ins whose accumulator is the running sum of their batch values
 
 _WINDOW_CACHE_LIMIT: Final = 4096  # window objects kept per subtask before the cache is dropped
 _NO_WINDOW: Final = TimeWindow.of_micros(0, 1)  # (a placeholder: never used while open_start is None)
@@ -81,7 +80,7 @@ class FastWindowPath:
 
     __slots__ = (
         "_op", "_logic", "_table", "_size", "_slide", "_offset", "_lateness", "_reduce", "_aggregate",
-        "_register", "_windows", "_late_tag", "due", "_values_of", "_fold", "_empty", "_spans",
+        "_register", "_windows", "_late_tag", "due", "_values_of", "_spans",
     )  # fmt: skip
 
     def __init__(self, op: WindowOperator, logic: WindowOperatorLogic, table: dict[int, dict[Any, Any]]) -> None:
@@ -100,18 +99,12 @@ class FastWindowPath:
         self._windows: dict[int, TimeWindow] = {}
         self._late_tag = config.late_data_tag
         self.due = DueWindows(logic, table)  # the windows opened here, fired by the operator's watermark scan
-        aggregate = config.aggregate_fn
-        tumbling = self._slide == self._size
-        kind = type(aggregate)
-        # a built-in field aggregation (exactly one: a subclass may fold otherwise) on
-        # tumbling windows: its values taken per batch in C (see _fold_values)
+        # a built-in sum or count (exactly: a subclass may add otherwise): its values
+        # taken per batch in C (see process)
+        adding = type(config.aggregate_fn) in _ADDING
         self._values_of: Callable[[list[Any]], list[Any] | None] | None = (
-            aggregate.batch_values if tumbling and kind in _ADDING + _FOLDING else None
+            config.aggregate_fn.batch_values if adding else None
         )
-        self._fold: Callable[[Any, Any, Any], Any] | None = (
-            aggregate.fold_record if kind in _FOLDING else None  # None: the accumulator is the running sum
-        )
-        self._empty = None if aggregate is None else aggregate.create_accumulator()  # (the built-ins' are immutable)
         self._spans: dict[int, tuple[int, TimeWindow, float, float]] = {}  # start (µs) -> see _span_of
 
     @classmethod
@@ -141,12 +134,15 @@ class FastWindowPath:
         timestamps = batch.timestamps
         if timestamps is None:  # no record has a timestamp: each one is the logic's (an error)
             return each_through_logic(op, logic, batch, keys, key_groups)
-        if self._values_of is not None and None not in timestamps:
-            values = self._values_of(records)
-            if values is not None:
-                return self._fold_values(batch, keys, key_groups, timestamps, values)
         if self._slide != self._size:  # sliding: each record into each of its windows
             return self._each_placed(batch, keys, key_groups)
+        # What the loop folds: the records, or for a built-in sum or count the values of
+        # their field, read and checked (ints and floats) for the whole batch in C, so
+        # that a record costs no Python call: the accumulator is the running number
+        # (``0 + value`` for a new window, as create_accumulator and add give it).
+        values = None if self._values_of is None else self._values_of(records)
+        adding = values is not None
+        items = records if values is None else values
         late_positions: dict[int, Any] = {}
         table = self._table
         self._trim_caches()
@@ -158,7 +154,7 @@ class FastWindowPath:
         start = 0
         due_keys: dict[Any, int] = {}
         last_key: Any = ABSENT
-        for index, record, timestamp, key, key_group in zip(count(), records, timestamps, keys, key_groups):
+        for index, item, timestamp, key, key_group in zip(count(), items, timestamps, keys, key_groups):
             if timestamp is None:
                 last_key = self._place(batch, index, keys, key_groups, late_positions, last_key)
                 continue
@@ -174,10 +170,15 @@ class FastWindowPath:
             stored = ABSENT if contents is None else contents.get(window, ABSENT)
             try:
                 if stored is ABSENT:
-                    value = record if reduce is not None else aggregate.add(record, aggregate.create_accumulator())
+                    if adding:
+                        value = 0 + item
+                    else:
+                        value = item if reduce is not None else aggregate.add(item, aggregate.create_accumulator())
+                elif adding:
+                    value = stored + item
                 else:
-                    value = reduce(stored, record) if reduce is not None else aggregate.add(record, stored)
-            except Exception as exc:
+                    value = reduce(stored, item) if reduce is not None else aggregate.add(item, stored)
+            except Exception as exc:  # (a function that raised; for a sum, an int too large for a float)
                 op._on_error(exc, batch, index)
                 continue
             if contents is None:
@@ -195,63 +196,6 @@ class FastWindowPath:
             last_key = key
         if last_key is not ABSENT:
             op.current_key = last_key
-        return late_positions
-
-    def _fold_values(
-        self, batch: Batch, keys: list[Any], key_groups: list[int], timestamps: list[Any], values: list[Any]
-    ) -> dict[int, Any]:
-        """The tumbling loop for a built-in field aggregation: ``values`` are the records'
-        fields, read and checked (ints and floats) for the whole batch in C, so a record
-        costs no Python call. A sum or count keeps the running number as the
-        accumulator (``0 + value`` for a new window, as ``create_accumulator`` and ``add``
-        give it); the others fold through ``fold_record``. Otherwise as :meth:`process`."""
-        records = batch.records
-        late_positions: dict[int, Any] = {}
-        table = self._table
-        self._trim_caches()
-        fold = self._fold
-        empty = self._empty
-        watermark = self._logic.watermark
-        lateness = self._lateness
-        low = high = math.inf  # the current window's timestamps: low <= timestamp < high
-        window = _NO_WINDOW
-        start = 0
-        due_keys: dict[Any, int] = {}
-        last_key: Any = ABSENT
-        for index, timestamp, key, key_group, value in zip(count(), timestamps, keys, key_groups, values):
-            if not low <= timestamp < high:  # (the records of a batch mostly share their window)
-                start, window, low, high = self._span_of(timestamp)
-                if window.max_timestamp <= watermark:  # late, or a late firing: the general way
-                    low = high = math.inf
-                    last_key = self._place(batch, index, keys, key_groups, late_positions, last_key)
-                    continue
-                due_keys = self.due.keys_of(start, window)
-            group = table.get(key_group)
-            contents = None if group is None else group.get(key)
-            stored = ABSENT if contents is None else contents.get(window, ABSENT)
-            try:
-                if fold is None:
-                    value = 0 + value if stored is ABSENT else stored + value
-                else:
-                    value = fold(value, records[index], empty if stored is ABSENT else stored)
-            except Exception as exc:  # (an int too large for a float sum, say)
-                self._op._on_error(exc, batch, index)
-                continue
-            if contents is None:
-                if group is None:
-                    group = table[key_group] = {}
-                group[key] = {window: value}
-            else:
-                contents[window] = value
-                if stored is not ABSENT:
-                    last_key = key
-                    continue
-            due_keys[key] = key_group  # (a window new for its key: fired by the watermark scan)
-            if lateness:
-                self._register(window.max_timestamp + lateness, (key, window), key_group)
-            last_key = key
-        if last_key is not ABSENT:
-            self._op.current_key = last_key
         return late_positions
 
     def _span_of(self, timestamp: float) -> tuple[int, TimeWindow, float, float]:
