@@ -3,7 +3,7 @@
     python3 bench/soak.py [--kills 100] [--target kafka|mysql|both] [--seed S]
                           [--records 200000] [--rate 10000] [--parallelism 2] [--workers N]
                           [--kill-delay 0.5 5] [--db-restarts K] [--report FILE]
-                          [--state-backend heap|rocksdb] [--stages async,windows] [--unaligned]
+                          [--state-backend heap|heap-fork|rocksdb] [--stages async,windows] [--unaligned]
 
 For each target, the job of ``soak_job.py`` (Kafka -> keyed count -> an exactly-once
 Kafka sink, or an XA MySQL sink) runs as a real process on a checkpoint directory. The
@@ -40,7 +40,10 @@ random, which is started again alone while the others run on (``soak_workers.py`
 
 ``--state-backend rocksdb`` keeps the job's counts in RocksDB (databases under the work
 directory, those of killed processes removed by the next start) with incremental
-checkpoints: every restore then reads shared SST files.
+checkpoints: every restore then reads shared SST files. ``--state-backend heap-fork`` keeps
+them on the heap with every keyed snapshot taken by a forked child process (the soak's
+1,000 users are below the default threshold of forking), so kills land while children
+pickle.
 
 ``--stages async`` adds a keyed ``map_async`` before the count (``soak_stages.py``): a
 short random sleep per call, capacity 50, per-key order, a planned failure retried by
@@ -332,8 +335,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="restart the soak's own MariaDB this many times during the MySQL soak")
     parser.add_argument("--at-least-once", action="store_true",
                         help="negative control: the sinks at least once; the soak must then FAIL with duplicates")
-    parser.add_argument("--state-backend", choices=("heap", "rocksdb"), default="heap",
-                        help="where the job keeps its counts (rocksdb: incremental checkpoints)")
+    parser.add_argument("--state-backend", choices=("heap", "heap-fork", "rocksdb"), default="heap",
+                        help="where the job keeps its counts (rocksdb: incremental checkpoints; heap-fork: "
+                        "on the heap, every snapshot pickled by a forked child)")
     parser.add_argument("--stages", type=parse_stages, default=(),
                         help="optional stages of the job, comma-separated: async (a keyed map_async before the "
                         "count), windows (an event-time window count per key beside it)")

@@ -47,7 +47,7 @@ from streamflow import AsyncRetry, KeyedProcessFunction, RestartStrategy, Stream
 from streamflow.connectors.kafka import DeliveryGuarantee, KafkaExchange, KafkaSink, KafkaSource
 from streamflow.connectors.mysql import MySqlSink
 from streamflow.eventtime import WatermarkStrategy
-from streamflow.state import EmbeddedRocksDBStateBackend, ValueStateDescriptor
+from streamflow.state import EmbeddedRocksDBStateBackend, HashMapStateBackend, ValueStateDescriptor
 from streamflow.windowing import AggregateFunction, ProcessWindowFunction, TumblingEventTimeWindows
 
 from soak_data import MAX_JITTER_MS, WINDOW_MS, Result, event_seconds, format_result, parse_input, window_result
@@ -178,6 +178,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     env.set_restart_strategy(RESTARTS)
     if args.state_backend == "rocksdb":
         env.set_state_backend(EmbeddedRocksDBStateBackend(args.state_dir, memory_budget=64 << 20))
+    elif args.state_backend == "heap-fork":  # every keyed snapshot pickled by a forked child
+        env.set_state_backend(HashMapStateBackend(fork_snapshots_from=0))
     env.set_source_batch_size(SOURCE_BATCH)
     if args.workers > 1:
         env.set_workers(args.workers, args.worker_index, exchange=KafkaExchange(
@@ -210,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="the job's worker processes (this is one of them)")
     parser.add_argument("--worker-index", type=int, default=0, help="which worker this process runs")
     parser.add_argument("--exchange-partitions", type=int, default=8, help="partitions of the exchange topics")
-    parser.add_argument("--state-backend", choices=("heap", "rocksdb"), default="heap")
+    parser.add_argument("--state-backend", choices=("heap", "heap-fork", "rocksdb"), default="heap")
     parser.add_argument("--state-dir", help="--state-backend rocksdb: where the databases go")
     parser.add_argument("--unaligned", action="store_true",
                         help="unaligned checkpoints: records in flight between tasks go into the checkpoint")

@@ -11,7 +11,8 @@
 checkpoint directory resumes from the latest complete checkpoint; ``--from-savepoint``
 starts from a savepoint (or a ``chk-<n>`` directory) instead. ``--state-backend rocksdb``
 keeps keyed state in RocksDB (``--state-dir``, ``--rocksdb-memory``) with incremental
-checkpoints, for state larger than memory. Savepoint paths may be
+checkpoints, for state larger than memory; ``--fork-snapshots-from`` sets from how many
+keys a heap subtask's snapshot is pickled by a forked child. Savepoint paths may be
 given as ``file://`` URIs. A job that cannot start (its savepoint is missing or does not
 fit) ends with an error and is never registered.
 
@@ -73,6 +74,7 @@ from streamflow.runtime.eventloop import LOOP_VARIABLE, LOOPS, run as run_on_loo
 from streamflow.savepoint.describe import describe_snapshot, format_description
 from streamflow.savepoint.location import local_path
 from streamflow.state import EmbeddedRocksDBStateBackend, HashMapStateBackend, StateBackend
+from streamflow.state.heap import FORK_SNAPSHOTS_FROM
 from streamflow.workers.supervisor import Supervisor
 
 log = logging.getLogger("streamflow.cli")
@@ -205,7 +207,8 @@ def _ports_of_worker(args: argparse.Namespace, index: int) -> list[str]:
 
 def state_backend(args: argparse.Namespace) -> StateBackend:
     """The backend ``--state-backend`` names, with ``--state-dir`` and
-    ``--rocksdb-memory`` (refused for the heap backend, which has neither).
+    ``--rocksdb-memory`` (refused for the heap backend, which has neither) or
+    ``--fork-snapshots-from`` (refused for RocksDB, whose snapshots never fork).
 
     Raises:
         ConfigError: a setting that does not fit the backend, or a size that does not parse.
@@ -218,13 +221,37 @@ def state_backend(args: argparse.Namespace) -> StateBackend:
                 f"{' and '.join(given)} configure the RocksDB state backend; add --state-backend rocksdb, "
                 "or leave them out to keep state in memory"
             )
-        return HashMapStateBackend()
+        if args.fork_snapshots_from is None:
+            return HashMapStateBackend()
+        return HashMapStateBackend(fork_snapshots_from=fork_threshold(args.fork_snapshots_from))
+    if args.fork_snapshots_from is not None:
+        raise ConfigError(
+            "--fork-snapshots-from configures the heap state backend's snapshots; RocksDB checkpoints never "
+            "fork (they copy the database's files): leave it out, or use --state-backend heap"
+        )
     budget = 256 << 20 if args.rocksdb_memory is None else parse_size(args.rocksdb_memory, "--rocksdb-memory")
     directory = args.state_dir
     if directory is not None and args.worker_index is not None:
         # local workers given one --state-dir keep their databases apart, each in its own folder
         directory = directory / f"worker-{args.worker_index}"
     return EmbeddedRocksDBStateBackend(directory, memory_budget=budget)
+
+
+def fork_threshold(text: str) -> int | None:
+    """``--fork-snapshots-from``: a number of keys, or ``never`` (None: always pickle in the task).
+
+    Raises:
+        ConfigError: anything else.
+    """
+    if text.strip().lower() == "never":
+        return None
+    try:
+        keys = int(text)
+    except ValueError:
+        keys = -1
+    if keys < 0:
+        raise ConfigError(f"--fork-snapshots-from must be a number of keys >= 0 or 'never', got {text!r}")
+    return keys
 
 
 _SIZE = re.compile(r"\s*([0-9]+)\s*([kmg]?)(i?b)?\s*", re.IGNORECASE)
@@ -431,6 +458,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--rocksdb-memory", default=None, metavar="SIZE",
         help="RocksDB: memory for the block cache and write buffers of all keyed state of the job (default 256M)",
+    )
+    run.add_argument(
+        "--fork-snapshots-from", default=None, metavar="KEYS",
+        help=f"heap: from this many keys in a keyed subtask, checkpoints pickle its state in a forked child "
+        "process instead of stalling the task (default {FORK_SNAPSHOTS_FROM}; 0 always forks; 'never' never does)",
     )
     run.add_argument("--no-control", action="store_true", help="do not register the job or open its control socket")
     run.add_argument(

@@ -1,18 +1,24 @@
 """``streamflow run --state-backend rocksdb`` (with ``--state-dir`` and
 ``--rocksdb-memory``), the settings it refuses before anything runs, and ``streamflow
-inspect`` of an incremental checkpoint: its files, sizes and what it shares."""
+inspect`` of an incremental checkpoint: its files, sizes and what it shares; the heap
+backend's ``--fork-snapshots-from``."""
 
 from __future__ import annotations
 
 import json
 import re
 import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
-from streamflow.cli import main
+from streamflow.checkpoint import incremental
+from streamflow.checkpoint.forked_snapshot import fork_snapshot
+from streamflow.cli import main, parser, state_backend
+from streamflow.state import HashMapStateBackend
+from streamflow.state.heap import FORK_AVAILABLE, FORK_SNAPSHOTS_FROM
 
 JOB = (
     "from streamflow.connectors import CollectionSource, ExactlyOnceFileSink\n"
@@ -33,11 +39,13 @@ JOB = (
 
 
 @pytest.fixture
-def job_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def job_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     (tmp_path / "rocks_job.py").write_text(JOB.replace("env.out", repr(str(tmp_path / "out"))))
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    return tmp_path
+    sys.modules.pop("rocks_job", None)  # (each test's module writes to its own folder)
+    yield tmp_path
+    sys.modules.pop("rocks_job", None)
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -147,3 +155,54 @@ def test_inspect_counts_the_timers_in_the_files_of_an_incremental_checkpoint(
     code, text, err = run(["inspect", str(checkpoints)], capsys)
     assert code == 0, err
     assert text.count("processing-time, 0 event-time") == 2
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--state-backend", "rocksdb", "--fork-snapshots-from", "10"],
+         "--fork-snapshots-from configures the heap state backend's snapshots; .*use --state-backend heap"),
+        (["--fork-snapshots-from", "lots"], "--fork-snapshots-from must be a number of keys >= 0 or 'never', got 'lots'"),
+        (["--fork-snapshots-from", "-3"], "--fork-snapshots-from must be a number of keys >= 0 or 'never', got '-3'"),
+    ],
+)  # fmt: skip
+def test_a_fork_threshold_that_does_not_fit_is_refused_before_the_job_starts(
+    job_module: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    code, _out, err = run(["run", "rocks_job:build", "--no-control", *flags], capsys)
+    assert code == 2
+    assert re.search(message, err), err
+    assert not (job_module / "out").exists()
+
+
+@pytest.mark.parametrize(("flag", "expected"), [(None, FORK_SNAPSHOTS_FROM), ("0", 0), ("120000", 120_000),
+                                                ("never", None), ("NEVER", None)])  # fmt: skip
+def test_the_fork_threshold_reaches_the_heap_backend(flag: str | None, expected: int | None) -> None:
+    args = parser().parse_args(["run", "x:build", *([] if flag is None else ["--fork-snapshots-from", flag])])
+    backend = state_backend(args)
+    assert isinstance(backend, HashMapStateBackend)
+    assert backend.fork_snapshots_from == expected
+
+
+@pytest.mark.skipif(not FORK_AVAILABLE, reason="snapshots fork on Linux only")
+def test_a_job_whose_every_snapshot_forks_gives_the_same_output(
+    job_module: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forks: list[str] = []
+
+    def counted(take: Any, *, operator: str, subtask: int) -> Any:
+        forks.append(operator)
+        return fork_snapshot(take, operator=operator, subtask=subtask)
+
+    monkeypatch.setattr(incremental, "fork_snapshot", counted)
+    checkpoints = job_module / "chk"
+    code, out, err = run(
+        ["run", "rocks_job:build", "-p", "2", "--checkpoint-dir", str(checkpoints), "--checkpoint-interval", "0.01",
+         "--fork-snapshots-from", "0", "--no-control", "--log-level", "WARNING"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["status"] == "finished"
+    assert forks and set(forks) == {"count"}  # the keyed operator's snapshots, every one by a child
+    lines = sorted(line for part in (job_module / "out").glob("*.txt") for line in part.read_text().splitlines())
+    assert lines == sorted(f"w{k} {n}" for k in range(50) for n in range(1, 41))

@@ -10,6 +10,9 @@ import datetime
 import decimal
 import os
 import pickle
+import subprocess
+import sys
+import time
 from typing import Any
 
 import pytest
@@ -197,3 +200,37 @@ async def test_when_fork_fails_the_task_snapshots_itself(monkeypatch: pytest.Mon
     assert pending is None and keyed is not None
     same(decode(encode(keyed)), decode(encode(live.snapshot())))
     assert len(os.listdir("/proc/self/fd")) == opened  # the memfd was closed
+
+
+_PARENT = """
+import sys, time
+from streamflow.checkpoint.forked_snapshot import fork_snapshot
+child = fork_snapshot(lambda: time.sleep(60) or {}, operator="count", subtask=0)
+print(child.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_child_dies_with_its_killed_job_process() -> None:
+    """A job SIGKILLed while a child pickles its state leaves no child pickling on."""
+    with subprocess.Popen([sys.executable, "-c", _PARENT], stdout=subprocess.PIPE, text=True) as parent:
+        try:
+            assert parent.stdout is not None
+            child = int(parent.stdout.readline())
+            assert _alive(child)
+        finally:
+            parent.kill()
+            parent.wait(10)
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _alive(child), f"snapshot child {child} still runs after its parent was killed"
+
+
+def _alive(pid: int) -> bool:
+    """``pid`` runs and is not a zombie (a reaped or exited orphan is gone or a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
