@@ -11,8 +11,8 @@ element's window (for tumbling windows by comparing its timestamp with the curre
 window's bounds; a new window's start is computed in integer microseconds), reuses the
 window object of that start, and folds the element straight into the contents table of
 the keyed state (``table[key_group][key][window]``, the table the general path's store
-reads). The built-in field aggregations (``sum`` and the like) fold a tumbling batch
-from its values read in C, without a Python call per element. A window
+reads). A built-in ``sum`` or ``count`` folds a tumbling batch from its values read in
+C, without a Python call per element. A window
 new for its key is noted in :class:`~.window_due.DueWindows`, which the operator fires
 by a watermark scan over window ends instead of an end timer (a tumbling window takes
 the shortest loop: one window per element); only a cleanup timer for allowed lateness
@@ -58,7 +58,7 @@ __all__ = ["FastWindowPath", "WindowOperator", "each_through_logic", "process_th
 _ADDING: Final = (Sum, Count)  # built-ins whose accumulator is the running sum of their batch values
 
 _WINDOW_CACHE_LIMIT: Final = 4096  # window objects kept per subtask before the cache is dropped
-_NO_WINDOW: Final = TimeWindow.of_micros(0, 1)  # (a placeholder: never used while open_start is None)
+_NO_WINDOW: Final = TimeWindow.of_micros(0, 1)  # (a placeholder: never used while the bounds are infinite)
 
 
 class WindowOperator(Protocol):
