@@ -210,9 +210,8 @@ async def emit_window_output(
     if not emissions:
         return 0
     if set(map(_TAG, emissions)) == {None}:  # (the common case, in C: only main-output results)
-        records = list(map(_VALUE, emissions))
-        await op.emit(Batch(records, timestamps=list(map(_TIMESTAMP, emissions))))
-        return len(records)
+        await op.emit(Batch(list(map(_VALUE, emissions)), timestamps=list(map(_TIMESTAMP, emissions))))
+        return len(emissions)
     records: list[Any] = []
     timestamps: list[float | None] = []
     side: dict[str, tuple[list[Any], list[float | None], list[Any]]] = {}
