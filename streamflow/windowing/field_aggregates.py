@@ -23,7 +23,7 @@ Each is a plain :class:`~streamflow.windowing.functions.AggregateFunction` with
 ``merge``, so it works on every window and backend (sessions merge their accumulators).
 The accumulators are plain data, kept type for type in checkpoints: a sum of ints stays
 an int, of floats a float. What each emits per window (its ``get_result``) is the
-Pythonic value, not Flink's: ``sum``, ``min``, ``max`` the number, ``mean`` the number
+Pythonic value, not Flink's: ``sum``, ``min``, ``max`` the number, ``mean`` the sum
 divided by the count, ``count`` an int, ``min_by`` / ``max_by`` the whole record holding
 the least / greatest value (the first such record on ties). Flink's ``sum`` / ``min``
 emit the window's first record with the field replaced by the aggregate; here a
