@@ -24,11 +24,12 @@ from streamflow.runtime.operators.window_fast import FastWindowPath
 from streamflow.state import EmbeddedRocksDBStateBackend
 from streamflow.windowing import EventTimeSessionWindows, SlidingEventTimeWindows, TumblingEventTimeWindows
 
-# Orders as dicts: user, event time, cents (an int) and a weight (a float); out of order
-# by up to 4 s, the watermark allows 5 s, so none is late.
+# Orders as dicts: user, event time, cents (an int) and a weight (a float, each one
+# different: min_by and max_by have one answer whatever the arrival order at parallelism
+# 2); out of order by up to 4 s, the watermark allows 5 s, so none is late.
 ORDERS = [
     {"user": ("ann", "bob", "cy")[i % 3], "ts": float(7 * i + (3 if i % 5 == 0 else 0) - (4 if i % 7 == 0 else 0)),
-     "cents": i % 13, "weight": (i % 5) * 0.25}
+     "cents": i % 13, "weight": (i * 7 % 150) * 0.25}
     for i in range(150)
 ]
 ORDER_TIME = WatermarkStrategy.for_bounded_out_of_orderness(5.0).with_timestamp_assigner(lambda o: o["ts"])
