@@ -4,13 +4,15 @@ the pure window logic on its in-memory store (``WindowHarness``).
 For each window kind (tumbling with lateness and late data, sliding aggregate, sessions
 with a ProcessWindowFunction and its per-key state, count windows, an early-firing
 trigger, and the built-in field aggregations on each, whose tumbling fast path folds the
-batch's values without a call per record) the same input, out of order and with late elements, goes through a real
+batch's values without a call per record) the same input, out of order and with late
+elements, goes through a real
 :class:`~streamflow.runtime.operators.window.WindowOperator` (its fast path where it has
 one, and forced onto the general path) and through the harness: the results, their
 timestamps and what went to the late-data output must be the same. Halfway, the
 operator's snapshot is restored into two new subtasks that split the key groups
 (rescaling), which finish the input: the union of what they emit must still be the
-harness's. Finally no window state and no timer may be left: every window was cleaned up.
+harness's. Finally no window state and no timer may be left: every window was cleaned
+up.
 
 On RocksDB the timers live in the database: through an incremental checkpoint (a real
 shared folder) they travel in its files alone, restored into RocksDB or into the heap.
