@@ -23,6 +23,7 @@ from streamflow.windowing.assigners import WindowAssigner
 from streamflow.windowing.config import WindowConfig
 from streamflow.windowing.count_windows import count_window
 from streamflow.windowing.evictors import Evictor
+from streamflow.windowing.field_aggregates import Count, Field, FieldAggregate, Max, MaxBy, Mean, Min, MinBy, Sum
 from streamflow.windowing.functions import AggregateFunction, ProcessWindowFunction
 from streamflow.windowing.triggers import Trigger
 
@@ -110,6 +111,44 @@ class WindowedStream(Generic[T, S]):
         goes through it (with the window) when it fires."""
         return self._build("aggregate", aggregate_fn=fn, process_fn=window_function)
 
+    # -- built-in aggregations (see streamflow.windowing.field_aggregates) --------------
+
+    def sum(self, field: Field) -> S:
+        """The sum of ``field`` per window: an int for ints, a float once a float is in.
+        A field is an item position (int) or a dict key, else attribute name (str)."""
+        return self._field_aggregate(Sum, field)
+
+    def min(self, field: Field) -> S:
+        """The least value of ``field`` per window."""
+        return self._field_aggregate(Min, field)
+
+    def max(self, field: Field) -> S:
+        """The greatest value of ``field`` per window."""
+        return self._field_aggregate(Max, field)
+
+    def min_by(self, field: Field) -> S:
+        """The record with the least value of ``field`` per window (the first on ties)."""
+        return self._field_aggregate(MinBy, field)
+
+    def max_by(self, field: Field) -> S:
+        """The record with the greatest value of ``field`` per window (the first on ties)."""
+        return self._field_aggregate(MaxBy, field)
+
+    def mean(self, field: Field) -> S:
+        """The arithmetic mean of ``field`` per window."""
+        return self._field_aggregate(Mean, field)
+
+    def count(self) -> S:
+        """The number of records per window, an int."""
+        return self._build("count", aggregate_fn=Count())
+
+    def _field_aggregate(self, kind: type[FieldAggregate], field: Field) -> S:
+        try:
+            aggregate = kind(field)
+        except ConfigError as exc:
+            raise ConfigError(f"window operator {self._name(kind.name)!r}: {exc}") from None
+        return self._build(kind.name, aggregate_fn=aggregate)
+
     def process(self, fn: ProcessWindowFunction) -> S:
         """``fn.process(key, context, elements, out)`` with all of a window's elements when
         it fires (the window keeps them all until then)."""
@@ -123,7 +162,7 @@ class WindowedStream(Generic[T, S]):
         aggregate_fn: Any = None,
         process_fn: ProcessWindowFunction | None = None,
     ) -> S:
-        name = f"{self._kind.replace('_', '-')}-{function}"
+        name = self._name(function)
         config = WindowConfig(
             operator=name,
             assigner=self._assigner,
@@ -136,3 +175,6 @@ class WindowedStream(Generic[T, S]):
             process_fn=process_fn,
         )
         return self._add(config, name)
+
+    def _name(self, function: str) -> str:
+        return f"{self._kind.replace('_', '-')}-{function.replace('_', '-')}"

@@ -5,6 +5,8 @@
   :class:`GlobalWindows`, and :func:`count_window` (global windows with a count trigger);
 - triggers (:class:`Trigger`, :class:`TriggerResult` and the built-ins) and evictors;
 - functions: reduce, :class:`AggregateFunction`, :class:`ProcessWindowFunction`;
+- built-in aggregations of one field: :class:`Sum`, :class:`Min`, :class:`Max`,
+  :class:`MinBy`, :class:`MaxBy`, :class:`Mean`, and :class:`Count`;
 - :class:`WindowConfig`: one window operator, validated at build time;
 - :class:`WindowOperatorLogic`: the operator itself, over a state store and timers;
 - :class:`MergingWindowSet`: session merging bookkeeping.
@@ -25,6 +27,7 @@ from streamflow.windowing.config import WindowConfig
 from streamflow.windowing.count_windows import CountWindow, count_window
 from streamflow.windowing.emission import WindowEmission
 from streamflow.windowing.evictors import CountEvictor, Evictor, TimeEvictor, TimestampedValue
+from streamflow.windowing.field_aggregates import Count, FieldValueError, Max, MaxBy, Mean, Min, MinBy, Sum
 from streamflow.windowing.functions import AggregateFunction, ProcessWindowContext, ProcessWindowFunction
 from streamflow.windowing.logic import ElementFate, WindowOperatorLogic
 from streamflow.windowing.merging import MergingWindowSet
@@ -49,6 +52,7 @@ __all__ = [
     "AggregateFunction",
     "ContinuousEventTimeTrigger",
     "ContinuousProcessingTimeTrigger",
+    "Count",
     "CountEvictor",
     "CountTrigger",
     "CountWindow",
@@ -56,11 +60,17 @@ __all__ = [
     "EventTimeSessionWindows",
     "EventTimeTrigger",
     "Evictor",
+    "FieldValueError",
     "GlobalWindow",
     "GlobalWindows",
     "InMemoryWindowStore",
+    "Max",
+    "MaxBy",
+    "Mean",
     "MergingWindowAssigner",
     "MergingWindowSet",
+    "Min",
+    "MinBy",
     "NeverTrigger",
     "ProcessWindowContext",
     "ProcessWindowFunction",
@@ -69,6 +79,7 @@ __all__ = [
     "PurgingTrigger",
     "SlidingEventTimeWindows",
     "SlidingProcessingTimeWindows",
+    "Sum",
     "TimeEvictor",
     "TimeWindow",
     "TimestampedValue",

@@ -3,13 +3,16 @@ the pure window logic on its in-memory store (``WindowHarness``).
 
 For each window kind (tumbling with lateness and late data, sliding aggregate, sessions
 with a ProcessWindowFunction and its per-key state, count windows, an early-firing
-trigger) the same input, out of order and with late elements, goes through a real
+trigger, and the built-in field aggregations on each, whose tumbling fast path folds the
+batch's values without a call per record) the same input, out of order and with late
+elements, goes through a real
 :class:`~streamflow.runtime.operators.window.WindowOperator` (its fast path where it has
 one, and forced onto the general path) and through the harness: the results, their
 timestamps and what went to the late-data output must be the same. Halfway, the
 operator's snapshot is restored into two new subtasks that split the key groups
 (rescaling), which finish the input: the union of what they emit must still be the
-harness's. Finally no window state and no timer may be left: every window was cleaned up.
+harness's. Finally no window state and no timer may be left: every window was cleaned
+up.
 
 On RocksDB the timers live in the database: through an incremental checkpoint (a real
 shared folder) they travel in its files alone, restored into RocksDB or into the heap.
@@ -53,6 +56,11 @@ from streamflow.windowing import (
     TumblingEventTimeWindows,
     WindowConfig,
     WindowEmission,
+    Count,
+    MaxBy,
+    Mean,
+    Min,
+    Sum,
     count_window,
 )
 
@@ -93,11 +101,21 @@ class Sessions(ProcessWindowFunction):
         out.collect((key, context.window.start, context.window.end, sorted(elements), fired.value()))
 
 
+def as_pair(value: int) -> tuple[int, float]:
+    """The record the built-in aggregations read: an int field and a float field."""
+    return (value, value % 7 * 0.5)
+
+
+def as_is(value: int) -> int:
+    return value
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
     config: Callable[[], WindowConfig]
     fast: bool  # whether the operator takes its fast path for it
+    record: Callable[[int], Any] = as_is  # the record each element's value stands for
 
 
 COUNTS = count_window(4, 2)
@@ -114,6 +132,21 @@ CASES = [
         assigner=COUNTS.assigner, trigger=COUNTS.trigger, evictor=COUNTS.evictor, reduce_fn=add), False),
     Case("continuous-trigger", lambda: WindowConfig(
         assigner=TumblingEventTimeWindows.of(60.0), trigger=ContinuousEventTimeTrigger.of(15.0), reduce_fn=add), False),
+    Case("tumbling-sum-lateness", lambda: WindowConfig(
+        assigner=TumblingEventTimeWindows.of(60.0), aggregate_fn=Sum(0), allowed_lateness=30.0, late_data_tag=LATE),
+        True, as_pair),
+    Case("tumbling-float-sum", lambda: WindowConfig(
+        assigner=TumblingEventTimeWindows.of(60.0), aggregate_fn=Sum(1), late_data_tag=LATE), True, as_pair),
+    Case("tumbling-max-by", lambda: WindowConfig(
+        assigner=TumblingEventTimeWindows.of(60.0), aggregate_fn=MaxBy(1), allowed_lateness=30.0), True, as_pair),
+    Case("tumbling-count", lambda: WindowConfig(assigner=TumblingEventTimeWindows.of(60.0), aggregate_fn=Count()),
+         True, as_pair),
+    Case("sliding-mean", lambda: WindowConfig(
+        assigner=SlidingEventTimeWindows.of(60.0, 20.0), aggregate_fn=Mean(1)), True, as_pair),
+    Case("session-min", lambda: WindowConfig(
+        assigner=EventTimeSessionWindows.with_gap(25.0), aggregate_fn=Min(1), allowed_lateness=20.0), True, as_pair),
+    Case("count-sum", lambda: WindowConfig(
+        assigner=COUNTS.assigner, trigger=COUNTS.trigger, evictor=COUNTS.evictor, aggregate_fn=Sum(0)), False, as_pair),
 ]
 
 
@@ -126,7 +159,7 @@ class Subtask:
 
     def __init__(
         self, config: WindowConfig, backend: BackendFactory, index: int, parallelism: int, general: bool,
-        error_policy: ErrorPolicy = FAIL,
+        error_policy: ErrorPolicy = FAIL, record: Callable[[int], Any] = as_is,
     ) -> None:
         spec = OperatorSpec(node_id=1, kind=OperatorKind.WINDOW, name="window", function=config, key_selector=key_of,
                             error_policy=error_policy)
@@ -144,6 +177,7 @@ class Subtask:
         assert isinstance(operator, WindowOperator)
         self.operator = operator
         self.general = general
+        self.record = record
         self.out: list[tuple[Any, float | None]] = []
         self.late: list[tuple[Any, float | None]] = []
 
@@ -174,7 +208,7 @@ class Subtask:
         if mine:
             keys = [key for key, _, _ in mine]
             await self.operator.process(
-                Batch([value for _, value, _ in mine], None, None, keys, [groups(k) for k in keys],
+                Batch([self.record(value) for _, value, _ in mine], None, None, keys, [groups(k) for k in keys],
                       [ts for _, _, ts in mine])
             )
 
@@ -211,11 +245,11 @@ async def incremental_snapshot(operator: WindowOperator, checkpoint_id: int, che
     return dataclasses.replace(snapshot, keyed=keyed, pending=None)
 
 
-def harness_run(config: WindowConfig) -> tuple[Counter[Any], Counter[Any]]:
+def harness_run(config: WindowConfig, record: Callable[[int], Any] = as_is) -> tuple[Counter[Any], Counter[Any]]:
     harness = WindowHarness(config)
     emitted: list[WindowEmission] = []
     for step, (key, value, ts) in enumerate(ELEMENTS):
-        harness.add(key, value, ts)
+        harness.add(key, record(value), ts)
         emitted += harness.take()
         if step % 4 == 3:
             emitted += harness.advance_watermark(max(t for _, _, t in ELEMENTS[: step + 1]) - 15.0)
@@ -232,20 +266,21 @@ def _hashable(value: Any) -> Any:
 async def operator_run(
     config: Callable[[], WindowConfig], backend: BackendFactory, general: bool,
     then: tuple[BackendFactory, bool] | None = None, *, checkpoints: Path | None = None,
+    record: Callable[[int], Any] = as_is,
 ) -> tuple[Counter[Any], Counter[Any], list[Subtask]]:
     """Half the input through one subtask, its snapshot restored into two that split its
     key groups, the rest through them; ``then``: the backend and path of the two, when
     not the first's. The snapshot is a savepoint, or with ``checkpoints`` an incremental
-    checkpoint there."""
+    checkpoint there. The elements between two watermarks go in one batch."""
     half = len(ELEMENTS) // 2
-    first = Subtask(config(), backend, 0, 1, general)
+    first = Subtask(config(), backend, 0, 1, general, record=record)
     await first.open(None)
     newest = float("-inf")
-    for step, element in enumerate(ELEMENTS[:half]):
-        await first.feed([element])
-        newest = max(newest, element[2])
-        if step % 4 == 3:
-            await first.watermark(newest - 15.0)
+    for step in range(0, half, 4):
+        chunk = ELEMENTS[step : step + 4]
+        await first.feed(chunk)
+        newest = max(newest, *(element[2] for element in chunk))
+        await first.watermark(newest - 15.0)
     if checkpoints is None:
         taken = await canonical_snapshot(first.operator, 1)
     else:
@@ -254,16 +289,16 @@ async def operator_run(
     snapshot = pickle.loads(pickle.dumps(taken.to_stored()))
     restored = [OperatorSnapshot.from_stored(snapshot)]
     backend, general = then or (backend, general)
-    second = [Subtask(config(), backend, index, 2, general) for index in range(2)]
+    second = [Subtask(config(), backend, index, 2, general, record=record) for index in range(2)]
     for subtask in second:
         await subtask.open(restored)
-    for step, element in enumerate(ELEMENTS[half:], start=half):
+    for step in range(half, len(ELEMENTS), 4):
+        chunk = ELEMENTS[step : step + 4]
         for subtask in second:
-            await subtask.feed([element])
-        newest = max(newest, element[2])
-        if step % 4 == 3:
-            for subtask in second:
-                await subtask.watermark(newest - 15.0)
+            await subtask.feed(chunk)
+        newest = max(newest, *(element[2] for element in chunk))
+        for subtask in second:
+            await subtask.watermark(newest - 15.0)
     for subtask in second:
         await subtask.watermark(float("inf"))
     everyone = [first, *second]
@@ -288,8 +323,10 @@ async def test_a_fast_path_savepoint_restores_into_the_general_path_and_into_roc
 ) -> None:
     """The windows the fast path keeps open without timers are in its savepoint as the
     general path's timers: the general path restored from it fires every one of them."""
-    want_main, want_late = harness_run(case.config())
-    got_main, got_late, last = await operator_run(case.config, HashMapStateBackend, general=False, then=then)
+    want_main, want_late = harness_run(case.config(), case.record)
+    got_main, got_late, last = await operator_run(
+        case.config, HashMapStateBackend, general=False, then=then, record=case.record
+    )
     assert all(s.operator.fast is None for s in last)
     assert got_main == want_main
     assert got_late == want_late
@@ -297,9 +334,9 @@ async def test_a_fast_path_savepoint_restores_into_the_general_path_and_into_roc
 
 @pytest.mark.parametrize("case", FAST_CASES)
 async def test_a_general_path_savepoint_restores_into_the_fast_path(case: Case) -> None:
-    want_main, want_late = harness_run(case.config())
+    want_main, want_late = harness_run(case.config(), case.record)
     got_main, got_late, last = await operator_run(
-        case.config, HashMapStateBackend, general=True, then=(HashMapStateBackend, False)
+        case.config, HashMapStateBackend, general=True, then=(HashMapStateBackend, False), record=case.record
     )
     assert all(s.operator.fast is not None for s in last)
     assert got_main == want_main
@@ -311,9 +348,11 @@ async def test_a_general_path_savepoint_restores_into_the_fast_path(case: Case) 
 async def test_the_window_operator_on_keyed_state_gives_what_the_pure_logic_gives_across_a_rescale(
     case: Case, path: str, backend: BackendFactory
 ) -> None:
-    want_main, want_late = harness_run(case.config())
+    want_main, want_late = harness_run(case.config(), case.record)
     assert want_main and sum(want_main.values()) > 10
-    got_main, got_late, last = await operator_run(case.config, backend, general=path == "general")
+    got_main, got_late, last = await operator_run(
+        case.config, backend, general=path == "general", record=case.record
+    )
     # the fast path works on the heap backend's live table; on RocksDB the operator
     # declines it and runs the general path, with the same results
     fast = path == "fast" and backend is HashMapStateBackend
@@ -323,7 +362,7 @@ async def test_the_window_operator_on_keyed_state_gives_what_the_pure_logic_give
     for subtask in last:  # after the final watermark: every window of every key cleaned up
         snapshot = await canonical_snapshot(subtask.operator, 2)
         assert snapshot.timers is not None
-        if case.name != "count-sliding":  # global windows never end: their state stays, as in Flink
+        if not case.name.startswith("count-"):  # global windows never end: their state stays, as in Flink
             assert snapshot.timers.event == [] and snapshot.timers.processing == []
             states = (snapshot.keyed or {}).get("states", {})
             assert not states["window-contents"]["key_groups"]
@@ -409,12 +448,12 @@ async def test_a_refused_late_firing_record_leaves_its_other_sliding_window_to_f
 async def test_window_timers_held_in_rocksdb_go_through_an_incremental_checkpoint(
     case: Case, into: BackendFactory, tmp_path: Path
 ) -> None:
-    want_main, want_late = harness_run(case.config())
+    want_main, want_late = harness_run(case.config(), case.record)
     got_main, got_late, last = await operator_run(
-        case.config, rocksdb, True, (into, True), checkpoints=tmp_path / "chk"
+        case.config, rocksdb, True, (into, True), checkpoints=tmp_path / "chk", record=case.record
     )
     assert got_main == want_main
     assert got_late == want_late
-    if case.name != "count-sliding":  # (global windows never end)
+    if not case.name.startswith("count-"):  # (global windows never end)
         for subtask in last:
             assert len(subtask.operator.event_timers) == 0 and len(subtask.operator.processing_timers) == 0

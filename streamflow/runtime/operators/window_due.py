@@ -21,13 +21,19 @@ timer in the queue, never both (see :meth:`DueWindows.forget`).
 from __future__ import annotations
 
 import heapq
-from typing import Any, Callable
+from itertools import repeat
+from typing import Any, Callable, Final
 
 from streamflow.windowing.emission import WindowEmission
+from streamflow.windowing.field_aggregates import Count, Max, Min, Sum
 from streamflow.windowing.logic import WindowOperatorLogic
+from streamflow.windowing.store import ABSENT
 from streamflow.eventtime.windows import TimeWindow
 
 __all__ = ["DueWindows"]
+
+_RESULT_IS_ACCUMULATOR: Final = (Sum, Count, Min, Max)
+_new_emission: Final = tuple.__new__
 
 FireTimer = Callable[[tuple[float, int, Any]], None]
 """Fires the timer ``(time, key group, (key, window))`` through the logic, its key set
@@ -50,7 +56,10 @@ class DueWindows:
         self._table = table  # the live table of the contents state: key group -> key -> window -> value
         self._logic = logic
         aggregate = config.aggregate_fn
-        self._result: Callable[[Any], Any] | None = None if aggregate is None else aggregate.get_result
+        # (None: the stored value is the result, as for the built-ins whose get_result returns it)
+        self._result: Callable[[Any], Any] | None = (
+            None if aggregate is None or type(aggregate) in _RESULT_IS_ACCUMULATOR else aggregate.get_result
+        )
         self._keep = config.allowed_lateness > 0  # late firings need the contents until cleanup
         self._through_logic = config.process_fn is not None
 
@@ -86,26 +95,30 @@ class DueWindows:
                 fire_timer((end, key_group, (key, window)))
             return
         table, result, keep = self._table, self._result, self._keep
-        emitted = []
+        stored_values = []
+        fired_keys = []
         for key, key_group in keys.items():
             group = table.get(key_group)
-            contents = None if group is None else group.get(key)
-            if group is None or contents is None or window not in contents:
+            if group is None or (contents := group.get(key)) is None:
                 continue  # no contents: nothing to fire (as on the timer path)
             if keep:
-                stored = contents[window]
+                stored = contents.get(window, ABSENT)
             else:
-                stored = contents.pop(window)
+                stored = contents.pop(window, ABSENT)
                 if not contents:
                     del group[key]  # (a map state keeps no empty map)
-            if result is None:
-                emitted.append(WindowEmission(stored, end))
-            else:
+            if stored is not ABSENT:
+                stored_values.append(stored)
+                fired_keys.append(key)
+        if result is not None:
+            for index, stored in enumerate(stored_values):
                 try:
-                    emitted.append(WindowEmission(result(stored), end))
+                    stored_values[index] = result(stored)
                 except Exception as exc:  # the attempt fails, as on the timer path
-                    raise failed(key, window, end, exc) from exc
-        self._logic.output.extend(emitted)
+                    raise failed(fired_keys[index], window, end, exc) from exc
+        # (built as tuples in C: the named tuple's own __new__ is a Python call per result)
+        emissions = zip(stored_values, repeat(end), repeat(None))
+        self._logic.output.extend(map(_new_emission, repeat(WindowEmission), emissions))
 
     def as_timers(self) -> list[tuple[float, int, Any]]:
         """The noted windows as the end timers ``(time, key group, (key, window))`` the

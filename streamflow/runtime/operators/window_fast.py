@@ -6,10 +6,13 @@ time on what does not change the result: a trigger call per element (the event-t
 trigger only registers the window's timer), a cleanup timer registered again for every
 element (it is the same timer as the trigger's when there is no allowed lateness), a
 window object built per element, the key set per element, and a timer per window and key
-that fires through the trigger and the store. Here one loop over the batch computes each
-element's window start in integer microseconds, reuses the window object of that start,
-and folds the element straight into the contents table of the keyed state
-(``table[key_group][key][window]``, the table the general path's store reads). A window
+that fires through the trigger and the store. Here one loop over the batch finds each
+element's window (for tumbling windows by comparing its timestamp with the current
+window's bounds; a new window's start is computed in integer microseconds), reuses the
+window object of that start, and folds the element straight into the contents table of
+the keyed state (``table[key_group][key][window]``, the table the general path's store
+reads). A built-in ``sum`` or ``count`` folds a tumbling batch from its values read in
+C, without a Python call per element. A window
 new for its key is noted in :class:`~.window_due.DueWindows`, which the operator fires
 by a watermark scan over window ends instead of an end timer (a tumbling window takes
 the shortest loop: one window per element); only a cleanup timer for allowed lateness
@@ -31,7 +34,9 @@ logic), and a backend that hands out the live contents table (the heap backend).
 
 from __future__ import annotations
 
-from typing import Any, Final, Protocol
+import math
+from itertools import count
+from typing import Any, Callable, Final, Protocol
 
 from streamflow.core.elements import Batch
 from streamflow.eventtime.resolution import MICROS_PER_SECOND
@@ -42,6 +47,7 @@ from streamflow.state.descriptors import MapStateDescriptor
 from streamflow.state.timers import TimerStore
 from streamflow.windowing.assigners import SlidingEventTimeWindows, TumblingEventTimeWindows
 from streamflow.windowing.emission import WindowEmission
+from streamflow.windowing.field_aggregates import Count, Sum
 from streamflow.windowing.logic import ElementFate, WindowOperatorLogic
 from streamflow.windowing.store import ABSENT
 from streamflow.windowing.triggers import EventTimeTrigger
@@ -49,8 +55,10 @@ from streamflow.eventtime.windows import TimeWindow
 
 __all__ = ["FastWindowPath", "WindowOperator", "each_through_logic", "process_through_logic"]
 
+_ADDING: Final = (Sum, Count)  # built-ins whose accumulator is the running sum of their batch values
+
 _WINDOW_CACHE_LIMIT: Final = 4096  # window objects kept per subtask before the cache is dropped
-_NO_WINDOW: Final = TimeWindow.of_micros(0, 1)  # (a placeholder: never used while open_start is None)
+_NO_WINDOW: Final = TimeWindow.of_micros(0, 1)  # (a placeholder: never used while the bounds are infinite)
 
 
 class WindowOperator(Protocol):
@@ -72,7 +80,7 @@ class FastWindowPath:
 
     __slots__ = (
         "_op", "_logic", "_table", "_size", "_slide", "_offset", "_lateness", "_reduce", "_aggregate",
-        "_register", "_windows", "_late_tag", "due",
+        "_register", "_windows", "_late_tag", "due", "_values_of", "_spans",
     )  # fmt: skip
 
     def __init__(self, op: WindowOperator, logic: WindowOperatorLogic, table: dict[int, dict[Any, Any]]) -> None:
@@ -91,6 +99,13 @@ class FastWindowPath:
         self._windows: dict[int, TimeWindow] = {}
         self._late_tag = config.late_data_tag
         self.due = DueWindows(logic, table)  # the windows opened here, fired by the operator's watermark scan
+        # a built-in sum or count (exactly: a subclass may add otherwise): its values
+        # taken per batch in C (see process)
+        adding = type(config.aggregate_fn) in _ADDING
+        self._values_of: Callable[[list[Any]], list[Any] | None] | None = (
+            config.aggregate_fn.batch_values if adding else None
+        )
+        self._spans: dict[int, tuple[int, TimeWindow, float, float]] = {}  # start (µs) -> see _span_of
 
     @classmethod
     def for_operator(cls, op: WindowOperator, logic: WindowOperatorLogic) -> FastWindowPath | None:
@@ -119,59 +134,98 @@ class FastWindowPath:
         timestamps = batch.timestamps
         if timestamps is None:  # no record has a timestamp: each one is the logic's (an error)
             return each_through_logic(op, logic, batch, keys, key_groups)
+        if self._slide != self._size:  # sliding: each record into each of its windows
+            return self._each_placed(batch, keys, key_groups)
+        # What the loop folds: the records, or for a built-in sum or count the values of
+        # their field, read and checked (ints and floats) for the whole batch in C, so
+        # that a record costs no Python call: the accumulator is the running number
+        # (``0 + value`` for a new window, as create_accumulator and add give it).
+        values = None if self._values_of is None else self._values_of(records)
+        adding = values is not None
+        items = records if values is None else values
         late_positions: dict[int, Any] = {}
         table = self._table
-        windows_at = self._windows
-        if len(windows_at) > _WINDOW_CACHE_LIMIT:
-            windows_at.clear()
-        size, offset = self._size, self._offset
+        self._trim_caches()
         watermark = logic.watermark
         reduce, aggregate = self._reduce, self._aggregate
-        tumbling = self._slide == size
-        open_start: int | None = None  # the start of `window`, a window the watermark has not reached
+        lateness = self._lateness
+        low = high = math.inf  # the current window's timestamps: low <= timestamp < high
         window = _NO_WINDOW
+        start = 0
+        due_keys: dict[Any, int] = {}
         last_key: Any = ABSENT
-        for index, record in enumerate(records):
-            timestamp = timestamps[index]
-            if not tumbling or timestamp is None:
+        for index, item, timestamp, key, key_group in zip(count(), items, timestamps, keys, key_groups):
+            if timestamp is None:
                 last_key = self._place(batch, index, keys, key_groups, late_positions, last_key)
                 continue
-            at = round(timestamp * MICROS_PER_SECOND)
-            start = at - (at - offset) % size
-            if start != open_start:  # (the records of a batch mostly share their window)
-                cached = windows_at.get(start)
-                if cached is None:
-                    cached = windows_at[start] = TimeWindow.of_micros(start, start + size)
-                window = cached
+            if not low <= timestamp < high:  # (the records of a batch mostly share their window)
+                start, window, low, high = self._span_of(timestamp)
                 if window.max_timestamp <= watermark:  # late, or a late firing: the general way
+                    low = high = math.inf
                     last_key = self._place(batch, index, keys, key_groups, late_positions, last_key)
                     continue
-                open_start = start
-            key = keys[index]
-            key_group = key_groups[index]
+                due_keys = self.due.keys_of(start, window)
             group = table.get(key_group)
             contents = None if group is None else group.get(key)
             stored = ABSENT if contents is None else contents.get(window, ABSENT)
             try:
                 if stored is ABSENT:
-                    value = record if reduce is not None else aggregate.add(record, aggregate.create_accumulator())
+                    if adding:
+                        value = 0 + item
+                    else:
+                        value = item if reduce is not None else aggregate.add(item, aggregate.create_accumulator())
+                elif adding:
+                    value = stored + item
                 else:
-                    value = reduce(stored, record) if reduce is not None else aggregate.add(record, stored)
-            except Exception as exc:
+                    value = reduce(stored, item) if reduce is not None else aggregate.add(item, stored)
+            except Exception as exc:  # (a function that raised; for a sum, an int too large for a float)
                 op._on_error(exc, batch, index)
                 continue
             if contents is None:
                 if group is None:
                     group = table[key_group] = {}
                 group[key] = {window: value}
-                self._opened(start, window, key, key_group)
             else:
                 contents[window] = value
-                if stored is ABSENT:
-                    self._opened(start, window, key, key_group)
+                if stored is not ABSENT:
+                    last_key = key
+                    continue
+            due_keys[key] = key_group  # (a window new for its key: fired by the watermark scan)
+            if lateness:
+                self._register(window.max_timestamp + lateness, (key, window), key_group)
             last_key = key
         if last_key is not ABSENT:
             op.current_key = last_key
+        return late_positions
+
+    def _span_of(self, timestamp: float) -> tuple[int, TimeWindow, float, float]:
+        """The tumbling window of ``timestamp``: its start (µs), the window object (one
+        per start while cached) and the float bounds of exactly the timestamps whose
+        microsecond falls in it (see :func:`_bounds_of`), so that the loops find a
+        record's window by two comparisons instead of computing its start."""
+        at = round(timestamp * MICROS_PER_SECOND)
+        start = at - (at - self._offset) % self._size
+        span = self._spans.get(start)
+        if span is None:
+            window = self._windows.get(start)
+            if window is None:
+                window = self._windows[start] = TimeWindow.of_micros(start, start + self._size)
+            span = self._spans[start] = (start, window, *_bounds_of(start, start + self._size))
+        return span
+
+    def _trim_caches(self) -> None:
+        if len(self._spans) > _WINDOW_CACHE_LIMIT or len(self._windows) > _WINDOW_CACHE_LIMIT:
+            self._spans.clear()
+            self._windows.clear()
+
+    def _each_placed(self, batch: Batch, keys: list[Any], key_groups: list[int]) -> dict[int, Any]:
+        late_positions: dict[int, Any] = {}
+        self._trim_caches()
+        last_key: Any = ABSENT
+        for index in range(len(batch.records)):
+            last_key = self._place(batch, index, keys, key_groups, late_positions, last_key)
+        if last_key is not ABSENT:
+            self._op.current_key = last_key
         return late_positions
 
     def _opened(self, start: int, window: TimeWindow, key: Any, key_group: int) -> None:
@@ -259,6 +313,23 @@ class FastWindowPath:
         logic.output.append(WindowEmission(record, timestamp, tag))
         if positions is not None:
             late_positions[len(logic.output) - 1] = positions[index]
+
+
+def _bounds_of(start: int, end: int) -> tuple[float, float]:
+    """The float timestamps of the window ``[start, end)`` (µs): ``low <= t < high``
+    exactly when ``round(t * MICROS_PER_SECOND)`` is in it (that rounding is monotonic
+    in ``t``, so both bounds exist and are found by stepping to the neighbouring floats)."""
+    return _first_at(start), _first_at(end)
+
+
+def _first_at(micros: int) -> float:
+    """The least float ``t`` with ``round(t * MICROS_PER_SECOND) >= micros``."""
+    t = (micros - 0.5) / MICROS_PER_SECOND  # (within a few floats of it)
+    while round(t * MICROS_PER_SECOND) >= micros:
+        t = math.nextafter(t, -math.inf)
+    while round(t * MICROS_PER_SECOND) < micros:
+        t = math.nextafter(t, math.inf)
+    return t
 
 
 def process_through_logic(
