@@ -35,7 +35,7 @@ its ru_maxrss. Flat means the 10 N peak is within 1.5x of the N peak.
 ``--uvloop`` adds streamflow (a) and (b) without checkpoints on uvloop's event loop, next
 to the same on asyncio's, to see what the loop itself costs.
 
-Usage: python3 bench/throughput.py [--records N] [--quick] [--profile] [--uvloop]
+Usage: python3 bench/throughput.py [--records N] [--quick] [--profile] [--uvloop] [--only bc]
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -187,11 +187,14 @@ class CountingWriter(SinkWriterBase):
 class Sample:
     """One timed run. ``max_stall`` is the longest the event loop could not serve another
     task (a 10 ms sleeper's worst lateness): that bounds checkpoint trigger and cancel
-    latency. Measured for streamflow only; the hand loop never yields, by design."""
+    latency. Measured for streamflow only; the hand loop never yields, by design.
+    ``cpu_seconds``: the process's CPU time over the job (streamflow only), which a machine
+    busy with other work disturbs much less than elapsed time."""
 
     seconds: float
     checkpoints: int = 0
     max_stall: float | None = None
+    cpu_seconds: float | None = None
 
 
 async def _stall_probe(worst: list[float]) -> None:
@@ -221,13 +224,13 @@ def run_streamflow(pipeline: str, source: BenchSource, batch: int, checkpoint: b
             stream.map(parse).key_by(user_of).reduce(add_amount).uid("sum-per-user").sink_to(sink)
         worst = [0.0]
         probe = asyncio.create_task(_stall_probe(worst))
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         result = await env.execute(f"bench-{pipeline}")
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         probe.cancel()
         if sink.count != source.count:
             raise RuntimeError(f"streamflow ({pipeline}) counted {sink.count} of {source.count} records")
-        return Sample(seconds=elapsed, checkpoints=result.checkpoints_completed, max_stall=worst[0])
+        return Sample(seconds=elapsed, checkpoints=result.checkpoints_completed, max_stall=worst[0], cpu_seconds=cpu)
 
     if not checkpoint:
         return streamflow.run(job(None), loop=loop)
@@ -301,7 +304,7 @@ def run_bytewax(records: list[bytes], batch: int) -> Sample:
 
 
 def variants(records: list[bytes], batch: int, uvloop: bool = False,
-             wide: list[bytes] | None = None) -> dict[str, Callable[[], Sample]]:
+             wide: list[bytes] | None = None, only: str | None = None) -> dict[str, Callable[[], Sample]]:
     n = len(records)
     shared = BenchSource(records, n)
     table: dict[str, Callable[[], Sample]] = {
@@ -324,26 +327,34 @@ def variants(records: list[bytes], batch: int, uvloop: bool = False,
     if uvloop:
         table["a streamflow on uvloop, no checkpoints"] = lambda: run_streamflow("a", shared, batch, False, "uvloop")
         table["b streamflow on uvloop, no checkpoints"] = lambda: run_streamflow("b", shared, batch, False, "uvloop")
-    try:
-        import bytewax  # noqa: F401
-    except ImportError:
-        print("bytewax is not installed (pip install 'bytewax>=0.21'): skipping it", file=sys.stderr)
-    else:
-        table["a bytewax"] = lambda: run_bytewax(records, batch)
+    if only is None or "a" in only:  # Bytewax runs pipeline (a) only
+        try:
+            import bytewax  # noqa: F401
+        except ImportError:
+            print("bytewax is not installed (pip install 'bytewax>=0.21'): skipping it", file=sys.stderr)
+        else:
+            table["a bytewax"] = lambda: run_bytewax(records, batch)
+    if only is not None:  # the pipelines named, e.g. "bc": variants "b ..." and "c ..."
+        table = {name: run for name, run in table.items() if name.split(" ")[0] in only}
     return table
 
 
 def measure(records: list[bytes], warmup: list[bytes], batch: int, repeats: int,
-            uvloop: bool = False, wide: list[bytes] | None = None) -> dict[str, Sample]:
-    """The median run (by time) of each variant."""
-    for run in variants(warmup, batch, uvloop, None if wide is None else warmup).values():
+            uvloop: bool = False, wide: list[bytes] | None = None, only: str | None = None) -> dict[str, Sample]:
+    """The median run (by time) of each variant, with the median CPU time of its runs."""
+    for run in variants(warmup, batch, uvloop, None if wide is None else warmup, only).values():
         run()
     runs: dict[str, list[Sample]] = {}
     for _ in range(repeats):
-        for name, run in variants(records, batch, uvloop, wide).items():
+        for name, run in variants(records, batch, uvloop, wide, only).items():
             gc.collect()
             runs.setdefault(name, []).append(run())
-    return {name: sorted(samples, key=lambda x: x.seconds)[len(samples) // 2] for name, samples in runs.items()}
+    medians: dict[str, Sample] = {}
+    for name, samples in runs.items():
+        median = sorted(samples, key=lambda x: x.seconds)[len(samples) // 2]
+        cpu = [x.cpu_seconds for x in samples if x.cpu_seconds is not None]
+        medians[name] = replace(median, cpu_seconds=statistics.median(cpu) if cpu else None)
+    return medians
 
 
 # -- memory: streamflow (a) with lazily generated input, in a subprocess -----------------
@@ -371,10 +382,12 @@ def measure_memory(n: int, batch: int) -> list[dict[str, Any]]:
 # -- report -----------------------------------------------------------------------------
 
 
-def cadence_problem(sample: Sample, interval: float = 1.0) -> str:
+def cadence_problem(sample: Sample | None, interval: float = 1.0) -> str:
     """Why ``sample`` does not show the cost of checkpointing every ``interval`` ("" if it
     does): it needs one completed checkpoint per elapsed interval (the periodic ones plus
     the final one). A run shorter than two intervals has no periodic checkpoint to show."""
+    if sample is None:
+        return "not run"
     if sample.seconds < 2 * interval:
         return f"run of {sample.seconds:.1f} s: no periodic checkpoint; use more --records"
     if sample.checkpoints < int(sample.seconds / interval):
@@ -397,7 +410,7 @@ def report(figures: dict[str, Sample], memory: list[dict[str, Any]], args: argpa
             return None
         return figures[bottom].seconds / figures[top].seconds
 
-    a_cp, b_cp = figures["a streamflow, checkpoint 1 s"], figures["b streamflow, checkpoint 1 s"]
+    a_cp, b_cp = figures.get("a streamflow, checkpoint 1 s"), figures.get("b streamflow, checkpoint 1 s")
     # (label, value, goal (None: for information), sense, why the figure cannot count)
     rows: list[tuple[str, float | None, float | None, str, str]] = [
         ("(a) streamflow / hand, no checkpoints", ratio("a streamflow, no checkpoints", "a hand loop"), None, "", ""),
@@ -430,6 +443,11 @@ def report(figures: dict[str, Sample], memory: list[dict[str, Any]], args: argpa
     rows.append(("(c) p=2 / p=1 chained, records/s", ratio("c streamflow p=2, no checkpoints",
                                                            "b streamflow, no checkpoints"), None, "", ""))
     rows.append(("(c) channel hop cost: time p=2 / p=1 - 1", None if hop is None else hop - 1, 0.15, "<=", ""))
+    b_run, c_run = figures.get("b streamflow, no checkpoints"), figures.get("c streamflow p=2, no checkpoints")
+    cpu_hop = None
+    if b_run is not None and c_run is not None and b_run.cpu_seconds and c_run.cpu_seconds:
+        cpu_hop = c_run.cpu_seconds / b_run.cpu_seconds - 1
+    rows.append(("(c) the same by CPU time (median of runs)", cpu_hop, None, "", ""))
     for pipeline in "ab":
         on_uvloop = ratio(f"{pipeline} streamflow on uvloop, no checkpoints", f"{pipeline} streamflow, no checkpoints")
         if on_uvloop is not None:
@@ -478,6 +496,7 @@ def main() -> None:
     parser.add_argument("--pipelines", default="abc", help="which pipelines --profile profiles (default abc)")
     parser.add_argument("--no-memory", action="store_true", help="skip the N / 10 N memory subprocesses")
     parser.add_argument("--uvloop", action="store_true", help="also run streamflow (a) and (b) on uvloop")
+    parser.add_argument("--only", help="run only these pipelines' variants, e.g. bc, and no memory check (default: all)")
     parser.add_argument("--wide", action="store_true",
                         help=f"also run (b) over {WIDE_USERS:,} users (hand loop, streamflow with and without checkpoints)")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
@@ -487,11 +506,11 @@ def main() -> None:
         return
     if args.quick:
         args.records, args.repeats = 100_000, 1
-    memory = [] if args.no_memory else measure_memory(args.records, args.batch_size)
+    memory = [] if args.no_memory or args.only else measure_memory(args.records, args.batch_size)
     records = make_records(args.records)
     warmup = make_records(min(10_000, args.records))
     wide = make_records(args.records, WIDE_USERS) if args.wide else None
-    figures = measure(records, warmup, args.batch_size, args.repeats, args.uvloop, wide)
+    figures = measure(records, warmup, args.batch_size, args.repeats, args.uvloop, wide, args.only)
     report(figures, memory, args)
     if args.profile:
         profile(records, args.batch_size, args.pipelines)

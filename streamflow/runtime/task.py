@@ -350,6 +350,11 @@ class Task:
             kind = type(element)
             if kind is Batch:
                 await handlers[index](element)
+                # Let go of the batch before waiting: its records are freed now, while
+                # upstream builds the next batch, so the allocator hands that batch the
+                # memory (still in the CPU's caches) these records held. Held until the
+                # next element came, two batches' worth of records would alternate.
+                element = None
                 if offload.in_flight():
                     await offload.pause()
             elif kind is Barrier:
