@@ -72,7 +72,6 @@ __all__ = [
 _DOUBLE = struct.Struct(">d")
 _WINDOW = struct.Struct(">dd")
 _UTC = datetime.timezone.utc
-MAX_STATES = 1 << 16
 
 
 def varint(n: int) -> bytes:
