@@ -461,8 +461,8 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--fork-snapshots-from", default=None, metavar="KEYS",
-        help=f"heap: from this many keys in a keyed subtask, checkpoints pickle its state in a forked child "
-        "process instead of stalling the task (default {FORK_SNAPSHOTS_FROM}; 0 always forks; 'never' never does)",
+        help="heap: from this many keys in a keyed subtask, checkpoints pickle its state in a forked child "
+        f"process instead of stalling the task (default {FORK_SNAPSHOTS_FROM}; 0 always forks; 'never' never does)",
     )
     run.add_argument("--no-control", action="store_true", help="do not register the job or open its control socket")
     run.add_argument(
