@@ -160,9 +160,9 @@ def fork_snapshot(take: Callable[[], dict[str, Any]], *, operator: str, subtask:
 
 
 _PR_SET_PDEATHSIG: Final = 1
-_parent_death: list[Callable[[], int] | None] = []
 
 
+@functools.cache
 def _parent_death_signal() -> Callable[[], int] | None:
     """A call that makes the calling process get SIGKILL when its parent dies (Linux's
     ``prctl(PR_SET_PDEATHSIG)``), or None where there is none. A job killed while a child
@@ -170,15 +170,13 @@ def _parent_death_signal() -> Callable[[], int] | None:
     will read (a second or more of a core at a million keys, beside the restarted job).
     (Strictly, the signal comes when the thread that forked ends: the event loop's thread,
     which outlives the job.) Resolved once, in the parent: the child only calls it."""
-    if not _parent_death:
-        try:
-            prctl = ctypes.CDLL(None, use_errno=True).prctl
-            prctl.argtypes = (ctypes.c_int, ctypes.c_ulong)
-            prctl.restype = ctypes.c_int
-            _parent_death.append(functools.partial(prctl, _PR_SET_PDEATHSIG, signal.SIGKILL))
-        except (OSError, AttributeError):
-            _parent_death.append(None)
-    return _parent_death[0]
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = (ctypes.c_int, ctypes.c_ulong)
+    prctl.restype = ctypes.c_int
+    return functools.partial(prctl, _PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _child(take: Callable[[], dict[str, Any]], output_fd: int, *, operator: str, subtask: int) -> None:
