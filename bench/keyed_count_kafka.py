@@ -40,10 +40,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import pstats
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -55,7 +53,9 @@ import orjson  # noqa: E402
 from kafka_child import ChildFailed  # noqa: E402
 from kafka_pipeline import delete_topics, fill_topic, find_peer_python, read_committed_values  # noqa: E402
 from streamflow.testing.kafka import unique_topic  # noqa: E402
-from workers import PARTITIONS, Contender, alternate, peer_parser, run_checked, run_on_broker  # noqa: E402
+from workers import (  # noqa: E402
+    PARTITIONS, Contender, alternate, chosen_contenders, peer_parser, run_checked, run_directories, run_on_broker,
+)
 
 BENCH = Path(__file__).resolve().parent
 RECORD_BYTES = 100
@@ -179,11 +179,7 @@ async def profile_each(args: argparse.Namespace, bootstrap: str, peer_python: st
 
 
 async def run(args: argparse.Namespace, bootstrap: str) -> None:
-    logs = Path(tempfile.mkdtemp(prefix="kcount-logs-"))
-    root = Path(tempfile.mkdtemp(prefix="kcount-checkpoints-"))
-    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"machine: {os.cpu_count()} CPUs ({platform.machine()}), load {load}, "
-          f"Python {platform.python_version()}, broker {bootstrap}; logs in {logs}", flush=True)
+    logs, root = run_directories("kcount", bootstrap)
     peer_python, problem = find_peer_python(args.peer_python)
     every = [streamflow_contender(bootstrap, "rocksdb", args.interval, root, None),
              streamflow_contender(bootstrap, "heap", args.interval, root, None)]
@@ -191,8 +187,7 @@ async def run(args: argparse.Namespace, bootstrap: str) -> None:
         every.append(quix_contender(bootstrap, peer_python, args.interval, None))
     else:
         print(f"skipped Quix Streams: {problem}")
-    wanted = args.only.split(",") if args.only else [c.name for c in every]
-    chosen = [c for c in every if c.name in wanted]
+    chosen = chosen_contenders(every, args.only)
     if args.rounds:
         source = unique_topic("kcount-in")
         began = time.monotonic()

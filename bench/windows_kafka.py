@@ -35,9 +35,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -52,7 +50,9 @@ from kafka_child import ChildFailed  # noqa: E402
 from kafka_pipeline import delete_topics, fill_topic, find_peer_python, read_committed_values  # noqa: E402
 from kafka_work import key_at  # noqa: E402
 from streamflow.testing.kafka import unique_topic  # noqa: E402
-from workers import PARTITIONS, Contender, alternate, peer_parser, run_checked, run_on_broker  # noqa: E402
+from workers import (  # noqa: E402
+    PARTITIONS, Contender, alternate, chosen_contenders, peer_parser, run_checked, run_directories, run_on_broker,
+)
 
 BENCH = Path(__file__).resolve().parent
 MINUTE_MS = 60_000
@@ -152,18 +152,14 @@ async def run_once(bootstrap: str, contender: Contender, source: str, want: Tota
 
 
 async def run(args: argparse.Namespace, bootstrap: str) -> None:
-    logs = Path(tempfile.mkdtemp(prefix="windows-kafka-logs-"))
-    root = Path(tempfile.mkdtemp(prefix="windows-kafka-checkpoints-"))
-    print(f"machine: {os.cpu_count()} CPUs ({platform.machine()}), load {os.getloadavg()[0]:.1f}, Python "
-          f"{platform.python_version()}, broker {bootstrap}; logs in {logs}", flush=True)
+    logs, root = run_directories("windows-kafka", bootstrap)
     peer_python, problem = find_peer_python(args.peer_python)
     every = [streamflow_contender(bootstrap, args.interval, root)]
     if peer_python is not None:
         every.append(quix_contender(bootstrap, peer_python, args.interval))
     else:
         print(f"skipped Quix Streams: {problem}")
-    wanted = args.only.split(",") if args.only else [c.name for c in every]
-    chosen = [c for c in every if c.name in wanted]
+    chosen = chosen_contenders(every, args.only)
     source = unique_topic("windows-in")
     began = time.monotonic()
     first_ms = first_event_ms()

@@ -291,10 +291,7 @@ async def latency_once(bootstrap: str, contender: Contender, args: argparse.Name
 
 
 async def run(args: argparse.Namespace, bootstrap: str) -> None:
-    logs = Path(tempfile.mkdtemp(prefix="scale-out-logs-"))
-    root = Path(tempfile.mkdtemp(prefix="scale-out-checkpoints-"))
-    print(f"machine: {os.cpu_count()} CPUs ({platform.machine()}), load {os.getloadavg()[0]:.1f}, Python "
-          f"{platform.python_version()}, broker {bootstrap}; logs in {logs}", flush=True)
+    logs, root = run_directories("scale-out", bootstrap)
     peer_python, problem = find_peer_python(args.peer_python)
     every = [streamflow_contender(bootstrap, 1, args.interval, root), streamflow_contender(bootstrap, 2, args.interval, root)]
     if peer_python is not None:
@@ -302,13 +299,28 @@ async def run(args: argparse.Namespace, bootstrap: str) -> None:
                   quix_contender(bootstrap, peer_python, 2, args.interval)]
     else:
         print(f"skipped Quix Streams: {problem}")
-    wanted = args.only.split(",") if args.only else [c.name for c in every]
-    chosen = [c for c in every if c.name in wanted]
+    chosen = chosen_contenders(every, args.only)
     if not args.no_throughput:
         await throughput(bootstrap, chosen, args, logs)
     if args.latency:
         await latency(bootstrap, args, logs, root)
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+
+
+def run_directories(name: str, bootstrap: str) -> tuple[Path, Path]:
+    """Fresh folders for a run's logs and checkpoints; prints the machine line first."""
+    logs = Path(tempfile.mkdtemp(prefix=f"{name}-logs-"))
+    root = Path(tempfile.mkdtemp(prefix=f"{name}-checkpoints-"))
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"machine: {os.cpu_count()} CPUs ({platform.machine()}), load {load}, Python "
+          f"{platform.python_version()}, broker {bootstrap}; logs in {logs}", flush=True)
+    return logs, root
+
+
+def chosen_contenders(every: list[Contender], only: str) -> list[Contender]:
+    """The contenders ``--only`` names (comma-separated), all when it is empty."""
+    wanted = only.split(",") if only else [c.name for c in every]
+    return [c for c in every if c.name in wanted]
 
 
 def peer_parser(doc: str | None, *, rounds: int, contenders: str, interval_help: str = "checkpoint / commit interval"
