@@ -1,8 +1,18 @@
 """Small Kafka helpers for tests, examples and benchmarks: make a topic, fill it, read
 back what a ``read_committed`` consumer sees.
 
-They use aiokafka directly, never streamflow's own connectors, so a test that checks a
-streamflow sink with :func:`read_committed` does not check it with itself.
+They use aiokafka directly, never streamflow's own sources and sinks, so a test that
+checks a streamflow sink with :func:`read_committed` does not check it with itself. (The
+one thing shared is the declaration of Kafka's ListTransactions request.)
+
+A commit returns before its records are visible: ``EndTxn`` is answered once the
+transaction coordinator has logged the decision (state PrepareCommit), and the markers
+that end the transaction in each partition are written after that, usually within
+milliseconds, longer on a loaded broker. Until then a ``read_committed`` consumer stops
+at the transaction's first record. So :func:`read_committed` and
+:func:`undecided_partitions` first wait until no transaction is between its decision and
+its markers (:func:`wait_for_markers`); a transaction still open (Ongoing, e.g. left by a
+killed process) is not waited for.
 """
 
 from __future__ import annotations
@@ -15,14 +25,20 @@ from collections.abc import Iterable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
+
+from streamflow.connectors.kafka.txn_listing import ListTransactionsRequest
 
 __all__ = [
     "create_topic", "partitions_of", "produce", "produce_transactions", "read_committed",
-    "undecided_partitions", "unique_topic",
+    "undecided_partitions", "unique_topic", "wait_for_markers",
 ]
 
 _counter = itertools.count()
+_DECIDING = ["PrepareCommit", "PrepareAbort"]  # decided, markers not yet all written
+MARKERS_TIMEOUT = 15.0  # seconds; markers normally take milliseconds
 
 
 def unique_topic(prefix: str = "t") -> str:
@@ -118,9 +134,13 @@ async def read_committed(
     """Every record a ``read_committed`` consumer sees in ``topic``, up to the end offsets
     (last stable offsets) seen at the call, ordered by partition then offset.
 
+    Committed transactions whose markers are not yet written are waited for first
+    (:func:`wait_for_markers`), so what a commit returned for is read.
+
     Raises TimeoutError when the end is not reached within ``timeout`` seconds, which
     happens when a transaction stays open on the topic (the last stable offset is stuck).
     """
+    await wait_for_markers(bootstrap)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         isolation_level="read_committed",
@@ -153,7 +173,9 @@ async def read_committed(
 
 async def undecided_partitions(bootstrap: str, topic: str) -> dict[int, tuple[int, int]]:
     """Partitions of ``topic`` where a transaction is still open: their last stable
-    offset is below the high watermark. Maps partition -> (last stable, high watermark)."""
+    offset is below the high watermark. Maps partition -> (last stable, high watermark).
+    Transactions decided but without all their markers yet are waited for first."""
+    await wait_for_markers(bootstrap)
     numbers = await partitions_of(bootstrap, topic)
     ends: dict[str, dict[TopicPartition, int]] = {}
     for isolation in ("read_committed", "read_uncommitted"):
@@ -165,3 +187,30 @@ async def undecided_partitions(bootstrap: str, topic: str) -> dict[int, tuple[in
             await consumer.stop()
     stable, high = ends["read_committed"], ends["read_uncommitted"]
     return {tp.partition: (stable[tp], high[tp]) for tp in stable if stable[tp] < high[tp]}
+
+
+async def wait_for_markers(bootstrap: str, timeout: float = MARKERS_TIMEOUT) -> None:
+    """Wait until no transaction on the cluster is committing or aborting: decided by its
+    coordinator, its markers not yet written to every partition (see the module
+    docstring). Ongoing transactions are not waited for. Gives up silently after
+    ``timeout`` seconds, or at once if the brokers cannot list transactions (before Kafka
+    3.0): the caller then reads what is visible, as it did without this wait."""
+    client = AIOKafkaClient(bootstrap_servers=bootstrap)
+    await client.bootstrap()
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            deciding = False
+            for broker in client.cluster.brokers():
+                try:
+                    response = await client.send(broker.nodeId, ListTransactionsRequest(_DECIDING))
+                except KafkaError:
+                    return
+                if response.error_code != 0:
+                    return
+                deciding = deciding or bool(response.transaction_states)
+            if not deciding:
+                return
+            await asyncio.sleep(0.01)
+    finally:
+        await client.close()

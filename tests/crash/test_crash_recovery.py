@@ -192,12 +192,13 @@ def check_recovery(lab: CrashLab, scenario: Scenario) -> ScenarioResult:
     if last.returncode != 0:
         pytest.fail(f"the restarted job did not finish (exit code 0 expected):\n{result.describe()}", pytrace=False)
     problems = compare(result.final, reference.final, complete=True)
+    leftovers = result.inspections[-1].leftovers
+    if leftovers:  # an open transaction hides everything after it from the reader
+        problems.append(f"uncommitted transactions left behind after the job finished: {leftovers}")
     if problems:
         _fail("the committed output after recovery differs from the failure-free run", problems, result)
     counted = result.inspections[-1].committed_count
     assert counted == crash_job.TOTAL_RECORDS, f"{counted} records committed (counted apart), expected {crash_job.TOTAL_RECORDS}"
-    leftovers = result.inspections[-1].leftovers
-    assert not leftovers, f"uncommitted transactions left behind after the job finished: {leftovers}"
     return result
 
 

@@ -6,8 +6,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
 from streamflow.devtools.kafka_broker import KafkaBroker, _cluster_id
-from streamflow.testing.kafka import create_topic, produce, produce_transactions, read_committed, unique_topic
+from streamflow.testing.kafka import (
+    create_topic,
+    produce,
+    produce_transactions,
+    read_committed,
+    unique_topic,
+    wait_for_markers,
+)
 
 
 async def test_read_committed_hides_aborted_records(kafka_bootstrap: str) -> None:
@@ -20,6 +29,36 @@ async def test_read_committed_hides_aborted_records(kafka_bootstrap: str) -> Non
         b"committed",
         b"plain",
     ]
+
+
+async def test_a_commit_is_visible_to_read_committed_once_its_markers_are_written(kafka_bootstrap: str) -> None:
+    """commit_transaction returns before the broker writes the markers (about one commit
+    in ten is not yet visible right after it here); wait_for_markers, which every
+    read of committed output in the tests goes through, closes that gap."""
+    topic = unique_topic("markers")
+    await create_topic(kafka_bootstrap, topic, partitions=4)
+    partitions = [TopicPartition(topic, p) for p in range(4)]
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=topic)
+    committed = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, isolation_level="read_committed")
+    uncommitted = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, isolation_level="read_uncommitted")
+    for client in (producer, committed, uncommitted):
+        await client.start()
+    try:
+        behind = []
+        for n in range(1, 61):
+            await producer.begin_transaction()
+            for p in range(4):
+                await producer.send(topic, b"x" * 100, partition=p)
+            await producer.commit_transaction()
+            await wait_for_markers(kafka_bootstrap)
+            stable = await committed.end_offsets(partitions)  # last stable offsets
+            high = await uncommitted.end_offsets(partitions)  # high watermarks, markers included
+            if stable != high:
+                behind.append((n, stable, high))
+        assert behind == [], f"commits not yet visible after wait_for_markers: {behind}"
+    finally:
+        for client in (uncommitted, committed, producer):
+            await client.stop()
 
 
 async def test_restart_keeps_topics_and_committed_data(tmp_path: Path) -> None:
