@@ -125,9 +125,14 @@ async def _finish(soak: WorkerSoak, number: int, workers: list[JobProcess], argv
     return True
 
 
+MARKERS_WAIT = 10.0  # seconds: a commit returns before the broker writes its markers
+
+
 async def open_transactions(bootstrap: str, topics: list[str]) -> list[str]:
     """Partitions of ``topics`` whose last stable offset is below the high watermark, and
-    topics that do not exist (the soak would otherwise check nothing)."""
+    topics that do not exist (the soak would otherwise check nothing). A partition is
+    looked at again for up to ``MARKERS_WAIT`` s: the last commits of a finished job are
+    visible only once the broker has written their markers, shortly after they return."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -140,14 +145,20 @@ async def open_transactions(bootstrap: str, topics: list[str]) -> list[str]:
                   for p in t["partitions"]]
     if not partitions:
         return missing
-    ends = {}
-    for isolation in ("read_committed", "read_uncommitted"):
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation)
-        await consumer.start()
-        try:
-            ends[isolation] = await consumer.end_offsets(partitions)
-        finally:
-            await consumer.stop()
+    deadline = time.monotonic() + MARKERS_WAIT
+    while True:
+        ends = {}
+        for isolation in ("read_committed", "read_uncommitted"):
+            consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation)
+            await consumer.start()
+            try:
+                ends[isolation] = await consumer.end_offsets(partitions)
+            finally:
+                await consumer.stop()
+        behind = [tp for tp in partitions if ends["read_committed"][tp] < ends["read_uncommitted"][tp]]
+        if not behind or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
     return missing + [f"{tp.topic}-{tp.partition}: last stable offset {ends['read_committed'][tp]} below the "
                       f"high watermark {ends['read_uncommitted'][tp]} (a transaction left open)"
-                      for tp in partitions if ends["read_committed"][tp] < ends["read_uncommitted"][tp]]
+                      for tp in behind]
