@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from streamflow import RestartStrategy, StreamEnvironment
@@ -112,6 +113,21 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 10.0, what: s
 
 def collected(name: str) -> list[Any]:
     return CollectSink.results(name)
+
+
+@contextmanager
+def sink_names(name: str, *suffixes: str) -> Iterator[str]:
+    """A test's CollectSink name: ``name``, and ``name + suffix`` for each of its other
+    sinks (side outputs, dead letters), all empty when the test starts and cleared
+    after it."""
+    names = [name, *(name + suffix for suffix in suffixes)]
+    for each in names:
+        CollectSink.clear(each)
+    try:
+        yield name
+    finally:
+        for each in names:
+            CollectSink.clear(each)
 
 
 class Count(AggregateFunction[Any, int, int]):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from event_time_kit import Count, ScriptedSource, collected, environment, every_record, wait_for
+from event_time_kit import Count, ScriptedSource, collected, environment, every_record, sink_names, wait_for
 
 from streamflow.api.connector import SourceBatch, SourceReaderBase
 from streamflow import ErrorPolicy, JobFailedError, KeyedProcessFunction, ProcessFunction
@@ -39,12 +39,8 @@ CONFIGS = [
 
 @pytest.fixture
 def out(request: pytest.FixtureRequest) -> Iterator[str]:
-    name = f"event-time::{request.node.name}"
-    for suffix in ("", "-side", "-dead"):
-        CollectSink.clear(name + suffix)
-    yield name
-    for suffix in ("", "-side", "-dead"):
-        CollectSink.clear(name + suffix)
+    with sink_names(f"event-time::{request.node.name}", "-side", "-dead") as name:
+        yield name
 
 
 def by_value(value: int) -> float:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from event_time_kit import Count, collected, environment
+from event_time_kit import Count, collected, environment, sink_names
 
 from streamflow import ErrorPolicy, GraphError, ProcessFunction
 from streamflow.api.side_outputs import OutputTag
@@ -34,13 +34,8 @@ CONFIGS = [
 
 @pytest.fixture
 def out(request: pytest.FixtureRequest) -> Iterator[str]:
-    name = f"side-outputs::{request.node.name}"
-    names = [name + suffix for suffix in ("", "-odd", "-odd2", "-big", "-dead")]
-    for each in names:
-        CollectSink.clear(each)
-    yield name
-    for each in names:
-        CollectSink.clear(each)
+    with sink_names(f"side-outputs::{request.node.name}", "-odd", "-odd2", "-big", "-dead") as name:
+        yield name
 
 
 class Split(ProcessFunction):

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from event_time_kit import ScriptedSource, collected, environment, every_record
+from event_time_kit import ScriptedSource, collected, environment, every_record, sink_names
 
 from streamflow.api.side_outputs import OutputTag
 from streamflow.connectors.collection import CollectionSource
@@ -35,12 +35,8 @@ PAYMENTS = [(f"o{i % 5}", float(7 * i + (40 if i % 4 == 0 else 3)), 100 * i) for
 
 @pytest.fixture
 def out(request: pytest.FixtureRequest) -> Iterator[str]:
-    name = f"joins::{request.node.name}"
-    for suffix in ("", "-left", "-right"):
-        CollectSink.clear(name + suffix)
-    yield name
-    for suffix in ("", "-left", "-right"):
-        CollectSink.clear(name + suffix)
+    with sink_names(f"joins::{request.node.name}", "-left", "-right") as name:
+        yield name
 
 
 def second(record: Any) -> float:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from event_time_kit import ScriptedSource, collected, environment, every_record
+from event_time_kit import ScriptedSource, collected, environment, every_record, sink_names
 
 from streamflow import ErrorPolicy, JobFailedError, UserFunctionError
 from streamflow.connectors.collection import CollectionSource
@@ -37,12 +37,8 @@ ORDER_TIME = WatermarkStrategy.for_bounded_out_of_orderness(5.0).with_timestamp_
 
 @pytest.fixture
 def out(request: pytest.FixtureRequest) -> Iterator[str]:
-    name = f"aggregations::{request.node.name}"
-    for suffix in ("", "-dead"):
-        CollectSink.clear(name + suffix)
-    yield name
-    for suffix in ("", "-dead"):
-        CollectSink.clear(name + suffix)
+    with sink_names(f"aggregations::{request.node.name}", "-dead") as name:
+        yield name
 
 
 def orders(env: Any, batch_size: int = 9) -> Any:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from event_time_kit import Count, ScriptedSource, collected, environment, every_record, wait_for
+from event_time_kit import Count, ScriptedSource, collected, environment, every_record, sink_names, wait_for
 
 from streamflow import ErrorPolicy, JobFailedError, ProcessFunction, UserFunctionError
 from streamflow.api.side_outputs import OutputTag
@@ -56,12 +56,8 @@ LATE = OutputTag("late")
 
 @pytest.fixture
 def out(request: pytest.FixtureRequest) -> Iterator[str]:
-    name = f"windows::{request.node.name}"
-    for suffix in ("", "-late"):
-        CollectSink.clear(name + suffix)
-    yield name
-    for suffix in ("", "-late"):
-        CollectSink.clear(name + suffix)
+    with sink_names(f"windows::{request.node.name}", "-late") as name:
+        yield name
 
 
 # Orders: (user, event time, cents). Within each user and overall they are out of order
