@@ -93,6 +93,10 @@ def test_a_job_runs_on_rocksdb_from_the_command_line_and_inspect_shows_its_files
         (["--state-backend", "rocksdb", "--rocksdb-memory", "lots"],
          "--rocksdb-memory must be a size such as 512M or 1G .*got 'lots'"),
         (["--state-backend", "rocksdb", "--rocksdb-memory", "1M"], "memory_budget must be an int of at least"),
+        (["--state-backend", "rocksdb", "--fork-snapshots-from", "10"],
+         "--fork-snapshots-from configures the heap state backend's snapshots; .*use --state-backend heap"),
+        (["--fork-snapshots-from", "lots"], "--fork-snapshots-from must be a number of keys >= 0 or 'never', got 'lots'"),
+        (["--fork-snapshots-from", "-3"], "--fork-snapshots-from must be a number of keys >= 0 or 'never', got '-3'"),
     ],
 )  # fmt: skip
 def test_settings_that_do_not_fit_are_refused_before_the_job_starts(
@@ -155,24 +159,6 @@ def test_inspect_counts_the_timers_in_the_files_of_an_incremental_checkpoint(
     code, text, err = run(["inspect", str(checkpoints)], capsys)
     assert code == 0, err
     assert text.count("processing-time, 0 event-time") == 2
-
-
-@pytest.mark.parametrize(
-    ("flags", "message"),
-    [
-        (["--state-backend", "rocksdb", "--fork-snapshots-from", "10"],
-         "--fork-snapshots-from configures the heap state backend's snapshots; .*use --state-backend heap"),
-        (["--fork-snapshots-from", "lots"], "--fork-snapshots-from must be a number of keys >= 0 or 'never', got 'lots'"),
-        (["--fork-snapshots-from", "-3"], "--fork-snapshots-from must be a number of keys >= 0 or 'never', got '-3'"),
-    ],
-)  # fmt: skip
-def test_a_fork_threshold_that_does_not_fit_is_refused_before_the_job_starts(
-    job_module: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
-) -> None:
-    code, _out, err = run(["run", "rocks_job:build", "--no-control", *flags], capsys)
-    assert code == 2
-    assert re.search(message, err), err
-    assert not (job_module / "out").exists()
 
 
 @pytest.mark.parametrize(("flag", "expected"), [(None, FORK_SNAPSHOTS_FROM), ("0", 0), ("120000", 120_000),
