@@ -49,7 +49,6 @@ import os
 import platform
 import pstats
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile

@@ -171,7 +171,7 @@ async def test_each_split_of_a_source_has_its_own_watermark_so_a_slow_split_make
             return [name for name in ("fast", "slow") if any(r[0] == name for r, _ in self.queue[self.next:])]
 
         async def poll(self, max_records: int, max_wait: float) -> Any:
-            from streamflow.api.connector import SourceBatch, SourceReaderBase
+            from streamflow.api.connector import SourceBatch
 
             if self.next >= len(self.queue):
                 return None
